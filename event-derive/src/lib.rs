@@ -1,0 +1,28 @@
+//! Derive macros of the event framework. Depend on `event-runtime`, which re-exports them; the
+//! generated code only names items through `event_runtime::__private` (or the path given with
+//! `#[event(crate = "...")]`).
+//!
+//! Layout, as in serde_derive: the attribute grammar is parsed and checked by `event-model`
+//! (shared with `event-build`), [`expand`] generates code, and [`fallback`] emits minimal impls
+//! next to the errors so that a mistake is reported once.
+
+use proc_macro::TokenStream;
+use syn::{DeriveInput, parse_macro_input};
+
+mod expand;
+mod fallback;
+
+/// Derives `DomainEvent` for a struct (one event type) or an enum (one event type per variant).
+/// See `event_runtime` for the attributes.
+#[proc_macro_derive(DomainEvent, attributes(event))]
+pub fn derive_domain_event(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand::derive(&input, event_model::Kind::Event).into()
+}
+
+/// Derives `Command` for a struct. See `event_runtime` for the attributes.
+#[proc_macro_derive(Command, attributes(command))]
+pub fn derive_command(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    expand::derive(&input, event_model::Kind::Command).into()
+}

@@ -1,0 +1,241 @@
+//! Binary content mode: attributes in message headers, the payload as the message body.
+//!
+//! [`Binding::Kafka`] names headers `ce_<attribute>` and puts `datacontenttype` in `content-type`,
+//! as the Kafka protocol binding says, and returns the partition key as the record key.
+//! [`Binding::Nats`] uses `ce-<attribute>` and `content-type`, as the NATS protocol binding says.
+//! Header values are UTF-8 strings; binary extensions are base64.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use super::Limits;
+use super::structured::{
+    check_specversion, format_sequence, format_time, parse_id, parse_sequence, parse_time,
+    valid_extension_name,
+};
+use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope, TraceContext};
+use crate::error::{DecodeError, EncodeError, Format};
+use crate::message::Message;
+
+/// Which protocol binding's header names to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binding {
+    /// `ce_` prefix (Kafka protocol binding).
+    Kafka,
+    /// `ce-` prefix (NATS protocol binding).
+    Nats,
+}
+
+impl Binding {
+    /// The attribute header prefix.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            Binding::Kafka => "ce_",
+            Binding::Nats => "ce-",
+        }
+    }
+}
+
+/// The header that carries `datacontenttype` in both bindings.
+pub const CONTENT_TYPE_HEADER: &str = "content-type";
+
+/// A message in binary content mode.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct BinaryMessage {
+    /// Record key: the partition key (Kafka's key mapping), if any.
+    pub key: Option<Vec<u8>>,
+    /// Headers in the order written.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The payload, exactly as the codec wrote it.
+    pub payload: Vec<u8>,
+}
+
+impl BinaryMessage {
+    /// The first header named `name` (compared without regard to ASCII case).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_slice())
+    }
+}
+
+/// Encodes a raw envelope in binary mode.
+///
+/// # Errors
+///
+/// [`EncodeError::InvalidAttribute`] for a time that cannot be formatted.
+pub fn encode(envelope: &RawEnvelope, binding: Binding) -> Result<BinaryMessage, EncodeError> {
+    let prefix = binding.prefix();
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(12);
+    let mut put = |name: &str, value: &str| {
+        headers.push((format!("{prefix}{name}"), value.as_bytes().to_vec()));
+    };
+    put("specversion", super::SPEC_VERSION);
+    put("id", &envelope.id.hyphenated().to_string());
+    put("source", &envelope.source);
+    put("type", &envelope.ty);
+    put("time", &format_time(&envelope.time)?);
+    put("eventversion", &envelope.version.to_string());
+    let optional = [
+        ("subject", envelope.subject.as_deref()),
+        ("dataschema", envelope.dataschema.as_deref()),
+        ("partitionkey", envelope.partition_key.as_deref()),
+        ("correlationid", envelope.correlation_id.as_deref()),
+        ("causationid", envelope.causation_id.as_deref()),
+        (
+            "traceparent",
+            envelope.trace.as_ref().map(|t| t.traceparent.as_str()),
+        ),
+        (
+            "tracestate",
+            envelope
+                .trace
+                .as_ref()
+                .and_then(|t| t.tracestate.as_deref()),
+        ),
+        ("dedupekey", envelope.dedupe_key.as_deref()),
+    ];
+    for (name, value) in optional {
+        if let Some(value) = value {
+            put(name, value);
+        }
+    }
+    if let Some(sequence) = envelope.sequence {
+        put("sequence", &format_sequence(sequence));
+    }
+    for (name, value) in &envelope.extensions {
+        let text = match value {
+            ExtensionValue::String(s) => Cow::Borrowed(s.as_str()),
+            ExtensionValue::Integer(i) => Cow::Owned(i.to_string()),
+            ExtensionValue::Boolean(b) => Cow::Owned(b.to_string()),
+            ExtensionValue::Binary(bytes) => Cow::Owned(BASE64.encode(bytes)),
+        };
+        put(name, &text);
+    }
+    headers.push((
+        CONTENT_TYPE_HEADER.to_owned(),
+        envelope.content_type.as_bytes().to_vec(),
+    ));
+    Ok(BinaryMessage {
+        key: envelope
+            .partition_key
+            .as_ref()
+            .map(|k| k.as_bytes().to_vec()),
+        headers,
+        payload: envelope.data.0.clone(),
+    })
+}
+
+/// Encodes a typed envelope in binary mode.
+///
+/// # Errors
+///
+/// The payload codec's error.
+pub fn to_binary<M: Message>(
+    envelope: &Envelope<M>,
+    binding: Binding,
+) -> Result<BinaryMessage, EncodeError> {
+    encode(&envelope.to_raw()?, binding)
+}
+
+fn invalid(attribute: &str, reason: impl Into<String>) -> DecodeError {
+    DecodeError::InvalidAttribute {
+        attribute: attribute.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// Decodes binary mode from headers and a payload. Headers without the binding's prefix (other
+/// than `content-type`) are ignored; unknown `ce` attributes become string extensions.
+///
+/// # Errors
+///
+/// [`DecodeError::TooLarge`] for too many or too large headers or payload,
+/// [`DecodeError::MissingAttribute`], [`DecodeError::InvalidAttribute`] (non-UTF-8 values
+/// included) or [`DecodeError::UnsupportedSpecVersion`].
+pub fn decode<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    payload: &[u8],
+    binding: Binding,
+    limits: &Limits,
+) -> Result<RawEnvelope, DecodeError> {
+    Limits::check(limits.max_data_bytes, payload.len(), "payload")?;
+    let prefix = binding.prefix();
+    let mut attrs: BTreeMap<String, String> = BTreeMap::new();
+    let mut content_type = None;
+    let (mut count, mut total) = (0usize, 0usize);
+    for (name, value) in headers {
+        count += 1;
+        total += name.len() + value.len();
+        Limits::check(limits.max_headers, count, "header count")?;
+        Limits::check(limits.max_header_bytes, total, "headers")?;
+        let text = || {
+            std::str::from_utf8(value)
+                .map(str::to_owned)
+                .map_err(|_| invalid(name, "header value is not UTF-8"))
+        };
+        if name.eq_ignore_ascii_case(CONTENT_TYPE_HEADER) {
+            content_type = Some(text()?);
+        } else if name.len() > prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            let attribute = name[prefix.len()..].to_ascii_lowercase();
+            if !valid_extension_name(&attribute) {
+                return Err(invalid(
+                    name,
+                    "not a valid CloudEvents attribute name (a-z and 0-9 only)",
+                ));
+            }
+            if attrs.insert(attribute, text()?).is_some() {
+                return Err(invalid(name, "header appears twice"));
+            }
+        }
+    }
+    let mut take = |attribute: &'static str| attrs.remove(attribute);
+    let missing = |attribute: &'static str| DecodeError::MissingAttribute {
+        format: Format::Binary,
+        attribute,
+    };
+    check_specversion(&take("specversion").ok_or_else(|| missing("specversion"))?)?;
+    let id = parse_id(&take("id").ok_or_else(|| missing("id"))?)?;
+    let source = take("source").ok_or_else(|| missing("source"))?;
+    let ty = take("type").ok_or_else(|| missing("type"))?;
+    let time = parse_time(&take("time").ok_or_else(|| missing("time"))?)?;
+    let version = match take("eventversion") {
+        None => 1,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|v| *v >= 1)
+            .ok_or_else(|| invalid("eventversion", format!("`{text}` is not an integer >= 1")))?,
+    };
+    let sequence = take("sequence").map(|s| parse_sequence(&s)).transpose()?;
+    let trace = take("traceparent").map(|traceparent| TraceContext {
+        traceparent,
+        tracestate: take("tracestate"),
+    });
+    let _ = take("datacontenttype");
+    Ok(Envelope {
+        id,
+        source: Cow::Owned(source),
+        ty: Cow::Owned(ty),
+        version,
+        subject: take("subject"),
+        time,
+        content_type: content_type.map_or(Cow::Borrowed(crate::codec::JSON), Cow::Owned),
+        dataschema: take("dataschema"),
+        partition_key: take("partitionkey"),
+        correlation_id: take("correlationid"),
+        causation_id: take("causationid"),
+        trace,
+        dedupe_key: take("dedupekey"),
+        sequence,
+        extensions: attrs
+            .into_iter()
+            .map(|(k, v)| (k, ExtensionValue::String(v)))
+            .collect(),
+        data: RawData(payload.to_vec()),
+    })
+}

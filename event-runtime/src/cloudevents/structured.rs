@@ -1,0 +1,440 @@
+//! The CloudEvents JSON event format (`application/cloudevents+json`).
+//!
+//! JSON payloads are embedded as JSON under `data`; other payloads are base64 under
+//! `data_base64`. Integer extensions (`eventversion`) are JSON numbers; `sequence` is a string, as
+//! the sequence extension defines it.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::de::{self, Deserializer as _, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use super::{Limits, SPEC_VERSION, is_json};
+use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope, TraceContext};
+use crate::error::{DecodeError, EncodeError, Format};
+
+fn put_str(out: &mut Vec<u8>, key: &str, value: &str) {
+    out.push(b',');
+    out.push(b'"');
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+}
+
+fn put_opt(out: &mut Vec<u8>, key: &str, value: Option<&str>) {
+    if let Some(value) = value {
+        put_str(out, key, value);
+    }
+}
+
+pub(crate) fn format_time(time: &OffsetDateTime) -> Result<String, EncodeError> {
+    time.format(&Rfc3339)
+        .map_err(|err| EncodeError::InvalidAttribute {
+            attribute: "time".to_owned(),
+            reason: err.to_string(),
+        })
+}
+
+/// Sequence numbers are strings that sort in numeric order: zero-padded to 20 digits.
+pub(crate) fn format_sequence(sequence: u64) -> String {
+    format!("{sequence:020}")
+}
+
+/// Writes `envelope`'s attributes, calling `write_data` for the payload bytes.
+pub(crate) fn encode_with<M>(
+    envelope: &Envelope<M>,
+    out: &mut Vec<u8>,
+    write_data: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+) -> Result<(), EncodeError> {
+    out.extend_from_slice(b"{\"specversion\":\"1.0\"");
+    put_str(out, "id", &envelope.id.hyphenated().to_string());
+    put_str(out, "source", &envelope.source);
+    put_str(out, "type", &envelope.ty);
+    put_str(out, "time", &format_time(&envelope.time)?);
+    put_str(out, "datacontenttype", &envelope.content_type);
+    put_opt(out, "subject", envelope.subject.as_deref());
+    put_opt(out, "dataschema", envelope.dataschema.as_deref());
+    out.extend_from_slice(b",\"eventversion\":");
+    out.extend_from_slice(envelope.version.to_string().as_bytes());
+    put_opt(out, "partitionkey", envelope.partition_key.as_deref());
+    put_opt(out, "correlationid", envelope.correlation_id.as_deref());
+    put_opt(out, "causationid", envelope.causation_id.as_deref());
+    if let Some(trace) = &envelope.trace {
+        put_str(out, "traceparent", &trace.traceparent);
+        put_opt(out, "tracestate", trace.tracestate.as_deref());
+    }
+    put_opt(out, "dedupekey", envelope.dedupe_key.as_deref());
+    if let Some(sequence) = envelope.sequence {
+        put_str(out, "sequence", &format_sequence(sequence));
+    }
+    for (name, value) in &envelope.extensions {
+        match value {
+            ExtensionValue::String(s) => put_str(out, name, s),
+            ExtensionValue::Integer(i) => {
+                out.extend_from_slice(format!(",\"{name}\":{i}").as_bytes());
+            }
+            ExtensionValue::Boolean(b) => {
+                out.extend_from_slice(format!(",\"{name}\":{b}").as_bytes());
+            }
+            ExtensionValue::Binary(bytes) => put_str(out, name, &BASE64.encode(bytes)),
+        }
+    }
+    if is_json(&envelope.content_type) {
+        out.extend_from_slice(b",\"data\":");
+        write_data(out)?;
+    } else {
+        let mut data = Vec::new();
+        write_data(&mut data)?;
+        put_str(out, "data_base64", &BASE64.encode(&data));
+    }
+    out.push(b'}');
+    Ok(())
+}
+
+/// Encodes a raw envelope in the JSON event format. JSON data is checked to be valid JSON first,
+/// so a foreign reader never receives a broken document.
+///
+/// # Errors
+///
+/// [`EncodeError::InvalidAttribute`] when the content type says JSON but the data is not.
+pub fn encode(envelope: &RawEnvelope, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+    let data = &envelope.data.0;
+    encode_with(envelope, out, |buf| {
+        if is_json(&envelope.content_type)
+            && let Err(err) = serde_json::from_slice::<de::IgnoredAny>(data)
+        {
+            return Err(EncodeError::InvalidAttribute {
+                attribute: "data".to_owned(),
+                reason: format!("datacontenttype is JSON but data is not: {err}"),
+            });
+        }
+        buf.extend_from_slice(data);
+        Ok(())
+    })
+}
+
+/// A string that borrows from the input when it has no escapes.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Text<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+/// An extension value as JSON allows it: string, integer or boolean.
+struct ExtValue(ExtensionValue);
+
+impl<'de> de::Deserialize<'de> for ExtValue {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ExtVisitor;
+        impl Visitor<'_> for ExtVisitor {
+            type Value = ExtValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, an integer or a boolean")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ExtValue, E> {
+                Ok(ExtValue(ExtensionValue::String(v.to_owned())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<ExtValue, E> {
+                Ok(ExtValue(ExtensionValue::Boolean(v)))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<ExtValue, E> {
+                i32::try_from(v)
+                    .map(|i| ExtValue(ExtensionValue::Integer(i)))
+                    .map_err(|_| E::custom("extension integer out of the 32-bit range"))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ExtValue, E> {
+                i32::try_from(v)
+                    .map(|i| ExtValue(ExtensionValue::Integer(i)))
+                    .map_err(|_| E::custom("extension integer out of the 32-bit range"))
+            }
+        }
+        deserializer.deserialize_any(ExtVisitor)
+    }
+}
+
+/// `eventversion` as a number, or as a string holding a number (binary-mode peers write strings).
+struct VersionValue(u32);
+
+impl<'de> de::Deserialize<'de> for VersionValue {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = VersionValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a positive integer")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<VersionValue, E> {
+                u32::try_from(v)
+                    .ok()
+                    .filter(|v| *v >= 1)
+                    .map(VersionValue)
+                    .ok_or_else(|| E::custom(format!("eventversion {v} is not in 1..=4294967295")))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<VersionValue, E> {
+                Err(E::custom(format!(
+                    "eventversion {v} is not in 1..=4294967295"
+                )))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<VersionValue, E> {
+                v.parse::<u64>()
+                    .map_err(|_| E::custom(format!("eventversion `{v}` is not an integer")))
+                    .and_then(|n| self.visit_u64(n))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// The attributes as read, before validation.
+#[derive(Default)]
+struct Wire<'de> {
+    specversion: Option<Text<'de>>,
+    id: Option<Text<'de>>,
+    source: Option<Text<'de>>,
+    ty: Option<Text<'de>>,
+    subject: Option<String>,
+    time: Option<Text<'de>>,
+    datacontenttype: Option<Text<'de>>,
+    dataschema: Option<String>,
+    eventversion: Option<u32>,
+    partitionkey: Option<String>,
+    correlationid: Option<String>,
+    causationid: Option<String>,
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+    dedupekey: Option<String>,
+    sequence: Option<Text<'de>>,
+    data: Option<&'de RawValue>,
+    data_base64: Option<Text<'de>>,
+    extensions: BTreeMap<String, ExtensionValue>,
+}
+
+struct WireVisitor;
+
+fn dup<E: de::Error>(name: &str) -> E {
+    E::custom(format!("duplicate attribute `{name}`"))
+}
+
+macro_rules! once {
+    ($map:ident, $slot:expr, $name:literal, $ty:ty) => {{
+        if $slot.is_some() {
+            return Err(dup($name));
+        }
+        let value: $ty = $map
+            .next_value()
+            .map_err(|err: A::Error| de::Error::custom(format!("attribute `{}`: {err}", $name)))?;
+        $slot = Some(value);
+    }};
+}
+
+impl<'de> Visitor<'de> for WireVisitor {
+    type Value = Wire<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a CloudEvents JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire<'de>, A::Error> {
+        let mut wire = Wire::default();
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            match key.0.as_ref() {
+                "specversion" => once!(map, wire.specversion, "specversion", Text<'de>),
+                "id" => once!(map, wire.id, "id", Text<'de>),
+                "source" => once!(map, wire.source, "source", Text<'de>),
+                "type" => once!(map, wire.ty, "type", Text<'de>),
+                "subject" => once!(map, wire.subject, "subject", String),
+                "time" => once!(map, wire.time, "time", Text<'de>),
+                "datacontenttype" => {
+                    once!(map, wire.datacontenttype, "datacontenttype", Text<'de>)
+                }
+                "dataschema" => once!(map, wire.dataschema, "dataschema", String),
+                "eventversion" => {
+                    if wire.eventversion.is_some() {
+                        return Err(dup("eventversion"));
+                    }
+                    let v: VersionValue = map.next_value()?;
+                    wire.eventversion = Some(v.0);
+                }
+                "partitionkey" => once!(map, wire.partitionkey, "partitionkey", String),
+                "correlationid" => once!(map, wire.correlationid, "correlationid", String),
+                "causationid" => once!(map, wire.causationid, "causationid", String),
+                "traceparent" => once!(map, wire.traceparent, "traceparent", String),
+                "tracestate" => once!(map, wire.tracestate, "tracestate", String),
+                "dedupekey" => once!(map, wire.dedupekey, "dedupekey", String),
+                "sequence" => once!(map, wire.sequence, "sequence", Text<'de>),
+                "data" => once!(map, wire.data, "data", &'de RawValue),
+                "data_base64" => once!(map, wire.data_base64, "data_base64", Text<'de>),
+                other => {
+                    let name = other.to_owned();
+                    if !valid_extension_name(&name) {
+                        return Err(de::Error::custom(format!(
+                            "`{name}` is not a valid CloudEvents attribute name (a-z and 0-9 only)"
+                        )));
+                    }
+                    let value: ExtValue = map.next_value().map_err(|err: A::Error| {
+                        de::Error::custom(format!("extension `{name}`: {err}"))
+                    })?;
+                    if wire.extensions.insert(name.clone(), value.0).is_some() {
+                        return Err(dup(&name));
+                    }
+                }
+            }
+        }
+        Ok(wire)
+    }
+}
+
+pub(crate) fn valid_extension_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+fn malformed(reason: impl Into<String>) -> DecodeError {
+    DecodeError::Malformed {
+        format: Format::StructuredJson,
+        reason: reason.into(),
+    }
+}
+
+fn missing(attribute: &'static str) -> DecodeError {
+    DecodeError::MissingAttribute {
+        format: Format::StructuredJson,
+        attribute,
+    }
+}
+
+pub(crate) fn parse_id(id: &str) -> Result<Uuid, DecodeError> {
+    Uuid::parse_str(id).map_err(|err| DecodeError::InvalidAttribute {
+        attribute: "id".to_owned(),
+        reason: format!("`{id}` is not a UUID: {err}"),
+    })
+}
+
+pub(crate) fn parse_time(time: &str) -> Result<OffsetDateTime, DecodeError> {
+    OffsetDateTime::parse(time, &Rfc3339).map_err(|err| DecodeError::InvalidAttribute {
+        attribute: "time".to_owned(),
+        reason: format!("`{time}` is not an RFC 3339 timestamp: {err}"),
+    })
+}
+
+pub(crate) fn parse_sequence(sequence: &str) -> Result<u64, DecodeError> {
+    sequence.parse().map_err(|_| DecodeError::InvalidAttribute {
+        attribute: "sequence".to_owned(),
+        reason: format!("`{sequence}` is not an unsigned integer"),
+    })
+}
+
+pub(crate) fn check_specversion(specversion: &str) -> Result<(), DecodeError> {
+    if specversion == SPEC_VERSION {
+        Ok(())
+    } else {
+        Err(DecodeError::UnsupportedSpecVersion(specversion.to_owned()))
+    }
+}
+
+/// Decodes the JSON event format.
+///
+/// `id` must be a UUID and `time` is required: this library's own envelopes always carry both.
+/// `eventversion` defaults to 1 when a foreign producer leaves it out.
+///
+/// # Errors
+///
+/// [`DecodeError::TooLarge`] before parsing, [`DecodeError::Malformed`] with the line and column,
+/// [`DecodeError::MissingAttribute`], [`DecodeError::InvalidAttribute`] or
+/// [`DecodeError::UnsupportedSpecVersion`].
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError> {
+    Limits::check(limits.max_message_bytes, bytes.len(), "structured message")?;
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let wire = deserializer
+        .deserialize_map(WireVisitor)
+        .and_then(|wire| deserializer.end().map(|()| wire))
+        .map_err(|err| malformed(err.to_string()))?;
+
+    let specversion = wire.specversion.ok_or_else(|| missing("specversion"))?;
+    check_specversion(&specversion.0)?;
+    let id = parse_id(&wire.id.ok_or_else(|| missing("id"))?.0)?;
+    let source = wire.source.ok_or_else(|| missing("source"))?.0.into_owned();
+    let ty = wire.ty.ok_or_else(|| missing("type"))?.0.into_owned();
+    let time = parse_time(&wire.time.ok_or_else(|| missing("time"))?.0)?;
+    let content_type = wire
+        .datacontenttype
+        .map_or(Cow::Borrowed(crate::codec::JSON), |t| {
+            Cow::Owned(t.0.into_owned())
+        });
+    let data = match (wire.data, wire.data_base64) {
+        (Some(_), Some(_)) => {
+            return Err(malformed("both `data` and `data_base64` are present"));
+        }
+        (Some(raw), None) => {
+            let text = raw.get();
+            if !is_json(&content_type) && text.starts_with('"') {
+                // Non-JSON text data is carried as a JSON string.
+                serde_json::from_str::<String>(text)
+                    .map_err(|err| malformed(format!("attribute `data`: {err}")))?
+                    .into_bytes()
+            } else {
+                text.as_bytes().to_vec()
+            }
+        }
+        (None, Some(b64)) => {
+            BASE64
+                .decode(b64.0.as_bytes())
+                .map_err(|err| DecodeError::InvalidAttribute {
+                    attribute: "data_base64".to_owned(),
+                    reason: err.to_string(),
+                })?
+        }
+        (None, None) => Vec::new(),
+    };
+    Limits::check(limits.max_data_bytes, data.len(), "data")?;
+    let sequence = wire.sequence.map(|s| parse_sequence(&s.0)).transpose()?;
+    Ok(Envelope {
+        id,
+        source: Cow::Owned(source),
+        ty: Cow::Owned(ty),
+        version: wire.eventversion.unwrap_or(1),
+        subject: wire.subject,
+        time,
+        content_type,
+        dataschema: wire.dataschema,
+        partition_key: wire.partitionkey,
+        correlation_id: wire.correlationid,
+        causation_id: wire.causationid,
+        trace: wire.traceparent.map(|traceparent| TraceContext {
+            traceparent,
+            tracestate: wire.tracestate,
+        }),
+        dedupe_key: wire.dedupekey,
+        sequence,
+        extensions: wire.extensions,
+        data: RawData(data),
+    })
+}
