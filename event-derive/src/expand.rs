@@ -183,10 +183,8 @@ fn json_chain(upcasters: &[JsonUpcaster]) -> TokenStream {
 fn name_marker(message: &WireMessage, span: Span) -> TokenStream {
     let mut ident = String::from("__EVENT_NAME_");
     for ch in message.name.chars() {
-        if ch.is_ascii_alphanumeric() {
+        if ch.is_ascii_alphanumeric() || ch == '_' {
             ident.push(ch);
-        } else if ch == '_' {
-            ident.push_str("_");
         } else {
             ident.push_str(&format!("_{:02x}_", ch as u32));
         }

@@ -63,7 +63,8 @@ impl Date {
         let year: u16 = parts[0].parse().map_err(|_| bad())?;
         let month: u8 = parts[1].parse().map_err(|_| bad())?;
         let day: u8 = parts[2].parse().map_err(|_| bad())?;
-        let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+        let leap =
+            (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
         let days_in_month = match month {
             1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
             4 | 6 | 9 | 11 => 30,
@@ -632,7 +633,7 @@ pub enum RenameRule {
 
 impl RenameRule {
     /// Parses serde's spelling of a rule.
-    pub fn from_str(text: &str) -> Option<RenameRule> {
+    pub fn parse(text: &str) -> Option<RenameRule> {
         Some(match text {
             "lowercase" => RenameRule::Lower,
             "UPPERCASE" => RenameRule::Upper,
@@ -786,7 +787,7 @@ impl SerdeContainer {
                 out.rename = serde_rename(meta)?;
             } else if meta.path.is_ident("rename_all") {
                 let rule = serde_rename(meta)?;
-                out.rename_all = rule.as_deref().and_then(RenameRule::from_str);
+                out.rename_all = rule.as_deref().and_then(RenameRule::parse);
             } else if meta.path.is_ident("deny_unknown_fields") {
                 out.deny_unknown_fields = Some(meta.path.span());
             } else if meta.path.is_ident("tag") {

@@ -114,10 +114,11 @@ pub fn default_name(context: &str, type_name: &str) -> String {
 
 fn strip_version_suffix(name: &str) -> &str {
     let trimmed = name.trim_end_matches(|c: char| c.is_ascii_digit());
-    if trimmed.len() < name.len() && trimmed.len() > 1 {
-        if let Some(stripped) = trimmed.strip_suffix('V') {
-            return stripped.trim_end_matches('_');
-        }
+    if trimmed.len() < name.len()
+        && trimmed.len() > 1
+        && let Some(stripped) = trimmed.strip_suffix('V')
+    {
+        return stripped.trim_end_matches('_');
     }
     name
 }

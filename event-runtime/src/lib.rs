@@ -1,7 +1,101 @@
-//! runtime
-#[doc(hidden)]
-#[path = "private.rs"]
-pub mod __private;
+//! Typed domain events and commands for event-driven Rust systems.
+//!
+//! Declare what happened and what you ask for as plain Rust types; the derives give each one a
+//! stable wire name, a version, an owning bounded context, a partition key, a CloudEvents 1.0.2
+//! envelope, a payload codec, and a way to read every older version of the same event.
+//!
+//! ```
+//! use event_runtime::{Command, DomainEvent, Envelope, cloudevents};
+//! use serde::{Deserialize, Serialize};
+//!
+//! /// A customer placed an order.
+//! #[derive(DomainEvent, Serialize, Deserialize, Debug, PartialEq)]
+//! #[event(context = "orders", version = 1, sla(max_latency = "500ms"))]
+//! struct OrderPlaced {
+//!     #[event(key)]
+//!     order_id: String,
+//!     total_cents: u64,
+//! }
+//!
+//! /// Ask payments to charge the card.
+//! #[derive(Command, Serialize, Deserialize, Debug)]
+//! #[command(context = "payments")]
+//! struct ChargeCard {
+//!     #[command(key)]
+//!     order_id: String,
+//!     amount_cents: u64,
+//! }
+//!
+//! let placed = Envelope::event(OrderPlaced { order_id: "o-1".into(), total_cents: 1250 });
+//! assert_eq!(placed.ty, "orders.order_placed");
+//! assert_eq!(placed.partition_key.as_deref(), Some("o-1"));
+//!
+//! // The command carries the event's correlation id and names it as its cause.
+//! let charge = Envelope::command(ChargeCard { order_id: "o-1".into(), amount_cents: 1250 })
+//!     .caused_by(&placed);
+//! assert_eq!(charge.correlation_id, placed.correlation_id);
+//!
+//! // Any CloudEvents reader can read what we write.
+//! let wire = cloudevents::to_json(&placed).unwrap();
+//! let back = cloudevents::from_json::<OrderPlaced>(&wire, &Default::default()).unwrap();
+//! assert_eq!(back, placed);
+//! ```
+//!
+//! # Events and commands are different types
+//!
+//! [`DomainEvent`] (facts) and [`Command`] (requests) are separate traits:
+//! [`Envelope::event`] only accepts the first and [`Envelope::command`] only the second, so
+//! publishing a command or sending an event is a compile error. A type cannot derive both.
+//!
+//! # `#[event(...)]` on a struct or enum
+//!
+//! | attribute | meaning |
+//! |---|---|
+//! | `context = "orders"` | **required**: the owning bounded context |
+//! | `name = "orders.placed"` | wire name (CloudEvents `type`); default `<context>.<snake_case type>` with a trailing `V<n>` dropped. **A derived name is frozen once published**: set `name` before renaming the type |
+//! | `version = 3` | schema version, from 1 (default 1) |
+//! | `description = "..."` | catalog text; default the doc comment |
+//! | `upcast_from = OrderPlacedV2` | the previous version's type; lifted with `From`, or with `upcast_with = path::to::fn` |
+//! | `upcast_json(from = 1, with = f)` | lift version 1 to 2 at the JSON level when its Rust type is gone (`fn(serde_json::Value) -> Result<serde_json::Value, UpcastError>`); one per step |
+//! | `deprecated(since = "2026-01-01", sunset = "2026-06-30", note = "...")` | deprecation schedule (or bare `deprecated`) |
+//! | `sla(max_latency = "500ms", retention = "30d")` | service-level targets shown in the catalog |
+//! | `key = self.customer.id` / `key_with = path::to::fn` | partition key computed from an expression or a `fn(&Self) -> K` |
+//! | `codec = json` / `codec = protobuf` | payload codec: serde_json (default) or prost (`#[derive(prost::Message)]` types) |
+//! | `crate = "path"` | where `event_runtime` is, if you re-export it |
+//!
+//! On fields: `#[event(key)]` (partition key; several fields make a composite key joined with
+//! `/`) and `#[event(dedupe)]` (dedupe key; default: the event id). Key fields must implement
+//! [`partition::KeyPart`]: strings, integers, `bool`, `char`, UUIDs — not floats.
+//!
+//! On an enum, every variant is its own event type (cqrs-es style): variants take `name`,
+//! `version`, `description`, `upcast_json`, `deprecated` and `sla`; the default name is
+//! `<context>.<snake_case variant>`. The payload is the variant's fields, not serde's
+//! `{"Variant": ...}` wrapper, and the enum must keep serde's default representation.
+//!
+//! `#[command(...)]` takes `context` (the target context), `name`, `description`, `key`,
+//! `key_with`, `codec` and `crate`; fields take `#[command(key)]`.
+//!
+//! # Versions and upcasting
+//!
+//! Decoding reads `eventversion` from the envelope and lifts older payloads through the chain
+//! (V1 → V2 → V3), so a consumer only sees the current type. A chain link to the wrong version or
+//! name is a compile error; a gap in `upcast_json` steps is a compile error; a chain that cannot
+//! read a version still registered in the binary is a start-up error from [`registry::Registry`].
+//! A version newer than the consumer knows is [`error::DecodeError::FutureVersion`], never a
+//! partial decode. Unknown fields are ignored (and `#[serde(deny_unknown_fields)]` is rejected at
+//! compile time), so adding an optional field never breaks a consumer.
+//!
+//! # Modules
+//!
+//! - [`envelope`]: [`Envelope`] and causation.
+//! - [`cloudevents`]: JSON, binary (Kafka and NATS bindings) and protobuf event formats.
+//! - [`codec`]: payload codecs.
+//! - [`partition`]: keys and the Kafka-compatible partitioner.
+//! - [`registry`]: every message type in the binary, checked at start-up.
+//! - [`error`]: encode and decode errors.
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub mod cloudevents;
 pub mod codec;
 pub mod envelope;
@@ -9,7 +103,18 @@ pub mod error;
 pub mod message;
 pub mod partition;
 pub mod registry;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
 pub use envelope::Envelope;
-#[cfg(feature = "derive")]
-pub use event_derive::{Command, DomainEvent};
 pub use message::{Command, DomainEvent, Message};
+
+/// `#[derive(DomainEvent)]`: see the crate docs for the attributes.
+#[cfg(feature = "derive")]
+pub use event_derive::DomainEvent;
+
+/// `#[derive(Command)]`: see the crate docs for the attributes.
+#[cfg(feature = "derive")]
+pub use event_derive::Command;
