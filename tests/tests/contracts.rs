@@ -442,3 +442,49 @@ fn start_up_detects_duplicates_conflicts_and_broken_chains() {
     assert!(text.contains("both an event and a command"), "{text}");
     assert!(text.contains("cannot read version 1"), "{text}");
 }
+
+/// A prost message used directly as an event.
+#[derive(DomainEvent, Clone, PartialEq, prost::Message)]
+#[event(context = "telemetry", codec = protobuf)]
+struct ReadingTaken {
+    #[prost(string, tag = "1")]
+    #[event(key)]
+    sensor: String,
+    #[prost(sint64, tag = "2")]
+    milli_celsius: i64,
+}
+
+#[test]
+fn prost_messages_are_events_in_every_format() {
+    let limits = Limits::default();
+    let sent = Envelope::event(ReadingTaken {
+        sensor: "t-1".into(),
+        milli_celsius: -4_250,
+    });
+    assert_eq!(sent.content_type, "application/protobuf");
+    assert_eq!(sent.partition_key.as_deref(), Some("t-1"));
+
+    // Structured JSON carries a binary payload as data_base64.
+    let json = cloudevents::to_json(&sent).unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert!(value.get("data").is_none());
+    assert!(value["data_base64"].is_string());
+    assert_eq!(
+        cloudevents::from_json::<ReadingTaken>(&json, &limits).unwrap(),
+        sent
+    );
+
+    let proto = cloudevents::to_protobuf(&sent).unwrap();
+    assert_eq!(
+        cloudevents::from_protobuf::<ReadingTaken>(&proto, &limits).unwrap(),
+        sent
+    );
+
+    // In binary mode the body is exactly what prost writes, readable by any protobuf client.
+    let message = cloudevents::binary::to_binary(&sent, Binding::Kafka).unwrap();
+    assert_eq!(message.payload, prost::Message::encode_to_vec(&sent.data));
+    assert_eq!(
+        message.header("content-type"),
+        Some(&b"application/protobuf"[..])
+    );
+}

@@ -1,0 +1,88 @@
+//! A foreign client must read what we write: the official CloudEvents Rust SDK reads our JSON
+//! event format, and we read what it writes.
+
+use cloudevents::{AttributesReader, Data, Event, EventBuilder, EventBuilderV10};
+use event_runtime::cloudevents::{self as ce, Limits};
+use event_runtime::{DomainEvent, Envelope};
+use serde::{Deserialize, Serialize};
+
+/// A parcel left the warehouse.
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(context = "shipping", version = 2)]
+struct ParcelDispatched {
+    #[event(key)]
+    parcel_id: String,
+    carrier: String,
+}
+
+#[test]
+fn the_official_sdk_reads_our_structured_json() {
+    let sent = Envelope::event(ParcelDispatched {
+        parcel_id: "p-1".into(),
+        carrier: "DHL".into(),
+    })
+    .with_subject("parcel/p-1");
+    let bytes = ce::to_json(&sent).unwrap();
+
+    let event: Event = serde_json::from_slice(&bytes).expect("the SDK parses our JSON");
+    assert_eq!(event.id(), sent.id.to_string());
+    assert_eq!(event.ty(), "shipping.parcel_dispatched");
+    assert_eq!(event.source().to_string(), "/shipping");
+    assert_eq!(event.subject(), Some("parcel/p-1"));
+    assert_eq!(event.datacontenttype(), Some("application/json"));
+    assert_eq!(
+        event.time().map(|t| t.timestamp_nanos_opt().unwrap()),
+        Some((sent.time.unix_timestamp_nanos()) as i64)
+    );
+    assert_eq!(
+        event.extension("partitionkey").map(ToString::to_string),
+        Some("p-1".to_owned())
+    );
+    assert_eq!(
+        event.extension("eventversion").map(ToString::to_string),
+        Some("2".to_owned())
+    );
+    assert_eq!(
+        event.extension("correlationid").map(ToString::to_string),
+        Some(sent.id.to_string())
+    );
+    match event.data() {
+        Some(Data::Json(json)) => {
+            assert_eq!(
+                json,
+                &serde_json::json!({"parcel_id": "p-1", "carrier": "DHL"})
+            )
+        }
+        other => panic!("expected JSON data, got {other:?}"),
+    }
+}
+
+#[test]
+fn we_read_what_the_official_sdk_writes() {
+    let event = EventBuilderV10::new()
+        .id("0193a1c4-2b6e-7f00-8a11-22b3c4d5e6f7")
+        .source("/warehouse/7")
+        .ty("shipping.parcel_dispatched")
+        .time("2026-11-26T12:00:00.5Z")
+        .extension("eventversion", 2)
+        .extension("tenant", "acme")
+        .data(
+            "application/json",
+            serde_json::json!({"parcel_id": "p-9", "carrier": "UPS", "insured": true}),
+        )
+        .build()
+        .unwrap();
+    let bytes = serde_json::to_vec(&event).unwrap();
+
+    let received = ce::from_json::<ParcelDispatched>(&bytes, &Limits::default()).unwrap();
+    assert_eq!(received.source, "/warehouse/7");
+    assert_eq!(received.version, 2);
+    assert_eq!(received.data.carrier, "UPS");
+    assert_eq!(
+        received.extensions.get("tenant"),
+        Some(&event_runtime::envelope::ExtensionValue::String(
+            "acme".into()
+        ))
+    );
+    assert_eq!(received.time.nanosecond(), 500_000_000);
+}
