@@ -12,6 +12,20 @@ use syn::spanned::Spanned;
 use crate::fallback;
 
 pub(crate) fn derive(input: &syn::DeriveInput, kind: Kind) -> TokenStream {
+    if kind == Kind::Command
+        && let Some(event_attr) = input.attrs.iter().find(|a| a.path().is_ident("event"))
+    {
+        // `#[derive(DomainEvent, Command)]`: the DomainEvent derive expands as usual and this one
+        // only reports, so that the mistake is not buried under conflicting `Message` impls.
+        return syn::Error::new_spanned(
+            event_attr.path(),
+            format!(
+                "`{}` derives both DomainEvent and Command: an event is a fact that happened, a command is a request that may be refused; split it into an event type and a command type",
+                input.ident
+            ),
+        )
+        .to_compile_error();
+    }
     let cx = Ctxt::new();
     let container = Container::from_ast(&cx, input, kind);
     if let Some(container) = &container {
@@ -60,14 +74,22 @@ fn sla(sla: &Sla) -> TokenStream {
     quote!(__ev::Sla { max_latency_ms: #latency, retention_secs: #retention })
 }
 
-fn codec_type(container: &Container<'_>) -> TokenStream {
-    match &container.attrs.codec {
-        Some(codec) if codec.value == Codec::Protobuf => {
-            quote_spanned!(codec.span=> __ev::Protobuf)
-        }
-        Some(codec) => quote_spanned!(codec.span=> __ev::Json),
-        None => quote_spanned!(container.ident.span()=> __ev::Json),
-    }
+/// `<Codec as PayloadCodec<Self>>`, spanned at `codec = ...` (or the type's name), for a struct.
+///
+/// The content type, the encoder and the decoder are all reached through these same tokens, so a
+/// payload type that the codec cannot handle (no `Serialize`, no `prost::Message`) is reported
+/// once: the three identical diagnostics collapse into one.
+fn codec_impl(container: &Container<'_>) -> (TokenStream, Span) {
+    let (codec, span) = match &container.attrs.codec {
+        Some(codec) if codec.value == Codec::Protobuf => ("Protobuf", codec.span),
+        Some(codec) => ("Json", codec.span),
+        None => ("Json", container.ident.span()),
+    };
+    let codec = syn::Ident::new(codec, span);
+    (
+        quote_spanned!(span=> <__ev::#codec as __ev::PayloadCodec<Self>>),
+        span,
+    )
 }
 
 fn oldest_readable(container: &Container<'_>, message: &WireMessage) -> TokenStream {
@@ -88,7 +110,7 @@ fn oldest_readable(container: &Container<'_>, message: &WireMessage) -> TokenStr
 fn descriptor(
     container: &Container<'_>,
     message: &WireMessage,
-    codec: &TokenStream,
+    content_type: &TokenStream,
 ) -> TokenStream {
     let kind = match message.kind {
         Kind::Event => quote!(__ev::MessageKind::Event),
@@ -115,7 +137,7 @@ fn descriptor(
             context: #context,
             description: #description,
             rust_type: ::core::concat!(::core::module_path!(), "::", #rust_path),
-            content_type: <#codec as __ev::PayloadCodec<Self>>::CONTENT_TYPE,
+            content_type: #content_type,
             key_fields: &[#(#key_fields),*],
             dedupe_fields: &[#(#dedupe_fields),*],
             oldest_readable_version: #oldest,
@@ -126,14 +148,18 @@ fn descriptor(
 }
 
 /// `__ev::key_part(&self.a)`, spanned at the field's type so a non-key type is reported there.
-fn key_parts<'a>(
-    fields: impl Iterator<Item = &'a Field<'a>>,
-    access: impl Fn(&Field<'_>) -> TokenStream,
-) -> Vec<TokenStream> {
+fn key_parts<'a>(fields: impl Iterator<Item = &'a Field<'a>>) -> Vec<TokenStream> {
     fields
         .map(|field| {
-            let value = access(field);
-            quote_spanned!(field.ty.span()=> __ev::key_part(#value))
+            // The argument too, field name included: rustc reports an unsatisfied bound on the
+            // argument's span.
+            let span = field.ty.span();
+            let mut member = field.member.clone();
+            match &mut member {
+                syn::Member::Named(ident) => ident.set_span(span),
+                syn::Member::Unnamed(index) => index.span = span,
+            }
+            quote_spanned!(span=> __ev::key_part(&self.#member))
         })
         .collect()
 }
@@ -149,8 +175,8 @@ fn computed_key(container: &Container<'_>) -> Option<TokenStream> {
     )
 }
 
-fn binding(i: usize) -> syn::Ident {
-    format_ident!("__k{}", i)
+fn binding(i: usize, span: Span) -> syn::Ident {
+    format_ident!("__k{}", i, span = span)
 }
 
 /// `Self::Variant { a: __k0, b: __k1, .. }` binding the fields selected by `pick`.
@@ -163,9 +189,10 @@ fn variant_pattern(
     let mut parts = Vec::new();
     for (i, field) in variant.fields.iter().filter(|f| pick(f)).enumerate() {
         let member = &field.member;
-        let name = binding(i);
-        members.push(quote!(#member: #name));
+        // Spanned at the field's type, like the call, so a non-key type is reported there.
         let ty_span = field.ty.span();
+        let name = binding(i, ty_span);
+        members.push(quote!(#member: #name));
         parts.push(quote_spanned!(ty_span=> __ev::key_part(#name)));
     }
     (quote!(Self::#ident { #(#members,)* .. }), parts)
@@ -191,7 +218,8 @@ fn name_marker(message: &WireMessage, span: Span) -> TokenStream {
     }
     ident.push_str(&format!("_V{}", message.version));
     let ident = syn::Ident::new(&ident, span);
-    quote! {
+    // The whole item at `span`: rustc reports a redefinition on the item, not on its name.
+    quote_spanned! {span=>
         #[doc(hidden)]
         #[allow(non_upper_case_globals, dead_code)]
         const #ident: () = ();
@@ -201,10 +229,20 @@ fn name_marker(message: &WireMessage, span: Span) -> TokenStream {
 fn expand(container: &Container<'_>, crate_path: &syn::Path) -> TokenStream {
     let ident = container.ident;
     let messages = container.messages();
-    let codec = codec_type(container);
+    let codec = codec_impl(container);
+    let content_type = match &container.data {
+        Data::Struct(..) => {
+            let (codec, span) = &codec;
+            quote_spanned!(*span=> #codec::CONTENT_TYPE)
+        }
+        // Event enums are always JSON (check.rs rejects other codecs). `()` is JSON-serializable,
+        // so this names the content type without requiring `Self: Serialize` a second time; the
+        // variant encoder and decoder report a missing impl.
+        Data::Enum(_) => quote!(<__ev::Json as __ev::PayloadCodec<()>>::CONTENT_TYPE),
+    };
     let descriptors: Vec<TokenStream> = messages
         .iter()
-        .map(|m| descriptor(container, m, &codec))
+        .map(|m| descriptor(container, m, &content_type))
         .collect();
 
     let body = match &container.data {
@@ -283,21 +321,17 @@ fn expand_struct(
     container: &Container<'_>,
     fields: &[Field<'_>],
     message: &WireMessage,
-    codec: &TokenStream,
+    codec: &(TokenStream, Span),
 ) -> TokenStream {
-    let access = |field: &Field<'_>| {
-        let member = &field.member;
-        quote!(&self.#member)
-    };
     let partition_key = computed_key(container).unwrap_or_else(|| {
-        let parts = key_parts(fields.iter().filter(|f| f.attrs.key.is_some()), access);
+        let parts = key_parts(fields.iter().filter(|f| f.attrs.key.is_some()));
         if parts.is_empty() {
             quote!(__ev::None)
         } else {
             quote!(__ev::Some(__ev::key(&[#(#parts),*])))
         }
     });
-    let dedupe_parts = key_parts(fields.iter().filter(|f| f.attrs.dedupe.is_some()), access);
+    let dedupe_parts = key_parts(fields.iter().filter(|f| f.attrs.dedupe.is_some()));
     let dedupe_key = if dedupe_parts.is_empty() {
         quote!(__ev::None)
     } else {
@@ -319,6 +353,11 @@ fn expand_struct(
         quote!(__ev::Err(__ev::no_upcaster(__d, version)))
     };
     let _ = message;
+    // What `__ev::encode` and `__ev::decode` do, but through the codec tokens shared with the
+    // descriptor's content type (see `codec_impl`).
+    let (codec, codec_span) = codec;
+    let encode = quote_spanned!(*codec_span=> #codec::encode(self, buf));
+    let decode = quote_spanned!(*codec_span=> #codec::decode(data));
     quote! {
         fn descriptor(&self) -> &'static __ev::Descriptor {
             &Self::DESCRIPTORS[0]
@@ -330,7 +369,10 @@ fn expand_struct(
             #dedupe_key
         }
         fn encode_payload(&self, buf: &mut __ev::Vec<u8>) -> __ev::Result<(), __ev::EncodeError> {
-            __ev::encode::<Self, #codec>(&Self::DESCRIPTORS[0], self, buf)
+            #encode.map_err(|source| __ev::EncodeError::Payload {
+                event: Self::DESCRIPTORS[0].name,
+                source,
+            })
         }
         fn decode_payload(name: &str, version: u32, data: &[u8]) -> __ev::Result<Self, __ev::DecodeError> {
             let __d: &'static __ev::Descriptor = &Self::DESCRIPTORS[0];
@@ -338,7 +380,11 @@ fn expand_struct(
                 return __ev::Err(__ev::unknown_type(name, __d.rust_type));
             }
             if __ev::exact_version(__d, version)? {
-                return __ev::decode::<Self, #codec>(__d, data);
+                return #decode.map_err(|source| __ev::DecodeError::Payload {
+                    event: __ev::String::from(__d.name),
+                    version: __d.version,
+                    source,
+                });
             }
             #older
         }
@@ -389,6 +435,15 @@ fn expand_enum(
         }
     });
     let enum_name = container.ident.to_string();
+    // At the type's name, like the struct codec: a missing `Serialize` is reported there, once
+    // (the calls are identical but for their arguments' values, so the diagnostics collapse).
+    let span = container.ident.span();
+    let encode_variant = indices.iter().zip(&serde_names).map(|(i, serde_name)| {
+        quote_spanned!(span=> __ev::encode_variant(&Self::DESCRIPTORS[#i], #serde_name, self, buf))
+    });
+    let decode_variant = serde_names.iter().map(
+        |serde_name| quote_spanned!(span=> __ev::decode_variant::<Self>(__d, #serde_name, data)),
+    );
     quote! {
         fn descriptor(&self) -> &'static __ev::Descriptor {
             match self {
@@ -403,7 +458,7 @@ fn expand_enum(
         }
         fn encode_payload(&self, buf: &mut __ev::Vec<u8>) -> __ev::Result<(), __ev::EncodeError> {
             match self {
-                #(#all_patterns => __ev::encode_variant(&Self::DESCRIPTORS[#indices], #serde_names, self, buf),)*
+                #(#all_patterns => #encode_variant,)*
             }
         }
         fn decode_payload(name: &str, version: u32, data: &[u8]) -> __ev::Result<Self, __ev::DecodeError> {
@@ -412,7 +467,7 @@ fn expand_enum(
                     #names => {
                         let __d: &'static __ev::Descriptor = &Self::DESCRIPTORS[#indices];
                         if __ev::exact_version(__d, version)? {
-                            return __ev::decode_variant::<Self>(__d, #serde_names, data);
+                            return #decode_variant;
                         }
                         #older
                     }

@@ -12,7 +12,18 @@ pub(crate) fn expand(
     errors: syn::Error,
 ) -> TokenStream {
     let ident = &input.ident;
-    let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
+    // A generic type is itself one of the errors; bound the impls by what `Message` requires so
+    // that they add none of their own (`T` cannot be sent between threads, ...).
+    let mut generics = input.generics.clone();
+    if !generics.params.is_empty() {
+        generics
+            .make_where_clause()
+            .predicates
+            .push(syn::parse_quote!(
+                Self: ::core::marker::Send + ::core::marker::Sync + 'static
+            ));
+    }
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let errors = errors.to_compile_error();
     let marker = match kind {
         Kind::Event => quote!(DomainEvent),

@@ -297,8 +297,8 @@ fn version(meta: &ParseNestedMeta<'_>) -> syn::Result<Spanned<u32>> {
     let input = meta.value()?;
     let expr: syn::Expr = input.parse()?;
     let bad = |what: &str| {
-        syn::Error::new(
-            expr.span(),
+        syn::Error::new_spanned(
+            &expr,
             format!("event version must be an integer >= 1, like `version = 2`; found {what}"),
         )
     };
@@ -365,16 +365,24 @@ fn upcast_json(meta: &ParseNestedMeta<'_>) -> syn::Result<JsonUpcaster> {
 fn deprecated(meta: &ParseNestedMeta<'_>) -> syn::Result<Spanned<Deprecation>> {
     let mut out = Deprecation::default();
     let span = meta.path.span();
+    let mut sunset_span = span;
     if meta.input.peek(syn::token::Paren) {
         meta.parse_nested_meta(|inner| {
-            let date = |inner: &ParseNestedMeta<'_>, name: &str| -> syn::Result<Date> {
+            let date = |inner: &ParseNestedMeta<'_>, name: &str| -> syn::Result<Spanned<Date>> {
                 let lit = lit_str(inner, name)?;
-                Date::parse(&lit.value).map_err(|msg| syn::Error::new(lit.span, msg))
+                let value =
+                    Date::parse(&lit.value).map_err(|msg| syn::Error::new(lit.span, msg))?;
+                Ok(Spanned {
+                    value,
+                    span: lit.span,
+                })
             };
             if inner.path.is_ident("since") {
-                out.since = Some(date(&inner, "since")?);
+                out.since = Some(date(&inner, "since")?.value);
             } else if inner.path.is_ident("sunset") {
-                out.sunset = Some(date(&inner, "sunset")?);
+                let sunset = date(&inner, "sunset")?;
+                sunset_span = sunset.span;
+                out.sunset = Some(sunset.value);
             } else if inner.path.is_ident("note") {
                 out.note = Some(lit_str(&inner, "note")?.value);
             } else {
@@ -386,6 +394,16 @@ fn deprecated(meta: &ParseNestedMeta<'_>) -> syn::Result<Spanned<Deprecation>> {
             }
             Ok(())
         })?;
+    }
+    if let (Some(since), Some(sunset)) = (out.since, out.sunset)
+        && sunset < since
+    {
+        return Err(syn::Error::new(
+            sunset_span,
+            format!(
+                "sunset {sunset} is before the deprecation date {since}: a version is deprecated first and stops being published later"
+            ),
+        ));
     }
     Ok(Spanned { value: out, span })
 }

@@ -1,15 +1,23 @@
 //! Rules that look at several attributes at once. Each violation is reported on the span of the
 //! attribute that has to change.
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream};
+use quote::ToTokens as _;
 
 use crate::Kind;
 use crate::ast::{Container, Data};
-use crate::attr::{Codec, Deprecation, JsonUpcaster, Spanned};
+use crate::attr::{Codec, JsonUpcaster, Spanned};
 use crate::ctxt::Ctxt;
 
 /// Applies every cross-attribute rule to `cont`, recording violations on `cx`.
+///
+/// Does nothing when parsing already recorded an error: a setting whose value was rejected (or an
+/// attribute whose parsing stopped early) is missing from `cont`, and the rules would report that
+/// absence as further mistakes (a "missing `context`" next to a bad `version`, for instance).
 pub fn check(cx: &Ctxt, cont: &Container<'_>) {
+    if cx.has_errors() {
+        return;
+    }
     check_generics(cx, cont);
     check_context(cx, cont);
     check_names(cx, cont);
@@ -17,16 +25,6 @@ pub fn check(cx: &Ctxt, cont: &Container<'_>) {
     check_keys(cx, cont);
     check_upcasting(cx, cont);
     check_codec(cx, cont);
-    if let Some(dep) = &cont.attrs.deprecated {
-        check_deprecation(cx, dep);
-    }
-    if let Data::Enum(variants) = &cont.data {
-        for variant in variants {
-            if let Some(dep) = &variant.attrs.deprecated {
-                check_deprecation(cx, dep);
-            }
-        }
-    }
 }
 
 fn check_generics(cx: &Ctxt, cont: &Container<'_>) {
@@ -35,8 +33,11 @@ fn check_generics(cx: &Ctxt, cont: &Container<'_>) {
         cx.error_spanned_by(
             generics,
             format!(
-                "a {} type cannot be generic: each one has a single wire name and schema",
-                cont.kind.attr()
+                "{} type cannot be generic: each one has a single wire name and schema",
+                match cont.kind {
+                    Kind::Event => "an event",
+                    Kind::Command => "a command",
+                }
             ),
         );
     }
@@ -126,8 +127,15 @@ fn check_names(cx: &Ctxt, cont: &Container<'_>) {
         for (i, a) in messages.iter().enumerate() {
             for (b, variant) in messages.iter().zip(variants).skip(i + 1) {
                 if a.name == b.name {
-                    cx.error_spanned_by(
-                        variant.ident,
+                    // On the `name = "..."` that repeats the name, else on the variant whose
+                    // derived name does.
+                    let span = variant
+                        .attrs
+                        .name
+                        .as_ref()
+                        .map_or_else(|| variant.ident.span(), |n| n.span);
+                    cx.error_at(
+                        span,
                         format!(
                             "event name `{}` is already used by variant `{}`; every variant is its own event type and needs its own name",
                             b.name,
@@ -165,24 +173,26 @@ fn check_serde(cx: &Ctxt, cont: &Container<'_>) {
 
 fn check_keys(cx: &Ctxt, cont: &Container<'_>) {
     let field_key = cont.all_fields().find_map(|f| f.attrs.key);
-    let sources: Vec<(Span, &str)> = [
-        field_key.map(|span| (span, "#[event(key)] on fields")),
+    let on_fields = format!("#[{}(key)] on fields", cont.kind.attr());
+    // The tokens of each source, so that the error underlines all of the second one.
+    let sources: Vec<(TokenStream, &str)> = [
+        field_key.map(|span| (quote::quote_spanned!(span=> key), on_fields.as_str())),
         cont.attrs
             .key_expr
             .as_ref()
-            .map(|e| (syn::spanned::Spanned::span(e), "`key = ...`")),
+            .map(|e| (e.to_token_stream(), "`key = ...`")),
         cont.attrs
             .key_with
             .as_ref()
-            .map(|p| (syn::spanned::Spanned::span(p), "`key_with = ...`")),
+            .map(|p| (p.to_token_stream(), "`key_with = ...`")),
     ]
     .into_iter()
     .flatten()
     .collect();
     if sources.len() > 1 {
         let names: Vec<&str> = sources.iter().map(|(_, what)| *what).collect();
-        cx.error_at(
-            sources[1].0,
+        cx.error_spanned_by(
+            &sources[1].0,
             format!(
                 "the partition key is given twice ({}); choose one",
                 names.join(" and ")
@@ -292,17 +302,6 @@ fn check_codec(cx: &Ctxt, cont: &Container<'_>) {
         cx.error_at(
             codec.span,
             "`upcast_json` reads JSON payloads and cannot lift protobuf ones; use `upcast_from` with the old prost type",
-        );
-    }
-}
-
-fn check_deprecation(cx: &Ctxt, dep: &Spanned<Deprecation>) {
-    if let (Some(since), Some(sunset)) = (dep.value.since, dep.value.sunset)
-        && sunset < since
-    {
-        cx.error_at(
-            dep.span,
-            format!("sunset {sunset} is before the deprecation date {since}"),
         );
     }
 }

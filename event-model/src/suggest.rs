@@ -11,19 +11,31 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, candidate)| candidate)
 }
 
+/// Edit distance counting an insertion, a deletion, a substitution or a swap of two neighbouring
+/// characters as one edit (optimal string alignment), so that `kye` is one typo away from `key`.
 fn levenshtein(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut previous = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let substitution = previous + usize::from(ca != *cb);
-            previous = row[j + 1];
-            row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+    // Three rows of the distance table: two rows back (for swaps), the previous one, the current.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    let mut current: Vec<usize> = vec![0; b.len() + 1];
+    for i in 1..=a.len() {
+        current[0] = i;
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (previous[j] + 1)
+                .min(current[j - 1] + 1)
+                .min(previous[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(before[j - 2] + 1);
+            }
+            current[j] = best;
         }
+        std::mem::swap(&mut before, &mut previous);
+        std::mem::swap(&mut previous, &mut current);
     }
-    row[b.len()]
+    previous[b.len()]
 }
 
 /// Formats the standard suffix: `, did you mean `x`?` or nothing.
@@ -44,6 +56,10 @@ mod tests {
         assert_eq!(did_you_mean("verison", &known), Some("version"));
         assert_eq!(did_you_mean("contxt", &known), Some("context"));
         assert_eq!(did_you_mean("colour", &known), None);
+        assert_eq!(did_you_mean("kye", &["key", "dedupe"]), Some("key"));
         assert_eq!(levenshtein("kitten", "sitting"), 3);
+        assert_eq!(levenshtein("verison", "version"), 1);
+        assert_eq!(levenshtein("", "key"), 3);
+        assert_eq!(levenshtein("key", ""), 3);
     }
 }

@@ -1,0 +1,11 @@
+use event_runtime::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+#[derive(DomainEvent, Serialize, Deserialize)]
+#[event(context = "orders", version = 2)]
+#[event(version = 3)]
+struct OrderPlaced {
+    order_id: String,
+}
+
+fn main() {}
