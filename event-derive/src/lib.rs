@@ -11,6 +11,7 @@ use syn::{DeriveInput, parse_macro_input};
 
 mod expand;
 mod fallback;
+mod handler;
 
 /// Derives `DomainEvent` for a struct (one event type) or an enum (one event type per variant).
 /// See `event_runtime` for the attributes.
@@ -25,4 +26,12 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 pub fn derive_command(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     expand::derive(&input, event_model::Kind::Command).into()
+}
+
+/// Declares an `async fn(Envelope<E>, Context) -> Result<(), HandlerError>` as the handler of
+/// `E` in a consumer group: `#[handler(group = "billing")]`. The function becomes a unit struct of
+/// the same name to pass to `App::register`.
+#[proc_macro_attribute]
+pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
+    handler::expand(args.into(), item.into()).into()
 }

@@ -30,6 +30,7 @@ pub mod ast;
 pub mod attr;
 pub mod check;
 mod ctxt;
+pub mod handler;
 pub mod suggest;
 
 pub use ctxt::Ctxt;

@@ -95,20 +95,36 @@
 //! - [`error`]: encode and decode errors.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Without the SQLite engine the app and consumer are compiled out; their helpers stay unused.
+#![cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 
+#[cfg(feature = "sqlite")]
+pub mod app;
 pub mod cloudevents;
 pub mod codec;
+#[cfg(feature = "sqlite")]
+pub mod consumer;
+pub mod dedupe;
+#[cfg(feature = "sqlite")]
+pub mod dlq;
 pub mod envelope;
 pub mod error;
+pub mod handler;
 pub mod message;
 pub mod partition;
 pub mod registry;
+pub mod retry;
+pub mod testing;
+pub mod transport;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
+#[cfg(feature = "sqlite")]
+pub use app::{App, GroupOptions, Publisher, Running};
 pub use envelope::Envelope;
+pub use handler::{Context, Delivery, Handler, HandlerError};
 pub use message::{Command, DomainEvent, Message};
 
 /// `#[derive(DomainEvent)]`: see the crate docs for the attributes.
@@ -118,3 +134,7 @@ pub use event_derive::DomainEvent;
 /// `#[derive(Command)]`: see the crate docs for the attributes.
 #[cfg(feature = "derive")]
 pub use event_derive::Command;
+
+/// `#[handler(group = "...")]` on an `async fn(Envelope<E>, Context) -> Result<(), HandlerError>`.
+#[cfg(feature = "derive")]
+pub use event_derive::handler;

@@ -1,0 +1,620 @@
+//! [`App`]: wires handlers to consumer groups on a transport, publishes, and runs.
+//!
+//! ```no_run
+//! use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(DomainEvent, Serialize, Deserialize, Debug)]
+//! #[event(context = "orders")]
+//! struct OrderPlaced { #[event(key)] order_id: String }
+//!
+//! #[event_runtime::handler(group = "billing")]
+//! async fn bill(event: Envelope<OrderPlaced>, _ctx: Context) -> Result<(), HandlerError> {
+//!     println!("billing {}", event.data.order_id);
+//!     Ok(())
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut app = App::embedded("shop.db").await?;
+//! app.register(bill);
+//! let running = app.start().await?;
+//! running.publisher().publish(Envelope::event(OrderPlaced { order_id: "o-1".into() })).await?;
+//! running.stop().await;
+//! # Ok(()) }
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::cloudevents::Limits;
+use crate::cloudevents::binary::{self, Binding};
+use crate::consumer::{Dedupe, ErasedHandler, GroupRunner, GroupStats, Typed};
+use crate::dedupe::MemoryDedupe;
+use crate::dlq::DeadLetters;
+use crate::envelope::{Envelope, RawEnvelope};
+use crate::error::EncodeError;
+use crate::handler::{Emitted, Handler, HandlerSpec, States, declared};
+use crate::message::{Command, DomainEvent, Message, MessageKind};
+use crate::registry::{Registry, RegistryError};
+use crate::retry::RetryPolicy;
+use crate::transport::memory::MemoryTransport;
+use crate::transport::{
+    OutgoingRecord, Position, Transport, TransportError, command_topic, event_topic,
+};
+
+#[cfg(feature = "sqlite")]
+use crate::transport::sqlite::SqliteTransport;
+
+fn topic_of(kind: MessageKind, context: &str) -> String {
+    match kind {
+        MessageKind::Event => event_topic(context),
+        MessageKind::Command => command_topic(context),
+    }
+}
+
+/// How one consumer group runs.
+#[derive(Clone, Debug)]
+pub struct GroupOptions {
+    /// Lanes (distinct keys) handled at once per partition. Default 16.
+    pub concurrency: usize,
+    /// Records fetched per partition per round. Default 256.
+    pub batch: usize,
+    /// Axon's "sequenced" dead-lettering: once an event is dead-lettered, later events with the
+    /// same key are parked behind it until it is resolved. Default off.
+    pub sequenced: bool,
+    /// Retries for transient failures.
+    pub retry: RetryPolicy,
+    /// Inbox pattern (SQLite engine only): the dedupe mark, the handler's writes through
+    /// [`crate::Context::transaction`] and the events it emits commit in one transaction.
+    pub inbox: bool,
+    /// Dead-letter records whose type no type in this binary has (default), or skip them.
+    pub dead_letter_unknown_types: bool,
+}
+
+impl Default for GroupOptions {
+    fn default() -> Self {
+        GroupOptions {
+            concurrency: 16,
+            batch: 256,
+            sequenced: false,
+            retry: RetryPolicy::default(),
+            inbox: false,
+            dead_letter_unknown_types: true,
+        }
+    }
+}
+
+/// Why the app could not start or publish.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppError {
+    /// The message registry is inconsistent.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// `#[handler]` functions that were declared but never registered.
+    #[error("declared handlers are not wired: {}; call app.register(<handler>) for each", .0.join(", "))]
+    NotWired(Vec<&'static str>),
+    /// Two handlers for one event type in one group.
+    #[error("group `{group}` has two handlers for `{event}`")]
+    DuplicateHandler {
+        /// Group.
+        group: String,
+        /// Event type.
+        event: String,
+    },
+    /// The engine failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The payload could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The engine refused or is unreachable.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// Publishes events and sends commands. Cheap to clone.
+pub struct Publisher<T> {
+    transport: Arc<T>,
+    partitions: u32,
+    topics: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl<T> Clone for Publisher<T> {
+    fn clone(&self) -> Self {
+        Publisher {
+            transport: self.transport.clone(),
+            partitions: self.partitions,
+            topics: self.topics.clone(),
+        }
+    }
+}
+
+impl<T: Transport> Publisher<T> {
+    async fn partitions_of(&self, topic: &str) -> Result<u32, TransportError> {
+        if let Some(count) = self
+            .topics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(topic)
+        {
+            return Ok(*count);
+        }
+        let count = self.transport.ensure_topic(topic, self.partitions).await?;
+        self.topics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(topic.to_owned(), count);
+        Ok(count)
+    }
+
+    /// The record for `envelope` on `topic`: binary mode, partition from its key (or its id).
+    pub(crate) async fn record(
+        &self,
+        topic: &str,
+        envelope: &RawEnvelope,
+    ) -> Result<OutgoingRecord, PublishError> {
+        let partitions = self.partitions_of(topic).await?;
+        let message = binary::encode(envelope, Binding::Kafka)?;
+        let id = envelope.id.to_string();
+        let key_bytes = message.key.as_deref().unwrap_or(id.as_bytes());
+        Ok(OutgoingRecord {
+            partition: crate::partition::partition_for_key(key_bytes, partitions),
+            key: message.key,
+            headers: message.headers,
+            payload: message.payload,
+        })
+    }
+
+    /// Publishes an event to its context's topic.
+    ///
+    /// # Errors
+    ///
+    /// Encoding or engine errors; nothing was written in that case.
+    pub async fn publish<E: DomainEvent>(
+        &self,
+        envelope: Envelope<E>,
+    ) -> Result<Position, PublishError> {
+        let topic = event_topic(envelope.data.descriptor().context);
+        self.publish_raw(&topic, &envelope.to_raw()?).await
+    }
+
+    /// Sends a command to its target context's command topic.
+    ///
+    /// # Errors
+    ///
+    /// Encoding or engine errors.
+    pub async fn send<C: Command>(&self, envelope: Envelope<C>) -> Result<Position, PublishError> {
+        let topic = command_topic(envelope.data.descriptor().context);
+        self.publish_raw(&topic, &envelope.to_raw()?).await
+    }
+
+    /// Publishes several events atomically (one append per topic).
+    ///
+    /// # Errors
+    ///
+    /// Encoding or engine errors.
+    pub async fn publish_all<E: DomainEvent>(
+        &self,
+        envelopes: Vec<Envelope<E>>,
+    ) -> Result<Vec<Position>, PublishError> {
+        let mut by_topic: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
+        for envelope in &envelopes {
+            let topic = event_topic(envelope.data.descriptor().context);
+            let record = self.record(&topic, &envelope.to_raw()?).await?;
+            by_topic.entry(topic).or_default().push(record);
+        }
+        let mut positions = Vec::with_capacity(envelopes.len());
+        for (topic, records) in by_topic {
+            positions.extend(self.transport.append(&topic, records).await?);
+        }
+        Ok(positions)
+    }
+
+    /// Publishes an already-encoded envelope to `topic`.
+    ///
+    /// # Errors
+    ///
+    /// Encoding or engine errors.
+    pub async fn publish_raw(
+        &self,
+        topic: &str,
+        envelope: &RawEnvelope,
+    ) -> Result<Position, PublishError> {
+        let record = self.record(topic, envelope).await?;
+        let positions = self.transport.append(topic, vec![record]).await?;
+        Ok(positions[0])
+    }
+
+    pub(crate) async fn publish_emitted(
+        &self,
+        emitted: Vec<Emitted>,
+    ) -> Result<(), TransportError> {
+        for (topic, records) in self.group_emitted(emitted).await? {
+            self.transport.append(&topic, records).await?;
+        }
+        Ok(())
+    }
+
+    async fn group_emitted(
+        &self,
+        emitted: Vec<Emitted>,
+    ) -> Result<BTreeMap<String, Vec<OutgoingRecord>>, TransportError> {
+        let mut by_topic: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
+        for item in emitted {
+            let record =
+                self.record(&item.topic, &item.envelope)
+                    .await
+                    .map_err(|err| match err {
+                        PublishError::Transport(err) => err,
+                        PublishError::Encode(err) => TransportError::new(
+                            crate::transport::TransportErrorKind::Other,
+                            format!("publish to {}", item.topic),
+                            err.to_string(),
+                        ),
+                    })?;
+            by_topic.entry(item.topic).or_default().push(record);
+        }
+        Ok(by_topic)
+    }
+
+    #[cfg(feature = "sqlite")]
+    pub(crate) async fn publish_emitted_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        emitted: Vec<Emitted>,
+    ) -> Result<(), TransportError> {
+        for (topic, records) in self.group_emitted(emitted).await? {
+            SqliteTransport::append_on(conn, &topic, records).await?;
+        }
+        Ok(())
+    }
+}
+
+struct Group {
+    options: GroupOptions,
+    handlers: HashMap<String, Arc<dyn ErasedHandler>>,
+    descriptors: Vec<&'static crate::message::Descriptor>,
+}
+
+/// The application: a transport, its stores, and the consumer groups wired to it.
+pub struct App<T: Transport> {
+    transport: Arc<T>,
+    dlq: DeadLetters,
+    dedupe: Dedupe,
+    publisher: Publisher<T>,
+    groups: BTreeMap<String, Group>,
+    wired: BTreeSet<&'static str>,
+    states: States,
+    limits: Limits,
+    errors: Vec<AppError>,
+}
+
+#[cfg(feature = "sqlite")]
+impl App<SqliteTransport> {
+    /// The durable embedded engine in the SQLite file at `path` (created if missing): log,
+    /// positions, dedupe marks and dead letters survive restarts.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be opened.
+    pub async fn embedded(path: impl AsRef<std::path::Path>) -> Result<Self, AppError> {
+        let transport = SqliteTransport::open(path).await?;
+        let dlq = DeadLetters::new(&transport);
+        let dedupe = Dedupe::Sqlite(crate::dedupe::SqliteDedupe::new(&transport));
+        Ok(App::with_parts(transport, dlq, dedupe))
+    }
+}
+
+impl App<MemoryTransport> {
+    /// Everything in memory (the dead-letter queue in a private in-memory SQLite database):
+    /// for tests and demos.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot be initialised.
+    pub async fn in_memory() -> Result<Self, AppError> {
+        let dlq = DeadLetters::new(&SqliteTransport::in_memory().await?);
+        Ok(App::with_parts(
+            MemoryTransport::new(),
+            dlq,
+            Dedupe::Memory(MemoryDedupe::new()),
+        ))
+    }
+}
+
+impl<T: Transport> App<T> {
+    fn with_parts(transport: T, dlq: DeadLetters, dedupe: Dedupe) -> Self {
+        let transport = Arc::new(transport);
+        App {
+            publisher: Publisher {
+                transport: transport.clone(),
+                partitions: 8,
+                topics: Arc::default(),
+            },
+            transport,
+            dlq,
+            dedupe,
+            groups: BTreeMap::new(),
+            wired: BTreeSet::new(),
+            states: States::default(),
+            limits: Limits::default(),
+            errors: Vec::new(),
+        }
+    }
+
+    /// Partitions of topics this app creates (existing topics keep theirs). Default 8.
+    pub fn partitions(&mut self, partitions: u32) -> &mut Self {
+        self.publisher.partitions = partitions.max(1);
+        self
+    }
+
+    /// Options of `group` (created if needed).
+    pub fn group_options(&mut self, group: &str, options: GroupOptions) -> &mut Self {
+        self.group_mut(group).options = options;
+        self
+    }
+
+    /// State handlers can read with [`crate::Context::state`].
+    pub fn with_state<S: Send + Sync + 'static>(&mut self, state: S) -> &mut Self {
+        self.states.insert(state);
+        self
+    }
+
+    fn group_mut(&mut self, group: &str) -> &mut Group {
+        self.groups
+            .entry(group.to_owned())
+            .or_insert_with(|| Group {
+                options: GroupOptions::default(),
+                handlers: HashMap::new(),
+                descriptors: Vec::new(),
+            })
+    }
+
+    /// Subscribes `handler` to events (or commands) of type `E` in `group`.
+    pub fn subscribe<E: Message, H: Handler<E>>(&mut self, group: &str, handler: H) -> &mut Self {
+        let erased: Arc<dyn ErasedHandler> = Arc::new(Typed::<E, H>::new(handler));
+        let mut duplicates = Vec::new();
+        let entry = self.group_mut(group);
+        for descriptor in E::DESCRIPTORS {
+            if entry
+                .handlers
+                .insert(descriptor.name.to_owned(), erased.clone())
+                .is_some()
+            {
+                duplicates.push(descriptor.name.to_owned());
+            } else {
+                entry.descriptors.push(descriptor);
+            }
+        }
+        for event in duplicates {
+            self.errors.push(AppError::DuplicateHandler {
+                group: group.to_owned(),
+                event,
+            });
+        }
+        self
+    }
+
+    /// Registers a handler declared with `#[handler(group = "...")]`.
+    pub fn register<H: HandlerSpec>(&mut self, handler: H) -> &mut Self {
+        self.wired.insert(H::NAME);
+        self.subscribe::<H::Event, H>(H::GROUP, handler)
+    }
+
+    /// The publisher of this app.
+    pub fn publisher(&self) -> Publisher<T> {
+        self.publisher.clone()
+    }
+
+    /// The dead-letter queue.
+    pub fn dead_letters(&self) -> &DeadLetters {
+        &self.dlq
+    }
+
+    /// Validates the registry and the wiring, creates the topics, and starts every group.
+    ///
+    /// # Errors
+    ///
+    /// [`AppError::Registry`] for duplicate names or broken upcast chains, [`AppError::NotWired`]
+    /// for `#[handler]` functions never registered, [`AppError::DuplicateHandler`], or the
+    /// engine's error.
+    pub async fn start(mut self) -> Result<Running<T>, AppError> {
+        let registry = Registry::global().map_err(|err| AppError::Registry(err.clone()))?;
+        if let Some(err) = self.errors.drain(..).next() {
+            return Err(err);
+        }
+        let not_wired: Vec<&'static str> = declared()
+            .map(|d| d.name)
+            .filter(|name| !self.wired.contains(name))
+            .collect();
+        if !not_wired.is_empty() {
+            return Err(AppError::NotWired(not_wired));
+        }
+        let (shutdown, receiver) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut stats = BTreeMap::new();
+        let mut subscriptions = Vec::new();
+        for (name, group) in std::mem::take(&mut self.groups) {
+            let topics: BTreeSet<String> = group
+                .descriptors
+                .iter()
+                .map(|d| topic_of(d.kind, d.context))
+                .collect();
+            let group_stats = Arc::new(GroupStats::default());
+            stats.insert(name.clone(), group_stats.clone());
+            let runner = Arc::new(GroupRunner {
+                group: Arc::from(name.as_str()),
+                options: group.options,
+                handlers: group.handlers,
+                transport: self.transport.clone(),
+                publisher: self.publisher.clone(),
+                dlq: self.dlq.clone(),
+                dedupe: self.dedupe.clone(),
+                registry,
+                states: self.states.clone(),
+                stats: group_stats,
+                limits: self.limits,
+            });
+            for topic in topics {
+                let partitions = self.publisher.partitions_of(&topic).await?;
+                subscriptions.push((name.clone(), topic.clone(), partitions));
+                for partition in 0..partitions {
+                    tasks.spawn(runner.clone().run_partition(
+                        topic.clone(),
+                        partition,
+                        receiver.clone(),
+                    ));
+                }
+            }
+            tasks.spawn(runner.run_redeliveries(receiver.clone()));
+        }
+        Ok(Running {
+            transport: self.transport,
+            publisher: self.publisher,
+            dlq: self.dlq,
+            stats,
+            subscriptions,
+            shutdown,
+            tasks,
+        })
+    }
+}
+
+/// Consumer lag of one group on one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lag {
+    /// Group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Next offset the group will read.
+    pub committed: u64,
+    /// Next offset to be written.
+    pub end: u64,
+}
+
+impl Lag {
+    /// Records written and not yet committed by the group.
+    pub fn lag(&self) -> u64 {
+        self.end.saturating_sub(self.committed)
+    }
+}
+
+/// Lag of every group position the transport knows, for the groups and topics given.
+///
+/// # Errors
+///
+/// The engine's error.
+pub async fn lag_of<T: Transport>(
+    transport: &T,
+    subscriptions: &[(String, String, u32)],
+) -> Result<Vec<Lag>, TransportError> {
+    let mut out = Vec::new();
+    for (group, topic, _) in subscriptions {
+        let ends = transport.end_offsets(topic).await?;
+        for (partition, end) in ends.into_iter().enumerate() {
+            let partition = partition as u32;
+            out.push(Lag {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition,
+                committed: transport.committed(group, topic, partition).await?,
+                end,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A started app. Dropping it without [`Running::stop`] aborts the consumers.
+pub struct Running<T: Transport> {
+    transport: Arc<T>,
+    publisher: Publisher<T>,
+    dlq: DeadLetters,
+    stats: BTreeMap<String, Arc<GroupStats>>,
+    subscriptions: Vec<(String, String, u32)>,
+    shutdown: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl<T: Transport> Running<T> {
+    /// The publisher.
+    pub fn publisher(&self) -> Publisher<T> {
+        self.publisher.clone()
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// The dead-letter queue.
+    pub fn dead_letters(&self) -> &DeadLetters {
+        &self.dlq
+    }
+
+    /// Counters of `group`.
+    pub fn stats(&self, group: &str) -> Option<crate::consumer::StatsSnapshot> {
+        self.stats.get(group).map(|s| s.snapshot())
+    }
+
+    /// Lag of every group on every partition it reads.
+    ///
+    /// # Errors
+    ///
+    /// The engine's error.
+    pub async fn lag(&self) -> Result<Vec<Lag>, TransportError> {
+        lag_of(&*self.transport, &self.subscriptions).await
+    }
+
+    /// Waits until every group has committed everything written and has no pending redrive or
+    /// replay, or `timeout` passes. Returns whether it became idle.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let caught_up =
+                matches!(self.lag().await, Ok(lags) if lags.iter().all(|l| l.lag() == 0));
+            let mut pending = false;
+            for group in self.stats.keys() {
+                if !self
+                    .dlq
+                    .pending_redeliveries(group, 1)
+                    .await
+                    .unwrap_or_default()
+                    .is_empty()
+                {
+                    pending = true;
+                }
+            }
+            if caught_up && !pending {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Stops every consumer after the batch it is handling, and waits for them.
+    ///
+    /// Cancellation: dropping this future leaves the consumers stopping in the background; what
+    /// they had not committed is redelivered on the next start.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}

@@ -1,0 +1,696 @@
+//! Consumer groups: at-least-once delivery with per-key ordering, idempotency, retries and
+//! dead-lettering.
+//!
+//! For each partition of each topic it reads, a group runs one loop: fetch a batch from the
+//! committed offset, split it into lanes by partition key (records without a key get a lane each),
+//! run the lanes concurrently up to the group's limit while each lane runs its records in order,
+//! and commit the batch's end only when every record in it was handled, skipped as a duplicate or
+//! dead-lettered. A crash therefore redelivers from the last commit, and same-key events are never
+//! reordered.
+//!
+//! Each record goes through: header check → CloudEvents decode → handler lookup → sequenced
+//! parking → dedupe → handler (with retries). Anything undecodable, unknown, newer than the
+//! consumer knows, or failing permanently goes to the dead-letter queue with its reason; the loop
+//! never stops for one bad record.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+
+use crate::app::{GroupOptions, Publisher};
+use crate::cloudevents::Limits;
+use crate::cloudevents::binary::{self, Binding};
+use crate::dedupe::{DedupeStore, MemoryDedupe};
+use crate::dlq::{DeadLetters, NewDeadLetter, Redelivery, RedeliverySource};
+use crate::envelope::{Envelope, RawEnvelope};
+use crate::error::{DecodeError, DecodeErrorKind};
+use crate::handler::{Context, Delivery, ErrorClass, Handler, HandlerError};
+use crate::message::Message;
+use crate::registry::Registry;
+use crate::retry::jitter_sample;
+use crate::transport::{Record, Transport, TransportError, now_ms};
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why one delivery attempt failed.
+pub(crate) enum Failure {
+    /// The record cannot become the handler's type: never retried.
+    Poison(DecodeError),
+    /// The handler failed.
+    Handler(HandlerError),
+    /// Writing the handler's effects failed (emitted events, inbox commit): retried.
+    Infra(TransportError),
+}
+
+/// A handler with its event type erased, so one group can route many types.
+pub(crate) trait ErasedHandler: Send + Sync {
+    fn call<'a>(&'a self, raw: &'a RawEnvelope, ctx: Context)
+    -> BoxFuture<'a, Result<(), Failure>>;
+}
+
+pub(crate) struct Typed<E, H> {
+    handler: H,
+    _event: PhantomData<fn() -> E>,
+}
+
+impl<E, H> Typed<E, H> {
+    pub(crate) fn new(handler: H) -> Self {
+        Typed {
+            handler,
+            _event: PhantomData,
+        }
+    }
+}
+
+impl<E: Message, H: Handler<E>> ErasedHandler for Typed<E, H> {
+    fn call<'a>(
+        &'a self,
+        raw: &'a RawEnvelope,
+        ctx: Context,
+    ) -> BoxFuture<'a, Result<(), Failure>> {
+        Box::pin(async move {
+            let envelope: Envelope<E> = raw.decode().map_err(Failure::Poison)?;
+            self.handler
+                .handle(envelope, ctx)
+                .await
+                .map_err(Failure::Handler)
+        })
+    }
+}
+
+/// Counters of one consumer group.
+#[derive(Debug, Default)]
+pub struct GroupStats {
+    /// Records handled successfully.
+    pub handled: AtomicU64,
+    /// Records skipped because the dedupe store had seen them.
+    pub duplicates: AtomicU64,
+    /// Records of types this group does not handle.
+    pub skipped: AtomicU64,
+    /// Records sent to the dead-letter queue.
+    pub dead_lettered: AtomicU64,
+    /// Retries after transient failures.
+    pub retries: AtomicU64,
+    /// Replays and redrives processed.
+    pub redelivered: AtomicU64,
+}
+
+/// A snapshot of [`GroupStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Handled.
+    pub handled: u64,
+    /// Duplicates skipped.
+    pub duplicates: u64,
+    /// Not subscribed, skipped.
+    pub skipped: u64,
+    /// Dead-lettered.
+    pub dead_lettered: u64,
+    /// Retries.
+    pub retries: u64,
+    /// Replays and redrives.
+    pub redelivered: u64,
+}
+
+impl GroupStats {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            handled: self.handled.load(Ordering::Relaxed),
+            duplicates: self.duplicates.load(Ordering::Relaxed),
+            skipped: self.skipped.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            redelivered: self.redelivered.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Where dedupe marks go.
+#[derive(Clone)]
+pub(crate) enum Dedupe {
+    Memory(MemoryDedupe),
+    #[cfg(feature = "sqlite")]
+    Sqlite(crate::dedupe::SqliteDedupe),
+}
+
+impl Dedupe {
+    async fn seen(&self, group: &str, key: &str) -> Result<bool, TransportError> {
+        match self {
+            Dedupe::Memory(store) => store.seen(group, key).await,
+            #[cfg(feature = "sqlite")]
+            Dedupe::Sqlite(store) => store.seen(group, key).await,
+        }
+    }
+
+    async fn mark(&self, group: &str, key: &str) -> Result<(), TransportError> {
+        match self {
+            Dedupe::Memory(store) => store.mark(group, key).await,
+            #[cfg(feature = "sqlite")]
+            Dedupe::Sqlite(store) => store.mark(group, key).await,
+        }
+    }
+}
+
+/// The result of processing one record.
+pub(crate) enum Outcome {
+    Handled,
+    Duplicate,
+    Skipped,
+    Failed(Box<FailedRecord>),
+}
+
+pub(crate) struct FailedRecord {
+    raw: Option<RawEnvelope>,
+    reason_kind: &'static str,
+    chain: Vec<String>,
+    attempts: u32,
+    parked_behind: Option<u64>,
+}
+
+fn decode_kind(kind: DecodeErrorKind) -> &'static str {
+    match kind {
+        DecodeErrorKind::Malformed | DecodeErrorKind::Attribute | DecodeErrorKind::TooLarge => {
+            "malformed"
+        }
+        DecodeErrorKind::UnknownType => "unknown-type",
+        DecodeErrorKind::FutureVersion => "future-version",
+        DecodeErrorKind::Upcast => "upcast",
+        _ => "payload",
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> Vec<String> {
+    let mut chain = vec![err.to_string()];
+    let mut next = err.source();
+    while let Some(err) = next {
+        chain.push(err.to_string());
+        next = err.source();
+    }
+    chain
+}
+
+/// One consumer group, shared by its partition loops.
+pub(crate) struct GroupRunner<T: Transport> {
+    pub(crate) group: Arc<str>,
+    pub(crate) options: GroupOptions,
+    pub(crate) handlers: HashMap<String, Arc<dyn ErasedHandler>>,
+    pub(crate) transport: Arc<T>,
+    pub(crate) publisher: Publisher<T>,
+    pub(crate) dlq: DeadLetters,
+    pub(crate) dedupe: Dedupe,
+    pub(crate) registry: &'static Registry,
+    pub(crate) states: crate::handler::States,
+    pub(crate) stats: Arc<GroupStats>,
+    pub(crate) limits: Limits,
+}
+
+impl<T: Transport> GroupRunner<T> {
+    /// Runs one partition until `shutdown` turns true.
+    pub(crate) async fn run_partition(
+        self: Arc<Self>,
+        topic: String,
+        partition: u32,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut next = loop {
+            match self
+                .transport
+                .committed(&self.group, &topic, partition)
+                .await
+            {
+                Ok(next) => break next,
+                Err(_) if *shutdown.borrow() => return,
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        while !*shutdown.borrow() {
+            let records = match self
+                .transport
+                .fetch(&topic, partition, next, self.options.batch)
+                .await
+            {
+                Ok(records) => records,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            let Some(last) = records.last().map(|r| r.offset) else {
+                tokio::select! {
+                    () = self.transport.wait(&topic, partition, next, Duration::from_millis(500)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            };
+            if self.clone().process_batch(records).await.is_err() {
+                // Infrastructure failure (dead-letter queue or dedupe store unreachable): nothing
+                // is committed, the batch is fetched again after a pause.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            loop {
+                match self
+                    .transport
+                    .commit(&self.group, &topic, partition, last + 1)
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+            next = last + 1;
+        }
+    }
+
+    async fn process_batch(self: Arc<Self>, records: Vec<Record>) -> Result<(), TransportError> {
+        // Lanes by partition key, in first-seen order; unkeyed records run alone.
+        let mut lanes: Vec<Vec<Record>> = Vec::new();
+        let mut by_key: HashMap<Vec<u8>, usize> = HashMap::new();
+        for record in records {
+            match record.key.clone() {
+                Some(key) => {
+                    let index = *by_key.entry(key).or_insert_with(|| {
+                        lanes.push(Vec::new());
+                        lanes.len() - 1
+                    });
+                    lanes[index].push(record);
+                }
+                None => lanes.push(vec![record]),
+            }
+        }
+        let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for lane in lanes {
+            let runner = self.clone();
+            let permits = permits.clone();
+            tasks.spawn(async move {
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed");
+                for record in lane {
+                    runner.deliver(record, Delivery::Live, false).await?;
+                }
+                Ok::<(), TransportError>(())
+            });
+        }
+        let mut result = Ok(());
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => result = Err(err),
+                // A panicking handler is a bug in the handler; the batch is retried.
+                Err(join) => {
+                    result = Err(TransportError::new(
+                        crate::transport::TransportErrorKind::Other,
+                        format!("consumer group {}", self.group),
+                        format!("a handler task panicked: {join}"),
+                    ));
+                }
+            }
+        }
+        result
+    }
+
+    /// Processes one record and dead-letters it on failure.
+    async fn deliver(
+        &self,
+        record: Record,
+        delivery: Delivery,
+        bypass_dedupe: bool,
+    ) -> Result<(), TransportError> {
+        match self.process(&record, delivery, bypass_dedupe).await? {
+            Outcome::Handled => self.stats.handled.fetch_add(1, Ordering::Relaxed),
+            Outcome::Duplicate => self.stats.duplicates.fetch_add(1, Ordering::Relaxed),
+            Outcome::Skipped => self.stats.skipped.fetch_add(1, Ordering::Relaxed),
+            Outcome::Failed(failed) => {
+                self.dead_letter(record, *failed).await?;
+                self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+        Ok(())
+    }
+
+    async fn dead_letter(
+        &self,
+        record: Record,
+        failed: FailedRecord,
+    ) -> Result<u64, TransportError> {
+        let raw = failed.raw.as_ref();
+        self.dlq
+            .put(NewDeadLetter {
+                group: self.group.to_string(),
+                event_type: raw.map(|r| r.ty.to_string()),
+                event_id: raw.map(|r| r.id.to_string()),
+                partition_key: raw.and_then(|r| r.partition_key.clone()),
+                reason_kind: failed.reason_kind.to_owned(),
+                error_chain: failed.chain,
+                attempts: failed.attempts,
+                first_failure_ms: now_ms(),
+                parked_behind: failed.parked_behind,
+                record,
+            })
+            .await
+    }
+
+    fn failed(
+        raw: Option<RawEnvelope>,
+        reason_kind: &'static str,
+        chain: Vec<String>,
+        attempts: u32,
+    ) -> Outcome {
+        Outcome::Failed(Box::new(FailedRecord {
+            raw,
+            reason_kind,
+            chain,
+            attempts,
+            parked_behind: None,
+        }))
+    }
+
+    pub(crate) async fn process(
+        &self,
+        record: &Record,
+        delivery: Delivery,
+        bypass_dedupe: bool,
+    ) -> Result<Outcome, TransportError> {
+        #[cfg(feature = "sqlite")]
+        if let Some((_, reason)) = record
+            .headers
+            .iter()
+            .find(|(name, _)| name == crate::transport::sqlite::CORRUPT_HEADERS)
+        {
+            let reason = String::from_utf8_lossy(reason).into_owned();
+            return Ok(Self::failed(
+                None,
+                "malformed",
+                vec![format!("corrupt record: {reason}")],
+                0,
+            ));
+        }
+        let raw = match binary::decode(
+            record
+                .headers
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice())),
+            &record.payload,
+            Binding::Kafka,
+            &self.limits,
+        ) {
+            Ok(raw) => raw,
+            Err(err) => {
+                return Ok(Self::failed(
+                    None,
+                    decode_kind(err.kind()),
+                    error_chain(&err),
+                    0,
+                ));
+            }
+        };
+        let Some(handler) = self.handlers.get(raw.ty.as_ref()).cloned() else {
+            if self.registry.latest(&raw.ty).is_some() || !self.options.dead_letter_unknown_types {
+                return Ok(Outcome::Skipped);
+            }
+            let reason = format!(
+                "unknown event type `{}`: no type in this binary has that name",
+                raw.ty
+            );
+            return Ok(Self::failed(Some(raw), "unknown-type", vec![reason], 0));
+        };
+        if self.options.sequenced
+            && delivery != Delivery::Redrive
+            && let Some(key) = raw.partition_key.clone()
+            && let Some(blocking) = self
+                .dlq
+                .open_for_key(&self.group, &record.topic, &key)
+                .await?
+        {
+            return Ok(Outcome::Failed(Box::new(FailedRecord {
+                raw: Some(raw),
+                reason_kind: "parked",
+                chain: vec![format!(
+                    "parked behind dead letter {blocking} with the same key `{key}` (sequenced mode)"
+                )],
+                attempts: 0,
+                parked_behind: Some(blocking),
+            })));
+        }
+        let dedupe_key = raw.effective_dedupe_key().into_owned();
+        let inbox = self.options.inbox && self.inbox_capable();
+        if !bypass_dedupe && !inbox && self.dedupe.seen(&self.group, &dedupe_key).await? {
+            return Ok(Outcome::Duplicate);
+        }
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .attempt(
+                    &*handler,
+                    &raw,
+                    delivery,
+                    attempt,
+                    &dedupe_key,
+                    inbox,
+                    bypass_dedupe,
+                )
+                .await;
+            match result {
+                Ok(true) => return Ok(Outcome::Handled),
+                Ok(false) => return Ok(Outcome::Duplicate),
+                Err(Failure::Poison(err)) => {
+                    return Ok(Self::failed(
+                        Some(raw),
+                        decode_kind(err.kind()),
+                        error_chain(&err),
+                        0,
+                    ));
+                }
+                Err(Failure::Handler(err)) if err.class() == ErrorClass::Permanent => {
+                    return Ok(Self::failed(Some(raw), "permanent", err.chain(), attempt));
+                }
+                Err(failure) => {
+                    let chain = match failure {
+                        Failure::Handler(err) => err.chain(),
+                        Failure::Infra(err) => error_chain(&err),
+                        Failure::Poison(_) => unreachable!("handled above"),
+                    };
+                    match self
+                        .options
+                        .retry
+                        .delay_before(attempt + 1, jitter_sample())
+                    {
+                        Some(delay) => {
+                            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(delay).await;
+                            attempt += 1;
+                        }
+                        None => {
+                            return Ok(Self::failed(
+                                Some(raw),
+                                "retries-exhausted",
+                                chain,
+                                attempt,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn inbox_capable(&self) -> bool {
+        #[cfg(feature = "sqlite")]
+        {
+            self.transport.as_sqlite().is_some()
+        }
+        #[cfg(not(feature = "sqlite"))]
+        {
+            false
+        }
+    }
+
+    fn context(&self, raw: &RawEnvelope, delivery: Delivery, attempt: u32) -> Context {
+        Context {
+            group: self.group.clone(),
+            delivery,
+            attempt,
+            causation: raw.causation(),
+            incoming_id: raw.id.to_string(),
+            states: self.states.clone(),
+            emitted: Arc::default(),
+            #[cfg(feature = "sqlite")]
+            inbox: None,
+        }
+    }
+
+    /// One attempt. `Ok(false)`: the inbox found the key already claimed (a duplicate).
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(
+        &self,
+        handler: &dyn ErasedHandler,
+        raw: &RawEnvelope,
+        delivery: Delivery,
+        attempt: u32,
+        dedupe_key: &str,
+        inbox: bool,
+        bypass_dedupe: bool,
+    ) -> Result<bool, Failure> {
+        #[cfg(feature = "sqlite")]
+        if inbox {
+            return self
+                .attempt_inbox(handler, raw, delivery, attempt, dedupe_key, bypass_dedupe)
+                .await;
+        }
+        let _ = (inbox, bypass_dedupe);
+        let ctx = self.context(raw, delivery, attempt);
+        handler.call(raw, ctx.clone()).await?;
+        let emitted = std::mem::take(
+            &mut *ctx
+                .emitted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        self.publisher
+            .publish_emitted(emitted)
+            .await
+            .map_err(Failure::Infra)?;
+        self.dedupe
+            .mark(&self.group, dedupe_key)
+            .await
+            .map_err(Failure::Infra)?;
+        Ok(true)
+    }
+
+    #[cfg(feature = "sqlite")]
+    async fn attempt_inbox(
+        &self,
+        handler: &dyn ErasedHandler,
+        raw: &RawEnvelope,
+        delivery: Delivery,
+        attempt: u32,
+        dedupe_key: &str,
+        bypass_dedupe: bool,
+    ) -> Result<bool, Failure> {
+        let sqlite = self
+            .transport
+            .as_sqlite()
+            .expect("checked by inbox_capable");
+        let infra = |err| {
+            Failure::Infra(crate::transport::sqlite::db_error(
+                format!("inbox of {}", self.group),
+                err,
+            ))
+        };
+        let mut tx = sqlite
+            .pool()
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(infra)?;
+        let claimed = crate::dedupe::SqliteDedupe::claim(&mut tx, &self.group, dedupe_key)
+            .await
+            .map_err(Failure::Infra)?;
+        if !claimed && !bypass_dedupe {
+            return Ok(false);
+        }
+        let tx = Arc::new(tokio::sync::Mutex::new(tx));
+        let mut ctx = self.context(raw, delivery, attempt);
+        ctx.inbox = Some(tx.clone());
+        handler.call(raw, ctx.clone()).await?;
+        let emitted = std::mem::take(
+            &mut *ctx
+                .emitted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        drop(ctx);
+        let tx = Arc::try_unwrap(tx)
+            .map_err(|_| {
+                Failure::Handler(HandlerError::permanent(
+                    "the handler kept its Context (and the inbox transaction) after returning",
+                ))
+            })?
+            .into_inner();
+        let mut tx = tx;
+        self.publisher
+            .publish_emitted_in(&mut tx, emitted)
+            .await
+            .map_err(Failure::Infra)?;
+        tx.commit().await.map_err(infra)?;
+        Ok(true)
+    }
+
+    /// Runs the redrive and replay requests of this group until shutdown.
+    pub(crate) async fn run_redeliveries(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            let pending = self
+                .dlq
+                .pending_redeliveries(&self.group, 64)
+                .await
+                .unwrap_or_default();
+            if pending.is_empty() {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            for redelivery in pending {
+                if self.redeliver(&redelivery).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn redeliver(&self, redelivery: &Redelivery) -> Result<(), TransportError> {
+        self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+        match redelivery.source {
+            RedeliverySource::Redrive => {
+                let letter = match redelivery.letter_id {
+                    Some(id) => self.dlq.get(id).await?,
+                    None => None,
+                };
+                let Some(letter) = letter else {
+                    return self
+                        .dlq
+                        .finish_redelivery(redelivery, Some(&["dead letter not found".to_owned()]))
+                        .await;
+                };
+                match self
+                    .process(&letter.record, Delivery::Redrive, true)
+                    .await?
+                {
+                    Outcome::Failed(failed) => {
+                        self.dlq
+                            .finish_redelivery(redelivery, Some(&failed.chain))
+                            .await
+                    }
+                    _ => self.dlq.finish_redelivery(redelivery, None).await,
+                }
+            }
+            RedeliverySource::Replay => {
+                let records = self
+                    .transport
+                    .fetch(
+                        &redelivery.topic,
+                        redelivery.partition,
+                        redelivery.offset,
+                        1,
+                    )
+                    .await?;
+                if let Some(record) = records.into_iter().find(|r| r.offset == redelivery.offset) {
+                    self.deliver(record, Delivery::Replay, redelivery.bypass_dedupe)
+                        .await?;
+                }
+                self.dlq.finish_redelivery(redelivery, None).await
+            }
+        }
+    }
+}

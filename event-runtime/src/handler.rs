@@ -1,0 +1,287 @@
+//! Handlers: what a consumer group runs for each event, the [`Context`] it gets, and how it
+//! reports failure.
+//!
+//! A handler is any `async fn(Envelope<E>, Context) -> Result<(), HandlerError>` (or a type
+//! implementing [`Handler`]). `#[handler(group = "...")]` on such a function declares it, so that
+//! start-up can check it was wired. Events a handler publishes through [`Context::publish`] are
+//! written only after it succeeds, carry the incoming correlation id, and get a deterministic
+//! dedupe key, so a redelivered handler that publishes again does not duplicate downstream effects.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use crate::envelope::{Causation, Envelope, RawEnvelope};
+use crate::error::EncodeError;
+use crate::message::{Command, DomainEvent, Message};
+
+/// How a record reached the handler.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Delivery {
+    /// Read from the log in order.
+    Live,
+    /// Re-delivered by a replay request.
+    Replay,
+    /// A dead letter redriven by an operator.
+    Redrive,
+}
+
+/// Whether a failure may go away on retry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// Retried with the group's policy, then dead-lettered.
+    Transient,
+    /// Dead-lettered at once.
+    Permanent,
+}
+
+/// A handler's failure: an error chain and whether to retry.
+///
+/// `?` on any error gives a transient failure; use [`HandlerError::permanent`] for failures that
+/// will never succeed (invalid business input).
+pub struct HandlerError {
+    class: ErrorClass,
+    source: Box<dyn StdError + Send + Sync>,
+}
+
+impl HandlerError {
+    /// A failure that retrying may fix (a timeout, a busy database).
+    pub fn transient(err: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        HandlerError {
+            class: ErrorClass::Transient,
+            source: err.into(),
+        }
+    }
+
+    /// A failure that retrying cannot fix: the event goes to the dead-letter queue at once.
+    pub fn permanent(err: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        HandlerError {
+            class: ErrorClass::Permanent,
+            source: err.into(),
+        }
+    }
+
+    /// Transient or permanent.
+    pub fn class(&self) -> ErrorClass {
+        self.class
+    }
+
+    /// The error and its sources as text, outermost first.
+    pub fn chain(&self) -> Vec<String> {
+        let mut chain = vec![self.source.to_string()];
+        let mut next = self.source.source();
+        while let Some(err) = next {
+            chain.push(err.to_string());
+            next = err.source();
+        }
+        chain
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.class, self.chain().join(": "))
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.chain().join(": "))
+    }
+}
+
+impl<E: Into<Box<dyn StdError + Send + Sync>>> From<E> for HandlerError {
+    fn from(err: E) -> Self {
+        HandlerError::transient(err)
+    }
+}
+
+/// Shared state handed to every handler (`App::with_state`).
+#[derive(Clone, Default)]
+pub(crate) struct States(Arc<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>);
+
+impl States {
+    pub(crate) fn insert<S: Send + Sync + 'static>(&mut self, state: S) {
+        Arc::make_mut(&mut self.0).insert(TypeId::of::<S>(), Arc::new(state));
+    }
+}
+
+/// An event or command a handler asked to emit, written after it succeeds.
+#[derive(Debug)]
+pub(crate) struct Emitted {
+    pub(crate) topic: String,
+    pub(crate) envelope: RawEnvelope,
+}
+
+/// What a handler gets besides the event: the delivery, the causation to carry forward, shared
+/// state, the events to emit and, in inbox mode, the database transaction.
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) group: Arc<str>,
+    pub(crate) delivery: Delivery,
+    pub(crate) attempt: u32,
+    pub(crate) causation: Causation,
+    pub(crate) incoming_id: String,
+    pub(crate) states: States,
+    pub(crate) emitted: Arc<Mutex<Vec<Emitted>>>,
+    #[cfg(feature = "sqlite")]
+    pub(crate) inbox: Option<Arc<tokio::sync::Mutex<sqlx::Transaction<'static, sqlx::Sqlite>>>>,
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Context")
+            .field("group", &self.group)
+            .field("delivery", &self.delivery)
+            .field("attempt", &self.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Context {
+    /// The consumer group running the handler.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// Live, replay or redrive.
+    pub fn delivery(&self) -> Delivery {
+        self.delivery
+    }
+
+    /// Whether this is a replay or a redrive rather than live delivery.
+    pub fn is_replay(&self) -> bool {
+        self.delivery != Delivery::Live
+    }
+
+    /// 1 for the first attempt, then 2, 3, ... on retries.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The causation to pass to anything this handler emits by other means.
+    pub fn causation(&self) -> &Causation {
+        &self.causation
+    }
+
+    /// Shared state registered with `App::with_state`.
+    pub fn state<S: Send + Sync + 'static>(&self) -> Option<Arc<S>> {
+        self.states
+            .0
+            .get(&TypeId::of::<S>())
+            .cloned()
+            .and_then(|state| state.downcast::<S>().ok())
+    }
+
+    fn emit<M: Message>(&self, envelope: Envelope<M>, topic: String) -> Result<(), EncodeError> {
+        let mut envelope = envelope.with_causation(self.causation.clone());
+        let mut emitted = self
+            .emitted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if envelope.dedupe_key.is_none() {
+            // Deterministic across redeliveries of the same incoming event: downstream dedupe
+            // then drops what a retried handler emits twice.
+            envelope.dedupe_key = Some(format!(
+                "{}/{}/{}",
+                self.incoming_id,
+                self.group,
+                emitted.len()
+            ));
+        }
+        emitted.push(Emitted {
+            topic,
+            envelope: envelope.to_raw()?,
+        });
+        Ok(())
+    }
+
+    /// Publishes `event` after the handler succeeds, caused by the incoming event.
+    ///
+    /// # Errors
+    ///
+    /// When the payload cannot be encoded.
+    pub fn publish<E: DomainEvent>(&self, event: E) -> Result<(), EncodeError> {
+        let topic = event.descriptor().context.to_owned();
+        self.emit(Envelope::event(event), topic)
+    }
+
+    /// Sends `command` to its target context after the handler succeeds.
+    ///
+    /// # Errors
+    ///
+    /// When the payload cannot be encoded.
+    pub fn send<C: Command>(&self, command: C) -> Result<(), EncodeError> {
+        let topic = crate::transport::command_topic(command.descriptor().context);
+        self.emit(Envelope::command(command), topic)
+    }
+
+    /// In inbox mode, the SQLite transaction that also holds the dedupe mark and the emitted
+    /// events: write your effects through it and they commit exactly once. `None` otherwise.
+    #[cfg(feature = "sqlite")]
+    pub async fn transaction(
+        &self,
+    ) -> Option<tokio::sync::MutexGuard<'_, sqlx::Transaction<'static, sqlx::Sqlite>>> {
+        match &self.inbox {
+            Some(tx) => Some(tx.lock().await),
+            None => None,
+        }
+    }
+}
+
+/// Handles events of type `E`.
+pub trait Handler<E: Message>: Send + Sync + 'static {
+    /// Handles one event. Return `Err` to retry (transient) or dead-letter (permanent).
+    fn handle(
+        &self,
+        event: Envelope<E>,
+        ctx: Context,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+impl<E, F, Fut> Handler<E> for F
+where
+    E: Message,
+    F: Fn(Envelope<E>, Context) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), HandlerError>> + Send,
+{
+    fn handle(
+        &self,
+        event: Envelope<E>,
+        ctx: Context,
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        self(event, ctx)
+    }
+}
+
+/// A handler declared with `#[handler(group = "...")]`: the generated unit struct implements it.
+pub trait HandlerSpec: Handler<Self::Event> {
+    /// The event type handled.
+    type Event: Message;
+    /// The consumer group.
+    const GROUP: &'static str;
+    /// `module::path::function`.
+    const NAME: &'static str;
+}
+
+/// A declaration submitted by `#[handler]`, checked against what was wired at start-up.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct HandlerDecl {
+    /// `module::path::function`.
+    pub name: &'static str,
+    /// Group.
+    pub group: &'static str,
+    /// The event type's descriptors.
+    pub events: &'static [crate::message::Descriptor],
+}
+
+inventory::collect!(HandlerDecl);
+
+/// Every handler declared with `#[handler]` in this binary.
+pub fn declared() -> impl Iterator<Item = &'static HandlerDecl> {
+    inventory::iter::<HandlerDecl>.into_iter()
+}

@@ -1,0 +1,127 @@
+//! Retry policy: a few immediate retries, then exponential backoff with jitter, then the
+//! dead-letter queue.
+
+use std::time::Duration;
+
+/// When to try a transiently failing handler again.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Retries without waiting, after the first attempt.
+    pub immediate: u32,
+    /// Retries with backoff, after the immediate ones.
+    pub backoff: u32,
+    /// The first backoff delay.
+    pub initial_delay: Duration,
+    /// The largest backoff delay.
+    pub max_delay: Duration,
+    /// Growth factor per backoff retry.
+    pub multiplier: f64,
+    /// Random spread, 0.0..=1.0: a delay `d` becomes uniform in `d * (1 - jitter) ..= d`.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    /// 2 immediate retries, then 3 with backoff from 100 ms doubling up to 5 s, 20 % jitter.
+    fn default() -> Self {
+        RetryPolicy {
+            immediate: 2,
+            backoff: 3,
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+            multiplier: 2.0,
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// No retries: the first transient failure dead-letters.
+    pub fn none() -> Self {
+        RetryPolicy {
+            immediate: 0,
+            backoff: 0,
+            ..RetryPolicy::default()
+        }
+    }
+
+    /// Total attempts allowed, the first included.
+    pub fn max_attempts(&self) -> u32 {
+        1 + self.immediate + self.backoff
+    }
+
+    /// The wait before attempt `next` (2 for the first retry), or `None` when attempts are
+    /// exhausted. `random` is a uniform sample in `0.0..1.0` for the jitter.
+    pub fn delay_before(&self, next: u32, random: f64) -> Option<Duration> {
+        if next < 2 || next > self.max_attempts() {
+            return None;
+        }
+        let retry = next - 1;
+        if retry <= self.immediate {
+            return Some(Duration::ZERO);
+        }
+        let step = retry - self.immediate - 1;
+        let base = self.initial_delay.as_secs_f64() * self.multiplier.powi(step as i32);
+        let capped = base.min(self.max_delay.as_secs_f64());
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        Some(Duration::from_secs_f64(
+            capped * (1.0 - jitter * random.clamp(0.0, 1.0)),
+        ))
+    }
+}
+
+/// A cheap uniform sample in `0.0..1.0` for jitter (not for anything that needs real randomness).
+pub(crate) fn jitter_sample() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(crate::transport::now_ms() as u64);
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn immediate_then_exponential_then_exhausted() {
+        let policy = RetryPolicy {
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(policy.max_attempts(), 6);
+        assert_eq!(policy.delay_before(1, 0.5), None);
+        assert_eq!(policy.delay_before(2, 0.5), Some(Duration::ZERO));
+        assert_eq!(policy.delay_before(3, 0.5), Some(Duration::ZERO));
+        assert_eq!(
+            policy.delay_before(4, 0.5),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(
+            policy.delay_before(5, 0.5),
+            Some(Duration::from_millis(200))
+        );
+        assert_eq!(
+            policy.delay_before(6, 0.5),
+            Some(Duration::from_millis(400))
+        );
+        assert_eq!(policy.delay_before(7, 0.5), None);
+        let capped = RetryPolicy {
+            backoff: 20,
+            jitter: 0.0,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(capped.delay_before(22, 0.0), Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn jitter_only_shortens_within_its_spread() {
+        let policy = RetryPolicy::default();
+        let full = policy.delay_before(4, 0.0).unwrap();
+        let most = policy.delay_before(4, 1.0).unwrap();
+        assert_eq!(full, Duration::from_millis(100));
+        assert_eq!(most, Duration::from_millis(80));
+        for _ in 0..100 {
+            let sample = jitter_sample();
+            assert!((0.0..1.0).contains(&sample));
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The transport abstraction: partitioned, append-only topics with consumer-group positions.
+//!
+//! The model is the one Kafka and NATS JetStream share: a topic has a fixed number of partitions;
+//! each partition is an ordered log addressed by offset; a consumer group commits, per partition,
+//! the next offset it wants. Records are CloudEvents in binary content mode ([`Record::headers`]
+//! + [`Record::payload`]), so every engine carries the same bytes a foreign client can read.
+//!
+//! At-least-once delivery follows from the contract: the runtime commits a position only after
+//! every record before it was handled (or dead-lettered), so a crash redelivers from the last
+//! commit.
+//!
+//! Engines: [`memory::MemoryTransport`] (tests, demos) and, with the `sqlite` feature,
+//! [`sqlite::SqliteTransport`] (durable, the default of [`crate::App::embedded`]).
+
+use std::future::Future;
+use std::time::Duration;
+
+pub mod memory;
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
+
+/// A record to append.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct OutgoingRecord {
+    /// Target partition, chosen by the caller with [`crate::partition::partition_for_key`].
+    pub partition: u32,
+    /// The record key (the CloudEvents `partitionkey`).
+    pub key: Option<Vec<u8>>,
+    /// Binary-mode CloudEvents headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The event payload.
+    pub payload: Vec<u8>,
+}
+
+/// A stored record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Offset in the partition, from 0.
+    pub offset: u64,
+    /// Append time, milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The record key.
+    pub key: Option<Vec<u8>>,
+    /// Binary-mode CloudEvents headers.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The payload.
+    pub payload: Vec<u8>,
+}
+
+/// Where a record was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position {
+    /// Partition.
+    pub partition: u32,
+    /// Offset.
+    pub offset: u64,
+}
+
+/// Why a transport call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind:?} on {operation}: {message}")]
+pub struct TransportError {
+    /// Class of failure.
+    pub kind: TransportErrorKind,
+    /// The operation, e.g. `publish to orders`.
+    pub operation: String,
+    /// What went wrong, without credentials.
+    pub message: String,
+    /// The engine's error.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Class of a [`TransportError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TransportErrorKind {
+    /// The engine is unreachable or busy; retrying may succeed.
+    Unavailable,
+    /// The topic does not exist.
+    UnknownTopic,
+    /// A partition outside the topic's range.
+    InvalidPartition,
+    /// Stored data cannot be read back.
+    Corrupt,
+    /// Anything else.
+    Other,
+}
+
+impl TransportError {
+    /// A new error.
+    pub fn new(
+        kind: TransportErrorKind,
+        operation: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        TransportError {
+            kind,
+            operation: operation.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the engine's error.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+}
+
+/// A partitioned log with consumer-group positions. See the module docs.
+///
+/// Every method is cancel-safe in the sense that dropping the future leaves the log consistent:
+/// an append is either stored whole or not at all, and a commit either happened or not.
+pub trait Transport: Send + Sync + 'static {
+    /// Creates `topic` with `partitions` partitions if it does not exist, and returns its actual
+    /// partition count (an existing topic keeps its count).
+    fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: u32,
+    ) -> impl Future<Output = Result<u32, TransportError>> + Send;
+
+    /// Appends `records` to `topic` atomically, in order; returns their positions.
+    fn append(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> impl Future<Output = Result<Vec<Position>, TransportError>> + Send;
+
+    /// Up to `max` records of one partition from offset `from`, in offset order.
+    fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> impl Future<Output = Result<Vec<Record>, TransportError>> + Send;
+
+    /// Waits until `partition` has a record at or after `from`, or `timeout` passes.
+    fn wait(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        timeout: Duration,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// The next offset `group` will read from `partition` (0 if it never committed).
+    fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> impl Future<Output = Result<u64, TransportError>> + Send;
+
+    /// Commits `next_offset` as the next offset `group` will read from `partition`.
+    fn commit(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// The next offset to be written in every partition of `topic` (the high watermarks).
+    fn end_offsets(
+        &self,
+        topic: &str,
+    ) -> impl Future<Output = Result<Vec<u64>, TransportError>> + Send;
+
+    /// Every topic with its partition count.
+    fn topics(&self) -> impl Future<Output = Result<Vec<(String, u32)>, TransportError>> + Send;
+
+    /// The SQLite engine behind this transport, if it is one: consumers in inbox mode then claim
+    /// dedupe keys and write emitted events in the handler's transaction.
+    #[cfg(feature = "sqlite")]
+    fn as_sqlite(&self) -> Option<&sqlite::SqliteTransport> {
+        None
+    }
+}
+
+/// The topic events owned by `context` are published to: the context's name, so that all events
+/// of one entity share a log and keep their per-key order.
+pub fn event_topic(context: &str) -> String {
+    context.to_owned()
+}
+
+/// The topic commands for `context` are sent to: `<context>.commands`.
+pub fn command_topic(context: &str) -> String {
+    format!("{context}.commands")
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,524 @@
+//! The durable embedded engine: an append-only partitioned log in one SQLite file (WAL mode),
+//! shared with the dedupe store and the dead-letter queue so that a handler's writes, its dedupe
+//! mark and its position can live in one database.
+//!
+//! A process restart loses nothing: records are committed before `append` returns, and consumers
+//! resume from their committed position. Several processes may open the same file (the `evt` CLI
+//! does while the application runs); SQLite serialises writers, and `wait` polls the file so a
+//! consumer in another process sees new records within [`SqliteTransport::POLL`].
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use tokio::sync::Notify;
+
+use super::{
+    OutgoingRecord, Position, Record, Transport, TransportError, TransportErrorKind, now_ms,
+};
+
+/// Every table of the embedded engine. Idempotent; run at open.
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS evt_topics (
+    name        TEXT PRIMARY KEY,
+    partitions  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evt_records (
+    topic       TEXT NOT NULL,
+    partition   INTEGER NOT NULL,
+    offset      INTEGER NOT NULL,
+    ts_ms       INTEGER NOT NULL,
+    key         BLOB,
+    headers     BLOB NOT NULL,
+    payload     BLOB NOT NULL,
+    PRIMARY KEY (topic, partition, offset)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS evt_positions (
+    grp         TEXT NOT NULL,
+    topic       TEXT NOT NULL,
+    partition   INTEGER NOT NULL,
+    next_offset INTEGER NOT NULL,
+    PRIMARY KEY (grp, topic, partition)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS evt_dedupe (
+    grp         TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    seen_ms     INTEGER NOT NULL,
+    PRIMARY KEY (grp, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS evt_dedupe_seen ON evt_dedupe (seen_ms);
+CREATE TABLE IF NOT EXISTS evt_dead_letters (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    grp           TEXT NOT NULL,
+    topic         TEXT NOT NULL,
+    partition     INTEGER NOT NULL,
+    offset        INTEGER NOT NULL,
+    record_key    BLOB,
+    headers       BLOB NOT NULL,
+    payload       BLOB NOT NULL,
+    event_type    TEXT,
+    event_id      TEXT,
+    partition_key TEXT,
+    reason_kind   TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    error_chain   TEXT NOT NULL,
+    attempts      INTEGER NOT NULL,
+    first_failure_ms INTEGER NOT NULL,
+    last_failure_ms  INTEGER NOT NULL,
+    parked_behind INTEGER,
+    status        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evt_dead_letters_grp ON evt_dead_letters (grp, status);
+CREATE TABLE IF NOT EXISTS evt_dlq_audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    letter_id   INTEGER NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    action      TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    detail      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evt_redeliveries (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    grp         TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    letter_id   INTEGER,
+    topic       TEXT NOT NULL,
+    partition   INTEGER NOT NULL,
+    offset      INTEGER NOT NULL,
+    bypass_dedupe INTEGER NOT NULL,
+    requested_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evt_redeliveries_grp ON evt_redeliveries (grp, id);
+"#;
+
+/// The SQLite engine. Cloning shares the pool.
+#[derive(Clone, Debug)]
+pub struct SqliteTransport {
+    pool: SqlitePool,
+    appended: Arc<Notify>,
+}
+
+pub(crate) fn db_error(operation: impl Into<String>, err: sqlx::Error) -> TransportError {
+    let kind = match &err {
+        sqlx::Error::Database(db)
+            if db.message().contains("locked") || db.message().contains("busy") =>
+        {
+            TransportErrorKind::Unavailable
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => TransportErrorKind::Unavailable,
+        _ => TransportErrorKind::Other,
+    };
+    TransportError::new(kind, operation, err.to_string()).with_source(err)
+}
+
+impl SqliteTransport {
+    /// How often `wait` re-reads the file for records appended by another process.
+    pub const POLL: Duration = Duration::from_millis(25);
+
+    /// Opens (creating if needed) the engine in the file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be opened or the schema cannot be created.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self, TransportError> {
+        let path = path.as_ref();
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10));
+        Self::connect(options, &format!("open {}", path.display())).await
+    }
+
+    /// An engine in a private in-memory database (for tests that want SQL semantics).
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot be initialised.
+    pub async fn in_memory() -> Result<Self, TransportError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|err| db_error("open sqlite::memory:", err))?;
+        Self::connect(options, "open sqlite::memory:").await
+    }
+
+    async fn connect(
+        options: SqliteConnectOptions,
+        operation: &str,
+    ) -> Result<Self, TransportError> {
+        let in_memory = options.get_filename().as_os_str().is_empty()
+            || options
+                .get_filename()
+                .to_string_lossy()
+                .contains(":memory:");
+        let pool = SqlitePoolOptions::new()
+            // One connection for a private in-memory database (each connection would be its own
+            // database); a few for a file.
+            .max_connections(if in_memory { 1 } else { 4 })
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|err| db_error(operation.to_owned(), err))?;
+        sqlx::raw_sql(SCHEMA)
+            .execute(&pool)
+            .await
+            .map_err(|err| db_error("create schema", err))?;
+        Ok(SqliteTransport {
+            pool,
+            appended: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The pool, for stores and inbox handlers that write to the same database.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    async fn partition_count(&self, topic: &str, operation: &str) -> Result<u32, TransportError> {
+        let count: Option<i64> =
+            sqlx::query_scalar("SELECT partitions FROM evt_topics WHERE name = ?")
+                .bind(topic)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|err| db_error(format!("{operation} {topic}"), err))?;
+        count.map(|c| c as u32).ok_or_else(|| {
+            TransportError::new(
+                TransportErrorKind::UnknownTopic,
+                format!("{operation} {topic}"),
+                format!("topic `{topic}` does not exist"),
+            )
+        })
+    }
+
+    /// Appends on `conn` (inside the caller's transaction). Partitions are not checked here.
+    pub(crate) async fn append_on(
+        conn: &mut sqlx::SqliteConnection,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Position>, TransportError> {
+        let operation = || format!("append to {topic}");
+        let mut next: std::collections::HashMap<u32, i64> = std::collections::HashMap::new();
+        let mut positions = Vec::with_capacity(records.len());
+        let ts = now_ms();
+        for record in records {
+            let offset = match next.get(&record.partition) {
+                Some(offset) => *offset,
+                None => sqlx::query_scalar::<_, i64>(
+                    "SELECT COALESCE(MAX(offset) + 1, 0) FROM evt_records WHERE topic = ? AND partition = ?",
+                )
+                .bind(topic)
+                .bind(i64::from(record.partition))
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|err| db_error(operation(), err))?,
+            };
+            sqlx::query(
+                "INSERT INTO evt_records (topic, partition, offset, ts_ms, key, headers, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(topic)
+            .bind(i64::from(record.partition))
+            .bind(offset)
+            .bind(ts)
+            .bind(record.key)
+            .bind(encode_headers(&record.headers))
+            .bind(record.payload)
+            .execute(&mut *conn)
+            .await
+            .map_err(|err| db_error(operation(), err))?;
+            next.insert(record.partition, offset + 1);
+            positions.push(Position {
+                partition: record.partition,
+                offset: offset as u64,
+            });
+        }
+        Ok(positions)
+    }
+}
+
+/// Serialises headers as `u16 count, (u16 name length, name, u32 value length, value)*`.
+pub(crate) fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        headers
+            .iter()
+            .map(|(n, v)| 6 + n.len() + v.len())
+            .sum::<usize>()
+            + 2,
+    );
+    out.extend_from_slice(&(headers.len() as u16).to_le_bytes());
+    for (name, value) in headers {
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+/// The inverse of [`encode_headers`]; a truncated or inconsistent blob is an error naming where.
+pub(crate) fn decode_headers(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], String> {
+        if bytes.len() < n {
+            return Err(format!(
+                "header blob truncated in {what}: need {n} bytes, have {}",
+                bytes.len()
+            ));
+        }
+        let (head, rest) = bytes.split_at(n);
+        *bytes = rest;
+        Ok(head)
+    }
+    let mut rest = bytes;
+    let count = u16::from_le_bytes(take(&mut rest, 2, "count")?.try_into().expect("2 bytes"));
+    let mut headers = Vec::with_capacity(usize::from(count).min(256));
+    for i in 0..count {
+        let len = u16::from_le_bytes(
+            take(&mut rest, 2, "name length")?
+                .try_into()
+                .expect("2 bytes"),
+        );
+        let name = std::str::from_utf8(take(&mut rest, usize::from(len), "name")?)
+            .map_err(|_| format!("header {i} name is not UTF-8"))?
+            .to_owned();
+        let len = u32::from_le_bytes(
+            take(&mut rest, 4, "value length")?
+                .try_into()
+                .expect("4 bytes"),
+        );
+        let value = take(&mut rest, len as usize, "value")?.to_vec();
+        headers.push((name, value));
+    }
+    if !rest.is_empty() {
+        return Err(format!(
+            "{} trailing bytes after {count} headers",
+            rest.len()
+        ));
+    }
+    Ok(headers)
+}
+
+/// Headers that failed to decode are kept as one `x-evt-corrupt-headers` header holding the raw
+/// blob, so the consumer can dead-letter the record with the reason instead of losing it.
+pub(crate) const CORRUPT_HEADERS: &str = "x-evt-corrupt-headers";
+
+fn row_to_record(topic: &str, partition: u32, row: &sqlx::sqlite::SqliteRow) -> Record {
+    let blob: Vec<u8> = row.get("headers");
+    let headers = match decode_headers(&blob) {
+        Ok(headers) => headers,
+        Err(reason) => vec![
+            (CORRUPT_HEADERS.to_owned(), reason.into_bytes()),
+            (format!("{CORRUPT_HEADERS}-raw"), blob),
+        ],
+    };
+    Record {
+        topic: topic.to_owned(),
+        partition,
+        offset: row.get::<i64, _>("offset") as u64,
+        timestamp_ms: row.get("ts_ms"),
+        key: row.get("key"),
+        headers,
+        payload: row.get("payload"),
+    }
+}
+
+impl Transport for SqliteTransport {
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, TransportError> {
+        sqlx::query(
+            "INSERT INTO evt_topics (name, partitions) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(topic)
+        .bind(i64::from(partitions.max(1)))
+        .execute(&self.pool)
+        .await
+        .map_err(|err| db_error(format!("create topic {topic}"), err))?;
+        self.partition_count(topic, "create topic").await
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Position>, TransportError> {
+        let operation = || format!("append to {topic}");
+        let count = self.partition_count(topic, "append to").await?;
+        if let Some(bad) = records.iter().find(|r| r.partition >= count) {
+            return Err(TransportError::new(
+                TransportErrorKind::InvalidPartition,
+                operation(),
+                format!("partition {} is outside 0..{count}", bad.partition),
+            ));
+        }
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|err| db_error(operation(), err))?;
+        let positions = Self::append_on(&mut tx, topic, records).await?;
+        tx.commit()
+            .await
+            .map_err(|err| db_error(operation(), err))?;
+        self.appended.notify_waiters();
+        Ok(positions)
+    }
+
+    fn as_sqlite(&self) -> Option<&SqliteTransport> {
+        Some(self)
+    }
+
+    async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Record>, TransportError> {
+        let rows = sqlx::query(
+            "SELECT offset, ts_ms, key, headers, payload FROM evt_records \
+             WHERE topic = ? AND partition = ? AND offset >= ? ORDER BY offset LIMIT ?",
+        )
+        .bind(topic)
+        .bind(i64::from(partition))
+        .bind(from as i64)
+        .bind(max as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|err| db_error(format!("fetch from {topic}/{partition}"), err))?;
+        Ok(rows
+            .iter()
+            .map(|row| row_to_record(topic, partition, row))
+            .collect())
+    }
+
+    async fn wait(&self, topic: &str, partition: u32, from: u64, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.appended.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let end: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(offset) + 1 FROM evt_records WHERE topic = ? AND partition = ?",
+            )
+            .bind(topic)
+            .bind(i64::from(partition))
+            .fetch_one(&self.pool)
+            .await
+            .ok()
+            .flatten();
+            if end.is_some_and(|end| end as u64 > from) {
+                return;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return;
+            }
+            let nap = Self::POLL.min(deadline - now);
+            let _ = tokio::time::timeout(nap, notified).await;
+        }
+    }
+
+    async fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<u64, TransportError> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT next_offset FROM evt_positions WHERE grp = ? AND topic = ? AND partition = ?",
+        )
+        .bind(group)
+        .bind(topic)
+        .bind(i64::from(partition))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|err| {
+            db_error(
+                format!("read position of {group} on {topic}/{partition}"),
+                err,
+            )
+        })?;
+        Ok(next.map_or(0, |n| n as u64))
+    }
+
+    async fn commit(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<(), TransportError> {
+        sqlx::query(
+            "INSERT INTO evt_positions (grp, topic, partition, next_offset) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+        )
+        .bind(group)
+        .bind(topic)
+        .bind(i64::from(partition))
+        .bind(next_offset as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| db_error(format!("commit {group} on {topic}/{partition}"), err))?;
+        Ok(())
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, TransportError> {
+        let count = self.partition_count(topic, "end offsets of").await?;
+        let rows = sqlx::query(
+            "SELECT partition, MAX(offset) + 1 AS next FROM evt_records WHERE topic = ? GROUP BY partition",
+        )
+        .bind(topic)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|err| db_error(format!("end offsets of {topic}"), err))?;
+        let mut ends = vec![0u64; count as usize];
+        for row in rows {
+            let partition = row.get::<i64, _>("partition") as usize;
+            if let Some(slot) = ends.get_mut(partition) {
+                *slot = row.get::<i64, _>("next") as u64;
+            }
+        }
+        Ok(ends)
+    }
+
+    async fn topics(&self) -> Result<Vec<(String, u32)>, TransportError> {
+        let rows = sqlx::query("SELECT name, partitions FROM evt_topics ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|err| db_error("list topics", err))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (
+                    row.get::<String, _>("name"),
+                    row.get::<i64, _>("partitions") as u32,
+                )
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_blobs_round_trip_and_truncation_is_named() {
+        let headers = vec![
+            ("ce_type".to_owned(), b"orders.placed".to_vec()),
+            ("x".to_owned(), vec![]),
+        ];
+        let blob = encode_headers(&headers);
+        assert_eq!(decode_headers(&blob).unwrap(), headers);
+        let err = decode_headers(&blob[..blob.len() - 3]).unwrap_err();
+        assert!(err.contains("truncated in value"), "{err}");
+        assert!(decode_headers(&[]).unwrap_err().contains("count"));
+        let mut extra = blob.clone();
+        extra.push(0);
+        assert!(decode_headers(&extra).unwrap_err().contains("trailing"));
+    }
+}

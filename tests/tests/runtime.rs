@@ -1,0 +1,543 @@
+//! The embedded runtime, end to end on both engines: per-key ordering under concurrency,
+//! at-least-once with dedupe, retries, the dead-letter queue for poison, sequenced parking, redrive
+//! with an audit trail, replay, choreography with correlation, and the inbox pattern.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use event_runtime::app::GroupOptions;
+use event_runtime::dlq::{LetterFilter, LetterStatus};
+use event_runtime::retry::RetryPolicy;
+use event_runtime::transport::{OutgoingRecord, Transport};
+use event_runtime::{App, Context, Delivery, DomainEvent, Envelope, HandlerError};
+use serde::{Deserialize, Serialize};
+
+/// A step of an account.
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(context = "ledger")]
+struct Step {
+    #[event(key)]
+    account: String,
+    seq: u32,
+}
+
+/// Emitted by the ledger when a step is handled.
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(context = "audit")]
+struct StepSeen {
+    #[event(key)]
+    account: String,
+    seq: u32,
+}
+
+type Seen = Arc<Mutex<BTreeMap<String, Vec<(u32, Delivery)>>>>;
+
+fn recorder(
+    seen: Seen,
+) -> impl Fn(
+    Envelope<Step>,
+    Context,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), HandlerError>> + Send>>
++ Send
++ Sync
++ 'static {
+    move |event: Envelope<Step>, ctx: Context| {
+        let seen = seen.clone();
+        Box::pin(async move {
+            // Yield so that lanes really interleave.
+            tokio::task::yield_now().await;
+            seen.lock()
+                .unwrap()
+                .entry(event.data.account.clone())
+                .or_default()
+                .push((event.data.seq, ctx.delivery()));
+            Ok(())
+        })
+    }
+}
+
+fn steps(accounts: u32, per_account: u32) -> Vec<Envelope<Step>> {
+    let mut out = Vec::new();
+    for seq in 0..per_account {
+        for a in 0..accounts {
+            out.push(Envelope::event(Step {
+                account: format!("acct-{a}"),
+                seq,
+            }));
+        }
+    }
+    out
+}
+
+async fn ordering_holds<T: Transport>(mut app: App<T>) {
+    let seen: Seen = Arc::default();
+    app.partitions(4)
+        .subscribe::<Step, _>("ledger-view", recorder(seen.clone()));
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    for batch in steps(20, 15).chunks(37) {
+        publisher.publish_all(batch.to_vec()).await.unwrap();
+    }
+    assert!(
+        running.wait_idle(Duration::from_secs(20)).await,
+        "consumer did not catch up"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 20);
+    for (account, deliveries) in &seen {
+        let seqs: Vec<u32> = deliveries.iter().map(|(s, _)| *s).collect();
+        assert_eq!(
+            seqs,
+            (0..15).collect::<Vec<_>>(),
+            "order broken for {account}"
+        );
+    }
+    assert_eq!(running.stats("ledger-view").unwrap().handled, 300);
+    assert!(running.lag().await.unwrap().iter().all(|l| l.lag() == 0));
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_order_holds_under_concurrency_in_memory() {
+    ordering_holds(App::in_memory().await.unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_key_order_holds_under_concurrency_on_sqlite() {
+    let dir = tempdir("order");
+    ordering_holds(App::embedded(dir.join("log.db")).await.unwrap()).await;
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "evt-runtime-{name}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_resumes_from_the_committed_position_and_dedupes() {
+    let dir = tempdir("restart");
+    let path = dir.join("log.db");
+    let seen: Seen = Arc::default();
+    {
+        let mut app = App::embedded(&path).await.unwrap();
+        app.subscribe::<Step, _>("g", recorder(seen.clone()));
+        let running = app.start().await.unwrap();
+        running.publisher().publish_all(steps(3, 4)).await.unwrap();
+        assert!(running.wait_idle(Duration::from_secs(10)).await);
+        running.stop().await;
+    }
+    {
+        let mut app = App::embedded(&path).await.unwrap();
+        app.subscribe::<Step, _>("g", recorder(seen.clone()));
+        let publisher = app.publisher();
+        // The same envelopes again (a producer retry) and new ones.
+        let again = steps(3, 1);
+        publisher.publish_all(again.clone()).await.unwrap();
+        publisher.publish_all(again).await.unwrap();
+        let running = app.start().await.unwrap();
+        assert!(running.wait_idle(Duration::from_secs(10)).await);
+        let stats = running.stats("g").unwrap();
+        assert_eq!((stats.handled, stats.duplicates), (3, 3), "{stats:?}");
+        running.stop().await;
+    }
+    let total: usize = seen.lock().unwrap().values().map(Vec::len).sum();
+    assert_eq!(total, 12 + 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_failures_are_retried_then_dead_lettered() {
+    let mut app = App::in_memory().await.unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let counter = calls.clone();
+    app.group_options(
+        "flaky",
+        GroupOptions {
+            retry: RetryPolicy {
+                immediate: 1,
+                backoff: 2,
+                initial_delay: Duration::from_millis(5),
+                ..RetryPolicy::default()
+            },
+            ..GroupOptions::default()
+        },
+    )
+    .subscribe::<Step, _>("flaky", move |event: Envelope<Step>, ctx: Context| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            match event.data.seq {
+                // Succeeds on the third attempt.
+                0 if ctx.attempt() < 3 => Err(HandlerError::transient("database busy")),
+                0 => Ok(()),
+                // Never succeeds.
+                1 => Err(HandlerError::transient(std::io::Error::other("timed out"))),
+                // Invalid input.
+                _ => Err(HandlerError::permanent("amount must be positive")),
+            }
+        }
+    });
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    for seq in 0..3 {
+        publisher
+            .publish(Envelope::event(Step {
+                account: format!("a{seq}"),
+                seq,
+            }))
+            .await
+            .unwrap();
+    }
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    // 3 for seq 0, 4 (max attempts) for seq 1, 1 for seq 2.
+    assert_eq!(calls.load(Ordering::SeqCst), 3 + 4 + 1);
+    let letters = running
+        .dead_letters()
+        .list(&LetterFilter::default())
+        .await
+        .unwrap();
+    let mut summary: Vec<(String, u32, String)> = letters
+        .iter()
+        .map(|l| (l.reason_kind.clone(), l.attempts, l.reason.clone()))
+        .collect();
+    summary.sort();
+    assert_eq!(
+        summary,
+        [
+            (
+                "permanent".to_owned(),
+                1,
+                "amount must be positive".to_owned()
+            ),
+            ("retries-exhausted".to_owned(), 4, "timed out".to_owned()),
+        ]
+    );
+    let stats = running.stats("flaky").unwrap();
+    assert_eq!(
+        (stats.handled, stats.dead_lettered, stats.retries),
+        (1, 2, 2 + 3)
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_goes_to_the_dlq_without_blocking_other_records() {
+    let dir = tempdir("poison");
+    let mut app = App::embedded(dir.join("log.db")).await.unwrap();
+    let seen: Seen = Arc::default();
+    app.partitions(1)
+        .subscribe::<Step, _>("g", recorder(seen.clone()));
+    let transport_path = dir.join("log.db");
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    publisher
+        .publish(Envelope::event(Step {
+            account: "a".into(),
+            seq: 0,
+        }))
+        .await
+        .unwrap();
+
+    // Garbage headers, an unknown type, and a version from the future, written by a foreign
+    // producer straight into the log, between good records.
+    let good = Envelope::event(Step {
+        account: "a".into(),
+        seq: 1,
+    });
+    let mut future = event_runtime::cloudevents::binary::to_binary(
+        &good,
+        event_runtime::cloudevents::binary::Binding::Kafka,
+    )
+    .unwrap();
+    for (name, value) in &mut future.headers {
+        if name == "ce_eventversion" {
+            *value = b"7".to_vec();
+        }
+    }
+    let mut unknown = future.clone();
+    for (name, value) in &mut unknown.headers {
+        match name.as_str() {
+            "ce_type" => *value = b"ledger.step_reversed".to_vec(),
+            "ce_eventversion" => *value = b"1".to_vec(),
+            _ => {}
+        }
+    }
+    let transport = event_runtime::transport::sqlite::SqliteTransport::open(&transport_path)
+        .await
+        .unwrap();
+    transport
+        .append(
+            "ledger",
+            vec![
+                OutgoingRecord {
+                    partition: 0,
+                    key: None,
+                    headers: vec![("ce_id".into(), b"\xff".to_vec())],
+                    payload: b"{".to_vec(),
+                },
+                OutgoingRecord {
+                    partition: 0,
+                    key: None,
+                    headers: unknown.headers,
+                    payload: unknown.payload,
+                },
+                OutgoingRecord {
+                    partition: 0,
+                    key: None,
+                    headers: future.headers,
+                    payload: future.payload,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    // A record whose stored header blob is truncated (a torn write from another tool).
+    sqlx::query("INSERT INTO evt_records (topic, partition, offset, ts_ms, key, headers, payload) VALUES ('ledger', 0, 4, 0, NULL, x'0300', x'00')")
+        .execute(transport.pool())
+        .await
+        .unwrap();
+    publisher.publish(good).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+
+    let seqs: Vec<u32> = seen.lock().unwrap()["a"].iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        seqs,
+        [0, 1],
+        "good records around the poison are handled in order"
+    );
+    let mut letters = running
+        .dead_letters()
+        .list(&LetterFilter::default())
+        .await
+        .unwrap();
+    // Unkeyed records run in lanes of their own, concurrently: order the letters by position.
+    letters.sort_by_key(|l| l.record.offset);
+    let kinds: Vec<&str> = letters.iter().map(|l| l.reason_kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["malformed", "unknown-type", "future-version", "malformed"]
+    );
+    assert!(
+        letters[0].reason.contains("ce_id") || letters[0].reason.contains("UTF-8"),
+        "{}",
+        letters[0].reason
+    );
+    assert!(
+        letters[1].reason.contains("ledger.step_reversed"),
+        "{}",
+        letters[1].reason
+    );
+    assert!(
+        letters[2].reason.contains("version 7"),
+        "{}",
+        letters[2].reason
+    );
+    assert!(
+        letters[3].reason.contains("truncated"),
+        "{}",
+        letters[3].reason
+    );
+    assert_eq!(
+        letters[0].record.payload, b"{",
+        "the original record is kept"
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sequenced_mode_parks_later_events_of_a_failed_key_until_redrive() {
+    let dir = tempdir("sequenced");
+    let mut app = App::embedded(dir.join("log.db")).await.unwrap();
+    let seen: Seen = Arc::default();
+    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (record, flag) = (recorder(seen.clone()), broken.clone());
+    app.partitions(2)
+        .group_options(
+            "seq",
+            GroupOptions {
+                sequenced: true,
+                retry: RetryPolicy::none(),
+                ..GroupOptions::default()
+            },
+        )
+        .subscribe::<Step, _>("seq", move |event: Envelope<Step>, ctx: Context| {
+            let fail =
+                flag.load(Ordering::SeqCst) && event.data.account == "bad" && event.data.seq == 0;
+            let fut = record(event, ctx);
+            async move {
+                if fail {
+                    return Err(HandlerError::permanent("account `bad` is frozen"));
+                }
+                fut.await
+            }
+        });
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    for seq in 0..3 {
+        for account in ["bad", "good"] {
+            publisher
+                .publish(Envelope::event(Step {
+                    account: account.into(),
+                    seq,
+                }))
+                .await
+                .unwrap();
+        }
+    }
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen["good"].len(), 3, "other keys are not blocked");
+        assert!(!seen.contains_key("bad"));
+    }
+    let dlq = running.dead_letters();
+    let letters = dlq.list(&LetterFilter::default()).await.unwrap();
+    let statuses: Vec<(LetterStatus, Option<u64>)> = letters
+        .iter()
+        .map(|l| (l.status, l.parked_behind))
+        .collect();
+    let head = letters[0].id;
+    assert_eq!(
+        statuses,
+        [
+            (LetterStatus::Dead, None),
+            (LetterStatus::Parked, Some(head)),
+            (LetterStatus::Parked, Some(head))
+        ]
+    );
+
+    // Fix the cause, then redrive the head: the parked events follow in order.
+    broken.store(false, Ordering::SeqCst);
+    assert_eq!(
+        dlq.request_redrive(Some("seq"), &[head], "alice")
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let bad: Vec<(u32, Delivery)> = seen.lock().unwrap()["bad"].clone();
+    assert_eq!(
+        bad,
+        [
+            (0, Delivery::Redrive),
+            (1, Delivery::Redrive),
+            (2, Delivery::Redrive)
+        ]
+    );
+    let closed = dlq
+        .list(&LetterFilter {
+            include_closed: true,
+            ..LetterFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(closed.iter().all(|l| l.status == LetterStatus::Resolved));
+    let audit: Vec<(String, String)> = dlq
+        .audit(head)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.action, a.actor))
+        .collect();
+    assert_eq!(
+        audit,
+        [
+            ("dead-lettered".to_owned(), "consumer:seq".to_owned()),
+            ("redrive-requested".to_owned(), "alice".to_owned()),
+            ("resolved".to_owned(), "consumer:seq".to_owned()),
+        ]
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_is_idempotent_unless_dedupe_is_bypassed() {
+    let dir = tempdir("replay");
+    let mut app = App::embedded(dir.join("log.db")).await.unwrap();
+    let seen: Seen = Arc::default();
+    app.partitions(1)
+        .subscribe::<Step, _>("g", recorder(seen.clone()));
+    let running = app.start().await.unwrap();
+    running.publisher().publish_all(steps(1, 3)).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let positions: Vec<(String, u32, u64)> = (0..3).map(|o| ("ledger".to_owned(), 0, o)).collect();
+    let dlq = running.dead_letters();
+    dlq.request_replay("g", &positions, false).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    assert_eq!(
+        seen.lock().unwrap()["acct-0"].len(),
+        3,
+        "deduped replay has no effect"
+    );
+    dlq.request_replay("g", &positions[..1], true)
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let deliveries = seen.lock().unwrap()["acct-0"].clone();
+    assert_eq!(deliveries.last(), Some(&(0, Delivery::Replay)));
+    assert_eq!(deliveries.len(), 4);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn choreography_carries_correlation_and_inbox_effects_happen_once() {
+    let dir = tempdir("inbox");
+    let mut app = App::embedded(dir.join("log.db")).await.unwrap();
+    let pool = event_runtime::transport::sqlite::SqliteTransport::open(dir.join("log.db"))
+        .await
+        .unwrap()
+        .pool()
+        .clone();
+    sqlx::query("CREATE TABLE balances (account TEXT PRIMARY KEY, steps INTEGER NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let audit: Arc<Mutex<Vec<Envelope<StepSeen>>>> = Arc::default();
+    let sink = audit.clone();
+    app.group_options("ledger", GroupOptions { inbox: true, ..GroupOptions::default() })
+        .subscribe::<Step, _>("ledger", |event: Envelope<Step>, ctx: Context| async move {
+            {
+                let mut tx = ctx.transaction().await.expect("inbox mode on SQLite");
+                sqlx::query("INSERT INTO balances VALUES (?, 1) ON CONFLICT (account) DO UPDATE SET steps = steps + 1")
+                    .bind(&event.data.account)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            ctx.publish(StepSeen { account: event.data.account.clone(), seq: event.data.seq })?;
+            Ok(())
+        })
+        .subscribe::<StepSeen, _>("auditor", move |event: Envelope<StepSeen>, _ctx: Context| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(event);
+                Ok(())
+            }
+        });
+    let running = app.start().await.unwrap();
+    let first = Envelope::event(Step {
+        account: "x".into(),
+        seq: 0,
+    });
+    let publisher = running.publisher();
+    // Published twice: the effect and the emitted event happen once.
+    publisher.publish(first.clone()).await.unwrap();
+    publisher.publish(first.clone()).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let steps: i64 = sqlx::query_scalar("SELECT steps FROM balances WHERE account = 'x'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(steps, 1);
+    let audit = audit.lock().unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].correlation_id, first.correlation_id);
+    assert_eq!(audit[0].causation_id, Some(first.id.to_string()));
+    assert_eq!(running.stats("ledger").unwrap().duplicates, 1);
+    running.stop().await;
+}
