@@ -113,6 +113,8 @@ pub mod handler;
 pub mod message;
 pub mod partition;
 pub mod registry;
+#[cfg(feature = "sqlite")]
+pub mod replay;
 pub mod retry;
 pub mod testing;
 pub mod transport;

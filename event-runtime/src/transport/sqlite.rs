@@ -176,6 +176,29 @@ impl SqliteTransport {
         })
     }
 
+    /// Every committed consumer-group position: `(group, topic, partition, next offset)`.
+    ///
+    /// # Errors
+    ///
+    /// The database error.
+    pub async fn group_positions(&self) -> Result<Vec<(String, String, u32, u64)>, TransportError> {
+        let rows = sqlx::query("SELECT grp, topic, partition, next_offset FROM evt_positions ORDER BY grp, topic, partition")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|err| db_error("list consumer positions", err))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (
+                    row.get::<String, _>("grp"),
+                    row.get::<String, _>("topic"),
+                    row.get::<i64, _>("partition") as u32,
+                    row.get::<i64, _>("next_offset") as u64,
+                )
+            })
+            .collect())
+    }
+
     /// The pool, for stores and inbox handlers that write to the same database.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
