@@ -1,197 +1,290 @@
-//! A tour of the contracts layer on a small shop: three bounded contexts declare their events and
-//! commands as plain Rust types; the program shows what goes over the wire, how a flow keeps one
-//! correlation id, how an old payload is lifted to the current version, where each key lands, and
-//! how a poison message is refused with a typed reason instead of a panic.
+//! The quickstart: a small shop on the durable embedded engine (one SQLite file).
+//!
+//! Four bounded contexts react to each other's events, with no coordinator (choreography):
+//!
+//! ```text
+//! orders ──OrderPlaced──► payments ──PaymentCaptured──► inventory ──StockReserved──► shipping
+//!                                                                                   └─► ShipmentScheduled
+//! ```
+//!
+//! It prints the flow with correlation ids, shows a poison record and an order for a product the
+//! warehouse does not stock landing in the dead-letter queue with their reasons, fixes the
+//! catalog, redrives the order, and finishes by itself.
 //!
 //! Run it with `cargo run -p event-examples --bin quickstart`.
 
-use event_runtime::cloudevents::{self, Limits, binary::Binding};
-use event_runtime::error::DecodeError;
-use event_runtime::partition::partition_for_key;
-use event_runtime::registry::Registry;
-use event_runtime::{Command, DomainEvent, Envelope};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use event_runtime::dlq::LetterFilter;
+use event_runtime::transport::{OutgoingRecord, Transport};
+use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError, handler};
 use serde::{Deserialize, Serialize};
 
-/// First shape of the order event; kept so that old payloads stay readable.
-#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
-#[event(context = "orders", version = 1)]
-struct OrderPlacedV1 {
-    #[event(key)]
-    order_id: String,
-    /// Whole euros.
-    total: u64,
+/// One line of an order.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Line {
+    sku: String,
+    quantity: u32,
 }
 
 /// A customer placed an order.
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
-#[event(context = "orders", version = 2, upcast_from = OrderPlacedV1, sla(max_latency = "500ms"))]
+#[event(context = "orders", sla(max_latency = "2s", retention = "30d"))]
 struct OrderPlaced {
     #[event(key)]
     order_id: String,
+    customer: String,
+    lines: Vec<Line>,
     total_cents: u64,
-    currency: String,
 }
 
-impl From<OrderPlacedV1> for OrderPlaced {
-    fn from(v1: OrderPlacedV1) -> Self {
-        OrderPlaced {
-            order_id: v1.order_id,
-            total_cents: v1.total * 100,
-            currency: "EUR".into(),
-        }
-    }
-}
-
-/// Payments is asked to charge the customer's card.
-#[derive(Command, Serialize, Deserialize, Debug, Clone)]
-#[command(context = "payments")]
-struct ChargeCard {
-    #[command(key)]
-    order_id: String,
-    amount_cents: u64,
-}
-
-/// What happened to a payment.
+/// Payments captured the money for an order.
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
 #[event(context = "payments")]
-enum PaymentEvent {
-    /// The card was charged.
-    Captured {
-        #[event(key, dedupe)]
-        order_id: String,
-        amount_cents: u64,
-    },
-    /// The card was declined.
-    Declined {
-        #[event(key)]
-        order_id: String,
-        reason: String,
-    },
+struct PaymentCaptured {
+    #[event(key)]
+    order_id: String,
+    amount_cents: u64,
+    lines: Vec<Line>,
 }
 
-/// Inventory reserved stock, keyed per warehouse and sku.
+/// Inventory reserved the stock of an order.
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
 #[event(context = "inventory")]
 struct StockReserved {
     #[event(key)]
-    warehouse: u16,
-    #[event(key)]
-    sku: String,
     order_id: String,
+    lines: Vec<Line>,
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let registry = Registry::global()?;
-    println!("== message types linked into this binary");
-    for d in registry.iter() {
-        println!(
-            "  {:<8} {:<26} v{}  owner: {:<10} {}",
-            format!("{:?}", d.kind),
-            d.name,
-            d.version,
-            d.context,
-            d.description.unwrap_or("")
-        );
-    }
+/// Shipping booked a carrier.
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "shipping")]
+struct ShipmentScheduled {
+    #[event(key)]
+    order_id: String,
+    carrier: String,
+}
 
-    println!("\n== one flow, one correlation id");
-    let placed = Envelope::event(OrderPlaced {
-        order_id: "o-1001".into(),
-        total_cents: 4_990,
-        currency: "EUR".into(),
-    });
-    let charge = Envelope::command(ChargeCard {
-        order_id: "o-1001".into(),
-        amount_cents: 4_990,
-    })
-    .caused_by(&placed);
-    let captured = Envelope::event(PaymentEvent::Captured {
-        order_id: "o-1001".into(),
-        amount_cents: 4_990,
-    })
-    .caused_by(&charge);
-    let reserved = Envelope::event(StockReserved {
-        warehouse: 3,
-        sku: "mug-blue".into(),
-        order_id: "o-1001".into(),
-    })
-    .caused_by(&captured);
-    for (ty, id, correlation, causation, key) in [
-        (
-            &placed.ty,
-            placed.id,
-            &placed.correlation_id,
-            &placed.causation_id,
-            &placed.partition_key,
-        ),
-        (
-            &charge.ty,
-            charge.id,
-            &charge.correlation_id,
-            &charge.causation_id,
-            &charge.partition_key,
-        ),
-        (
-            &captured.ty,
-            captured.id,
-            &captured.correlation_id,
-            &captured.causation_id,
-            &captured.partition_key,
-        ),
-        (
-            &reserved.ty,
-            reserved.id,
-            &reserved.correlation_id,
-            &reserved.causation_id,
-            &reserved.partition_key,
-        ),
-    ] {
-        let key = key.as_deref().unwrap_or("-");
-        println!(
-            "  {ty:<26} id={id} correlation={} caused-by={} key={key} -> partition {} of 12",
-            correlation.as_deref().unwrap_or("-"),
-            causation.as_deref().unwrap_or("-"),
-            partition_for_key(key.as_bytes(), 12)
-        );
-    }
+/// What the warehouse stocks; shared state of the inventory handler.
+#[derive(Clone)]
+struct Catalog(Arc<Mutex<BTreeSet<String>>>);
 
-    println!("\n== the same event as structured CloudEvents JSON");
-    let json = cloudevents::to_json(&captured)?;
-    println!("  {}", String::from_utf8_lossy(&json));
-    let kafka = cloudevents::binary::to_binary(&captured, Binding::Kafka)?;
+fn corr(ctx: &Context) -> String {
+    let id = ctx.causation().correlation_id.clone().unwrap_or_default();
+    id.rsplit('-').next().unwrap_or_default().to_owned()
+}
+
+/// Payments charges every order.
+#[handler(group = "payments")]
+async fn charge(event: Envelope<OrderPlaced>, ctx: Context) -> Result<(), HandlerError> {
+    let order = event.data;
     println!(
-        "== and as Kafka binary mode: key={:?}",
-        kafka.key.as_deref().map(String::from_utf8_lossy)
+        "[{}] payments   captured {:>6.2} EUR for {} ({})",
+        corr(&ctx),
+        order.total_cents as f64 / 100.0,
+        order.order_id,
+        order.customer
     );
-    for (name, value) in &kafka.headers {
-        println!("  {name}: {}", String::from_utf8_lossy(value));
-    }
+    ctx.publish(PaymentCaptured {
+        order_id: order.order_id,
+        amount_cents: order.total_cents,
+        lines: order.lines,
+    })?;
+    Ok(())
+}
 
-    println!("\n== an old version-1 payload is lifted to the current type");
-    let old = Envelope::event(OrderPlacedV1 {
-        order_id: "o-7".into(),
-        total: 12,
-    });
-    let wire = cloudevents::to_json(&old)?;
-    let current = cloudevents::from_json::<OrderPlaced>(&wire, &Limits::default())?;
-    println!(
-        "  v{} on the wire -> v{}: {:?}",
-        old.version, current.version, current.data
-    );
-
-    println!("\n== poison messages are refused with a typed reason");
-    let mut future = serde_json::from_slice::<serde_json::Value>(&wire)?;
-    future["eventversion"] = 9.into();
-    let poison: [(&str, Vec<u8>); 3] = [
-        ("from the future", serde_json::to_vec(&future)?),
-        ("truncated", wire[..wire.len() / 2].to_vec()),
-        ("not an event", b"\x00\xffgarbage".to_vec()),
-    ];
-    for (label, bytes) in poison {
-        match cloudevents::from_json::<OrderPlaced>(&bytes, &Limits::default()) {
-            Ok(_) => return Err(format!("{label}: poison message was accepted").into()),
-            Err(err) => println!("  {label:<16} -> {:?}: {err}", DecodeError::kind(&err)),
+/// Inventory reserves stock; an unknown product is a permanent failure.
+#[handler(group = "inventory")]
+async fn reserve(event: Envelope<PaymentCaptured>, ctx: Context) -> Result<(), HandlerError> {
+    let catalog = ctx.state::<Catalog>().expect("catalog state is registered");
+    let payment = event.data;
+    {
+        let stocked = catalog.0.lock().expect("catalog lock");
+        if let Some(line) = payment.lines.iter().find(|l| !stocked.contains(&l.sku)) {
+            return Err(HandlerError::permanent(format!(
+                "order {}: product `{}` is not in the catalog",
+                payment.order_id, line.sku
+            )));
         }
     }
+    let replay = if ctx.is_replay() { " (redriven)" } else { "" };
+    println!(
+        "[{}] inventory  reserved {} line(s) for {}{replay}",
+        corr(&ctx),
+        payment.lines.len(),
+        payment.order_id
+    );
+    ctx.publish(StockReserved {
+        order_id: payment.order_id,
+        lines: payment.lines,
+    })?;
+    Ok(())
+}
+
+/// Shipping books a carrier once stock is reserved.
+#[handler(group = "shipping")]
+async fn ship(event: Envelope<StockReserved>, ctx: Context) -> Result<(), HandlerError> {
+    let carrier = if event.data.lines.len() > 1 {
+        "freight"
+    } else {
+        "parcel"
+    };
+    println!(
+        "[{}] shipping   booked {carrier} for {}",
+        corr(&ctx),
+        event.data.order_id
+    );
+    ctx.publish(ShipmentScheduled {
+        order_id: event.data.order_id,
+        carrier: carrier.into(),
+    })?;
+    Ok(())
+}
+
+fn order(
+    id: &str,
+    customer: &str,
+    lines: &[(&str, u32)],
+    total_cents: u64,
+) -> Envelope<OrderPlaced> {
+    Envelope::event(OrderPlaced {
+        order_id: id.into(),
+        customer: customer.into(),
+        lines: lines
+            .iter()
+            .map(|(sku, quantity)| Line {
+                sku: (*sku).into(),
+                quantity: *quantity,
+            })
+            .collect(),
+        total_cents,
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    std::fs::create_dir_all(&target)?;
+    let db = target.canonicalize()?.join("quickstart.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    std::fs::create_dir_all(db.parent().expect("target dir"))?;
+
+    let catalog = Catalog(Arc::new(Mutex::new(
+        ["mug", "teapot", "kettle"]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    )));
+    let mut app = App::embedded(&db).await?;
+    app.partitions(4)
+        .with_state(catalog.clone())
+        .register(charge)
+        .register(reserve)
+        .register(ship);
+    let running = app.start().await?;
+    let publisher = running.publisher();
+
+    println!("== orders flow through payments -> inventory -> shipping");
+    println!("   [correlation] context    what happened");
+    publisher
+        .publish(order("o-1001", "ada", &[("mug", 2)], 2_480))
+        .await?;
+    publisher
+        .publish(order(
+            "o-1002",
+            "grace",
+            &[("teapot", 1), ("kettle", 1)],
+            8_990,
+        ))
+        .await?;
+    publisher
+        .publish(order("o-1003", "linus", &[("gift-card", 1)], 5_000))
+        .await?;
+
+    // A foreign producer writes a record that is not a CloudEvent at all.
+    let raw = event_runtime::transport::sqlite::SqliteTransport::open(&db).await?;
+    raw.append(
+        "orders",
+        vec![OutgoingRecord {
+            partition: 0,
+            key: Some(b"o-9999".to_vec()),
+            headers: vec![("ce_type".into(), b"orders.order_placed".to_vec())],
+            payload: b"{\"order_id\": \"o-9999\"".to_vec(),
+        }],
+    )
+    .await?;
+
+    if !running.wait_idle(Duration::from_secs(10)).await {
+        return Err("the consumers did not catch up within 10 s".into());
+    }
+
+    println!("\n== dead letters");
+    let dlq = running.dead_letters();
+    let letters = dlq.list(&LetterFilter::default()).await?;
+    for letter in &letters {
+        println!(
+            "   #{} group={:<9} {:<16} {}: {}",
+            letter.id,
+            letter.group,
+            letter.event_type.as_deref().unwrap_or("(unreadable)"),
+            letter.reason_kind,
+            letter.reason
+        );
+    }
+
+    println!("\n== the warehouse adds gift cards to its catalog; redrive the inventory letters");
+    if let Some(catalog_letter) = letters.iter().find(|l| l.group == "inventory") {
+        // The handler reads the catalog from shared state: the fix is adding the product.
+        catalog
+            .0
+            .lock()
+            .expect("catalog lock")
+            .insert("gift-card".into());
+        let queued = dlq
+            .request_redrive(Some("inventory"), &[catalog_letter.id], "quickstart")
+            .await?;
+        println!("   queued {queued} redrive(s)");
+    }
+    if !running.wait_idle(Duration::from_secs(10)).await {
+        return Err("the redrive did not finish within 10 s".into());
+    }
+
+    println!("\n== state at the end");
+    for letter in dlq
+        .list(&LetterFilter {
+            include_closed: true,
+            ..LetterFilter::default()
+        })
+        .await?
+    {
+        let trail: Vec<String> = dlq
+            .audit(letter.id)
+            .await?
+            .into_iter()
+            .map(|a| format!("{} by {}", a.action, a.actor))
+            .collect();
+        println!(
+            "   #{} {:<9} {}",
+            letter.id,
+            letter.status.as_str(),
+            trail.join(" -> ")
+        );
+    }
+    for lag in running.lag().await?.iter().filter(|l| l.end > 0) {
+        println!(
+            "   lag {:<9} {:<9} p{} committed {} of {}",
+            lag.group, lag.topic, lag.partition, lag.committed, lag.end
+        );
+    }
+    println!(
+        "\ninspect the log: cargo run -p evt-cli -- dlq list --db {}",
+        db.display()
+    );
+    running.stop().await;
     Ok(())
 }
