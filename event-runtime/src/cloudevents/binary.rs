@@ -13,8 +13,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::Limits;
 use super::structured::{
-    check_specversion, format_sequence, format_time, parse_id, parse_sequence, parse_time,
-    valid_extension_name,
+    check_extension_names, check_specversion, extension_name_error, format_sequence, format_time,
+    non_empty, parse_id, parse_sequence, parse_time, valid_extension_name,
 };
 use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope, TraceContext};
 use crate::error::{DecodeError, EncodeError, Format};
@@ -67,8 +67,10 @@ impl BinaryMessage {
 ///
 /// # Errors
 ///
-/// [`EncodeError::InvalidAttribute`] for a time that cannot be formatted.
+/// [`EncodeError::InvalidAttribute`] for a time that cannot be formatted or an extension whose
+/// name is invalid or reserved.
 pub fn encode(envelope: &RawEnvelope, binding: Binding) -> Result<BinaryMessage, EncodeError> {
+    check_extension_names(envelope)?;
     let prefix = binding.prefix();
     let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(12);
     let mut put = |name: &str, value: &str| {
@@ -179,8 +181,13 @@ pub fn decode<'a>(
                 .map_err(|_| invalid(name, "header value is not UTF-8"))
         };
         if name.eq_ignore_ascii_case(CONTENT_TYPE_HEADER) {
-            content_type = Some(text()?);
-        } else if name.len() > prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix) {
+            if content_type.replace(text()?).is_some() {
+                return Err(invalid(name, "header appears twice"));
+            }
+        } else if name.len() > prefix.len()
+            && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+        {
+            // The prefix is ASCII, so `prefix.len()` is a char boundary of `name`.
             let attribute = name[prefix.len()..].to_ascii_lowercase();
             if !valid_extension_name(&attribute) {
                 return Err(invalid(
@@ -200,8 +207,11 @@ pub fn decode<'a>(
     };
     check_specversion(&take("specversion").ok_or_else(|| missing("specversion"))?)?;
     let id = parse_id(&take("id").ok_or_else(|| missing("id"))?)?;
-    let source = take("source").ok_or_else(|| missing("source"))?;
-    let ty = take("type").ok_or_else(|| missing("type"))?;
+    let source = non_empty(
+        "source",
+        take("source").ok_or_else(|| missing("source"))?.into(),
+    )?;
+    let ty = non_empty("type", take("type").ok_or_else(|| missing("type"))?.into())?;
     let time = parse_time(&take("time").ok_or_else(|| missing("time"))?)?;
     let version = match take("eventversion") {
         None => 1,
@@ -212,9 +222,11 @@ pub fn decode<'a>(
             .ok_or_else(|| invalid("eventversion", format!("`{text}` is not an integer >= 1")))?,
     };
     let sequence = take("sequence").map(|s| parse_sequence(&s)).transpose()?;
+    // A `tracestate` without a `traceparent` is dropped, as the other formats drop it.
+    let tracestate = take("tracestate");
     let trace = take("traceparent").map(|traceparent| TraceContext {
         traceparent,
-        tracestate: take("tracestate"),
+        tracestate,
     });
     let _ = take("datacontenttype");
     Ok(Envelope {
@@ -232,10 +244,14 @@ pub fn decode<'a>(
         trace,
         dedupe_key: take("dedupekey"),
         sequence,
+        // Every other attribute was taken above; what is left must be an extension.
         extensions: attrs
             .into_iter()
-            .map(|(k, v)| (k, ExtensionValue::String(v)))
-            .collect(),
+            .map(|(k, v)| match extension_name_error(&k) {
+                None => Ok((k, ExtensionValue::String(v))),
+                Some(reason) => Err(invalid(&format!("{prefix}{k}"), reason)),
+            })
+            .collect::<Result<_, _>>()?,
         data: RawData(payload.to_vec()),
     })
 }

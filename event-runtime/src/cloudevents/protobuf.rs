@@ -15,7 +15,10 @@ use time::OffsetDateTime;
 use super::pb::CloudEvent;
 use super::pb::cloud_event::cloud_event_attribute_value::Attr;
 use super::pb::cloud_event::{CloudEventAttributeValue, Data};
-use super::structured::{check_specversion, format_sequence, parse_id, parse_sequence, parse_time};
+use super::structured::{
+    check_extension_names, check_specversion, extension_name_error, format_sequence, parse_id,
+    parse_sequence, parse_time,
+};
 use super::{Limits, SPEC_VERSION, is_json};
 use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope, TraceContext};
 use crate::error::{DecodeError, EncodeError, Format};
@@ -39,8 +42,10 @@ fn is_text(content_type: &str) -> bool {
 ///
 /// # Errors
 ///
-/// [`EncodeError::InvalidAttribute`] when `eventversion` does not fit the format's 32-bit integer.
+/// [`EncodeError::InvalidAttribute`] when `eventversion` does not fit the format's 32-bit integer
+/// or an extension's name is invalid or reserved.
 pub fn encode(envelope: &RawEnvelope) -> Result<Vec<u8>, EncodeError> {
+    check_extension_names(envelope)?;
     let mut attributes: HashMap<String, CloudEventAttributeValue> = HashMap::with_capacity(12);
     let mut put = |name: &str, attr: Attr| {
         attributes.insert(name.to_owned(), value(attr));
@@ -213,24 +218,31 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError>
     let extensions = attrs
         .into_iter()
         .map(|(name, attr)| {
+            // Every attribute this library reads was taken above; what is left is an extension.
+            if let Some(reason) = extension_name_error(&name) {
+                return Err(invalid(&name, reason));
+            }
             let value = match attr {
                 Attr::CeBoolean(b) => ExtensionValue::Boolean(b),
                 Attr::CeInteger(i) => ExtensionValue::Integer(i),
                 Attr::CeBytes(b) => ExtensionValue::Binary(b),
                 Attr::CeString(s) | Attr::CeUri(s) | Attr::CeUriRef(s) => ExtensionValue::String(s),
-                Attr::CeTimestamp(ts) => ExtensionValue::String(
-                    OffsetDateTime::from_unix_timestamp(ts.seconds)
-                        .ok()
+                Attr::CeTimestamp(ts) => {
+                    // Nanoseconds included; a timestamp RFC 3339 cannot write is an error, not "".
+                    let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos);
+                    let text = OffsetDateTime::from_unix_timestamp_nanos(nanos)
+                        .map_err(|err| err.to_string())
                         .and_then(|t| {
                             t.format(&time::format_description::well_known::Rfc3339)
-                                .ok()
+                                .map_err(|err| err.to_string())
                         })
-                        .unwrap_or_default(),
-                ),
+                        .map_err(|reason| invalid(&name, reason))?;
+                    ExtensionValue::String(text)
+                }
             };
-            (name, value)
+            Ok((name, value))
         })
-        .collect();
+        .collect::<Result<_, DecodeError>>()?;
     Ok(Envelope {
         id,
         source: Cow::Owned(event.source),

@@ -7,6 +7,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::Write as _;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -54,16 +55,34 @@ pub(crate) fn encode_with<M>(
     out: &mut Vec<u8>,
     write_data: impl FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
 ) -> Result<(), EncodeError> {
+    check_extension_names(envelope)?;
     out.extend_from_slice(b"{\"specversion\":\"1.0\"");
-    put_str(out, "id", &envelope.id.hyphenated().to_string());
+    // id, time and eventversion never need JSON escaping: written in place, without temporaries.
+    out.extend_from_slice(b",\"id\":\"");
+    out.extend_from_slice(
+        envelope
+            .id
+            .hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    out.push(b'"');
     put_str(out, "source", &envelope.source);
     put_str(out, "type", &envelope.ty);
-    put_str(out, "time", &format_time(&envelope.time)?);
+    out.extend_from_slice(b",\"time\":\"");
+    envelope
+        .time
+        .format_into(out, &Rfc3339)
+        .map_err(|err| EncodeError::InvalidAttribute {
+            attribute: "time".to_owned(),
+            reason: err.to_string(),
+        })?;
+    out.push(b'"');
     put_str(out, "datacontenttype", &envelope.content_type);
     put_opt(out, "subject", envelope.subject.as_deref());
     put_opt(out, "dataschema", envelope.dataschema.as_deref());
-    out.extend_from_slice(b",\"eventversion\":");
-    out.extend_from_slice(envelope.version.to_string().as_bytes());
+    // Writing an integer into a Vec cannot fail.
+    let _ = write!(out, ",\"eventversion\":{}", envelope.version);
     put_opt(out, "partitionkey", envelope.partition_key.as_deref());
     put_opt(out, "correlationid", envelope.correlation_id.as_deref());
     put_opt(out, "causationid", envelope.causation_id.as_deref());
@@ -88,8 +107,14 @@ pub(crate) fn encode_with<M>(
         }
     }
     if is_json(&envelope.content_type) {
+        let member = out.len();
         out.extend_from_slice(b",\"data\":");
+        let start = out.len();
         write_data(out)?;
+        if out.len() == start {
+            // No data: leave the member out, which the decoder reads back as no data.
+            out.truncate(member);
+        }
     } else {
         let mut data = Vec::new();
         write_data(&mut data)?;
@@ -100,15 +125,17 @@ pub(crate) fn encode_with<M>(
 }
 
 /// Encodes a raw envelope in the JSON event format. JSON data is checked to be valid JSON first,
-/// so a foreign reader never receives a broken document.
+/// so a foreign reader never receives a broken document; empty data is written as no `data`.
 ///
 /// # Errors
 ///
-/// [`EncodeError::InvalidAttribute`] when the content type says JSON but the data is not.
+/// [`EncodeError::InvalidAttribute`] when the content type says JSON but the data is not, or an
+/// extension's name is invalid or reserved.
 pub fn encode(envelope: &RawEnvelope, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     let data = &envelope.data.0;
     encode_with(envelope, out, |buf| {
         if is_json(&envelope.content_type)
+            && !data.is_empty()
             && let Err(err) = serde_json::from_slice::<de::IgnoredAny>(data)
         {
             return Err(EncodeError::InvalidAttribute {
@@ -317,6 +344,53 @@ pub(crate) fn valid_extension_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
+/// Attributes this library reads itself, and `data`: an extension with one of these names would
+/// be written twice or overwrite the attribute.
+const RESERVED: &[&str] = &[
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "subject",
+    "time",
+    "datacontenttype",
+    "dataschema",
+    "eventversion",
+    "partitionkey",
+    "correlationid",
+    "causationid",
+    "traceparent",
+    "tracestate",
+    "dedupekey",
+    "sequence",
+    "data",
+];
+
+/// Why `name` cannot name an extension, if it cannot.
+pub(crate) fn extension_name_error(name: &str) -> Option<&'static str> {
+    if !valid_extension_name(name) {
+        Some("not a valid CloudEvents attribute name (a-z and 0-9 only)")
+    } else if RESERVED.contains(&name) {
+        Some("names an attribute of its own, not an extension")
+    } else {
+        None
+    }
+}
+
+/// Refuses to write an extension whose name is invalid or reserved: every format would write a
+/// broken or ambiguous message.
+pub(crate) fn check_extension_names<M>(envelope: &Envelope<M>) -> Result<(), EncodeError> {
+    for name in envelope.extensions.keys() {
+        if let Some(reason) = extension_name_error(name) {
+            return Err(EncodeError::InvalidAttribute {
+                attribute: name.clone(),
+                reason: reason.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
 fn malformed(reason: impl Into<String>) -> DecodeError {
     DecodeError::Malformed {
         format: Format::StructuredJson,
@@ -352,6 +426,18 @@ pub(crate) fn parse_sequence(sequence: &str) -> Result<u64, DecodeError> {
     })
 }
 
+/// `source` and `type` must be non-empty (the protobuf format cannot tell empty from absent).
+pub(crate) fn non_empty(attribute: &str, value: Cow<'_, str>) -> Result<String, DecodeError> {
+    if value.is_empty() {
+        Err(DecodeError::InvalidAttribute {
+            attribute: attribute.to_owned(),
+            reason: "must not be empty".to_owned(),
+        })
+    } else {
+        Ok(value.into_owned())
+    }
+}
+
 pub(crate) fn check_specversion(specversion: &str) -> Result<(), DecodeError> {
     if specversion == SPEC_VERSION {
         Ok(())
@@ -381,8 +467,8 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError>
     let specversion = wire.specversion.ok_or_else(|| missing("specversion"))?;
     check_specversion(&specversion.0)?;
     let id = parse_id(&wire.id.ok_or_else(|| missing("id"))?.0)?;
-    let source = wire.source.ok_or_else(|| missing("source"))?.0.into_owned();
-    let ty = wire.ty.ok_or_else(|| missing("type"))?.0.into_owned();
+    let source = non_empty("source", wire.source.ok_or_else(|| missing("source"))?.0)?;
+    let ty = non_empty("type", wire.ty.ok_or_else(|| missing("type"))?.0)?;
     let time = parse_time(&wire.time.ok_or_else(|| missing("time"))?.0)?;
     let content_type = wire
         .datacontenttype
@@ -395,7 +481,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError>
         }
         (Some(raw), None) => {
             let text = raw.get();
-            if !is_json(&content_type) && text.starts_with('"') {
+            if text.starts_with('"') && !is_json(&content_type) {
                 // Non-JSON text data is carried as a JSON string.
                 serde_json::from_str::<String>(text)
                     .map_err(|err| malformed(format!("attribute `data`: {err}")))?
