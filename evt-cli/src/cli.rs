@@ -1,0 +1,185 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Operate the embedded event engine's SQLite file: dead letters, replay, tail, lag, topics.
+///
+/// The application may be running: redrive and replay are requests its consumers pick up.
+#[derive(Debug, Parser)]
+#[command(name = "evt", version, propagate_version = true)]
+pub(crate) struct Cli {
+    /// The engine's SQLite file (the path the application gave `App::embedded`).
+    #[arg(long, env = "EVT_DB", global = true, value_name = "PATH")]
+    pub(crate) db: Option<PathBuf>,
+
+    /// Print one JSON document on stdout instead of tables (`tail --follow`: one per line).
+    #[arg(long, global = true)]
+    pub(crate) json: bool,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Inspect, redrive and purge dead letters.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Queue records of a topic for redelivery to one consumer group.
+    Replay(ReplayArgs),
+    /// Print the records of a topic, decoded.
+    Tail(TailArgs),
+    /// Consumer lag per group, topic and partition, and dead-letter depth per group.
+    Lag,
+    /// Topics with their partition counts and end offsets.
+    Topics,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DlqCommand {
+    /// List dead letters, oldest first (open ones unless --all).
+    List(ListArgs),
+    /// Show one dead letter in full, with its audit trail.
+    Show {
+        /// The letter's id (from `dlq list`).
+        id: u64,
+    },
+    /// Queue dead letters for redelivery to their consumer group.
+    Redrive(ActArgs),
+    /// Mark dead letters purged (kept, with their audit trail).
+    Purge(ActArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only letters of this consumer group.
+    #[arg(long, value_name = "G")]
+    pub(crate) group: Option<String>,
+    /// Include resolved and purged letters.
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// At most this many letters.
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ActArgs {
+    /// Letter ids.
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub(crate) ids: Vec<u64>,
+    /// Every open letter (of --group, if given).
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Only letters of this consumer group.
+    #[arg(long, value_name = "G")]
+    pub(crate) group: Option<String>,
+    /// Who is acting, for the audit trail [default: $USER, else "cli"].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) actor: Option<String>,
+}
+
+impl ActArgs {
+    pub(crate) fn actor(&self) -> String {
+        self.actor
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .or_else(|| std::env::var("USERNAME").ok())
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "cli".to_owned())
+    }
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// The consumer group to deliver to.
+    #[arg(long, value_name = "G")]
+    pub(crate) group: String,
+    /// The topic to read.
+    #[arg(long, value_name = "T")]
+    pub(crate) topic: String,
+    /// Only this partition.
+    #[arg(long, value_name = "P")]
+    pub(crate) partition: Option<u32>,
+    /// From this offset (inclusive).
+    #[arg(long, value_name = "N")]
+    pub(crate) from_offset: Option<u64>,
+    /// Up to this offset (inclusive).
+    #[arg(long, value_name = "N")]
+    pub(crate) to_offset: Option<u64>,
+    /// Appended at or after this time (RFC 3339, e.g. 2026-03-01T00:00:00Z).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    pub(crate) since: Option<OffsetDateTime>,
+    /// Appended at or before this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339", value_parser = parse_time)]
+    pub(crate) until: Option<OffsetDateTime>,
+    /// Only this CloudEvents type (e.g. orders.order_placed).
+    #[arg(long = "type", value_name = "TYPE")]
+    pub(crate) event_type: Option<String>,
+    /// Only this partition key.
+    #[arg(long, value_name = "K")]
+    pub(crate) key: Option<String>,
+    /// Only this correlation id.
+    #[arg(long, value_name = "C")]
+    pub(crate) correlation_id: Option<String>,
+    /// Deliver even records the group's dedupe store has already seen.
+    #[arg(long)]
+    pub(crate) bypass_dedupe: bool,
+    /// Only list what would be queued.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    /// The topic to read.
+    #[arg(long, value_name = "T")]
+    pub(crate) topic: String,
+    /// Start at the first record of every partition instead of the last --limit records.
+    #[arg(long)]
+    pub(crate) from_beginning: bool,
+    /// Keep printing new records (Ctrl-C to stop).
+    #[arg(long)]
+    pub(crate) follow: bool,
+    /// Without --from-beginning: how many of the last records to print [default: 10].
+    /// With it: stop after this many records.
+    #[arg(long, value_name = "N")]
+    pub(crate) limit: Option<usize>,
+}
+
+fn parse_time(text: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|err| {
+        format!("`{text}` is not an RFC 3339 time like 2026-03-01T12:00:00Z ({err})")
+    })
+}
+
+/// Milliseconds since the epoch.
+pub(crate) fn to_ms(time: OffsetDateTime) -> i64 {
+    (time.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn times_parse_as_rfc3339() {
+        assert_eq!(to_ms(parse_time("1970-01-01T00:00:01.5Z").unwrap()), 1500);
+        assert!(parse_time("yesterday").unwrap_err().contains("RFC 3339"));
+    }
+}

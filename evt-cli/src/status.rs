@@ -1,0 +1,156 @@
+//! `evt lag` and `evt topics`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{self, Write};
+
+use event_runtime::app::lag_of;
+use event_runtime::transport::Transport;
+use serde_json::{Value, json};
+
+use crate::db::{Db, Error};
+use crate::output::{self, Table, clean};
+
+pub(crate) async fn lag(db: &Db, json: bool) -> Result<(), Error> {
+    let topics: BTreeMap<String, u32> = db
+        .transport
+        .topics()
+        .await
+        .map_err(|e| db.fail(e))?
+        .into_iter()
+        .collect();
+    let positions = db
+        .transport
+        .group_positions()
+        .await
+        .map_err(|e| db.fail(e))?;
+    // Every (group, topic) that committed somewhere: its partitions that never committed count
+    // from offset 0.
+    let subscriptions: BTreeSet<(String, String)> = positions
+        .into_iter()
+        .filter(|(_, topic, _, _)| topics.contains_key(topic))
+        .map(|(group, topic, _, _)| (group, topic))
+        .collect();
+    let subscriptions: Vec<(String, String, u32)> = subscriptions
+        .into_iter()
+        .map(|(group, topic)| {
+            let partitions = topics[&topic];
+            (group, topic, partitions)
+        })
+        .collect();
+    let lags = lag_of(&db.transport, &subscriptions)
+        .await
+        .map_err(|e| db.fail(e))?;
+    let depth: BTreeMap<String, u64> = db
+        .dlq
+        .depth()
+        .await
+        .map_err(|e| db.fail(e))?
+        .into_iter()
+        .collect();
+    let mut groups: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for lag in &lags {
+        groups.entry(&lag.group).or_default().0 += lag.lag();
+    }
+    for (group, open) in &depth {
+        groups.entry(group).or_default().1 = *open;
+    }
+
+    if json {
+        let partitions: Vec<Value> = lags
+            .iter()
+            .map(|l| {
+                json!({
+                    "group": l.group,
+                    "topic": l.topic,
+                    "partition": l.partition,
+                    "committed": l.committed,
+                    "end": l.end,
+                    "lag": l.lag(),
+                })
+            })
+            .collect();
+        let groups: Vec<Value> = groups
+            .iter()
+            .map(|(group, (lag, open))| json!({ "group": group, "lag": lag, "dlq_depth": open }))
+            .collect();
+        output::print_json(&json!({ "partitions": partitions, "groups": groups }))?;
+        return Ok(());
+    }
+    let mut out = io::stdout().lock();
+    if groups.is_empty() {
+        writeln!(
+            out,
+            "no consumer group has committed a position in {}",
+            db.name
+        )?;
+        return Ok(());
+    }
+    if !lags.is_empty() {
+        let mut table = Table::new(&["GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"]);
+        for l in &lags {
+            table.row(vec![
+                clean(&l.group),
+                clean(&l.topic),
+                l.partition.to_string(),
+                l.committed.to_string(),
+                l.end.to_string(),
+                l.lag().to_string(),
+            ]);
+        }
+        table.write(&mut out)?;
+        writeln!(out)?;
+    }
+    let mut table = Table::new(&["GROUP", "TOTAL LAG", "DLQ DEPTH"]);
+    for (group, (lag, open)) in &groups {
+        table.row(vec![clean(group), lag.to_string(), open.to_string()]);
+    }
+    table.write(&mut out)?;
+    Ok(())
+}
+
+pub(crate) async fn topics(db: &Db, json: bool) -> Result<(), Error> {
+    let topics = db.transport.topics().await.map_err(|e| db.fail(e))?;
+    let mut rows = Vec::with_capacity(topics.len());
+    for (topic, partitions) in topics {
+        let ends = db
+            .transport
+            .end_offsets(&topic)
+            .await
+            .map_err(|e| db.fail(e))?;
+        rows.push((topic, partitions, ends));
+    }
+    if json {
+        let topics: Vec<Value> = rows
+            .iter()
+            .map(|(topic, partitions, ends)| {
+                json!({
+                    "topic": topic,
+                    "partitions": partitions,
+                    "end_offsets": ends,
+                    "records": ends.iter().sum::<u64>(),
+                })
+            })
+            .collect();
+        output::print_json(&json!({ "topics": topics }))?;
+        return Ok(());
+    }
+    let mut out = io::stdout().lock();
+    if rows.is_empty() {
+        writeln!(out, "no topics in {}", db.name)?;
+        return Ok(());
+    }
+    let mut table = Table::new(&["TOPIC", "PARTITIONS", "RECORDS", "END OFFSETS"]);
+    for (topic, partitions, ends) in &rows {
+        table.row(vec![
+            clean(topic),
+            partitions.to_string(),
+            ends.iter().sum::<u64>().to_string(),
+            ends.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(" "),
+        ]);
+    }
+    table.write(&mut out)?;
+    Ok(())
+}
