@@ -368,12 +368,16 @@ fn expand_struct(
         fn dedupe_key(&self) -> __ev::Option<__ev::String> {
             #dedupe_key
         }
+        // Inline: the serde_json code is then generated where the type is used, as for serde's
+        // own generic impls, instead of once per derived type (the derive's compile-time cost).
+        #[inline]
         fn encode_payload(&self, buf: &mut __ev::Vec<u8>) -> __ev::Result<(), __ev::EncodeError> {
             #encode.map_err(|source| __ev::EncodeError::Payload {
                 event: Self::DESCRIPTORS[0].name,
                 source,
             })
         }
+        #[inline]
         fn decode_payload(name: &str, version: u32, data: &[u8]) -> __ev::Result<Self, __ev::DecodeError> {
             let __d: &'static __ev::Descriptor = &Self::DESCRIPTORS[0];
             if name != __d.name {
@@ -456,11 +460,15 @@ fn expand_enum(
         fn dedupe_key(&self) -> __ev::Option<__ev::String> {
             match self { #(#dedupe_arms)* }
         }
+        // Inline: the serde_json code is then generated where the type is used, as for serde's
+        // own generic impls, instead of once per derived type (the derive's compile-time cost).
+        #[inline]
         fn encode_payload(&self, buf: &mut __ev::Vec<u8>) -> __ev::Result<(), __ev::EncodeError> {
             match self {
                 #(#all_patterns => #encode_variant,)*
             }
         }
+        #[inline]
         fn decode_payload(name: &str, version: u32, data: &[u8]) -> __ev::Result<Self, __ev::DecodeError> {
             match name {
                 #(
