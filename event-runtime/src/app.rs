@@ -32,7 +32,7 @@ use tokio::task::JoinSet;
 
 use crate::cloudevents::Limits;
 use crate::cloudevents::binary::{self, Binding};
-use crate::consumer::{Dedupe, ErasedHandler, GroupRunner, GroupStats, Typed};
+use crate::consumer::{Activity, Dedupe, ErasedHandler, GroupRunner, GroupStats, Typed};
 use crate::dedupe::MemoryDedupe;
 use crate::dlq::DeadLetters;
 use crate::envelope::{Envelope, RawEnvelope};
@@ -445,6 +445,7 @@ impl<T: Transport> App<T> {
         let mut tasks = JoinSet::new();
         let mut stats = BTreeMap::new();
         let mut subscriptions = Vec::new();
+        let activity = Arc::new(Activity::default());
         for (name, group) in std::mem::take(&mut self.groups) {
             let topics: BTreeSet<String> = group
                 .descriptors
@@ -464,6 +465,7 @@ impl<T: Transport> App<T> {
                 registry,
                 states: self.states.clone(),
                 stats: group_stats,
+                activity: activity.clone(),
                 limits: self.limits,
             });
             for topic in topics {
@@ -485,6 +487,7 @@ impl<T: Transport> App<T> {
             dlq: self.dlq,
             stats,
             subscriptions,
+            activity,
             shutdown,
             tasks,
         })
@@ -546,6 +549,7 @@ pub struct Running<T: Transport> {
     dlq: DeadLetters,
     stats: BTreeMap<String, Arc<GroupStats>>,
     subscriptions: Vec<(String, String, u32)>,
+    activity: Arc<Activity>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -585,8 +589,20 @@ impl<T: Transport> Running<T> {
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            // Idle means: nothing in flight, every lag zero and no pending redelivery, with no
+            // batch starting or ending while those were read (a handler's emitted event lands
+            // before its position is committed, so a consistent reading cannot miss it).
+            let changes = self
+                .activity
+                .changes
+                .load(std::sync::atomic::Ordering::SeqCst);
+            let quiet = self
+                .activity
+                .in_flight
+                .load(std::sync::atomic::Ordering::SeqCst)
+                == 0;
             let caught_up =
-                matches!(self.lag().await, Ok(lags) if lags.iter().all(|l| l.lag() == 0));
+                quiet && matches!(self.lag().await, Ok(lags) if lags.iter().all(|l| l.lag() == 0));
             let mut pending = false;
             for group in self.stats.keys() {
                 if !self
@@ -599,7 +615,12 @@ impl<T: Transport> Running<T> {
                     pending = true;
                 }
             }
-            if caught_up && !pending {
+            let unchanged = changes
+                == self
+                    .activity
+                    .changes
+                    .load(std::sync::atomic::Ordering::SeqCst);
+            if caught_up && !pending && unchanged {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {

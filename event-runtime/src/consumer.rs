@@ -25,7 +25,6 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::app::{GroupOptions, Publisher};
 use crate::cloudevents::Limits;
-use crate::cloudevents::binary::{self, Binding};
 use crate::dedupe::{DedupeStore, MemoryDedupe};
 use crate::dlq::{DeadLetters, NewDeadLetter, Redelivery, RedeliverySource};
 use crate::envelope::{Envelope, RawEnvelope};
@@ -132,6 +131,28 @@ impl GroupStats {
     }
 }
 
+/// Work in progress across every group of an app: lets [`crate::Running::wait_idle`] tell a
+/// quiet moment from the instant between a handler emitting an event and the position commit.
+#[derive(Debug, Default)]
+pub(crate) struct Activity {
+    /// Bumped when a batch or redelivery starts and when it ends.
+    pub(crate) changes: AtomicU64,
+    /// Batches and redeliveries being processed now.
+    pub(crate) in_flight: AtomicU64,
+}
+
+impl Activity {
+    fn begin(&self) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        self.changes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn end(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Where dedupe marks go.
 #[derive(Clone)]
 pub(crate) enum Dedupe {
@@ -208,6 +229,7 @@ pub(crate) struct GroupRunner<T: Transport> {
     pub(crate) registry: &'static Registry,
     pub(crate) states: crate::handler::States,
     pub(crate) stats: Arc<GroupStats>,
+    pub(crate) activity: Arc<Activity>,
     pub(crate) limits: Limits,
 }
 
@@ -249,9 +271,11 @@ impl<T: Transport> GroupRunner<T> {
                 }
                 continue;
             };
+            self.activity.begin();
             if self.clone().process_batch(records).await.is_err() {
                 // Infrastructure failure (dead-letter queue or dedupe store unreachable): nothing
                 // is committed, the batch is fetched again after a pause.
+                self.activity.end();
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
@@ -265,6 +289,7 @@ impl<T: Transport> GroupRunner<T> {
                     Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
                 }
             }
+            self.activity.end();
             next = last + 1;
         }
     }
@@ -381,29 +406,7 @@ impl<T: Transport> GroupRunner<T> {
         delivery: Delivery,
         bypass_dedupe: bool,
     ) -> Result<Outcome, TransportError> {
-        #[cfg(feature = "sqlite")]
-        if let Some((_, reason)) = record
-            .headers
-            .iter()
-            .find(|(name, _)| name == crate::transport::sqlite::CORRUPT_HEADERS)
-        {
-            let reason = String::from_utf8_lossy(reason).into_owned();
-            return Ok(Self::failed(
-                None,
-                "malformed",
-                vec![format!("corrupt record: {reason}")],
-                0,
-            ));
-        }
-        let raw = match binary::decode(
-            record
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_slice())),
-            &record.payload,
-            Binding::Kafka,
-            &self.limits,
-        ) {
+        let raw = match crate::transport::decode_record(record, &self.limits) {
             Ok(raw) => raw,
             Err(err) => {
                 return Ok(Self::failed(
@@ -641,7 +644,10 @@ impl<T: Transport> GroupRunner<T> {
                 continue;
             }
             for redelivery in pending {
-                if self.redeliver(&redelivery).await.is_err() {
+                self.activity.begin();
+                let result = self.redeliver(&redelivery).await;
+                self.activity.end();
+                if result.is_err() {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     break;
                 }

@@ -175,6 +175,24 @@ pub struct Redelivery {
     pub bypass_dedupe: bool,
 }
 
+/// Which letters an operator action applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection<'a> {
+    /// Every open letter (of the group, if one is given).
+    All,
+    /// Exactly these letters.
+    Ids(&'a [u64]),
+}
+
+impl Selection<'_> {
+    fn contains(&self, id: u64) -> bool {
+        match self {
+            Selection::All => true,
+            Selection::Ids(ids) => ids.contains(&id),
+        }
+    }
+}
+
 /// Which letters to list.
 #[derive(Clone, Debug, Default)]
 pub struct LetterFilter {
@@ -241,15 +259,16 @@ impl DeadLetters {
             LetterStatus::Dead
         };
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO evt_dead_letters (grp, topic, partition, offset, record_key, headers, payload, \
+            "INSERT INTO evt_dead_letters (grp, topic, partition, offset, record_ts_ms, record_key, headers, payload, \
              event_type, event_id, partition_key, reason_kind, reason, error_chain, attempts, \
              first_failure_ms, last_failure_ms, parked_behind, status) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(&letter.group)
         .bind(&letter.record.topic)
         .bind(i64::from(letter.record.partition))
         .bind(letter.record.offset as i64)
+        .bind(letter.record.timestamp_ms)
         .bind(&letter.record.key)
         .bind(encode_headers(&letter.record.headers))
         .bind(&letter.record.payload)
@@ -292,7 +311,7 @@ impl DeadLetters {
                 topic: row.get("topic"),
                 partition: row.get::<i64, _>("partition") as u32,
                 offset: row.get::<i64, _>("offset") as u64,
-                timestamp_ms: row.get("first_failure_ms"),
+                timestamp_ms: row.get("record_ts_ms"),
                 key: row.get("record_key"),
                 headers: decode_headers(&blob).unwrap_or_default(),
                 payload: row.get("payload"),
@@ -394,9 +413,9 @@ impl DeadLetters {
             .collect())
     }
 
-    /// Requests a redrive of the given open letters (or, with `ids` empty, of every open letter
-    /// of `group`). Parked letters are redriven after the letter they wait for resolves.
-    /// Returns how many were queued.
+    /// Requests a redrive of the selected `dead` letters (of `group`, if given). Parked letters
+    /// are redriven after the letter they wait for resolves; letters in other states are left as
+    /// they are. Returns how many were queued.
     ///
     /// # Errors
     ///
@@ -404,7 +423,7 @@ impl DeadLetters {
     pub async fn request_redrive(
         &self,
         group: Option<&str>,
-        ids: &[u64],
+        selection: Selection<'_>,
         actor: &str,
     ) -> Result<usize, TransportError> {
         let mut tx = self
@@ -424,7 +443,7 @@ impl DeadLetters {
         let mut queued = 0;
         for row in rows {
             let id = row.get::<i64, _>("id") as u64;
-            if !ids.is_empty() && !ids.contains(&id) {
+            if !selection.contains(id) {
                 continue;
             }
             Self::queue_redrive(&mut tx, &row, actor).await?;
@@ -463,7 +482,8 @@ impl DeadLetters {
         Self::audit_on(conn, id as u64, "redrive-requested", actor, "").await
     }
 
-    /// Marks letters purged (they stay in the table for the audit trail). Returns how many.
+    /// Marks the selected open letters purged (they stay in the table for the audit trail).
+    /// Returns how many.
     ///
     /// # Errors
     ///
@@ -471,7 +491,7 @@ impl DeadLetters {
     pub async fn purge(
         &self,
         group: Option<&str>,
-        ids: &[u64],
+        selection: Selection<'_>,
         actor: &str,
     ) -> Result<usize, TransportError> {
         let letters = self
@@ -487,10 +507,7 @@ impl DeadLetters {
             .await
             .map_err(|err| db_error("purge", err))?;
         let mut purged = 0;
-        for letter in letters
-            .iter()
-            .filter(|l| ids.is_empty() || ids.contains(&l.id))
-        {
+        for letter in letters.iter().filter(|l| selection.contains(l.id)) {
             sqlx::query("UPDATE evt_dead_letters SET status = 'purged' WHERE id = ?")
                 .bind(letter.id as i64)
                 .execute(&mut *tx)

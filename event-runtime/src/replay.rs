@@ -7,7 +7,6 @@
 //! unless the request bypasses dedupe on purpose.
 
 use crate::cloudevents::Limits;
-use crate::cloudevents::binary::{self, Binding};
 use crate::dlq::DeadLetters;
 use crate::transport::{Record, Transport, TransportError};
 
@@ -49,15 +48,7 @@ impl ReplayFilter {
         if self.event_type.is_none() && self.key.is_none() && self.correlation_id.is_none() {
             return true;
         }
-        let Ok(raw) = binary::decode(
-            record
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_slice())),
-            &record.payload,
-            Binding::Kafka,
-            &Limits::default(),
-        ) else {
+        let Ok(raw) = crate::transport::decode_record(record, &Limits::default()) else {
             return false;
         };
         self.event_type.as_deref().is_none_or(|t| raw.ty == t)

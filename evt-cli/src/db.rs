@@ -73,7 +73,7 @@ impl Db {
         if !metadata.is_file() {
             return Err(Error::msg(format!("{name} is not a file")));
         }
-        // Refuse to turn some other file into a database: opening writes the schema.
+        // Refuse to touch some other file: open_existing also checks for the event log's tables.
         let mut head = Vec::with_capacity(16);
         std::fs::File::open(path)
             .and_then(|file| file.take(16).read_to_end(&mut head))
@@ -81,7 +81,7 @@ impl Db {
         if !head.is_empty() && head.as_slice() != SQLITE_MAGIC {
             return Err(Error::msg(format!("{name} is not an SQLite database")));
         }
-        let transport = SqliteTransport::open(path)
+        let transport = SqliteTransport::open_existing(path)
             .await
             .map_err(|err| Error::msg(format!("cannot open {name}: {}", err.message)))?;
         let dlq = DeadLetters::new(&transport);

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use event_runtime::dlq::{DeadLetter, LetterFilter, LetterStatus};
+use event_runtime::dlq::{DeadLetter, LetterFilter, LetterStatus, Selection};
 use serde_json::{Value, json};
 
 use crate::cli::{ActArgs, ListArgs};
@@ -302,10 +302,14 @@ async fn act(db: &Db, args: &ActArgs, json: bool, action: Action) -> Result<(), 
         }
     }
     let done = if args.all || !selected.is_empty() {
-        let ids: &[u64] = if args.all { &[] } else { &selected };
+        let selection = if args.all {
+            Selection::All
+        } else {
+            Selection::Ids(&selected)
+        };
         match action {
-            Action::Redrive => db.dlq.request_redrive(group, ids, &actor).await,
-            Action::Purge => db.dlq.purge(group, ids, &actor).await,
+            Action::Redrive => db.dlq.request_redrive(group, selection, &actor).await,
+            Action::Purge => db.dlq.purge(group, selection, &actor).await,
         }
         .map_err(|e| db.fail(e))?
     } else {

@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use event_runtime::cloudevents::binary::{self, Binding};
 use event_runtime::cloudevents::{self, Limits};
 use event_runtime::envelope::RawEnvelope;
 use event_runtime::transport::Record;
@@ -110,27 +109,10 @@ pub(crate) fn record_key(record: &Record) -> Option<String> {
         .map(|key| String::from_utf8_lossy(key).into_owned())
 }
 
-/// The header the SQLite engine puts on a record whose stored header blob cannot be read.
-const CORRUPT_HEADERS: &str = "x-evt-corrupt-headers";
-
 /// Decodes a record's CloudEvents attributes (binary mode, Kafka binding), as consumers do.
 pub(crate) fn decode(record: &Record) -> Result<RawEnvelope, String> {
-    if let Some((_, reason)) = record.headers.iter().find(|(n, _)| n == CORRUPT_HEADERS) {
-        return Err(format!(
-            "stored headers are corrupt: {}",
-            String::from_utf8_lossy(reason)
-        ));
-    }
-    binary::decode(
-        record
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_slice())),
-        &record.payload,
-        Binding::Kafka,
-        &Limits::default(),
-    )
-    .map_err(|err| err.to_string())
+    event_runtime::transport::decode_record(record, &Limits::default())
+        .map_err(|err| err.to_string())
 }
 
 /// An envelope's data for a person: compact JSON when it is JSON, else its size and type.

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_runtime::app::GroupOptions;
-use event_runtime::dlq::{LetterFilter, LetterStatus};
+use event_runtime::dlq::{LetterFilter, LetterStatus, Selection};
 use event_runtime::retry::RetryPolicy;
 use event_runtime::transport::{OutgoingRecord, Transport};
 use event_runtime::{App, Context, Delivery, DomainEvent, Envelope, HandlerError};
@@ -33,16 +33,12 @@ struct StepSeen {
 }
 
 type Seen = Arc<Mutex<BTreeMap<String, Vec<(u32, Delivery)>>>>;
+type HandlerFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), HandlerError>> + Send>>;
 
 fn recorder(
     seen: Seen,
-) -> impl Fn(
-    Envelope<Step>,
-    Context,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), HandlerError>> + Send>>
-+ Send
-+ Sync
-+ 'static {
+) -> impl Fn(Envelope<Step>, Context) -> HandlerFuture + Send + Sync + 'static {
     move |event: Envelope<Step>, ctx: Context| {
         let seen = seen.clone();
         Box::pin(async move {
@@ -415,7 +411,7 @@ async fn sequenced_mode_parks_later_events_of_a_failed_key_until_redrive() {
     // Fix the cause, then redrive the head: the parked events follow in order.
     broken.store(false, Ordering::SeqCst);
     assert_eq!(
-        dlq.request_redrive(Some("seq"), &[head], "alice")
+        dlq.request_redrive(Some("seq"), Selection::Ids(&[head]), "alice")
             .await
             .unwrap(),
         1
@@ -534,7 +530,7 @@ async fn choreography_carries_correlation_and_inbox_effects_happen_once() {
         .await
         .unwrap();
     assert_eq!(steps, 1);
-    let audit = audit.lock().unwrap();
+    let audit = audit.lock().unwrap().clone();
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].correlation_id, first.correlation_id);
     assert_eq!(audit[0].causation_id, Some(first.id.to_string()));

@@ -197,6 +197,42 @@ pub fn command_topic(context: &str) -> String {
     format!("{context}.commands")
 }
 
+/// The header a transport puts on a record whose stored headers cannot be read, holding the
+/// reason; the consumer dead-letters such records as `malformed`.
+pub const CORRUPT_HEADERS: &str = "x-evt-corrupt-headers";
+
+/// Reads a record as a CloudEvent in the Kafka binary binding: what the consumer, replay filters
+/// and the CLI all do with a stored record.
+///
+/// # Errors
+///
+/// [`crate::error::DecodeError::Malformed`] for a record whose headers could not be read back,
+/// and every error of [`crate::cloudevents::binary::decode`].
+pub fn decode_record(
+    record: &Record,
+    limits: &crate::cloudevents::Limits,
+) -> Result<crate::envelope::RawEnvelope, crate::error::DecodeError> {
+    if let Some((_, reason)) = record
+        .headers
+        .iter()
+        .find(|(name, _)| name == CORRUPT_HEADERS)
+    {
+        return Err(crate::error::DecodeError::Malformed {
+            format: crate::error::Format::Binary,
+            reason: format!("corrupt record: {}", String::from_utf8_lossy(reason)),
+        });
+    }
+    crate::cloudevents::binary::decode(
+        record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_slice())),
+        &record.payload,
+        crate::cloudevents::binary::Binding::Kafka,
+        limits,
+    )
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()

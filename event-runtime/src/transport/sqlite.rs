@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS evt_dead_letters (
     topic         TEXT NOT NULL,
     partition     INTEGER NOT NULL,
     offset        INTEGER NOT NULL,
+    record_ts_ms  INTEGER NOT NULL,
     record_key    BLOB,
     headers       BLOB NOT NULL,
     payload       BLOB NOT NULL,
@@ -136,6 +137,53 @@ impl SqliteTransport {
         Self::connect(options, &format!("open {}", path.display())).await
     }
 
+    /// Opens an engine file that must already exist and hold an event log; nothing is created or
+    /// changed. For tools (the `evt` CLI) that must not turn a mistyped path into a new database.
+    ///
+    /// # Errors
+    ///
+    /// When the file does not exist, is not SQLite, or has no event log in it.
+    pub async fn open_existing(path: impl AsRef<Path>) -> Result<Self, TransportError> {
+        let path = path.as_ref();
+        let operation = format!("open {}", path.display());
+        if !path.is_file() {
+            return Err(TransportError::new(
+                TransportErrorKind::Other,
+                operation,
+                format!("{} does not exist or is not a file", path.display()),
+            ));
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(false)
+            .busy_timeout(Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .map_err(|err| db_error(operation.clone(), err))?;
+        let tables: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'evt_records'",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(|err| db_error(operation.clone(), err))?;
+        if tables == 0 {
+            return Err(TransportError::new(
+                TransportErrorKind::Other,
+                operation,
+                format!(
+                    "{} is an SQLite file without an event log (no evt_records table)",
+                    path.display()
+                ),
+            ));
+        }
+        Ok(SqliteTransport {
+            pool,
+            appended: Arc::new(Notify::new()),
+        })
+    }
+
     /// An engine in a private in-memory database (for tests that want SQL semantics).
     ///
     /// # Errors
@@ -156,6 +204,26 @@ impl SqliteTransport {
                 .get_filename()
                 .to_string_lossy()
                 .contains(":memory:");
+        // Switching to WAL and creating the schema need a moment of exclusive access; another
+        // process (or a pool still closing) can hold the file, and SQLite then answers "locked"
+        // without waiting. Retry for up to ten seconds before giving up.
+        let mut attempt = 0;
+        loop {
+            match Self::try_connect(options.clone(), in_memory, operation).await {
+                Err(err) if err.kind == TransportErrorKind::Unavailable && attempt < 100 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn try_connect(
+        options: SqliteConnectOptions,
+        in_memory: bool,
+        operation: &str,
+    ) -> Result<Self, TransportError> {
         let pool = SqlitePoolOptions::new()
             // One connection for a private in-memory database (each connection would be its own
             // database); a few for a file.
@@ -326,9 +394,7 @@ pub(crate) fn decode_headers(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, Str
     Ok(headers)
 }
 
-/// Headers that failed to decode are kept as one `x-evt-corrupt-headers` header holding the raw
-/// blob, so the consumer can dead-letter the record with the reason instead of losing it.
-pub(crate) const CORRUPT_HEADERS: &str = "x-evt-corrupt-headers";
+use super::CORRUPT_HEADERS;
 
 fn row_to_record(topic: &str, partition: u32, row: &sqlx::sqlite::SqliteRow) -> Record {
     let blob: Vec<u8> = row.get("headers");

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use event_runtime::dlq::LetterFilter;
+use event_runtime::dlq::{LetterFilter, Selection};
 use event_runtime::transport::{OutgoingRecord, Transport};
 use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError, handler};
 use serde::{Deserialize, Serialize};
@@ -246,7 +246,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .expect("catalog lock")
             .insert("gift-card".into());
         let queued = dlq
-            .request_redrive(Some("inventory"), &[catalog_letter.id], "quickstart")
+            .request_redrive(
+                Some("inventory"),
+                Selection::Ids(&[catalog_letter.id]),
+                "quickstart",
+            )
             .await?;
         println!("   queued {queued} redrive(s)");
     }
