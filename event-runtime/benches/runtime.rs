@@ -43,13 +43,39 @@ struct Run {
 
 impl Run {
     fn rate(&self) -> f64 {
-        EVENTS as f64 / self.seconds
+        self.latencies_ns.len() as f64 / self.seconds
     }
     fn percentile(&self, p: f64) -> Duration {
         let mut sorted = self.latencies_ns.clone();
         sorted.sort_unstable();
         let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
         Duration::from_nanos(sorted.get(index).copied().unwrap_or(0))
+    }
+}
+
+/// Events sent one per millisecond in the latency runs (a steady, unsaturated load).
+const PACED: u64 = 1_000;
+
+async fn channel_paced() -> Run {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Ordered>(1024);
+    let start = Instant::now();
+    let consumer = tokio::spawn(async move {
+        let mut latencies = Vec::with_capacity(PACED as usize);
+        while let Some(event) = rx.recv().await {
+            latencies.push(start.elapsed().as_nanos() as u64 - event.sent_ns);
+        }
+        latencies
+    });
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    for i in 0..PACED {
+        tick.tick().await;
+        tx.send(event(i, start)).await.unwrap();
+    }
+    drop(tx);
+    let latencies_ns = consumer.await.unwrap();
+    Run {
+        seconds: start.elapsed().as_secs_f64(),
+        latencies_ns,
     }
 }
 
@@ -99,9 +125,13 @@ async fn channel_json() -> Run {
 }
 
 async fn framework_in_memory() -> Run {
+    run_framework(EVENTS, None).await
+}
+
+async fn run_framework(events: u64, pace: Option<Duration>) -> Run {
     let mut app = App::in_memory().await.unwrap();
     let start = Instant::now();
-    let latencies = Arc::new(Mutex::new(Vec::with_capacity(EVENTS as usize)));
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(events as usize)));
     let handled = Arc::new(AtomicU64::new(0));
     let done = Arc::new(Notify::new());
     let (sink, count, signal) = (latencies.clone(), handled.clone(), done.clone());
@@ -112,7 +142,7 @@ async fn framework_in_memory() -> Run {
             async move {
                 let latency = start.elapsed().as_nanos() as u64 - event.data.sent_ns;
                 sink.lock().await.push(latency);
-                if count.fetch_add(1, Ordering::SeqCst) + 1 == EVENTS {
+                if count.fetch_add(1, Ordering::SeqCst) + 1 == events {
                     signal.notify_one();
                 }
                 Ok::<(), HandlerError>(())
@@ -125,7 +155,11 @@ async fn framework_in_memory() -> Run {
     let waiter = done.notified();
     tokio::pin!(waiter);
     waiter.as_mut().enable();
-    for i in 0..EVENTS {
+    let mut tick = tokio::time::interval(pace.unwrap_or(Duration::from_millis(1)));
+    for i in 0..events {
+        if pace.is_some() {
+            tick.tick().await;
+        }
         publisher
             .publish(Envelope::event(event(i, start)))
             .await
@@ -216,6 +250,9 @@ fn main() {
         line("tokio mpsc, structs (baseline)", &channel);
         line("tokio mpsc, JSON bytes decoded (baseline)", &channel_json);
         line("in-memory engine, publish -> handler", &framework);
+        println!("\nlatency at a steady 1000 events/s (not saturated):");
+        line("tokio mpsc, structs (baseline)", &channel_paced().await);
+        line("in-memory engine, publish -> handler", &run_framework(PACED, Some(Duration::from_millis(1))).await);
         println!(
             "\nratio vs mpsc structs: {:.3}x   vs mpsc JSON: {:.3}x   (goal >= 0.5x of the channel: {})",
             framework.rate() / channel.rate(),

@@ -38,7 +38,8 @@ pub trait DedupeStore: Send + Sync + 'static {
 /// Dedupe marks in memory, lost on restart.
 #[derive(Clone, Default)]
 pub struct MemoryDedupe {
-    marks: Arc<Mutex<HashMap<(String, String), i64>>>,
+    // group -> key -> when marked; nested so that a lookup borrows instead of allocating.
+    marks: Arc<Mutex<HashMap<String, HashMap<String, i64>>>>,
 }
 
 impl MemoryDedupe {
@@ -54,7 +55,7 @@ impl DedupeStore for MemoryDedupe {
             .marks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(marks.contains_key(&(group.to_owned(), key.to_owned())))
+        Ok(marks.get(group).is_some_and(|keys| keys.contains_key(key)))
     }
 
     async fn mark(&self, group: &str, key: &str) -> Result<(), TransportError> {
@@ -62,7 +63,13 @@ impl DedupeStore for MemoryDedupe {
             .marks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        marks.insert((group.to_owned(), key.to_owned()), now_ms());
+        match marks.get_mut(group) {
+            Some(keys) => keys.insert(key.to_owned(), now_ms()),
+            None => marks
+                .entry(group.to_owned())
+                .or_default()
+                .insert(key.to_owned(), now_ms()),
+        };
         Ok(())
     }
 
@@ -72,9 +79,13 @@ impl DedupeStore for MemoryDedupe {
             .marks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let before = marks.len();
-        marks.retain(|_, seen| *seen >= cutoff);
-        Ok((before - marks.len()) as u64)
+        let mut removed = 0;
+        for keys in marks.values_mut() {
+            let before = keys.len();
+            keys.retain(|_, seen| *seen >= cutoff);
+            removed += before - keys.len();
+        }
+        Ok(removed as u64)
     }
 }
 
