@@ -358,7 +358,21 @@ fn expand_struct(
     let (codec, codec_span) = codec;
     let encode = quote_spanned!(*codec_span=> #codec::encode(self, buf));
     let decode = quote_spanned!(*codec_span=> #codec::decode(data));
+    // JSON payloads of the current version can be read in the same pass as the envelope.
+    let in_place = match &container.attrs.codec {
+        Some(codec) if codec.value == Codec::Protobuf => TokenStream::new(),
+        _ => quote_spanned! {*codec_span=>
+            const JSON_IN_PLACE: bool = true;
+            #[inline]
+            fn deserialize_json_in_place<'de, D: __ev::serde::Deserializer<'de>>(
+                deserializer: D,
+            ) -> __ev::Result<Self, D::Error> {
+                <Self as __ev::serde::Deserialize<'de>>::deserialize(deserializer)
+            }
+        },
+    };
     quote! {
+        #in_place
         fn descriptor(&self) -> &'static __ev::Descriptor {
             &Self::DESCRIPTORS[0]
         }

@@ -232,6 +232,28 @@ impl<M> Envelope<M> {
         }
     }
 
+    /// The same attributes around `f(data)`, moving them instead of cloning.
+    pub fn map_data<N>(self, f: impl FnOnce(M) -> N) -> Envelope<N> {
+        Envelope {
+            id: self.id,
+            source: self.source,
+            ty: self.ty,
+            version: self.version,
+            subject: self.subject,
+            time: self.time,
+            content_type: self.content_type,
+            dataschema: self.dataschema,
+            partition_key: self.partition_key,
+            correlation_id: self.correlation_id,
+            causation_id: self.causation_id,
+            trace: self.trace,
+            dedupe_key: self.dedupe_key,
+            sequence: self.sequence,
+            extensions: self.extensions,
+            data: f(self.data),
+        }
+    }
+
     /// The key a dedupe store uses: the dedupe key if the type declares one, else the id.
     pub fn effective_dedupe_key(&self) -> Cow<'_, str> {
         match &self.dedupe_key {
@@ -242,6 +264,18 @@ impl<M> Envelope<M> {
 }
 
 impl RawEnvelope {
+    /// Like [`RawEnvelope::decode`], consuming the envelope instead of copying its attributes.
+    ///
+    /// # Errors
+    ///
+    /// As [`RawEnvelope::decode`].
+    pub fn into_decoded<M: Message>(self) -> Result<Envelope<M>, DecodeError> {
+        let data = M::decode_payload(&self.ty, self.version, &self.data.0)?;
+        let mut envelope = self.map_data(|_| data);
+        envelope.version = envelope.data.descriptor().version;
+        Ok(envelope)
+    }
+
     /// Decodes the payload into `M`, lifting older versions through its upcaster chain.
     ///
     /// # Errors

@@ -96,6 +96,23 @@ pub trait Message: Sized + Send + Sync + 'static {
     /// [`DecodeError::UnknownType`], [`DecodeError::FutureVersion`],
     /// [`DecodeError::NoUpcaster`], [`DecodeError::Upcast`] or [`DecodeError::Payload`].
     fn decode_payload(name: &str, version: u32, data: &[u8]) -> Result<Self, DecodeError>;
+
+    /// Whether [`Message::deserialize_json_in_place`] reads the current version's JSON payload
+    /// (true for struct messages with the JSON codec). Lets the JSON event format decode the
+    /// envelope and the payload in one pass.
+    #[doc(hidden)]
+    const JSON_IN_PLACE: bool = false;
+
+    /// Reads the current version's JSON payload from a deserializer positioned on `data`.
+    #[doc(hidden)]
+    fn deserialize_json_in_place<'de, D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Self, D::Error> {
+        let _ = deserializer;
+        Err(serde::de::Error::custom(
+            "this message type is not read in place",
+        ))
+    }
 }
 
 /// A domain event: a fact that happened, owned by one bounded context.

@@ -4,6 +4,7 @@ pub use core::convert::From;
 pub use core::option::Option::{self, None, Some};
 pub use core::result::Result::{self, Err, Ok};
 pub use inventory;
+pub use serde;
 pub use std::string::String;
 pub use std::vec::Vec;
 

@@ -108,7 +108,7 @@ pub fn to_json<M: Message>(envelope: &Envelope<M>) -> Result<Vec<u8>, EncodeErro
 ///
 /// Any [`DecodeError`]: malformed input, limits, unknown type, future version, payload.
 pub fn from_json<M: Message>(bytes: &[u8], limits: &Limits) -> Result<Envelope<M>, DecodeError> {
-    structured::decode(bytes, limits)?.decode()
+    structured::decode_typed(bytes, limits)
 }
 
 /// Encodes a typed envelope in the protobuf event format.

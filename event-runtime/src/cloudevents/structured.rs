@@ -20,6 +20,7 @@ use uuid::Uuid;
 use super::{Limits, SPEC_VERSION, is_json};
 use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope, TraceContext};
 use crate::error::{DecodeError, EncodeError, Format};
+use crate::message::Message;
 
 fn put_str(out: &mut Vec<u8>, key: &str, value: &str) {
     out.push(b',');
@@ -262,7 +263,70 @@ struct Wire<'de> {
     extensions: BTreeMap<String, ExtensionValue>,
 }
 
-struct WireVisitor;
+/// A payload type that can be decoded while the envelope is read, in one pass over the bytes.
+pub(crate) trait TypedData: Sized {
+    /// Whether a `data` of wire type `ty` at `version` is read directly as `Self`.
+    fn fast_path(ty: &str, version: u32) -> bool;
+    /// Reads the payload.
+    fn deserialize<'de, D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error>;
+    /// The event and version to name when reading in place failed.
+    fn describe_failure() -> (String, u32);
+}
+
+/// The raw path: `data` is always kept as bytes.
+pub(crate) enum NoTyped {}
+
+impl TypedData for NoTyped {
+    fn fast_path(_: &str, _: u32) -> bool {
+        false
+    }
+    fn deserialize<'de, D: de::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Err(de::Error::custom(
+            "the raw path never decodes data in place",
+        ))
+    }
+    fn describe_failure() -> (String, u32) {
+        (String::new(), 0)
+    }
+}
+
+/// A message read in place when its wire type and version are exactly the type's own (the
+/// common case: a consumer reading what a producer of the same version wrote).
+pub(crate) struct InPlace<M>(pub(crate) M);
+
+impl<M: Message> TypedData for InPlace<M> {
+    fn fast_path(ty: &str, version: u32) -> bool {
+        M::JSON_IN_PLACE
+            && M::DESCRIPTORS.len() == 1
+            && M::DESCRIPTORS[0].name == ty
+            && M::DESCRIPTORS[0].version == version
+    }
+    fn deserialize<'de, D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        M::deserialize_json_in_place(deserializer).map(InPlace)
+    }
+    fn describe_failure() -> (String, u32) {
+        let descriptor = &M::DESCRIPTORS[0];
+        (descriptor.name.to_owned(), descriptor.version)
+    }
+}
+
+struct Seed<T>(std::marker::PhantomData<T>);
+
+impl<'de, T: TypedData> de::DeserializeSeed<'de> for Seed<T> {
+    type Value = T;
+    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<T, D::Error> {
+        T::deserialize(deserializer)
+    }
+}
+
+struct WireVisitor<'a, T> {
+    /// Set when decoding `data` in place failed: the error is the payload's, not the envelope's.
+    payload_failed: &'a std::cell::Cell<bool>,
+    /// Whether `data` may be decoded in place (it may not when a data limit below the message
+    /// limit has to be measured).
+    in_place: bool,
+    typed: &'a std::cell::RefCell<Option<T>>,
+}
 
 fn dup<E: de::Error>(name: &str) -> E {
     E::custom(format!("duplicate attribute `{name}`"))
@@ -280,7 +344,7 @@ macro_rules! once {
     }};
 }
 
-impl<'de> Visitor<'de> for WireVisitor {
+impl<'de, T: TypedData> Visitor<'de> for WireVisitor<'_, T> {
     type Value = Wire<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -315,7 +379,30 @@ impl<'de> Visitor<'de> for WireVisitor {
                 "tracestate" => once!(map, wire.tracestate, "tracestate", String),
                 "dedupekey" => once!(map, wire.dedupekey, "dedupekey", String),
                 "sequence" => once!(map, wire.sequence, "sequence", Text<'de>),
-                "data" => once!(map, wire.data, "data", &'de RawValue),
+                "data" => {
+                    let in_place = self.in_place
+                        && wire.data.is_none()
+                        && self.typed.borrow().is_none()
+                        && wire.datacontenttype.as_ref().is_none_or(|c| is_json(&c.0))
+                        && match (&wire.ty, wire.eventversion) {
+                            (Some(ty), Some(version)) => T::fast_path(&ty.0, version),
+                            _ => false,
+                        };
+                    if in_place {
+                        match map.next_value_seed(Seed::<T>(std::marker::PhantomData)) {
+                            Ok(value) => *self.typed.borrow_mut() = Some(value),
+                            Err(err) => {
+                                self.payload_failed.set(true);
+                                return Err(err);
+                            }
+                        }
+                    } else {
+                        if self.typed.borrow().is_some() {
+                            return Err(dup("data"));
+                        }
+                        once!(map, wire.data, "data", &'de RawValue)
+                    }
+                }
                 "data_base64" => once!(map, wire.data_base64, "data_base64", Text<'de>),
                 other => {
                     let name = other.to_owned();
@@ -457,13 +544,60 @@ pub(crate) fn check_specversion(specversion: &str) -> Result<(), DecodeError> {
 /// [`DecodeError::MissingAttribute`], [`DecodeError::InvalidAttribute`] or
 /// [`DecodeError::UnsupportedSpecVersion`].
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError> {
-    Limits::check(limits.max_message_bytes, bytes.len(), "structured message")?;
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let wire = deserializer
-        .deserialize_map(WireVisitor)
-        .and_then(|wire| deserializer.end().map(|()| wire))
-        .map_err(|err| malformed(err.to_string()))?;
+    match parse::<NoTyped>(bytes, limits)? {
+        (envelope, Payload::Bytes(data)) => Ok(envelope.map_data(|()| RawData(data))),
+        (_, Payload::Typed(never)) => match never {},
+    }
+}
 
+/// Decodes the JSON event format straight into `M`. When the wire type and version are `M`'s own
+/// and the data is JSON, the payload is read in the same pass as the attributes; otherwise (older
+/// versions, enums, protobuf payloads) it goes through [`RawEnvelope::decode`] and upcasting.
+pub(crate) fn decode_typed<M: Message>(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<Envelope<M>, DecodeError> {
+    match parse::<InPlace<M>>(bytes, limits)? {
+        (envelope, Payload::Typed(InPlace(message))) => Ok(envelope.map_data(|()| message)),
+        (envelope, Payload::Bytes(data)) => envelope.map_data(|()| RawData(data)).into_decoded(),
+    }
+}
+
+enum Payload<T> {
+    Typed(T),
+    Bytes(Vec<u8>),
+}
+
+fn parse<T: TypedData>(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<(Envelope<()>, Payload<T>), DecodeError> {
+    Limits::check(limits.max_message_bytes, bytes.len(), "structured message")?;
+    let payload_failed = std::cell::Cell::new(false);
+    let typed = std::cell::RefCell::new(None);
+    let visitor = WireVisitor {
+        payload_failed: &payload_failed,
+        // In place, the data's size is not measured: only when the message limit implies it.
+        in_place: limits.max_data_bytes >= bytes.len(),
+        typed: &typed,
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let wire = match deserializer
+        .deserialize_map(visitor)
+        .and_then(|wire| deserializer.end().map(|()| wire))
+    {
+        Ok(wire) => wire,
+        Err(err) if payload_failed.get() => {
+            let (event, version) = T::describe_failure();
+            return Err(DecodeError::Payload {
+                event,
+                version,
+                source: crate::error::PayloadError::Json(err),
+            });
+        }
+        Err(err) => return Err(malformed(err.to_string())),
+    };
+    let typed = typed.into_inner();
     let specversion = wire.specversion.ok_or_else(|| missing("specversion"))?;
     check_specversion(&specversion.0)?;
     let id = parse_id(&wire.id.ok_or_else(|| missing("id"))?.0)?;
@@ -475,6 +609,9 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError>
         .map_or(Cow::Borrowed(crate::codec::JSON), |t| {
             Cow::Owned(t.0.into_owned())
         });
+    if typed.is_some() && wire.data_base64.is_some() {
+        return Err(malformed("both `data` and `data_base64` are present"));
+    }
     let data = match (wire.data, wire.data_base64) {
         (Some(_), Some(_)) => {
             return Err(malformed("both `data` and `data_base64` are present"));
@@ -501,8 +638,12 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError>
         (None, None) => Vec::new(),
     };
     Limits::check(limits.max_data_bytes, data.len(), "data")?;
+    let payload = match typed {
+        Some(typed) => Payload::Typed(typed),
+        None => Payload::Bytes(data),
+    };
     let sequence = wire.sequence.map(|s| parse_sequence(&s.0)).transpose()?;
-    Ok(Envelope {
+    let envelope = Envelope {
         id,
         source: Cow::Owned(source),
         ty: Cow::Owned(ty),
@@ -521,6 +662,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError>
         dedupe_key: wire.dedupekey,
         sequence,
         extensions: wire.extensions,
-        data: RawData(data),
-    })
+        data: (),
+    };
+    Ok((envelope, payload))
 }
