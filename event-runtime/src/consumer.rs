@@ -269,6 +269,9 @@ impl<T: Transport> GroupRunner<T> {
                     () = self.transport.wait(&topic, partition, next, Duration::from_millis(500)) => {}
                     _ = shutdown.changed() => {}
                 }
+                // Let a producer that is writing right now append a few more records, so the
+                // next fetch is a batch rather than one record per wake-up.
+                tokio::task::yield_now().await;
                 continue;
             };
             self.activity.begin();
@@ -309,6 +312,13 @@ impl<T: Transport> GroupRunner<T> {
                 }
                 None => lanes.push(vec![record]),
             }
+        }
+        if lanes.len() == 1 {
+            // One key (or one record): no task to spawn.
+            for record in lanes.pop().expect("one lane") {
+                self.deliver(record, Delivery::Live, false).await?;
+            }
+            return Ok(());
         }
         let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
         let mut tasks = tokio::task::JoinSet::new();
