@@ -619,14 +619,14 @@ fn eventversion_must_be_a_positive_integer() {
     }
 
     for (value, words) in [
-        (wire::Attr::Integer(0), "found CeInteger(0)"),
-        (wire::Attr::Integer(-1), "found CeInteger(-1)"),
+        (wire::Attr::Integer(0), "found the integer 0"),
+        (wire::Attr::Integer(-1), "found the integer -1"),
         (
             wire::Attr::String("abc".into()),
             "`abc` is not an integer >= 1",
         ),
         (wire::Attr::String("0".into()), "`0` is not an integer >= 1"),
-        (wire::Attr::Boolean(true), "found CeBoolean(true)"),
+        (wire::Attr::Boolean(true), "found the boolean true"),
     ] {
         let mut event = proto();
         event.attributes.insert("eventversion".into(), attr(value));

@@ -7,14 +7,14 @@
 //! `proto_data` (an `Any`) is accepted when reading.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use prost::Message as _;
+use prost::encoding::{
+    DecodeContext, WireType, decode_key, decode_varint, encode_key, encode_varint,
+    encoded_len_varint, skip_field,
+};
 use time::OffsetDateTime;
 
-use super::pb::CloudEvent;
-use super::pb::cloud_event::cloud_event_attribute_value::Attr;
-use super::pb::cloud_event::{CloudEventAttributeValue, Data};
 use super::structured::{
     check_extension_names, check_specversion, extension_name_error, format_sequence, parse_id,
     parse_sequence, parse_time,
@@ -23,92 +23,203 @@ use super::{Limits, SPEC_VERSION, is_json};
 use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope, TraceContext};
 use crate::error::{DecodeError, EncodeError, Format};
 
-fn value(attr: Attr) -> CloudEventAttributeValue {
-    CloudEventAttributeValue { attr: Some(attr) }
-}
-
-fn timestamp(time: &OffsetDateTime) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: time.unix_timestamp(),
-        nanos: time.nanosecond() as i32,
-    }
-}
-
 fn is_text(content_type: &str) -> bool {
     is_json(content_type) || content_type.trim_start().starts_with("text/")
 }
 
+/// One value of the `attributes` map, borrowed: written without building the generated types.
+enum AttrRef<'a> {
+    Boolean(bool),
+    Integer(i32),
+    String(&'a str),
+    Bytes(&'a [u8]),
+    Uri(&'a str),
+    Timestamp { seconds: i64, nanos: i32 },
+}
+
+/// Field numbers of `CloudEventAttributeValue.attr` in the official proto.
+impl AttrRef<'_> {
+    fn tag(&self) -> u32 {
+        match self {
+            AttrRef::Boolean(_) => 1,
+            AttrRef::Integer(_) => 2,
+            AttrRef::String(_) => 3,
+            AttrRef::Bytes(_) => 4,
+            AttrRef::Uri(_) => 5,
+            AttrRef::Timestamp { .. } => 7,
+        }
+    }
+
+    fn timestamp_len(seconds: i64, nanos: i32) -> usize {
+        let mut len = 0;
+        if seconds != 0 {
+            len += 1 + encoded_len_varint(seconds as u64);
+        }
+        if nanos != 0 {
+            len += 1 + encoded_len_varint(i64::from(nanos) as u64);
+        }
+        len
+    }
+
+    /// Length of the encoded `CloudEventAttributeValue` message.
+    fn len(&self) -> usize {
+        1 + match self {
+            AttrRef::Boolean(_) => 1,
+            AttrRef::Integer(i) => encoded_len_varint(i64::from(*i) as u64),
+            AttrRef::String(s) | AttrRef::Uri(s) => encoded_len_varint(s.len() as u64) + s.len(),
+            AttrRef::Bytes(b) => encoded_len_varint(b.len() as u64) + b.len(),
+            AttrRef::Timestamp { seconds, nanos } => {
+                let len = Self::timestamp_len(*seconds, *nanos);
+                encoded_len_varint(len as u64) + len
+            }
+        }
+    }
+
+    fn write(&self, out: &mut Vec<u8>) {
+        match self {
+            AttrRef::Boolean(b) => {
+                encode_key(self.tag(), WireType::Varint, out);
+                encode_varint(u64::from(*b), out);
+            }
+            AttrRef::Integer(i) => {
+                encode_key(self.tag(), WireType::Varint, out);
+                encode_varint(i64::from(*i) as u64, out);
+            }
+            AttrRef::String(s) | AttrRef::Uri(s) => put_bytes(out, self.tag(), s.as_bytes()),
+            AttrRef::Bytes(b) => put_bytes(out, self.tag(), b),
+            AttrRef::Timestamp { seconds, nanos } => {
+                encode_key(self.tag(), WireType::LengthDelimited, out);
+                encode_varint(Self::timestamp_len(*seconds, *nanos) as u64, out);
+                if *seconds != 0 {
+                    encode_key(1, WireType::Varint, out);
+                    encode_varint(*seconds as u64, out);
+                }
+                if *nanos != 0 {
+                    encode_key(2, WireType::Varint, out);
+                    encode_varint(i64::from(*nanos) as u64, out);
+                }
+            }
+        }
+    }
+}
+
+fn put_bytes(out: &mut Vec<u8>, tag: u32, bytes: &[u8]) {
+    encode_key(tag, WireType::LengthDelimited, out);
+    encode_varint(bytes.len() as u64, out);
+    out.extend_from_slice(bytes);
+}
+
+/// One `attributes` map entry (field 5): `{1: name, 2: value}`.
+fn put_attribute(out: &mut Vec<u8>, name: &str, value: &AttrRef<'_>) {
+    let value_len = value.len();
+    let entry_len = 1
+        + encoded_len_varint(name.len() as u64)
+        + name.len()
+        + 1
+        + encoded_len_varint(value_len as u64)
+        + value_len;
+    encode_key(5, WireType::LengthDelimited, out);
+    encode_varint(entry_len as u64, out);
+    put_bytes(out, 1, name.as_bytes());
+    encode_key(2, WireType::LengthDelimited, out);
+    encode_varint(value_len as u64, out);
+    value.write(out);
+}
+
 /// Encodes a raw envelope in the protobuf event format.
+///
+/// The bytes are those of the official `CloudEvent` message, written directly (attributes in a
+/// fixed order, so equal envelopes give equal bytes).
 ///
 /// # Errors
 ///
 /// [`EncodeError::InvalidAttribute`] when `eventversion` does not fit the format's 32-bit integer
 /// or an extension's name is invalid or reserved.
 pub fn encode(envelope: &RawEnvelope) -> Result<Vec<u8>, EncodeError> {
+    encode_with_data(envelope, &envelope.data.0)
+}
+
+/// Encodes `envelope`'s attributes with `data` as its payload.
+pub(crate) fn encode_with_data<M>(
+    envelope: &Envelope<M>,
+    data: &[u8],
+) -> Result<Vec<u8>, EncodeError> {
     check_extension_names(envelope)?;
-    let mut attributes: HashMap<String, CloudEventAttributeValue> = HashMap::with_capacity(12);
-    let mut put = |name: &str, attr: Attr| {
-        attributes.insert(name.to_owned(), value(attr));
-    };
-    put("time", Attr::CeTimestamp(timestamp(&envelope.time)));
-    put(
-        "datacontenttype",
-        Attr::CeString(envelope.content_type.to_string()),
-    );
     let version = i32::try_from(envelope.version).map_err(|_| EncodeError::InvalidAttribute {
         attribute: "eventversion".to_owned(),
         reason: format!("{} does not fit a CloudEvents integer", envelope.version),
     })?;
-    put("eventversion", Attr::CeInteger(version));
+    let mut out = Vec::with_capacity(256 + data.len());
+    let mut id = uuid::Uuid::encode_buffer();
+    put_bytes(
+        &mut out,
+        1,
+        envelope.id.hyphenated().encode_lower(&mut id).as_bytes(),
+    );
+    put_bytes(&mut out, 2, envelope.source.as_bytes());
+    put_bytes(&mut out, 3, SPEC_VERSION.as_bytes());
+    put_bytes(&mut out, 4, envelope.ty.as_bytes());
+    put_attribute(
+        &mut out,
+        "time",
+        &AttrRef::Timestamp {
+            seconds: envelope.time.unix_timestamp(),
+            nanos: envelope.time.nanosecond() as i32,
+        },
+    );
+    put_attribute(
+        &mut out,
+        "datacontenttype",
+        &AttrRef::String(&envelope.content_type),
+    );
+    put_attribute(&mut out, "eventversion", &AttrRef::Integer(version));
     if let Some(schema) = &envelope.dataschema {
-        put("dataschema", Attr::CeUri(schema.clone()));
+        put_attribute(&mut out, "dataschema", &AttrRef::Uri(schema));
     }
     let strings = [
-        ("subject", envelope.subject.as_ref()),
-        ("partitionkey", envelope.partition_key.as_ref()),
-        ("correlationid", envelope.correlation_id.as_ref()),
-        ("causationid", envelope.causation_id.as_ref()),
+        ("subject", envelope.subject.as_deref()),
+        ("partitionkey", envelope.partition_key.as_deref()),
+        ("correlationid", envelope.correlation_id.as_deref()),
+        ("causationid", envelope.causation_id.as_deref()),
         (
             "traceparent",
-            envelope.trace.as_ref().map(|t| &t.traceparent),
+            envelope.trace.as_ref().map(|t| t.traceparent.as_str()),
         ),
         (
             "tracestate",
-            envelope.trace.as_ref().and_then(|t| t.tracestate.as_ref()),
+            envelope
+                .trace
+                .as_ref()
+                .and_then(|t| t.tracestate.as_deref()),
         ),
-        ("dedupekey", envelope.dedupe_key.as_ref()),
+        ("dedupekey", envelope.dedupe_key.as_deref()),
     ];
     for (name, text) in strings {
         if let Some(text) = text {
-            put(name, Attr::CeString(text.clone()));
+            put_attribute(&mut out, name, &AttrRef::String(text));
         }
     }
     if let Some(sequence) = envelope.sequence {
-        put("sequence", Attr::CeString(format_sequence(sequence)));
+        put_attribute(
+            &mut out,
+            "sequence",
+            &AttrRef::String(&format_sequence(sequence)),
+        );
     }
     for (name, ext) in &envelope.extensions {
-        let attr = match ext {
-            ExtensionValue::String(s) => Attr::CeString(s.clone()),
-            ExtensionValue::Integer(i) => Attr::CeInteger(*i),
-            ExtensionValue::Boolean(b) => Attr::CeBoolean(*b),
-            ExtensionValue::Binary(b) => Attr::CeBytes(b.clone()),
+        let value = match ext {
+            ExtensionValue::String(s) => AttrRef::String(s),
+            ExtensionValue::Integer(i) => AttrRef::Integer(*i),
+            ExtensionValue::Boolean(b) => AttrRef::Boolean(*b),
+            ExtensionValue::Binary(b) => AttrRef::Bytes(b),
         };
-        put(name, attr);
+        put_attribute(&mut out, name, &value);
     }
-    let bytes = &envelope.data.0;
-    let data = match std::str::from_utf8(bytes) {
-        Ok(text) if is_text(&envelope.content_type) => Data::TextData(text.to_owned()),
-        _ => Data::BinaryData(bytes.clone()),
-    };
-    let event = CloudEvent {
-        id: envelope.id.hyphenated().to_string(),
-        source: envelope.source.to_string(),
-        spec_version: SPEC_VERSION.to_owned(),
-        r#type: envelope.ty.to_string(),
-        attributes,
-        data: Some(data),
-    };
-    Ok(event.encode_to_vec())
+    match std::str::from_utf8(data) {
+        Ok(text) if is_text(&envelope.content_type) => put_bytes(&mut out, 7, text.as_bytes()),
+        _ => put_bytes(&mut out, 6, data),
+    }
+    Ok(out)
 }
 
 fn invalid(attribute: &str, reason: impl Into<String>) -> DecodeError {
@@ -118,11 +229,246 @@ fn invalid(attribute: &str, reason: impl Into<String>) -> DecodeError {
     }
 }
 
-fn text(name: &str, attr: Attr) -> Result<String, DecodeError> {
-    match attr {
-        Attr::CeString(s) | Attr::CeUri(s) | Attr::CeUriRef(s) => Ok(s),
-        other => Err(invalid(name, format!("expected a string, found {other:?}"))),
+/// A decoded attribute value, borrowing from the input.
+#[derive(Debug)]
+enum Attr<'a> {
+    Boolean(bool),
+    Integer(i32),
+    String(&'a str),
+    Bytes(&'a [u8]),
+    Uri(&'a str),
+    UriRef(&'a str),
+    Timestamp { seconds: i64, nanos: i32 },
+}
+
+impl std::fmt::Display for Attr<'_> {
+    /// How an attribute of the wrong type is named in an error.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attr::Boolean(b) => write!(f, "the boolean {b}"),
+            Attr::Integer(i) => write!(f, "the integer {i}"),
+            Attr::String(s) => write!(f, "the string {s:?}"),
+            Attr::Bytes(b) => write!(f, "{} bytes", b.len()),
+            Attr::Uri(s) => write!(f, "the URI {s:?}"),
+            Attr::UriRef(s) => write!(f, "the URI reference {s:?}"),
+            Attr::Timestamp { seconds, nanos } => write!(f, "the timestamp {seconds}s+{nanos}ns"),
+        }
     }
+}
+
+/// A wire-level reader over the official `CloudEvent` message: no intermediate map or copies.
+struct Wire<'a> {
+    id: &'a str,
+    source: &'a str,
+    spec_version: &'a str,
+    ty: &'a str,
+    attributes: BTreeMap<&'a str, Option<Attr<'a>>>,
+    data: &'a [u8],
+}
+
+fn malformed(reason: impl Into<String>) -> DecodeError {
+    DecodeError::Malformed {
+        format: Format::Protobuf,
+        reason: reason.into(),
+    }
+}
+
+fn wire_err(err: prost::DecodeError) -> DecodeError {
+    malformed(err.to_string())
+}
+
+fn key(buf: &mut &[u8]) -> Result<(u32, WireType), DecodeError> {
+    decode_key(buf).map_err(wire_err)
+}
+
+fn length_delimited<'a>(
+    buf: &mut &'a [u8],
+    wire_type: WireType,
+    what: &str,
+) -> Result<&'a [u8], DecodeError> {
+    if wire_type != WireType::LengthDelimited {
+        return Err(malformed(format!(
+            "{what}: invalid wire type {wire_type:?}"
+        )));
+    }
+    let len = decode_varint(buf).map_err(wire_err)?;
+    if len > buf.len() as u64 {
+        return Err(malformed(format!(
+            "{what}: length {len} runs past the end of the message"
+        )));
+    }
+    let (head, rest) = buf.split_at(len as usize);
+    *buf = rest;
+    Ok(head)
+}
+
+fn utf8<'a>(bytes: &'a [u8], what: &str) -> Result<&'a str, DecodeError> {
+    std::str::from_utf8(bytes).map_err(|_| {
+        malformed(format!(
+            "{what}: invalid string value: data is not UTF-8 encoded"
+        ))
+    })
+}
+
+fn varint(buf: &mut &[u8], wire_type: WireType, what: &str) -> Result<u64, DecodeError> {
+    if wire_type != WireType::Varint {
+        return Err(malformed(format!(
+            "{what}: invalid wire type {wire_type:?}"
+        )));
+    }
+    decode_varint(buf).map_err(wire_err)
+}
+
+fn skip(buf: &mut &[u8], tag: u32, wire_type: WireType) -> Result<(), DecodeError> {
+    skip_field(wire_type, tag, buf, DecodeContext::default()).map_err(wire_err)
+}
+
+fn read_timestamp(mut buf: &[u8]) -> Result<Attr<'_>, DecodeError> {
+    let (mut seconds, mut nanos) = (0i64, 0i32);
+    while !buf.is_empty() {
+        let (tag, wire_type) = key(&mut buf)?;
+        match tag {
+            1 => seconds = varint(&mut buf, wire_type, "Timestamp.seconds")? as i64,
+            2 => nanos = varint(&mut buf, wire_type, "Timestamp.nanos")? as i32,
+            _ => skip(&mut buf, tag, wire_type)?,
+        }
+    }
+    Ok(Attr::Timestamp { seconds, nanos })
+}
+
+fn read_value(mut buf: &[u8]) -> Result<Option<Attr<'_>>, DecodeError> {
+    let mut attr = None;
+    while !buf.is_empty() {
+        let (tag, wire_type) = key(&mut buf)?;
+        attr = Some(match tag {
+            1 => Attr::Boolean(varint(&mut buf, wire_type, "ce_boolean")? != 0),
+            2 => Attr::Integer(varint(&mut buf, wire_type, "ce_integer")? as i32),
+            3 => Attr::String(utf8(
+                length_delimited(&mut buf, wire_type, "ce_string")?,
+                "ce_string",
+            )?),
+            4 => Attr::Bytes(length_delimited(&mut buf, wire_type, "ce_bytes")?),
+            5 => Attr::Uri(utf8(
+                length_delimited(&mut buf, wire_type, "ce_uri")?,
+                "ce_uri",
+            )?),
+            6 => Attr::UriRef(utf8(
+                length_delimited(&mut buf, wire_type, "ce_uri_ref")?,
+                "ce_uri_ref",
+            )?),
+            7 => read_timestamp(length_delimited(&mut buf, wire_type, "ce_timestamp")?)?,
+            _ => {
+                skip(&mut buf, tag, wire_type)?;
+                continue;
+            }
+        });
+    }
+    Ok(attr)
+}
+
+fn read_entry<'a>(mut buf: &'a [u8], wire: &mut Wire<'a>) -> Result<(), DecodeError> {
+    let (mut name, mut value) = ("", None);
+    while !buf.is_empty() {
+        let (tag, wire_type) = key(&mut buf)?;
+        match tag {
+            1 => {
+                name = utf8(
+                    length_delimited(&mut buf, wire_type, "attributes key")?,
+                    "attributes key",
+                )?
+            }
+            2 => value = read_value(length_delimited(&mut buf, wire_type, "attributes value")?)?,
+            _ => skip(&mut buf, tag, wire_type)?,
+        }
+    }
+    // A repeated key keeps its last value, as protobuf maps do.
+    wire.attributes.insert(name, value);
+    Ok(())
+}
+
+fn read_any(mut buf: &[u8]) -> Result<&[u8], DecodeError> {
+    let mut value: &[u8] = &[];
+    while !buf.is_empty() {
+        let (tag, wire_type) = key(&mut buf)?;
+        match tag {
+            1 => {
+                length_delimited(&mut buf, wire_type, "Any.type_url")?;
+            }
+            2 => value = length_delimited(&mut buf, wire_type, "Any.value")?,
+            _ => skip(&mut buf, tag, wire_type)?,
+        }
+    }
+    Ok(value)
+}
+
+fn read_event(mut buf: &[u8]) -> Result<Wire<'_>, DecodeError> {
+    let mut wire = Wire {
+        id: "",
+        source: "",
+        spec_version: "",
+        ty: "",
+        attributes: BTreeMap::new(),
+        data: &[],
+    };
+    while !buf.is_empty() {
+        let (tag, wire_type) = key(&mut buf)?;
+        match tag {
+            1 => {
+                wire.id = utf8(
+                    length_delimited(&mut buf, wire_type, "CloudEvent.id")?,
+                    "CloudEvent.id",
+                )?
+            }
+            2 => {
+                wire.source = utf8(
+                    length_delimited(&mut buf, wire_type, "CloudEvent.source")?,
+                    "CloudEvent.source",
+                )?
+            }
+            3 => {
+                wire.spec_version = utf8(
+                    length_delimited(&mut buf, wire_type, "CloudEvent.spec_version")?,
+                    "CloudEvent.spec_version",
+                )?;
+            }
+            4 => {
+                wire.ty = utf8(
+                    length_delimited(&mut buf, wire_type, "CloudEvent.type")?,
+                    "CloudEvent.type",
+                )?
+            }
+            5 => read_entry(
+                length_delimited(&mut buf, wire_type, "CloudEvent.attributes")?,
+                &mut wire,
+            )?,
+            6 => wire.data = length_delimited(&mut buf, wire_type, "CloudEvent.binary_data")?,
+            7 => {
+                let text = length_delimited(&mut buf, wire_type, "CloudEvent.text_data")?;
+                wire.data = utf8(text, "CloudEvent.text_data")?.as_bytes();
+            }
+            8 => {
+                wire.data = read_any(length_delimited(
+                    &mut buf,
+                    wire_type,
+                    "CloudEvent.proto_data",
+                )?)?
+            }
+            _ => skip(&mut buf, tag, wire_type)?,
+        }
+    }
+    Ok(wire)
+}
+
+fn text(name: &str, attr: Attr<'_>) -> Result<String, DecodeError> {
+    match attr {
+        Attr::String(s) | Attr::Uri(s) | Attr::UriRef(s) => Ok(s.to_owned()),
+        other => Err(invalid(name, format!("expected a string, found {other}"))),
+    }
+}
+
+fn timestamp_to_time(seconds: i64, nanos: i32) -> Result<OffsetDateTime, String> {
+    let total = i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
+    OffsetDateTime::from_unix_timestamp_nanos(total).map_err(|err| err.to_string())
 }
 
 fn missing(attribute: &'static str) -> DecodeError {
@@ -139,30 +485,45 @@ fn missing(attribute: &'static str) -> DecodeError {
 /// [`DecodeError::TooLarge`] before parsing, [`DecodeError::Malformed`] for bytes that are not a
 /// `CloudEvent` message, and the attribute errors of the JSON format.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError> {
+    let (envelope, data) = decode_parts(bytes, limits)?;
+    Ok(envelope.map_data(|()| RawData(data.to_vec())))
+}
+
+/// Decodes straight into `M`: the payload is read from the message bytes without a copy.
+pub(crate) fn decode_typed<M: crate::message::Message>(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<Envelope<M>, DecodeError> {
+    let (envelope, data) = decode_parts(bytes, limits)?;
+    let message = M::decode_payload(&envelope.ty, envelope.version, data)?;
+    let mut envelope = envelope.map_data(|()| message);
+    envelope.version = envelope.data.descriptor().version;
+    Ok(envelope)
+}
+
+fn decode_parts<'a>(
+    bytes: &'a [u8],
+    limits: &Limits,
+) -> Result<(Envelope<()>, &'a [u8]), DecodeError> {
     Limits::check(limits.max_message_bytes, bytes.len(), "protobuf message")?;
-    let event = CloudEvent::decode(bytes).map_err(|err| DecodeError::Malformed {
-        format: Format::Protobuf,
-        reason: err.to_string(),
-    })?;
+    let event = read_event(bytes)?;
     if event.spec_version.is_empty() {
         return Err(missing("specversion"));
     }
-    check_specversion(&event.spec_version)?;
+    check_specversion(event.spec_version)?;
     if event.id.is_empty() {
         return Err(missing("id"));
     }
     if event.source.is_empty() {
         return Err(missing("source"));
     }
-    if event.r#type.is_empty() {
+    if event.ty.is_empty() {
         return Err(missing("type"));
     }
-    let id = parse_id(&event.id)?;
-    let mut attrs: BTreeMap<String, Attr> = BTreeMap::new();
+    let id = parse_id(event.id)?;
+    let mut attrs: BTreeMap<&str, Attr<'_>> = BTreeMap::new();
     for (name, value) in event.attributes {
-        let attr = value
-            .attr
-            .ok_or_else(|| invalid(&name, "attribute value is empty"))?;
+        let attr = value.ok_or_else(|| invalid(name, "attribute value is empty"))?;
         attrs.insert(name, attr);
     }
     let mut take_text = |name: &'static str| attrs.remove(name).map(|a| text(name, a)).transpose();
@@ -179,24 +540,22 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError>
         .map(|s| parse_sequence(&s))
         .transpose()?;
     let time = match attrs.remove("time") {
-        Some(Attr::CeTimestamp(ts)) => {
-            let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos);
-            OffsetDateTime::from_unix_timestamp_nanos(nanos)
-                .map_err(|err| invalid("time", err.to_string()))?
+        Some(Attr::Timestamp { seconds, nanos }) => {
+            timestamp_to_time(seconds, nanos).map_err(|reason| invalid("time", reason))?
         }
-        Some(Attr::CeString(s)) => parse_time(&s)?,
+        Some(Attr::String(s)) => parse_time(s)?,
         Some(other) => {
             return Err(invalid(
                 "time",
-                format!("expected a timestamp, found {other:?}"),
+                format!("expected a timestamp, found {other}"),
             ));
         }
         None => return Err(missing("time")),
     };
     let version = match attrs.remove("eventversion") {
         None => 1,
-        Some(Attr::CeInteger(v)) if v >= 1 => v as u32,
-        Some(Attr::CeString(s)) => s
+        Some(Attr::Integer(v)) if v >= 1 => v as u32,
+        Some(Attr::String(s)) => s
             .parse::<u32>()
             .ok()
             .filter(|v| *v >= 1)
@@ -204,49 +563,43 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError>
         Some(other) => {
             return Err(invalid(
                 "eventversion",
-                format!("expected an integer >= 1, found {other:?}"),
+                format!("expected an integer >= 1, found {other}"),
             ));
         }
     };
-    let data = match event.data {
-        None => Vec::new(),
-        Some(Data::BinaryData(bytes)) => bytes,
-        Some(Data::TextData(text)) => text.into_bytes(),
-        Some(Data::ProtoData(any)) => any.value,
-    };
-    Limits::check(limits.max_data_bytes, data.len(), "data")?;
+    Limits::check(limits.max_data_bytes, event.data.len(), "data")?;
     let extensions = attrs
         .into_iter()
         .map(|(name, attr)| {
             // Every attribute this library reads was taken above; what is left is an extension.
-            if let Some(reason) = extension_name_error(&name) {
-                return Err(invalid(&name, reason));
+            if let Some(reason) = extension_name_error(name) {
+                return Err(invalid(name, reason));
             }
             let value = match attr {
-                Attr::CeBoolean(b) => ExtensionValue::Boolean(b),
-                Attr::CeInteger(i) => ExtensionValue::Integer(i),
-                Attr::CeBytes(b) => ExtensionValue::Binary(b),
-                Attr::CeString(s) | Attr::CeUri(s) | Attr::CeUriRef(s) => ExtensionValue::String(s),
-                Attr::CeTimestamp(ts) => {
+                Attr::Boolean(b) => ExtensionValue::Boolean(b),
+                Attr::Integer(i) => ExtensionValue::Integer(i),
+                Attr::Bytes(b) => ExtensionValue::Binary(b.to_vec()),
+                Attr::String(s) | Attr::Uri(s) | Attr::UriRef(s) => {
+                    ExtensionValue::String(s.to_owned())
+                }
+                Attr::Timestamp { seconds, nanos } => {
                     // Nanoseconds included; a timestamp RFC 3339 cannot write is an error, not "".
-                    let nanos = i128::from(ts.seconds) * 1_000_000_000 + i128::from(ts.nanos);
-                    let text = OffsetDateTime::from_unix_timestamp_nanos(nanos)
-                        .map_err(|err| err.to_string())
+                    let text = timestamp_to_time(seconds, nanos)
                         .and_then(|t| {
                             t.format(&time::format_description::well_known::Rfc3339)
                                 .map_err(|err| err.to_string())
                         })
-                        .map_err(|reason| invalid(&name, reason))?;
+                        .map_err(|reason| invalid(name, reason))?;
                     ExtensionValue::String(text)
                 }
             };
-            Ok((name, value))
+            Ok((name.to_owned(), value))
         })
         .collect::<Result<_, DecodeError>>()?;
-    Ok(Envelope {
+    let envelope = Envelope {
         id,
-        source: Cow::Owned(event.source),
-        ty: Cow::Owned(event.r#type),
+        source: Cow::Owned(event.source.to_owned()),
+        ty: Cow::Owned(event.ty.to_owned()),
         version,
         subject,
         time,
@@ -262,6 +615,7 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError>
         dedupe_key,
         sequence,
         extensions,
-        data: RawData(data),
-    })
+        data: (),
+    };
+    Ok((envelope, event.data))
 }
