@@ -193,6 +193,13 @@ pub struct FieldAttrs {
     pub key: Option<Span>,
     /// `#[event(dedupe)]`: part of the dedupe key.
     pub dedupe: Option<Span>,
+    /// `#[event(tag = 3)]`: the field's number in the generated `.proto` (event-build). The derive
+    /// checks the number and otherwise ignores it.
+    pub tag: Option<Spanned<u32>>,
+    /// `#[event(schema = "{\"type\": \"string\"}")]`: the JSON Schema of the field's wire value,
+    /// for a type event-build cannot resolve. The derive ignores it; event-build checks that it
+    /// is a JSON object.
+    pub schema: Option<Spanned<String>>,
 }
 
 /// Which names are allowed where; also the source of "did you mean" hints.
@@ -231,9 +238,14 @@ pub const VARIANT_ATTRS: &[&str] = &[
     "sla",
 ];
 /// Attributes allowed on fields of an event.
-pub const EVENT_FIELD_ATTRS: &[&str] = &["key", "dedupe"];
+pub const EVENT_FIELD_ATTRS: &[&str] = &["key", "dedupe", "tag", "schema"];
 /// Attributes allowed on fields of a command.
-pub const COMMAND_FIELD_ATTRS: &[&str] = &["key"];
+pub const COMMAND_FIELD_ATTRS: &[&str] = &["key", "tag", "schema"];
+
+/// The largest protobuf field number.
+pub const MAX_FIELD_NUMBER: u32 = 536_870_911;
+/// Field numbers protobuf reserves for its own implementation.
+pub const RESERVED_FIELD_NUMBERS: std::ops::RangeInclusive<u32> = 19_000..=19_999;
 
 fn duplicate(cx: &Ctxt, kind: Kind, meta: &ParseNestedMeta<'_>, name: &str) {
     cx.error_spanned_by(
@@ -330,6 +342,44 @@ fn parse_version_int(int: &LitInt) -> syn::Result<Spanned<u32>> {
         return Err(syn::Error::new(
             int.span(),
             "event version must be >= 1: versions are counted from 1",
+        ));
+    }
+    Ok(Spanned {
+        value,
+        span: int.span(),
+    })
+}
+
+/// `tag = N`: a protobuf field number, 1..=536870911 outside protobuf's reserved 19000..=19999.
+fn field_number(meta: &ParseNestedMeta<'_>) -> syn::Result<Spanned<u32>> {
+    let input = meta.value()?;
+    let expr: syn::Expr = input.parse()?;
+    let bad = || {
+        syn::Error::new_spanned(
+            &expr,
+            format!(
+                "a protobuf field number is an integer from 1 to {MAX_FIELD_NUMBER}, like `tag = 3`; found `{}`",
+                expr.to_token_stream()
+            ),
+        )
+    };
+    let syn::Expr::Lit(syn::ExprLit {
+        lit: syn::Lit::Int(int),
+        ..
+    }) = &expr
+    else {
+        return Err(bad());
+    };
+    let value: u32 = int.base10_parse().map_err(|_| bad())?;
+    if value == 0 || value > MAX_FIELD_NUMBER {
+        return Err(bad());
+    }
+    if RESERVED_FIELD_NUMBERS.contains(&value) {
+        return Err(syn::Error::new(
+            int.span(),
+            format!(
+                "field number {value} is in 19000..=19999, which protobuf reserves for itself; choose another"
+            ),
         ));
     }
     Ok(Spanned {
@@ -458,7 +508,15 @@ fn crate_path(meta: &ParseNestedMeta<'_>) -> syn::Result<syn::Path> {
     let input = meta.value()?;
     if input.peek(LitStr) {
         let lit: LitStr = input.parse()?;
-        lit.parse()
+        lit.parse().map_err(|_| {
+            syn::Error::new(
+                lit.span(),
+                format!(
+                    "`crate = \"{}\"` is not a path; write the path event_runtime is reachable at, e.g. `crate = \"my_app::rt\"`",
+                    lit.value()
+                ),
+            )
+        })
     } else {
         input.parse()
     }
@@ -620,6 +678,14 @@ impl FieldAttrs {
                 Some("dedupe") if kind == Kind::Event => {
                     set(cx, kind, meta, &mut out.dedupe, "dedupe", meta.path.span());
                 }
+                Some("tag") => {
+                    let value = field_number(meta)?;
+                    set(cx, kind, meta, &mut out.tag, "tag", value);
+                }
+                Some("schema") => {
+                    let value = lit_str(meta, "schema")?;
+                    set(cx, kind, meta, &mut out.schema, "schema", value);
+                }
                 _ => unknown(cx, kind, meta, "a field", known),
             }
             Ok(())
@@ -751,6 +817,10 @@ pub struct SerdeContainer {
     pub untagged: Option<Span>,
     /// `transparent`.
     pub transparent: bool,
+    /// `default` or `default = "path"`: every missing field takes its value from the default.
+    pub default: bool,
+    /// `rename_all_fields = "..."` (the serialize rule for the fields of every struct variant).
+    pub rename_all_fields: Option<RenameRule>,
 }
 
 /// The variant- and field-level serde attributes that change the wire shape.
@@ -758,12 +828,22 @@ pub struct SerdeContainer {
 pub struct SerdeMember {
     /// `rename = "..."` (the serialize name).
     pub rename: Option<String>,
-    /// `skip` or `skip_serializing`.
+    /// `skip` or `skip_serializing`: never written.
     pub skip: bool,
+    /// `skip_deserializing` (or `skip`): written but never read.
+    pub skip_deserializing: bool,
+    /// `skip_serializing_if = "..."`: written only sometimes.
+    pub skip_serializing_if: bool,
     /// `default` or `default = "path"`.
     pub default: bool,
+    /// The function of `default = "path"`, if one is named.
+    pub default_path: Option<String>,
     /// `flatten`.
     pub flatten: bool,
+    /// `rename_all = "..."` on a struct variant: the serialize rule for its fields.
+    pub rename_all: Option<RenameRule>,
+    /// `with = "module"` or `serialize_with = "function"`: the value is written by custom code.
+    pub with: Option<String>,
 }
 
 fn serde_rename(meta: &ParseNestedMeta<'_>) -> syn::Result<Option<String>> {
@@ -821,6 +901,12 @@ impl SerdeContainer {
                 out.untagged = Some(meta.path.span());
             } else if meta.path.is_ident("transparent") {
                 out.transparent = true;
+            } else if meta.path.is_ident("default") {
+                out.default = true;
+                return Ok(false);
+            } else if meta.path.is_ident("rename_all_fields") {
+                let rule = serde_rename(meta)?;
+                out.rename_all_fields = rule.as_deref().and_then(RenameRule::parse);
             } else {
                 return Ok(false);
             }
@@ -837,13 +923,30 @@ impl SerdeMember {
         each_serde(attrs, |meta| {
             if meta.path.is_ident("rename") {
                 out.rename = serde_rename(meta)?;
-            } else if meta.path.is_ident("skip") || meta.path.is_ident("skip_serializing") {
+            } else if meta.path.is_ident("skip") {
                 out.skip = true;
+                out.skip_deserializing = true;
+            } else if meta.path.is_ident("skip_serializing") {
+                out.skip = true;
+            } else if meta.path.is_ident("skip_deserializing") {
+                out.skip_deserializing = true;
+            } else if meta.path.is_ident("skip_serializing_if") {
+                out.skip_serializing_if = true;
+                return Ok(false);
             } else if meta.path.is_ident("default") {
                 out.default = true;
-                return Ok(false);
+                if meta.input.peek(Token![=]) {
+                    let lit: LitStr = meta.value()?.parse()?;
+                    out.default_path = Some(lit.value());
+                }
             } else if meta.path.is_ident("flatten") {
                 out.flatten = true;
+            } else if meta.path.is_ident("rename_all") {
+                let rule = serde_rename(meta)?;
+                out.rename_all = rule.as_deref().and_then(RenameRule::parse);
+            } else if meta.path.is_ident("with") || meta.path.is_ident("serialize_with") {
+                let lit: LitStr = meta.value()?.parse()?;
+                out.with = Some(lit.value());
             } else {
                 return Ok(false);
             }
@@ -898,5 +1001,68 @@ mod tests {
         );
         assert_eq!(RenameRule::Camel.apply_to_field("order_id"), "orderId");
         assert_eq!(RenameRule::Pascal.apply_to_field("order_id"), "OrderId");
+    }
+
+    fn field_attrs(attr: Attribute) -> (FieldAttrs, Result<(), syn::Error>) {
+        let cx = Ctxt::new();
+        let attrs = FieldAttrs::parse(&cx, Kind::Event, &[attr]);
+        (attrs, cx.check())
+    }
+
+    #[test]
+    fn field_numbers_and_schemas_parse_for_the_build_step() {
+        let (attrs, result) = field_attrs(syn::parse_quote!(
+            #[event(key, tag = 7, schema = "{\"type\": \"string\"}")]
+        ));
+        result.unwrap();
+        assert!(attrs.key.is_some());
+        assert_eq!(attrs.tag.map(|t| t.value), Some(7));
+        assert_eq!(
+            attrs.schema.map(|s| s.value).as_deref(),
+            Some("{\"type\": \"string\"}")
+        );
+        for (attr, message) in [
+            (
+                syn::parse_quote!(#[event(tag = 0)]),
+                "integer from 1 to 536870911",
+            ),
+            (
+                syn::parse_quote!(#[event(tag = "3")]),
+                "integer from 1 to 536870911",
+            ),
+            (syn::parse_quote!(#[event(tag = 19_500)]), "19000..=19999"),
+            (
+                syn::parse_quote!(#[event(schema = 3)]),
+                "expected a string literal",
+            ),
+            (syn::parse_quote!(#[event(tag = 1, tag = 2)]), "duplicate"),
+        ] {
+            let (_, result) = field_attrs(attr);
+            let err = result.unwrap_err().to_string();
+            assert!(err.contains(message), "{err}");
+        }
+    }
+
+    #[test]
+    fn serde_member_attributes_that_change_the_wire() {
+        let member = SerdeMember::parse(&[
+            syn::parse_quote!(#[serde(default = "zero", skip_serializing_if = "is_zero")]),
+            syn::parse_quote!(#[serde(skip_deserializing, with = "time::serde::rfc3339")]),
+            syn::parse_quote!(#[serde(rename_all = "camelCase")]),
+        ]);
+        assert!(member.default && member.skip_serializing_if && member.skip_deserializing);
+        assert!(!member.skip);
+        assert_eq!(member.default_path.as_deref(), Some("zero"));
+        assert_eq!(member.with.as_deref(), Some("time::serde::rfc3339"));
+        assert_eq!(member.rename_all, Some(RenameRule::Camel));
+        let skipped = SerdeMember::parse(&[syn::parse_quote!(#[serde(skip)])]);
+        assert!(skipped.skip && skipped.skip_deserializing);
+        let container = SerdeContainer::parse(&[syn::parse_quote!(
+            #[serde(default, tag = "t", content = "c", rename_all_fields = "kebab-case")]
+        )]);
+        assert!(container.default);
+        assert_eq!(container.tag.map(|t| t.value).as_deref(), Some("t"));
+        assert_eq!(container.content.as_deref(), Some("c"));
+        assert_eq!(container.rename_all_fields, Some(RenameRule::Kebab));
     }
 }

@@ -5,7 +5,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::ToTokens as _;
 
 use crate::Kind;
-use crate::ast::{Container, Data};
+use crate::ast::{Container, Data, Field};
 use crate::attr::{Codec, JsonUpcaster, Spanned};
 use crate::ctxt::Ctxt;
 
@@ -25,6 +25,7 @@ pub fn check(cx: &Ctxt, cont: &Container<'_>) {
     check_keys(cx, cont);
     check_upcasting(cx, cont);
     check_codec(cx, cont);
+    check_field_numbers(cx, cont);
 }
 
 fn check_generics(cx: &Ctxt, cont: &Container<'_>) {
@@ -303,5 +304,40 @@ fn check_codec(cx: &Ctxt, cont: &Container<'_>) {
             codec.span,
             "`upcast_json` reads JSON payloads and cannot lift protobuf ones; use `upcast_from` with the old prost type",
         );
+    }
+}
+
+fn check_field_numbers(cx: &Ctxt, cont: &Container<'_>) {
+    let protobuf = cont
+        .attrs
+        .codec
+        .as_ref()
+        .is_some_and(|c| c.value == Codec::Protobuf);
+    let check_fields = |fields: &[Field<'_>]| {
+        let mut seen: Vec<(u32, String)> = Vec::new();
+        for field in fields {
+            let Some(tag) = &field.attrs.tag else {
+                continue;
+            };
+            if protobuf {
+                cx.error_at(
+                    tag.span,
+                    "on a `codec = protobuf` type the field number is prost's `#[prost(..., tag = \"N\")]`; remove `tag` here",
+                );
+            } else if let Some((_, other)) = seen.iter().find(|(n, _)| *n == tag.value) {
+                cx.error_at(
+                    tag.span,
+                    format!(
+                        "field number {} is already used by field `{other}`; every field needs its own number",
+                        tag.value
+                    ),
+                );
+            }
+            seen.push((tag.value, field.name()));
+        }
+    };
+    match &cont.data {
+        Data::Struct(_, fields) => check_fields(fields),
+        Data::Enum(variants) => variants.iter().for_each(|v| check_fields(&v.fields)),
     }
 }

@@ -63,9 +63,14 @@
 //! | `codec = json` / `codec = protobuf` | payload codec: serde_json (default) or prost (`#[derive(prost::Message)]` types) |
 //! | `crate = "path"` | where `event_runtime` is, if you re-export it |
 //!
-//! On fields: `#[event(key)]` (partition key; several fields make a composite key joined with
-//! `/`) and `#[event(dedupe)]` (dedupe key; default: the event id). Key fields must implement
-//! [`partition::KeyPart`]: strings, integers, `bool`, `char`, UUIDs — not floats.
+//! On fields:
+//!
+//! | attribute | meaning |
+//! |---|---|
+//! | `#[event(key)]` | part of the partition key; several fields make a composite key joined with `/`. Key fields must implement [`partition::KeyPart`]: strings, integers, `bool`, `char`, UUIDs — not floats |
+//! | `#[event(dedupe)]` | part of the dedupe key (default: the event id) |
+//! | `#[event(tag = 3)]` | the field's number in the `.proto` that `event-build` writes (default: declaration order, kept stable by the schema registry); 1 to 536870911, outside 19000..=19999, unique in the type; on a `codec = protobuf` type use prost's `tag` instead. The derive checks it and otherwise ignores it |
+//! | `#[event(schema = r#"{"type": "string"}"#)]` | the JSON Schema of the field's wire value, for a type `event-build` cannot resolve (it warns and writes "any value" otherwise). The derive ignores it; `event-build` checks that it is a JSON object |
 //!
 //! On an enum, every variant is its own event type (cqrs-es style): variants take `name`,
 //! `version`, `description`, `upcast_json`, `deprecated` and `sla`; the default name is
@@ -73,7 +78,8 @@
 //! `{"Variant": ...}` wrapper, and the enum must keep serde's default representation.
 //!
 //! `#[command(...)]` takes `context` (the target context), `name`, `description`, `key`,
-//! `key_with`, `codec` and `crate`; fields take `#[command(key)]`.
+//! `key_with`, `codec` and `crate`; fields take `#[command(key)]`, `#[command(tag = N)]` and
+//! `#[command(schema = "...")]`.
 //!
 //! # Versions and upcasting
 //!
@@ -85,6 +91,13 @@
 //! partial decode. Unknown fields are ignored (and `#[serde(deny_unknown_fields)]` is rejected at
 //! compile time), so adding an optional field never breaks a consumer.
 //!
+//! # The runtime
+//!
+//! [`App::embedded`] runs consumer groups on a durable log in one SQLite file ([`App::in_memory`]
+//! for tests): `#[handler(group = "...")]` functions or [`Handler`] implementations receive
+//! events at least once, in order per partition key, with dedupe (or the inbox pattern), retries,
+//! a dead-letter queue, redrive and replay. `docs/delivery.md` states the guarantees exactly.
+//!
 //! # Modules
 //!
 //! - [`envelope`]: [`Envelope`] and causation.
@@ -93,6 +106,11 @@
 //! - [`partition`]: keys and the Kafka-compatible partitioner.
 //! - [`registry`]: every message type in the binary, checked at start-up.
 //! - [`error`]: encode and decode errors.
+//! - [`app`]: [`App`], [`Publisher`], [`Running`]; [`consumer`]: consumer groups;
+//!   [`handler`]: [`Handler`], [`Context`], `#[handler]`.
+//! - [`transport`]: the engine contract and the in-memory and SQLite engines.
+//! - [`dedupe`], [`dlq`], [`replay`], [`retry`]: idempotency, dead letters, replay, retries.
+//! - [`testing`]: checks for your own handlers.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // Without the SQLite engine the app and consumer are compiled out; their helpers stay unused.

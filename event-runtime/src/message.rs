@@ -67,6 +67,11 @@ pub struct Descriptor {
 
 /// What every message type provides to the wire. Implemented by the derives; use
 /// [`DomainEvent`] or [`Command`] in bounds.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an event or a command",
+    label = "expected a type deriving `DomainEvent` or `Command`",
+    note = "add #[derive(DomainEvent)] with #[event(context = \"...\")] (or #[derive(Command)]) to `{Self}`"
+)]
 pub trait Message: Sized + Send + Sync + 'static {
     /// Every wire type this Rust type can be: one for a struct, one per variant for an enum.
     const DESCRIPTORS: &'static [Descriptor];

@@ -1,5 +1,5 @@
 //! Compile-fail tests of the derives: every mistake a user can make in `#[event(...)]` or
-//! `#[command(...)]` must be one clear error on the span the user wrote.
+//! `#[command(...)]` or `#[handler(...)]` must be one clear error on the span the user wrote.
 //!
 //! Regenerate the expected output with `TRYBUILD=overwrite cargo test -p event-tests --test ui`
 //! and read every changed `.stderr` before committing it.
@@ -13,6 +13,7 @@ fn ui() {
         "codec",
         "context",
         "deprecated",
+        "handler",
         "key",
         "kind",
         "name",
