@@ -15,6 +15,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+scripts/install-chromium.sh # chromium for event-build's catalog_browser test (it fails without it under CI)
+
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # Unit, integration, compile-fail (trybuild) and property tests.
 cargo nextest run --workspace --no-fail-fast

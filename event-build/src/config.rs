@@ -21,9 +21,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use event_model::attr::Date;
+
+use crate::compat::CompatibilityMode;
 use crate::error::{Diagnostic, Error, ErrorKind};
-use crate::model::Model;
+use crate::model::{MessageKind, Model};
 use crate::numbers::FieldNumbers;
+use crate::registry::{self, Candidate, CheckOptions, Registry, SunsetPolicy};
 use crate::scan::{self, Scan};
 use crate::{json_schema, proto};
 
@@ -37,6 +41,12 @@ pub struct Config {
     schema_dir: Option<PathBuf>,
     field_numbers: FieldNumbers,
     type_schemas: BTreeMap<String, Value>,
+    registry_dir: Option<PathBuf>,
+    compatibility_default: CompatibilityMode,
+    sunset_policy: SunsetPolicy,
+    check_only: bool,
+    today: Option<Date>,
+    catalog_dir: Option<PathBuf>,
 }
 
 /// Everything one build produces, in memory.
@@ -63,6 +73,11 @@ pub struct Report {
     pub unchanged: Vec<PathBuf>,
     /// Stale schema files removed.
     pub removed: Vec<PathBuf>,
+    /// What the schema registry gate did, when a registry is configured
+    /// ([`Config::registry_dir`]).
+    pub registry: Option<registry::Report>,
+    /// The registry files the gate read (for `cargo:rerun-if-changed`).
+    pub registry_files: Vec<PathBuf>,
 }
 
 impl Config {
@@ -104,8 +119,57 @@ impl Config {
         self
     }
 
-    /// The protobuf numbers handed out before (see [`crate::numbers`]): the schema registry
-    /// fills this from the committed schemas so that numbers stay put and are never reused.
+    /// Turns on the schema registry gate with the registry in `dir` (relative paths are taken
+    /// from the crate directory; `"schemas"` is the usual choice, committed next to
+    /// `Cargo.toml`). See [`crate::registry`]. With a registry, [`emit`](Config::emit):
+    ///
+    /// 1. learns the protobuf numbers of the published versions and the lock's retired
+    ///    numbers ([`FieldNumbers::learn_registry`]), so a published version keeps its numbers
+    ///    and a new one never reuses a number;
+    /// 2. scans and writes the schemas to the output directory as without a registry;
+    /// 3. runs [`Registry::check_and_update`] on every event version emitted: new versions are
+    ///    checked against the published ones under their compatibility mode and published
+    ///    (their files written to `dir`, `registry.lock` updated), published versions must not
+    ///    change, versions past their sunset fail. Any problem is an [`ErrorKind::Registry`]
+    ///    error that lists every violation, and nothing is written to the registry.
+    ///
+    /// Do not point [`schema_dir`](Config::schema_dir) at the same directory: the registry
+    /// owns it.
+    pub fn registry_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.registry_dir = Some(dir.into());
+        self
+    }
+
+    /// The compatibility mode of events without `#[event(compatibility = "...")]` (default:
+    /// `BACKWARD`). Written into each schema's `x-event.compatibility`.
+    pub fn compatibility_default(&mut self, mode: CompatibilityMode) -> &mut Self {
+        self.compatibility_default = mode;
+        self
+    }
+
+    /// What a version past its `deprecated(sunset = "...")` date that is still produced does:
+    /// fail the build (the default) or print a warning.
+    pub fn sunset_policy(&mut self, policy: SunsetPolicy) -> &mut Self {
+        self.sunset_policy = policy;
+        self
+    }
+
+    /// Check the registry without writing it (for CI): a new version that would be published
+    /// is reported in [`registry::Report::changed_files`] but not written.
+    pub fn check_only(&mut self, check_only: bool) -> &mut Self {
+        self.check_only = check_only;
+        self
+    }
+
+    /// Today's date for sunset checks (default: the system clock, in UTC).
+    pub fn today(&mut self, today: Date) -> &mut Self {
+        self.today = Some(today);
+        self
+    }
+
+    /// The protobuf numbers handed out before (see [`crate::numbers`]). With a
+    /// [`registry_dir`](Config::registry_dir) the registry's numbers are learned on top of
+    /// these; without one, this is how to keep numbers stable by hand.
     pub fn field_numbers(&mut self, numbers: FieldNumbers) -> &mut Self {
         self.field_numbers = numbers;
         self
@@ -124,6 +188,14 @@ impl Config {
     /// ```
     pub fn type_schema(&mut self, path: impl Into<String>, schema: Value) -> &mut Self {
         self.type_schemas.insert(path.into(), schema);
+        self
+    }
+
+    /// Also writes the event catalog (`catalog.json`, `catalog.md`, `asyncapi.json` and the
+    /// static site, see [`crate::catalog`]) into `dir` on [`emit`](Config::emit), with the
+    /// versions of the registry (or of `schemas/` in the crate directory) included.
+    pub fn catalog_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.catalog_dir = Some(dir.into());
         self
     }
 
@@ -168,6 +240,12 @@ impl Config {
             files_read,
             warnings,
         } = scan::scan(self)?;
+        let mut model = model;
+        for message in &mut model.messages {
+            if message.kind == MessageKind::Event && message.compatibility.is_none() {
+                message.compatibility = Some(self.compatibility_default.as_str().to_owned());
+            }
+        }
         let mut files = BTreeMap::new();
         for message in &model.messages {
             files.insert(
@@ -203,19 +281,84 @@ impl Config {
             .clone()
             .or_else(|| std::env::var_os("OUT_DIR").map(PathBuf::from))
             .ok_or_else(|| Error::new(ErrorKind::NoOutDir, None))?;
-        let generated = self.generate()?;
+        self.build(Some(&out_dir))
+    }
+
+    /// The schema registry gate alone, writing nothing (what `evt schema check` runs): scans
+    /// the crate, renders the schemas and checks them against the registry as
+    /// [`emit`](Config::emit) would, in [`check_only`](Config::check_only) mode, and without
+    /// an output directory. Without a [`registry_dir`](Config::registry_dir), `schemas` in the
+    /// crate directory is used.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Registry`] with every violation, and the errors of
+    /// [`generate`](Config::generate).
+    pub fn check(&self) -> Result<Report, Error> {
+        let mut config = self.clone();
+        config.check_only = true;
+        if config.registry_dir.is_none() {
+            config.registry_dir = Some(PathBuf::from("schemas"));
+        }
+        config.build(None)
+    }
+
+    fn build(&self, out_dir: Option<&Path>) -> Result<Report, Error> {
+        let registry = match &self.registry_dir {
+            Some(dir) => {
+                let dir = self.resolved_crate_dir().join(dir);
+                let registry =
+                    Registry::open(&dir).map_err(|err| Error::from_registry(&dir, err))?;
+                Some(registry)
+            }
+            None => None,
+        };
+        let generated = match &registry {
+            Some(registry) => {
+                let mut config = self.clone();
+                config
+                    .field_numbers
+                    .learn_registry(registry)
+                    .map_err(|err| Error::from_registry(registry.dir(), err))?;
+                config.generate()?
+            }
+            None => self.generate()?,
+        };
         let mut outcome = Outcome::default();
-        let mut dirs = vec![out_dir];
-        dirs.extend(self.schema_dir.clone());
+        let mut dirs: Vec<PathBuf> = out_dir.into_iter().map(Path::to_path_buf).collect();
+        if out_dir.is_some() {
+            dirs.extend(self.schema_dir.clone());
+        }
         for dir in dirs {
             write_tree(&dir, &generated.files, &mut outcome)?;
         }
-        Ok(Report {
+        let mut report = Report {
             generated,
             written: outcome.written,
             unchanged: outcome.unchanged,
             removed: outcome.removed,
-        })
+            registry: None,
+            registry_files: Vec::new(),
+        };
+        if let Some(mut registry) = registry {
+            report.registry_files = registry.files();
+            let candidates = candidates(&report.generated)
+                .map_err(|err| Error::from_registry(registry.dir(), err))?;
+            let mut options = CheckOptions::new(self.today.unwrap_or_else(today_utc));
+            options.sunset = self.sunset_policy;
+            options.write = !self.check_only;
+            let gate = registry
+                .check_and_update(&candidates, &options)
+                .map_err(|err| Error::from_registry(registry.dir(), err))?;
+            report.registry = Some(gate);
+        }
+        if let (Some(dir), Some(_)) = (&self.catalog_dir, out_dir) {
+            let crate_dir = self.resolved_crate_dir();
+            let registry =
+                crate_dir.join(self.registry_dir.as_deref().unwrap_or("schemas".as_ref()));
+            crate::catalog::emit_for_config(&report.generated.model, &crate_dir, &registry, dir)?;
+        }
+        Ok(report)
     }
 
     /// What a build script calls: [`emit`](Config::emit), then prints
@@ -226,9 +369,29 @@ impl Config {
     ///
     /// Those of [`emit`](Config::emit).
     pub fn run(&self) -> Result<Report, Error> {
-        let report = self.emit()?;
-        for file in &report.generated.files_read {
+        let report = self.emit();
+        if let Some(dir) = &self.registry_dir {
+            // Also when the gate fails: the next build must look again once the registry (or
+            // the code) is fixed. The lock and the stored files are in `registry_files`.
+            let dir = self.resolved_crate_dir().join(dir);
+            println!(
+                "cargo:rerun-if-changed={}",
+                dir.join(registry::LOCK_FILE).display()
+            );
+        }
+        let report = report?;
+        for file in report
+            .generated
+            .files_read
+            .iter()
+            .chain(&report.registry_files)
+        {
             println!("cargo:rerun-if-changed={}", file.display());
+        }
+        if let Some(gate) = &report.registry {
+            for warning in &gate.warnings {
+                println!("cargo:warning={}", warning.replace(['\n', '\r'], " "));
+            }
         }
         for warning in &report.generated.warnings {
             // One line per warning: cargo shows each `cargo:warning` line on its own.
@@ -238,6 +401,92 @@ impl Config {
             );
         }
         Ok(report)
+    }
+}
+
+impl Config {
+    /// [`run`](Config::run), or on any error prints it to stderr (every registry violation,
+    /// one paragraph each) and exits with status 1, which fails the build and shows the
+    /// message. The whole `build.rs`:
+    ///
+    /// ```no_run
+    /// fn main() {
+    ///     event_build::Config::new().registry_dir("schemas").run_or_exit();
+    /// }
+    /// ```
+    #[allow(clippy::needless_doctest_main)]
+    pub fn run_or_exit(&self) -> Report {
+        match self.run() {
+            Ok(report) => report,
+            Err(err) => {
+                eprintln!("{err}");
+                std::process::exit(1);
+            }
+        }
+    }
+}
+
+/// One candidate per event version generated: its schema (with `x-event`) and `.proto`.
+fn candidates(generated: &Generated) -> Result<Vec<Candidate>, registry::RegistryError> {
+    let mut out = Vec::new();
+    for message in &generated.model.messages {
+        if message.kind != MessageKind::Event {
+            continue;
+        }
+        let Some(schema) = generated
+            .files
+            .get(&message.schema_file)
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        else {
+            continue;
+        };
+        let proto = generated.files.get(&message.proto_file).cloned();
+        out.push(Candidate::from_schema(schema, proto)?);
+    }
+    Ok(out)
+}
+
+/// Today's date in UTC from the system clock.
+fn today_utc() -> Date {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    civil_from_days(i64::try_from(secs / 86_400).unwrap_or(0))
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> Date {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Date {
+        year: u16::try_from(year).unwrap_or(u16::MAX),
+        month: u8::try_from(month).unwrap_or(1),
+        day: u8::try_from(day).unwrap_or(1),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::civil_from_days;
+
+    #[test]
+    fn days_since_the_epoch_are_civil_dates() {
+        for (days, date) in [
+            (0, "1970-01-01"),
+            (59, "1970-03-01"),
+            (11_016, "2000-02-29"),
+            (19_782, "2024-02-29"),
+            (20_418, "2025-11-26"),
+        ] {
+            assert_eq!(civil_from_days(days).to_string(), date, "{days}");
+        }
     }
 }
 

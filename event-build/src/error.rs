@@ -4,6 +4,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::registry::RegistryError;
+
 /// A place in the scanned sources.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Location {
@@ -98,6 +100,10 @@ pub enum ErrorKind {
     NoOutDir,
     /// A `mod x;` declaration names a file that does not exist.
     MissingModule,
+    /// The schema registry gate refused the build: a breaking change, a changed published
+    /// version, a reused protobuf number, a version past its sunset... Every problem is in
+    /// [`Error::registry`] and in the message, one paragraph each.
+    Registry,
 }
 
 /// The error of [`Config::emit`](crate::Config::emit) and friends.
@@ -106,6 +112,7 @@ pub struct Error {
     path: Option<PathBuf>,
     diagnostics: Vec<Diagnostic>,
     source: Option<std::io::Error>,
+    registry: Option<RegistryError>,
 }
 
 impl Error {
@@ -115,6 +122,7 @@ impl Error {
             path: Some(path.to_path_buf()),
             diagnostics: Vec::new(),
             source: Some(source),
+            registry: None,
         }
     }
 
@@ -124,6 +132,7 @@ impl Error {
             path,
             diagnostics: Vec::new(),
             source: None,
+            registry: None,
         }
     }
 
@@ -135,6 +144,17 @@ impl Error {
             path: None,
             diagnostics,
             source: None,
+            registry: None,
+        }
+    }
+
+    pub(crate) fn from_registry(path: &Path, error: RegistryError) -> Error {
+        Error {
+            kind: ErrorKind::Registry,
+            path: Some(path.to_path_buf()),
+            diagnostics: Vec::new(),
+            source: None,
+            registry: Some(error),
         }
     }
 
@@ -148,8 +168,13 @@ impl Error {
         self.kind
     }
 
+    /// The problems the schema registry found ([`ErrorKind::Registry`]).
+    pub fn registry(&self) -> Option<&RegistryError> {
+        self.registry.as_ref()
+    }
+
     /// The file concerned, for [`ErrorKind::Io`], [`ErrorKind::NoSources`] and
-    /// [`ErrorKind::MissingModule`].
+    /// [`ErrorKind::MissingModule`]; the registry directory for [`ErrorKind::Registry`].
     pub fn path(&self) -> Option<&Path> {
         self.path.as_deref()
     }
@@ -185,6 +210,17 @@ impl fmt::Display for Error {
                 "event-build: OUT_DIR is not set (not running from a build script); set Config::out_dir"
             )?,
             ErrorKind::MissingModule => write!(f, "event-build: module file not found: {path}")?,
+            ErrorKind::Registry => {
+                let problems = self.registry.as_ref().map_or(&[][..], |r| r.problems());
+                write!(
+                    f,
+                    "event-build: the schema registry in {path} refused the build: {} problem(s)",
+                    problems.len()
+                )?;
+                for (i, problem) in problems.iter().enumerate() {
+                    write!(f, "\n\n{}. {}", i + 1, problem.message)?;
+                }
+            }
         }
         for diagnostic in &self.diagnostics {
             write!(f, "\n  {diagnostic}")?;

@@ -11,7 +11,9 @@
 //!   "x-event": { "name", "version", "context", "kind": "event" | "command",
 //!                "key": [..], "dedupe": [..],   // serde names of the key / dedupe fields
 //!                "deprecated": { "since", "sunset", "note" } | null,
-//!                "sla": { "max_latency_ms", "retention_secs" } },
+//!                "sla": { "max_latency_ms", "retention_secs" },
+//!                "compatibility": "BACKWARD" | ... | null,   // events only: the registry gate's mode
+//!                "upcast_from": N | null },  // the oldest version the upcaster chain reads
 //!   "$defs": { "<Type>": {..} } }           // always present, possibly empty
 //! ```
 //!
@@ -145,6 +147,9 @@ fn x_event(model: &Model, message: &Message) -> Value {
             "max_latency_ms": message.sla.max_latency_ms,
             "retention_secs": message.sla.retention_secs,
         },
+        "compatibility": message.compatibility,
+        "upcast_from": (message.oldest_readable_version < message.version)
+            .then_some(message.oldest_readable_version),
     })
 }
 

@@ -64,12 +64,34 @@
 //! A field whose type the scan cannot resolve is "any value" in the schema and a
 //! `cargo:warning` that names the event, the field and the type; declare its wire shape with
 //! `#[event(schema = "{\"type\": \"string\"}")]` on the field, or with [`Config::type_schema`].
+//!
+//! # The compatibility gate
+//!
+//! With [`Config::registry_dir`], the build also checks every event version against a schema
+//! registry committed next to `Cargo.toml` ([`registry`]): published versions must not change,
+//! a new version must be compatible with the published ones under its mode
+//! (`#[event(compatibility = "...")]`, default `BACKWARD`, see [`compat`]), protobuf numbers are
+//! never reused, and versions past their sunset are not produced any more. New versions are
+//! then published (written to the registry, `registry.lock` updated). A violation is an
+//! [`ErrorKind::Registry`] error whose message lists every problem, one paragraph each
+//! (event, versions, field, rule, fix); [`Config::run_or_exit`] prints it and fails the build:
+//!
+//! ```no_run
+//! // build.rs: the body of `fn main`
+//! event_build::Config::new().registry_dir("schemas").run_or_exit();
+//! ```
+//!
+//! In CI, [`Config::check_only`] (or `evt schema check`) checks without writing.
 
-// The schema registry and the compatibility gate, written alongside the build step: they read
-// the schemas `json_schema` writes, and hand the committed protobuf numbers back to the build
-// through `numbers::FieldNumbers` (`Config::field_numbers`).
+// The schema registry and the compatibility gate: they read the schemas `json_schema` writes
+// (`x-event` names the event, its mode and its upcaster), and the registry's numbers come back
+// to the build through `numbers::FieldNumbers::learn_registry` (`Config::registry_dir`).
 pub mod compat;
 pub mod registry;
+
+// The event catalog (JSON, Markdown, static HTML site) and the AsyncAPI document.
+pub mod asyncapi;
+pub mod catalog;
 
 pub mod config;
 mod error;

@@ -34,7 +34,7 @@
 //!     .set(placed.clone(), "", "order_id", 1)
 //!     .set(placed.clone(), "", "total_cents", 2)
 //!     .reserve(placed.clone(), "", 3); // a field that was removed
-//! assert_eq!(numbers.get(&placed, "").unwrap().fields["total_cents"], 2);
+//! assert_eq!(numbers.get(&placed, "").unwrap().assigned["total_cents"], 2);
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +42,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use event_model::attr::{MAX_FIELD_NUMBER, RESERVED_FIELD_NUMBERS};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Diagnostic, Location};
@@ -64,13 +65,32 @@ pub enum Owner {
     },
 }
 
-/// The numbers known for one scope.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The numbers known for one scope: what the emitter keeps ([`FieldNumbers`]) and what the
+/// registry lock records per scope ([`Registry::field_numbers`](crate::registry::Registry::field_numbers)).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Numbering {
     /// Field (or variant) name to number.
-    pub fields: BTreeMap<String, u32>,
-    /// Numbers never to be used again.
-    pub reserved: BTreeSet<u32>,
+    pub assigned: BTreeMap<String, u32>,
+    /// Numbers never to be used again (their field was removed).
+    pub retired: BTreeSet<u32>,
+}
+
+impl Numbering {
+    /// The lowest number that is neither assigned nor retired (and outside protobuf's
+    /// 19000..=19999), at or above `at_least`.
+    pub fn next_free(&self, at_least: u32) -> u32 {
+        let used: BTreeSet<u32> = self
+            .assigned
+            .values()
+            .copied()
+            .chain(self.retired.iter().copied())
+            .collect();
+        let mut n = at_least.max(1);
+        while used.contains(&n) || RESERVED_FIELD_NUMBERS.contains(&n) {
+            n += 1;
+        }
+        n
+    }
 }
 
 /// The numbers handed out by earlier builds: the hook through which the schema registry keeps
@@ -118,7 +138,7 @@ impl FieldNumbers {
         self.scopes
             .entry((owner, scope.to_owned()))
             .or_default()
-            .fields
+            .assigned
             .insert(field.to_owned(), number);
         self
     }
@@ -128,7 +148,7 @@ impl FieldNumbers {
         self.scopes
             .entry((owner, scope.to_owned()))
             .or_default()
-            .reserved
+            .retired
             .insert(number);
         self
     }
@@ -199,6 +219,50 @@ impl FieldNumbers {
         Ok(self)
     }
 
+    /// Learns what a schema registry knows ([`crate::registry`]), so that a re-emitted
+    /// published version keeps its numbers and a new version never reuses one: every published
+    /// version's committed `.schema.json` ([`learn_schema`](Self::learn_schema)), and, for the
+    /// version after the newest published one, the lock's numbers (`#` for the payload,
+    /// `#/$defs/<Name>[/<variant>]` for nested types) with its retired numbers reserved.
+    ///
+    /// # Errors
+    ///
+    /// When a published schema cannot be read.
+    pub fn learn_registry(
+        &mut self,
+        registry: &crate::registry::Registry,
+    ) -> Result<&mut Self, crate::registry::RegistryError> {
+        let events: Vec<String> = registry.events().map(str::to_owned).collect();
+        for event in events {
+            let versions = registry.versions(&event);
+            for &version in &versions {
+                if let Some(schema) = registry.schema(&event, version)? {
+                    // A stored schema without `x-event` was not written by the emitter: it
+                    // carries no numbers to learn.
+                    let _ = self.learn_schema(&schema);
+                }
+            }
+            let Some(&newest) = versions.last() else {
+                continue;
+            };
+            let next = Owner::Message {
+                name: event.clone(),
+                version: newest + 1,
+            };
+            for (scope, numbering) in registry.field_numbers(&event) {
+                let Some((owner, scope)) = lock_scope(&scope, &next) else {
+                    continue;
+                };
+                let known = self.scopes.entry((owner, scope)).or_default();
+                for (field, n) in numbering.assigned {
+                    known.assigned.entry(field).or_insert(n);
+                }
+                known.retired.extend(numbering.retired);
+            }
+        }
+        Ok(self)
+    }
+
     fn learn_object(&mut self, node: &Value, owner: &Owner, scope: &str) {
         if let Some(properties) = node.get("properties").and_then(Value::as_object) {
             for (field, property) in properties {
@@ -230,6 +294,26 @@ impl FieldNumbers {
             }
         }
     }
+}
+
+/// The owner and scope of a lock scope: `#` is `message`'s payload, `#/$defs/<Name>` a nested
+/// type and `#/$defs/<Name>/<variant>` one of its variants. Inline objects have no owner here.
+fn lock_scope(scope: &str, message: &Owner) -> Option<(Owner, String)> {
+    if scope == crate::registry::ROOT_SCOPE {
+        return Some((message.clone(), String::new()));
+    }
+    let rest = scope
+        .strip_prefix("#/$defs/")
+        .or_else(|| scope.strip_prefix("#/definitions/"))?;
+    let (name, variant) = rest.split_once('/').unwrap_or((rest, ""));
+    (!variant.contains('/')).then(|| {
+        (
+            Owner::Type {
+                name: name.to_owned(),
+            },
+            variant.to_owned(),
+        )
+    })
 }
 
 struct Entry<'a> {
@@ -285,14 +369,14 @@ pub(crate) fn assign(model: &mut Model, known: &FieldNumbers) -> Vec<Diagnostic>
             merged = known.clone();
             for message in messages {
                 if let Some(numbering) = known.get(message, "") {
-                    for (field, n) in &numbering.fields {
+                    for (field, n) in &numbering.assigned {
                         let scope = merged
                             .scopes
                             .entry((owner.clone(), String::new()))
                             .or_default();
-                        scope.fields.entry(field.clone()).or_insert(*n);
+                        scope.assigned.entry(field.clone()).or_insert(*n);
                     }
-                    for n in &numbering.reserved {
+                    for n in &numbering.retired {
                         merged.reserve(owner.clone(), "", *n);
                     }
                 }
@@ -384,7 +468,7 @@ fn assign_scope(
     let present: BTreeSet<&str> = entries.iter().map(|e| e.name).collect();
     let retired_by = |n: u32| -> Option<&str> {
         known
-            .fields
+            .assigned
             .iter()
             .find(|(name, number)| **number == n && !present.contains(name.as_str()))
             .map(|(name, _)| name.as_str())
@@ -412,7 +496,7 @@ fn assign_scope(
                     entry.name
                 ),
             );
-        } else if known.reserved.contains(&tag) {
+        } else if known.retired.contains(&tag) {
             error(
                 entry.line,
                 format!(
@@ -429,7 +513,7 @@ fn assign_scope(
         if numbers[i] != 0 {
             continue;
         }
-        if let Some(&n) = known.fields.get(entry.name) {
+        if let Some(&n) = known.assigned.get(entry.name) {
             if let Some(other) = used.get(&n) {
                 error(
                     entry.line,
@@ -444,10 +528,10 @@ fn assign_scope(
         }
     }
     // 3. New fields.
-    let fresh = known.fields.is_empty() && known.reserved.is_empty();
+    let fresh = known.assigned.is_empty() && known.retired.is_empty();
     let mut taken: BTreeSet<u32> = used.keys().copied().collect();
-    taken.extend(known.fields.values().copied());
-    taken.extend(known.reserved.iter().copied());
+    taken.extend(known.assigned.values().copied());
+    taken.extend(known.retired.iter().copied());
     let mut next = if fresh {
         1
     } else {
@@ -468,8 +552,8 @@ fn assign_scope(
         next += 1;
     }
     let in_use: BTreeSet<u32> = numbers.iter().copied().collect();
-    let mut retired: BTreeSet<u32> = known.reserved.clone();
-    retired.extend(known.fields.values().copied());
+    let mut retired: BTreeSet<u32> = known.retired.clone();
+    retired.extend(known.assigned.values().copied());
     let retired = retired.difference(&in_use).copied().collect();
     (numbers, retired)
 }
@@ -513,9 +597,9 @@ mod tests {
     #[test]
     fn known_numbers_stay_and_new_fields_never_reuse_one() {
         let mut known = Numbering::default();
-        known.fields.insert("a".into(), 1);
-        known.fields.insert("gone".into(), 2);
-        known.reserved.insert(7);
+        known.assigned.insert("a".into(), 1);
+        known.assigned.insert("gone".into(), 2);
+        known.retired.insert(7);
         let mut errors = Vec::new();
         // `b` was declared before `a` now, and `gone` was removed.
         let (numbers, reserved) = assign_scope(
@@ -532,7 +616,7 @@ mod tests {
     #[test]
     fn reusing_a_retired_number_or_a_taken_one_is_an_error() {
         let mut known = Numbering::default();
-        known.fields.insert("gone".into(), 2);
+        known.assigned.insert("gone".into(), 2);
         let mut errors = Vec::new();
         assign_scope(
             &entries(&[("a", Some(2)), ("b", Some(3)), ("c", Some(3))]),
@@ -549,7 +633,7 @@ mod tests {
     #[test]
     fn numbers_skip_protobufs_own_range() {
         let mut known = Numbering::default();
-        known.fields.insert("a".into(), 18_999);
+        known.assigned.insert("a".into(), 18_999);
         let (numbers, _) = assign_scope(
             &entries(&[("a", None), ("b", None)]),
             Some(&known),
@@ -580,13 +664,13 @@ mod tests {
             name: "orders.order_placed".into(),
             version: 3,
         };
-        assert_eq!(numbers.get(&message, "").unwrap().fields["order_id"], 1);
-        assert!(numbers.get(&message, "").unwrap().reserved.contains(&4));
+        assert_eq!(numbers.get(&message, "").unwrap().assigned["order_id"], 1);
+        assert!(numbers.get(&message, "").unwrap().retired.contains(&4));
         let payment = Owner::Type {
             name: "Payment".into(),
         };
-        assert_eq!(numbers.get(&payment, "").unwrap().fields["Cash"], 2);
-        assert_eq!(numbers.get(&payment, "Card").unwrap().fields["last4"], 1);
+        assert_eq!(numbers.get(&payment, "").unwrap().assigned["Cash"], 2);
+        assert_eq!(numbers.get(&payment, "Card").unwrap().assigned["last4"], 1);
         assert!(
             FieldNumbers::new()
                 .learn_schema(&serde_json::json!({}))

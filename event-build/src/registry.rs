@@ -118,6 +118,10 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::compat::{self, CompatibilityMode, Direction, ProtoCategory, SchemaVersion, Violation};
+/// The numbers of one scope, as the lock records them (shared with the emitter's
+/// [`crate::numbers::FieldNumbers`], which learns them through
+/// [`FieldNumbers::learn_registry`](crate::numbers::FieldNumbers::learn_registry)).
+pub use crate::numbers::Numbering;
 
 /// The lock file's name inside the registry directory.
 pub const LOCK_FILE: &str = "registry.lock";
@@ -395,34 +399,6 @@ impl Report {
     }
 }
 
-/// The field numbers of one message scope of one event, from the lock.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FieldNumbers {
-    /// Field path → number, for the fields of the newest published version and those of
-    /// older versions that were not dropped since.
-    pub assigned: BTreeMap<String, u32>,
-    /// Numbers of dropped fields: never reused.
-    pub retired: BTreeSet<u32>,
-}
-
-impl FieldNumbers {
-    /// The lowest number that is neither assigned nor retired (and outside protobuf's
-    /// 19000..=19999), at or above `at_least`.
-    pub fn next_free(&self, at_least: u32) -> u32 {
-        let used: BTreeSet<u32> = self
-            .assigned
-            .values()
-            .copied()
-            .chain(self.retired.iter().copied())
-            .collect();
-        let mut n = at_least.max(1);
-        while used.contains(&n) || (19_000..=19_999).contains(&n) {
-            n += 1;
-        }
-        n
-    }
-}
-
 /// What went wrong.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -558,7 +534,7 @@ struct EventLock {
     compatibility: String,
     versions: Vec<VersionLock>,
     #[serde(default)]
-    field_numbers: BTreeMap<String, FieldNumbers>,
+    field_numbers: BTreeMap<String, Numbering>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -648,6 +624,21 @@ impl Registry {
         &self.dir
     }
 
+    /// The files a check reads: the lock and the stored schema and `.proto` of every published
+    /// version (for `cargo:rerun-if-changed`).
+    pub fn files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.dir.join(LOCK_FILE)];
+        for (event, entry) in &self.lock.events {
+            for version in &entry.versions {
+                files.push(self.schema_path(&entry.context, event, version.version));
+                files.push(self.proto_path(&entry.context, event, version.version));
+            }
+        }
+        // Cargo reruns a build script on every build while a watched file is missing.
+        files.retain(|file| file.ends_with(LOCK_FILE) || file.exists());
+        files
+    }
+
     /// The events in the lock, sorted.
     pub fn events(&self) -> impl Iterator<Item = &str> {
         self.lock.events.keys().map(String::as_str)
@@ -700,7 +691,7 @@ impl Registry {
 
     /// The protobuf field numbers of an event, per message scope ([`ROOT_SCOPE`] is the
     /// event's own message, `#/$defs/<Name>` a definition). Empty for an unknown event.
-    pub fn field_numbers(&self, event: &str) -> BTreeMap<String, FieldNumbers> {
+    pub fn field_numbers(&self, event: &str) -> BTreeMap<String, Numbering> {
         self.lock
             .events
             .get(event)
@@ -709,7 +700,7 @@ impl Registry {
     }
 
     /// The field numbers of one scope of an event (empty when unknown).
-    pub fn field_numbers_in(&self, event: &str, scope: &str) -> FieldNumbers {
+    pub fn field_numbers_in(&self, event: &str, scope: &str) -> Numbering {
         self.lock
             .events
             .get(event)
@@ -1171,7 +1162,7 @@ impl Run<'_> {
             .and_then(Value::as_str)
             .unwrap_or("<the old type>");
         let message = format!(
-            "published schemas never change: {} changed at {}; bump the version: keep v{version} exactly as published (rename its type, e.g. {}V{version}) and put the change in v{next} (#[event(version = {next}, upcast_from = {}V{version})])",
+            "published schemas never change: {} changed at {} [PUBLISHED_CHANGED]. Fix: bump the version: keep v{version} exactly as published (rename its type, e.g. {}V{version}) and put the change in v{next} (#[event(version = {next}, upcast_from = {}V{version})])",
             candidate.label(),
             places.join(", "),
             strip_v(type_name),
@@ -1278,7 +1269,7 @@ impl Run<'_> {
             .unwrap_or_default();
         for (scope, candidate_numbers) in &numbers {
             let fields = &candidate_numbers.assigned;
-            let empty = FieldNumbers::default();
+            let empty = Numbering::default();
             let known = recorded.get(scope).unwrap_or(&empty);
             let mut seen: BTreeMap<u32, &String> = BTreeMap::new();
             for (path, &number) in fields {
@@ -1638,8 +1629,8 @@ fn short(value: &Value) -> String {
 /// The protobuf numbers a schema carries, per scope (see [Field numbers](self#field-numbers)):
 /// `x-proto-field` of properties and `x-proto-variants` of enums in `assigned`,
 /// `x-proto-reserved` in `retired`. `$ref`s are not followed: a definition has its own scope.
-pub fn collect_field_numbers(schema: &Value) -> BTreeMap<String, FieldNumbers> {
-    let mut out: BTreeMap<String, FieldNumbers> = BTreeMap::new();
+pub fn collect_field_numbers(schema: &Value) -> BTreeMap<String, Numbering> {
+    let mut out: BTreeMap<String, Numbering> = BTreeMap::new();
     collect_scope(schema, ROOT_SCOPE, &mut out);
     for key in ["$defs", "definitions"] {
         if let Some(Value::Object(defs)) = schema.get(key) {
@@ -1657,7 +1648,7 @@ fn number_of(value: &Value) -> Option<u32> {
 }
 
 /// Collects the numbers of the object (or enum) `node` into `scope`.
-fn collect_scope(node: &Value, scope: &str, out: &mut BTreeMap<String, FieldNumbers>) {
+fn collect_scope(node: &Value, scope: &str, out: &mut BTreeMap<String, Numbering>) {
     let Value::Object(map) = node else { return };
     let numbers = out.entry(scope.to_owned()).or_default();
     for n in map
@@ -1704,7 +1695,7 @@ fn collect_scope(node: &Value, scope: &str, out: &mut BTreeMap<String, FieldNumb
 
 /// An inline object below a numbered property (through arrays, maps and `Option`) is a nested
 /// message of its own: scope `<scope>/<property>`.
-fn collect_inline(node: &Value, scope: &str, out: &mut BTreeMap<String, FieldNumbers>) {
+fn collect_inline(node: &Value, scope: &str, out: &mut BTreeMap<String, Numbering>) {
     let Value::Object(map) = node else { return };
     if map.contains_key("properties") {
         collect_scope(node, scope, out);
@@ -1785,7 +1776,7 @@ mod tests {
 
     #[test]
     fn next_free_skips_used_and_reserved() {
-        let numbers = FieldNumbers {
+        let numbers = Numbering {
             assigned: [("a".into(), 1), ("b".into(), 2)].into(),
             retired: [3].into(),
         };

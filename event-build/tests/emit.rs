@@ -222,7 +222,7 @@ struct Line { price: u64, sku: String, qty: u32 }
         name: "orders.order_placed".into(),
         version: 1,
     };
-    assert!(numbers.get(&owner, "").unwrap().reserved.contains(&2));
+    assert!(numbers.get(&owner, "").unwrap().retired.contains(&2));
     krate.write(
         "src/lib.rs",
         r#"
@@ -243,5 +243,54 @@ struct Line { price: u64, sku: String, qty: u32 }
             .message
             .contains("field `note` takes number 2, which is reserved"),
         "{err}"
+    );
+}
+
+#[test]
+fn with_a_registry_a_new_version_keeps_the_published_numbers_and_never_reuses_a_retired_one() {
+    let krate = TempDir::new("registry-numbers");
+    let out = TempDir::new("registry-numbers-out");
+    let v1 = r#"
+#[derive(DomainEvent)]
+#[event(context = "orders", name = "orders.order_placed", version = 1)]
+struct OrderPlacedV1 { order_id: String, note: String, total: u64 }
+"#;
+    krate.write("src/lib.rs", v1);
+    let mut config = Config::new();
+    config
+        .crate_dir(&krate.0)
+        .out_dir(&out.0)
+        .registry_dir("schemas");
+    let first = config.emit().unwrap();
+    assert_eq!(first.registry.unwrap().published.len(), 1);
+
+    // v2 drops `note` (2), declares `total` first and adds `currency`: `total` keeps 3,
+    // `currency` takes 4, never the retired 2. v1, re-emitted, keeps its numbers.
+    krate.write(
+        "src/lib.rs",
+        &format!(
+            r#"{v1}
+#[derive(DomainEvent)]
+#[event(context = "orders", name = "orders.order_placed", version = 2, compatibility = "none")]
+struct OrderPlaced {{ total: u64, order_id: String, currency: String }}
+"#
+        ),
+    );
+    let second = config.emit().unwrap();
+    let gate = second.registry.unwrap();
+    assert_eq!(gate.published.len(), 1, "{gate:?}");
+    assert_eq!(gate.unchanged.len(), 1, "{gate:?}");
+    let v2: serde_json::Value = serde_json::from_str(
+        &second.generated.files["schemas/orders/orders.order_placed/v2.schema.json"],
+    )
+    .unwrap();
+    assert_eq!(v2["x-event"]["compatibility"], "NONE");
+    assert_eq!(v2["properties"]["order_id"]["x-proto-field"], 1);
+    assert_eq!(v2["properties"]["total"]["x-proto-field"], 3);
+    assert_eq!(v2["properties"]["currency"]["x-proto-field"], 4);
+    assert_eq!(v2["x-proto-reserved"], serde_json::json!([2]));
+    assert!(
+        second.generated.files["schemas/orders/orders.order_placed/v2.proto"]
+            .contains("reserved 2;")
     );
 }

@@ -167,6 +167,10 @@ pub struct ContainerAttrs {
     pub codec: Option<Spanned<Codec>>,
     /// `crate = "path"`: where the runtime facade lives, for users who rename it.
     pub crate_path: Option<syn::Path>,
+    /// `compatibility = "BACKWARD"`: the event's compatibility mode, checked by event-build's
+    /// schema registry gate. The value is normalised to its Confluent name (one of
+    /// [`COMPATIBILITY_MODES`]); the derive accepts it and otherwise ignores it.
+    pub compatibility: Option<Spanned<String>>,
 }
 
 /// Variant-level attributes (enum events: each variant is its own event type).
@@ -217,6 +221,7 @@ pub const EVENT_CONTAINER_ATTRS: &[&str] = &[
     "key_with",
     "codec",
     "crate",
+    "compatibility",
 ];
 /// Attributes allowed on `#[command(...)]` containers.
 pub const COMMAND_CONTAINER_ATTRS: &[&str] = &[
@@ -228,6 +233,43 @@ pub const COMMAND_CONTAINER_ATTRS: &[&str] = &[
     "codec",
     "crate",
 ];
+/// The values of `compatibility = "..."`, as Confluent Schema Registry names them. Written in
+/// any case, with `-` or `_`.
+pub const COMPATIBILITY_MODES: &[&str] = &[
+    "BACKWARD",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD",
+    "FORWARD_TRANSITIVE",
+    "FULL",
+    "FULL_TRANSITIVE",
+    "NONE",
+];
+
+/// Normalises a compatibility mode as users may write it (`backward-transitive`) to its
+/// Confluent name (`BACKWARD_TRANSITIVE`), or explains why it is not one.
+pub fn parse_compatibility(text: &str) -> Result<&'static str, String> {
+    let normal = text.trim().to_ascii_uppercase().replace('-', "_");
+    COMPATIBILITY_MODES
+        .iter()
+        .find(|mode| **mode == normal)
+        .copied()
+        .ok_or_else(|| {
+            format!(
+                "unknown compatibility mode `{text}`{}",
+                suggest::suffix(&normal, COMPATIBILITY_MODES)
+            )
+        })
+}
+
+fn compatibility(meta: &ParseNestedMeta<'_>) -> syn::Result<Spanned<String>> {
+    let lit = lit_str(meta, "compatibility")?;
+    let value = parse_compatibility(&lit.value).map_err(|msg| syn::Error::new(lit.span, msg))?;
+    Ok(Spanned {
+        value: value.to_owned(),
+        span: lit.span,
+    })
+}
+
 /// Attributes allowed on enum variants of an event enum.
 pub const VARIANT_ATTRS: &[&str] = &[
     "name",
@@ -612,6 +654,17 @@ impl ContainerAttrs {
                 "crate" => {
                     let value = crate_path(meta)?;
                     set(cx, kind, meta, &mut out.crate_path, "crate", value);
+                }
+                "compatibility" => {
+                    let value = compatibility(meta)?;
+                    set(
+                        cx,
+                        kind,
+                        meta,
+                        &mut out.compatibility,
+                        "compatibility",
+                        value,
+                    );
                 }
                 _ => unreachable!("every known attribute is handled"),
             }

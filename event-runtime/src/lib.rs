@@ -62,6 +62,7 @@
 //! | `key = self.customer.id` / `key_with = path::to::fn` | partition key computed from an expression or a `fn(&Self) -> K` |
 //! | `codec = json` / `codec = protobuf` | payload codec: serde_json (default) or prost (`#[derive(prost::Message)]` types) |
 //! | `crate = "path"` | where `event_runtime` is, if you re-export it |
+//! | `compatibility = "BACKWARD"` | the schema registry's compatibility mode for this event: `BACKWARD` (default), `BACKWARD_TRANSITIVE`, `FORWARD`, `FORWARD_TRANSITIVE`, `FULL`, `FULL_TRANSITIVE` or `NONE` (any case, `-` or `_`). `event-build`'s gate checks each new version under it; the derive checks the value and otherwise ignores it |
 //!
 //! On fields:
 //!

@@ -37,6 +37,25 @@ pub(crate) enum Command {
     Lag,
     /// Topics with their partition counts and end offsets.
     Topics,
+    /// The event schemas of a crate and its schema registry.
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SchemaCommand {
+    /// Run the build's compatibility gate against the registry, writing nothing (for CI).
+    Check(SchemaCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SchemaCheckArgs {
+    /// The crate to scan [default: the current directory].
+    #[arg(long = "crate", value_name = "DIR")]
+    pub(crate) crate_dir: Option<PathBuf>,
+    /// The registry directory, relative to the crate [default: schemas].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) registry: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -88,6 +88,21 @@
 //! evt --db shop.db lag
 //! ```
 //!
+//! # `evt schema check [--crate DIR] [--registry DIR]`
+//!
+//! Runs the build's schema registry gate (event-build) on a crate, writing nothing: scans its
+//! events, renders their JSON Schema and proto, and checks them against the registry
+//! (`schemas/` in the crate unless `--registry`, relative to the crate): published versions
+//! unchanged, new versions compatible under their mode, protobuf numbers never reused, no
+//! version past its sunset still produced. Exit 0 when the registry accepts them (new versions
+//! are listed: the next `cargo build` publishes them), 1 with every violation (event, versions,
+//! field, rule, fix), one paragraph each. Needs no `--db`.
+//!
+//! ```text
+//! evt schema check --crate services/orders
+//! evt --json schema check --crate . --registry schemas
+//! ```
+//!
 //! # `evt topics`
 //!
 //! Every topic with its partition count, the end offset of each partition and the total.
@@ -101,6 +116,7 @@ mod db;
 mod dlq;
 mod output;
 mod replay;
+mod schema;
 mod status;
 mod tail;
 
@@ -108,7 +124,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, DlqCommand};
+use crate::cli::{Cli, Command, DlqCommand, SchemaCommand};
 use crate::db::Error;
 
 fn main() -> ExitCode {
@@ -134,6 +150,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), Error> {
+    // Needs no engine file.
+    if let Command::Schema(SchemaCommand::Check(args)) = &cli.command {
+        return schema::check(args, cli.json);
+    }
     let db = db::Db::open(cli.db.as_deref()).await?;
     let json = cli.json;
     match cli.command {
@@ -145,5 +165,6 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Tail(args) => tail::run(&db, &args, json).await,
         Command::Lag => status::lag(&db, json).await,
         Command::Topics => status::topics(&db, json).await,
+        Command::Schema(_) => unreachable!("handled before the engine file is opened"),
     }
 }

@@ -361,6 +361,11 @@ impl Builder<'_> {
             upcast_from: wire.upcast_from.clone(),
             json_upcasts: wire.json_upcasts.clone(),
             oldest_readable_version: wire.version,
+            compatibility: container
+                .attrs
+                .compatibility
+                .as_ref()
+                .map(|c| c.value.clone()),
             payload,
             defs: Vec::new(),
             schema_file: format!("{dir}/v{}.schema.json", wire.version),

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 /// Every variant is its own event type.
 #[derive(DomainEvent, Serialize, Deserialize)]
-#[event(context = "shipping", sla(retention = "30d"))]
+#[event(context = "shipping", sla(retention = "30d"), compatibility = "full-transitive")]
 #[serde(rename_all = "snake_case")]
 enum ShipmentEvent {
     /// A parcel was packed.

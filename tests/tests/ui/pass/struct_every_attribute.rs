@@ -20,7 +20,8 @@ struct OrderPlacedV1 {
     deprecated(since = "2026-11-01", sunset = "2027-06-30", note = "use orders.placed v3"),
     sla(max_latency = "250ms", retention = "7d"),
     codec = json,
-    crate = "::event_runtime"
+    crate = "::event_runtime",
+    compatibility = "BACKWARD_TRANSITIVE"
 )]
 struct OrderPlaced {
     #[event(key)]

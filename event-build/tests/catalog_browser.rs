@@ -1,0 +1,244 @@
+//! The catalog site in a real browser: Debian's chromium, headless, loads every page from the
+//! file system (no server, no network) and must report no console error, and Mermaid must have
+//! turned each flow chart into an `<svg>` with a node for every context.
+//!
+//! Chromium is `$CHROMIUM`, else `/usr/bin/chromium`, else `chromium` on the `PATH`
+//! (`scripts/install-chromium.sh` installs it). Without it the test is skipped with a message,
+//! except under CI (`CI` set), where it fails. With `EVENT_BUILD_KEEP_SITE` set, the generated
+//! site is left in the temporary directory (its path is printed) to look at.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use event_build::catalog::{self, Catalog, Options};
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn find_chromium() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("CHROMIUM") {
+        return Some(PathBuf::from(path));
+    }
+    let debian = PathBuf::from("/usr/bin/chromium");
+    if debian.is_file() {
+        return Some(debian);
+    }
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("chromium"))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("event-build-browser-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// What chromium printed for one page.
+struct Loaded {
+    dom: String,
+    log: String,
+}
+
+/// Loads `page` in headless chromium, lets its scripts run (5 s of virtual time), and returns
+/// the DOM and the browser log.
+fn load(chromium: &Path, page: &Path, profile: &Path) -> Loaded {
+    let url = format!("file://{}", page.display());
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(&url)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", chromium.display()));
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for chromium") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            // Only the process this test started.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not finish loading {url} in 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let dom = out.join().expect("stdout reader");
+    let log = err.join().expect("stderr reader");
+    assert!(
+        status.success(),
+        "chromium failed on {url}: {status}\n{log}"
+    );
+    Loaded { dom, log }
+}
+
+/// The console errors and uncaught exceptions in chromium's log.
+fn console_problems(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|line| {
+            line.contains("Uncaught")
+                || line.contains(":CONSOLE")
+                || line.contains("console error")
+                || line.contains("Failed to load resource")
+                || line.contains("ERR_FILE_NOT_FOUND")
+        })
+        .collect()
+}
+
+/// The rendered diagrams: the content of each `<pre class="mermaid" ...>` element.
+fn diagrams(dom: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = dom;
+    while let Some(start) = rest.find("<pre class=\"mermaid\"") {
+        let after = &rest[start..];
+        let end = after.find("</pre>").unwrap_or(after.len());
+        out.push(&after[..end]);
+        rest = &after[end..];
+    }
+    out
+}
+
+#[test]
+fn every_page_loads_without_console_errors_and_the_diagrams_render() {
+    let Some(chromium) = find_chromium() else {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "chromium is not installed, and CI must run the catalog's browser test: \
+                 run scripts/install-chromium.sh (apt-get install chromium) or set CHROMIUM"
+            );
+        }
+        eprintln!(
+            "SKIPPED: chromium is not installed (run scripts/install-chromium.sh, or set \
+             CHROMIUM to its path); the catalog site was not tested in a browser"
+        );
+        return;
+    };
+    let model = event_build::Config::new()
+        .crate_dir(manifest_dir().join("tests/fixtures/shop"))
+        .generate()
+        .expect("the fixture scans")
+        .model;
+    let options = Options {
+        service: Some("shop".into()),
+        registry_dir: None,
+    };
+    let catalog = Catalog::build(&model, &options).expect("builds");
+    let dir = temp_dir("site");
+    catalog::write_with(&model, &dir, &options).expect("writes");
+    let site = dir.join("site");
+
+    let mut pages: Vec<(String, Vec<String>)> = vec![
+        ("index.html".into(), catalog.contexts.clone()),
+        ("flows.html".into(), catalog.contexts.clone()),
+    ];
+    for m in &catalog.messages {
+        let mut contexts: Vec<String> = catalog
+            .flows
+            .iter()
+            .filter(|f| f.message == m.name)
+            .flat_map(|f| std::iter::once(f.from.clone()).chain(f.to.clone()))
+            .collect();
+        contexts.sort();
+        contexts.dedup();
+        pages.push((format!("events/{}.html", m.slug()), contexts));
+    }
+
+    let mut failures = Vec::new();
+    for (page, contexts) in &pages {
+        let profile = temp_dir("profile");
+        let loaded = load(&chromium, &site.join(page), &profile);
+        let _ = std::fs::remove_dir_all(&profile);
+        let problems = console_problems(&loaded.log);
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{page}: console errors:\n  {}",
+                problems.join("\n  ")
+            ));
+        }
+        let rendered = diagrams(&loaded.dom);
+        if rendered.is_empty() {
+            failures.push(format!("{page}: no mermaid container in the DOM"));
+        }
+        for diagram in &rendered {
+            if !diagram.contains("<svg") {
+                failures.push(format!(
+                    "{page}: the diagram did not render:\n{}",
+                    diagram.chars().take(400).collect::<String>()
+                ));
+                continue;
+            }
+            for context in contexts {
+                if !diagram.contains(&format!(">{context}<")) {
+                    failures.push(format!("{page}: no node for context {context}"));
+                }
+            }
+        }
+    }
+    // The inline script ran: the diff shown by default is the newest pair, the others hidden.
+    let profile = temp_dir("profile");
+    let order = load(
+        &chromium,
+        &site.join("events/orders.order_placed.html"),
+        &profile,
+    );
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(
+        order.dom.contains("<section data-diff=\"2-3\">"),
+        "v2 → v3 shown"
+    );
+    assert!(
+        order
+            .dom
+            .contains("<section data-diff=\"1-3\" hidden=\"\">"),
+        "others hidden"
+    );
+
+    if std::env::var_os("EVENT_BUILD_KEEP_SITE").is_some() {
+        eprintln!("EVENT_BUILD_KEEP_SITE: the site is in {}", site.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    assert!(
+        failures.is_empty(),
+        "{} problem(s) in the browser:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!("{} pages loaded in {}", pages.len(), chromium.display());
+}
