@@ -310,9 +310,8 @@ impl App<SqliteTransport> {
     /// When the file cannot be opened.
     pub async fn embedded(path: impl AsRef<std::path::Path>) -> Result<Self, AppError> {
         let transport = SqliteTransport::open(path).await?;
-        let dlq = DeadLetters::new(&transport);
-        let dedupe = Dedupe::Sqlite(crate::dedupe::SqliteDedupe::new(&transport));
-        Ok(App::with_parts(transport, dlq, dedupe))
+        let stores = Stores::sqlite(&transport);
+        Ok(App::new(transport, stores))
     }
 }
 
@@ -324,17 +323,57 @@ impl App<MemoryTransport> {
     ///
     /// When SQLite cannot be initialised.
     pub async fn in_memory() -> Result<Self, AppError> {
-        let dlq = DeadLetters::new(&SqliteTransport::in_memory().await?);
-        Ok(App::with_parts(
-            MemoryTransport::new(),
-            dlq,
-            Dedupe::Memory(MemoryDedupe::new()),
-        ))
+        App::with_transport(MemoryTransport::new()).await
+    }
+}
+
+/// Where an app keeps what is not the log: its dead-letter queue (with redrive and replay
+/// requests) and its dedupe marks. Cloning shares them, so several apps (or an app and its
+/// restart) can use the same stores.
+#[derive(Clone)]
+pub struct Stores {
+    dlq: DeadLetters,
+    dedupe: Dedupe,
+}
+
+impl Stores {
+    /// The default for any engine: the dead-letter queue in a private in-memory SQLite database
+    /// and the dedupe marks in memory. Nothing survives the process, so a restarted process
+    /// handles again the events it had handled but not committed; use [`Stores::sqlite`] to
+    /// keep them.
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot be initialised.
+    pub async fn in_memory() -> Result<Self, TransportError> {
+        Ok(Stores {
+            dlq: DeadLetters::new(&SqliteTransport::in_memory().await?),
+            dedupe: Dedupe::Memory(MemoryDedupe::new()),
+        })
+    }
+
+    /// Both in the SQLite file of `file`: durable, and what [`App::embedded`] uses. An app on
+    /// another engine can keep its stores in a file this way (`SqliteTransport::open(path)`;
+    /// its log tables then stay empty).
+    pub fn sqlite(file: &SqliteTransport) -> Self {
+        Stores {
+            dlq: DeadLetters::new(file),
+            dedupe: Dedupe::Sqlite(crate::dedupe::SqliteDedupe::new(file)),
+        }
+    }
+
+    /// The dead-letter queue.
+    pub fn dead_letters(&self) -> &DeadLetters {
+        &self.dlq
     }
 }
 
 impl<T: Transport> App<T> {
-    fn with_parts(transport: T, dlq: DeadLetters, dedupe: Dedupe) -> Self {
+    /// An app on any engine, e.g. `event_nats::NatsTransport`, with its dead letters and dedupe
+    /// marks in `stores`. Inbox mode ([`GroupOptions::inbox`]) needs the SQLite engine; on other
+    /// engines a group with `inbox: true` uses the dedupe store.
+    pub fn new(transport: T, stores: Stores) -> Self {
+        let Stores { dlq, dedupe } = stores;
         let transport = Arc::new(transport);
         App {
             publisher: Publisher {
@@ -351,6 +390,15 @@ impl<T: Transport> App<T> {
             limits: Limits::default(),
             errors: Vec::new(),
         }
+    }
+
+    /// An app on `transport` with the default stores ([`Stores::in_memory`]).
+    ///
+    /// # Errors
+    ///
+    /// When SQLite cannot be initialised.
+    pub async fn with_transport(transport: T) -> Result<Self, AppError> {
+        Ok(App::new(transport, Stores::in_memory().await?))
     }
 
     /// Partitions of topics this app creates (existing topics keep theirs). Default 8.

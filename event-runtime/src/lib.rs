@@ -143,7 +143,7 @@ pub mod transport;
 pub mod __private;
 
 #[cfg(feature = "sqlite")]
-pub use app::{App, GroupOptions, Publisher, Running};
+pub use app::{App, GroupOptions, Publisher, Running, Stores};
 pub use envelope::Envelope;
 pub use handler::{Context, Delivery, Handler, HandlerError};
 pub use message::{Command, DomainEvent, Message};

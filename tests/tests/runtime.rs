@@ -1,8 +1,11 @@
 //! The embedded runtime, end to end on both engines: per-key ordering under concurrency,
 //! at-least-once with dedupe, retries, the dead-letter queue for poison, sequenced parking, redrive
 //! with an audit trail, replay, choreography with correlation, and the inbox pattern.
+//!
+//! The engine-independent behaviours also run once per engine (memory, SQLite, NATS JetStream)
+//! in `conformance.rs`; what stays here is specific to the embedded engines (torn SQLite
+//! records, the inbox, retries).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -14,14 +17,8 @@ use event_runtime::transport::{OutgoingRecord, Transport};
 use event_runtime::{App, Context, Delivery, DomainEvent, Envelope, HandlerError};
 use serde::{Deserialize, Serialize};
 
-/// A step of an account.
-#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[event(context = "ledger")]
-struct Step {
-    #[event(key)]
-    account: String,
-    seq: u32,
-}
+mod common;
+use common::{Seen, Step, recorder, steps, tempdir};
 
 /// Emitted by the ledger when a step is handled.
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -30,41 +27,6 @@ struct StepSeen {
     #[event(key)]
     account: String,
     seq: u32,
-}
-
-type Seen = Arc<Mutex<BTreeMap<String, Vec<(u32, Delivery)>>>>;
-type HandlerFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), HandlerError>> + Send>>;
-
-fn recorder(
-    seen: Seen,
-) -> impl Fn(Envelope<Step>, Context) -> HandlerFuture + Send + Sync + 'static {
-    move |event: Envelope<Step>, ctx: Context| {
-        let seen = seen.clone();
-        Box::pin(async move {
-            // Yield so that lanes really interleave.
-            tokio::task::yield_now().await;
-            seen.lock()
-                .unwrap()
-                .entry(event.data.account.clone())
-                .or_default()
-                .push((event.data.seq, ctx.delivery()));
-            Ok(())
-        })
-    }
-}
-
-fn steps(accounts: u32, per_account: u32) -> Vec<Envelope<Step>> {
-    let mut out = Vec::new();
-    for seq in 0..per_account {
-        for a in 0..accounts {
-            out.push(Envelope::event(Step {
-                account: format!("acct-{a}"),
-                seq,
-            }));
-        }
-    }
-    out
 }
 
 async fn ordering_holds<T: Transport>(mut app: App<T>) {
@@ -104,16 +66,6 @@ async fn per_key_order_holds_under_concurrency_in_memory() {
 async fn per_key_order_holds_under_concurrency_on_sqlite() {
     let dir = tempdir("order");
     ordering_holds(App::embedded(dir.join("log.db")).await.unwrap()).await;
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "evt-runtime-{name}-{}-{}",
-        std::process::id(),
-        uuid::Uuid::now_v7()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,8 +9,10 @@
 //! every record before it was handled (or dead-lettered), so a crash redelivers from the last
 //! commit.
 //!
-//! Engines: [`memory::MemoryTransport`] (tests, demos) and, with the `sqlite` feature,
-//! [`sqlite::SqliteTransport`] (durable, the default of [`crate::App::embedded`]).
+//! Engines: [`memory::MemoryTransport`] (tests, demos), with the `sqlite` feature
+//! [`sqlite::SqliteTransport`] (durable, the default of [`crate::App::embedded`]), and the
+//! `event-nats` crate's `NatsTransport` (NATS JetStream). `App::new(transport, stores)` runs an
+//! app on any of them.
 
 use std::future::Future;
 use std::time::Duration;
@@ -127,7 +129,9 @@ pub trait Transport: Send + Sync + 'static {
         partitions: u32,
     ) -> impl Future<Output = Result<u32, TransportError>> + Send;
 
-    /// Appends `records` to `topic` atomically, in order; returns their positions.
+    /// Appends `records` to `topic` atomically, in order; returns their positions. An engine
+    /// that cannot append several records atomically (NATS JetStream 2.9) appends them in order
+    /// and says so in its docs.
     fn append(
         &self,
         topic: &str,

@@ -1,0 +1,244 @@
+//! Header translation at the boundary. The runtime hands the transport CloudEvents in the Kafka
+//! binary binding (`ce_` attributes); on NATS they travel in the NATS binding (`ce-`), so any
+//! NATS CloudEvents reader understands them, and they come back as `ce_` names.
+//!
+//! | record (trait side) | NATS message |
+//! |---|---|
+//! | `ce_<attr>` | `ce-<attr>` |
+//! | `content-type`, other names | same name |
+//! | key | `x-evt-key` (or `x-evt-key-b64`, base64, when not printable) |
+//! | — | `Nats-Msg-Id` = the `ce_id` value (JetStream's duplicate detection) |
+//! | a header NATS cannot carry verbatim | inside `x-evt-extra` (base64 of a length-prefixed list) |
+//!
+//! NATS cannot carry verbatim: values that are not UTF-8, contain control characters or
+//! begin/end with whitespace (the client trims them), names with `:`/spaces/non-ASCII, and names
+//! this mapping reserves (`ce-*`, `x-evt-*`, `Nats-*`, which the server interprets). Those go in
+//! `x-evt-extra`, so every record round-trips byte for byte. A NATS header block is a map: the
+//! transport returns headers sorted by name (values of one name keep their order).
+
+use async_nats::HeaderMap;
+use base64::Engine as _;
+
+pub(crate) const KEY: &str = "x-evt-key";
+pub(crate) const KEY_B64: &str = "x-evt-key-b64";
+pub(crate) const EXTRA: &str = "x-evt-extra";
+const MSG_ID: &str = "Nats-Msg-Id";
+
+const KAFKA_PREFIX: &str = "ce_";
+
+/// Record headers, as the runtime's records hold them.
+pub(crate) type Headers = Vec<(String, Vec<u8>)>;
+const NATS_PREFIX: &str = "ce-";
+
+fn starts_with_ignore_case(name: &str, prefix: &str) -> bool {
+    name.len() >= prefix.len()
+        && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// Whether the NATS client carries a text value unchanged.
+fn clean(text: &str) -> bool {
+    !text.chars().any(char::is_control) && text.trim() == text
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.chars().all(|c| c.is_ascii_graphic() && c != ':')
+}
+
+/// Whether a record header name travels as itself (after `ce_` -> `ce-`), or in `x-evt-extra`.
+fn verbatim_name(name: &str) -> bool {
+    !(starts_with_ignore_case(name, NATS_PREFIX)
+        || starts_with_ignore_case(name, "x-evt-")
+        || starts_with_ignore_case(name, "nats-")
+        || !valid_name(name))
+}
+
+/// The headers of a record on the wire. Takes the record's headers to reuse their buffers.
+pub(crate) fn to_wire(key: Option<Vec<u8>>, headers: Vec<(String, Vec<u8>)>) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    let mut extra: Vec<(String, Vec<u8>)> = Vec::new();
+    for (mut name, value) in headers {
+        if !verbatim_name(&name) {
+            extra.push((name, value));
+            continue;
+        }
+        let value = match String::from_utf8(value) {
+            Ok(text) if clean(&text) => text,
+            Ok(text) => {
+                extra.push((name, text.into_bytes()));
+                continue;
+            }
+            Err(err) => {
+                extra.push((name, err.into_bytes()));
+                continue;
+            }
+        };
+        if name == "ce_id" && !value.is_empty() {
+            map.insert(MSG_ID, value.as_str());
+        }
+        if starts_with_ignore_case(&name, KAFKA_PREFIX) {
+            name.replace_range(..KAFKA_PREFIX.len(), NATS_PREFIX);
+        }
+        map.append(name, value);
+    }
+    if let Some(key) = key {
+        match String::from_utf8(key) {
+            Ok(text) if clean(&text) => map.insert(KEY, text),
+            Ok(text) => map.insert(
+                KEY_B64,
+                base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
+            ),
+            Err(err) => map.insert(
+                KEY_B64,
+                base64::engine::general_purpose::STANDARD.encode(err.as_bytes()),
+            ),
+        }
+    }
+    if !extra.is_empty() {
+        let extra: Vec<(&str, &[u8])> = extra
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        map.insert(
+            EXTRA,
+            base64::engine::general_purpose::STANDARD.encode(encode_list(&extra)),
+        );
+    }
+    map
+}
+
+/// The key and record headers of a message from the wire. A foreign `x-evt-extra` or
+/// `x-evt-key-b64` that does not decode is kept as it is (the consumer then sees it).
+pub(crate) fn from_wire(map: Option<&HeaderMap>) -> (Option<Vec<u8>>, Headers) {
+    let mut key = None;
+    let mut headers: Headers = Vec::new();
+    let Some(map) = map else {
+        return (None, headers);
+    };
+    let mut names: Vec<(&str, &Vec<async_nats::HeaderValue>)> =
+        map.iter().map(|(n, v)| (n.as_ref(), v)).collect();
+    names.sort_by(|a, b| a.0.cmp(b.0));
+    let mut extra = Vec::new();
+    for (name, values) in names {
+        for value in values {
+            let text = value.as_str();
+            if name == KEY {
+                key = Some(text.as_bytes().to_vec());
+            } else if name == KEY_B64
+                && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text)
+            {
+                key = Some(bytes);
+            } else if name == EXTRA
+                && let Some(list) = base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .ok()
+                    .and_then(|bytes| decode_list(&bytes))
+            {
+                extra.extend(list);
+            } else if starts_with_ignore_case(name, "nats-") {
+                // Set by this transport (Nats-Msg-Id) or by the server; never a record header.
+            } else if starts_with_ignore_case(name, NATS_PREFIX) {
+                headers.push((
+                    format!("{KAFKA_PREFIX}{}", &name[NATS_PREFIX.len()..]),
+                    text.as_bytes().to_vec(),
+                ));
+            } else {
+                headers.push((name.to_owned(), text.as_bytes().to_vec()));
+            }
+        }
+    }
+    headers.extend(extra);
+    headers.sort_by(|a, b| a.0.cmp(&b.0));
+    (key, headers)
+}
+
+/// `u32 count, (u32 name length, name, u32 value length, value)*`, little endian.
+fn encode_list(items: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&(items.len() as u32).to_le_bytes());
+    for (name, value) in items {
+        out.extend_from_slice(&(name.len() as u32).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+fn decode_list(mut bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        if bytes.len() < n {
+            return None;
+        }
+        let (head, rest) = bytes.split_at(n);
+        *bytes = rest;
+        Some(head)
+    }
+    fn len(bytes: &mut &[u8]) -> Option<usize> {
+        Some(u32::from_le_bytes(take(bytes, 4)?.try_into().ok()?) as usize)
+    }
+    let count = len(&mut bytes)?;
+    let mut out = Vec::with_capacity(count.min(64));
+    for _ in 0..count {
+        let n = len(&mut bytes)?;
+        let name = String::from_utf8(take(&mut bytes, n)?.to_vec()).ok()?;
+        let n = len(&mut bytes)?;
+        out.push((name, take(&mut bytes, n)?.to_vec()));
+    }
+    bytes.is_empty().then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(key: Option<&[u8]>, headers: Vec<(String, Vec<u8>)>) {
+        let wire = to_wire(key.map(<[u8]>::to_vec), headers.clone());
+        let (back_key, back) = from_wire(Some(&wire));
+        let mut expected = headers.clone();
+        expected.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(back, expected);
+        assert_eq!(back_key.as_deref(), key);
+    }
+
+    #[test]
+    fn cloudevents_travel_in_the_nats_binding() {
+        let headers = vec![
+            ("ce_id".to_owned(), b"0190-abc".to_vec()),
+            ("ce_type".to_owned(), b"orders.placed".to_vec()),
+            ("content-type".to_owned(), b"application/json".to_vec()),
+        ];
+        let wire = to_wire(Some(b"o-1".to_vec()), headers.clone());
+        assert_eq!(wire.get("ce-id").map(|v| v.as_str()), Some("0190-abc"));
+        assert_eq!(
+            wire.get("ce-type").map(|v| v.as_str()),
+            Some("orders.placed")
+        );
+        assert_eq!(
+            wire.get("Nats-Msg-Id").map(|v| v.as_str()),
+            Some("0190-abc")
+        );
+        assert_eq!(wire.get(KEY).map(|v| v.as_str()), Some("o-1"));
+        assert!(wire.get("ce_id").is_none());
+        round_trip(Some(b"o-1"), headers);
+    }
+
+    #[test]
+    fn anything_else_round_trips_through_the_extra_header() {
+        round_trip(
+            Some(b"\xff key "),
+            vec![
+                ("ce_id".to_owned(), b"\xff".to_vec()),
+                ("ce-literal".to_owned(), b"x".to_vec()),
+                ("Nats-Msg-Id".to_owned(), b"forged".to_vec()),
+                ("x-evt-key".to_owned(), b"forged".to_vec()),
+                ("with space".to_owned(), b"v".to_vec()),
+                ("padded".to_owned(), b" v ".to_vec()),
+                ("multi".to_owned(), b"a\r\nb".to_vec()),
+                ("empty".to_owned(), Vec::new()),
+            ],
+        );
+        round_trip(None, Vec::new());
+        let wire = to_wire(None, vec![("ce_id".to_owned(), b"\xff".to_vec())]);
+        assert!(wire.get("Nats-Msg-Id").is_none());
+    }
+}

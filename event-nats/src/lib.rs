@@ -1,0 +1,110 @@
+//! The NATS JetStream engine for `event-runtime`: [`NatsTransport`] implements the runtime's
+//! [`Transport`](event_runtime::transport::Transport) contract on a JetStream server (2.9 or
+//! newer), so an app moves from the embedded log to NATS without changing its handlers.
+//!
+//! ```no_run
+//! use event_nats::{NatsConfig, NatsTransport};
+//! use event_runtime::{App, Stores};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let transport = NatsTransport::connect(NatsConfig::new("nats://127.0.0.1:4222")).await?;
+//! // Dead letters and dedupe marks in a local SQLite file; `App::with_transport` keeps them in
+//! // memory instead.
+//! let stores = event_runtime::transport::sqlite::SqliteTransport::open("shop-stores.db").await?;
+//! let mut app = App::new(transport, Stores::sqlite(&stores));
+//! // app.register(...); let running = app.start().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # How the log model maps onto JetStream
+//!
+//! **One stream per partition.** Partition `p` of topic `t` is the stream `<prefix>-<t>-<p>`
+//! capturing the one subject `<prefix>.<t>.<p>` (`t` encoded as a single token: letters and
+//! digits kept, other bytes `_XX`). A stream's sequence numbers start at 1 and grow by one per
+//! stored message, so **offset = stream sequence − 1**, exactly, per partition. The alternative,
+//! one stream per topic with a subject per partition, shares one sequence between partitions
+//! and would need an index from per-partition offsets to stream sequences; with one stream per
+//! partition no index exists to drift. (Records that expire through `max_age` leave a gap of
+//! offsets, as Kafka's retention does.)
+//!
+//! **Topics** are a KV bucket `<prefix>-topics`: key = topic, value = partition count. The
+//! first `ensure_topic` wins through KV `create` (an atomic "create if absent"); every process
+//! then creates or checks the partitions' streams. `topics()` lists the bucket.
+//!
+//! **Appending.** Each record is published to its partition's subject with the headers below and
+//! acknowledged by JetStream with its stream sequence. JetStream 2.9 has **no atomic
+//! multi-message publish** (atomic batches arrived in 2.12, and only within one stream; a batch
+//! here can span partitions, i.e. streams). So `append` is *best-effort in order*: all records
+//! of a call are pipelined on one connection, which keeps their order within each partition, and
+//! then every acknowledgement is awaited. If a call fails midway, a prefix (or, with a lost
+//! acknowledgement, some) of its records may be stored. Every record carries
+//! `Nats-Msg-Id` = its CloudEvents id, so a producer that retries the call within the stream's
+//! duplicate window (default 2 minutes, [`NatsConfig::duplicate_window`]) stores each record
+//! once: JetStream acknowledges the retried copy as a duplicate with the original's sequence,
+//! and `append` returns the original position. (The runtime's consumer-side dedupe covers a
+//! retry after the window.)
+//!
+//! **Fetching** from an offset uses read cursors: an ephemeral pull consumer created with
+//! `DeliverPolicy::ByStartSequence(offset + 1)`, no acknowledgements (the server advances it as
+//! it delivers), in memory, deleted when idle. A fetch is one no-wait pull request: the server
+//! sends what it has, up to `max`, and says "no messages" at the end. The transport keeps idle
+//! cursors per partition keyed by their position, so a consumer group reading on pays one
+//! round trip per batch and creates a consumer only when it jumps (restart, replay). Each
+//! delivered message's stream sequence is checked against the cursor; a cursor that saw any
+//! error is dropped, and the next fetch creates one at the exact offset again. Nothing depends
+//! on the cursor for correctness: positions are the group's commits.
+//!
+//! **Waiting** is a long-poll pull request for one message (`expires` = the timeout) on the
+//! cursor at the offset: the server answers as soon as the record is stored; the record is
+//! kept in the cursor and handed out by the next fetch.
+//!
+//! **Positions** (`committed`/`commit`) are a KV bucket `<prefix>-positions`, key
+//! `<group>.<topic>.<partition>`, value the next offset. Durable consumers' ack floors were
+//! the alternative and do not fit: a commit is "everything below this offset is done", set
+//! after the whole batch was handled or dead-lettered, and may move anywhere (a reset, a
+//! replay); an ack floor only moves by acking messages delivered through that consumer, and a
+//! durable consumer brings redelivery timers (`ack_wait`, `max_deliver`) that would compete with
+//! the runtime's own retries and dead-letter queue. The KV bucket is one put per batch, survives
+//! server restarts (file storage), and lists every group's position for lag and the CLI.
+//!
+//! **End offsets** are each partition stream's last sequence (stream info).
+//!
+//! # Headers
+//!
+//! Records are CloudEvents in binary mode. The runtime hands over and reads back the Kafka
+//! binding's `ce_` names; on the wire they are the NATS binding's `ce-` names
+//! ([`event_runtime::cloudevents::binary::Binding::Nats`]), so a NATS CloudEvents reader
+//! understands the messages. The record key travels in `x-evt-key`. Headers NATS cannot
+//! carry verbatim travel base64-encoded in `x-evt-extra`, so every record round-trips byte
+//! for byte; a NATS header block is a map, so headers come back sorted by name.
+//!
+//! # Credentials
+//!
+//! [`NatsConfig::auth`] takes user and password, a token, a creds file or creds content, and
+//! the URL may carry `user:password@`. They are held in [`Secret`]s whose `Debug` is
+//! `[redacted]`; [`NatsConfig`] and [`NatsTransport`] print the URL redacted; every error
+//! message has each credential replaced by `[redacted]` and carries no engine error as source.
+//! This crate logs nothing.
+//!
+//! # Limitations
+//!
+//! - No atomic multi-record append (see above); no inbox mode (that needs the SQLite engine's
+//!   transaction; groups with `inbox: true` use the dedupe store).
+//! - Stream, subject and KV key names grow with the topic and group names (bytes other than
+//!   ASCII letters and digits take three characters); keep names short enough for the server's
+//!   name limits. Stream names differ in case only if topics do, which a case-insensitive
+//!   file system under the server's store cannot hold apart.
+//! - One stream per partition: a topic of `n` partitions is `n` streams (JetStream handles
+//!   thousands; the server's memory per stream is the cost).
+//! - Header order is not kept (sorted by name on read); values and duplicates are.
+//! - Dead letters, redrive/replay requests and dedupe marks are not on NATS: they live in the
+//!   [`event_runtime::Stores`] given to the app (in memory, or an SQLite file).
+//! - Partition counts are fixed at creation, as with the other engines.
+
+mod config;
+mod headers;
+mod names;
+mod transport;
+
+pub use config::{Auth, NatsConfig, Secret, Storage};
+pub use transport::NatsTransport;

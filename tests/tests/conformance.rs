@@ -1,0 +1,895 @@
+//! The engine conformance suite: one set of behaviour tests, written once over a [`Backend`]
+//! factory and run on every engine — memory, SQLite and NATS JetStream. An engine that passes
+//! gives an app the same guarantees as the others (see docs/delivery.md).
+//!
+//! The NATS instance runs against the server in `EVT_NATS_URL` (scripts/test.sh starts one).
+//! Without it the NATS tests are skipped with a message — except when `CI` is set, where they
+//! fail: CI must run every engine.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_runtime::app::{GroupOptions, lag_of};
+use event_runtime::cloudevents::binary::{Binding, to_binary};
+use event_runtime::dlq::{LetterFilter, LetterStatus, Selection};
+use event_runtime::retry::RetryPolicy;
+use event_runtime::transport::memory::MemoryTransport;
+use event_runtime::transport::sqlite::SqliteTransport;
+use event_runtime::transport::{OutgoingRecord, Transport, TransportErrorKind};
+use event_runtime::{App, Context, Delivery, Envelope, HandlerError, Stores};
+
+mod common;
+use common::{Seen, Step, recorder, steps, tempdir};
+
+// ---------------------------------------------------------------------------------------------
+// Backends
+// ---------------------------------------------------------------------------------------------
+
+/// One engine under test. `create` gives a fresh, empty, isolated engine; `transport` and `app`
+/// give new handles on that same engine (the log, the positions, the dead letters and the dedupe
+/// marks), which is what a restarted process gets.
+trait Backend: Sized + Send + Sync + 'static {
+    type T: Transport;
+
+    /// A fresh engine, or `None` when this machine has none (the test is then skipped).
+    async fn create(test: &str) -> Option<Self>;
+
+    /// A new handle on the engine.
+    async fn transport(&self) -> Self::T;
+
+    /// A new app on the engine and its stores.
+    async fn app(&self) -> App<Self::T>;
+
+    /// Whether appending a record again with the same CloudEvents id stores it once
+    /// (JetStream's duplicate window); the others store it twice and consumers drop the copy.
+    fn dedupes_appends(&self) -> bool {
+        false
+    }
+}
+
+struct Memory {
+    transport: MemoryTransport,
+    stores: Stores,
+}
+
+impl Backend for Memory {
+    type T = MemoryTransport;
+
+    async fn create(_test: &str) -> Option<Self> {
+        Some(Memory {
+            transport: MemoryTransport::new(),
+            stores: Stores::in_memory().await.unwrap(),
+        })
+    }
+
+    async fn transport(&self) -> MemoryTransport {
+        self.transport.clone()
+    }
+
+    async fn app(&self) -> App<MemoryTransport> {
+        App::new(self.transport.clone(), self.stores.clone())
+    }
+}
+
+struct Sqlite {
+    path: std::path::PathBuf,
+}
+
+impl Backend for Sqlite {
+    type T = SqliteTransport;
+
+    async fn create(test: &str) -> Option<Self> {
+        Some(Sqlite {
+            path: tempdir(test).join("log.db"),
+        })
+    }
+
+    async fn transport(&self) -> SqliteTransport {
+        SqliteTransport::open(&self.path).await.unwrap()
+    }
+
+    async fn app(&self) -> App<SqliteTransport> {
+        App::embedded(&self.path).await.unwrap()
+    }
+}
+
+struct Nats {
+    config: event_nats::NatsConfig,
+    stores: std::path::PathBuf,
+}
+
+/// The NATS server URL for the suite, or `None` to skip; panics when `CI` is set without one.
+fn nats_url() -> Option<String> {
+    match std::env::var("EVT_NATS_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "EVT_NATS_URL is not set, but CI is: the NATS JetStream conformance suite must run in \
+             CI (scripts/test.sh starts a nats-server and sets EVT_NATS_URL)"
+        ),
+        _ => {
+            eprintln!("skipped: EVT_NATS_URL is not set (scripts/test.sh starts a nats-server)");
+            None
+        }
+    }
+}
+
+impl Backend for Nats {
+    type T = event_nats::NatsTransport;
+
+    async fn create(test: &str) -> Option<Self> {
+        let url = nats_url()?;
+        // A prefix of its own per test: streams and buckets never meet another test's.
+        let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
+        Some(Nats {
+            config: event_nats::NatsConfig::new(url).prefix(prefix),
+            stores: tempdir(test).join("stores.db"),
+        })
+    }
+
+    async fn transport(&self) -> event_nats::NatsTransport {
+        event_nats::NatsTransport::connect(self.config.clone())
+            .await
+            .unwrap()
+    }
+
+    async fn app(&self) -> App<event_nats::NatsTransport> {
+        let stores = SqliteTransport::open(&self.stores).await.unwrap();
+        App::new(self.transport().await, Stores::sqlite(&stores))
+    }
+
+    fn dedupes_appends(&self) -> bool {
+        true
+    }
+}
+
+/// Runs `test` on a fresh `B`, unless this machine has none.
+async fn run<B: Backend, F, Fut>(name: &str, test: F)
+where
+    F: FnOnce(B) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    if let Some(backend) = B::create(name).await {
+        test(backend).await;
+    }
+}
+
+/// Instantiates every test of the suite for one backend, in a module named after it.
+macro_rules! conformance {
+    ($module:ident, $backend:ty) => {
+        mod $module {
+            conformance!(@tests $backend;
+                transport_contract,
+                per_key_order_holds_under_concurrency,
+                restart_resumes_from_the_committed_position,
+                uncommitted_records_are_redelivered_after_a_crash,
+                nothing_is_lost_with_concurrent_producers,
+                a_producer_retry_has_its_effect_once,
+                poison_goes_to_the_dlq_without_blocking_other_records,
+                sequenced_mode_parks_later_events_of_a_failed_key_until_redrive,
+                replay_is_idempotent_unless_dedupe_is_bypassed,
+                lag_counts_what_a_group_has_not_committed,
+            );
+        }
+    };
+    (@tests $backend:ty; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::run::<$backend, _, _>(stringify!($test), super::$test).await;
+            }
+        )*
+    };
+}
+
+conformance!(memory, crate::Memory);
+conformance!(sqlite, crate::Sqlite);
+conformance!(nats, crate::Nats);
+
+// ---------------------------------------------------------------------------------------------
+// The suite
+// ---------------------------------------------------------------------------------------------
+
+fn sorted(mut headers: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    headers.sort();
+    headers
+}
+
+/// The `Transport` contract itself: topics, offsets from 0 per partition, fetch from any
+/// offset, wait, positions per group, end offsets, and the errors.
+async fn transport_contract<B: Backend>(backend: B) {
+    let t = backend.transport().await;
+    assert_eq!(t.ensure_topic("contract", 3).await.unwrap(), 3);
+    assert_eq!(
+        t.ensure_topic("contract", 5).await.unwrap(),
+        3,
+        "an existing topic keeps its count"
+    );
+    assert!(
+        t.topics()
+            .await
+            .unwrap()
+            .contains(&("contract".to_owned(), 3))
+    );
+    assert_eq!(t.end_offsets("contract").await.unwrap(), [0, 0, 0]);
+    assert!(t.fetch("contract", 0, 0, 10).await.unwrap().is_empty());
+    assert_eq!(t.committed("g", "contract", 1).await.unwrap(), 0);
+
+    let record = |partition: u32, n: u8| OutgoingRecord {
+        partition,
+        key: Some(format!("key-{n}").into_bytes()),
+        headers: vec![
+            ("ce_id".to_owned(), format!("id-{n}").into_bytes()),
+            ("ce_type".to_owned(), b"contract.thing".to_vec()),
+            ("content-type".to_owned(), b"application/json".to_vec()),
+            ("x-custom".to_owned(), vec![b'v', n]),
+        ],
+        payload: vec![n; usize::from(n) * 100],
+    };
+    let outgoing: Vec<OutgoingRecord> = [0, 1, 0, 2, 0]
+        .iter()
+        .zip(1u8..)
+        .map(|(p, n)| record(*p, n))
+        .collect();
+    let positions = t.append("contract", outgoing.clone()).await.unwrap();
+    let positions: Vec<(u32, u64)> = positions.iter().map(|p| (p.partition, p.offset)).collect();
+    assert_eq!(positions, [(0, 0), (1, 0), (0, 1), (2, 0), (0, 2)]);
+    assert_eq!(t.end_offsets("contract").await.unwrap(), [3, 1, 1]);
+
+    // Another handle on the same engine reads what this one wrote, byte for byte.
+    let other = backend.transport().await;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let fetched = other.fetch("contract", 0, 0, 10).await.unwrap();
+    assert_eq!(
+        fetched.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    for (record, sent) in fetched
+        .iter()
+        .zip([&outgoing[0], &outgoing[2], &outgoing[4]])
+    {
+        assert_eq!((record.topic.as_str(), record.partition), ("contract", 0));
+        assert_eq!(record.key, sent.key);
+        assert_eq!(sorted(record.headers.clone()), sorted(sent.headers.clone()));
+        assert_eq!(record.payload, sent.payload);
+        assert!(
+            (record.timestamp_ms - now_ms).abs() < 60_000,
+            "{}",
+            record.timestamp_ms
+        );
+    }
+    let middle = other.fetch("contract", 0, 1, 1).await.unwrap();
+    assert_eq!(middle.len(), 1);
+    assert_eq!(middle[0].offset, 1);
+    assert_eq!(middle[0].payload, outgoing[2].payload);
+    assert_eq!(
+        other
+            .fetch("contract", 0, 2, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.offset)
+            .collect::<Vec<_>>(),
+        [2]
+    );
+    assert!(other.fetch("contract", 0, 3, 10).await.unwrap().is_empty());
+    assert_eq!(other.fetch("contract", 2, 0, 10).await.unwrap().len(), 1);
+
+    // wait: at once when a record is there, after the timeout when none comes, and woken by an
+    // append when one does.
+    let started = Instant::now();
+    t.wait("contract", 0, 2, Duration::from_secs(5)).await;
+    assert!(started.elapsed() < Duration::from_secs(2));
+    let started = Instant::now();
+    t.wait("contract", 1, 1, Duration::from_millis(200)).await;
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(150) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    let writer = backend.transport().await;
+    let appended = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        writer.append("contract", vec![record(1, 9)]).await.unwrap()
+    });
+    let started = Instant::now();
+    t.wait("contract", 1, 1, Duration::from_secs(10)).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "not woken by the append"
+    );
+    assert_eq!(appended.await.unwrap()[0].offset, 1);
+    let woken = t.fetch("contract", 1, 1, 10).await.unwrap();
+    assert_eq!(woken.len(), 1);
+    assert_eq!(woken[0].offset, 1);
+    assert_eq!(woken[0].payload, record(1, 9).payload);
+
+    // Positions are per group, may move anywhere, and survive the handle.
+    t.commit("g", "contract", 1, 2).await.unwrap();
+    t.commit("g", "contract", 0, 3).await.unwrap();
+    assert_eq!(other.committed("g", "contract", 1).await.unwrap(), 2);
+    assert_eq!(other.committed("h", "contract", 1).await.unwrap(), 0);
+    t.commit("g", "contract", 1, 0).await.unwrap();
+    assert_eq!(t.committed("g", "contract", 1).await.unwrap(), 0);
+    assert_eq!(t.committed("g", "contract", 0).await.unwrap(), 3);
+
+    // Errors.
+    let kind = |err: event_runtime::transport::TransportError| err.kind;
+    assert_eq!(
+        kind(t.append("nope", vec![record(0, 1)]).await.unwrap_err()),
+        TransportErrorKind::UnknownTopic
+    );
+    // (The SQLite engine answers a fetch from an unknown topic with no records.)
+    match t.fetch("nope", 0, 0, 1).await {
+        Ok(records) => assert!(records.is_empty()),
+        Err(err) => assert_eq!(err.kind, TransportErrorKind::UnknownTopic),
+    }
+    assert_eq!(
+        kind(t.end_offsets("nope").await.unwrap_err()),
+        TransportErrorKind::UnknownTopic
+    );
+    assert_eq!(
+        kind(t.append("contract", vec![record(3, 1)]).await.unwrap_err()),
+        TransportErrorKind::InvalidPartition
+    );
+    assert_eq!(t.end_offsets("contract").await.unwrap(), [3, 2, 1]);
+}
+
+async fn per_key_order_holds_under_concurrency<B: Backend>(backend: B) {
+    let mut app = backend.app().await;
+    let seen: Seen = Arc::default();
+    app.partitions(4)
+        .subscribe::<Step, _>("ledger-view", recorder(seen.clone()));
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    let producers: Vec<_> = steps(20, 15)
+        .chunks(37)
+        .map(|batch| {
+            let (publisher, batch) = (publisher.clone(), batch.to_vec());
+            tokio::spawn(async move { publisher.publish_all(batch).await.unwrap() })
+        })
+        .collect();
+    // Batches go out concurrently, so the order between them is the log's: per key, the group
+    // must handle records in exactly the order the log holds them.
+    for producer in producers {
+        producer.await.unwrap();
+    }
+    assert!(
+        running.wait_idle(Duration::from_secs(30)).await,
+        "consumer did not catch up"
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 20);
+    // Per key, the handling order is the log order.
+    let transport = backend.transport().await;
+    let mut log_order: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for (partition, end) in transport
+        .end_offsets("ledger")
+        .await
+        .unwrap()
+        .into_iter()
+        .enumerate()
+    {
+        let mut from = 0;
+        while from < end {
+            for record in transport
+                .fetch("ledger", partition as u32, from, 500)
+                .await
+                .unwrap()
+            {
+                let raw =
+                    event_runtime::transport::decode_record(&record, &Default::default()).unwrap();
+                let step = raw.decode::<Step>().unwrap().data;
+                log_order.entry(step.account).or_default().push(step.seq);
+                from = record.offset + 1;
+            }
+        }
+    }
+    for (account, deliveries) in &seen {
+        let seqs: Vec<u32> = deliveries.iter().map(|(s, _)| *s).collect();
+        assert_eq!(&seqs, &log_order[account], "order broken for {account}");
+        let unique: BTreeSet<u32> = seqs.iter().copied().collect();
+        assert_eq!(unique.len(), 15, "{account}: {seqs:?}");
+    }
+    assert_eq!(running.stats("ledger-view").unwrap().handled, 300);
+    assert!(running.lag().await.unwrap().iter().all(|l| l.lag() == 0));
+    running.stop().await;
+}
+
+async fn restart_resumes_from_the_committed_position<B: Backend>(backend: B) {
+    let seen: Seen = Arc::default();
+    {
+        let mut app = backend.app().await;
+        app.partitions(3)
+            .subscribe::<Step, _>("g", recorder(seen.clone()));
+        let running = app.start().await.unwrap();
+        running.publisher().publish_all(steps(3, 4)).await.unwrap();
+        assert!(running.wait_idle(Duration::from_secs(20)).await);
+        assert_eq!(running.stats("g").unwrap().handled, 12);
+        running.stop().await;
+    }
+    {
+        // A new process: publishes while stopped, then starts where the group committed.
+        let mut app = backend.app().await;
+        app.subscribe::<Step, _>("g", recorder(seen.clone()));
+        let more: Vec<Envelope<Step>> = (0..3)
+            .map(|a| {
+                Envelope::event(Step {
+                    account: format!("acct-{a}"),
+                    seq: 4,
+                })
+            })
+            .collect();
+        app.publisher().publish_all(more).await.unwrap();
+        let running = app.start().await.unwrap();
+        assert!(running.wait_idle(Duration::from_secs(20)).await);
+        let stats = running.stats("g").unwrap();
+        assert_eq!(
+            (stats.handled, stats.duplicates),
+            (3, 0),
+            "only the new records: {stats:?}"
+        );
+        running.stop().await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    for account in ["acct-0", "acct-1", "acct-2"] {
+        let seqs: Vec<u32> = seen[account].iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, [0, 1, 2, 3, 4], "{account}");
+    }
+}
+
+/// A consumer dies mid-batch (its tasks are aborted, nothing committed); a new app on the same
+/// engine gets the whole batch again: what was handled and marked is dropped as a duplicate,
+/// the rest is handled, in order.
+async fn uncommitted_records_are_redelivered_after_a_crash<B: Backend>(backend: B) {
+    let seen: Seen = Arc::default();
+    let stuck = Arc::new(AtomicUsize::new(0));
+    {
+        let mut app = backend.app().await;
+        let (record, hung) = (recorder(seen.clone()), stuck.clone());
+        app.partitions(1)
+            .subscribe::<Step, _>("g", move |event: Envelope<Step>, ctx: Context| {
+                let hang = event.data.seq >= 2;
+                let stuck = hung.clone();
+                let fut = record(event, ctx);
+                async move {
+                    if hang {
+                        // The process "dies" while this handler runs.
+                        stuck.fetch_add(1, Ordering::SeqCst);
+                        std::future::pending::<()>().await;
+                    }
+                    fut.await
+                }
+            });
+        // Written before the group starts, so that its first batch holds all of them.
+        app.publisher().publish_all(steps(3, 4)).await.unwrap();
+        let running = app.start().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while stuck.load(Ordering::SeqCst) < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "handlers did not reach the crash point"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let lag: u64 = running.lag().await.unwrap().iter().map(|l| l.lag()).sum();
+        assert_eq!(lag, 12, "nothing of the batch is committed");
+        // A crash: the consumers are aborted, not stopped.
+        drop(running);
+    }
+    {
+        let mut app = backend.app().await;
+        app.subscribe::<Step, _>("g", recorder(seen.clone()));
+        let running = app.start().await.unwrap();
+        assert!(running.wait_idle(Duration::from_secs(20)).await);
+        let stats = running.stats("g").unwrap();
+        assert_eq!(
+            (stats.handled, stats.duplicates),
+            (6, 6),
+            "seq 0 and 1 were handled and marked before the crash: {stats:?}"
+        );
+        running.stop().await;
+    }
+    let seen = seen.lock().unwrap().clone();
+    for account in ["acct-0", "acct-1", "acct-2"] {
+        let seqs: Vec<u32> = seen[account].iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, [0, 1, 2, 3], "{account}");
+    }
+}
+
+async fn nothing_is_lost_with_concurrent_producers<B: Backend>(backend: B) {
+    let mut app = backend.app().await;
+    let seen: Seen = Arc::default();
+    app.partitions(3)
+        .subscribe::<Step, _>("g", recorder(seen.clone()));
+    let running = app.start().await.unwrap();
+    let producers: Vec<_> = (0..4)
+        .map(|producer| {
+            let publisher = running.publisher();
+            tokio::spawn(async move {
+                for seq in 0..50 {
+                    let event = Envelope::event(Step {
+                        account: format!("p{producer}-{}", seq % 7),
+                        seq,
+                    });
+                    publisher.publish(event).await.unwrap();
+                }
+                let batch: Vec<Envelope<Step>> = (50..100)
+                    .map(|seq| {
+                        Envelope::event(Step {
+                            account: format!("p{producer}-{}", seq % 7),
+                            seq,
+                        })
+                    })
+                    .collect();
+                publisher.publish_all(batch).await.unwrap();
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.await.unwrap();
+    }
+    assert!(running.wait_idle(Duration::from_secs(30)).await);
+    let seen = seen.lock().unwrap().clone();
+    let handled: BTreeSet<(String, u32)> = seen
+        .iter()
+        .flat_map(|(account, d)| d.iter().map(move |(seq, _)| (account.clone(), *seq)))
+        .collect();
+    let expected: BTreeSet<(String, u32)> = (0..4)
+        .flat_map(|p| (0..100).map(move |seq| (format!("p{p}-{}", seq % 7), seq)))
+        .collect();
+    assert_eq!(handled, expected);
+    assert_eq!(seen.values().map(Vec::len).sum::<usize>(), 400, "each once");
+    let ends = backend
+        .transport()
+        .await
+        .end_offsets("ledger")
+        .await
+        .unwrap();
+    assert_eq!(ends.iter().sum::<u64>(), 400);
+    assert_eq!(running.stats("g").unwrap().handled, 400);
+    running.stop().await;
+}
+
+/// A producer that could not confirm a publish sends it again: same event id, one effect.
+async fn a_producer_retry_has_its_effect_once<B: Backend>(backend: B) {
+    let mut app = backend.app().await;
+    let seen: Seen = Arc::default();
+    app.partitions(2)
+        .subscribe::<Step, _>("g", recorder(seen.clone()));
+    let publisher = app.publisher();
+    let events = steps(3, 1);
+    let first = publisher.publish_all(events.clone()).await.unwrap();
+    let again = publisher.publish_all(events.clone()).await.unwrap();
+    let single = publisher.publish(events[0].clone()).await.unwrap();
+    let running = app.start().await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    let stats = running.stats("g").unwrap();
+    let stored: u64 = running
+        .transport()
+        .end_offsets("ledger")
+        .await
+        .unwrap()
+        .iter()
+        .sum();
+    if backend.dedupes_appends() {
+        // The engine stored each record once and acknowledged the copies with its position.
+        assert_eq!(first, again);
+        assert_eq!(single, first[0]);
+        assert_eq!(stored, 3);
+        assert_eq!((stats.handled, stats.duplicates), (3, 0), "{stats:?}");
+    } else {
+        assert_ne!(first, again);
+        assert_eq!(stored, 7);
+        assert_eq!((stats.handled, stats.duplicates), (3, 4), "{stats:?}");
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.values().map(Vec::len).sum::<usize>(), 3);
+    running.stop().await;
+}
+
+async fn poison_goes_to_the_dlq_without_blocking_other_records<B: Backend>(backend: B) {
+    let mut app = backend.app().await;
+    let seen: Seen = Arc::default();
+    app.partitions(1)
+        .subscribe::<Step, _>("g", recorder(seen.clone()));
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    publisher
+        .publish(Envelope::event(Step {
+            account: "a".into(),
+            seq: 0,
+        }))
+        .await
+        .unwrap();
+
+    // Garbage headers, an unknown type and a version from the future, written by a foreign
+    // producer straight into the log (through another handle), between good records.
+    let good = Envelope::event(Step {
+        account: "a".into(),
+        seq: 1,
+    });
+    let mut future = to_binary(&good, Binding::Kafka).unwrap();
+    for (name, value) in &mut future.headers {
+        if name == "ce_eventversion" {
+            *value = b"7".to_vec();
+        }
+        if name == "ce_id" {
+            *value = uuid::Uuid::now_v7().to_string().into_bytes();
+        }
+    }
+    let mut unknown = future.clone();
+    for (name, value) in &mut unknown.headers {
+        match name.as_str() {
+            "ce_type" => *value = b"ledger.step_reversed".to_vec(),
+            "ce_eventversion" => *value = b"1".to_vec(),
+            "ce_id" => *value = uuid::Uuid::now_v7().to_string().into_bytes(),
+            _ => {}
+        }
+    }
+    let garbage_headers = vec![("ce_id".to_owned(), b"\xff".to_vec())];
+    backend
+        .transport()
+        .await
+        .append(
+            "ledger",
+            vec![
+                OutgoingRecord {
+                    partition: 0,
+                    key: None,
+                    headers: garbage_headers.clone(),
+                    payload: b"{".to_vec(),
+                },
+                OutgoingRecord {
+                    partition: 0,
+                    key: None,
+                    headers: unknown.headers,
+                    payload: unknown.payload,
+                },
+                OutgoingRecord {
+                    partition: 0,
+                    key: None,
+                    headers: future.headers,
+                    payload: future.payload,
+                },
+            ],
+        )
+        .await
+        .unwrap();
+    publisher.publish(good).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+
+    let seqs: Vec<u32> = seen.lock().unwrap()["a"].iter().map(|(s, _)| *s).collect();
+    assert_eq!(
+        seqs,
+        [0, 1],
+        "good records around the poison are handled in order"
+    );
+    let mut letters = running
+        .dead_letters()
+        .list(&LetterFilter::default())
+        .await
+        .unwrap();
+    letters.sort_by_key(|l| l.record.offset);
+    let kinds: Vec<(&str, u64)> = letters
+        .iter()
+        .map(|l| (l.reason_kind.as_str(), l.record.offset))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("malformed", 1), ("unknown-type", 2), ("future-version", 3)]
+    );
+    assert!(
+        letters[0].reason.contains("ce_id") || letters[0].reason.contains("UTF-8"),
+        "{}",
+        letters[0].reason
+    );
+    assert!(
+        letters[1].reason.contains("ledger.step_reversed"),
+        "{}",
+        letters[1].reason
+    );
+    assert!(
+        letters[2].reason.contains("version 7"),
+        "{}",
+        letters[2].reason
+    );
+    // The original record is kept, byte for byte.
+    assert_eq!(letters[0].record.payload, b"{");
+    assert_eq!(letters[0].record.headers, garbage_headers);
+    assert_eq!(running.stats("g").unwrap().dead_lettered, 3);
+    running.stop().await;
+}
+
+async fn sequenced_mode_parks_later_events_of_a_failed_key_until_redrive<B: Backend>(backend: B) {
+    let mut app = backend.app().await;
+    let seen: Seen = Arc::default();
+    let broken = Arc::new(AtomicBool::new(true));
+    let (record, flag) = (recorder(seen.clone()), broken.clone());
+    app.partitions(2)
+        .group_options(
+            "seq",
+            GroupOptions {
+                sequenced: true,
+                retry: RetryPolicy::none(),
+                ..GroupOptions::default()
+            },
+        )
+        .subscribe::<Step, _>("seq", move |event: Envelope<Step>, ctx: Context| {
+            let fail =
+                flag.load(Ordering::SeqCst) && event.data.account == "bad" && event.data.seq == 0;
+            let fut = record(event, ctx);
+            async move {
+                if fail {
+                    return Err(HandlerError::permanent("account `bad` is frozen"));
+                }
+                fut.await
+            }
+        });
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    for seq in 0..3 {
+        for account in ["bad", "good"] {
+            publisher
+                .publish(Envelope::event(Step {
+                    account: account.into(),
+                    seq,
+                }))
+                .await
+                .unwrap();
+        }
+    }
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    {
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen["good"].len(), 3, "other keys are not blocked");
+        assert!(!seen.contains_key("bad"));
+    }
+    let dlq = running.dead_letters();
+    let letters = dlq.list(&LetterFilter::default()).await.unwrap();
+    let statuses: Vec<(LetterStatus, Option<u64>)> = letters
+        .iter()
+        .map(|l| (l.status, l.parked_behind))
+        .collect();
+    let head = letters[0].id;
+    assert_eq!(
+        statuses,
+        [
+            (LetterStatus::Dead, None),
+            (LetterStatus::Parked, Some(head)),
+            (LetterStatus::Parked, Some(head))
+        ]
+    );
+
+    // Fix the cause, then redrive the head: the parked events follow in order.
+    broken.store(false, Ordering::SeqCst);
+    assert_eq!(
+        dlq.request_redrive(Some("seq"), Selection::Ids(&[head]), "alice")
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    let bad: Vec<(u32, Delivery)> = seen.lock().unwrap()["bad"].clone();
+    assert_eq!(
+        bad,
+        [
+            (0, Delivery::Redrive),
+            (1, Delivery::Redrive),
+            (2, Delivery::Redrive)
+        ]
+    );
+    let closed = dlq
+        .list(&LetterFilter {
+            include_closed: true,
+            ..LetterFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(closed.iter().all(|l| l.status == LetterStatus::Resolved));
+    let audit: Vec<(String, String)> = dlq
+        .audit(head)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| (a.action, a.actor))
+        .collect();
+    assert_eq!(
+        audit,
+        [
+            ("dead-lettered".to_owned(), "consumer:seq".to_owned()),
+            ("redrive-requested".to_owned(), "alice".to_owned()),
+            ("resolved".to_owned(), "consumer:seq".to_owned()),
+        ]
+    );
+    running.stop().await;
+}
+
+async fn replay_is_idempotent_unless_dedupe_is_bypassed<B: Backend>(backend: B) {
+    let mut app = backend.app().await;
+    let seen: Seen = Arc::default();
+    app.partitions(1)
+        .subscribe::<Step, _>("g", recorder(seen.clone()));
+    let running = app.start().await.unwrap();
+    let written = running.publisher().publish_all(steps(1, 3)).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    let positions: Vec<(String, u32, u64)> = written
+        .iter()
+        .map(|p| ("ledger".to_owned(), p.partition, p.offset))
+        .collect();
+    assert_eq!(positions.iter().map(|p| p.2).collect::<Vec<_>>(), [0, 1, 2]);
+    let dlq = running.dead_letters();
+    dlq.request_replay("g", &positions, false).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    assert_eq!(
+        seen.lock().unwrap()["acct-0"].len(),
+        3,
+        "deduped replay has no effect"
+    );
+    assert_eq!(running.stats("g").unwrap().duplicates, 3);
+    dlq.request_replay("g", &positions[1..2], true)
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    let deliveries = seen.lock().unwrap()["acct-0"].clone();
+    assert_eq!(deliveries.len(), 4);
+    assert_eq!(deliveries.last(), Some(&(1, Delivery::Replay)));
+    running.stop().await;
+}
+
+async fn lag_counts_what_a_group_has_not_committed<B: Backend>(backend: B) {
+    let mut app = backend.app().await;
+    let handled = Arc::new(Mutex::new(0usize));
+    let counter = handled.clone();
+    app.partitions(2)
+        .subscribe::<Step, _>("g", move |_: Envelope<Step>, _: Context| {
+            let counter = counter.clone();
+            async move {
+                *counter.lock().unwrap() += 1;
+                Ok(())
+            }
+        });
+    // Published before the group starts: all of it is lag.
+    let events = steps(5, 2);
+    let mut per_partition = [0u64; 2];
+    for event in &events {
+        let key = event.partition_key.as_deref().unwrap().as_bytes();
+        per_partition[event_runtime::partition::partition_for_key(key, 2) as usize] += 1;
+    }
+    let positions = app.publisher().publish_all(events).await.unwrap();
+    assert_eq!(positions.len(), 10);
+    let transport = backend.transport().await;
+    assert!(
+        transport
+            .topics()
+            .await
+            .unwrap()
+            .contains(&("ledger".to_owned(), 2))
+    );
+    let subscriptions = [("g".to_owned(), "ledger".to_owned(), 2)];
+    let lags = lag_of(&transport, &subscriptions).await.unwrap();
+    assert_eq!(
+        lags.iter()
+            .map(|l| (l.partition, l.committed, l.end))
+            .collect::<Vec<_>>(),
+        [(0, 0, per_partition[0]), (1, 0, per_partition[1])]
+    );
+    assert_eq!(lags.iter().map(|l| l.lag()).sum::<u64>(), 10);
+
+    let running = app.start().await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    assert_eq!(*handled.lock().unwrap(), 10);
+    let lags = running.lag().await.unwrap();
+    assert!(
+        lags.iter().all(|l| l.lag() == 0 && l.committed == l.end),
+        "{lags:?}"
+    );
+    let after = lag_of(&transport, &subscriptions).await.unwrap();
+    assert_eq!(after, lags, "another handle sees the same positions");
+    running.stop().await;
+}
