@@ -1,20 +1,17 @@
-//! The embedded runtime, end to end on both engines: per-key ordering under concurrency,
-//! at-least-once with dedupe, retries, the dead-letter queue for poison, sequenced parking, redrive
-//! with an audit trail, replay, choreography with correlation, and the inbox pattern.
-//!
-//! The engine-independent behaviours also run once per engine (memory, SQLite, NATS JetStream)
-//! in `conformance.rs`; what stays here is specific to the embedded engines (torn SQLite
-//! records, the inbox, retries).
+//! The embedded runtime's own behaviour, beyond the engine-independent conformance suite
+//! (`conformance.rs`, which covers ordering, restarts, poison, sequenced parking, redrive and
+//! replay on every engine): retries, torn records in the SQLite log, restart with dedupe counts,
+//! choreography with correlation, and the inbox pattern.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_runtime::app::GroupOptions;
-use event_runtime::dlq::{LetterFilter, LetterStatus, Selection};
+use event_runtime::dlq::LetterFilter;
 use event_runtime::retry::RetryPolicy;
 use event_runtime::transport::{OutgoingRecord, Transport};
-use event_runtime::{App, Context, Delivery, DomainEvent, Envelope, HandlerError};
+use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError};
 use serde::{Deserialize, Serialize};
 
 mod common;
@@ -27,45 +24,6 @@ struct StepSeen {
     #[event(key)]
     account: String,
     seq: u32,
-}
-
-async fn ordering_holds<T: Transport>(mut app: App<T>) {
-    let seen: Seen = Arc::default();
-    app.partitions(4)
-        .subscribe::<Step, _>("ledger-view", recorder(seen.clone()));
-    let running = app.start().await.unwrap();
-    let publisher = running.publisher();
-    for batch in steps(20, 15).chunks(37) {
-        publisher.publish_all(batch.to_vec()).await.unwrap();
-    }
-    assert!(
-        running.wait_idle(Duration::from_secs(20)).await,
-        "consumer did not catch up"
-    );
-    let seen = seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 20);
-    for (account, deliveries) in &seen {
-        let seqs: Vec<u32> = deliveries.iter().map(|(s, _)| *s).collect();
-        assert_eq!(
-            seqs,
-            (0..15).collect::<Vec<_>>(),
-            "order broken for {account}"
-        );
-    }
-    assert_eq!(running.stats("ledger-view").unwrap().handled, 300);
-    assert!(running.lag().await.unwrap().iter().all(|l| l.lag() == 0));
-    running.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn per_key_order_holds_under_concurrency_in_memory() {
-    ordering_holds(App::in_memory().await.unwrap()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn per_key_order_holds_under_concurrency_on_sqlite() {
-    let dir = tempdir("order");
-    ordering_holds(App::embedded(dir.join("log.db")).await.unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,141 +253,6 @@ async fn poison_goes_to_the_dlq_without_blocking_other_records() {
         letters[0].record.payload, b"{",
         "the original record is kept"
     );
-    running.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sequenced_mode_parks_later_events_of_a_failed_key_until_redrive() {
-    let dir = tempdir("sequenced");
-    let mut app = App::embedded(dir.join("log.db")).await.unwrap();
-    let seen: Seen = Arc::default();
-    let broken = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let (record, flag) = (recorder(seen.clone()), broken.clone());
-    app.partitions(2)
-        .group_options(
-            "seq",
-            GroupOptions {
-                sequenced: true,
-                retry: RetryPolicy::none(),
-                ..GroupOptions::default()
-            },
-        )
-        .subscribe::<Step, _>("seq", move |event: Envelope<Step>, ctx: Context| {
-            let fail =
-                flag.load(Ordering::SeqCst) && event.data.account == "bad" && event.data.seq == 0;
-            let fut = record(event, ctx);
-            async move {
-                if fail {
-                    return Err(HandlerError::permanent("account `bad` is frozen"));
-                }
-                fut.await
-            }
-        });
-    let running = app.start().await.unwrap();
-    let publisher = running.publisher();
-    for seq in 0..3 {
-        for account in ["bad", "good"] {
-            publisher
-                .publish(Envelope::event(Step {
-                    account: account.into(),
-                    seq,
-                }))
-                .await
-                .unwrap();
-        }
-    }
-    assert!(running.wait_idle(Duration::from_secs(10)).await);
-    {
-        let seen = seen.lock().unwrap();
-        assert_eq!(seen["good"].len(), 3, "other keys are not blocked");
-        assert!(!seen.contains_key("bad"));
-    }
-    let dlq = running.dead_letters();
-    let letters = dlq.list(&LetterFilter::default()).await.unwrap();
-    let statuses: Vec<(LetterStatus, Option<u64>)> = letters
-        .iter()
-        .map(|l| (l.status, l.parked_behind))
-        .collect();
-    let head = letters[0].id;
-    assert_eq!(
-        statuses,
-        [
-            (LetterStatus::Dead, None),
-            (LetterStatus::Parked, Some(head)),
-            (LetterStatus::Parked, Some(head))
-        ]
-    );
-
-    // Fix the cause, then redrive the head: the parked events follow in order.
-    broken.store(false, Ordering::SeqCst);
-    assert_eq!(
-        dlq.request_redrive(Some("seq"), Selection::Ids(&[head]), "alice")
-            .await
-            .unwrap(),
-        1
-    );
-    assert!(running.wait_idle(Duration::from_secs(10)).await);
-    let bad: Vec<(u32, Delivery)> = seen.lock().unwrap()["bad"].clone();
-    assert_eq!(
-        bad,
-        [
-            (0, Delivery::Redrive),
-            (1, Delivery::Redrive),
-            (2, Delivery::Redrive)
-        ]
-    );
-    let closed = dlq
-        .list(&LetterFilter {
-            include_closed: true,
-            ..LetterFilter::default()
-        })
-        .await
-        .unwrap();
-    assert!(closed.iter().all(|l| l.status == LetterStatus::Resolved));
-    let audit: Vec<(String, String)> = dlq
-        .audit(head)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|a| (a.action, a.actor))
-        .collect();
-    assert_eq!(
-        audit,
-        [
-            ("dead-lettered".to_owned(), "consumer:seq".to_owned()),
-            ("redrive-requested".to_owned(), "alice".to_owned()),
-            ("resolved".to_owned(), "consumer:seq".to_owned()),
-        ]
-    );
-    running.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_is_idempotent_unless_dedupe_is_bypassed() {
-    let dir = tempdir("replay");
-    let mut app = App::embedded(dir.join("log.db")).await.unwrap();
-    let seen: Seen = Arc::default();
-    app.partitions(1)
-        .subscribe::<Step, _>("g", recorder(seen.clone()));
-    let running = app.start().await.unwrap();
-    running.publisher().publish_all(steps(1, 3)).await.unwrap();
-    assert!(running.wait_idle(Duration::from_secs(10)).await);
-    let positions: Vec<(String, u32, u64)> = (0..3).map(|o| ("ledger".to_owned(), 0, o)).collect();
-    let dlq = running.dead_letters();
-    dlq.request_replay("g", &positions, false).await.unwrap();
-    assert!(running.wait_idle(Duration::from_secs(10)).await);
-    assert_eq!(
-        seen.lock().unwrap()["acct-0"].len(),
-        3,
-        "deduped replay has no effect"
-    );
-    dlq.request_replay("g", &positions[..1], true)
-        .await
-        .unwrap();
-    assert!(running.wait_idle(Duration::from_secs(10)).await);
-    let deliveries = seen.lock().unwrap()["acct-0"].clone();
-    assert_eq!(deliveries.last(), Some(&(0, Delivery::Replay)));
-    assert_eq!(deliveries.len(), 4);
     running.stop().await;
 }
 
