@@ -165,6 +165,10 @@ impl<T: Transport> Publisher<T> {
         envelope: &RawEnvelope,
     ) -> Result<OutgoingRecord, PublishError> {
         let partitions = self.partitions_of(topic).await?;
+        Ok(Self::record_for(envelope, partitions)?)
+    }
+
+    fn record_for(envelope: &RawEnvelope, partitions: u32) -> Result<OutgoingRecord, EncodeError> {
         let message = binary::encode(envelope, Binding::Kafka)?;
         let id = envelope.id.to_string();
         let key_bytes = message.key.as_deref().unwrap_or(id.as_bytes());
@@ -274,7 +278,33 @@ impl<T: Transport> Publisher<T> {
         conn: &mut sqlx::SqliteConnection,
         emitted: Vec<Emitted>,
     ) -> Result<(), TransportError> {
-        for (topic, records) in self.group_emitted(emitted).await? {
+        // Everything on `conn`, inside the inbox transaction: a topic this app has not seen yet
+        // is created there too (another connection would wait for this transaction's lock).
+        // Counts found here are not cached: the transaction may still roll back.
+        let mut by_topic: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
+        for item in emitted {
+            let cached = self
+                .topics
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&item.topic)
+                .copied();
+            let partitions = match cached {
+                Some(count) => count,
+                None => {
+                    SqliteTransport::ensure_topic_on(conn, &item.topic, self.partitions).await?
+                }
+            };
+            let record = Self::record_for(&item.envelope, partitions).map_err(|err| {
+                TransportError::new(
+                    crate::transport::TransportErrorKind::Other,
+                    format!("publish to {}", item.topic),
+                    err.to_string(),
+                )
+            })?;
+            by_topic.entry(item.topic).or_default().push(record);
+        }
+        for (topic, records) in by_topic {
             SqliteTransport::append_on(conn, &topic, records).await?;
         }
         Ok(())

@@ -75,11 +75,45 @@ impl<E: Message, H: Handler<E>> ErasedHandler for Typed<E, H> {
     ) -> BoxFuture<'a, Result<(), Failure>> {
         Box::pin(async move {
             let envelope: Envelope<E> = raw.decode().map_err(Failure::Poison)?;
-            self.handler
-                .handle(envelope, ctx)
-                .await
-                .map_err(Failure::Handler)
+            // A panicking handler is a bug in that handler: its record is dead-lettered with the
+            // panic message, and the partition goes on (it must never stop on one record).
+            match CatchUnwind(Box::pin(self.handler.handle(envelope, ctx))).await {
+                Ok(result) => result.map_err(Failure::Handler),
+                Err(panic) => Err(Failure::Handler(HandlerError::permanent(format!(
+                    "the handler panicked: {}",
+                    panic_message(&*panic)
+                )))),
+            }
         })
+    }
+}
+
+/// Polls a future, turning a panic inside it into an `Err` with the panic payload.
+struct CatchUnwind<F: ?Sized>(Pin<Box<F>>);
+
+impl<F: Future + ?Sized> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+            Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+            Err(panic) => std::task::Poll::Ready(Err(panic)),
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a non-string panic payload".to_owned()
     }
 }
 
@@ -298,11 +332,25 @@ impl<T: Transport> GroupRunner<T> {
     }
 
     async fn process_batch(self: Arc<Self>, records: Vec<Record>) -> Result<(), TransportError> {
-        // Lanes by partition key, in first-seen order; unkeyed records run alone.
+        // Lanes by partition key, in first-seen order. Unkeyed records have no order to keep,
+        // but copies of one event (a producer retry) must not run side by side, or both would
+        // pass the dedupe check before either is marked: they share a lane by dedupe key (or id).
         let mut lanes: Vec<Vec<Record>> = Vec::new();
         let mut by_key: HashMap<Vec<u8>, usize> = HashMap::new();
         for record in records {
-            match record.key.clone() {
+            let lane = record.key.clone().or_else(|| {
+                let header = |name: &str| {
+                    record
+                        .headers
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| v)
+                };
+                header("ce_dedupekey")
+                    .or_else(|| header("ce_id"))
+                    .map(|value| [b"\0dedupe:".as_slice(), value].concat())
+            });
+            match lane {
                 Some(key) => {
                     let index = *by_key.entry(key).or_insert_with(|| {
                         lanes.push(Vec::new());

@@ -312,3 +312,137 @@ async fn choreography_carries_correlation_and_inbox_effects_happen_once() {
     assert_eq!(running.stats("ledger").unwrap().duplicates, 1);
     running.stop().await;
 }
+
+/// An event without a partition key.
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(context = "pings")]
+struct Ping {
+    n: u32,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_handler_dead_letters_its_record_and_the_partition_goes_on() {
+    let mut app = App::in_memory().await.unwrap();
+    let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let sink = seen.clone();
+    app.partitions(1)
+        .subscribe::<Step, _>("g", move |event: Envelope<Step>, _ctx: Context| {
+            let sink = sink.clone();
+            async move {
+                assert!(event.data.seq != 0, "bug in the handler for seq 0");
+                sink.lock().unwrap().push(event.data.seq);
+                Ok::<(), HandlerError>(())
+            }
+        });
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    // Same key first (one lane: the handler runs on the partition's own task), then others.
+    for (account, seq) in [("x", 0), ("x", 1), ("y", 2)] {
+        publisher
+            .publish(Envelope::event(Step {
+                account: account.into(),
+                seq,
+            }))
+            .await
+            .unwrap();
+    }
+    assert!(
+        running.wait_idle(Duration::from_secs(10)).await,
+        "the partition stopped"
+    );
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_unstable();
+    assert_eq!(seen, [1, 2], "the records after the panic are handled");
+    let letters = running
+        .dead_letters()
+        .list(&LetterFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].reason_kind, "permanent");
+    assert!(
+        letters[0].reason.contains("bug in the handler for seq 0"),
+        "{}",
+        letters[0].reason
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_of_a_keyless_event_in_one_batch_have_their_effect_once() {
+    let mut app = App::in_memory().await.unwrap();
+    let count = Arc::new(AtomicU32::new(0));
+    let counter = count.clone();
+    app.partitions(1)
+        .subscribe::<Ping, _>("g", move |_event: Envelope<Ping>, _ctx: Context| {
+            let counter = counter.clone();
+            async move {
+                tokio::task::yield_now().await;
+                counter.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), HandlerError>(())
+            }
+        });
+    let publisher = app.publisher();
+    let ping = Envelope::event(Ping { n: 1 });
+    // Written before the consumer starts, so both copies arrive in one batch.
+    publisher
+        .publish_all(vec![ping.clone(), ping])
+        .await
+        .unwrap();
+    let running = app.start().await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    assert_eq!(running.stats("g").unwrap().duplicates, 1);
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inbox_handler_can_emit_to_a_topic_nobody_here_consumes() {
+    let dir = tempdir("inbox-new-topic");
+    let mut app = App::embedded(dir.join("log.db")).await.unwrap();
+    app.group_options(
+        "ledger",
+        GroupOptions {
+            inbox: true,
+            ..GroupOptions::default()
+        },
+    )
+    .subscribe::<Step, _>("ledger", |event: Envelope<Step>, ctx: Context| async move {
+        ctx.publish(StepSeen {
+            account: event.data.account.clone(),
+            seq: event.data.seq,
+        })?;
+        Ok(())
+    });
+    let running = app.start().await.unwrap();
+    let started = std::time::Instant::now();
+    running
+        .publisher()
+        .publish(Envelope::event(Step {
+            account: "a".into(),
+            seq: 0,
+        }))
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the inbox waited on its own lock"
+    );
+    assert_eq!(running.stats("ledger").unwrap().handled, 1);
+    assert!(
+        running
+            .dead_letters()
+            .list(&LetterFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let ends = running.transport().end_offsets("audit").await.unwrap();
+    assert_eq!(
+        ends.iter().sum::<u64>(),
+        1,
+        "the emitted event is in the audit topic"
+    );
+    running.stop().await;
+}

@@ -288,6 +288,29 @@ impl SqliteTransport {
         })
     }
 
+    /// Creates `topic` on `conn` (inside the caller's transaction) if needed; returns its
+    /// partition count.
+    pub(crate) async fn ensure_topic_on(
+        conn: &mut sqlx::SqliteConnection,
+        topic: &str,
+        partitions: u32,
+    ) -> Result<u32, TransportError> {
+        sqlx::query(
+            "INSERT INTO evt_topics (name, partitions) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(topic)
+        .bind(i64::from(partitions.max(1)))
+        .execute(&mut *conn)
+        .await
+        .map_err(|err| db_error(format!("create topic {topic}"), err))?;
+        let count: i64 = sqlx::query_scalar("SELECT partitions FROM evt_topics WHERE name = ?")
+            .bind(topic)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|err| db_error(format!("create topic {topic}"), err))?;
+        Ok(count as u32)
+    }
+
     /// Appends on `conn` (inside the caller's transaction). Partitions are not checked here.
     pub(crate) async fn append_on(
         conn: &mut sqlx::SqliteConnection,
