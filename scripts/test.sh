@@ -8,6 +8,14 @@
 # own. The server is stopped on exit, failure included. With EVT_NATS_URL already set, that
 # server is used and none is started. Without nats-server (and no way to install it) the NATS
 # tests are skipped, except under CI, where this is an error.
+#
+# PostgreSQL (Debian's postgresql, installed if missing when root or with passwordless sudo): a
+# throwaway cluster is created in a temporary directory (initdb as the postgres user, trust
+# authentication, listening on 127.0.0.1 only, a free port, its Unix socket in the same
+# directory), a database `evt` is created, and EVT_POSTGRES_URL points the conformance suite at
+# it. The cluster is stopped and removed on exit, with the NATS server. With EVT_POSTGRES_URL
+# already set, that database is used and none is started. Without PostgreSQL the PostgreSQL
+# tests print a skip reason, except under CI, where this is an error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -71,6 +79,21 @@ free_port() {
 
 NATS_PID=""
 NATS_DIR=""
+PG_BIN=""
+PG_DIR=""
+stop_postgres() {
+  if [ -n "$PG_DIR" ]; then
+    if [ -f "$PG_DIR/data/postmaster.pid" ]; then
+      runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m immediate -w stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$PG_DIR"
+    PG_DIR=""
+  fi
+}
+cleanup() {
+  stop_nats
+  stop_postgres
+}
 stop_nats() {
   if [ -n "$NATS_PID" ]; then
     kill "$NATS_PID" 2>/dev/null || true
@@ -82,7 +105,7 @@ stop_nats() {
     NATS_DIR=""
   fi
 }
-trap stop_nats EXIT
+trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -128,6 +151,93 @@ elif [ -z "${EVT_NATS_URL:-}" ]; then
     exit 1
   fi
   echo "warning: nats-server is not installed and cannot be; the NATS JetStream tests are skipped" >&2
+fi
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+
+find_postgres_bin() {
+  local dir
+  # The newest installed major version first.
+  for dir in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -t/ -k4 -rn); do
+    if [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ]; then
+      echo "$dir"
+      return 0
+    fi
+  done
+  return 1
+}
+
+install_postgres() {
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo="sudo -n"
+    else
+      return 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    return 1
+  fi
+  echo "installing postgresql (apt-get)" >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || return 1
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    postgresql >&2 || return 1
+}
+
+start_postgres() {
+  local bin="$1" port
+  if [ "$(id -u)" -ne 0 ] || ! command -v runuser >/dev/null 2>&1 || ! id postgres >/dev/null 2>&1; then
+    echo "cannot start PostgreSQL: needs root (runuser) and the postgres user" >&2
+    return 1
+  fi
+  port="$(free_port)"
+  PG_BIN="$bin"
+  PG_DIR="$(mktemp -d "${TMPDIR:-/tmp}/evt-postgres.XXXXXX")"
+  chown postgres "$PG_DIR"
+  chmod 700 "$PG_DIR"
+  if ! runuser -u postgres -- "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth=trust \
+    --encoding=UTF8 --no-sync >"$PG_DIR/initdb.log" 2>&1; then
+    echo "initdb failed:" >&2
+    cat "$PG_DIR/initdb.log" >&2
+    return 1
+  fi
+  if ! runuser -u postgres -- "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=$PG_DIR -c fsync=off -c max_connections=200" \
+    start >/dev/null 2>&1; then
+    echo "PostgreSQL did not start:" >&2
+    cat "$PG_DIR/server.log" >&2
+    return 1
+  fi
+  if ! runuser -u postgres -- "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres evt >&2; then
+    echo "createdb evt failed" >&2
+    return 1
+  fi
+  export EVT_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/evt"
+  echo "PostgreSQL $("$bin/pg_ctl" --version | awk '{print $3}') on 127.0.0.1:$port (database evt, cluster in $PG_DIR)" >&2
+}
+
+if [ -z "${EVT_POSTGRES_URL:-}" ]; then
+  PG_FOUND="$(find_postgres_bin || true)"
+  if [ -z "$PG_FOUND" ] && install_postgres; then
+    PG_FOUND="$(find_postgres_bin || true)"
+  fi
+  if [ -n "$PG_FOUND" ]; then
+    if ! start_postgres "$PG_FOUND"; then
+      stop_postgres
+      if [ -n "${CI:-}" ]; then
+        echo "error: PostgreSQL could not be started; CI must run the PostgreSQL tests." >&2
+        exit 1
+      fi
+      echo "warning: PostgreSQL could not be started; the PostgreSQL tests are skipped" >&2
+    fi
+  elif [ -n "${CI:-}" ]; then
+    echo "error: PostgreSQL is not installed and cannot be (apt-get needs root or passwordless sudo);" >&2
+    echo "       CI must run the PostgreSQL tests. Install postgresql or set EVT_POSTGRES_URL." >&2
+    exit 1
+  else
+    echo "warning: PostgreSQL is not installed and cannot be; the PostgreSQL tests are skipped" >&2
+  fi
 fi
 
 scripts/install-chromium.sh # chromium for event-build's catalog_browser test (it fails without it under CI)

@@ -68,8 +68,11 @@ pub struct GroupOptions {
     pub sequenced: bool,
     /// Retries for transient failures.
     pub retry: RetryPolicy,
-    /// Inbox pattern (SQLite engine only): the dedupe mark, the handler's writes through
-    /// [`crate::Context::transaction`] and the events it emits commit in one transaction.
+    /// Inbox pattern. On the SQLite engine, the dedupe mark, the handler's writes through
+    /// [`crate::Context::transaction`] and the events it emits commit in one transaction. With
+    /// PostgreSQL stores ([`Stores::postgres`]), the dedupe mark and the handler's writes through
+    /// [`crate::Context::pg_transaction`] commit in one PostgreSQL transaction; the emitted events
+    /// are appended to the log before that commit, at least once (see docs/delivery.md).
     pub inbox: bool,
     /// Dead-letter records whose type no type in this binary has (default), or skip them.
     pub dead_letter_unknown_types: bool,
@@ -392,6 +395,20 @@ impl Stores {
         }
     }
 
+    /// Both in PostgreSQL, on `pool` (tables created if missing, in the pool's current schema):
+    /// durable, shared by every process of the app, and the inbox
+    /// ([`GroupOptions::inbox`]) on any engine through [`crate::Context::pg_transaction`].
+    ///
+    /// # Errors
+    ///
+    /// When the schema cannot be created. The message never holds the connection URL.
+    pub async fn postgres(pool: sqlx::PgPool) -> Result<Self, TransportError> {
+        Ok(Stores {
+            dlq: DeadLetters::postgres(pool.clone()).await?,
+            dedupe: Dedupe::Postgres(crate::dedupe::PgDedupe::new(pool).await?),
+        })
+    }
+
     /// The dead-letter queue.
     pub fn dead_letters(&self) -> &DeadLetters {
         &self.dlq
@@ -400,8 +417,9 @@ impl Stores {
 
 impl<T: Transport> App<T> {
     /// An app on any engine, e.g. `event_nats::NatsTransport`, with its dead letters and dedupe
-    /// marks in `stores`. Inbox mode ([`GroupOptions::inbox`]) needs the SQLite engine; on other
-    /// engines a group with `inbox: true` uses the dedupe store.
+    /// marks in `stores`. Inbox mode ([`GroupOptions::inbox`]) needs the SQLite engine or
+    /// PostgreSQL stores ([`Stores::postgres`]); otherwise a group with `inbox: true` uses the
+    /// dedupe store.
     pub fn new(transport: T, stores: Stores) -> Self {
         let Stores { dlq, dedupe } = stores;
         let transport = Arc::new(transport);

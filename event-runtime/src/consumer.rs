@@ -193,6 +193,8 @@ pub(crate) enum Dedupe {
     Memory(MemoryDedupe),
     #[cfg(feature = "sqlite")]
     Sqlite(crate::dedupe::SqliteDedupe),
+    #[cfg(feature = "sqlite")]
+    Postgres(crate::dedupe::PgDedupe),
 }
 
 impl Dedupe {
@@ -201,6 +203,8 @@ impl Dedupe {
             Dedupe::Memory(store) => store.seen(group, key).await,
             #[cfg(feature = "sqlite")]
             Dedupe::Sqlite(store) => store.seen(group, key).await,
+            #[cfg(feature = "sqlite")]
+            Dedupe::Postgres(store) => store.seen(group, key).await,
         }
     }
 
@@ -209,6 +213,8 @@ impl Dedupe {
             Dedupe::Memory(store) => store.mark(group, key).await,
             #[cfg(feature = "sqlite")]
             Dedupe::Sqlite(store) => store.mark(group, key).await,
+            #[cfg(feature = "sqlite")]
+            Dedupe::Postgres(store) => store.mark(group, key).await,
         }
     }
 }
@@ -568,7 +574,7 @@ impl<T: Transport> GroupRunner<T> {
     fn inbox_capable(&self) -> bool {
         #[cfg(feature = "sqlite")]
         {
-            self.transport.as_sqlite().is_some()
+            matches!(self.dedupe, Dedupe::Postgres(_)) || self.transport.as_sqlite().is_some()
         }
         #[cfg(not(feature = "sqlite"))]
         {
@@ -587,6 +593,8 @@ impl<T: Transport> GroupRunner<T> {
             emitted: Arc::default(),
             #[cfg(feature = "sqlite")]
             inbox: None,
+            #[cfg(feature = "sqlite")]
+            pg_inbox: None,
         }
     }
 
@@ -602,6 +610,20 @@ impl<T: Transport> GroupRunner<T> {
         inbox: bool,
         bypass_dedupe: bool,
     ) -> Result<bool, Failure> {
+        #[cfg(feature = "sqlite")]
+        if inbox && let Dedupe::Postgres(store) = &self.dedupe {
+            return self
+                .attempt_pg_inbox(
+                    store,
+                    handler,
+                    raw,
+                    delivery,
+                    attempt,
+                    dedupe_key,
+                    bypass_dedupe,
+                )
+                .await;
+        }
         #[cfg(feature = "sqlite")]
         if inbox {
             return self
@@ -680,6 +702,65 @@ impl<T: Transport> GroupRunner<T> {
         let mut tx = tx;
         self.publisher
             .publish_emitted_in(&mut tx, emitted)
+            .await
+            .map_err(Failure::Infra)?;
+        tx.commit().await.map_err(infra)?;
+        Ok(true)
+    }
+
+    /// The inbox on PostgreSQL stores: one PostgreSQL transaction claims the dedupe key and holds
+    /// the handler's writes ([`Context::pg_transaction`]). The log is elsewhere, so the emitted
+    /// events cannot join that transaction: they are appended after the handler returns and
+    /// before the commit. A crash or a failure before the commit rolls the effect back and the
+    /// redelivery emits again, with the same deterministic dedupe keys (downstream drops the
+    /// copies); after the commit the key is claimed. Effect exactly once, emission at least once.
+    #[cfg(feature = "sqlite")]
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt_pg_inbox(
+        &self,
+        store: &crate::dedupe::PgDedupe,
+        handler: &dyn ErasedHandler,
+        raw: &RawEnvelope,
+        delivery: Delivery,
+        attempt: u32,
+        dedupe_key: &str,
+        bypass_dedupe: bool,
+    ) -> Result<bool, Failure> {
+        let infra = |err| {
+            Failure::Infra(crate::postgres::pg_error(
+                format!("inbox of {}", self.group),
+                err,
+            ))
+        };
+        let mut tx = store.pool().begin().await.map_err(infra)?;
+        let claimed = crate::dedupe::PgDedupe::claim(&mut tx, &self.group, dedupe_key)
+            .await
+            .map_err(Failure::Infra)?;
+        if !claimed && !bypass_dedupe {
+            tx.rollback().await.map_err(infra)?;
+            return Ok(false);
+        }
+        let tx = Arc::new(tokio::sync::Mutex::new(tx));
+        let mut ctx = self.context(raw, delivery, attempt);
+        ctx.pg_inbox = Some(tx.clone());
+        handler.call(raw, ctx.clone()).await?;
+        let emitted = std::mem::take(
+            &mut *ctx
+                .emitted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        drop(ctx);
+        let tx = Arc::try_unwrap(tx)
+            .map_err(|_| {
+                Failure::Handler(HandlerError::permanent(
+                    "the handler kept its Context (and the inbox transaction) after returning",
+                ))
+            })?
+            .into_inner();
+        // Dropping `tx` on an error below rolls the effect back.
+        self.publisher
+            .publish_emitted(emitted)
             .await
             .map_err(Failure::Infra)?;
         tx.commit().await.map_err(infra)?;

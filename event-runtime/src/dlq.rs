@@ -4,12 +4,14 @@
 //!
 //! Letters live in the engine's SQLite file (`evt_dead_letters`, `evt_redeliveries`,
 //! `evt_dlq_audit`), so the `evt` CLI can list, redrive and purge them while the application runs:
-//! a redrive or replay is a request row that the running consumer of that group picks up.
+//! a redrive or replay is a request row that the running consumer of that group picks up. They can
+//! also live in PostgreSQL ([`DeadLetters::postgres`]): the same tables, the same behaviour.
 
 use std::fmt;
 use std::str::FromStr;
 
 use sqlx::Row;
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::SqlitePool;
 
 use crate::transport::sqlite::{SqliteTransport, db_error, decode_headers, encode_headers};
@@ -204,10 +206,27 @@ pub struct LetterFilter {
     pub limit: Option<u32>,
 }
 
-/// The dead-letter queue in the engine's SQLite file.
+/// The dead-letter queue, in the engine's SQLite file or in PostgreSQL.
 #[derive(Clone, Debug)]
 pub struct DeadLetters {
-    pool: SqlitePool,
+    backend: Backend,
+}
+
+/// Where the letters are.
+#[derive(Clone)]
+enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl fmt::Debug for Backend {
+    // Never the pool's options: they hold the connection settings (and the password).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Backend::Sqlite(_) => f.write_str("Sqlite"),
+            Backend::Postgres(_) => f.write_str("Postgres"),
+        }
+    }
 }
 
 fn chain_to_text(chain: &[String]) -> String {
@@ -218,8 +237,21 @@ impl DeadLetters {
     /// The queue in the same file as `transport`.
     pub fn new(transport: &SqliteTransport) -> Self {
         DeadLetters {
-            pool: transport.pool().clone(),
+            backend: Backend::Sqlite(transport.pool().clone()),
         }
+    }
+
+    /// The queue in PostgreSQL, on `pool` (its tables are created if missing, in the pool's
+    /// current schema).
+    ///
+    /// # Errors
+    ///
+    /// When the schema cannot be created. The message never holds the connection URL.
+    pub async fn postgres(pool: PgPool) -> Result<Self, TransportError> {
+        crate::postgres::ensure_schema(&pool).await?;
+        Ok(DeadLetters {
+            backend: Backend::Postgres(pool),
+        })
     }
 
     async fn audit_on(
@@ -247,8 +279,11 @@ impl DeadLetters {
     ///
     /// The database error.
     pub async fn put(&self, letter: NewDeadLetter) -> Result<u64, TransportError> {
-        let mut tx = self
-            .pool
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Postgres(pool) => return pg::put(pool, letter).await,
+        };
+        let mut tx = pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|err| db_error("dead-letter", err))?;
@@ -338,6 +373,10 @@ impl DeadLetters {
     ///
     /// The database error.
     pub async fn list(&self, filter: &LetterFilter) -> Result<Vec<DeadLetter>, TransportError> {
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Postgres(pool) => return pg::list(pool, filter).await,
+        };
         let rows = sqlx::query(
             "SELECT * FROM evt_dead_letters WHERE (? IS NULL OR grp = ?) \
              AND (? OR status IN ('dead', 'parked', 'redriving')) ORDER BY id LIMIT ?",
@@ -346,7 +385,7 @@ impl DeadLetters {
         .bind(&filter.group)
         .bind(filter.include_closed)
         .bind(i64::from(filter.limit.unwrap_or(1000)))
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await
         .map_err(|err| db_error("list dead letters", err))?;
         Ok(rows.iter().map(Self::row_to_letter).collect())
@@ -358,9 +397,13 @@ impl DeadLetters {
     ///
     /// The database error.
     pub async fn get(&self, id: u64) -> Result<Option<DeadLetter>, TransportError> {
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Postgres(pool) => return pg::get(pool, id).await,
+        };
         let row = sqlx::query("SELECT * FROM evt_dead_letters WHERE id = ?")
             .bind(id as i64)
-            .fetch_optional(&self.pool)
+            .fetch_optional(pool)
             .await
             .map_err(|err| db_error(format!("read dead letter {id}"), err))?;
         Ok(row.as_ref().map(Self::row_to_letter))
@@ -377,6 +420,12 @@ impl DeadLetters {
         topic: &str,
         partition_key: &str,
     ) -> Result<Option<u64>, TransportError> {
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Postgres(pool) => {
+                return pg::open_for_key(pool, group, topic, partition_key).await;
+            }
+        };
         let id: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM evt_dead_letters WHERE grp = ? AND topic = ? AND partition_key = ? \
              AND status IN ('dead', 'parked', 'redriving') ORDER BY id LIMIT 1",
@@ -384,7 +433,7 @@ impl DeadLetters {
         .bind(group)
         .bind(topic)
         .bind(partition_key)
-        .fetch_optional(&self.pool)
+        .fetch_optional(pool)
         .await
         .map_err(|err| db_error("read open dead letters", err))?;
         Ok(id.map(|id| id as u64))
@@ -396,9 +445,13 @@ impl DeadLetters {
     ///
     /// The database error.
     pub async fn audit(&self, letter_id: u64) -> Result<Vec<AuditEntry>, TransportError> {
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Postgres(pool) => return pg::audit(pool, letter_id).await,
+        };
         let rows = sqlx::query("SELECT * FROM evt_dlq_audit WHERE letter_id = ? ORDER BY id")
             .bind(letter_id as i64)
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
             .map_err(|err| db_error("read dead-letter audit", err))?;
         Ok(rows
@@ -426,8 +479,13 @@ impl DeadLetters {
         selection: Selection<'_>,
         actor: &str,
     ) -> Result<usize, TransportError> {
-        let mut tx = self
-            .pool
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Postgres(pool) => {
+                return pg::request_redrive(pool, group, selection, actor).await;
+            }
+        };
+        let mut tx = pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|err| db_error("request redrive", err))?;
@@ -494,6 +552,10 @@ impl DeadLetters {
         selection: Selection<'_>,
         actor: &str,
     ) -> Result<usize, TransportError> {
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Postgres(pool) => return pg::purge(pool, group, selection, actor).await,
+        };
         let letters = self
             .list(&LetterFilter {
                 group: group.map(str::to_owned),
@@ -501,8 +563,7 @@ impl DeadLetters {
                 limit: Some(u32::MAX),
             })
             .await?;
-        let mut tx = self
-            .pool
+        let mut tx = pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|err| db_error("purge", err))?;
@@ -531,8 +592,13 @@ impl DeadLetters {
         records: &[(String, u32, u64)],
         bypass_dedupe: bool,
     ) -> Result<usize, TransportError> {
-        let mut tx = self
-            .pool
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Postgres(pool) => {
+                return pg::request_replay(pool, group, records, bypass_dedupe).await;
+            }
+        };
+        let mut tx = pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|err| db_error("request replay", err))?;
@@ -567,10 +633,14 @@ impl DeadLetters {
         group: &str,
         max: u32,
     ) -> Result<Vec<Redelivery>, TransportError> {
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Postgres(pool) => return pg::pending_redeliveries(pool, group, max).await,
+        };
         let rows = sqlx::query("SELECT * FROM evt_redeliveries WHERE grp = ? ORDER BY id LIMIT ?")
             .bind(group)
             .bind(i64::from(max))
-            .fetch_all(&self.pool)
+            .fetch_all(pool)
             .await
             .map_err(|err| db_error("read redeliveries", err))?;
         Ok(rows
@@ -603,8 +673,13 @@ impl DeadLetters {
         redelivery: &Redelivery,
         failure: Option<&[String]>,
     ) -> Result<(), TransportError> {
-        let mut tx = self
-            .pool
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Postgres(pool) => {
+                return pg::finish_redelivery(pool, redelivery, failure).await;
+            }
+        };
+        let mut tx = pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|err| db_error("finish redelivery", err))?;
@@ -671,12 +746,442 @@ impl DeadLetters {
     ///
     /// The database error.
     pub async fn depth(&self) -> Result<Vec<(String, u64)>, TransportError> {
+        let pool = match &self.backend {
+            Backend::Sqlite(pool) => pool,
+            Backend::Postgres(pool) => return pg::depth(pool).await,
+        };
         let rows = sqlx::query(
             "SELECT grp, COUNT(*) AS n FROM evt_dead_letters WHERE status IN ('dead', 'parked', 'redriving') GROUP BY grp ORDER BY grp",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(pool)
         .await
         .map_err(|err| db_error("count dead letters", err))?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get::<String, _>("grp"), row.get::<i64, _>("n") as u64))
+            .collect())
+    }
+}
+
+/// The same operations on PostgreSQL: `$n` placeholders, `BEGIN` with row locks where SQLite takes
+/// the whole file (`BEGIN IMMEDIATE`), `"offset"` quoted (a reserved word there).
+mod pg {
+    use sqlx::Row;
+    use sqlx::postgres::{PgConnection, PgPool, PgRow};
+
+    use super::{
+        AuditEntry, DeadLetter, LetterFilter, LetterStatus, NewDeadLetter, Redelivery,
+        RedeliverySource, Selection, chain_to_text,
+    };
+    use crate::postgres::pg_error;
+    use crate::transport::sqlite::{decode_headers, encode_headers};
+    use crate::transport::{Record, TransportError, now_ms};
+
+    async fn audit_on(
+        conn: &mut PgConnection,
+        letter_id: u64,
+        action: &str,
+        actor: &str,
+        detail: &str,
+    ) -> Result<(), TransportError> {
+        sqlx::query(
+            "INSERT INTO evt_dlq_audit (letter_id, at_ms, action, actor, detail) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(letter_id as i64)
+        .bind(now_ms())
+        .bind(action)
+        .bind(actor)
+        .bind(detail)
+        .execute(conn)
+        .await
+        .map_err(|err| pg_error("write dead-letter audit", err))?;
+        Ok(())
+    }
+
+    pub(super) async fn put(pool: &PgPool, letter: NewDeadLetter) -> Result<u64, TransportError> {
+        let mut tx = pool
+            .begin()
+            .await
+            .map_err(|err| pg_error("dead-letter", err))?;
+        let reason = letter.error_chain.first().cloned().unwrap_or_default();
+        let status = if letter.parked_behind.is_some() {
+            LetterStatus::Parked
+        } else {
+            LetterStatus::Dead
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO evt_dead_letters (grp, topic, partition, \"offset\", record_ts_ms, record_key, headers, payload, \
+             event_type, event_id, partition_key, reason_kind, reason, error_chain, attempts, \
+             first_failure_ms, last_failure_ms, parked_behind, status) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING id",
+        )
+        .bind(&letter.group)
+        .bind(&letter.record.topic)
+        .bind(i64::from(letter.record.partition))
+        .bind(letter.record.offset as i64)
+        .bind(letter.record.timestamp_ms)
+        .bind(&letter.record.key)
+        .bind(encode_headers(&letter.record.headers))
+        .bind(&letter.record.payload)
+        .bind(&letter.event_type)
+        .bind(&letter.event_id)
+        .bind(&letter.partition_key)
+        .bind(&letter.reason_kind)
+        .bind(&reason)
+        .bind(chain_to_text(&letter.error_chain))
+        .bind(i64::from(letter.attempts))
+        .bind(letter.first_failure_ms)
+        .bind(now_ms())
+        .bind(letter.parked_behind.map(|id| id as i64))
+        .bind(status.as_str())
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|err| pg_error("dead-letter", err))?;
+        audit_on(
+            &mut tx,
+            id as u64,
+            "dead-lettered",
+            &format!("consumer:{}", letter.group),
+            &format!("{}: {reason}", letter.reason_kind),
+        )
+        .await?;
+        tx.commit()
+            .await
+            .map_err(|err| pg_error("dead-letter", err))?;
+        Ok(id as u64)
+    }
+
+    fn row_to_letter(row: &PgRow) -> DeadLetter {
+        let blob: Vec<u8> = row.get("headers");
+        let chain: String = row.get("error_chain");
+        let status: String = row.get("status");
+        DeadLetter {
+            id: row.get::<i64, _>("id") as u64,
+            group: row.get("grp"),
+            record: Record {
+                topic: row.get("topic"),
+                partition: row.get::<i64, _>("partition") as u32,
+                offset: row.get::<i64, _>("offset") as u64,
+                timestamp_ms: row.get("record_ts_ms"),
+                key: row.get("record_key"),
+                headers: decode_headers(&blob).unwrap_or_default(),
+                payload: row.get("payload"),
+            },
+            event_type: row.get("event_type"),
+            event_id: row.get("event_id"),
+            partition_key: row.get("partition_key"),
+            reason_kind: row.get("reason_kind"),
+            reason: row.get("reason"),
+            error_chain: serde_json::from_str(&chain).unwrap_or_default(),
+            attempts: row.get::<i64, _>("attempts") as u32,
+            first_failure_ms: row.get("first_failure_ms"),
+            last_failure_ms: row.get("last_failure_ms"),
+            parked_behind: row
+                .get::<Option<i64>, _>("parked_behind")
+                .map(|id| id as u64),
+            status: status.parse().unwrap_or(LetterStatus::Dead),
+        }
+    }
+
+    pub(super) async fn list(
+        pool: &PgPool,
+        filter: &LetterFilter,
+    ) -> Result<Vec<DeadLetter>, TransportError> {
+        let rows = sqlx::query(
+            "SELECT * FROM evt_dead_letters WHERE ($1::text IS NULL OR grp = $1) \
+             AND ($2 OR status IN ('dead', 'parked', 'redriving')) ORDER BY id LIMIT $3",
+        )
+        .bind(&filter.group)
+        .bind(filter.include_closed)
+        .bind(i64::from(filter.limit.unwrap_or(1000)))
+        .fetch_all(pool)
+        .await
+        .map_err(|err| pg_error("list dead letters", err))?;
+        Ok(rows.iter().map(row_to_letter).collect())
+    }
+
+    pub(super) async fn get(pool: &PgPool, id: u64) -> Result<Option<DeadLetter>, TransportError> {
+        let row = sqlx::query("SELECT * FROM evt_dead_letters WHERE id = $1")
+            .bind(id as i64)
+            .fetch_optional(pool)
+            .await
+            .map_err(|err| pg_error(format!("read dead letter {id}"), err))?;
+        Ok(row.as_ref().map(row_to_letter))
+    }
+
+    pub(super) async fn open_for_key(
+        pool: &PgPool,
+        group: &str,
+        topic: &str,
+        partition_key: &str,
+    ) -> Result<Option<u64>, TransportError> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM evt_dead_letters WHERE grp = $1 AND topic = $2 AND partition_key = $3 \
+             AND status IN ('dead', 'parked', 'redriving') ORDER BY id LIMIT 1",
+        )
+        .bind(group)
+        .bind(topic)
+        .bind(partition_key)
+        .fetch_optional(pool)
+        .await
+        .map_err(|err| pg_error("read open dead letters", err))?;
+        Ok(id.map(|id| id as u64))
+    }
+
+    pub(super) async fn audit(
+        pool: &PgPool,
+        letter_id: u64,
+    ) -> Result<Vec<AuditEntry>, TransportError> {
+        let rows = sqlx::query("SELECT * FROM evt_dlq_audit WHERE letter_id = $1 ORDER BY id")
+            .bind(letter_id as i64)
+            .fetch_all(pool)
+            .await
+            .map_err(|err| pg_error("read dead-letter audit", err))?;
+        Ok(rows
+            .iter()
+            .map(|row| AuditEntry {
+                letter_id,
+                at_ms: row.get("at_ms"),
+                action: row.get("action"),
+                actor: row.get("actor"),
+                detail: row.get("detail"),
+            })
+            .collect())
+    }
+
+    pub(super) async fn request_redrive(
+        pool: &PgPool,
+        group: Option<&str>,
+        selection: Selection<'_>,
+        actor: &str,
+    ) -> Result<usize, TransportError> {
+        let mut tx = pool
+            .begin()
+            .await
+            .map_err(|err| pg_error("request redrive", err))?;
+        // FOR UPDATE: a concurrent request (or a consumer finishing a redelivery) waits, so a
+        // letter is queued once.
+        let rows = sqlx::query(
+            "SELECT id, grp, topic, partition, \"offset\", status FROM evt_dead_letters \
+             WHERE status = 'dead' AND ($1::text IS NULL OR grp = $1) ORDER BY id FOR UPDATE",
+        )
+        .bind(group)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|err| pg_error("request redrive", err))?;
+        let mut queued = 0;
+        for row in rows {
+            let id = row.get::<i64, _>("id") as u64;
+            if !selection.contains(id) {
+                continue;
+            }
+            queue_redrive(&mut tx, &row, actor).await?;
+            queued += 1;
+        }
+        tx.commit()
+            .await
+            .map_err(|err| pg_error("request redrive", err))?;
+        Ok(queued)
+    }
+
+    async fn queue_redrive(
+        conn: &mut PgConnection,
+        row: &PgRow,
+        actor: &str,
+    ) -> Result<(), TransportError> {
+        let id: i64 = row.get("id");
+        sqlx::query("UPDATE evt_dead_letters SET status = 'redriving' WHERE id = $1")
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(|err| pg_error("request redrive", err))?;
+        sqlx::query(
+            "INSERT INTO evt_redeliveries (grp, source, letter_id, topic, partition, \"offset\", bypass_dedupe, requested_ms) \
+             VALUES ($1, 'redrive', $2, $3, $4, $5, TRUE, $6)",
+        )
+        .bind(row.get::<String, _>("grp"))
+        .bind(id)
+        .bind(row.get::<String, _>("topic"))
+        .bind(row.get::<i64, _>("partition"))
+        .bind(row.get::<i64, _>("offset"))
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await
+        .map_err(|err| pg_error("request redrive", err))?;
+        audit_on(conn, id as u64, "redrive-requested", actor, "").await
+    }
+
+    pub(super) async fn purge(
+        pool: &PgPool,
+        group: Option<&str>,
+        selection: Selection<'_>,
+        actor: &str,
+    ) -> Result<usize, TransportError> {
+        let mut tx = pool.begin().await.map_err(|err| pg_error("purge", err))?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM evt_dead_letters WHERE status IN ('dead', 'parked', 'redriving') \
+             AND ($1::text IS NULL OR grp = $1) ORDER BY id FOR UPDATE",
+        )
+        .bind(group)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|err| pg_error("purge", err))?;
+        let mut purged = 0;
+        for id in ids.into_iter().filter(|id| selection.contains(*id as u64)) {
+            sqlx::query("UPDATE evt_dead_letters SET status = 'purged' WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(|err| pg_error("purge", err))?;
+            audit_on(&mut tx, id as u64, "purged", actor, "").await?;
+            purged += 1;
+        }
+        tx.commit().await.map_err(|err| pg_error("purge", err))?;
+        Ok(purged)
+    }
+
+    pub(super) async fn request_replay(
+        pool: &PgPool,
+        group: &str,
+        records: &[(String, u32, u64)],
+        bypass_dedupe: bool,
+    ) -> Result<usize, TransportError> {
+        let mut tx = pool
+            .begin()
+            .await
+            .map_err(|err| pg_error("request replay", err))?;
+        for (topic, partition, offset) in records {
+            sqlx::query(
+                "INSERT INTO evt_redeliveries (grp, source, letter_id, topic, partition, \"offset\", bypass_dedupe, requested_ms) \
+                 VALUES ($1, 'replay', NULL, $2, $3, $4, $5, $6)",
+            )
+            .bind(group)
+            .bind(topic)
+            .bind(i64::from(*partition))
+            .bind(*offset as i64)
+            .bind(bypass_dedupe)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| pg_error("request replay", err))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|err| pg_error("request replay", err))?;
+        Ok(records.len())
+    }
+
+    pub(super) async fn pending_redeliveries(
+        pool: &PgPool,
+        group: &str,
+        max: u32,
+    ) -> Result<Vec<Redelivery>, TransportError> {
+        let rows =
+            sqlx::query("SELECT * FROM evt_redeliveries WHERE grp = $1 ORDER BY id LIMIT $2")
+                .bind(group)
+                .bind(i64::from(max))
+                .fetch_all(pool)
+                .await
+                .map_err(|err| pg_error("read redeliveries", err))?;
+        Ok(rows
+            .iter()
+            .map(|row| Redelivery {
+                id: row.get::<i64, _>("id") as u64,
+                group: row.get("grp"),
+                source: if row.get::<String, _>("source") == "redrive" {
+                    RedeliverySource::Redrive
+                } else {
+                    RedeliverySource::Replay
+                },
+                letter_id: row.get::<Option<i64>, _>("letter_id").map(|id| id as u64),
+                topic: row.get("topic"),
+                partition: row.get::<i64, _>("partition") as u32,
+                offset: row.get::<i64, _>("offset") as u64,
+                bypass_dedupe: row.get("bypass_dedupe"),
+            })
+            .collect())
+    }
+
+    pub(super) async fn finish_redelivery(
+        pool: &PgPool,
+        redelivery: &Redelivery,
+        failure: Option<&[String]>,
+    ) -> Result<(), TransportError> {
+        let mut tx = pool
+            .begin()
+            .await
+            .map_err(|err| pg_error("finish redelivery", err))?;
+        sqlx::query("DELETE FROM evt_redeliveries WHERE id = $1")
+            .bind(redelivery.id as i64)
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| pg_error("finish redelivery", err))?;
+        if let Some(letter_id) = redelivery.letter_id {
+            let actor = format!("consumer:{}", redelivery.group);
+            // Lock the letter first: a concurrent redrive request waits for this to finish.
+            sqlx::query("SELECT id FROM evt_dead_letters WHERE id = $1 FOR UPDATE")
+                .bind(letter_id as i64)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|err| pg_error("finish redelivery", err))?;
+            match failure {
+                Some(chain) => {
+                    sqlx::query(
+                        "UPDATE evt_dead_letters SET status = 'dead', attempts = attempts + 1, last_failure_ms = $1, \
+                         reason = $2, error_chain = $3 WHERE id = $4",
+                    )
+                    .bind(now_ms())
+                    .bind(chain.first().cloned().unwrap_or_default())
+                    .bind(chain_to_text(chain))
+                    .bind(letter_id as i64)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|err| pg_error("finish redelivery", err))?;
+                    audit_on(
+                        &mut tx,
+                        letter_id,
+                        "redrive-failed",
+                        &actor,
+                        &chain.join(": "),
+                    )
+                    .await?;
+                }
+                None => {
+                    sqlx::query("UPDATE evt_dead_letters SET status = 'resolved' WHERE id = $1")
+                        .bind(letter_id as i64)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|err| pg_error("finish redelivery", err))?;
+                    audit_on(&mut tx, letter_id, "resolved", &actor, "").await?;
+                    // Release the letters parked behind this one, in their original order.
+                    let parked = sqlx::query(
+                        "SELECT id, grp, topic, partition, \"offset\", status FROM evt_dead_letters \
+                         WHERE parked_behind = $1 AND status = 'parked' ORDER BY id FOR UPDATE",
+                    )
+                    .bind(letter_id as i64)
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(|err| pg_error("finish redelivery", err))?;
+                    for row in &parked {
+                        queue_redrive(&mut tx, row, &actor).await?;
+                    }
+                }
+            }
+        }
+        tx.commit()
+            .await
+            .map_err(|err| pg_error("finish redelivery", err))?;
+        Ok(())
+    }
+
+    pub(super) async fn depth(pool: &PgPool) -> Result<Vec<(String, u64)>, TransportError> {
+        let rows = sqlx::query(
+            "SELECT grp, COUNT(*) AS n FROM evt_dead_letters WHERE status IN ('dead', 'parked', 'redriving') \
+             GROUP BY grp ORDER BY grp",
+        )
+        .fetch_all(pool)
+        .await
+        .map_err(|err| pg_error("count dead letters", err))?;
         Ok(rows
             .iter()
             .map(|row| (row.get::<String, _>("grp"), row.get::<i64, _>("n") as u64))

@@ -129,6 +129,9 @@ pub struct Context {
     pub(crate) emitted: Arc<Mutex<Vec<Emitted>>>,
     #[cfg(feature = "sqlite")]
     pub(crate) inbox: Option<Arc<tokio::sync::Mutex<sqlx::Transaction<'static, sqlx::Sqlite>>>>,
+    #[cfg(feature = "sqlite")]
+    pub(crate) pg_inbox:
+        Option<Arc<tokio::sync::Mutex<sqlx::Transaction<'static, sqlx::Postgres>>>>,
 }
 
 impl fmt::Debug for Context {
@@ -226,6 +229,21 @@ impl Context {
         &self,
     ) -> Option<tokio::sync::MutexGuard<'_, sqlx::Transaction<'static, sqlx::Sqlite>>> {
         match &self.inbox {
+            Some(tx) => Some(tx.lock().await),
+            None => None,
+        }
+    }
+
+    /// In inbox mode with PostgreSQL stores ([`crate::Stores::postgres`]), the PostgreSQL
+    /// transaction that also holds the dedupe claim: write your effects through it and they
+    /// commit exactly once. The events the handler emits go to the log, which is not in that
+    /// transaction: they are written before it commits, at least once, with deterministic dedupe
+    /// keys (see docs/delivery.md). `None` otherwise.
+    #[cfg(feature = "sqlite")]
+    pub async fn pg_transaction(
+        &self,
+    ) -> Option<tokio::sync::MutexGuard<'_, sqlx::Transaction<'static, sqlx::Postgres>>> {
+        match &self.pg_inbox {
             Some(tx) => Some(tx.lock().await),
             None => None,
         }

@@ -131,6 +131,8 @@ pub mod error;
 pub mod handler;
 pub mod message;
 pub mod partition;
+#[cfg(feature = "sqlite")]
+mod postgres;
 pub mod registry;
 #[cfg(feature = "sqlite")]
 pub mod replay;

@@ -60,6 +60,8 @@ fn context(group: &str, envelope: &Envelope<impl Sized>, delivery: Delivery) -> 
         emitted: Arc::default(),
         #[cfg(feature = "sqlite")]
         inbox: None,
+        #[cfg(feature = "sqlite")]
+        pg_inbox: None,
     }
 }
 

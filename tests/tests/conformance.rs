@@ -5,6 +5,11 @@
 //! The NATS instance runs against the server in `EVT_NATS_URL` (scripts/test.sh starts one).
 //! Without it the NATS tests are skipped with a message — except when `CI` is set, where they
 //! fail: CI must run every engine.
+//!
+//! The store-dependent tests (dead letters, sequenced parking and redrive, replay, dedupe) also run
+//! on the memory engine with PostgreSQL stores, in the database of `EVT_POSTGRES_URL` (each test
+//! in a schema of its own), and so does the PostgreSQL inbox test. Skipped without it, except
+//! under `CI`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -145,6 +150,76 @@ impl Backend for Nats {
     }
 }
 
+/// The memory engine with its dead letters and dedupe marks in PostgreSQL, in a schema of its
+/// own (created here): tests never see each other's rows.
+struct PgStores {
+    transport: MemoryTransport,
+    stores: Stores,
+    pool: sqlx::PgPool,
+}
+
+/// The PostgreSQL URL for the suite, or `None` to skip; panics when `CI` is set without one.
+fn postgres_url() -> Option<String> {
+    match std::env::var("EVT_POSTGRES_URL") {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "EVT_POSTGRES_URL is not set, but CI is: the PostgreSQL stores tests must run in CI \
+             (scripts/test.sh starts a PostgreSQL cluster and sets EVT_POSTGRES_URL)"
+        ),
+        _ => {
+            eprintln!(
+                "skipped: EVT_POSTGRES_URL is not set (scripts/test.sh starts a PostgreSQL cluster)"
+            );
+            None
+        }
+    }
+}
+
+/// A pool on a new, empty schema of the database at `EVT_POSTGRES_URL`.
+async fn postgres_schema() -> Option<sqlx::PgPool> {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let url = postgres_url()?;
+    let options: PgConnectOptions = url.parse().expect("EVT_POSTGRES_URL is a PostgreSQL URL");
+    let schema = format!("t{}", uuid::Uuid::now_v7().simple());
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await
+        .expect("connect to EVT_POSTGRES_URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(options.options([("search_path", schema.as_str())]))
+        .await
+        .unwrap();
+    Some(pool)
+}
+
+impl Backend for PgStores {
+    type T = MemoryTransport;
+
+    async fn create(_test: &str) -> Option<Self> {
+        let pool = postgres_schema().await?;
+        Some(PgStores {
+            transport: MemoryTransport::new(),
+            stores: Stores::postgres(pool.clone()).await.unwrap(),
+            pool,
+        })
+    }
+
+    async fn transport(&self) -> MemoryTransport {
+        self.transport.clone()
+    }
+
+    async fn app(&self) -> App<MemoryTransport> {
+        App::new(self.transport.clone(), self.stores.clone())
+    }
+}
+
 /// Runs `test` on a fresh `B`, unless this machine has none.
 async fn run<B: Backend, F, Fut>(name: &str, test: F)
 where
@@ -187,6 +262,34 @@ macro_rules! conformance {
 conformance!(memory, crate::Memory);
 conformance!(sqlite, crate::Sqlite);
 conformance!(nats, crate::Nats);
+
+/// The tests that depend on the stores (not on the engine), with the stores in PostgreSQL.
+mod postgres_stores {
+    conformance!(@tests crate::PgStores;
+        a_producer_retry_has_its_effect_once,
+        poison_goes_to_the_dlq_without_blocking_other_records,
+        sequenced_mode_parks_later_events_of_a_failed_key_until_redrive,
+        replay_is_idempotent_unless_dedupe_is_bypassed,
+    );
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inbox_has_its_effect_in_postgres_once() {
+        super::run::<crate::PgStores, _, _>(
+            "inbox_has_its_effect_in_postgres_once",
+            super::postgres_inbox_has_its_effect_once,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn no_credentials_in_debug_or_errors() {
+        super::run::<crate::PgStores, _, _>(
+            "no_credentials_in_debug_or_errors",
+            super::postgres_credentials_stay_private,
+        )
+        .await;
+    }
+}
 
 // ---------------------------------------------------------------------------------------------
 // The suite
@@ -892,4 +995,149 @@ async fn lag_counts_what_a_group_has_not_committed<B: Backend>(backend: B) {
     let after = lag_of(&transport, &subscriptions).await.unwrap();
     assert_eq!(after, lags, "another handle sees the same positions");
     running.stop().await;
+}
+
+/// Inbox with PostgreSQL stores: the handler writes through `Context::pg_transaction`; a producer
+/// retry (the same event twice) and a failed attempt (its write rolled back) leave one row per
+/// event, and the emitted events reach the log.
+async fn postgres_inbox_has_its_effect_once(backend: PgStores) {
+    sqlx::raw_sql(
+        "CREATE TABLE ledger_rows (event_id TEXT NOT NULL, account TEXT NOT NULL, seq BIGINT NOT NULL)",
+    )
+    .execute(&backend.pool)
+    .await
+    .unwrap();
+    let mut app = backend.app().await;
+    let failed_once = Arc::new(AtomicBool::new(false));
+    let flag = failed_once.clone();
+    app.partitions(2)
+        .group_options(
+            "pg-inbox",
+            GroupOptions {
+                inbox: true,
+                retry: RetryPolicy {
+                    immediate: 3,
+                    ..RetryPolicy::none()
+                },
+                ..GroupOptions::default()
+            },
+        )
+        .subscribe::<Step, _>("pg-inbox", move |event: Envelope<Step>, ctx: Context| {
+            let flag = flag.clone();
+            async move {
+                let mut tx = ctx
+                    .pg_transaction()
+                    .await
+                    .ok_or_else(|| HandlerError::permanent("no PostgreSQL inbox transaction"))?;
+                sqlx::query("INSERT INTO ledger_rows (event_id, account, seq) VALUES ($1, $2, $3)")
+                    .bind(event.id.to_string())
+                    .bind(&event.data.account)
+                    .bind(i64::from(event.data.seq))
+                    .execute(&mut **tx)
+                    .await?;
+                drop(tx);
+                if event.data.seq == 1 && !flag.swap(true, Ordering::SeqCst) {
+                    // After the write: the retry must not find it.
+                    return Err(HandlerError::transient("database hiccup"));
+                }
+                if event.data.account == "acct-0" {
+                    ctx.publish(Step {
+                        account: format!("echo-{}", event.data.seq),
+                        seq: event.data.seq,
+                    })?;
+                }
+                Ok(())
+            }
+        });
+    let publisher = app.publisher();
+    let events = steps(2, 2);
+    publisher.publish_all(events.clone()).await.unwrap();
+    // The producer could not confirm and sends everything again: same ids, same dedupe keys.
+    publisher.publish_all(events.clone()).await.unwrap();
+    let running = app.start().await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(30)).await);
+    assert!(
+        failed_once.load(Ordering::SeqCst),
+        "the failing attempt ran"
+    );
+
+    let rows: Vec<(String, String, i64)> =
+        sqlx::query_as("SELECT event_id, account, seq FROM ledger_rows ORDER BY account, seq")
+            .fetch_all(&backend.pool)
+            .await
+            .unwrap();
+    let mut expected: Vec<(String, String, i64)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.id.to_string(),
+                e.data.account.clone(),
+                i64::from(e.data.seq),
+            )
+        })
+        .collect();
+    // The echoes were emitted by this group into the topic it reads: handled (and written) too.
+    let echoes: Vec<(String, i64)> = rows
+        .iter()
+        .filter(|(_, account, _)| account.starts_with("echo-"))
+        .map(|(_, account, seq)| (account.clone(), *seq))
+        .collect();
+    assert_eq!(
+        echoes,
+        [("echo-0".to_owned(), 0), ("echo-1".to_owned(), 1)],
+        "each emitted event once"
+    );
+    let mut handled: Vec<(String, String, i64)> = rows
+        .into_iter()
+        .filter(|(_, account, _)| !account.starts_with("echo-"))
+        .collect();
+    expected.sort_by(|a, b| (&a.1, a.2).cmp(&(&b.1, b.2)));
+    handled.sort_by(|a, b| (&a.1, a.2).cmp(&(&b.1, b.2)));
+    assert_eq!(handled, expected, "each event's effect exactly once");
+
+    let stats = running.stats("pg-inbox").unwrap();
+    // 4 events + 2 echoes handled; 4 copies dropped by the claim; the failed attempt was retried.
+    assert_eq!((stats.handled, stats.duplicates), (6, 4), "{stats:?}");
+    assert!(stats.retries >= 1, "{stats:?}");
+    assert_eq!(stats.dead_lettered, 0, "{stats:?}");
+    let marks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM evt_dedupe WHERE grp = 'pg-inbox'")
+        .fetch_one(&backend.pool)
+        .await
+        .unwrap();
+    assert_eq!(marks, 6);
+    running.stop().await;
+}
+
+/// The stores never print or report the connection settings: neither their `Debug` output nor
+/// the error of a database that cannot be reached holds the URL or its password.
+async fn postgres_credentials_stay_private(backend: PgStores) {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let debug = format!("{:?}", backend.stores.dead_letters());
+    assert!(
+        !debug.contains("127.0.0.1") && !debug.contains("postgres://"),
+        "{debug}"
+    );
+
+    // A server that is not there, with a password in the URL.
+    let secret = "hunter2-secret";
+    let url = format!("postgres://evt_user:{secret}@127.0.0.1:1/evt");
+    let options: PgConnectOptions = url.parse().unwrap();
+    let pool = PgPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy_with(options);
+    let err = event_runtime::dlq::DeadLetters::postgres(pool.clone())
+        .await
+        .unwrap_err();
+    let mut texts = vec![err.to_string(), format!("{err:?}")];
+    let mut source = std::error::Error::source(&err);
+    while let Some(next) = source {
+        texts.push(next.to_string());
+        source = next.source();
+    }
+    for text in &texts {
+        assert!(!text.contains(secret), "{text}");
+        assert!(!text.contains(&url), "{text}");
+    }
+    let err = Stores::postgres(pool).await.err().expect("unreachable");
+    assert!(!format!("{err} {err:?}").contains(secret));
 }

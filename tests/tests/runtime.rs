@@ -161,9 +161,14 @@ async fn poison_goes_to_the_dlq_without_blocking_other_records() {
         event_runtime::cloudevents::binary::Binding::Kafka,
     )
     .unwrap();
+    // Ids of their own: with `good`'s id they would be copies of it, and dropped as duplicates
+    // once `good` (handled concurrently, in its key's lane) is marked.
     for (name, value) in &mut future.headers {
         if name == "ce_eventversion" {
             *value = b"7".to_vec();
+        }
+        if name == "ce_id" {
+            *value = uuid::Uuid::now_v7().to_string().into_bytes();
         }
     }
     let mut unknown = future.clone();
@@ -171,6 +176,7 @@ async fn poison_goes_to_the_dlq_without_blocking_other_records() {
         match name.as_str() {
             "ce_type" => *value = b"ledger.step_reversed".to_vec(),
             "ce_eventversion" => *value = b"1".to_vec(),
+            "ce_id" => *value = uuid::Uuid::now_v7().to_string().into_bytes(),
             _ => {}
         }
     }

@@ -1,0 +1,58 @@
+-- Schema of the PostgreSQL stores (dead-letter queue, redrive/replay requests, audit trail,
+-- dedupe marks): the same tables and columns as in the SQLite engine's file. Idempotent; the
+-- advisory lock serialises concurrent first starts (CREATE TABLE IF NOT EXISTS alone can race).
+BEGIN;
+SELECT pg_advisory_xact_lock(7458291034);
+CREATE TABLE IF NOT EXISTS evt_dedupe (
+    grp         TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    seen_ms     BIGINT NOT NULL,
+    PRIMARY KEY (grp, key)
+);
+CREATE INDEX IF NOT EXISTS evt_dedupe_seen ON evt_dedupe (seen_ms);
+CREATE TABLE IF NOT EXISTS evt_dead_letters (
+    id            BIGSERIAL PRIMARY KEY,
+    grp           TEXT NOT NULL,
+    topic         TEXT NOT NULL,
+    partition     BIGINT NOT NULL,
+    "offset"      BIGINT NOT NULL,
+    record_ts_ms  BIGINT NOT NULL,
+    record_key    BYTEA,
+    headers       BYTEA NOT NULL,
+    payload       BYTEA NOT NULL,
+    event_type    TEXT,
+    event_id      TEXT,
+    partition_key TEXT,
+    reason_kind   TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    error_chain   TEXT NOT NULL,
+    attempts      BIGINT NOT NULL,
+    first_failure_ms BIGINT NOT NULL,
+    last_failure_ms  BIGINT NOT NULL,
+    parked_behind BIGINT,
+    status        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evt_dead_letters_grp ON evt_dead_letters (grp, status);
+CREATE INDEX IF NOT EXISTS evt_dead_letters_parked ON evt_dead_letters (parked_behind);
+CREATE TABLE IF NOT EXISTS evt_dlq_audit (
+    id          BIGSERIAL PRIMARY KEY,
+    letter_id   BIGINT NOT NULL,
+    at_ms       BIGINT NOT NULL,
+    action      TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    detail      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evt_dlq_audit_letter ON evt_dlq_audit (letter_id, id);
+CREATE TABLE IF NOT EXISTS evt_redeliveries (
+    id          BIGSERIAL PRIMARY KEY,
+    grp         TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    letter_id   BIGINT,
+    topic       TEXT NOT NULL,
+    partition   BIGINT NOT NULL,
+    "offset"    BIGINT NOT NULL,
+    bypass_dedupe BOOLEAN NOT NULL,
+    requested_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evt_redeliveries_grp ON evt_redeliveries (grp, id);
+COMMIT;
