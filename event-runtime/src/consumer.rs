@@ -809,7 +809,7 @@ impl<T: Transport> GroupRunner<T> {
                         .await;
                 };
                 match self
-                    .process(&letter.record, Delivery::Redrive, true)
+                    .process(&letter.record, Delivery::Redrive, redelivery.bypass_dedupe)
                     .await?
                 {
                     Outcome::Failed(failed) => {

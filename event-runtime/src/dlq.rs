@@ -287,9 +287,35 @@ impl DeadLetters {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|err| db_error("dead-letter", err))?;
+        let mut letter = letter;
+        // A letter to park: the letter it waits for may have been resolved since the consumer
+        // looked. Park behind the oldest letter of the key still open, or, if none is, queue it
+        // for delivery right away instead of parking it behind nothing.
+        let mut release = false;
+        if letter.parked_behind.is_some() {
+            let blocker: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM evt_dead_letters WHERE grp = ? AND topic = ? AND partition_key = ? \
+                 AND status IN ('dead', 'parked', 'redriving') ORDER BY id LIMIT 1",
+            )
+            .bind(&letter.group)
+            .bind(&letter.record.topic)
+            .bind(&letter.partition_key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|err| db_error("dead-letter", err))?;
+            match blocker {
+                Some(id) => letter.parked_behind = Some(id as u64),
+                None => {
+                    letter.parked_behind = None;
+                    release = true;
+                }
+            }
+        }
         let reason = letter.error_chain.first().cloned().unwrap_or_default();
         let status = if letter.parked_behind.is_some() {
             LetterStatus::Parked
+        } else if release {
+            LetterStatus::Redriving
         } else {
             LetterStatus::Dead
         };
@@ -321,14 +347,25 @@ impl DeadLetters {
         .fetch_one(&mut *tx)
         .await
         .map_err(|err| db_error("dead-letter", err))?;
+        let consumer = format!("consumer:{}", letter.group);
         Self::audit_on(
             &mut tx,
             id as u64,
             "dead-lettered",
-            &format!("consumer:{}", letter.group),
+            &consumer,
             &format!("{}: {reason}", letter.reason_kind),
         )
         .await?;
+        if release {
+            let row = sqlx::query(
+                "SELECT id, grp, topic, partition, offset, status FROM evt_dead_letters WHERE id = ?",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|err| db_error("dead-letter", err))?;
+            Self::queue_redrive(&mut tx, &row, &consumer).await?;
+        }
         tx.commit()
             .await
             .map_err(|err| db_error("dead-letter", err))?;
@@ -513,6 +550,38 @@ impl DeadLetters {
         Ok(queued)
     }
 
+    /// Releases the oldest letter parked behind `letter_id` and parks the others behind it, so
+    /// a key's parked events run one at a time, in order: if the released one fails again, the
+    /// rest keep waiting behind it.
+    async fn release_parked(
+        conn: &mut sqlx::SqliteConnection,
+        letter_id: u64,
+        actor: &str,
+    ) -> Result<(), TransportError> {
+        let next = sqlx::query(
+            "SELECT id, grp, topic, partition, offset, status FROM evt_dead_letters \
+             WHERE parked_behind = ? AND status = 'parked' ORDER BY id LIMIT 1",
+        )
+        .bind(letter_id as i64)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|err| db_error("release parked letters", err))?;
+        let Some(next) = next else {
+            return Ok(());
+        };
+        let next_id: i64 = next.get("id");
+        sqlx::query(
+            "UPDATE evt_dead_letters SET parked_behind = ? WHERE parked_behind = ? AND status = 'parked' AND id <> ?",
+        )
+        .bind(next_id)
+        .bind(letter_id as i64)
+        .bind(next_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(|err| db_error("release parked letters", err))?;
+        Self::queue_redrive(conn, &next, actor).await
+    }
+
     async fn queue_redrive(
         conn: &mut sqlx::SqliteConnection,
         row: &sqlx::sqlite::SqliteRow,
@@ -526,7 +595,7 @@ impl DeadLetters {
             .map_err(|err| db_error("request redrive", err))?;
         sqlx::query(
             "INSERT INTO evt_redeliveries (grp, source, letter_id, topic, partition, offset, bypass_dedupe, requested_ms) \
-             VALUES (?, 'redrive', ?, ?, ?, ?, 1, ?)",
+             VALUES (?, 'redrive', ?, ?, ?, ?, 0, ?)",
         )
         .bind(row.get::<String, _>("grp"))
         .bind(id)
@@ -575,6 +644,8 @@ impl DeadLetters {
                 .await
                 .map_err(|err| db_error("purge", err))?;
             Self::audit_on(&mut tx, letter.id, "purged", actor, "").await?;
+            // What waited behind a purged letter would otherwise wait forever.
+            Self::release_parked(&mut tx, letter.id, actor).await?;
             purged += 1;
         }
         tx.commit().await.map_err(|err| db_error("purge", err))?;
@@ -719,18 +790,7 @@ impl DeadLetters {
                         .await
                         .map_err(|err| db_error("finish redelivery", err))?;
                     Self::audit_on(&mut tx, letter_id, "resolved", &actor, "").await?;
-                    // Release the letters parked behind this one, in their original order.
-                    let parked = sqlx::query(
-                        "SELECT id, grp, topic, partition, offset, status FROM evt_dead_letters \
-                         WHERE parked_behind = ? AND status = 'parked' ORDER BY id",
-                    )
-                    .bind(letter_id as i64)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(|err| db_error("finish redelivery", err))?;
-                    for row in &parked {
-                        Self::queue_redrive(&mut tx, row, &actor).await?;
-                    }
+                    Self::release_parked(&mut tx, letter_id, &actor).await?;
                 }
             }
         }
@@ -803,9 +863,40 @@ mod pg {
             .begin()
             .await
             .map_err(|err| pg_error("dead-letter", err))?;
+        let mut letter = letter;
+        let mut release = false;
+        if letter.parked_behind.is_some() {
+            // Serialise parking per key with resolution (see the SQLite version).
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2 || '/' || $3))")
+                .bind(&letter.group)
+                .bind(&letter.record.topic)
+                .bind(letter.partition_key.as_deref().unwrap_or(""))
+                .execute(&mut *tx)
+                .await
+                .map_err(|err| pg_error("dead-letter", err))?;
+            let blocker: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM evt_dead_letters WHERE grp = $1 AND topic = $2 AND partition_key = $3 \
+                 AND status IN ('dead', 'parked', 'redriving') ORDER BY id LIMIT 1",
+            )
+            .bind(&letter.group)
+            .bind(&letter.record.topic)
+            .bind(&letter.partition_key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|err| pg_error("dead-letter", err))?;
+            match blocker {
+                Some(id) => letter.parked_behind = Some(id as u64),
+                None => {
+                    letter.parked_behind = None;
+                    release = true;
+                }
+            }
+        }
         let reason = letter.error_chain.first().cloned().unwrap_or_default();
         let status = if letter.parked_behind.is_some() {
             LetterStatus::Parked
+        } else if release {
+            LetterStatus::Redriving
         } else {
             LetterStatus::Dead
         };
@@ -837,14 +928,25 @@ mod pg {
         .fetch_one(&mut *tx)
         .await
         .map_err(|err| pg_error("dead-letter", err))?;
+        let consumer = format!("consumer:{}", letter.group);
         audit_on(
             &mut tx,
             id as u64,
             "dead-lettered",
-            &format!("consumer:{}", letter.group),
+            &consumer,
             &format!("{}: {reason}", letter.reason_kind),
         )
         .await?;
+        if release {
+            let row = sqlx::query(
+                "SELECT id, grp, topic, partition, \"offset\", status FROM evt_dead_letters WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|err| pg_error("dead-letter", err))?;
+            queue_redrive(&mut tx, &row, &consumer).await?;
+        }
         tx.commit()
             .await
             .map_err(|err| pg_error("dead-letter", err))?;
@@ -984,6 +1086,35 @@ mod pg {
         Ok(queued)
     }
 
+    /// See the SQLite version: release the oldest parked letter, park the rest behind it.
+    async fn release_parked(
+        conn: &mut PgConnection,
+        letter_id: u64,
+        actor: &str,
+    ) -> Result<(), TransportError> {
+        let next = sqlx::query(
+            "SELECT id, grp, topic, partition, \"offset\", status FROM evt_dead_letters \
+             WHERE parked_behind = $1 AND status = 'parked' ORDER BY id LIMIT 1 FOR UPDATE",
+        )
+        .bind(letter_id as i64)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(|err| pg_error("release parked letters", err))?;
+        let Some(next) = next else {
+            return Ok(());
+        };
+        let next_id: i64 = next.get("id");
+        sqlx::query(
+            "UPDATE evt_dead_letters SET parked_behind = $1 WHERE parked_behind = $2 AND status = 'parked' AND id <> $1",
+        )
+        .bind(next_id)
+        .bind(letter_id as i64)
+        .execute(&mut *conn)
+        .await
+        .map_err(|err| pg_error("release parked letters", err))?;
+        queue_redrive(conn, &next, actor).await
+    }
+
     async fn queue_redrive(
         conn: &mut PgConnection,
         row: &PgRow,
@@ -997,7 +1128,7 @@ mod pg {
             .map_err(|err| pg_error("request redrive", err))?;
         sqlx::query(
             "INSERT INTO evt_redeliveries (grp, source, letter_id, topic, partition, \"offset\", bypass_dedupe, requested_ms) \
-             VALUES ($1, 'redrive', $2, $3, $4, $5, TRUE, $6)",
+             VALUES ($1, 'redrive', $2, $3, $4, $5, FALSE, $6)",
         )
         .bind(row.get::<String, _>("grp"))
         .bind(id)
@@ -1034,6 +1165,7 @@ mod pg {
                 .await
                 .map_err(|err| pg_error("purge", err))?;
             audit_on(&mut tx, id as u64, "purged", actor, "").await?;
+            release_parked(&mut tx, id as u64, actor).await?;
             purged += 1;
         }
         tx.commit().await.map_err(|err| pg_error("purge", err))?;
@@ -1153,18 +1285,7 @@ mod pg {
                         .await
                         .map_err(|err| pg_error("finish redelivery", err))?;
                     audit_on(&mut tx, letter_id, "resolved", &actor, "").await?;
-                    // Release the letters parked behind this one, in their original order.
-                    let parked = sqlx::query(
-                        "SELECT id, grp, topic, partition, \"offset\", status FROM evt_dead_letters \
-                         WHERE parked_behind = $1 AND status = 'parked' ORDER BY id FOR UPDATE",
-                    )
-                    .bind(letter_id as i64)
-                    .fetch_all(&mut *tx)
-                    .await
-                    .map_err(|err| pg_error("finish redelivery", err))?;
-                    for row in &parked {
-                        queue_redrive(&mut tx, row, &actor).await?;
-                    }
+                    release_parked(&mut tx, letter_id, &actor).await?;
                 }
             }
         }

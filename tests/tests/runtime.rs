@@ -452,3 +452,89 @@ async fn an_inbox_handler_can_emit_to_a_topic_nobody_here_consumes() {
     );
     running.stop().await;
 }
+
+/// Sequenced mode releases parked events one at a time: when the released one fails again, the
+/// later ones stay parked behind it; purging a letter releases what waited behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_events_are_released_one_at_a_time_in_order() {
+    use event_runtime::dlq::{LetterStatus, Selection};
+    let dir = tempdir("sequenced-release");
+    let mut app = App::embedded(dir.join("log.db")).await.unwrap();
+    let handled: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let broken: Arc<Mutex<Vec<u32>>> = Arc::new(Mutex::new(vec![0, 1]));
+    let (sink, failing) = (handled.clone(), broken.clone());
+    app.partitions(1)
+        .group_options(
+            "seq",
+            GroupOptions {
+                sequenced: true,
+                retry: RetryPolicy::none(),
+                ..GroupOptions::default()
+            },
+        )
+        .subscribe::<Step, _>("seq", move |event: Envelope<Step>, _ctx: Context| {
+            let (sink, failing) = (sink.clone(), failing.clone());
+            async move {
+                if failing.lock().unwrap().contains(&event.data.seq) {
+                    return Err(HandlerError::permanent(format!(
+                        "seq {} is broken",
+                        event.data.seq
+                    )));
+                }
+                sink.lock().unwrap().push(event.data.seq);
+                Ok(())
+            }
+        });
+    let running = app.start().await.unwrap();
+    for seq in 0..4 {
+        running
+            .publisher()
+            .publish(Envelope::event(Step {
+                account: "k".into(),
+                seq,
+            }))
+            .await
+            .unwrap();
+    }
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let dlq = running.dead_letters();
+    let letters = dlq.list(&LetterFilter::default()).await.unwrap();
+    let ids: Vec<u64> = letters.iter().map(|l| l.id).collect();
+    assert_eq!(
+        letters
+            .iter()
+            .filter(|l| l.status == LetterStatus::Parked)
+            .count(),
+        3
+    );
+
+    // Fix seq 0 only: it is resolved, seq 1 is released and fails again, seq 2 and 3 wait.
+    broken.lock().unwrap().retain(|s| *s != 0);
+    dlq.request_redrive(Some("seq"), Selection::Ids(&ids[..1]), "ops")
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    assert_eq!(*handled.lock().unwrap(), [0]);
+    let status = |letters: &[event_runtime::dlq::DeadLetter], id| {
+        letters.iter().find(|l| l.id == id).map(|l| l.status)
+    };
+    let all = dlq
+        .list(&LetterFilter {
+            include_closed: true,
+            ..LetterFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(status(&all, ids[1]), Some(LetterStatus::Dead));
+    assert_eq!(status(&all, ids[2]), Some(LetterStatus::Parked));
+    assert_eq!(status(&all, ids[3]), Some(LetterStatus::Parked));
+
+    // Give up on seq 1: purging it releases seq 2, then seq 3, in order.
+    dlq.purge(Some("seq"), Selection::Ids(&ids[1..2]), "ops")
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    assert_eq!(*handled.lock().unwrap(), [0, 2, 3]);
+    assert!(dlq.list(&LetterFilter::default()).await.unwrap().is_empty());
+    running.stop().await;
+}
