@@ -267,7 +267,8 @@ fn percent_decode(text: &str) -> String {
 pub(crate) fn redact_url(url: &str) -> String {
     url.split(',')
         .map(|one| match userinfo(one) {
-            Some(userinfo) => one.replacen(userinfo, "[redacted]", 1),
+            // Replace `userinfo@` as a whole: a short token must not match inside the scheme.
+            Some(userinfo) => one.replacen(&format!("{userinfo}@"), "[redacted]@", 1),
             None => one.to_owned(),
         })
         .collect::<Vec<_>>()
@@ -330,6 +331,8 @@ mod tests {
             redact_url("nats://u:p@h:1,tls://h2:2,x:y@h3"),
             "nats://[redacted]@h:1,tls://h2:2,[redacted]@h3"
         );
+        // A one-letter token that also occurs in the scheme is still the part redacted.
+        assert_eq!(redact_url("nats://a@h:1"), "nats://[redacted]@h:1");
         let config = NatsConfig::new("nats://u:hunter2@h:1").auth(Auth::Token("t0ken".into()));
         assert_eq!(
             split_url_credentials("nats://u:p%40ss@h:1,nats://h2:2"),

@@ -701,12 +701,12 @@ impl<T: Transport> Running<T> {
                 quiet && matches!(self.lag().await, Ok(lags) if lags.iter().all(|l| l.lag() == 0));
             let mut pending = false;
             for group in self.stats.keys() {
-                if !self
+                // An unreadable queue counts as busy: idle must never be reported by mistake.
+                if self
                     .dlq
                     .pending_redeliveries(group, 1)
                     .await
-                    .unwrap_or_default()
-                    .is_empty()
+                    .map_or(true, |pending| !pending.is_empty())
                 {
                     pending = true;
                 }

@@ -438,7 +438,15 @@ impl<T: Transport> GroupRunner<T> {
                 group: self.group.to_string(),
                 event_type: raw.map(|r| r.ty.to_string()),
                 event_id: raw.map(|r| r.id.to_string()),
-                partition_key: raw.and_then(|r| r.partition_key.clone()),
+                // A record whose headers could not be read still has its record key, so it
+                // still blocks its key in sequenced mode.
+                partition_key: raw.and_then(|r| r.partition_key.clone()).or_else(|| {
+                    record
+                        .key
+                        .as_deref()
+                        .and_then(|key| std::str::from_utf8(key).ok())
+                        .map(str::to_owned)
+                }),
                 reason_kind: failed.reason_kind.to_owned(),
                 error_chain: failed.chain,
                 attempts: failed.attempts,
@@ -670,6 +678,9 @@ impl<T: Transport> GroupRunner<T> {
                 err,
             ))
         };
+        // One inbox transaction at a time per file (SQLite has one writer anyway): the others
+        // wait here instead of failing on the busy timeout while a slow handler holds the lock.
+        let _writer = sqlite.inbox_lock().lock().await;
         let mut tx = sqlite
             .pool()
             .begin_with("BEGIN IMMEDIATE")

@@ -102,6 +102,7 @@ CREATE INDEX IF NOT EXISTS evt_redeliveries_grp ON evt_redeliveries (grp, id);
 pub struct SqliteTransport {
     pool: SqlitePool,
     appended: Arc<Notify>,
+    inbox: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub(crate) fn db_error(operation: impl Into<String>, err: sqlx::Error) -> TransportError {
@@ -181,6 +182,7 @@ impl SqliteTransport {
         Ok(SqliteTransport {
             pool,
             appended: Arc::new(Notify::new()),
+            inbox: Arc::default(),
         })
     }
 
@@ -241,6 +243,7 @@ impl SqliteTransport {
         Ok(SqliteTransport {
             pool,
             appended: Arc::new(Notify::new()),
+            inbox: Arc::default(),
         })
     }
 
@@ -265,6 +268,11 @@ impl SqliteTransport {
                 )
             })
             .collect())
+    }
+
+    /// Serialises inbox transactions of this process on this file.
+    pub(crate) fn inbox_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.inbox
     }
 
     /// The pool, for stores and inbox handlers that write to the same database.
