@@ -233,6 +233,8 @@ pub(crate) struct FailedRecord {
     chain: Vec<String>,
     attempts: u32,
     parked_behind: Option<u64>,
+    /// When the first attempt failed (earlier than now after retries).
+    first_failure_ms: i64,
 }
 
 fn decode_kind(kind: DecodeErrorKind) -> &'static str {
@@ -450,7 +452,7 @@ impl<T: Transport> GroupRunner<T> {
                 reason_kind: failed.reason_kind.to_owned(),
                 error_chain: failed.chain,
                 attempts: failed.attempts,
-                first_failure_ms: now_ms(),
+                first_failure_ms: failed.first_failure_ms,
                 parked_behind: failed.parked_behind,
                 record,
             })
@@ -469,7 +471,23 @@ impl<T: Transport> GroupRunner<T> {
             chain,
             attempts,
             parked_behind: None,
+            first_failure_ms: now_ms(),
         }))
+    }
+
+    /// [`Self::failed`] after retries: the letter records when the first attempt failed.
+    fn failed_since(
+        first_failure_ms: Option<i64>,
+        raw: RawEnvelope,
+        reason_kind: &'static str,
+        chain: Vec<String>,
+        attempts: u32,
+    ) -> Outcome {
+        let mut outcome = Self::failed(Some(raw), reason_kind, chain, attempts);
+        if let (Outcome::Failed(failed), Some(first)) = (&mut outcome, first_failure_ms) {
+            failed.first_failure_ms = first;
+        }
+        outcome
     }
 
     pub(crate) async fn process(
@@ -515,6 +533,7 @@ impl<T: Transport> GroupRunner<T> {
                 )],
                 attempts: 0,
                 parked_behind: Some(blocking),
+                first_failure_ms: now_ms(),
             })));
         }
         let dedupe_key = raw.effective_dedupe_key().into_owned();
@@ -523,6 +542,7 @@ impl<T: Transport> GroupRunner<T> {
             return Ok(Outcome::Duplicate);
         }
         let mut attempt = 1;
+        let mut first_failure = None;
         loop {
             let result = self
                 .attempt(
@@ -547,9 +567,16 @@ impl<T: Transport> GroupRunner<T> {
                     ));
                 }
                 Err(Failure::Handler(err)) if err.class() == ErrorClass::Permanent => {
-                    return Ok(Self::failed(Some(raw), "permanent", err.chain(), attempt));
+                    return Ok(Self::failed_since(
+                        first_failure,
+                        raw,
+                        "permanent",
+                        err.chain(),
+                        attempt,
+                    ));
                 }
                 Err(failure) => {
+                    first_failure.get_or_insert_with(now_ms);
                     let chain = match failure {
                         Failure::Handler(err) => err.chain(),
                         Failure::Infra(err) => error_chain(&err),
@@ -566,8 +593,9 @@ impl<T: Transport> GroupRunner<T> {
                             attempt += 1;
                         }
                         None => {
-                            return Ok(Self::failed(
-                                Some(raw),
+                            return Ok(Self::failed_since(
+                                first_failure,
+                                raw,
                                 "retries-exhausted",
                                 chain,
                                 attempt,

@@ -108,6 +108,17 @@ async fn transient_failures_are_retried_then_dead_lettered() {
         .list(&LetterFilter::default())
         .await
         .unwrap();
+    // The exhausted letter spans its retries: 1 immediate, then backoff of 5 and 10 ms.
+    let exhausted = letters
+        .iter()
+        .find(|l| l.reason_kind == "retries-exhausted")
+        .unwrap();
+    assert!(
+        exhausted.last_failure_ms - exhausted.first_failure_ms >= 10,
+        "first failure {} vs last {}",
+        exhausted.first_failure_ms,
+        exhausted.last_failure_ms
+    );
     let mut summary: Vec<(String, u32, String)> = letters
         .iter()
         .map(|l| (l.reason_kind.clone(), l.attempts, l.reason.clone()))
