@@ -28,6 +28,20 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
+# --- Kafka engine build deps --------------------------------------------------------------------
+# event-kafka builds librdkafka from source (rdkafka's `cmake-build`): it needs cmake (and a C/C++
+# compiler); libcurl's headers are installed too. Installed with apt-get when missing and root.
+if ! command -v cmake >/dev/null 2>&1 || ! dpkg -s libcurl4-openssl-dev >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing cmake and libcurl4-openssl-dev (apt-get)" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      cmake libcurl4-openssl-dev >&2
+  else
+    echo "warning: cmake or libcurl4-openssl-dev is missing (needed to build event-kafka)" >&2
+  fi
+fi
+
 # --- NATS JetStream ------------------------------------------------------------------------------
 
 find_nats_server() {

@@ -150,6 +150,33 @@ impl Backend for Nats {
     }
 }
 
+/// The Kafka engine on an in-process mock cluster of its own (librdkafka's), with the stores in
+/// a local SQLite file. Always runs: no server needed.
+struct Kafka {
+    cluster: Arc<event_kafka::mock::MockKafka>,
+    stores: std::path::PathBuf,
+}
+
+impl Backend for Kafka {
+    type T = event_kafka::KafkaTransport;
+
+    async fn create(test: &str) -> Option<Self> {
+        Some(Kafka {
+            cluster: Arc::new(event_kafka::mock::MockKafka::start(1)),
+            stores: tempdir(test).join("stores.db"),
+        })
+    }
+
+    async fn transport(&self) -> event_kafka::KafkaTransport {
+        event_kafka::KafkaTransport::connect(self.cluster.config()).unwrap()
+    }
+
+    async fn app(&self) -> App<event_kafka::KafkaTransport> {
+        let stores = SqliteTransport::open(&self.stores).await.unwrap();
+        App::new(self.transport().await, Stores::sqlite(&stores))
+    }
+}
+
 /// The memory engine with its dead letters and dedupe marks in PostgreSQL, in a schema of its
 /// own (created here): tests never see each other's rows.
 struct PgStores {
@@ -262,6 +289,7 @@ macro_rules! conformance {
 conformance!(memory, crate::Memory);
 conformance!(sqlite, crate::Sqlite);
 conformance!(nats, crate::Nats);
+conformance!(kafka, crate::Kafka);
 
 /// The tests that depend on the stores (not on the engine), with the stores in PostgreSQL.
 mod postgres_stores {

@@ -1,0 +1,161 @@
+//! Connection settings, with credentials that never print.
+
+use std::fmt;
+
+/// A credential: its `Debug` and `Display` are `[redacted]`; [`Secret::expose`] reads it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a credential.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The credential itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// SASL user and password (`sasl.username` / `sasl.password`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sasl {
+    /// `sasl.mechanism`, e.g. `PLAIN` (librdkafka is built without TLS here, so SCRAM is not
+    /// available; see the crate's limitations).
+    pub mechanism: String,
+    /// The user name.
+    pub username: Secret,
+    /// The password.
+    pub password: Secret,
+}
+
+impl fmt::Debug for Sasl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sasl")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .finish()
+    }
+}
+
+/// Creates a topic by other means than the admin API (see [`KafkaConfig::create_topics_with`]).
+pub type TopicCreator = std::sync::Arc<dyn Fn(&str, u32) -> Result<(), String> + Send + Sync>;
+
+/// Where and how to reach the cluster.
+#[derive(Clone)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`, e.g. `127.0.0.1:9092`.
+    pub bootstrap_servers: String,
+    /// SASL credentials; `None` for an unauthenticated cluster.
+    pub sasl: Option<Sasl>,
+    /// The replication factor of topics created by `ensure_topic`; `-1` is the broker's
+    /// default (`default.replication.factor`, Kafka 2.4+).
+    pub replication_factor: i32,
+    /// `client.id` of every client this transport creates.
+    pub client_id: String,
+    /// How long a metadata, watermark, commit or delivery call may take.
+    pub request_timeout: std::time::Duration,
+    /// Creates topics instead of the admin API's `CreateTopics` (librdkafka's mock cluster has
+    /// none); `None` uses the admin API.
+    pub(crate) topic_creator: Option<TopicCreator>,
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("sasl", &self.sasl)
+            .field("replication_factor", &self.replication_factor)
+            .field("client_id", &self.client_id)
+            .field("request_timeout", &self.request_timeout)
+            .field("topic_creator", &self.topic_creator.is_some())
+            .finish()
+    }
+}
+
+impl KafkaConfig {
+    /// Settings for the cluster at `bootstrap_servers`, no credentials.
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        KafkaConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            sasl: None,
+            replication_factor: -1,
+            client_id: "event-kafka".to_owned(),
+            request_timeout: std::time::Duration::from_secs(30),
+            topic_creator: None,
+        }
+    }
+
+    /// SASL `PLAIN` with `username` and `password` (over `SASL_PLAINTEXT`).
+    #[must_use]
+    pub fn sasl_plain(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.sasl = Some(Sasl {
+            mechanism: "PLAIN".to_owned(),
+            username: Secret::new(username),
+            password: Secret::new(password),
+        });
+        self
+    }
+
+    /// The replication factor of created topics.
+    #[must_use]
+    pub fn replication_factor(mut self, factor: i32) -> Self {
+        self.replication_factor = factor;
+        self
+    }
+
+    /// Creates topics with `creator` (topic, partitions) instead of the admin API: for a
+    /// cluster without `CreateTopics`, such as [`crate::mock::MockKafka`]. It runs on a blocking
+    /// thread.
+    #[must_use]
+    pub fn create_topics_with(mut self, creator: TopicCreator) -> Self {
+        self.topic_creator = Some(creator);
+        self
+    }
+
+    /// The base librdkafka configuration every client of the transport starts from.
+    pub(crate) fn client_config(&self) -> rdkafka::ClientConfig {
+        let mut config = rdkafka::ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", &self.client_id)
+            // Never create a topic by reading or writing it: only `ensure_topic` creates.
+            .set("allow.auto.create.topics", "false")
+            .set("log_level", "3");
+        if let Some(sasl) = &self.sasl {
+            config
+                .set("security.protocol", "SASL_PLAINTEXT")
+                .set("sasl.mechanism", &sasl.mechanism)
+                .set("sasl.username", sasl.username.expose())
+                .set("sasl.password", sasl.password.expose());
+        }
+        config
+    }
+
+    /// `message` with every credential replaced by `[redacted]`.
+    pub(crate) fn redact(&self, message: &str) -> String {
+        let mut message = message.to_owned();
+        if let Some(sasl) = &self.sasl {
+            for secret in [&sasl.password, &sasl.username] {
+                if !secret.expose().is_empty() {
+                    message = message.replace(secret.expose(), "[redacted]");
+                }
+            }
+        }
+        message
+    }
+}

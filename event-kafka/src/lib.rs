@@ -1,0 +1,67 @@
+//! The Apache Kafka engine for `event-runtime`: [`KafkaTransport`] implements the runtime's
+//! [`Transport`](event_runtime::transport::Transport) contract on a Kafka cluster through
+//! librdkafka (the `rdkafka` crate, built from source with CMake).
+//!
+//! ```no_run
+//! use event_kafka::{KafkaConfig, KafkaTransport};
+//! use event_runtime::{App, Stores};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = KafkaConfig::new("127.0.0.1:9092").sasl_plain("app", "secret");
+//! let transport = KafkaTransport::connect(config)?;
+//! let mut app = App::new(transport, Stores::in_memory().await?);
+//! // app.register(...); let running = app.start().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # How the log model maps onto Kafka
+//!
+//! One to one: a topic is a Kafka topic, a partition a Kafka partition, an offset the Kafka
+//! offset.
+//!
+//! - **`ensure_topic`** creates the topic with the admin API (an existing one is kept, with its
+//!   partition count) and reads the count back from the metadata. Every client is configured
+//!   with `allow.auto.create.topics=false`: reading or writing never creates a topic.
+//! - **`append`** produces each record to its explicit partition (the caller chose it with
+//!   `event_runtime::partition::partition_for_key`, the Java client's murmur2 partitioner),
+//!   with the record key as the Kafka key and our headers (the CloudEvents Kafka binding's
+//!   `ce_` names) verbatim as Kafka headers, through an idempotent producer
+//!   (`enable.idempotence=true`, `acks=all`), and awaits every delivery report. **Not atomic**:
+//!   without Kafka transactions a call whose records span partitions can fail midway with a
+//!   prefix stored per partition; the idempotent producer only rules out duplicates and
+//!   reordering from its own retries.
+//! - **`fetch`** reads through cursors: a consumer `assign`ed to one partition at the offset,
+//!   kept idle per partition and reused while its position matches, re-assigned otherwise. A
+//!   fetch reads up to the partition's high watermark (as of the call) or `max` records.
+//! - **`wait`** polls the cursor at the offset for up to the timeout; a record that arrives is
+//!   kept for the next fetch.
+//! - **Positions** are Kafka consumer-group offsets: `commit` commits an explicit offset list
+//!   for group `<group>` (a consumer with that `group.id` that never subscribes), `committed`
+//!   reads it back. So Kafka tooling (`kafka-consumer-groups`) shows the groups' lag.
+//! - **`end_offsets`** are the high watermarks; **`topics`** the cluster metadata, without
+//!   internal (`__`) topics.
+//!
+//! # Credentials
+//!
+//! [`KafkaConfig::sasl_plain`] sets SASL `PLAIN` credentials. They are [`Secret`]s whose
+//! `Debug` is `[redacted]`; every error message has them replaced by `[redacted]` and carries
+//! no engine error as source.
+//!
+//! # Limitations
+//!
+//! - No atomic multi-record append (see above); no inbox mode.
+//! - librdkafka is built without TLS, zlib or curl: `PLAINTEXT` or `SASL_PLAINTEXT` with
+//!   `PLAIN` only (no SCRAM, OAUTHBEARER OIDC or SSL).
+//! - Each read cursor and each group is a librdkafka client with its own threads and
+//!   connections.
+//! - Dead letters and dedupe marks live in the app's [`event_runtime::Stores`].
+
+mod config;
+pub mod mock;
+mod transport;
+
+pub use config::{KafkaConfig, Sasl, Secret, TopicCreator};
+pub use transport::KafkaTransport;
+
+#[cfg(test)]
+mod tests;

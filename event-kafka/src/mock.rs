@@ -1,0 +1,90 @@
+//! An in-process Kafka cluster (librdkafka's mock cluster) for tests: no server, no network
+//! beyond loopback.
+
+use std::sync::mpsc;
+
+/// A request to create a topic, and where to answer.
+type Request = (String, u32, mpsc::Sender<Result<(), String>>);
+
+/// A running mock cluster. It stops when this value is dropped.
+///
+/// The cluster lives on a thread of its own (librdkafka's handle is not `Send`), so this value
+/// can be shared between tasks.
+pub struct MockKafka {
+    bootstrap: String,
+    requests: Option<mpsc::Sender<Request>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl MockKafka {
+    /// Starts a mock cluster of `brokers` brokers.
+    ///
+    /// # Panics
+    ///
+    /// If librdkafka cannot create the cluster.
+    pub fn start(brokers: i32) -> Self {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (requests, incoming) = mpsc::channel::<Request>();
+        let thread = std::thread::spawn(move || {
+            let cluster = rdkafka::mocking::MockCluster::new(brokers)
+                .expect("librdkafka creates a mock cluster");
+            let _ = ready_tx.send(cluster.bootstrap_servers());
+            // Until the handle is dropped.
+            while let Ok((topic, partitions, reply)) = incoming.recv() {
+                let created = cluster
+                    .create_topic(&topic, partitions as i32, 1)
+                    .map_err(|e| e.to_string());
+                let _ = reply.send(created);
+            }
+            drop(cluster);
+        });
+        let bootstrap = ready_rx.recv().expect("the mock cluster started");
+        MockKafka {
+            bootstrap,
+            requests: Some(requests),
+            thread: Some(thread),
+        }
+    }
+
+    /// Settings for a transport on this cluster: its bootstrap servers, and topics created
+    /// through the mock's own API (the mock cluster does not answer the admin API's
+    /// `CreateTopics`).
+    pub fn config(&self) -> crate::KafkaConfig {
+        let requests = std::sync::Mutex::new(self.requests.clone().expect("running"));
+        crate::KafkaConfig::new(self.bootstrap.clone()).create_topics_with(std::sync::Arc::new(
+            move |topic: &str, partitions: u32| {
+                let (reply, answer) = mpsc::channel();
+                requests
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .send((topic.to_owned(), partitions, reply))
+                    .map_err(|_| "the mock cluster stopped".to_owned())?;
+                answer
+                    .recv()
+                    .map_err(|_| "the mock cluster stopped".to_owned())?
+            },
+        ))
+    }
+
+    /// The cluster's `bootstrap.servers`.
+    pub fn bootstrap_servers(&self) -> &str {
+        &self.bootstrap
+    }
+}
+
+impl std::fmt::Debug for MockKafka {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MockKafka")
+            .field("bootstrap", &self.bootstrap)
+            .finish()
+    }
+}
+
+impl Drop for MockKafka {
+    fn drop(&mut self) {
+        drop(self.requests.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Unit tests on the in-process mock cluster.
+
+use std::time::Duration;
+
+use event_runtime::transport::{OutgoingRecord, Transport, TransportErrorKind};
+
+use crate::mock::MockKafka;
+use crate::{KafkaConfig, KafkaTransport};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_and_headers_round_trip_verbatim() {
+    let cluster = MockKafka::start(1);
+    let t = KafkaTransport::connect(cluster.config()).unwrap();
+    assert_eq!(t.ensure_topic("orders", 4).await.unwrap(), 4);
+    let key = b"customer-42".to_vec();
+    let partition = event_runtime::partition::partition_for_key(&key, 4);
+    let headers = vec![
+        ("ce_specversion".to_owned(), b"1.0".to_vec()),
+        ("ce_id".to_owned(), b"id-1".to_vec()),
+        ("ce_type".to_owned(), b"order.placed".to_vec()),
+        ("content-type".to_owned(), b"application/json".to_vec()),
+        ("x-binary".to_owned(), vec![0, 255, 10]),
+        ("x-empty".to_owned(), Vec::new()),
+        ("ce_id".to_owned(), b"duplicate names are kept".to_vec()),
+    ];
+    let sent = OutgoingRecord {
+        partition,
+        key: Some(key.clone()),
+        headers: headers.clone(),
+        payload: br#"{"total":3}"#.to_vec(),
+    };
+    let unkeyed = OutgoingRecord {
+        partition,
+        key: None,
+        headers: Vec::new(),
+        payload: Vec::new(),
+    };
+    let positions = t.append("orders", vec![sent, unkeyed]).await.unwrap();
+    assert_eq!(positions[0].partition, partition);
+    assert_eq!(positions[1].offset, positions[0].offset + 1);
+
+    let read = t.fetch("orders", partition, 0, 10).await.unwrap();
+    assert_eq!(read.len(), 2);
+    assert_eq!(read[0].key.as_deref(), Some(key.as_slice()));
+    assert_eq!(read[0].headers, headers, "headers verbatim and in order");
+    assert_eq!(read[0].payload, br#"{"total":3}"#);
+    assert_eq!(read[1].key, None);
+    assert!(read[1].headers.is_empty());
+    assert!(read[1].payload.is_empty());
+    // Nothing went to the other partitions.
+    let ends = t.end_offsets("orders").await.unwrap();
+    assert_eq!(ends.iter().sum::<u64>(), 2);
+    assert_eq!(ends[partition as usize], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_keeps_the_record_for_the_next_fetch() {
+    let cluster = MockKafka::start(1);
+    let t = KafkaTransport::connect(cluster.config()).unwrap();
+    t.ensure_topic("w", 1).await.unwrap();
+    let writer = t.clone();
+    let appended = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let record = OutgoingRecord {
+            payload: b"x".to_vec(),
+            ..OutgoingRecord::default()
+        };
+        writer.append("w", vec![record]).await.unwrap();
+    });
+    t.wait("w", 0, 0, Duration::from_secs(10)).await;
+    appended.await.unwrap();
+    let read = t.fetch("w", 0, 0, 10).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].payload, b"x");
+}
+
+#[test]
+fn credentials_never_print() {
+    let config = KafkaConfig::new("127.0.0.1:1").sasl_plain("alice-user", "hunter2-pass");
+    let debug = format!("{config:?}");
+    assert!(
+        !debug.contains("hunter2-pass") && !debug.contains("alice-user"),
+        "{debug}"
+    );
+    assert_eq!(
+        config.redact("failed for alice-user with hunter2-pass"),
+        "failed for [redacted] with [redacted]"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_are_not_in_errors() {
+    let cluster = MockKafka::start(1);
+    let mut config = cluster.config().sasl_plain("alice-user", "hunter2-pass");
+    config.request_timeout = Duration::from_secs(2);
+    let t = KafkaTransport::connect(config).unwrap();
+    assert!(!format!("{t:?}").contains("hunter2-pass"));
+    // The mock cluster does not speak SASL: every call fails.
+    let err = t.topics().await.unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert!(
+        !text.contains("hunter2-pass") && !text.contains("alice-user"),
+        "{text}"
+    );
+    assert!(std::error::Error::source(&err).is_none());
+    assert_eq!(err.kind, TransportErrorKind::Unavailable);
+}

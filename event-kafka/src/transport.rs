@@ -1,0 +1,600 @@
+//! [`KafkaTransport`]: the runtime's transport contract on a Kafka cluster.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_runtime::transport::{
+    OutgoingRecord, Position, Record, Transport, TransportError, TransportErrorKind,
+};
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::config::KafkaConfig;
+
+/// Idle read cursors kept per partition.
+const CURSORS_PER_PARTITION: usize = 4;
+/// The consumer group of read cursors. They only `assign`, never join or commit.
+const READER_GROUP: &str = "event-kafka-reader";
+
+/// A consumer assigned to one partition, and what it read ahead.
+struct Cursor {
+    consumer: StreamConsumer,
+    /// The offset the next record handed out will have.
+    position: u64,
+    /// Records read (by `wait`) but not handed out yet, from `position` on.
+    buffered: VecDeque<Record>,
+}
+
+struct Inner {
+    config: KafkaConfig,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    /// Partition counts of topics known to exist (counts never change).
+    topics: Mutex<HashMap<String, u32>>,
+    cursors: Mutex<HashMap<(String, u32), Vec<Cursor>>>,
+    groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+}
+
+/// The Kafka engine. Cloning shares the clients. See the crate docs.
+#[derive(Clone)]
+pub struct KafkaTransport {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for KafkaTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaTransport")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn unknown(topic: &str, operation: &str) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::UnknownTopic,
+        format!("{operation} {topic}"),
+        format!("topic `{topic}` does not exist"),
+    )
+}
+
+fn bad_partition(topic: &str, partition: u32, count: u32) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::InvalidPartition,
+        format!("partition {partition} of {topic}"),
+        format!("topic `{topic}` has {count} partitions"),
+    )
+}
+
+/// A stored Kafka message as a [`Record`]: headers verbatim (a null value reads as empty).
+pub(crate) fn to_record<M: Message>(message: &M) -> Record {
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        topic: message.topic().to_owned(),
+        partition: message.partition().max(0) as u32,
+        offset: message.offset().max(0) as u64,
+        timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
+        key: message.key().map(<[u8]>::to_vec),
+        headers,
+        payload: message.payload().unwrap_or_default().to_vec(),
+    }
+}
+
+/// Our headers as Kafka headers, verbatim and in order.
+pub(crate) fn to_headers(headers: &[(String, Vec<u8>)]) -> OwnedHeaders {
+    headers.iter().fold(
+        OwnedHeaders::new_with_capacity(headers.len()),
+        |h, (k, v)| {
+            h.insert(Header {
+                key: k,
+                value: Some(v.as_slice()),
+            })
+        },
+    )
+}
+
+impl KafkaTransport {
+    /// Creates the clients for the cluster of `config`. librdkafka connects lazily: an
+    /// unreachable cluster shows on the first call.
+    ///
+    /// # Errors
+    ///
+    /// A configuration librdkafka rejects.
+    pub fn connect(config: KafkaConfig) -> Result<Self, TransportError> {
+        let mut producer_config = config.client_config();
+        producer_config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "1")
+            .set(
+                "message.timeout.ms",
+                config.request_timeout.as_millis().to_string(),
+            );
+        let producer: FutureProducer = producer_config
+            .create()
+            .map_err(|e| error_of(&config, TransportErrorKind::Other, "connect", &e))?;
+        let admin: AdminClient<DefaultClientContext> = config
+            .client_config()
+            .create()
+            .map_err(|e| error_of(&config, TransportErrorKind::Other, "connect", &e))?;
+        Ok(KafkaTransport {
+            inner: Arc::new(Inner {
+                config,
+                producer,
+                admin,
+                topics: Mutex::default(),
+                cursors: Mutex::default(),
+                groups: Mutex::default(),
+            }),
+        })
+    }
+
+    fn error(&self, operation: &str, err: &KafkaError) -> TransportError {
+        let kind = match err.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+                TransportErrorKind::UnknownTopic
+            }
+            Some(RDKafkaErrorCode::UnknownPartition) => TransportErrorKind::InvalidPartition,
+            _ => TransportErrorKind::Unavailable,
+        };
+        error_of(&self.inner.config, kind, operation, err)
+    }
+
+    /// Runs blocking librdkafka calls off the async workers.
+    async fn blocking<R: Send + 'static>(
+        &self,
+        operation: &str,
+        f: impl FnOnce(&Inner) -> Result<R, KafkaError> + Send + 'static,
+    ) -> Result<R, TransportError> {
+        let inner = self.inner.clone();
+        match tokio::task::spawn_blocking(move || f(&inner)).await {
+            Ok(result) => result.map_err(|e| self.error(operation, &e)),
+            Err(join) => Err(TransportError::new(
+                TransportErrorKind::Other,
+                operation,
+                format!("the blocking call failed: {join}"),
+            )),
+        }
+    }
+
+    /// Every topic with its partition count, from the cluster's metadata (internal topics left
+    /// out).
+    async fn metadata(&self) -> Result<Vec<(String, u32)>, TransportError> {
+        self.blocking("read metadata", |inner| {
+            let metadata = inner
+                .producer
+                .client()
+                .fetch_metadata(None, inner.config.request_timeout)?;
+            Ok(metadata
+                .topics()
+                .iter()
+                .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
+                .map(|t| (t.name().to_owned(), t.partitions().len() as u32))
+                .filter(|(_, n)| *n > 0)
+                .collect())
+        })
+        .await
+    }
+
+    /// The partition count of `topic`, or `None` when it does not exist.
+    async fn partitions(&self, topic: &str) -> Result<Option<u32>, TransportError> {
+        if let Some(count) = lock(&self.inner.topics).get(topic) {
+            return Ok(Some(*count));
+        }
+        let all = self.metadata().await?;
+        let mut known = lock(&self.inner.topics);
+        for (name, count) in &all {
+            known.insert(name.clone(), *count);
+        }
+        Ok(known.get(topic).copied())
+    }
+
+    async fn existing(&self, topic: &str, operation: &str) -> Result<u32, TransportError> {
+        self.partitions(topic)
+            .await?
+            .ok_or_else(|| unknown(topic, operation))
+    }
+
+    /// The consumer that reads and writes `group`'s positions.
+    fn group(&self, group: &str) -> Result<Arc<BaseConsumer>, TransportError> {
+        let mut groups = lock(&self.inner.groups);
+        if let Some(consumer) = groups.get(group) {
+            return Ok(consumer.clone());
+        }
+        let consumer: BaseConsumer = self
+            .inner
+            .config
+            .client_config()
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .create()
+            .map_err(|e| self.error(&format!("open group {group}"), &e))?;
+        let consumer = Arc::new(consumer);
+        groups.insert(group.to_owned(), consumer.clone());
+        Ok(consumer)
+    }
+
+    /// A cursor of `topic`/`partition` positioned at `from`: an idle one already there, else
+    /// an idle one moved there, else a new one.
+    fn take_cursor(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+    ) -> Result<Cursor, TransportError> {
+        let reused = {
+            let mut cursors = lock(&self.inner.cursors);
+            cursors
+                .get_mut(&(topic.to_owned(), partition))
+                .and_then(|idle| {
+                    let at = idle.iter().position(|c| c.position == from).unwrap_or(0);
+                    (at < idle.len()).then(|| idle.swap_remove(at))
+                })
+        };
+        let consumer = match reused {
+            Some(cursor) if cursor.position == from => return Ok(cursor),
+            Some(cursor) => cursor.consumer,
+            None => self
+                .inner
+                .config
+                .client_config()
+                .set("group.id", READER_GROUP)
+                .set("enable.auto.commit", "false")
+                .set("enable.auto.offset.store", "false")
+                .set("auto.offset.reset", "earliest")
+                .set("fetch.wait.max.ms", "50")
+                .create()
+                .map_err(|e| self.error(&format!("read {topic}"), &e))?,
+        };
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, partition as i32, Offset::Offset(from as i64))
+            .map_err(|e| self.error(&format!("read {topic}"), &e))?;
+        consumer
+            .assign(&assignment)
+            .map_err(|e| self.error(&format!("read {topic}"), &e))?;
+        Ok(Cursor {
+            consumer,
+            position: from,
+            buffered: VecDeque::new(),
+        })
+    }
+
+    fn put_cursor(&self, topic: &str, partition: u32, cursor: Cursor) {
+        let mut cursors = lock(&self.inner.cursors);
+        let idle = cursors.entry((topic.to_owned(), partition)).or_default();
+        if idle.len() < CURSORS_PER_PARTITION {
+            idle.push(cursor);
+        }
+    }
+
+    /// The next record of `cursor`, waiting up to `timeout`. Records before the cursor's
+    /// position (never expected) are skipped.
+    async fn next(
+        &self,
+        cursor: &mut Cursor,
+        operation: &str,
+        timeout: Duration,
+    ) -> Result<Option<Record>, TransportError> {
+        if let Some(record) = cursor.buffered.pop_front() {
+            cursor.position = record.offset + 1;
+            return Ok(Some(record));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match tokio::time::timeout_at(deadline, cursor.consumer.recv()).await {
+                Err(_elapsed) => return Ok(None),
+                Ok(Err(err)) => return Err(self.error(operation, &err)),
+                Ok(Ok(message)) => {
+                    let record = to_record(&message);
+                    if record.offset >= cursor.position {
+                        cursor.position = record.offset + 1;
+                        return Ok(Some(record));
+                    }
+                }
+            }
+        }
+    }
+
+    /// The high watermark of one partition.
+    async fn high(&self, topic: &str, partition: u32) -> Result<u64, TransportError> {
+        let name = topic.to_owned();
+        self.blocking(&format!("end offsets of {topic}"), move |inner| {
+            let (_, high) = inner.producer.client().fetch_watermarks(
+                &name,
+                partition as i32,
+                inner.config.request_timeout,
+            )?;
+            Ok(high.max(0) as u64)
+        })
+        .await
+    }
+}
+
+fn error_of(
+    config: &KafkaConfig,
+    kind: TransportErrorKind,
+    operation: &str,
+    err: &KafkaError,
+) -> TransportError {
+    // No source: the engine's error could carry what the message redacts.
+    TransportError::new(kind, operation, config.redact(&err.to_string()))
+}
+
+impl Transport for KafkaTransport {
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, TransportError> {
+        if let Some(count) = self.partitions(topic).await? {
+            return Ok(count);
+        }
+        let operation = format!("create topic {topic}");
+        if let Some(creator) = self.inner.config.topic_creator.clone() {
+            let name = topic.to_owned();
+            let created = tokio::task::spawn_blocking(move || creator(&name, partitions.max(1)))
+                .await
+                .unwrap_or_else(|e| Err(e.to_string()));
+            // A concurrent creation wins; the metadata below tells.
+            if let Err(message) = created
+                && self.partitions(topic).await?.is_none()
+            {
+                return Err(TransportError::new(
+                    TransportErrorKind::Unavailable,
+                    operation,
+                    self.inner.config.redact(&message),
+                ));
+            }
+        } else {
+            let new = NewTopic::new(
+                topic,
+                partitions.max(1) as i32,
+                TopicReplication::Fixed(self.inner.config.replication_factor),
+            );
+            let options =
+                AdminOptions::new().operation_timeout(Some(self.inner.config.request_timeout));
+            let results = self
+                .inner
+                .admin
+                .create_topics([&new], &options)
+                .await
+                .map_err(|e| self.error(&operation, &e))?;
+            for result in results {
+                match result {
+                    Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                    Err((_, code)) => {
+                        return Err(self.error(&operation, &KafkaError::AdminOp(code)));
+                    }
+                }
+            }
+        }
+        // The metadata may lag the creation on a real cluster.
+        let deadline = Instant::now() + self.inner.config.request_timeout;
+        loop {
+            if let Some(count) = self.partitions(topic).await? {
+                return Ok(count);
+            }
+            if Instant::now() >= deadline {
+                return Err(TransportError::new(
+                    TransportErrorKind::Unavailable,
+                    operation,
+                    "the created topic did not show in the metadata",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Position>, TransportError> {
+        let operation = format!("append to {topic}");
+        let count = self.existing(topic, "append to").await?;
+        if let Some(bad) = records.iter().find(|r| r.partition >= count) {
+            return Err(bad_partition(topic, bad.partition, count));
+        }
+        let timestamp = event_runtime_now_ms();
+        let mut deliveries = Vec::with_capacity(records.len());
+        for record in &records {
+            let mut message = FutureRecord::to(topic)
+                .partition(record.partition as i32)
+                .payload(record.payload.as_slice())
+                .headers(to_headers(&record.headers))
+                .timestamp(timestamp);
+            if let Some(key) = &record.key {
+                message = message.key(key.as_slice());
+            }
+            // Enqueue in order (the idempotent producer keeps it per partition); wait while the
+            // local queue is full.
+            loop {
+                match self.inner.producer.send_result(message) {
+                    Ok(delivery) => {
+                        deliveries.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        message = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((err, _)) => return Err(self.error(&operation, &err)),
+                }
+            }
+        }
+        let mut positions = Vec::with_capacity(deliveries.len());
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(delivered)) => positions.push(Position {
+                    partition: delivered.partition.max(0) as u32,
+                    offset: delivered.offset.max(0) as u64,
+                }),
+                Ok(Err((err, _))) => return Err(self.error(&operation, &err)),
+                Err(_canceled) => {
+                    return Err(TransportError::new(
+                        TransportErrorKind::Unavailable,
+                        operation,
+                        "the producer was closed before the delivery report",
+                    ));
+                }
+            }
+        }
+        Ok(positions)
+    }
+
+    async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Record>, TransportError> {
+        let operation = format!("fetch from {topic}");
+        let count = self.existing(topic, "fetch from").await?;
+        if partition >= count {
+            return Err(bad_partition(topic, partition, count));
+        }
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut cursor = self.take_cursor(topic, partition, from)?;
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(record) = cursor.buffered.pop_front() else {
+                break;
+            };
+            cursor.position = record.offset + 1;
+            out.push(record);
+        }
+        if out.len() < max {
+            // What is stored now is read to the end (or `max`); nothing is waited for beyond it.
+            let high = self.high(topic, partition).await?;
+            let deadline = Instant::now() + self.inner.config.request_timeout;
+            while out.len() < max && cursor.position < high {
+                let left = deadline.saturating_duration_since(Instant::now());
+                match self.next(&mut cursor, &operation, left).await? {
+                    Some(record) => out.push(record),
+                    None => {
+                        return Err(TransportError::new(
+                            TransportErrorKind::Unavailable,
+                            operation,
+                            "stored records were not delivered in time",
+                        ));
+                    }
+                }
+            }
+        }
+        self.put_cursor(topic, partition, cursor);
+        Ok(out)
+    }
+
+    async fn wait(&self, topic: &str, partition: u32, from: u64, timeout: Duration) {
+        let exists = matches!(self.partitions(topic).await, Ok(Some(n)) if partition < n);
+        if !exists {
+            tokio::time::sleep(timeout).await;
+            return;
+        }
+        let Ok(mut cursor) = self.take_cursor(topic, partition, from) else {
+            tokio::time::sleep(timeout).await;
+            return;
+        };
+        if cursor.buffered.is_empty()
+            && let Ok(Some(record)) = self.next(&mut cursor, "wait", timeout).await
+        {
+            // Kept for the next fetch from `from`.
+            cursor.position = record.offset;
+            cursor.buffered.push_back(record);
+        }
+        self.put_cursor(topic, partition, cursor);
+    }
+
+    async fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<u64, TransportError> {
+        let consumer = self.group(group)?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition(topic, partition as i32);
+        let operation = format!("read the position of {group} on {topic}");
+        let offsets = self
+            .blocking(&operation, move |inner| {
+                consumer.committed_offsets(list, inner.config.request_timeout)
+            })
+            .await?;
+        Ok(
+            match offsets
+                .find_partition(topic, partition as i32)
+                .map(|p| p.offset())
+            {
+                Some(Offset::Offset(n)) if n >= 0 => n as u64,
+                _ => 0,
+            },
+        )
+    }
+
+    async fn commit(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<(), TransportError> {
+        let consumer = self.group(group)?;
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition as i32, Offset::Offset(next_offset as i64))
+            .map_err(|e| self.error("commit", &e))?;
+        let operation = format!("commit the position of {group} on {topic}");
+        self.blocking(&operation, move |_| {
+            consumer.commit(&list, CommitMode::Sync)
+        })
+        .await
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, TransportError> {
+        let count = self.existing(topic, "end offsets of").await?;
+        let mut ends = Vec::with_capacity(count as usize);
+        for partition in 0..count {
+            ends.push(self.high(topic, partition).await?);
+        }
+        Ok(ends)
+    }
+
+    async fn topics(&self) -> Result<Vec<(String, u32)>, TransportError> {
+        let mut all = self.metadata().await?;
+        {
+            let mut known = lock(&self.inner.topics);
+            for (name, count) in &all {
+                known.insert(name.clone(), *count);
+            }
+        }
+        all.sort();
+        Ok(all)
+    }
+}
+
+/// Milliseconds since the Unix epoch (the record timestamp, `CreateTime`).
+fn event_runtime_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
