@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_runtime::dlq::{LetterFilter, Selection};
+use event_runtime::transport::sqlite::SqliteTransport;
 use event_runtime::transport::{OutgoingRecord, Transport};
-use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError, handler};
+use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError, Stores, handler};
 use serde::{Deserialize, Serialize};
 
 /// One line of an order.
@@ -174,13 +175,38 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     std::fs::create_dir_all(db.parent().expect("target dir"))?;
 
+    // The same application on NATS JetStream: set EVT_NATS_URL, change no code. The log then
+    // lives in JetStream; dead letters and dedupe marks stay in the SQLite file.
+    match std::env::var("EVT_NATS_URL") {
+        Ok(url) => {
+            println!(
+                "== engine: NATS JetStream at {}",
+                event_nats::NatsConfig::new(url.clone()).redacted_url()
+            );
+            let mut config = event_nats::NatsConfig::new(url);
+            // A fresh namespace per run, so earlier runs' records are not in this one's flow.
+            config.prefix = format!("quickstart_{}", std::process::id());
+            let transport = event_nats::NatsTransport::connect(config).await?;
+            let stores = Stores::sqlite(&SqliteTransport::open(&db).await?);
+            shop(App::new(transport, stores), &db).await
+        }
+        Err(_) => {
+            println!("== engine: embedded SQLite log at {}", db.display());
+            shop(App::embedded(&db).await?, &db).await
+        }
+    }
+}
+
+async fn shop<T: Transport>(
+    mut app: App<T>,
+    db: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     let catalog = Catalog(Arc::new(Mutex::new(
         ["mug", "teapot", "kettle"]
             .into_iter()
             .map(String::from)
             .collect(),
     )));
-    let mut app = App::embedded(&db).await?;
     app.partitions(4)
         .with_state(catalog.clone())
         .register(charge)
@@ -207,17 +233,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     // A foreign producer writes a record that is not a CloudEvent at all.
-    let raw = event_runtime::transport::sqlite::SqliteTransport::open(&db).await?;
-    raw.append(
-        "orders",
-        vec![OutgoingRecord {
-            partition: 0,
-            key: Some(b"o-9999".to_vec()),
-            headers: vec![("ce_type".into(), b"orders.order_placed".to_vec())],
-            payload: b"{\"order_id\": \"o-9999\"".to_vec(),
-        }],
-    )
-    .await?;
+    running
+        .transport()
+        .append(
+            "orders",
+            vec![OutgoingRecord {
+                partition: 0,
+                key: Some(b"o-9999".to_vec()),
+                headers: vec![("ce_type".into(), b"orders.order_placed".to_vec())],
+                payload: b"{\"order_id\": \"o-9999\"".to_vec(),
+            }],
+        )
+        .await?;
 
     if !running.wait_idle(Duration::from_secs(10)).await {
         return Err("the consumers did not catch up within 10 s".into());
