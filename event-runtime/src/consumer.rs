@@ -720,25 +720,11 @@ impl<T: Transport> GroupRunner<T> {
         if !claimed && !bypass_dedupe {
             return Ok(false);
         }
-        let tx = Arc::new(tokio::sync::Mutex::new(tx));
-        let mut ctx = self.context(raw, delivery, attempt);
-        ctx.inbox = Some(tx.clone());
-        handler.call(raw, ctx.clone()).await?;
-        let emitted = std::mem::take(
-            &mut *ctx
-                .emitted
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        drop(ctx);
-        let tx = Arc::try_unwrap(tx)
-            .map_err(|_| {
-                Failure::Handler(HandlerError::permanent(
-                    "the handler kept its Context (and the inbox transaction) after returning",
-                ))
-            })?
-            .into_inner();
-        let mut tx = tx;
+        let (mut tx, emitted) = self
+            .call_holding(handler, raw, delivery, attempt, tx, |ctx, tx| {
+                ctx.inbox = Some(tx);
+            })
+            .await?;
         self.publisher
             .publish_emitted_in(&mut tx, emitted)
             .await
@@ -779,9 +765,34 @@ impl<T: Transport> GroupRunner<T> {
             tx.rollback().await.map_err(infra)?;
             return Ok(false);
         }
+        let (tx, emitted) = self
+            .call_holding(handler, raw, delivery, attempt, tx, |ctx, tx| {
+                ctx.pg_inbox = Some(tx);
+            })
+            .await?;
+        // Dropping `tx` on an error below rolls the effect back.
+        self.publisher
+            .publish_emitted(emitted)
+            .await
+            .map_err(Failure::Infra)?;
+        tx.commit().await.map_err(infra)?;
+        Ok(true)
+    }
+
+    /// Runs the handler with an inbox transaction reachable through its [`Context`] (`attach`
+    /// puts it there), and hands the transaction back with the events the handler emitted.
+    async fn call_holding<Tx: Send>(
+        &self,
+        handler: &dyn ErasedHandler,
+        raw: &RawEnvelope,
+        delivery: Delivery,
+        attempt: u32,
+        tx: Tx,
+        attach: impl FnOnce(&mut Context, Arc<tokio::sync::Mutex<Tx>>),
+    ) -> Result<(Tx, Vec<crate::handler::Emitted>), Failure> {
         let tx = Arc::new(tokio::sync::Mutex::new(tx));
         let mut ctx = self.context(raw, delivery, attempt);
-        ctx.pg_inbox = Some(tx.clone());
+        attach(&mut ctx, tx.clone());
         handler.call(raw, ctx.clone()).await?;
         let emitted = std::mem::take(
             &mut *ctx
@@ -797,13 +808,7 @@ impl<T: Transport> GroupRunner<T> {
                 ))
             })?
             .into_inner();
-        // Dropping `tx` on an error below rolls the effect back.
-        self.publisher
-            .publish_emitted(emitted)
-            .await
-            .map_err(Failure::Infra)?;
-        tx.commit().await.map_err(infra)?;
-        Ok(true)
+        Ok((tx, emitted))
     }
 
     /// Runs the redrive and replay requests of this group until shutdown.
