@@ -69,6 +69,11 @@ pub struct KafkaConfig {
     pub client_id: String,
     /// How long a metadata, watermark, commit or delivery call may take.
     pub request_timeout: std::time::Duration,
+    /// Namespace of every topic and consumer group this transport touches: the app's topic
+    /// `orders` is the Kafka topic `<prefix>.orders`, its group `billing` the Kafka group
+    /// `<prefix>.billing`, and [`Transport::topics`](event_runtime::transport::Transport::topics)
+    /// lists only the topics under the prefix. Empty (the default): names are used as they are.
+    pub prefix: String,
     /// Creates topics instead of the admin API's `CreateTopics` (librdkafka's mock cluster has
     /// none); `None` uses the admin API.
     pub(crate) topic_creator: Option<TopicCreator>,
@@ -82,6 +87,7 @@ impl fmt::Debug for KafkaConfig {
             .field("replication_factor", &self.replication_factor)
             .field("client_id", &self.client_id)
             .field("request_timeout", &self.request_timeout)
+            .field("prefix", &self.prefix)
             .field("topic_creator", &self.topic_creator.is_some())
             .finish()
     }
@@ -96,6 +102,7 @@ impl KafkaConfig {
             replication_factor: -1,
             client_id: "event-kafka".to_owned(),
             request_timeout: std::time::Duration::from_secs(30),
+            prefix: String::new(),
             topic_creator: None,
         }
     }
@@ -109,6 +116,41 @@ impl KafkaConfig {
             password: Secret::new(password),
         });
         self
+    }
+
+    /// Sets the namespace of topics and groups (see [`KafkaConfig::prefix`](Self::prefix)):
+    /// several apps, environments or test runs can share one cluster without meeting.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long a metadata, watermark, commit or delivery call may take (default 30 s). A
+    /// publish during a broker outage fails after this long (`message.timeout.ms`), with the
+    /// records it could not deliver reported in the error.
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// The Kafka name of the app's topic or group `name`.
+    pub(crate) fn kafka_name(&self, name: &str) -> String {
+        if self.prefix.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{}.{name}", self.prefix)
+        }
+    }
+
+    /// The app's name of the Kafka topic `name`, or `None` when it is outside the prefix.
+    pub(crate) fn app_name<'a>(&self, name: &'a str) -> Option<&'a str> {
+        if self.prefix.is_empty() {
+            Some(name)
+        } else {
+            name.strip_prefix(self.prefix.as_str())?.strip_prefix('.')
+        }
     }
 
     /// The replication factor of created topics.

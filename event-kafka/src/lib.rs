@@ -17,7 +17,8 @@
 //! # How the log model maps onto Kafka
 //!
 //! One to one: a topic is a Kafka topic, a partition a Kafka partition, an offset the Kafka
-//! offset.
+//! offset. With [`KafkaConfig::prefix`] set, the app's topic `orders` is the Kafka topic
+//! `<prefix>.orders` and its group `billing` the Kafka group `<prefix>.billing`.
 //!
 //! - **`ensure_topic`** creates the topic with the admin API (an existing one is kept, with its
 //!   partition count) and reads the count back from the metadata. Every client is configured

@@ -105,3 +105,35 @@ async fn credentials_are_not_in_errors() {
     assert!(std::error::Error::source(&err).is_none());
     assert_eq!(err.kind, TransportErrorKind::Unavailable);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prefix_keeps_apps_on_one_cluster_apart() {
+    let cluster = MockKafka::start(1);
+    let a = KafkaTransport::connect(cluster.config().prefix("a")).unwrap();
+    let b = KafkaTransport::connect(cluster.config().prefix("b")).unwrap();
+    let plain = KafkaTransport::connect(cluster.config()).unwrap();
+    assert_eq!(a.ensure_topic("orders", 2).await.unwrap(), 2);
+    assert_eq!(b.ensure_topic("orders", 3).await.unwrap(), 3);
+    let record = OutgoingRecord {
+        partition: 1,
+        key: Some(b"k".to_vec()),
+        headers: Vec::new(),
+        payload: b"from a".to_vec(),
+    };
+    a.append("orders", vec![record]).await.unwrap();
+    // Each sees its own topic, under the app's name; the cluster holds both, prefixed.
+    assert_eq!(a.topics().await.unwrap(), vec![("orders".to_owned(), 2)]);
+    assert_eq!(b.topics().await.unwrap(), vec![("orders".to_owned(), 3)]);
+    let all = plain.topics().await.unwrap();
+    assert!(all.contains(&("a.orders".to_owned(), 2)), "{all:?}");
+    assert!(all.contains(&("b.orders".to_owned(), 3)), "{all:?}");
+    let read = a.fetch("orders", 1, 0, 10).await.unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(read[0].topic, "orders");
+    assert_eq!(read[0].payload, b"from a");
+    assert!(b.fetch("orders", 1, 0, 10).await.unwrap().is_empty());
+    // Groups are namespaced too: the same group name in two apps keeps two positions.
+    a.commit("billing", "orders", 1, 1).await.unwrap();
+    assert_eq!(a.committed("billing", "orders", 1).await.unwrap(), 1);
+    assert_eq!(b.committed("billing", "orders", 1).await.unwrap(), 0);
+}

@@ -26,6 +26,8 @@ const READER_GROUP: &str = "event-kafka-reader";
 /// A consumer assigned to one partition, and what it read ahead.
 struct Cursor {
     consumer: StreamConsumer,
+    /// The app's name of the topic (without the prefix), for the records read.
+    topic: String,
     /// The offset the next record handed out will have.
     position: u64,
     /// Records read (by `wait`) but not handed out yet, from `position` on.
@@ -189,7 +191,10 @@ impl KafkaTransport {
                 .topics()
                 .iter()
                 .filter(|t| t.error().is_none() && !t.name().starts_with("__"))
-                .map(|t| (t.name().to_owned(), t.partitions().len() as u32))
+                .filter_map(|t| {
+                    let name = inner.config.app_name(t.name())?;
+                    Some((name.to_owned(), t.partitions().len() as u32))
+                })
                 .filter(|(_, n)| *n > 0)
                 .collect())
         })
@@ -225,7 +230,7 @@ impl KafkaTransport {
             .inner
             .config
             .client_config()
-            .set("group.id", group)
+            .set("group.id", self.inner.config.kafka_name(group))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .create()
@@ -269,13 +274,18 @@ impl KafkaTransport {
         };
         let mut assignment = TopicPartitionList::new();
         assignment
-            .add_partition_offset(topic, partition as i32, Offset::Offset(from as i64))
+            .add_partition_offset(
+                &self.inner.config.kafka_name(topic),
+                partition as i32,
+                Offset::Offset(from as i64),
+            )
             .map_err(|e| self.error(&format!("read {topic}"), &e))?;
         consumer
             .assign(&assignment)
             .map_err(|e| self.error(&format!("read {topic}"), &e))?;
         Ok(Cursor {
             consumer,
+            topic: topic.to_owned(),
             position: from,
             buffered: VecDeque::new(),
         })
@@ -307,7 +317,8 @@ impl KafkaTransport {
                 Err(_elapsed) => return Ok(None),
                 Ok(Err(err)) => return Err(self.error(operation, &err)),
                 Ok(Ok(message)) => {
-                    let record = to_record(&message);
+                    let mut record = to_record(&message);
+                    record.topic.clone_from(&cursor.topic);
                     if record.offset >= cursor.position {
                         cursor.position = record.offset + 1;
                         return Ok(Some(record));
@@ -319,7 +330,7 @@ impl KafkaTransport {
 
     /// The high watermark of one partition.
     async fn high(&self, topic: &str, partition: u32) -> Result<u64, TransportError> {
-        let name = topic.to_owned();
+        let name = self.inner.config.kafka_name(topic);
         self.blocking(&format!("end offsets of {topic}"), move |inner| {
             let (_, high) = inner.producer.client().fetch_watermarks(
                 &name,
@@ -349,7 +360,7 @@ impl Transport for KafkaTransport {
         }
         let operation = format!("create topic {topic}");
         if let Some(creator) = self.inner.config.topic_creator.clone() {
-            let name = topic.to_owned();
+            let name = self.inner.config.kafka_name(topic);
             let created = tokio::task::spawn_blocking(move || creator(&name, partitions.max(1)))
                 .await
                 .unwrap_or_else(|e| Err(e.to_string()));
@@ -364,8 +375,9 @@ impl Transport for KafkaTransport {
                 ));
             }
         } else {
+            let name = self.inner.config.kafka_name(topic);
             let new = NewTopic::new(
-                topic,
+                &name,
                 partitions.max(1) as i32,
                 TopicReplication::Fixed(self.inner.config.replication_factor),
             );
@@ -414,9 +426,10 @@ impl Transport for KafkaTransport {
             return Err(bad_partition(topic, bad.partition, count));
         }
         let timestamp = event_runtime_now_ms();
+        let name = self.inner.config.kafka_name(topic);
         let mut deliveries = Vec::with_capacity(records.len());
         for record in &records {
-            let mut message = FutureRecord::to(topic)
+            let mut message = FutureRecord::to(&name)
                 .partition(record.partition as i32)
                 .payload(record.payload.as_slice())
                 .headers(to_headers(&record.headers))
@@ -533,8 +546,9 @@ impl Transport for KafkaTransport {
         partition: u32,
     ) -> Result<u64, TransportError> {
         let consumer = self.group(group)?;
+        let name = self.inner.config.kafka_name(topic);
         let mut list = TopicPartitionList::new();
-        list.add_partition(topic, partition as i32);
+        list.add_partition(&name, partition as i32);
         let operation = format!("read the position of {group} on {topic}");
         let offsets = self
             .blocking(&operation, move |inner| {
@@ -543,7 +557,7 @@ impl Transport for KafkaTransport {
             .await?;
         Ok(
             match offsets
-                .find_partition(topic, partition as i32)
+                .find_partition(&name, partition as i32)
                 .map(|p| p.offset())
             {
                 Some(Offset::Offset(n)) if n >= 0 => n as u64,
@@ -561,8 +575,12 @@ impl Transport for KafkaTransport {
     ) -> Result<(), TransportError> {
         let consumer = self.group(group)?;
         let mut list = TopicPartitionList::new();
-        list.add_partition_offset(topic, partition as i32, Offset::Offset(next_offset as i64))
-            .map_err(|e| self.error("commit", &e))?;
+        list.add_partition_offset(
+            &self.inner.config.kafka_name(topic),
+            partition as i32,
+            Offset::Offset(next_offset as i64),
+        )
+        .map_err(|e| self.error("commit", &e))?;
         let operation = format!("commit the position of {group} on {topic}");
         self.blocking(&operation, move |_| {
             consumer.commit(&list, CommitMode::Sync)

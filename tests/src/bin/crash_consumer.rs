@@ -1,14 +1,23 @@
-//! A consumer process for the crash test (`tests/tests/crash.rs`): it consumes `ledger.entry`
-//! events from the SQLite log in inbox mode, writing one ledger row per event in the handler's
-//! transaction, and exits 0 once it has caught up with `expected` events. The test kills it with
-//! SIGKILL at random points and starts it again.
+//! A consumer process for the crash tests (`tests/tests/crash.rs`): it consumes `ledger.entry`
+//! events in inbox mode, writing one ledger row per event in the handler's transaction, and exits
+//! 0 once it has caught up with `expected` events. The tests kill it with SIGKILL at random points
+//! and start it again.
 //!
-//! Usage: `crash_consumer <db> <expected> <per-event-delay-ms>`
+//! Usage: `crash_consumer <engine> <expected> <per-event-delay-ms>`, the engine being one of
+//!
+//! - `sqlite`: the log, the inbox and the `ledger` table in the SQLite file `CRASH_DB`;
+//! - `nats`: the log on the NATS server `CRASH_NATS_URL` under the prefix `CRASH_PREFIX`;
+//! - `kafka`: the log on the Kafka broker `CRASH_KAFKA_BOOTSTRAP` under the prefix `CRASH_PREFIX`.
+//!
+//! For `nats` and `kafka` the stores (dedupe claims, dead letters) and the `ledger` table are in
+//! PostgreSQL, at `CRASH_POSTGRES_URL` in the schema `CRASH_SCHEMA`: the inbox transaction is a
+//! PostgreSQL one.
 
 use std::time::Duration;
 
 use event_runtime::app::GroupOptions;
-use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError};
+use event_runtime::transport::Transport;
+use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError, Stores};
 use serde::{Deserialize, Serialize};
 
 /// One ledger entry.
@@ -20,49 +29,142 @@ struct Entry {
     seq: u32,
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().collect();
-    let [_, db, expected, delay_ms] = args.as_slice() else {
-        return Err("usage: crash_consumer <db> <expected> <per-event-delay-ms>".into());
-    };
-    let expected: i64 = expected.parse()?;
-    let delay = Duration::from_millis(delay_ms.parse()?);
-    let mut app = App::embedded(db).await?;
-    app.group_options(
-        "ledger-writer",
-        GroupOptions {
-            inbox: true,
-            concurrency: 4,
-            batch: 16,
-            ..GroupOptions::default()
-        },
-    )
-    .subscribe::<Entry, _>(
-        "ledger-writer",
-        move |event: Envelope<Entry>, ctx: Context| async move {
-            tokio::time::sleep(delay).await;
-            let mut tx = ctx.transaction().await.ok_or("inbox mode expected")?;
-            sqlx::query("INSERT INTO ledger (event_id, account, seq) VALUES (?, ?, ?)")
-                .bind(event.id.to_string())
-                .bind(&event.data.account)
-                .bind(event.data.seq)
-                .execute(&mut **tx)
-                .await?;
-            Ok::<(), HandlerError>(())
-        },
-    );
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+fn var(name: &str) -> Result<String, Error> {
+    std::env::var(name).map_err(|_| format!("{name} is not set").into())
+}
+
+fn options() -> GroupOptions {
+    GroupOptions {
+        inbox: true,
+        concurrency: 4,
+        batch: 16,
+        ..GroupOptions::default()
+    }
+}
+
+/// A pool on the PostgreSQL schema of the test.
+async fn postgres() -> Result<sqlx::PgPool, Error> {
+    let options: sqlx::postgres::PgConnectOptions = var("CRASH_POSTGRES_URL")?.parse()?;
+    let schema = var("CRASH_SCHEMA")?;
+    Ok(sqlx::postgres::PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(options.options([("search_path", schema.as_str())]))
+        .await?)
+}
+
+/// Runs `app` until `rows` reports `expected` distinct events handled and the app is idle.
+async fn until_caught_up<T, F, Fut>(app: App<T>, expected: i64, rows: F) -> Result<(), Error>
+where
+    T: Transport,
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<i64, sqlx::Error>>,
+{
     let running = app.start().await?;
-    let pool = running.transport().pool().clone();
     loop {
-        let rows: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT event_id) FROM ledger")
-            .fetch_one(&pool)
-            .await?;
-        if rows >= expected && running.wait_idle(Duration::from_millis(1)).await {
+        if rows().await? >= expected && running.wait_idle(Duration::from_millis(1)).await {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     running.stop().await;
     Ok(())
+}
+
+/// The app on `transport` with PostgreSQL stores, writing the ledger through the PostgreSQL
+/// inbox transaction.
+async fn on_postgres<T: Transport>(
+    transport: T,
+    expected: i64,
+    delay: Duration,
+) -> Result<(), Error> {
+    let pool = postgres().await?;
+    let mut app = App::new(transport, Stores::postgres(pool.clone()).await?);
+    app.group_options("ledger-writer", options())
+        .subscribe::<Entry, _>(
+            "ledger-writer",
+            move |event: Envelope<Entry>, ctx: Context| async move {
+                tokio::time::sleep(delay).await;
+                let mut tx = ctx.pg_transaction().await.ok_or("inbox mode expected")?;
+                sqlx::query("INSERT INTO ledger (event_id, account, seq) VALUES ($1, $2, $3)")
+                    .bind(event.id.to_string())
+                    .bind(&event.data.account)
+                    .bind(i64::from(event.data.seq))
+                    .execute(&mut **tx)
+                    .await?;
+                Ok::<(), HandlerError>(())
+            },
+        );
+    until_caught_up(app, expected, || async {
+        sqlx::query_scalar("SELECT COUNT(DISTINCT event_id) FROM ledger")
+            .fetch_one(&pool)
+            .await
+    })
+    .await
+}
+
+async fn on_sqlite(expected: i64, delay: Duration) -> Result<(), Error> {
+    let mut app = App::embedded(var("CRASH_DB")?).await?;
+    app.group_options("ledger-writer", options())
+        .subscribe::<Entry, _>(
+            "ledger-writer",
+            move |event: Envelope<Entry>, ctx: Context| async move {
+                tokio::time::sleep(delay).await;
+                let mut tx = ctx.transaction().await.ok_or("inbox mode expected")?;
+                sqlx::query("INSERT INTO ledger (event_id, account, seq) VALUES (?, ?, ?)")
+                    .bind(event.id.to_string())
+                    .bind(&event.data.account)
+                    .bind(event.data.seq)
+                    .execute(&mut **tx)
+                    .await?;
+                Ok::<(), HandlerError>(())
+            },
+        );
+    let pool = event_runtime::transport::sqlite::SqliteTransport::open(var("CRASH_DB")?)
+        .await?
+        .pool()
+        .clone();
+    until_caught_up(app, expected, || async {
+        sqlx::query_scalar("SELECT COUNT(DISTINCT event_id) FROM ledger")
+            .fetch_one(&pool)
+            .await
+    })
+    .await
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<(), Error> {
+    let args: Vec<String> = std::env::args().collect();
+    let [_, engine, expected, delay_ms] = args.as_slice() else {
+        return Err(
+            "usage: crash_consumer <sqlite|nats|kafka> <expected> <per-event-delay-ms>".into(),
+        );
+    };
+    let expected: i64 = expected.parse()?;
+    let delay = Duration::from_millis(delay_ms.parse()?);
+    match engine.as_str() {
+        "sqlite" => on_sqlite(expected, delay).await,
+        "nats" => {
+            let config =
+                event_nats::NatsConfig::new(var("CRASH_NATS_URL")?).prefix(var("CRASH_PREFIX")?);
+            on_postgres(
+                event_nats::NatsTransport::connect(config).await?,
+                expected,
+                delay,
+            )
+            .await
+        }
+        "kafka" => {
+            let config = event_kafka::KafkaConfig::new(var("CRASH_KAFKA_BOOTSTRAP")?)
+                .prefix(var("CRASH_PREFIX")?);
+            on_postgres(
+                event_kafka::KafkaTransport::connect(config)?,
+                expected,
+                delay,
+            )
+            .await
+        }
+        other => Err(format!("unknown engine `{other}`: sqlite, nats or kafka").into()),
+    }
 }
