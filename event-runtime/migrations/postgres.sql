@@ -1,5 +1,6 @@
 -- Schema of the PostgreSQL stores (dead-letter queue, redrive/replay requests, audit trail,
--- dedupe marks): the same tables and columns as in the SQLite engine's file. Idempotent; the
+-- dedupe marks): the same tables and columns as in the SQLite engine's file; plus the
+-- transactional outbox (evt_outbox), which exists only here. Idempotent; the
 -- advisory lock serialises concurrent first starts (CREATE TABLE IF NOT EXISTS alone can race).
 BEGIN;
 SELECT pg_advisory_xact_lock(7458291034);
@@ -55,4 +56,18 @@ CREATE TABLE IF NOT EXISTS evt_redeliveries (
     requested_ms BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS evt_redeliveries_grp ON evt_redeliveries (grp, id);
+-- Events staged in the caller's transaction, relayed to the log in id order and deleted. The
+-- record is encoded once (CloudEvents binary mode, Kafka binding: key, headers, payload), so
+-- every relay attempt appends the same event id.
+CREATE TABLE IF NOT EXISTS evt_outbox (
+    id          BIGSERIAL PRIMARY KEY,
+    topic       TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    record_key  BYTEA,
+    headers     BYTEA NOT NULL,
+    payload     BYTEA NOT NULL,
+    created_ms  BIGINT NOT NULL,
+    attempts    BIGINT NOT NULL DEFAULT 0,
+    last_error  TEXT
+);
 COMMIT;

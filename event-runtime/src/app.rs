@@ -39,6 +39,7 @@ use crate::envelope::{Envelope, RawEnvelope};
 use crate::error::EncodeError;
 use crate::handler::{Emitted, Handler, HandlerSpec, States, declared};
 use crate::message::{Command, DomainEvent, Message, MessageKind};
+use crate::outbox::Outbox;
 use crate::registry::{Registry, RegistryError};
 use crate::retry::RetryPolicy;
 use crate::transport::memory::MemoryTransport;
@@ -70,9 +71,10 @@ pub struct GroupOptions {
     pub retry: RetryPolicy,
     /// Inbox pattern. On the SQLite engine, the dedupe mark, the handler's writes through
     /// [`crate::Context::transaction`] and the events it emits commit in one transaction. With
-    /// PostgreSQL stores ([`Stores::postgres`]), the dedupe mark and the handler's writes through
-    /// [`crate::Context::pg_transaction`] commit in one PostgreSQL transaction; the emitted events
-    /// are appended to the log before that commit, at least once (see docs/delivery.md).
+    /// PostgreSQL stores ([`Stores::postgres`]), the dedupe mark, the handler's writes through
+    /// [`crate::Context::pg_transaction`] and the events it emits (staged in the transactional
+    /// outbox, [`crate::outbox`]) commit in one PostgreSQL transaction; the outbox's relay then
+    /// appends the events to the log, at least once (see docs/delivery.md).
     pub inbox: bool,
     /// Dead-letter records whose type no type in this binary has (default), or skip them.
     pub dead_letter_unknown_types: bool,
@@ -173,14 +175,49 @@ impl<T: Transport> Publisher<T> {
 
     fn record_for(envelope: &RawEnvelope, partitions: u32) -> Result<OutgoingRecord, EncodeError> {
         let message = binary::encode(envelope, Binding::Kafka)?;
-        let id = envelope.id.to_string();
-        let key_bytes = message.key.as_deref().unwrap_or(id.as_bytes());
-        Ok(OutgoingRecord {
+        Ok(Self::partitioned(
+            message.key,
+            message.headers,
+            message.payload,
+            &envelope.id.to_string(),
+            partitions,
+        ))
+    }
+
+    /// The one partitioning rule: the record key's partition, or the event id's.
+    fn partitioned(
+        key: Option<Vec<u8>>,
+        headers: Vec<(String, Vec<u8>)>,
+        payload: Vec<u8>,
+        id: &str,
+        partitions: u32,
+    ) -> OutgoingRecord {
+        let key_bytes = key.as_deref().unwrap_or(id.as_bytes());
+        OutgoingRecord {
             partition: crate::partition::partition_for_key(key_bytes, partitions),
-            key: message.key,
-            headers: message.headers,
-            payload: message.payload,
-        })
+            key,
+            headers,
+            payload,
+        }
+    }
+
+    /// The record for an envelope encoded earlier (the outbox's rows), partitioned exactly as
+    /// [`Publisher::publish`] partitions it (`id` is the event id, `envelope.id.to_string()`).
+    pub(crate) async fn relay_record(
+        &self,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        headers: Vec<(String, Vec<u8>)>,
+        payload: Vec<u8>,
+        id: &str,
+    ) -> Result<OutgoingRecord, TransportError> {
+        let partitions = self.partitions_of(topic).await?;
+        Ok(Self::partitioned(key, headers, payload, id, partitions))
+    }
+
+    /// The transport records are appended to.
+    pub(crate) fn transport_ref(&self) -> &T {
+        &self.transport
     }
 
     /// Publishes an event to its context's topic.
@@ -325,6 +362,7 @@ pub struct App<T: Transport> {
     transport: Arc<T>,
     dlq: DeadLetters,
     dedupe: Dedupe,
+    outbox: Option<Outbox>,
     publisher: Publisher<T>,
     groups: BTreeMap<String, Group>,
     wired: BTreeSet<&'static str>,
@@ -367,6 +405,7 @@ impl App<MemoryTransport> {
 pub struct Stores {
     dlq: DeadLetters,
     dedupe: Dedupe,
+    outbox: Option<Outbox>,
 }
 
 impl Stores {
@@ -382,6 +421,7 @@ impl Stores {
         Ok(Stores {
             dlq: DeadLetters::new(&SqliteTransport::in_memory().await?),
             dedupe: Dedupe::Memory(MemoryDedupe::new()),
+            outbox: None,
         })
     }
 
@@ -392,12 +432,14 @@ impl Stores {
         Stores {
             dlq: DeadLetters::new(file),
             dedupe: Dedupe::Sqlite(crate::dedupe::SqliteDedupe::new(file)),
+            outbox: None,
         }
     }
 
     /// Both in PostgreSQL, on `pool` (tables created if missing, in the pool's current schema):
     /// durable, shared by every process of the app, and the inbox
-    /// ([`GroupOptions::inbox`]) on any engine through [`crate::Context::pg_transaction`].
+    /// ([`GroupOptions::inbox`]) on any engine through [`crate::Context::pg_transaction`]. Also
+    /// the transactional outbox ([`Stores::outbox`]), whose relay [`App::start`] runs.
     ///
     /// # Errors
     ///
@@ -405,13 +447,21 @@ impl Stores {
     pub async fn postgres(pool: sqlx::PgPool) -> Result<Self, TransportError> {
         Ok(Stores {
             dlq: DeadLetters::postgres(pool.clone()).await?,
-            dedupe: Dedupe::Postgres(crate::dedupe::PgDedupe::new(pool).await?),
+            dedupe: Dedupe::Postgres(crate::dedupe::PgDedupe::new(pool.clone()).await?),
+            outbox: Some(Outbox::new(pool).await?),
         })
     }
 
     /// The dead-letter queue.
     pub fn dead_letters(&self) -> &DeadLetters {
         &self.dlq
+    }
+
+    /// The transactional outbox ([`crate::outbox`]): with PostgreSQL stores, stage events in
+    /// your own transaction and the app's relay publishes them after the commit. `None` for the
+    /// other stores.
+    pub fn outbox(&self) -> Option<&Outbox> {
+        self.outbox.as_ref()
     }
 }
 
@@ -421,7 +471,11 @@ impl<T: Transport> App<T> {
     /// PostgreSQL stores ([`Stores::postgres`]); otherwise a group with `inbox: true` uses the
     /// dedupe store.
     pub fn new(transport: T, stores: Stores) -> Self {
-        let Stores { dlq, dedupe } = stores;
+        let Stores {
+            dlq,
+            dedupe,
+            outbox,
+        } = stores;
         let transport = Arc::new(transport);
         App {
             publisher: Publisher {
@@ -432,6 +486,7 @@ impl<T: Transport> App<T> {
             transport,
             dlq,
             dedupe,
+            outbox,
             groups: BTreeMap::new(),
             wired: BTreeSet::new(),
             states: States::default(),
@@ -518,7 +573,15 @@ impl<T: Transport> App<T> {
         &self.dlq
     }
 
-    /// Validates the registry and the wiring, creates the topics, and starts every group.
+    /// The transactional outbox of this app's stores ([`Stores::outbox`]): `Some` with
+    /// PostgreSQL stores.
+    pub fn outbox(&self) -> Option<Outbox> {
+        self.outbox.clone()
+    }
+
+    /// Validates the registry and the wiring, creates the topics, and starts every group; with
+    /// PostgreSQL stores, also the outbox's relay ([`crate::outbox`]), which publishes what was
+    /// staged (before this start too) and stops with the app.
     ///
     /// # Errors
     ///
@@ -577,10 +640,19 @@ impl<T: Transport> App<T> {
             }
             tasks.spawn(runner.run_redeliveries(receiver.clone()));
         }
+        if let Some(outbox) = &self.outbox {
+            let relay = crate::outbox::Relay {
+                outbox: outbox.clone(),
+                publisher: self.publisher.clone(),
+                activity: activity.clone(),
+            };
+            tasks.spawn(relay.run(receiver.clone()));
+        }
         Ok(Running {
             transport: self.transport,
             publisher: self.publisher,
             dlq: self.dlq,
+            outbox: self.outbox,
             stats,
             subscriptions,
             activity,
@@ -643,6 +715,7 @@ pub struct Running<T: Transport> {
     transport: Arc<T>,
     publisher: Publisher<T>,
     dlq: DeadLetters,
+    outbox: Option<Outbox>,
     stats: BTreeMap<String, Arc<GroupStats>>,
     subscriptions: Vec<(String, String, u32)>,
     activity: Arc<Activity>,
@@ -666,6 +739,12 @@ impl<T: Transport> Running<T> {
         &self.dlq
     }
 
+    /// The transactional outbox ([`Stores::outbox`]): `Some` with PostgreSQL stores, whose
+    /// relay this app runs.
+    pub fn outbox(&self) -> Option<&Outbox> {
+        self.outbox.as_ref()
+    }
+
     /// Counters of `group`.
     pub fn stats(&self, group: &str) -> Option<crate::consumer::StatsSnapshot> {
         self.stats.get(group).map(|s| s.snapshot())
@@ -681,7 +760,8 @@ impl<T: Transport> Running<T> {
     }
 
     /// Waits until every group has committed everything written and has no pending redrive or
-    /// replay, or `timeout` passes. Returns whether it became idle.
+    /// replay, and (with PostgreSQL stores) the outbox holds no row, or `timeout` passes.
+    /// Returns whether it became idle.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
@@ -710,6 +790,13 @@ impl<T: Transport> Running<T> {
                 {
                     pending = true;
                 }
+            }
+            // Rows staged and not yet relayed (read after the lags: the relay marks itself busy
+            // in `activity` from before its append until its rows are deleted).
+            if let Some(outbox) = &self.outbox
+                && outbox.has_pending().await.unwrap_or(true)
+            {
+                pending = true;
             }
             let unchanged = changes
                 == self

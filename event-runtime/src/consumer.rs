@@ -176,12 +176,12 @@ pub(crate) struct Activity {
 }
 
 impl Activity {
-    fn begin(&self) {
+    pub(crate) fn begin(&self) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         self.changes.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn end(&self) {
+    pub(crate) fn end(&self) {
         self.changes.fetch_add(1, Ordering::SeqCst);
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
@@ -733,12 +733,13 @@ impl<T: Transport> GroupRunner<T> {
         Ok(true)
     }
 
-    /// The inbox on PostgreSQL stores: one PostgreSQL transaction claims the dedupe key and holds
-    /// the handler's writes ([`Context::pg_transaction`]). The log is elsewhere, so the emitted
-    /// events cannot join that transaction: they are appended after the handler returns and
-    /// before the commit. A crash or a failure before the commit rolls the effect back and the
-    /// redelivery emits again, with the same deterministic dedupe keys (downstream drops the
-    /// copies); after the commit the key is claimed. Effect exactly once, emission at least once.
+    /// The inbox on PostgreSQL stores: one PostgreSQL transaction claims the dedupe key, holds
+    /// the handler's writes ([`Context::pg_transaction`]) and stages the events it emitted in the
+    /// transactional outbox (`evt_outbox`, [`crate::outbox`]). A failure or a crash before the
+    /// commit rolls back all three; after the commit the key is claimed and the outbox's relay
+    /// appends the events to the log. Effect and emission exactly once in PostgreSQL; the relay's
+    /// append is at least once (a crash between its append and its delete appends the same
+    /// records again, same event ids, which downstream dedupe drops).
     #[cfg(feature = "sqlite")]
     #[allow(clippy::too_many_arguments)]
     async fn attempt_pg_inbox(
@@ -765,14 +766,13 @@ impl<T: Transport> GroupRunner<T> {
             tx.rollback().await.map_err(infra)?;
             return Ok(false);
         }
-        let (tx, emitted) = self
+        let (mut tx, emitted) = self
             .call_holding(handler, raw, delivery, attempt, tx, |ctx, tx| {
                 ctx.pg_inbox = Some(tx);
             })
             .await?;
-        // Dropping `tx` on an error below rolls the effect back.
-        self.publisher
-            .publish_emitted(emitted)
+        // Dropping `tx` on an error below rolls the effect back, and the staged events with it.
+        crate::outbox::stage_emitted(&mut tx, emitted)
             .await
             .map_err(Failure::Infra)?;
         tx.commit().await.map_err(infra)?;

@@ -235,10 +235,11 @@ impl Context {
     }
 
     /// In inbox mode with PostgreSQL stores ([`crate::Stores::postgres`]), the PostgreSQL
-    /// transaction that also holds the dedupe claim: write your effects through it and they
-    /// commit exactly once. The events the handler emits go to the log, which is not in that
-    /// transaction: they are written before it commits, at least once, with deterministic dedupe
-    /// keys (see docs/delivery.md). `None` otherwise.
+    /// transaction that also holds the dedupe claim and the events the handler emits (staged in
+    /// the transactional outbox, [`crate::outbox`]): write your effects through it and they
+    /// commit exactly once, together with the emitted events; a failed or rolled-back attempt
+    /// emits nothing. The outbox's relay appends the events to the log after the commit (see
+    /// docs/delivery.md). `None` otherwise.
     #[cfg(feature = "sqlite")]
     pub async fn pg_transaction(
         &self,

@@ -111,6 +111,7 @@
 //!   [`handler`]: [`Handler`], [`Context`], `#[handler]`.
 //! - [`transport`]: the engine contract and the in-memory and SQLite engines.
 //! - [`dedupe`], [`dlq`], [`replay`], [`retry`]: idempotency, dead letters, replay, retries.
+//! - [`outbox`]: the transactional outbox on PostgreSQL (publish atomically with your writes).
 //! - [`testing`]: checks for your own handlers.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -130,6 +131,8 @@ pub mod envelope;
 pub mod error;
 pub mod handler;
 pub mod message;
+#[cfg(feature = "sqlite")]
+pub mod outbox;
 pub mod partition;
 #[cfg(feature = "sqlite")]
 mod postgres;
@@ -149,6 +152,8 @@ pub use app::{App, GroupOptions, Publisher, Running, Stores};
 pub use envelope::Envelope;
 pub use handler::{Context, Delivery, Handler, HandlerError};
 pub use message::{Command, DomainEvent, Message};
+#[cfg(feature = "sqlite")]
+pub use outbox::Outbox;
 
 /// `#[derive(DomainEvent)]`: see the crate docs for the attributes.
 #[cfg(feature = "derive")]

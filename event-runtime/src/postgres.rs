@@ -4,7 +4,8 @@
 
 use crate::transport::{TransportError, TransportErrorKind};
 
-/// The schema: `evt_dead_letters`, `evt_dlq_audit`, `evt_redeliveries`, `evt_dedupe`.
+/// The schema: `evt_dead_letters`, `evt_dlq_audit`, `evt_redeliveries`, `evt_dedupe`,
+/// `evt_outbox`.
 const SCHEMA: &str = include_str!("../migrations/postgres.sql");
 
 /// Creates the stores' tables if they do not exist (idempotent, safe to run concurrently).
