@@ -16,6 +16,14 @@
 # it. The cluster is stopped and removed on exit, with the NATS server. With EVT_POSTGRES_URL
 # already set, that database is used and none is started. Without PostgreSQL the PostgreSQL
 # tests print a skip reason, except under CI, where this is an error.
+#
+# Kafka: Apache Kafka cannot be installed here, so the Kafka engine runs on tansu, a
+# Kafka-compatible broker from crates.io. Its binary is built once (`cargo install tansu
+# --features dynostore`, about 13 minutes on 2 cores) into $EVT_TANSU_CACHE (default
+# $HOME/.cache/evt-tansu) and reused; it is started with in-memory storage on a free loopback
+# port, and EVT_KAFKA_BOOTSTRAP points the conformance suite at it. With EVT_KAFKA_BOOTSTRAP
+# already set, that broker is used and none is started. If tansu cannot be built the Kafka broker
+# tests are skipped, except under CI, where this is an error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -93,6 +101,8 @@ free_port() {
 
 NATS_PID=""
 NATS_DIR=""
+TANSU_PID=""
+TANSU_DIR=""
 PG_BIN=""
 PG_DIR=""
 stop_postgres() {
@@ -104,9 +114,21 @@ stop_postgres() {
     PG_DIR=""
   fi
 }
+stop_tansu() {
+  if [ -n "$TANSU_PID" ]; then
+    kill "$TANSU_PID" 2>/dev/null || true
+    wait "$TANSU_PID" 2>/dev/null || true
+    TANSU_PID=""
+  fi
+  if [ -n "$TANSU_DIR" ]; then
+    rm -rf "$TANSU_DIR"
+    TANSU_DIR=""
+  fi
+}
 cleanup() {
   stop_nats
   stop_postgres
+  stop_tansu
 }
 stop_nats() {
   if [ -n "$NATS_PID" ]; then
@@ -251,6 +273,72 @@ if [ -z "${EVT_POSTGRES_URL:-}" ]; then
     exit 1
   else
     echo "warning: PostgreSQL is not installed and cannot be; the PostgreSQL tests are skipped" >&2
+  fi
+fi
+
+# --- Kafka (tansu) -------------------------------------------------------------------------------
+
+TANSU_VERSION="0.6.0"
+TANSU_CACHE="${EVT_TANSU_CACHE:-$HOME/.cache/evt-tansu}"
+TANSU_BIN="$TANSU_CACHE/bin/tansu"
+
+install_tansu() {
+  if [ -x "$TANSU_BIN" ] && "$TANSU_BIN" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+    return 0
+  fi
+  echo "building tansu $TANSU_VERSION into $TANSU_CACHE (once; about 13 minutes on 2 cores)" >&2
+  mkdir -p "$TANSU_CACHE"
+  # A target directory of its own, removed afterwards: only the binary is kept.
+  local target
+  target="$(mktemp -d "${TMPDIR:-/tmp}/evt-tansu-build.XXXXXX")"
+  if CARGO_TARGET_DIR="$target" cargo install tansu --version "=$TANSU_VERSION" --locked \
+    --features dynostore --root "$TANSU_CACHE" >&2; then
+    rm -rf "$target"
+    return 0
+  fi
+  rm -rf "$target"
+  return 1
+}
+
+start_tansu() {
+  local port i
+  port="$(free_port)"
+  TANSU_DIR="$(mktemp -d "${TMPDIR:-/tmp}/evt-tansu.XXXXXX")"
+  "$TANSU_BIN" broker \
+    --listener-url "tcp://127.0.0.1:$port" \
+    --advertised-listener-url "tcp://127.0.0.1:$port" \
+    --storage-engine "memory://tansu/" >"$TANSU_DIR/broker.log" 2>&1 &
+  TANSU_PID=$!
+  for i in $(seq 1 300); do
+    if ! kill -0 "$TANSU_PID" 2>/dev/null; then
+      echo "tansu exited at start:" >&2
+      cat "$TANSU_DIR/broker.log" >&2
+      TANSU_PID=""
+      return 1
+    fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      export EVT_KAFKA_BOOTSTRAP="127.0.0.1:$port"
+      echo "tansu $TANSU_VERSION (Kafka API) on $EVT_KAFKA_BOOTSTRAP (pid $TANSU_PID)" >&2
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "tansu did not start listening:" >&2
+  cat "$TANSU_DIR/broker.log" >&2
+  return 1
+}
+
+if [ -z "${EVT_KAFKA_BOOTSTRAP:-}" ]; then
+  if install_tansu && start_tansu; then
+    export EVT_TANSU_BIN="$TANSU_BIN"
+  else
+    stop_tansu
+    if [ -n "${CI:-}" ]; then
+      echo "error: the tansu Kafka broker could not be built or started; CI must run the Kafka" >&2
+      echo "       broker tests. Set EVT_KAFKA_BOOTSTRAP to use another broker." >&2
+      exit 1
+    fi
+    echo "warning: no Kafka broker (tansu); the Kafka broker tests are skipped" >&2
   fi
 fi
 

@@ -74,6 +74,9 @@ pub struct KafkaConfig {
     /// `<prefix>.billing`, and [`Transport::topics`](event_runtime::transport::Transport::topics)
     /// lists only the topics under the prefix. Empty (the default): names are used as they are.
     pub prefix: String,
+    /// Further librdkafka settings (`batch.size`, `compression.type`, ...), applied to every
+    /// client after the transport's own, so they win. See librdkafka's CONFIGURATION.md.
+    pub client_options: Vec<(String, String)>,
     /// Creates topics instead of the admin API's `CreateTopics` (librdkafka's mock cluster has
     /// none); `None` uses the admin API.
     pub(crate) topic_creator: Option<TopicCreator>,
@@ -88,6 +91,14 @@ impl fmt::Debug for KafkaConfig {
             .field("client_id", &self.client_id)
             .field("request_timeout", &self.request_timeout)
             .field("prefix", &self.prefix)
+            .field(
+                "client_options",
+                &self
+                    .client_options
+                    .iter()
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>(),
+            )
             .field("topic_creator", &self.topic_creator.is_some())
             .finish()
     }
@@ -103,6 +114,7 @@ impl KafkaConfig {
             client_id: "event-kafka".to_owned(),
             request_timeout: std::time::Duration::from_secs(30),
             prefix: String::new(),
+            client_options: Vec::new(),
             topic_creator: None,
         }
     }
@@ -123,6 +135,14 @@ impl KafkaConfig {
     #[must_use]
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets a librdkafka property on every client (see
+    /// [`KafkaConfig::client_options`](Self::client_options)). Values never appear in `Debug`.
+    #[must_use]
+    pub fn client_option(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.client_options.push((key.into(), value.into()));
         self
     }
 
@@ -184,6 +204,9 @@ impl KafkaConfig {
                 .set("sasl.mechanism", &sasl.mechanism)
                 .set("sasl.username", sasl.username.expose())
                 .set("sasl.password", sasl.password.expose());
+        }
+        for (key, value) in &self.client_options {
+            config.set(key, value);
         }
         config
     }

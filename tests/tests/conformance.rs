@@ -1,10 +1,12 @@
 //! The engine conformance suite: one set of behaviour tests, written once over a [`Backend`]
-//! factory and run on every engine — memory, SQLite and NATS JetStream. An engine that passes
-//! gives an app the same guarantees as the others (see docs/delivery.md).
+//! factory and run on every engine — memory, SQLite, NATS JetStream and Kafka (on librdkafka's
+//! in-process mock cluster, and on a real broker). An engine that passes gives an app the same
+//! guarantees as the others (see docs/delivery.md).
 //!
-//! The NATS instance runs against the server in `EVT_NATS_URL` (scripts/test.sh starts one).
-//! Without it the NATS tests are skipped with a message — except when `CI` is set, where they
-//! fail: CI must run every engine.
+//! The NATS instance runs against the server in `EVT_NATS_URL`, the Kafka broker instance against
+//! the tansu broker in `EVT_KAFKA_BOOTSTRAP` (scripts/test.sh starts both). Without them those
+//! tests are skipped with a message — except when `CI` is set, where they fail: CI must run
+//! every engine.
 //!
 //! The store-dependent tests (dead letters, sequenced parking and redrive, replay, dedupe) also run
 //! on the memory engine with PostgreSQL stores, in the database of `EVT_POSTGRES_URL` (each test
@@ -177,6 +179,58 @@ impl Backend for Kafka {
     }
 }
 
+/// The Kafka engine on a real broker, tansu (a Kafka-compatible broker from crates.io) at
+/// `EVT_KAFKA_BOOTSTRAP` (scripts/test.sh starts one), each test under a topic and group prefix
+/// of its own; the stores in a local SQLite file. Topics are created with the admin API.
+struct KafkaBroker {
+    config: event_kafka::KafkaConfig,
+    stores: std::path::PathBuf,
+}
+
+/// The Kafka bootstrap servers for the suite, or `None` to skip; panics when `CI` is set
+/// without them.
+fn kafka_bootstrap() -> Option<String> {
+    match std::env::var("EVT_KAFKA_BOOTSTRAP") {
+        Ok(servers) if !servers.trim().is_empty() => Some(servers),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "EVT_KAFKA_BOOTSTRAP is not set, but CI is: the Kafka conformance suite must run on a \
+             broker in CI (scripts/test.sh starts tansu and sets EVT_KAFKA_BOOTSTRAP)"
+        ),
+        _ => {
+            eprintln!(
+                "skipped: EVT_KAFKA_BOOTSTRAP is not set (scripts/test.sh starts a tansu broker)"
+            );
+            None
+        }
+    }
+}
+
+impl Backend for KafkaBroker {
+    type T = event_kafka::KafkaTransport;
+
+    async fn create(test: &str) -> Option<Self> {
+        let servers = kafka_bootstrap()?;
+        Some(KafkaBroker {
+            // One record per produce batch: tansu 0.6 answers ListOffsets (latest) with the
+            // base offset of the newest batch + 1, whatever the batch holds, so the high
+            // watermark is short after a batch of several records. Its Fetch is right.
+            config: event_kafka::KafkaConfig::new(servers)
+                .prefix(format!("t{}", uuid::Uuid::now_v7().simple()))
+                .client_option("batch.num.messages", "1"),
+            stores: tempdir(test).join("stores.db"),
+        })
+    }
+
+    async fn transport(&self) -> event_kafka::KafkaTransport {
+        event_kafka::KafkaTransport::connect(self.config.clone()).unwrap()
+    }
+
+    async fn app(&self) -> App<event_kafka::KafkaTransport> {
+        let stores = SqliteTransport::open(&self.stores).await.unwrap();
+        App::new(self.transport().await, Stores::sqlite(&stores))
+    }
+}
+
 /// The memory engine with its dead letters and dedupe marks in PostgreSQL, in a schema of its
 /// own (created here): tests never see each other's rows.
 struct PgStores {
@@ -290,6 +344,7 @@ conformance!(memory, crate::Memory);
 conformance!(sqlite, crate::Sqlite);
 conformance!(nats, crate::Nats);
 conformance!(kafka, crate::Kafka);
+conformance!(kafka_broker, crate::KafkaBroker);
 
 /// The tests that depend on the stores (not on the engine), with the stores in PostgreSQL.
 mod postgres_stores {
