@@ -116,3 +116,99 @@ async fn no_event_is_lost_when_the_server_is_killed_mid_stream() {
     assert_eq!(stats.handled, u64::from(EVENTS), "each event handled once");
     running.stop().await;
 }
+
+/// With the server down, a publish keeps trying for its `PublishRetry` bound and then fails with
+/// an `Unavailable` error that says how long it tried; several publishing at once all end within
+/// the bound. A publish that is still retrying when the server comes back succeeds, and the
+/// event is stored and handled once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_during_an_outage_is_bounded_and_reported() {
+    use event_runtime::app::PublishError;
+    use event_runtime::retry::PublishRetry;
+    use event_runtime::transport::TransportErrorKind;
+
+    let Some(binary) = common::server_binary() else {
+        return;
+    };
+    let dir = common::tempdir("outage");
+    let mut server = common::Server::start(&binary, &dir, &[]);
+    let mut config = NatsConfig::new(server.url())
+        .prefix("outage")
+        .storage(Storage::File);
+    config.request_timeout = Duration::from_millis(500);
+    config.max_reconnect_delay = Duration::from_millis(100);
+    let transport = NatsTransport::connect(config).await.unwrap();
+    let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
+    let mut app = App::with_transport(transport.clone()).await.unwrap();
+    let sink = seen.clone();
+    app.partitions(2)
+        .publish_retry(PublishRetry::for_up_to(Duration::from_millis(1500)))
+        .subscribe::<Reading, _>("billing", move |event: Envelope<Reading>, _: Context| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().unwrap().push(event.data.seq);
+                Ok(())
+            }
+        });
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    let reading = |seq| {
+        Envelope::event(Reading {
+            meter: format!("m-{seq}"),
+            seq,
+        })
+    };
+    publisher.publish(reading(0)).await.unwrap();
+
+    server.kill();
+    let started = Instant::now();
+    let attempts: Vec<_> = (1..=5)
+        .map(|seq| {
+            let publisher = publisher.clone();
+            tokio::spawn(async move { publisher.publish(reading(seq)).await })
+        })
+        .collect();
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Err(PublishError::Transport(err)) => {
+                assert_eq!(err.kind, TransportErrorKind::Unavailable, "{err}");
+                assert!(err.message.contains("gave up after"), "{err}");
+            }
+            other => panic!("a publish during the outage returned {other:?}"),
+        }
+    }
+    let took = started.elapsed();
+    // The bound (1.5 s) plus at most one attempt's own timeout (0.5 s) and scheduling slack.
+    assert!(
+        took >= Duration::from_millis(1000),
+        "gave up early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(5), "not bounded: {took:?}");
+
+    // A publish that keeps trying across the restart gets through.
+    let patient = publisher
+        .clone()
+        .with_retry(PublishRetry::for_up_to(Duration::from_secs(30)));
+    let pending = tokio::spawn(async move { patient.publish(reading(100)).await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!pending.is_finished(), "published with the server down");
+    server.restart();
+    pending
+        .await
+        .unwrap()
+        .expect("published once the server is back");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.lock().unwrap().contains(&100) {
+        assert!(
+            Instant::now() < deadline,
+            "the event after the outage was not handled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.iter().filter(|s| **s == 100).count(), 1, "{seen:?}");
+    assert!(seen.contains(&0));
+    running.stop().await;
+}

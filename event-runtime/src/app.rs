@@ -41,7 +41,7 @@ use crate::handler::{Emitted, Handler, HandlerSpec, States, declared};
 use crate::message::{Command, DomainEvent, Message, MessageKind};
 use crate::outbox::Outbox;
 use crate::registry::{Registry, RegistryError};
-use crate::retry::RetryPolicy;
+use crate::retry::{PublishRetry, RetryPolicy};
 use crate::transport::memory::MemoryTransport;
 use crate::transport::{
     OutgoingRecord, Position, Transport, TransportError, command_topic, event_topic,
@@ -129,10 +129,14 @@ pub enum PublishError {
 }
 
 /// Publishes events and sends commands. Cheap to clone.
+///
+/// An engine outage is ridden out for a bounded time ([`PublishRetry`], 10 s by default; see
+/// [`App::publish_retry`] and [`Publisher::with_retry`]), then reported as the publish's error.
 pub struct Publisher<T> {
     transport: Arc<T>,
     partitions: u32,
     topics: Arc<Mutex<HashMap<String, u32>>>,
+    retry: PublishRetry,
 }
 
 impl<T> Clone for Publisher<T> {
@@ -141,6 +145,7 @@ impl<T> Clone for Publisher<T> {
             transport: self.transport.clone(),
             partitions: self.partitions,
             topics: self.topics.clone(),
+            retry: self.retry,
         }
     }
 }
@@ -220,11 +225,20 @@ impl<T: Transport> Publisher<T> {
         &self.transport
     }
 
+    /// This publisher with another outage policy.
+    #[must_use]
+    pub fn with_retry(mut self, retry: PublishRetry) -> Self {
+        self.retry = retry;
+        self
+    }
+
     /// Publishes an event to its context's topic.
     ///
     /// # Errors
     ///
-    /// Encoding or engine errors; nothing was written in that case.
+    /// Encoding or engine errors, the engine's once the [`PublishRetry`] gives up. On an error
+    /// the event may still have been stored (an acknowledgement lost in an outage): publishing
+    /// it again is safe, its id makes consumers drop the copy.
     pub async fn publish<E: DomainEvent>(
         &self,
         envelope: Envelope<E>,
@@ -243,26 +257,40 @@ impl<T: Transport> Publisher<T> {
         self.publish_raw(&topic, &envelope.to_raw()?).await
     }
 
-    /// Publishes several events atomically (one append per topic).
+    /// Publishes several events, one append per topic, in the given order per topic. Atomic on
+    /// the SQLite and memory engines; on NATS and Kafka a failure can leave a prefix stored
+    /// (publishing the batch again is safe: the ids make consumers drop the copies).
     ///
     /// # Errors
     ///
-    /// Encoding or engine errors.
+    /// Encoding or engine errors, the engine's once the [`PublishRetry`] gives up.
     pub async fn publish_all<E: DomainEvent>(
         &self,
         envelopes: Vec<Envelope<E>>,
     ) -> Result<Vec<Position>, PublishError> {
-        let mut by_topic: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
-        for envelope in &envelopes {
-            let topic = event_topic(envelope.data.descriptor().context);
-            let record = self.record(&topic, &envelope.to_raw()?).await?;
-            by_topic.entry(topic).or_default().push(record);
-        }
-        let mut positions = Vec::with_capacity(envelopes.len());
-        for (topic, records) in by_topic {
-            positions.extend(self.transport.append(&topic, records).await?);
-        }
-        Ok(positions)
+        let raws = envelopes
+            .iter()
+            .map(|envelope| {
+                Ok((
+                    event_topic(envelope.data.descriptor().context),
+                    envelope.to_raw()?,
+                ))
+            })
+            .collect::<Result<Vec<_>, EncodeError>>()?;
+        self.retry
+            .run(|| async {
+                let mut by_topic: BTreeMap<&str, Vec<OutgoingRecord>> = BTreeMap::new();
+                for (topic, raw) in &raws {
+                    let record = self.record(topic, raw).await?;
+                    by_topic.entry(topic.as_str()).or_default().push(record);
+                }
+                let mut positions = Vec::with_capacity(raws.len());
+                for (topic, records) in by_topic {
+                    positions.extend(self.transport.append(topic, records).await?);
+                }
+                Ok(positions)
+            })
+            .await
     }
 
     /// Publishes an already-encoded envelope to `topic`.
@@ -275,9 +303,13 @@ impl<T: Transport> Publisher<T> {
         topic: &str,
         envelope: &RawEnvelope,
     ) -> Result<Position, PublishError> {
-        let record = self.record(topic, envelope).await?;
-        let positions = self.transport.append(topic, vec![record]).await?;
-        Ok(positions[0])
+        self.retry
+            .run(|| async {
+                let record = self.record(topic, envelope).await?;
+                let positions = self.transport.append(topic, vec![record]).await?;
+                Ok(positions[0])
+            })
+            .await
     }
 
     pub(crate) async fn publish_emitted(
@@ -482,6 +514,7 @@ impl<T: Transport> App<T> {
                 transport: transport.clone(),
                 partitions: 8,
                 topics: Arc::default(),
+                retry: PublishRetry::default(),
             },
             transport,
             dlq,
@@ -561,6 +594,14 @@ impl<T: Transport> App<T> {
     pub fn register<H: HandlerSpec>(&mut self, handler: H) -> &mut Self {
         self.wired.insert(H::NAME);
         self.subscribe::<H::Event, H>(H::GROUP, handler)
+    }
+
+    /// How this app's publisher rides out an engine outage (default: [`PublishRetry::default`],
+    /// up to 10 s). Events emitted by handlers are not under it: a failed write fails the
+    /// attempt, which the group's [`crate::retry::RetryPolicy`] retries.
+    pub fn publish_retry(&mut self, retry: PublishRetry) -> &mut Self {
+        self.publisher.retry = retry;
+        self
     }
 
     /// The publisher of this app.

@@ -69,6 +69,92 @@ impl RetryPolicy {
     }
 }
 
+/// How a publish rides out an engine outage: an attempt that fails with
+/// [`TransportErrorKind::Unavailable`](crate::transport::TransportErrorKind::Unavailable) is
+/// tried again, with the same records (the same CloudEvents ids, so the engine's or the
+/// consumers' dedupe drops a copy an earlier attempt stored after all), after a backoff doubling
+/// from `first_backoff` to `max_backoff`, until `give_up_after` has passed since the first
+/// attempt. Then the publish fails with the last error, its message stating how many attempts
+/// were made over how long. Other errors fail at once.
+///
+/// Memory stays bounded: a publish holds only its own records while it waits, and the engine
+/// clients' own buffers are bounded (async-nats' command channel, librdkafka's
+/// `queue.buffering.max.messages`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishRetry {
+    /// How long a publish may keep trying; zero tries once.
+    pub give_up_after: Duration,
+    /// The first wait between attempts.
+    pub first_backoff: Duration,
+    /// The longest wait between attempts.
+    pub max_backoff: Duration,
+}
+
+impl Default for PublishRetry {
+    /// Up to 10 s, waits from 50 ms doubling up to 1 s.
+    fn default() -> Self {
+        PublishRetry {
+            give_up_after: Duration::from_secs(10),
+            first_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl PublishRetry {
+    /// One attempt: an unavailable engine fails the publish at once.
+    pub fn none() -> Self {
+        PublishRetry {
+            give_up_after: Duration::ZERO,
+            ..PublishRetry::default()
+        }
+    }
+
+    /// Keeps trying for up to `give_up_after` (the default backoff).
+    pub fn for_up_to(give_up_after: Duration) -> Self {
+        PublishRetry {
+            give_up_after,
+            ..PublishRetry::default()
+        }
+    }
+
+    /// Runs `attempt` under this policy (see the type's docs).
+    pub(crate) async fn run<R, F, Fut>(&self, mut attempt: F) -> Result<R, crate::app::PublishError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<R, crate::app::PublishError>>,
+    {
+        use crate::app::PublishError;
+        use crate::transport::TransportErrorKind;
+        let started = std::time::Instant::now();
+        let mut backoff = self.first_backoff;
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            match attempt().await {
+                Err(PublishError::Transport(mut err))
+                    if err.kind == TransportErrorKind::Unavailable =>
+                {
+                    let elapsed = started.elapsed();
+                    if elapsed + backoff > self.give_up_after {
+                        if attempts > 1 {
+                            err.message = format!(
+                                "{} (gave up after {attempts} attempts over {:.1} s)",
+                                err.message,
+                                elapsed.as_secs_f64()
+                            );
+                        }
+                        return Err(PublishError::Transport(err));
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.max_backoff);
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 /// A cheap uniform sample in `0.0..1.0` for jitter (not for anything that needs real randomness).
 pub(crate) fn jitter_sample() -> f64 {
     use std::hash::{BuildHasher, Hasher};
