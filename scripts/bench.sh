@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Every benchmark, each against a baseline measured in the same run, with the real engines
+# started as for the tests (scripts/servers.sh): codec and runtime (embedded), NATS JetStream vs
+# raw async-nats, Kafka on tansu vs raw rdkafka, PostgreSQL inbox vs a naive loop. Prints the
+# ratios; asserts nothing. Release builds: the first run takes several minutes on 2 cores.
+#
+# Usage: scripts/bench.sh [codec|runtime|nats|kafka|postgres_inbox ...] (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/servers.sh
+source scripts/servers.sh
+
+benches=("$@")
+if [ ${#benches[@]} -eq 0 ]; then
+  benches=(codec runtime nats kafka postgres_inbox)
+fi
+for bench in "${benches[@]}"; do
+  case "$bench" in
+    codec | runtime | postgres_inbox) crate=event-runtime ;;
+    nats) crate=event-nats ;;
+    kafka) crate=event-kafka ;;
+    *)
+      echo "unknown benchmark: $bench (codec, runtime, nats, kafka, postgres_inbox)" >&2
+      exit 2
+      ;;
+  esac
+  echo "== $crate: $bench" >&2
+  cargo bench -p "$crate" --bench "$bench"
+done
