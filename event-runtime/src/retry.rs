@@ -73,9 +73,10 @@ impl RetryPolicy {
 /// [`TransportErrorKind::Unavailable`](crate::transport::TransportErrorKind::Unavailable) is
 /// tried again, with the same records (the same CloudEvents ids, so the engine's or the
 /// consumers' dedupe drops a copy an earlier attempt stored after all), after a backoff doubling
-/// from `first_backoff` to `max_backoff`, until `give_up_after` has passed since the first
-/// attempt. Then the publish fails with the last error, its message stating how many attempts
-/// were made over how long. Other errors fail at once.
+/// from `first_backoff` to `max_backoff`, while less than `give_up_after` has passed since the
+/// first attempt. Then the publish fails with the last error, its message stating how many
+/// attempts were made over how long. A publish thus ends within `give_up_after` plus one
+/// attempt's own timeout (the engine's request timeout). Other errors fail at once.
 ///
 /// Memory stays bounded: a publish holds only its own records while it waits, and the engine
 /// clients' own buffers are bounded (async-nats' command channel, librdkafka's
@@ -119,6 +120,7 @@ impl PublishRetry {
     }
 
     /// Runs `attempt` under this policy (see the type's docs).
+    #[cfg(feature = "sqlite")]
     pub(crate) async fn run<R, F, Fut>(&self, mut attempt: F) -> Result<R, crate::app::PublishError>
     where
         F: FnMut() -> Fut,
@@ -136,17 +138,18 @@ impl PublishRetry {
                     if err.kind == TransportErrorKind::Unavailable =>
                 {
                     let elapsed = started.elapsed();
-                    if elapsed + backoff > self.give_up_after {
-                        if attempts > 1 {
+                    if elapsed >= self.give_up_after {
+                        if !self.give_up_after.is_zero() {
+                            let plural = if attempts == 1 { "" } else { "s" };
                             err.message = format!(
-                                "{} (gave up after {attempts} attempts over {:.1} s)",
+                                "{} (gave up after {attempts} attempt{plural} over {:.1} s)",
                                 err.message,
                                 elapsed.as_secs_f64()
                             );
                         }
                         return Err(PublishError::Transport(err));
                     }
-                    tokio::time::sleep(backoff).await;
+                    tokio::time::sleep(backoff.min(self.give_up_after - elapsed)).await;
                     backoff = (backoff * 2).min(self.max_backoff);
                 }
                 other => return other,

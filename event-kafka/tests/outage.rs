@@ -1,0 +1,136 @@
+//! A publish while the broker is down is bounded and reported: the tansu broker (a Kafka
+//! API broker; `EVT_TANSU_BIN`, which scripts/servers.sh exports) is started here on a port of
+//! its own and killed with SIGKILL under the publisher. Skipped without `EVT_TANSU_BIN`, except
+//! under `CI`.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use event_kafka::{KafkaConfig, KafkaTransport};
+use event_runtime::app::PublishError;
+use event_runtime::retry::PublishRetry;
+use event_runtime::transport::TransportErrorKind;
+use event_runtime::{App, DomainEvent, Envelope};
+
+/// A reading of a meter.
+#[derive(DomainEvent, serde::Serialize, serde::Deserialize, Debug, Clone)]
+#[event(context = "meters")]
+struct Reading {
+    #[event(key)]
+    meter: String,
+    seq: u32,
+}
+
+fn tansu() -> Option<String> {
+    match std::env::var("EVT_TANSU_BIN") {
+        Ok(path) if !path.trim().is_empty() => Some(path),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("EVT_TANSU_BIN is not set, but CI is (scripts/servers.sh builds and exports it)")
+        }
+        _ => {
+            eprintln!("skipped: EVT_TANSU_BIN is not set (scripts/servers.sh exports it)");
+            None
+        }
+    }
+}
+
+/// A broker on a free loopback port, killed on drop.
+struct Broker(Child);
+
+impl Broker {
+    fn start(binary: &str) -> (Broker, u16) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut child = Command::new(binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("tansu exited at start: {status}");
+            }
+            assert!(Instant::now() < deadline, "tansu did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (Broker(child), port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_while_the_broker_is_down_is_bounded_and_reported() {
+    let Some(binary) = tansu() else {
+        return;
+    };
+    let (mut broker, port) = Broker::start(&binary);
+    let config = KafkaConfig::new(format!("127.0.0.1:{port}"))
+        .request_timeout(Duration::from_secs(1))
+        .client_option("batch.num.messages", "1");
+    let transport = KafkaTransport::connect(config).unwrap();
+    let mut app = App::with_transport(transport).await.unwrap();
+    app.partitions(2)
+        .publish_retry(PublishRetry::for_up_to(Duration::from_millis(1500)));
+    let publisher = app.publisher();
+    let reading = |seq| {
+        Envelope::event(Reading {
+            meter: format!("m-{seq}"),
+            seq,
+        })
+    };
+    publisher
+        .publish(reading(0))
+        .await
+        .expect("the broker is up");
+
+    broker.kill();
+    let started = Instant::now();
+    let attempts: Vec<_> = (1..=5)
+        .map(|seq| {
+            let publisher = publisher.clone();
+            tokio::spawn(async move { publisher.publish(reading(seq)).await })
+        })
+        .collect();
+    for attempt in attempts {
+        match attempt.await.unwrap() {
+            Err(PublishError::Transport(err)) => {
+                assert_eq!(err.kind, TransportErrorKind::Unavailable, "{err}");
+                assert!(err.message.contains("gave up after"), "{err}");
+                assert!(err.operation.contains("meters"), "{err}");
+            }
+            other => panic!("a publish with the broker down returned {other:?}"),
+        }
+    }
+    let took = started.elapsed();
+    // The bound (1.5 s) plus at most one attempt's own timeout (1 s) and scheduling slack.
+    assert!(
+        took >= Duration::from_millis(1000),
+        "gave up early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(6), "not bounded: {took:?}");
+}
