@@ -1,7 +1,7 @@
-//! A publish while the broker is down is bounded and reported: the tansu broker (a Kafka
-//! API broker; `EVT_TANSU_BIN`, which scripts/servers.sh exports) is started here on a port of
-//! its own and killed with SIGKILL under the publisher. Skipped without `EVT_TANSU_BIN`, except
-//! under `CI`.
+//! The Kafka engine against brokers of its own: the tansu broker (a Kafka API broker;
+//! `EVT_TANSU_BIN`, which scripts/servers.sh exports) started here on a port of its own, with
+//! SASL required or killed with SIGKILL under the publisher. Skipped without `EVT_TANSU_BIN`,
+//! except under `CI`.
 
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
@@ -39,7 +39,7 @@ fn tansu() -> Option<String> {
 struct Broker(Child);
 
 impl Broker {
-    fn start(binary: &str) -> (Broker, u16) {
+    fn start(binary: &str, extra: &[&str]) -> (Broker, u16) {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -55,6 +55,7 @@ impl Broker {
                 &url,
             ])
             .args(["--storage-engine", "memory://tansu/"])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -88,7 +89,7 @@ async fn publishing_while_the_broker_is_down_is_bounded_and_reported() {
     let Some(binary) = tansu() else {
         return;
     };
-    let (mut broker, port) = Broker::start(&binary);
+    let (mut broker, port) = Broker::start(&binary, &[]);
     let config = KafkaConfig::new(format!("127.0.0.1:{port}"))
         .request_timeout(Duration::from_secs(1))
         .client_option("batch.num.messages", "1");
@@ -133,4 +134,56 @@ async fn publishing_while_the_broker_is_down_is_bounded_and_reported() {
         "gave up early: {took:?}"
     );
     assert!(took < Duration::from_secs(6), "not bounded: {took:?}");
+}
+
+/// A broker that requires authentication (tansu 0.6 with `--authentication` offers SCRAM and
+/// OAUTHBEARER only, which this librdkafka build, without TLS, cannot do) refuses the SASL PLAIN
+/// login: every call fails with an `Unavailable` error within the request timeout, and neither
+/// the error nor the configuration's or transport's `Debug` shows the credentials. Without
+/// credentials the same broker refuses the client too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_sasl_login_is_reported_without_credentials() {
+    use event_runtime::transport::Transport as _;
+    let Some(binary) = tansu() else {
+        return;
+    };
+    let (_broker, port) = Broker::start(&binary, &["--authentication"]);
+    let servers = format!("127.0.0.1:{port}");
+    let (user, password) = ("evt-user-7f3a", "pa55-w0rd-c91e");
+    let config = KafkaConfig::new(&servers)
+        .sasl_plain(user, password)
+        .request_timeout(Duration::from_secs(2));
+    let shown = format!("{config:?}");
+    assert!(
+        !shown.contains(user) && !shown.contains(password),
+        "{shown}"
+    );
+    let transport = KafkaTransport::connect(config).unwrap();
+    let shown = format!("{transport:?}");
+    assert!(
+        !shown.contains(user) && !shown.contains(password),
+        "{shown}"
+    );
+
+    let started = Instant::now();
+    let err = transport
+        .ensure_topic("orders", 2)
+        .await
+        .expect_err("the broker refuses PLAIN");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "not bounded: {err}"
+    );
+    assert_eq!(err.kind, TransportErrorKind::Unavailable, "{err}");
+    let text = format!("{err} {err:?} {:?}", std::error::Error::source(&err));
+    assert!(!text.contains(user) && !text.contains(password), "{text}");
+
+    let anonymous =
+        KafkaTransport::connect(KafkaConfig::new(&servers).request_timeout(Duration::from_secs(2)))
+            .unwrap();
+    let err = anonymous
+        .topics()
+        .await
+        .expect_err("no credentials, no metadata");
+    assert_eq!(err.kind, TransportErrorKind::Unavailable, "{err}");
 }
