@@ -33,7 +33,9 @@
 //!   reordering from its own retries.
 //! - **`fetch`** reads through cursors: a consumer `assign`ed to one partition at the offset,
 //!   kept idle per partition and reused while its position matches, re-assigned otherwise. A
-//!   fetch reads up to the partition's high watermark (as of the call) or `max` records.
+//!   fetch first takes what librdkafka has already fetched into the cursor's local queue
+//!   (prefetched, no request); only when that is empty does it ask the partition's high
+//!   watermark and read up to it (or `max` records).
 //! - **`wait`** polls the cursor at the offset for up to the timeout; a record that arrives is
 //!   kept for the next fetch.
 //! - **Positions** are Kafka consumer-group offsets: `commit` commits an explicit offset list

@@ -497,8 +497,18 @@ impl Transport for KafkaTransport {
             cursor.position = record.offset + 1;
             out.push(record);
         }
-        if out.len() < max {
-            // What is stored now is read to the end (or `max`); nothing is waited for beyond it.
+        // What librdkafka already fetched into the cursor's local queue comes first, without
+        // asking the broker anything.
+        // (An error here is left for the read below to meet and report.)
+        while out.len() < max {
+            match self.next(&mut cursor, &operation, Duration::ZERO).await {
+                Ok(Some(record)) => out.push(record),
+                _ => break,
+            }
+        }
+        if out.is_empty() {
+            // Nothing local: what is stored now is read to the end (or `max`); nothing is
+            // waited for beyond it.
             let high = self.high(topic, partition).await?;
             let deadline = Instant::now() + self.inner.config.request_timeout;
             while out.len() < max && cursor.position < high {
