@@ -78,6 +78,12 @@ pub struct GroupOptions {
     pub inbox: bool,
     /// Dead-letter records whose type no type in this binary has (default), or skip them.
     pub dead_letter_unknown_types: bool,
+    /// Also copy each dead letter to the topic `<group>.dlq` on the engine (a NATS stream, a
+    /// Kafka topic; [`crate::transport::dead_letter_topic`]), with `x-evt-dlq-group`,
+    /// `x-evt-dlq-source` (`topic/partition/offset`), `x-evt-dlq-reason`, `x-evt-dlq-error` and
+    /// `x-evt-dlq-attempts` headers. The copy is written before the letter is stored, so it
+    /// exists at least once for every letter. Default on.
+    pub dead_letter_topic: bool,
 }
 
 impl Default for GroupOptions {
@@ -89,6 +95,7 @@ impl Default for GroupOptions {
             retry: RetryPolicy::default(),
             inbox: false,
             dead_letter_unknown_types: true,
+            dead_letter_topic: true,
         }
     }
 }
@@ -151,7 +158,7 @@ impl<T> Clone for Publisher<T> {
 }
 
 impl<T: Transport> Publisher<T> {
-    async fn partitions_of(&self, topic: &str) -> Result<u32, TransportError> {
+    pub(crate) async fn partitions_of(&self, topic: &str) -> Result<u32, TransportError> {
         if let Some(count) = self
             .topics
             .lock()

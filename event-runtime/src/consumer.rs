@@ -33,7 +33,7 @@ use crate::handler::{Context, Delivery, ErrorClass, Handler, HandlerError};
 use crate::message::Message;
 use crate::registry::Registry;
 use crate::retry::jitter_sample;
-use crate::transport::{Record, Transport, TransportError, now_ms};
+use crate::transport::{OutgoingRecord, Record, Transport, TransportError, now_ms};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -434,6 +434,11 @@ impl<T: Transport> GroupRunner<T> {
         record: Record,
         failed: FailedRecord,
     ) -> Result<u64, TransportError> {
+        if self.options.dead_letter_topic {
+            // First the engine's copy, then the store: a failure in between redelivers the
+            // record and the copy is written again (at least once), never a letter twice.
+            self.mirror_letter(&record, &failed).await?;
+        }
         let raw = failed.raw.as_ref();
         self.dlq
             .put(NewDeadLetter {
@@ -457,6 +462,51 @@ impl<T: Transport> GroupRunner<T> {
                 record,
             })
             .await
+    }
+
+    /// Appends a copy of a dead-lettered record to the group's dead-letter topic on the engine
+    /// ([`crate::transport::dead_letter_topic`]): the record's key, headers and payload as they
+    /// were, plus `x-evt-dlq-*` headers saying which group gave up on it, where it was, why
+    /// and after how many attempts.
+    async fn mirror_letter(
+        &self,
+        record: &Record,
+        failed: &FailedRecord,
+    ) -> Result<(), TransportError> {
+        let topic = crate::transport::dead_letter_topic(&self.group);
+        let partitions = self.publisher.partitions_of(&topic).await?;
+        let fallback = format!("{}/{}/{}", record.topic, record.partition, record.offset);
+        let key_bytes = record.key.as_deref().unwrap_or(fallback.as_bytes());
+        let mut error = failed.chain.join(": ");
+        if error.len() > 4096 {
+            let mut end = 4096;
+            while !error.is_char_boundary(end) {
+                end -= 1;
+            }
+            error.truncate(end);
+        }
+        let mut headers = record.headers.clone();
+        headers.extend([
+            ("x-evt-dlq-group".to_owned(), self.group.as_bytes().to_vec()),
+            ("x-evt-dlq-source".to_owned(), fallback.clone().into_bytes()),
+            (
+                "x-evt-dlq-reason".to_owned(),
+                failed.reason_kind.as_bytes().to_vec(),
+            ),
+            ("x-evt-dlq-error".to_owned(), error.into_bytes()),
+            (
+                "x-evt-dlq-attempts".to_owned(),
+                failed.attempts.to_string().into_bytes(),
+            ),
+        ]);
+        let copy = OutgoingRecord {
+            partition: crate::partition::partition_for_key(key_bytes, partitions),
+            key: record.key.clone(),
+            headers,
+            payload: record.payload.clone(),
+        };
+        self.transport.append(&topic, vec![copy]).await?;
+        Ok(())
     }
 
     fn failed(

@@ -889,6 +889,51 @@ async fn poison_goes_to_the_dlq_without_blocking_other_records<B: Backend>(backe
     assert_eq!(letters[0].record.payload, b"{");
     assert_eq!(letters[0].record.headers, garbage_headers);
     assert_eq!(running.stats("g").unwrap().dead_lettered, 3);
+
+    // Each letter was also copied to the group's dead-letter topic on the engine (`g.dlq`):
+    // the record as it was, plus where it came from and why it failed.
+    let t = backend.transport().await;
+    let dlq_topic = event_runtime::transport::dead_letter_topic("g");
+    let mut copies = Vec::new();
+    for partition in 0..t.end_offsets(&dlq_topic).await.unwrap().len() as u32 {
+        copies.extend(t.fetch(&dlq_topic, partition, 0, 100).await.unwrap());
+    }
+    let header = |record: &event_runtime::transport::Record, name: &str| {
+        record
+            .headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    };
+    let mut mirrored: Vec<(String, String, String)> = copies
+        .iter()
+        .map(|c| {
+            (
+                header(c, "x-evt-dlq-source").unwrap_or_default(),
+                header(c, "x-evt-dlq-reason").unwrap_or_default(),
+                header(c, "x-evt-dlq-group").unwrap_or_default(),
+            )
+        })
+        .collect();
+    mirrored.sort();
+    mirrored.dedup();
+    let expected: Vec<(String, String, String)> = letters
+        .iter()
+        .map(|l| {
+            (
+                format!("ledger/0/{}", l.record.offset),
+                l.reason_kind.clone(),
+                "g".to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(mirrored, expected, "dead-letter topic copies");
+    let malformed = copies
+        .iter()
+        .find(|c| header(c, "x-evt-dlq-reason").as_deref() == Some("malformed"))
+        .unwrap();
+    assert_eq!(malformed.payload, b"{");
+    assert!(header(malformed, "x-evt-dlq-error").is_some_and(|e| !e.is_empty()));
     running.stop().await;
 }
 

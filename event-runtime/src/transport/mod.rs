@@ -201,6 +201,14 @@ pub fn command_topic(context: &str) -> String {
     format!("{context}.commands")
 }
 
+/// The topic on the engine where `group`'s dead letters are copied: `<group>.dlq` (see
+/// [`crate::GroupOptions::dead_letter_topic`]). The dead-letter store stays the one to act on
+/// (redrive, purge, audit); the topic lets engine-native tools (the `nats` CLI, Kafka consumers,
+/// `evt tail`) and alerting see what failed.
+pub fn dead_letter_topic(group: &str) -> String {
+    format!("{group}.dlq")
+}
+
 /// The header a transport puts on a record whose stored headers cannot be read, holding the
 /// reason; the consumer dead-letters such records as `malformed`.
 pub const CORRUPT_HEADERS: &str = "x-evt-corrupt-headers";
