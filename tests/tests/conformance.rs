@@ -327,6 +327,7 @@ macro_rules! conformance {
                 sequenced_mode_parks_later_events_of_a_failed_key_until_redrive,
                 replay_is_idempotent_unless_dedupe_is_bypassed,
                 lag_counts_what_a_group_has_not_committed,
+                structured_mode_records_of_foreign_producers_are_handled,
             );
         }
     };
@@ -1070,6 +1071,57 @@ async fn replay_is_idempotent_unless_dedupe_is_bypassed<B: Backend>(backend: B) 
     let deliveries = seen.lock().unwrap()["acct-0"].clone();
     assert_eq!(deliveries.len(), 4);
     assert_eq!(deliveries.last(), Some(&(1, Delivery::Replay)));
+    running.stop().await;
+}
+
+/// A foreign producer writing the bindings' structured content mode (the whole event as JSON or
+/// protobuf in the payload) straight into the engine: the app handles those events like its own
+/// binary-mode ones, in order per key.
+async fn structured_mode_records_of_foreign_producers_are_handled<B: Backend>(backend: B) {
+    let mut app = backend.app().await;
+    let seen: Seen = Arc::default();
+    app.partitions(1)
+        .subscribe::<Step, _>("g", recorder(seen.clone()));
+    let running = app.start().await.unwrap();
+    running
+        .publisher()
+        .publish(Envelope::event(Step {
+            account: "a".into(),
+            seq: 0,
+        }))
+        .await
+        .unwrap();
+    let step = |seq| {
+        Envelope::event(Step {
+            account: "a".into(),
+            seq,
+        })
+    };
+    let json = event_runtime::cloudevents::to_json(&step(1)).unwrap();
+    let proto = event_runtime::cloudevents::protobuf::encode(&step(2).to_raw().unwrap()).unwrap();
+    let structured = |content_type: &str, payload: Vec<u8>| OutgoingRecord {
+        partition: 0,
+        key: Some(b"a".to_vec()),
+        headers: vec![("content-type".to_owned(), content_type.as_bytes().to_vec())],
+        payload,
+    };
+    backend
+        .transport()
+        .await
+        .append(
+            "ledger",
+            vec![
+                structured("application/cloudevents+json; charset=utf-8", json),
+                structured("application/cloudevents+protobuf", proto),
+            ],
+        )
+        .await
+        .unwrap();
+    running.publisher().publish(step(3)).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    let seqs: Vec<u32> = seen.lock().unwrap()["a"].iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, [0, 1, 2, 3]);
+    assert_eq!(running.stats("g").unwrap().dead_lettered, 0);
     running.stop().await;
 }
 

@@ -126,3 +126,68 @@ fn protobuf_codec_matches_the_generated_official_types() {
     let back = ce::from_protobuf::<ParcelDispatched>(&rewritten, &Limits::default()).unwrap();
     assert_eq!(back, sent);
 }
+
+/// A foreign producer on Kafka or NATS may use the bindings' structured content mode: the
+/// SDK's JSON as the payload, `content-type: application/cloudevents+json`. A stored record in
+/// that mode reads as the same event as one in binary mode; an unknown structured format is a
+/// clear error naming the content type.
+#[test]
+fn a_structured_mode_record_from_the_official_sdk_is_read() {
+    use event_runtime::transport::{Record, decode_record};
+    let event = EventBuilderV10::new()
+        .id("0193a1c4-2b6e-7f00-8a11-22b3c4d5e6f8")
+        .source("/warehouse/7")
+        .ty("shipping.parcel_dispatched")
+        // Optional in CloudEvents, required by our envelope (see docs/architecture.md).
+        .time("2026-11-26T12:00:00Z")
+        .extension("eventversion", 2)
+        .extension("partitionkey", "p-9")
+        .data(
+            "application/json",
+            serde_json::json!({"parcel_id": "p-9", "carrier": "UPS"}),
+        )
+        .build()
+        .unwrap();
+    let record = |content_type: &str, payload: Vec<u8>| Record {
+        topic: "shipping".into(),
+        partition: 0,
+        offset: 0,
+        timestamp_ms: 0,
+        key: Some(b"p-9".to_vec()),
+        headers: vec![("content-type".into(), content_type.as_bytes().to_vec())],
+        payload,
+    };
+    let json = serde_json::to_vec(&event).unwrap();
+    let raw = decode_record(
+        &record("application/cloudevents+json; charset=UTF-8", json),
+        &Limits::default(),
+    )
+    .expect("structured JSON is read");
+    assert_eq!(raw.id.to_string(), "0193a1c4-2b6e-7f00-8a11-22b3c4d5e6f8");
+    assert_eq!(raw.partition_key.as_deref(), Some("p-9"));
+    let received: Envelope<ParcelDispatched> = raw.decode().unwrap();
+    assert_eq!(received.data.carrier, "UPS");
+
+    // The protobuf event format in structured mode, written by the generated official types.
+    let ours = Envelope::event(ParcelDispatched {
+        parcel_id: "p-10".into(),
+        carrier: "DPD".into(),
+    });
+    let bytes = ce::protobuf::encode(&ours.to_raw().unwrap()).unwrap();
+    let raw = decode_record(
+        &record("application/cloudevents+protobuf", bytes),
+        &Limits::default(),
+    )
+    .expect("structured protobuf is read");
+    assert_eq!(raw.id, ours.id);
+
+    let err = decode_record(
+        &record("application/cloudevents+avro", b"\x00".to_vec()),
+        &Limits::default(),
+    )
+    .expect_err("no avro");
+    assert!(
+        err.to_string().contains("application/cloudevents+avro"),
+        "{err}"
+    );
+}

@@ -213,8 +213,11 @@ pub fn dead_letter_topic(group: &str) -> String {
 /// reason; the consumer dead-letters such records as `malformed`.
 pub const CORRUPT_HEADERS: &str = "x-evt-corrupt-headers";
 
-/// Reads a record as a CloudEvent in the Kafka binary binding: what the consumer, replay filters
-/// and the CLI all do with a stored record.
+/// Reads a record as a CloudEvent: in binary content mode (`ce_` headers, the Kafka binding's
+/// names, which every engine stores) or, when its `content-type` is
+/// `application/cloudevents+json` or `application/cloudevents+protobuf`, in structured content
+/// mode (the whole event in the payload, as foreign producers may write it). What the consumer,
+/// replay filters and the CLI all do with a stored record.
 ///
 /// # Errors
 ///
@@ -233,6 +236,33 @@ pub fn decode_record(
             format: crate::error::Format::Binary,
             reason: format!("corrupt record: {}", String::from_utf8_lossy(reason)),
         });
+    }
+    // Structured content mode (the Kafka and NATS bindings, 3.2): the whole event is the
+    // payload, and the content type says its format.
+    let content_type = record
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .map(|(_, value)| String::from_utf8_lossy(value).to_ascii_lowercase());
+    if let Some(content_type) = content_type.as_deref()
+        && content_type.starts_with("application/cloudevents")
+    {
+        let media = content_type.split(';').next().unwrap_or_default().trim();
+        return match media {
+            "application/cloudevents+json" => {
+                crate::cloudevents::structured::decode(&record.payload, limits)
+            }
+            "application/cloudevents+protobuf" => {
+                crate::cloudevents::protobuf::decode(&record.payload, limits)
+            }
+            other => Err(crate::error::DecodeError::Malformed {
+                format: crate::error::Format::Binary,
+                reason: format!(
+                    "content type `{other}`: only application/cloudevents+json and \
+                     application/cloudevents+protobuf are read in structured mode"
+                ),
+            }),
+        };
     }
     crate::cloudevents::binary::decode(
         record
