@@ -80,9 +80,24 @@ pub async fn plan<T: Transport>(
             continue;
         }
         let mut next = filter.from_offset.unwrap_or(0);
-        let last = filter
+        let mut last = filter
             .to_offset
             .map_or(end, |to| to.saturating_add(1).min(end));
+        // A time window starts and ends through the engine's time lookup, not a scan from 0.
+        if let Some(since) = filter.since_ms {
+            next = next.max(
+                transport
+                    .offset_for_time(&filter.topic, partition, since)
+                    .await?,
+            );
+        }
+        if let Some(until) = filter.until_ms {
+            last = last.min(
+                transport
+                    .offset_for_time(&filter.topic, partition, until.saturating_add(1))
+                    .await?,
+            );
+        }
         while next < last {
             let batch = transport.fetch(&filter.topic, partition, next, 512).await?;
             let Some(tail) = batch.last().map(|r| r.offset) else {

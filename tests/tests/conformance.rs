@@ -328,6 +328,7 @@ macro_rules! conformance {
                 replay_is_idempotent_unless_dedupe_is_bypassed,
                 lag_counts_what_a_group_has_not_committed,
                 structured_mode_records_of_foreign_producers_are_handled,
+                replay_by_time_starts_at_the_engines_time_lookup,
             );
         }
     };
@@ -1072,6 +1073,61 @@ async fn replay_is_idempotent_unless_dedupe_is_bypassed<B: Backend>(backend: B) 
     assert_eq!(deliveries.len(), 4);
     assert_eq!(deliveries.last(), Some(&(1, Delivery::Replay)));
     running.stop().await;
+}
+
+/// `offset_for_time` finds the first record at or after a time (the engine's own lookup on
+/// Kafka, a bisection elsewhere), and a replay planned by time window selects exactly the
+/// records appended inside it.
+async fn replay_by_time_starts_at_the_engines_time_lookup<B: Backend>(backend: B) {
+    let t = backend.transport().await;
+    t.ensure_topic("timed", 1).await.unwrap();
+    let burst = |n: u8| -> Vec<OutgoingRecord> {
+        (0..4)
+            .map(|i| OutgoingRecord {
+                partition: 0,
+                key: Some(vec![b'k', n]),
+                headers: Vec::new(),
+                payload: vec![n, i],
+            })
+            .collect()
+    };
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let before = now() - 1;
+    t.append("timed", burst(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let second_from = now();
+    let second = t.append("timed", burst(2)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let third_from = now();
+    t.append("timed", burst(3)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    let after = now();
+
+    assert_eq!(t.offset_for_time("timed", 0, before).await.unwrap(), 0);
+    assert_eq!(
+        t.offset_for_time("timed", 0, second_from).await.unwrap(),
+        second[0].offset
+    );
+    assert_eq!(t.offset_for_time("timed", 0, after).await.unwrap(), 12);
+    assert!(
+        t.offset_for_time("timed", 7, before).await.is_err(),
+        "a partition outside the topic is an error"
+    );
+
+    let window = event_runtime::replay::ReplayFilter {
+        topic: "timed".into(),
+        since_ms: Some(second_from),
+        until_ms: Some(third_from - 1),
+        ..Default::default()
+    };
+    let planned = event_runtime::replay::plan(&t, &window).await.unwrap();
+    let payloads: Vec<Vec<u8>> = planned.into_iter().map(|r| r.payload).collect();
+    assert_eq!(payloads, [[2, 0], [2, 1], [2, 2], [2, 3]]);
 }
 
 /// A foreign producer writing the bindings' structured content mode (the whole event as JSON or

@@ -182,12 +182,62 @@ pub trait Transport: Send + Sync + 'static {
     /// Every topic with its partition count.
     fn topics(&self) -> impl Future<Output = Result<Vec<(String, u32)>, TransportError>> + Send;
 
+    /// The offset of the first record of `partition` appended at or after `timestamp_ms` (ms
+    /// since the epoch), or the end offset when there is none: where a replay by time starts.
+    ///
+    /// The default searches by bisection over [`Transport::fetch`], in O(log n) single-record
+    /// reads, assuming append timestamps do not decrease along a partition (true of the memory
+    /// and SQLite engines and of a JetStream stream). Kafka overrides it with the broker's time
+    /// index (`offsets_for_times`).
+    fn offset_for_time(
+        &self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> impl Future<Output = Result<u64, TransportError>> + Send {
+        offset_for_time_by_bisection(self, topic, partition, timestamp_ms)
+    }
+
     /// The SQLite engine behind this transport, if it is one: consumers in inbox mode then claim
     /// dedupe keys and write emitted events in the handler's transaction.
     #[cfg(feature = "sqlite")]
     fn as_sqlite(&self) -> Option<&sqlite::SqliteTransport> {
         None
     }
+}
+
+/// [`Transport::offset_for_time`] by bisection over single-record fetches: the default, and a
+/// fallback for engines whose own time lookup proves wrong. Assumes append timestamps do not
+/// decrease along the partition.
+///
+/// # Errors
+///
+/// The engine's; [`TransportErrorKind::InvalidPartition`] for a partition outside the topic.
+pub async fn offset_for_time_by_bisection<T: Transport + ?Sized>(
+    transport: &T,
+    topic: &str,
+    partition: u32,
+    timestamp_ms: i64,
+) -> Result<u64, TransportError> {
+    let ends = transport.end_offsets(topic).await?;
+    let end = ends.get(partition as usize).copied().ok_or_else(|| {
+        TransportError::new(
+            TransportErrorKind::InvalidPartition,
+            format!("offset for time in {topic}"),
+            format!("partition {partition} is outside 0..{}", ends.len()),
+        )
+    })?;
+    // The first offset in `lo..end` whose record is at or after the time.
+    let (mut lo, mut hi) = (0u64, end);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match transport.fetch(topic, partition, mid, 1).await?.first() {
+            // A record before the time, possibly past a gap (records removed by retention).
+            Some(record) if record.timestamp_ms < timestamp_ms => lo = record.offset.max(mid) + 1,
+            _ => hi = mid,
+        }
+    }
+    Ok(lo)
 }
 
 /// The topic events owned by `context` are published to: the context's name, so that all events
