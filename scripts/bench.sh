@@ -8,13 +8,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# shellcheck source=scripts/servers.sh
-source scripts/servers.sh
-
 benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
   benches=(codec runtime nats kafka postgres_inbox)
 fi
+# Only the servers the chosen benchmarks need.
+EVT_SERVERS=""
+for bench in "${benches[@]}"; do
+  case "$bench" in
+    nats) EVT_SERVERS="$EVT_SERVERS nats" ;;
+    kafka) EVT_SERVERS="$EVT_SERVERS kafka" ;;
+    postgres_inbox) EVT_SERVERS="$EVT_SERVERS postgres" ;;
+  esac
+done
+export EVT_SERVERS
+
+# shellcheck source=scripts/servers.sh
+source scripts/servers.sh
+
 for bench in "${benches[@]}"; do
   case "$bench" in
     codec | runtime | postgres_inbox) crate=event-runtime ;;

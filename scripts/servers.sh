@@ -25,7 +25,18 @@
 # port, and EVT_KAFKA_BOOTSTRAP points the conformance suite at it. With EVT_KAFKA_BOOTSTRAP
 # already set, that broker is used and none is started. If tansu cannot be built the Kafka broker
 # tests are skipped, except under CI, where this is an error.
+#
+# EVT_SERVERS (default "nats postgres kafka") chooses which of them to set up: scripts/bench.sh
+# asks only for what the chosen benchmarks need.
 set -euo pipefail
+
+EVT_SERVERS="${EVT_SERVERS-nats postgres kafka}"
+wants() {
+  case " $EVT_SERVERS " in
+    *" $1 "*) return 0 ;;
+    *) return 1 ;;
+  esac
+}
 
 # --- Kafka engine build deps --------------------------------------------------------------------
 # event-kafka builds librdkafka from source (rdkafka's `cmake-build`): it needs cmake (and a C/C++
@@ -162,22 +173,29 @@ start_nats() {
   return 1
 }
 
-NATS_BIN="$(find_nats_server || true)"
-if [ -z "$NATS_BIN" ] && install_nats_server; then
+if wants nats; then
   NATS_BIN="$(find_nats_server || true)"
-fi
-if [ -n "$NATS_BIN" ]; then
-  export EVT_NATS_SERVER="$NATS_BIN"
-  if [ -z "${EVT_NATS_URL:-}" ]; then
-    start_nats "$NATS_BIN"
+  if [ -z "$NATS_BIN" ] && install_nats_server; then
+    NATS_BIN="$(find_nats_server || true)"
   fi
-elif [ -z "${EVT_NATS_URL:-}" ]; then
-  if [ -n "${CI:-}" ]; then
-    echo "error: nats-server is not installed and cannot be (apt-get needs root or passwordless sudo);" >&2
-    echo "       CI must run the NATS JetStream tests. Install nats-server or set EVT_NATS_URL." >&2
-    exit 1
+  if [ -n "$NATS_BIN" ]; then
+    export EVT_NATS_SERVER="$NATS_BIN"
+    if [ -z "${EVT_NATS_URL:-}" ] && ! start_nats "$NATS_BIN"; then
+      stop_nats
+      if [ -n "${CI:-}" ]; then
+        echo "error: nats-server could not be started; CI must run the NATS JetStream tests." >&2
+        exit 1
+      fi
+      echo "warning: nats-server could not be started; the NATS JetStream tests are skipped" >&2
+    fi
+  elif [ -z "${EVT_NATS_URL:-}" ]; then
+    if [ -n "${CI:-}" ]; then
+      echo "error: nats-server is not installed and cannot be (apt-get needs root or passwordless sudo);" >&2
+      echo "       CI must run the NATS JetStream tests. Install nats-server or set EVT_NATS_URL." >&2
+      exit 1
+    fi
+    echo "warning: nats-server is not installed and cannot be; the NATS JetStream tests are skipped" >&2
   fi
-  echo "warning: nats-server is not installed and cannot be; the NATS JetStream tests are skipped" >&2
 fi
 
 # --- PostgreSQL ----------------------------------------------------------------------------------
@@ -244,7 +262,7 @@ start_postgres() {
   echo "PostgreSQL $("$bin/pg_ctl" --version | awk '{print $3}') on 127.0.0.1:$port (database evt, cluster in $PG_DIR)" >&2
 }
 
-if [ -z "${EVT_POSTGRES_URL:-}" ]; then
+if wants postgres && [ -z "${EVT_POSTGRES_URL:-}" ]; then
   PG_FOUND="$(find_postgres_bin || true)"
   if [ -z "$PG_FOUND" ] && install_postgres; then
     PG_FOUND="$(find_postgres_bin || true)"
@@ -319,10 +337,13 @@ start_tansu() {
   return 1
 }
 
-if [ -z "${EVT_KAFKA_BOOTSTRAP:-}" ]; then
-  if install_tansu && start_tansu; then
+if wants kafka; then
+  # The binary is wanted even with EVT_KAFKA_BOOTSTRAP set: event-kafka's own broker tests start
+  # (and kill) brokers of their own.
+  if install_tansu; then
     export EVT_TANSU_BIN="$TANSU_BIN"
-  else
+  fi
+  if [ -z "${EVT_KAFKA_BOOTSTRAP:-}" ] && ! { [ -n "${EVT_TANSU_BIN:-}" ] && start_tansu; }; then
     stop_tansu
     if [ -n "${CI:-}" ]; then
       echo "error: the tansu Kafka broker could not be built or started; CI must run the Kafka" >&2
@@ -330,5 +351,9 @@ if [ -z "${EVT_KAFKA_BOOTSTRAP:-}" ]; then
       exit 1
     fi
     echo "warning: no Kafka broker (tansu); the Kafka broker tests are skipped" >&2
+  fi
+  if [ -z "${EVT_TANSU_BIN:-}" ] && [ -n "${CI:-}" ]; then
+    echo "error: tansu could not be built; CI must run event-kafka's broker tests." >&2
+    exit 1
   fi
 fi

@@ -153,11 +153,34 @@ impl KafkaTransport {
     }
 
     fn error(&self, operation: &str, err: &KafkaError) -> TransportError {
+        use RDKafkaErrorCode as Code;
         let kind = match err.rdkafka_error_code() {
-            Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
+            Some(Code::UnknownTopicOrPartition | Code::UnknownTopic) => {
                 TransportErrorKind::UnknownTopic
             }
-            Some(RDKafkaErrorCode::UnknownPartition) => TransportErrorKind::InvalidPartition,
+            Some(Code::UnknownPartition) => TransportErrorKind::InvalidPartition,
+            // Failures that the same request will meet again: not worth a retry.
+            Some(
+                Code::MessageSizeTooLarge
+                | Code::InvalidMessageSize
+                | Code::MessageBatchTooLarge
+                | Code::InvalidMessage
+                | Code::InvalidRecord
+                | Code::InvalidRequiredAcks
+                | Code::InvalidConfig
+                | Code::InvalidArgument
+                | Code::InvalidTopic
+                | Code::TopicAuthorizationFailed
+                | Code::GroupAuthorizationFailed
+                | Code::ClusterAuthorizationFailed
+                | Code::TransactionalIdAuthorizationFailed
+                | Code::SaslAuthenticationFailed
+                | Code::Authentication
+                | Code::UnsupportedVersion
+                | Code::UnsupportedForMessageFormat
+                | Code::UnsupportedCompressionType
+                | Code::PolicyViolation,
+            ) => TransportErrorKind::Other,
             _ => TransportErrorKind::Unavailable,
         };
         error_of(&self.inner.config, kind, operation, err)
@@ -500,11 +523,14 @@ impl Transport for KafkaTransport {
         }
         // What librdkafka already fetched into the cursor's local queue comes first, without
         // asking the broker anything.
-        // (An error here is left for the read below to meet and report.)
         while out.len() < max {
             match self.next(&mut cursor, &operation, Duration::ZERO).await {
                 Ok(Some(record)) => out.push(record),
-                _ => break,
+                Ok(None) => break,
+                // Reported now when nothing was read; otherwise what was read is returned and
+                // the next fetch meets the engine's state again.
+                Err(err) if out.is_empty() => return Err(err),
+                Err(_) => break,
             }
         }
         if out.is_empty() {

@@ -80,21 +80,17 @@ pub async fn plan<T: Transport>(
             continue;
         }
         let mut next = filter.from_offset.unwrap_or(0);
-        let mut last = filter
+        let last = filter
             .to_offset
             .map_or(end, |to| to.saturating_add(1).min(end));
-        // A time window starts and ends through the engine's time lookup, not a scan from 0.
+        // A time window starts at the engine's time lookup, not a scan from 0. Its end is found
+        // by scanning with the filter: record times need not increase along a partition (Kafka
+        // stamps each record with its producer's clock), so a lookup could stop short of a
+        // record inside the window.
         if let Some(since) = filter.since_ms {
             next = next.max(
                 transport
                     .offset_for_time(&filter.topic, partition, since)
-                    .await?,
-            );
-        }
-        if let Some(until) = filter.until_ms {
-            last = last.min(
-                transport
-                    .offset_for_time(&filter.topic, partition, until.saturating_add(1))
                     .await?,
             );
         }

@@ -76,7 +76,9 @@ impl RetryPolicy {
 /// from `first_backoff` to `max_backoff`, while less than `give_up_after` has passed since the
 /// first attempt. Then the publish fails with the last error, its message stating how many
 /// attempts were made over how long. A publish thus ends within `give_up_after` plus one
-/// attempt's own timeout (the engine's request timeout). Other errors fail at once.
+/// attempt's own duration, which the engine bounds: on NATS the request timeout; on Kafka up to
+/// a few request timeouts (a metadata call, `message.timeout.ms`, and for a new topic its
+/// creation). Other errors (a message too large, an authorization failure) fail at once.
 ///
 /// Memory stays bounded: a publish holds only its own records while it waits, and the engine
 /// clients' own buffers are bounded (async-nats' command channel, librdkafka's
