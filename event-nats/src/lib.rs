@@ -48,8 +48,11 @@
 //! `DeliverPolicy::ByStartSequence(offset + 1)`, no acknowledgements (the server advances it as
 //! it delivers), in memory, deleted when idle. A fetch is one no-wait pull request: the server
 //! sends what it has, up to `max`, and says "no messages" at the end. The transport keeps idle
-//! cursors per partition keyed by their position, so a consumer group reading on pays one
-//! round trip per batch and creates a consumer only when it jumps (restart, replay). Each
+//! cursors per partition keyed by their position, so a consumer group reading on creates a
+//! consumer only when it jumps (restart, replay). A fetch that returned a full batch sends the
+//! next pull request at once, and a task of its own turns what that request brings into records
+//! while the batch is handled; the next fetch takes them. At most one request is outstanding per
+//! cursor, so records come in stream order. Each
 //! delivered message's stream sequence is checked against the cursor; a cursor that saw any
 //! error is dropped, and the next fetch creates one at the exact offset again. Nothing depends
 //! on the cursor for correctness: positions are the group's commits.

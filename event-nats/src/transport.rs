@@ -61,10 +61,13 @@ struct Cursor {
     /// The stream sequence the server delivers next.
     next_seq: u64,
     buffer: VecDeque<Record>,
-    /// A pull request sent ahead after a full batch, so that the next batch streams in while
-    /// this one is handled.
-    prefetch: Option<consumer::pull::Batch>,
+    /// A pull request sent ahead after a full batch, turned into records by a task of its own,
+    /// so that the next batch streams in and is decoded while this one is handled.
+    prefetch: Option<tokio::task::JoinHandle<Prefetched>>,
 }
+
+/// What a prefetch brought: its records in stream order, and the error that ended it early.
+type Prefetched = (Vec<Record>, Option<TransportError>);
 
 impl Cursor {
     /// The offset the next fetch through this cursor returns first.
@@ -77,6 +80,9 @@ impl Cursor {
 
 impl Drop for Cursor {
     fn drop(&mut self) {
+        if let Some(task) = self.prefetch.take() {
+            task.abort();
+        }
         // Delete the consumer now rather than after its inactivity threshold; without a runtime
         // (process exit) the threshold does it.
         let name = self.consumer.cached_info().name.clone();
@@ -261,9 +267,20 @@ impl Inner {
         max: usize,
     ) -> Result<(), TransportError> {
         let op = || format!("fetch from {topic}/{partition}");
-        if let Some(batch) = cursor.prefetch.take() {
-            self.drain(topic, partition, cursor, batch, self.config.request_timeout)
-                .await?;
+        if let Some(task) = cursor.prefetch.take() {
+            // The task ends by itself: the server ends the request, or its bound passes.
+            let (records, failure) = task.await.unwrap_or_else(|err| {
+                let err = TransportError::new(
+                    TransportErrorKind::Other,
+                    op(),
+                    format!("the prefetch task failed: {err}"),
+                );
+                (Vec::new(), Some(err))
+            });
+            merge(cursor, records);
+            if let Some(err) = failure {
+                return Err(err);
+            }
             if !cursor.buffer.is_empty() {
                 return Ok(());
             }
@@ -277,33 +294,64 @@ impl Inner {
             .map_err(|err| self.error(op(), err))?;
         // A no-wait pull ends with the server's "no messages"; bound it in case the server never
         // answers (connection lost).
-        self.drain(topic, partition, cursor, batch, self.config.request_timeout)
-            .await
+        let mut records = Vec::with_capacity(max.min(1024));
+        let result = self
+            .collect(
+                topic,
+                partition,
+                batch,
+                self.config.request_timeout,
+                &mut records,
+            )
+            .await;
+        merge(cursor, records);
+        result
     }
 
-    /// Sends a no-wait pull for `max` records without waiting for them.
-    async fn prefetch(&self, cursor: &mut Cursor, max: usize) {
-        if cursor.prefetch.is_none()
-            && let Ok(batch) = cursor.consumer.fetch().max_messages(max).messages().await
-        {
-            cursor.prefetch = Some(batch);
-        }
-    }
-
-    /// Buffers every message of one pull request, until the server ends it or `bound` passes.
-    async fn drain(
-        &self,
+    /// Sends a no-wait pull for `max` records without waiting for them; a task of its own turns
+    /// what it brings into records, and the next [`Self::pull_now`] takes them. At most one pull
+    /// is outstanding per cursor (requests drained separately could interleave), so records
+    /// come in stream order.
+    async fn prefetch(
+        self: &Arc<Self>,
         topic: &str,
         partition: u32,
         cursor: &mut Cursor,
+        max: usize,
+    ) {
+        if cursor.prefetch.is_some() {
+            return;
+        }
+        let Ok(batch) = cursor.consumer.fetch().max_messages(max).messages().await else {
+            return;
+        };
+        let (inner, topic) = (self.clone(), topic.to_owned());
+        cursor.prefetch = Some(tokio::spawn(async move {
+            let mut records = Vec::with_capacity(max.min(1024));
+            let bound = inner.config.request_timeout;
+            let failure = inner
+                .collect(&topic, partition, batch, bound, &mut records)
+                .await
+                .err();
+            (records, failure)
+        }));
+    }
+
+    /// Turns every message of one pull request into a record, until the server ends it or
+    /// `bound` passes. What came before an error stays in `out`.
+    async fn collect(
+        &self,
+        topic: &str,
+        partition: u32,
         mut batch: consumer::pull::Batch,
         bound: Duration,
+        out: &mut Vec<Record>,
     ) -> Result<(), TransportError> {
         let op = || format!("fetch from {topic}/{partition}");
         let pull = async {
             while let Some(message) = batch.next().await {
                 let message = message.map_err(|err| self.error(op(), err))?;
-                accept(topic, partition, cursor, &message).map_err(|err| self.error(op(), err))?;
+                out.push(record(topic, partition, message).map_err(|err| self.error(op(), err))?);
             }
             Ok::<(), TransportError>(())
         };
@@ -341,43 +389,55 @@ impl Inner {
             .messages()
             .await
             .map_err(|err| self.error(op(), err))?;
-        self.drain(
-            topic,
-            partition,
-            cursor,
-            batch,
-            timeout + self.config.request_timeout,
-        )
-        .await
+        let mut records = Vec::new();
+        let result = self
+            .collect(
+                topic,
+                partition,
+                batch,
+                timeout + self.config.request_timeout,
+                &mut records,
+            )
+            .await;
+        merge(cursor, records);
+        result
     }
 }
 
-/// Buffers one delivered message as a record, checking it is the next one of the partition.
-fn accept(
-    topic: &str,
-    partition: u32,
-    cursor: &mut Cursor,
-    message: &jetstream::Message,
-) -> Result<(), String> {
+/// Buffers delivered records on the cursor.
+fn merge(cursor: &mut Cursor, records: Vec<Record>) {
+    for record in records {
+        accept(&mut cursor.buffer, &mut cursor.next_seq, record);
+    }
+}
+
+/// Buffers one delivered record if it is past what the cursor delivered (`next_seq`).
+fn accept(buffer: &mut VecDeque<Record>, next_seq: &mut u64, record: Record) -> bool {
+    let seq = record.offset + 1;
+    if seq < *next_seq {
+        // Delivered again (cannot happen without acks, but never hand a record out twice).
+        return false;
+    }
+    *next_seq = seq + 1;
+    buffer.push_back(record);
+    true
+}
+
+/// One delivered message as a record.
+fn record(topic: &str, partition: u32, message: jetstream::Message) -> Result<Record, String> {
     let info = message.info().map_err(|err| err.to_string())?;
     let seq = info.stream_sequence;
-    if seq < cursor.next_seq {
-        // Delivered again (cannot happen without acks, but never hand a record out twice).
-        return Ok(());
-    }
     let timestamp_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
     let (key, headers) = headers::from_wire(message.message.headers.as_ref());
-    cursor.next_seq = seq + 1;
-    cursor.buffer.push_back(Record {
+    Ok(Record {
         topic: topic.to_owned(),
         partition,
-        offset: seq - 1,
+        offset: seq.saturating_sub(1),
         timestamp_ms,
         key,
         headers,
         payload: message.message.payload.to_vec(),
-    });
-    Ok(())
+    })
 }
 
 fn parse_count(value: &[u8]) -> Option<u32> {
@@ -738,7 +798,7 @@ impl Transport for NatsTransport {
                     let records: Vec<Record> = cursor.buffer.drain(..take).collect();
                     if records.len() == max && cursor.buffer.is_empty() {
                         // A full batch: more is likely there; ask for it now.
-                        inner.prefetch(&mut cursor, max).await;
+                        inner.prefetch(topic, partition, &mut cursor, max).await;
                     }
                     inner.park(topic, partition, cursor);
                     return Ok(records);
