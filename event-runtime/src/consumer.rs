@@ -128,6 +128,8 @@ pub struct GroupStats {
     pub skipped: AtomicU64,
     /// Records sent to the dead-letter queue.
     pub dead_lettered: AtomicU64,
+    /// Dead letters the engine refused to copy to the group's dead-letter topic.
+    pub dead_letter_copy_failures: AtomicU64,
     /// Retries after transient failures.
     pub retries: AtomicU64,
     /// Replays and redrives processed.
@@ -145,6 +147,8 @@ pub struct StatsSnapshot {
     pub skipped: u64,
     /// Dead-lettered.
     pub dead_lettered: u64,
+    /// Dead letters the engine refused to copy to the group's dead-letter topic.
+    pub dead_letter_copy_failures: u64,
     /// Retries.
     pub retries: u64,
     /// Replays and redrives.
@@ -159,6 +163,7 @@ impl GroupStats {
             duplicates: self.duplicates.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            dead_letter_copy_failures: self.dead_letter_copy_failures.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             redelivered: self.redelivered.load(Ordering::Relaxed),
         }
@@ -357,6 +362,17 @@ impl<T: Transport> GroupRunner<T> {
                 header("ce_dedupekey")
                     .or_else(|| header("ce_id"))
                     .map(|value| [b"\0dedupe:".as_slice(), value].concat())
+                    .or_else(|| {
+                        // A structured-mode record carries its key and id in the payload.
+                        let raw = crate::transport::decode_record(&record, &self.limits).ok()?;
+                        Some(match raw.partition_key {
+                            Some(key) => key.into_bytes(),
+                            None => {
+                                let id = raw.dedupe_key.unwrap_or_else(|| raw.id.to_string());
+                                [b"\0dedupe:".as_slice(), id.as_bytes()].concat()
+                            }
+                        })
+                    })
             });
             match lane {
                 Some(key) => {
@@ -436,8 +452,18 @@ impl<T: Transport> GroupRunner<T> {
     ) -> Result<u64, TransportError> {
         if self.options.dead_letter_topic {
             // First the engine's copy, then the store: a failure in between redelivers the
-            // record and the copy is written again (at least once), never a letter twice.
-            self.mirror_letter(&record, &failed).await?;
+            // record, the copy is written again (at least once) and the store keeps one letter
+            // per open record. An engine that is unavailable fails the batch (retried later); one
+            // that refuses the copy for good (no right to create the topic, a topic deleted
+            // under us) does not stop the group: the letter is stored and the refusal counted.
+            if let Err(err) = self.mirror_letter(&record, &failed).await {
+                if err.kind == crate::transport::TransportErrorKind::Unavailable {
+                    return Err(err);
+                }
+                self.stats
+                    .dead_letter_copy_failures
+                    .fetch_add(1, Ordering::Relaxed);
+            }
         }
         let raw = failed.raw.as_ref();
         self.dlq

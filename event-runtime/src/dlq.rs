@@ -287,6 +287,25 @@ impl DeadLetters {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|err| db_error("dead-letter", err))?;
+        // The same record of the same group already open (a batch fetched again after another
+        // lane's failure): that letter, not a second one.
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM evt_dead_letters WHERE grp = ? AND topic = ? AND partition = ? \
+             AND offset = ? AND status IN ('dead', 'parked', 'redriving') LIMIT 1",
+        )
+        .bind(&letter.group)
+        .bind(&letter.record.topic)
+        .bind(i64::from(letter.record.partition))
+        .bind(letter.record.offset as i64)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|err| db_error("dead-letter", err))?;
+        if let Some(id) = open {
+            tx.commit()
+                .await
+                .map_err(|err| db_error("dead-letter", err))?;
+            return Ok(id as u64);
+        }
         let mut letter = letter;
         // A letter to park: the letter it waits for may have been resolved since the consumer
         // looked. Park behind the oldest letter of the key still open, or, if none is, queue it
@@ -863,6 +882,24 @@ mod pg {
             .begin()
             .await
             .map_err(|err| pg_error("dead-letter", err))?;
+        // The same record of the same group already open: that letter (see the SQLite version).
+        let open: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM evt_dead_letters WHERE grp = $1 AND topic = $2 AND partition = $3 \
+             AND \"offset\" = $4 AND status IN ('dead', 'parked', 'redriving') LIMIT 1",
+        )
+        .bind(&letter.group)
+        .bind(&letter.record.topic)
+        .bind(i64::from(letter.record.partition))
+        .bind(letter.record.offset as i64)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|err| pg_error("dead-letter", err))?;
+        if let Some(id) = open {
+            tx.commit()
+                .await
+                .map_err(|err| pg_error("dead-letter", err))?;
+            return Ok(id as u64);
+        }
         let mut letter = letter;
         let mut release = false;
         if letter.parked_behind.is_some() {

@@ -329,6 +329,7 @@ macro_rules! conformance {
                 lag_counts_what_a_group_has_not_committed,
                 structured_mode_records_of_foreign_producers_are_handled,
                 replay_by_time_starts_at_the_engines_time_lookup,
+                a_record_has_one_open_dead_letter,
             );
         }
     };
@@ -351,6 +352,7 @@ conformance!(kafka_broker, crate::KafkaBroker);
 /// The tests that depend on the stores (not on the engine), with the stores in PostgreSQL.
 mod postgres_stores {
     conformance!(@tests crate::PgStores;
+        a_record_has_one_open_dead_letter,
         a_producer_retry_has_its_effect_once,
         poison_goes_to_the_dlq_without_blocking_other_records,
         sequenced_mode_parks_later_events_of_a_failed_key_until_redrive,
@@ -1075,6 +1077,46 @@ async fn replay_is_idempotent_unless_dedupe_is_bypassed<B: Backend>(backend: B) 
     running.stop().await;
 }
 
+/// Dead-lettering a record that already has an open letter in its group (a batch fetched again
+/// after another lane failed) returns that letter instead of storing a second one; once the
+/// letter is closed, a new failure of the same record is a new letter.
+async fn a_record_has_one_open_dead_letter<B: Backend>(backend: B) {
+    use event_runtime::dlq::NewDeadLetter;
+    let app = backend.app().await;
+    let dlq = app.dead_letters().clone();
+    let letter = |group: &str| NewDeadLetter {
+        group: group.to_owned(),
+        record: event_runtime::transport::Record {
+            topic: "ledger".into(),
+            partition: 1,
+            offset: 41,
+            timestamp_ms: 1,
+            key: Some(b"a".to_vec()),
+            headers: Vec::new(),
+            payload: b"{".to_vec(),
+        },
+        event_type: None,
+        event_id: None,
+        partition_key: Some("a".into()),
+        reason_kind: "malformed".into(),
+        error_chain: vec!["bad".into()],
+        attempts: 1,
+        first_failure_ms: 1,
+        parked_behind: None,
+    };
+    let first = dlq.put(letter("g")).await.unwrap();
+    assert_eq!(dlq.put(letter("g")).await.unwrap(), first);
+    let other_group = dlq.put(letter("h")).await.unwrap();
+    assert_ne!(other_group, first);
+    let open = dlq.list(&LetterFilter::default()).await.unwrap();
+    assert_eq!(open.len(), 2, "one open letter per group and record");
+    dlq.purge(Some("g"), Selection::Ids(&[first]), "test")
+        .await
+        .unwrap();
+    let again = dlq.put(letter("g")).await.unwrap();
+    assert_ne!(again, first, "a closed letter is not reused");
+}
+
 /// `offset_for_time` finds the first record at or after a time (the engine's own lookup on
 /// Kafka, a bisection elsewhere), and a replay planned by time window selects exactly the
 /// records appended inside it.
@@ -1155,9 +1197,10 @@ async fn structured_mode_records_of_foreign_producers_are_handled<B: Backend>(ba
     };
     let json = event_runtime::cloudevents::to_json(&step(1)).unwrap();
     let proto = event_runtime::cloudevents::protobuf::encode(&step(2).to_raw().unwrap()).unwrap();
+    // No record key, as a foreign NATS producer writes them: the key is inside the event.
     let structured = |content_type: &str, payload: Vec<u8>| OutgoingRecord {
         partition: 0,
-        key: Some(b"a".to_vec()),
+        key: None,
         headers: vec![("content-type".to_owned(), content_type.as_bytes().to_vec())],
         payload,
     };

@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS evt_dead_letters (
     status        TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS evt_dead_letters_grp ON evt_dead_letters (grp, status);
+CREATE INDEX IF NOT EXISTS evt_dead_letters_record ON evt_dead_letters (grp, topic, partition, offset);
 CREATE TABLE IF NOT EXISTS evt_dlq_audit (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     letter_id   INTEGER NOT NULL,
