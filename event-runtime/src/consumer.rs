@@ -299,12 +299,18 @@ impl<T: Transport> GroupRunner<T> {
                 Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
         };
+        // The next batch, read while the previous one's position was being committed.
+        let mut ahead: Option<Result<Vec<Record>, TransportError>> = None;
         while !*shutdown.borrow() {
-            let records = match self
-                .transport
-                .fetch(&topic, partition, next, self.options.batch)
-                .await
-            {
+            let fetched = match ahead.take() {
+                Some(fetched) => fetched,
+                None => {
+                    self.transport
+                        .fetch(&topic, partition, next, self.options.batch)
+                        .await
+                }
+            };
+            let records = match fetched {
                 Ok(records) => records,
                 Err(_) => {
                     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -329,16 +335,27 @@ impl<T: Transport> GroupRunner<T> {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
-            loop {
-                match self
-                    .transport
-                    .commit(&self.group, &topic, partition, last + 1)
-                    .await
-                {
-                    Ok(()) => break,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            // Commit the batch and read the next one at the same time: the commit's round trip
+            // overlaps the read instead of adding to it. The next batch is only handled once
+            // this commit is done, so positions still move in order and never past what was
+            // handled.
+            let commit = async {
+                loop {
+                    match self
+                        .transport
+                        .commit(&self.group, &topic, partition, last + 1)
+                        .await
+                    {
+                        Ok(()) => break,
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
                 }
-            }
+            };
+            let read = self
+                .transport
+                .fetch(&topic, partition, last + 1, self.options.batch);
+            let ((), fetched) = tokio::join!(commit, read);
+            ahead = Some(fetched);
             self.activity.end();
             next = last + 1;
         }
