@@ -23,6 +23,15 @@ struct Entry {
     seq: u32,
 }
 
+/// What the consumer emits per booked entry (the binary's type).
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "postings", name = "postings.posted")]
+struct Posted {
+    #[event(key)]
+    account: String,
+    seq: u32,
+}
+
 const EVENTS: u32 = 300;
 const ACCOUNTS: u32 = 12;
 const KILLS: usize = 5;
@@ -140,6 +149,10 @@ async fn sqlite_consumer_killed_at_random_points_loses_nothing_and_doubles_nothi
     drop(app);
     let env = vec![("CRASH_DB", db.display().to_string())];
     kill_and_restart("sqlite", &env, &Ledger::Sqlite(pool), &events).await;
+    let log = event_runtime::transport::sqlite::SqliteTransport::open(&db)
+        .await
+        .unwrap();
+    check_postings(&log, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -153,7 +166,7 @@ async fn nats_consumer_killed_at_random_points_loses_nothing_and_doubles_nothing
         event_nats::NatsTransport::connect(event_nats::NatsConfig::new(&nats).prefix(&prefix))
             .await
             .unwrap();
-    let app = App::new(transport, Stores::in_memory().await.unwrap());
+    let app = App::new(transport.clone(), Stores::in_memory().await.unwrap());
     let events = produce(&app).await;
     drop(app);
     let env = vec![
@@ -163,6 +176,7 @@ async fn nats_consumer_killed_at_random_points_loses_nothing_and_doubles_nothing
         ("CRASH_SCHEMA", schema),
     ];
     kill_and_restart("nats", &env, &Ledger::Postgres(pool), &events).await;
+    check_postings(&transport, true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +193,7 @@ async fn kafka_consumer_killed_at_random_points_loses_nothing_and_doubles_nothin
         .prefix(&prefix)
         .client_option("batch.num.messages", "1");
     let transport = event_kafka::KafkaTransport::connect(config).unwrap();
-    let app = App::new(transport, Stores::in_memory().await.unwrap());
+    let app = App::new(transport.clone(), Stores::in_memory().await.unwrap());
     let events = produce(&app).await;
     drop(app);
     let env = vec![
@@ -189,6 +203,7 @@ async fn kafka_consumer_killed_at_random_points_loses_nothing_and_doubles_nothin
         ("CRASH_SCHEMA", schema),
     ];
     kill_and_restart("kafka", &env, &Ledger::Postgres(pool), &events).await;
+    check_postings(&transport, true).await;
 }
 
 /// Per-event handler delay of the consumer, in ms: slow enough that a kill lands mid-stream
@@ -196,6 +211,58 @@ async fn kafka_consumer_killed_at_random_points_loses_nothing_and_doubles_nothin
 /// many at once).
 fn delay_ms(engine: &str) -> &'static str {
     if engine == "sqlite" { "4" } else { "20" }
+}
+
+/// The `postings.posted` events the consumer emitted: one per entry, each with a single id (a
+/// copy appended again by the outbox relay after a kill keeps its id), in order per account.
+/// Copies are allowed only through the outbox (`relayed`); on SQLite the emission commits with
+/// the booking, so there is exactly one record per entry.
+async fn check_postings<T: Transport>(log: &T, relayed: bool) {
+    use std::collections::BTreeMap;
+    let limits = event_runtime::cloudevents::Limits::default();
+    let ends = log.end_offsets("postings").await.unwrap();
+    let mut ids: BTreeMap<(String, u32), Vec<String>> = BTreeMap::new();
+    let mut order: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for (partition, end) in ends.iter().enumerate() {
+        let mut next = 0;
+        while next < *end {
+            let records = log
+                .fetch("postings", partition as u32, next, 512)
+                .await
+                .unwrap();
+            let Some(last) = records.last().map(|r| r.offset) else {
+                break;
+            };
+            for record in &records {
+                let raw = event_runtime::transport::decode_record(record, &limits).unwrap();
+                let posted: Envelope<Posted> = raw.decode().unwrap();
+                let (account, seq) = (posted.data.account.clone(), posted.data.seq);
+                let copies = ids.entry((account.clone(), seq)).or_default();
+                if copies.is_empty() {
+                    order.entry(account).or_default().push(seq);
+                }
+                copies.push(posted.id.to_string());
+            }
+            next = last + 1;
+        }
+    }
+    assert_eq!(
+        ids.len(),
+        EVENTS as usize,
+        "one posting per entry, none lost"
+    );
+    for ((account, seq), copies) in &ids {
+        assert!(
+            copies.iter().all(|id| *id == copies[0]),
+            "{account}/{seq} was emitted twice with different ids: {copies:?}"
+        );
+        assert!(relayed || copies.len() == 1, "{account}/{seq}: {copies:?}");
+    }
+    for (account, seqs) in &order {
+        let mut sorted = seqs.clone();
+        sorted.sort_unstable();
+        assert_eq!(seqs, &sorted, "postings out of order for {account}");
+    }
 }
 
 fn spawn(engine: &str, env: &[(&str, String)]) -> Child {
