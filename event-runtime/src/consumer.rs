@@ -128,7 +128,8 @@ pub struct GroupStats {
     pub skipped: AtomicU64,
     /// Records sent to the dead-letter queue.
     pub dead_lettered: AtomicU64,
-    /// Dead letters the engine refused to copy to the group's dead-letter topic.
+    /// Refused copies of dead letters to the group's dead-letter topic (attempts: a batch read
+    /// again after another failure counts its copies again).
     pub dead_letter_copy_failures: AtomicU64,
     /// Retries after transient failures.
     pub retries: AtomicU64,
@@ -376,9 +377,14 @@ impl<T: Transport> GroupRunner<T> {
                         .find(|(n, _)| n == name)
                         .map(|(_, v)| v)
                 };
-                header("ce_dedupekey")
-                    .or_else(|| header("ce_id"))
-                    .map(|value| [b"\0dedupe:".as_slice(), value].concat())
+                // A keyless record whose event has a partition key runs in that key's lane.
+                header("ce_partitionkey")
+                    .map(|value| value.to_vec())
+                    .or_else(|| {
+                        header("ce_dedupekey")
+                            .or_else(|| header("ce_id"))
+                            .map(|value| [b"\0dedupe:".as_slice(), value].concat())
+                    })
                     .or_else(|| {
                         // A structured-mode record carries its key and id in the payload.
                         let raw = crate::transport::decode_record(&record, &self.limits).ok()?;

@@ -139,7 +139,9 @@ pub struct AuditEntry {
     pub letter_id: u64,
     /// When, ms since the epoch.
     pub at_ms: i64,
-    /// `dead-lettered`, `redrive-requested`, `resolved`, `redrive-failed`, `purged`.
+    /// `dead-lettered`, `redrive-requested`, `resolved`, `redrive-failed`, `failed-again` (the
+    /// record failed again while its letter was open: a replay, or its batch read again),
+    /// `purged`.
     pub action: String,
     /// Who: a user name, `consumer:<group>` or `cli`.
     pub actor: String,
@@ -300,7 +302,32 @@ impl DeadLetters {
         .fetch_optional(&mut *tx)
         .await
         .map_err(|err| db_error("dead-letter", err))?;
+        if let Some(id) = open
+            && letter.parked_behind.is_some()
+        {
+            // Parked behind its key's open letter, and already open itself: nothing changes.
+            tx.commit()
+                .await
+                .map_err(|err| db_error("dead-letter", err))?;
+            return Ok(id as u64);
+        }
         if let Some(id) = open {
+            // It failed again (a replay, or the batch read again): the letter says so.
+            let reason = letter.error_chain.first().cloned().unwrap_or_default();
+            sqlx::query(
+                "UPDATE evt_dead_letters SET reason_kind = ?, reason = ?, error_chain = ?, \
+                 attempts = attempts + ?, last_failure_ms = ? WHERE id = ?",
+            )
+            .bind(&letter.reason_kind)
+            .bind(&reason)
+            .bind(chain_to_text(&letter.error_chain))
+            .bind(i64::from(letter.attempts))
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| db_error("dead-letter", err))?;
+            Self::audit_on(&mut tx, id as u64, "failed-again", "consumer", &reason).await?;
             tx.commit()
                 .await
                 .map_err(|err| db_error("dead-letter", err))?;
@@ -883,6 +910,17 @@ mod pg {
             .await
             .map_err(|err| pg_error("dead-letter", err))?;
         // The same record of the same group already open: that letter (see the SQLite version).
+        // Serialised per record: the live lane and a replay may fail it at the same moment.
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2 || '/' || $3::text || '/' || $4::text))",
+        )
+        .bind(&letter.group)
+        .bind(&letter.record.topic)
+        .bind(i64::from(letter.record.partition))
+        .bind(letter.record.offset as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(|err| pg_error("dead-letter", err))?;
         let open: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM evt_dead_letters WHERE grp = $1 AND topic = $2 AND partition = $3 \
              AND \"offset\" = $4 AND status IN ('dead', 'parked', 'redriving') LIMIT 1",
@@ -894,7 +932,30 @@ mod pg {
         .fetch_optional(&mut *tx)
         .await
         .map_err(|err| pg_error("dead-letter", err))?;
+        if let Some(id) = open
+            && letter.parked_behind.is_some()
+        {
+            tx.commit()
+                .await
+                .map_err(|err| pg_error("dead-letter", err))?;
+            return Ok(id as u64);
+        }
         if let Some(id) = open {
+            let reason = letter.error_chain.first().cloned().unwrap_or_default();
+            sqlx::query(
+                "UPDATE evt_dead_letters SET reason_kind = $1, reason = $2, error_chain = $3, \
+                 attempts = attempts + $4, last_failure_ms = $5 WHERE id = $6",
+            )
+            .bind(&letter.reason_kind)
+            .bind(&reason)
+            .bind(chain_to_text(&letter.error_chain))
+            .bind(i64::from(letter.attempts))
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| pg_error("dead-letter", err))?;
+            audit_on(&mut tx, id as u64, "failed-again", "consumer", &reason).await?;
             tx.commit()
                 .await
                 .map_err(|err| pg_error("dead-letter", err))?;

@@ -1105,7 +1105,30 @@ async fn a_record_has_one_open_dead_letter<B: Backend>(backend: B) {
         parked_behind: None,
     };
     let first = dlq.put(letter("g")).await.unwrap();
-    assert_eq!(dlq.put(letter("g")).await.unwrap(), first);
+    let mut again = letter("g");
+    again.error_chain = vec!["worse".into()];
+    assert_eq!(dlq.put(again).await.unwrap(), first);
+    // The second failure is on the letter: its reason, its attempts, its audit trail.
+    let stored = dlq.get(first).await.unwrap().unwrap();
+    assert_eq!(stored.reason, "worse");
+    assert_eq!(stored.attempts, 2);
+    let actions: Vec<String> = dlq
+        .audit(first)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert!(actions.contains(&"failed-again".to_owned()), "{actions:?}");
+    // A parking letter for a record that is itself open changes nothing.
+    let mut parked = letter("g");
+    parked.reason_kind = "parked".into();
+    parked.parked_behind = Some(first);
+    assert_eq!(dlq.put(parked).await.unwrap(), first);
+    assert_eq!(
+        dlq.get(first).await.unwrap().unwrap().reason_kind,
+        "malformed"
+    );
     let other_group = dlq.put(letter("h")).await.unwrap();
     assert_ne!(other_group, first);
     let open = dlq.list(&LetterFilter::default()).await.unwrap();

@@ -225,13 +225,20 @@ async fn check_postings<T: Transport>(log: &T, relayed: bool) {
     let mut order: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for (partition, end) in ends.iter().enumerate() {
         let mut next = 0;
+        let deadline = Instant::now() + Duration::from_secs(60);
         while next < *end {
             let records = log
                 .fetch("postings", partition as u32, next, 512)
                 .await
                 .unwrap();
             let Some(last) = records.last().map(|r| r.offset) else {
-                break;
+                // Stored but not delivered yet (an engine read that timed out): again.
+                assert!(
+                    Instant::now() < deadline,
+                    "postings {next}..{end} not readable"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
             };
             for record in &records {
                 let raw = event_runtime::transport::decode_record(record, &limits).unwrap();
