@@ -39,16 +39,25 @@ wants() {
 }
 
 # --- Kafka engine build deps --------------------------------------------------------------------
-# event-kafka builds librdkafka from source (rdkafka's `cmake-build`): it needs cmake (and a C/C++
-# compiler); libcurl's headers are installed too. Installed with apt-get when missing and root.
-if ! command -v cmake >/dev/null 2>&1 || ! dpkg -s libcurl4-openssl-dev >/dev/null 2>&1; then
+# event-kafka builds librdkafka from source (rdkafka's `cmake-build`) with TLS and SCRAM: it needs
+# cmake (and a C/C++ compiler) and OpenSSL's headers (libssl-dev, found through pkg-config);
+# libcurl's headers are installed too. Installed with apt-get when missing and root.
+KAFKA_BUILD_DEPS="cmake pkg-config libssl-dev libcurl4-openssl-dev"
+missing_build_deps=""
+for package in $KAFKA_BUILD_DEPS; do
+  if ! dpkg -s "$package" >/dev/null 2>&1; then
+    missing_build_deps="$missing_build_deps $package"
+  fi
+done
+if [ -n "$missing_build_deps" ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing cmake and libcurl4-openssl-dev (apt-get)" >&2
+    echo "installing$missing_build_deps (apt-get)" >&2
     DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    # shellcheck disable=SC2086
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      cmake libcurl4-openssl-dev >&2
+      $missing_build_deps >&2
   else
-    echo "warning: cmake or libcurl4-openssl-dev is missing (needed to build event-kafka)" >&2
+    echo "warning:$missing_build_deps missing (needed to build event-kafka)" >&2
   fi
 fi
 

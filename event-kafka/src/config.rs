@@ -33,8 +33,7 @@ impl fmt::Display for Secret {
 /// SASL user and password (`sasl.username` / `sasl.password`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Sasl {
-    /// `sasl.mechanism`, e.g. `PLAIN` (librdkafka is built without TLS here, so SCRAM is not
-    /// available; see the crate's limitations).
+    /// `sasl.mechanism`: `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
     pub mechanism: String,
     /// The user name.
     pub username: Secret,
@@ -52,6 +51,32 @@ impl fmt::Debug for Sasl {
     }
 }
 
+/// TLS to the brokers (`security.protocol` `SSL`, or `SASL_SSL` with [`Sasl`]): the CA that
+/// signed the brokers' certificates and, for mutual TLS, the client's certificate and key. Paths
+/// are PEM files; `None` leaves librdkafka's default (the system's CA store for `ca`).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    /// `ssl.ca.location`.
+    pub ca: Option<std::path::PathBuf>,
+    /// `ssl.certificate.location`, for mutual TLS.
+    pub certificate: Option<std::path::PathBuf>,
+    /// `ssl.key.location`, for mutual TLS.
+    pub key: Option<std::path::PathBuf>,
+    /// `ssl.key.password`, when the key is encrypted.
+    pub key_password: Option<Secret>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field("ca", &self.ca)
+            .field("certificate", &self.certificate)
+            .field("key", &self.key)
+            .field("key_password", &self.key_password)
+            .finish()
+    }
+}
+
 /// Creates a topic by other means than the admin API (see [`KafkaConfig::create_topics_with`]).
 pub type TopicCreator = std::sync::Arc<dyn Fn(&str, u32) -> Result<(), String> + Send + Sync>;
 
@@ -62,6 +87,8 @@ pub struct KafkaConfig {
     pub bootstrap_servers: String,
     /// SASL credentials; `None` for an unauthenticated cluster.
     pub sasl: Option<Sasl>,
+    /// TLS settings; `None` for plaintext.
+    pub tls: Option<Tls>,
     /// The replication factor of topics created by `ensure_topic`; `-1` is the broker's
     /// default (`default.replication.factor`, Kafka 2.4+).
     pub replication_factor: i32,
@@ -87,6 +114,7 @@ impl fmt::Debug for KafkaConfig {
         f.debug_struct("KafkaConfig")
             .field("bootstrap_servers", &self.bootstrap_servers)
             .field("sasl", &self.sasl)
+            .field("tls", &self.tls)
             .field("replication_factor", &self.replication_factor)
             .field("client_id", &self.client_id)
             .field("request_timeout", &self.request_timeout)
@@ -110,6 +138,7 @@ impl KafkaConfig {
         KafkaConfig {
             bootstrap_servers: bootstrap_servers.into(),
             sasl: None,
+            tls: None,
             replication_factor: -1,
             client_id: "event-kafka".to_owned(),
             request_timeout: std::time::Duration::from_secs(30),
@@ -119,14 +148,51 @@ impl KafkaConfig {
         }
     }
 
-    /// SASL `PLAIN` with `username` and `password` (over `SASL_PLAINTEXT`).
+    /// SASL `PLAIN` with `username` and `password` (over TLS with [`KafkaConfig::tls`], else
+    /// over plaintext).
     #[must_use]
-    pub fn sasl_plain(mut self, username: impl Into<String>, password: impl Into<String>) -> Self {
+    pub fn sasl_plain(self, username: impl Into<String>, password: impl Into<String>) -> Self {
+        self.sasl("PLAIN", username, password)
+    }
+
+    /// SASL `SCRAM-SHA-512` with `username` and `password`.
+    #[must_use]
+    pub fn sasl_scram_sha512(
+        self,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.sasl("SCRAM-SHA-512", username, password)
+    }
+
+    /// SASL `SCRAM-SHA-256` with `username` and `password`.
+    #[must_use]
+    pub fn sasl_scram_sha256(
+        self,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.sasl("SCRAM-SHA-256", username, password)
+    }
+
+    fn sasl(
+        mut self,
+        mechanism: &str,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
         self.sasl = Some(Sasl {
-            mechanism: "PLAIN".to_owned(),
+            mechanism: mechanism.to_owned(),
             username: Secret::new(username),
             password: Secret::new(password),
         });
+        self
+    }
+
+    /// TLS to the brokers (see [`Tls`]).
+    #[must_use]
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -198,12 +264,33 @@ impl KafkaConfig {
             // Never create a topic by reading or writing it: only `ensure_topic` creates.
             .set("allow.auto.create.topics", "false")
             .set("log_level", "3");
+        let protocol = match (&self.sasl, &self.tls) {
+            (None, None) => "PLAINTEXT",
+            (Some(_), None) => "SASL_PLAINTEXT",
+            (None, Some(_)) => "SSL",
+            (Some(_), Some(_)) => "SASL_SSL",
+        };
+        config.set("security.protocol", protocol);
         if let Some(sasl) = &self.sasl {
             config
-                .set("security.protocol", "SASL_PLAINTEXT")
                 .set("sasl.mechanism", &sasl.mechanism)
                 .set("sasl.username", sasl.username.expose())
                 .set("sasl.password", sasl.password.expose());
+        }
+        if let Some(tls) = &self.tls {
+            let path = |p: &std::path::PathBuf| p.display().to_string();
+            if let Some(ca) = &tls.ca {
+                config.set("ssl.ca.location", path(ca));
+            }
+            if let Some(certificate) = &tls.certificate {
+                config.set("ssl.certificate.location", path(certificate));
+            }
+            if let Some(key) = &tls.key {
+                config.set("ssl.key.location", path(key));
+            }
+            if let Some(password) = &tls.key_password {
+                config.set("ssl.key.password", password.expose());
+            }
         }
         for (key, value) in &self.client_options {
             config.set(key, value);
@@ -214,11 +301,14 @@ impl KafkaConfig {
     /// `message` with every credential replaced by `[redacted]`.
     pub(crate) fn redact(&self, message: &str) -> String {
         let mut message = message.to_owned();
-        if let Some(sasl) = &self.sasl {
-            for secret in [&sasl.password, &sasl.username] {
-                if !secret.expose().is_empty() {
-                    message = message.replace(secret.expose(), "[redacted]");
-                }
+        let secrets = self
+            .sasl
+            .iter()
+            .flat_map(|sasl| [&sasl.password, &sasl.username])
+            .chain(self.tls.iter().filter_map(|tls| tls.key_password.as_ref()));
+        for secret in secrets {
+            if !secret.expose().is_empty() {
+                message = message.replace(secret.expose(), "[redacted]");
             }
         }
         message

@@ -137,3 +137,66 @@ async fn a_prefix_keeps_apps_on_one_cluster_apart() {
     assert_eq!(a.committed("billing", "orders", 1).await.unwrap(), 1);
     assert_eq!(b.committed("billing", "orders", 1).await.unwrap(), 0);
 }
+
+/// TLS and SCRAM settings reach librdkafka as its own properties, and this build of librdkafka
+/// has OpenSSL: a client with `security.protocol=SASL_SSL` and a CA file is created (a build
+/// without TLS refuses the protocol at creation). Against a plaintext cluster the TLS handshake
+/// fails: reported as `Unavailable`, within the timeout, with no credential in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_scram_settings_reach_librdkafka_and_credentials_stay_private() {
+    let dir = std::env::temp_dir().join(format!("evt-kafka-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(&ca, include_str!("testdata/ca.pem")).unwrap();
+    let cluster = MockKafka::start(1);
+    let (user, password, key_password) = ("scram-user-51c", "scram-pw-9ad2", "key-pw-77e0");
+    let config = KafkaConfig::new(cluster.bootstrap_servers())
+        .sasl_scram_sha512(user, password)
+        .tls(crate::Tls {
+            ca: Some(ca.clone()),
+            key_password: Some(crate::Secret::new(key_password)),
+            ..crate::Tls::default()
+        })
+        .request_timeout(Duration::from_secs(2));
+    let client = config.client_config();
+    assert_eq!(client.get("security.protocol"), Some("SASL_SSL"));
+    assert_eq!(client.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+    assert_eq!(client.get("sasl.username"), Some(user));
+    assert_eq!(
+        client.get("ssl.ca.location"),
+        Some(ca.display().to_string().as_str())
+    );
+    assert_eq!(client.get("ssl.key.password"), Some(key_password));
+    let shown = format!("{config:?}");
+    for secret in [user, password, key_password] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+    assert_eq!(
+        KafkaConfig::new("h:1")
+            .tls(crate::Tls::default())
+            .client_config()
+            .get("security.protocol"),
+        Some("SSL")
+    );
+
+    let transport = KafkaTransport::connect(config).expect("librdkafka is built with TLS");
+    let started = std::time::Instant::now();
+    let err = transport
+        .topics()
+        .await
+        .expect_err("a TLS client cannot talk to a plaintext cluster");
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    assert_eq!(err.kind, TransportErrorKind::Unavailable, "{err}");
+    let text = format!("{err} {err:?}");
+    for secret in [user, password, key_password] {
+        assert!(!text.contains(secret), "{text}");
+    }
+
+    // A CA file that is not there is refused when the client is created, naming the setting.
+    let missing = KafkaConfig::new(cluster.bootstrap_servers()).tls(crate::Tls {
+        ca: Some(dir.join("missing.pem")),
+        ..crate::Tls::default()
+    });
+    let err = KafkaTransport::connect(missing).expect_err("no CA file");
+    assert!(err.to_string().contains("ssl.ca.location"), "{err}");
+}
