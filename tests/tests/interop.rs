@@ -138,8 +138,6 @@ fn a_structured_mode_record_from_the_official_sdk_is_read() {
         .id("0193a1c4-2b6e-7f00-8a11-22b3c4d5e6f8")
         .source("/warehouse/7")
         .ty("shipping.parcel_dispatched")
-        // Optional in CloudEvents, required by our envelope (see docs/architecture.md).
-        .time("2026-11-26T12:00:00Z")
         .extension("eventversion", 2)
         .extension("partitionkey", "p-9")
         .data(
@@ -148,11 +146,13 @@ fn a_structured_mode_record_from_the_official_sdk_is_read() {
         )
         .build()
         .unwrap();
+    // No `time` on the SDK's event (optional in CloudEvents): it takes the append time.
+    let appended_ms = 1_764_158_400_123;
     let record = |content_type: &str, payload: Vec<u8>| Record {
         topic: "shipping".into(),
         partition: 0,
         offset: 0,
-        timestamp_ms: 0,
+        timestamp_ms: appended_ms,
         key: Some(b"p-9".to_vec()),
         headers: vec![("content-type".into(), content_type.as_bytes().to_vec())],
         payload,
@@ -165,6 +165,10 @@ fn a_structured_mode_record_from_the_official_sdk_is_read() {
     .expect("structured JSON is read");
     assert_eq!(raw.id.to_string(), "0193a1c4-2b6e-7f00-8a11-22b3c4d5e6f8");
     assert_eq!(raw.partition_key.as_deref(), Some("p-9"));
+    assert_eq!(
+        raw.time.unix_timestamp_nanos(),
+        i128::from(appended_ms) * 1_000_000
+    );
     let received: Envelope<ParcelDispatched> = raw.decode().unwrap();
     assert_eq!(received.data.carrier, "UPS");
 
@@ -190,4 +194,43 @@ fn a_structured_mode_record_from_the_official_sdk_is_read() {
         err.to_string().contains("application/cloudevents+avro"),
         "{err}"
     );
+}
+
+/// A binary-mode record from a foreign producer without `ce_time` (optional in CloudEvents)
+/// reads with the record's append time; the decoder alone still names the missing attribute.
+#[test]
+fn an_event_without_time_takes_the_append_time() {
+    use event_runtime::transport::{Record, decode_record};
+    let headers: Vec<(String, Vec<u8>)> = [
+        ("ce_specversion", "1.0"),
+        ("ce_id", "0193a1c4-2b6e-7f00-8a11-22b3c4d5e6f9"),
+        ("ce_source", "/warehouse/7"),
+        ("ce_type", "shipping.parcel_dispatched"),
+        ("ce_eventversion", "2"),
+        ("content-type", "application/json"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
+    .collect();
+    let record = Record {
+        topic: "shipping".into(),
+        partition: 0,
+        offset: 7,
+        timestamp_ms: 1_764_158_400_500,
+        key: Some(b"p-3".to_vec()),
+        headers: headers.clone(),
+        payload: br#"{"parcel_id":"p-3","carrier":"GLS"}"#.to_vec(),
+    };
+    let raw = decode_record(&record, &Limits::default()).expect("read with the append time");
+    assert_eq!(raw.time.unix_timestamp_nanos(), 1_764_158_400_500_000_000);
+    let event: Envelope<ParcelDispatched> = raw.decode().unwrap();
+    assert_eq!(event.data.carrier, "GLS");
+    let err = ce::binary::decode(
+        headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+        &record.payload,
+        ce::binary::Binding::Kafka,
+        &Limits::default(),
+    )
+    .expect_err("the decoder alone requires time");
+    assert!(err.to_string().contains("time"), "{err}");
 }

@@ -266,14 +266,89 @@ pub const CORRUPT_HEADERS: &str = "x-evt-corrupt-headers";
 /// Reads a record as a CloudEvent: in binary content mode (`ce_` headers, the Kafka binding's
 /// names, which every engine stores) or, when its `content-type` is
 /// `application/cloudevents+json` or `application/cloudevents+protobuf`, in structured content
-/// mode (the whole event in the payload, as foreign producers may write it). What the consumer,
-/// replay filters and the CLI all do with a stored record.
+/// mode (the whole event in the payload, as foreign producers may write it). An event without
+/// `time` (optional in CloudEvents, required by [`crate::Envelope`]) takes the record's append
+/// time. What the consumer, replay filters and the CLI all do with a stored record.
 ///
 /// # Errors
 ///
 /// [`crate::error::DecodeError::Malformed`] for a record whose headers could not be read back,
 /// and every error of [`crate::cloudevents::binary::decode`].
 pub fn decode_record(
+    record: &Record,
+    limits: &crate::cloudevents::Limits,
+) -> Result<crate::envelope::RawEnvelope, crate::error::DecodeError> {
+    match decode_stored(record, limits) {
+        // `time` is optional in CloudEvents but required by our envelope: an event a foreign
+        // producer sent without it takes the time the log stored it at.
+        Err(crate::error::DecodeError::MissingAttribute {
+            attribute: "time", ..
+        }) => decode_stored(&with_log_time(record)?, limits),
+        other => other,
+    }
+}
+
+/// `record` with a `time` attribute set to its append time, in whichever content mode it is.
+fn with_log_time(record: &Record) -> Result<Record, crate::error::DecodeError> {
+    use crate::error::{DecodeError, Format};
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(record.timestamp_ms) * 1_000_000,
+    )
+    .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let mut record = record.clone();
+    let content_type = record
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .map(|(_, value)| String::from_utf8_lossy(value).to_ascii_lowercase())
+        .unwrap_or_default();
+    if content_type.starts_with("application/cloudevents+json") {
+        let malformed = |reason: String| DecodeError::Malformed {
+            format: Format::StructuredJson,
+            reason,
+        };
+        let mut event: serde_json::Value =
+            serde_json::from_slice(&record.payload).map_err(|e| malformed(e.to_string()))?;
+        let rfc3339 = time
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|e| malformed(e.to_string()))?;
+        if let Some(object) = event.as_object_mut() {
+            object.insert("time".to_owned(), serde_json::Value::String(rfc3339));
+        }
+        record.payload = serde_json::to_vec(&event).map_err(|e| malformed(e.to_string()))?;
+    } else if content_type.starts_with("application/cloudevents+protobuf") {
+        use crate::cloudevents::pb::cloud_event::{
+            CloudEventAttributeValue, cloud_event_attribute_value::Attr,
+        };
+        use prost::Message as _;
+        let mut event = crate::cloudevents::pb::CloudEvent::decode(record.payload.as_slice())
+            .map_err(|e| DecodeError::Malformed {
+                format: Format::Protobuf,
+                reason: e.to_string(),
+            })?;
+        event.attributes.insert(
+            "time".to_owned(),
+            CloudEventAttributeValue {
+                attr: Some(Attr::CeTimestamp(prost_types::Timestamp {
+                    seconds: time.unix_timestamp(),
+                    nanos: time.nanosecond() as i32,
+                })),
+            },
+        );
+        record.payload = event.encode_to_vec();
+    } else {
+        let rfc3339 = time
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        record
+            .headers
+            .push(("ce_time".to_owned(), rfc3339.into_bytes()));
+    }
+    Ok(record)
+}
+
+/// [`decode_record`] without the `time` fallback.
+fn decode_stored(
     record: &Record,
     limits: &crate::cloudevents::Limits,
 ) -> Result<crate::envelope::RawEnvelope, crate::error::DecodeError> {
