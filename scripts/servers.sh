@@ -42,10 +42,18 @@ wants() {
 # event-kafka builds librdkafka from source (rdkafka's `cmake-build`) with TLS and SCRAM: it needs
 # cmake (and a C/C++ compiler) and OpenSSL's headers (libssl-dev, found through pkg-config);
 # libcurl's headers are installed too. Installed with apt-get when missing and root.
-KAFKA_BUILD_DEPS="cmake pkg-config libssl-dev libcurl4-openssl-dev"
+installed() {
+  # Fully installed ("ii"), not half-installed or removed with its configuration left.
+  dpkg-query -W -f='${db:Status-Abbrev}' "$1" 2>/dev/null | grep -q '^ii'
+}
 missing_build_deps=""
-for package in $KAFKA_BUILD_DEPS; do
-  if ! dpkg -s "$package" >/dev/null 2>&1; then
+for tool in cmake pkg-config; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    missing_build_deps="$missing_build_deps $tool"
+  fi
+done
+for package in libssl-dev libcurl4-openssl-dev; do
+  if ! installed "$package"; then
     missing_build_deps="$missing_build_deps $package"
   fi
 done

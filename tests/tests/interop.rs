@@ -234,3 +234,33 @@ fn an_event_without_time_takes_the_append_time() {
     .expect_err("the decoder alone requires time");
     assert!(err.to_string().contains("time"), "{err}");
 }
+
+/// The `time` a structured JSON event lacks is added without re-encoding it: the data keeps its
+/// bytes (key order, integers beyond 64 bits).
+#[test]
+fn a_structured_event_without_time_keeps_its_data_bytes() {
+    use event_runtime::transport::{Record, decode_record};
+    let payload = br#" {"specversion":"1.0","id":"0193a1c4-2b6e-7f00-8a11-22b3c4d5e6fa","source":"/x","type":"shipping.parcel_dispatched","eventversion":2,"datacontenttype":"application/json","data":{"z":18446744073709551616,"a":1}}"#;
+    let record = Record {
+        topic: "shipping".into(),
+        partition: 0,
+        offset: 0,
+        timestamp_ms: 1_764_158_400_000,
+        key: None,
+        headers: vec![(
+            "content-type".into(),
+            b"application/cloudevents+json".to_vec(),
+        )],
+        payload: payload.to_vec(),
+    };
+    let raw = decode_record(&record, &Limits::default()).expect("read with the append time");
+    assert_eq!(raw.time.unix_timestamp(), 1_764_158_400);
+    assert_eq!(raw.data.0, br#"{"z":18446744073709551616,"a":1}"#);
+    // Without a record time there is nothing to fall back on: the missing attribute is named.
+    let untimed = Record {
+        timestamp_ms: 0,
+        ..record
+    };
+    let err = decode_record(&untimed, &Limits::default()).expect_err("no time at all");
+    assert!(err.to_string().contains("time"), "{err}");
+}

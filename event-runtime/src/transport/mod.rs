@@ -267,8 +267,9 @@ pub const CORRUPT_HEADERS: &str = "x-evt-corrupt-headers";
 /// names, which every engine stores) or, when its `content-type` is
 /// `application/cloudevents+json` or `application/cloudevents+protobuf`, in structured content
 /// mode (the whole event in the payload, as foreign producers may write it). An event without
-/// `time` (optional in CloudEvents, required by [`crate::Envelope`]) takes the record's append
-/// time. What the consumer, replay filters and the CLI all do with a stored record.
+/// `time` (optional in CloudEvents, required by [`crate::Envelope`]) takes the record's timestamp
+/// (the append time; on Kafka the producer's timestamp), unless the record has none. What the
+/// consumer, replay filters and the CLI all do with a stored record.
 ///
 /// # Errors
 ///
@@ -283,7 +284,7 @@ pub fn decode_record(
         // producer sent without it takes the time the log stored it at.
         Err(crate::error::DecodeError::MissingAttribute {
             attribute: "time", ..
-        }) => decode_stored(&with_log_time(record)?, limits),
+        }) if record.timestamp_ms > 0 => decode_stored(&with_log_time(record)?, limits),
         other => other,
     }
 }
@@ -302,20 +303,35 @@ fn with_log_time(record: &Record) -> Result<Record, crate::error::DecodeError> {
         .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
         .map(|(_, value)| String::from_utf8_lossy(value).to_ascii_lowercase())
         .unwrap_or_default();
+    let rfc3339 = time
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| DecodeError::Malformed {
+            format: Format::Binary,
+            reason: format!("record time {}: {e}", record.timestamp_ms),
+        })?;
     if content_type.starts_with("application/cloudevents+json") {
-        let malformed = |reason: String| DecodeError::Malformed {
-            format: Format::StructuredJson,
-            reason,
-        };
-        let mut event: serde_json::Value =
-            serde_json::from_slice(&record.payload).map_err(|e| malformed(e.to_string()))?;
-        let rfc3339 = time
-            .format(&time::format_description::well_known::Rfc3339)
-            .map_err(|e| malformed(e.to_string()))?;
-        if let Some(object) = event.as_object_mut() {
-            object.insert("time".to_owned(), serde_json::Value::String(rfc3339));
-        }
-        record.payload = serde_json::to_vec(&event).map_err(|e| malformed(e.to_string()))?;
+        // Inserted right after the opening brace, every other byte as it was (no re-encoding
+        // that could reorder keys or round numbers).
+        let at = record
+            .payload
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .filter(|&i| record.payload[i] == b'{')
+            .ok_or_else(|| DecodeError::Malformed {
+                format: Format::StructuredJson,
+                reason: "the event is not a JSON object".to_owned(),
+            })?;
+        let empty = record.payload[at + 1..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b'}');
+        let separator = if empty { "" } else { "," };
+        let attribute = format!("\"time\":\"{rfc3339}\"{separator}");
+        let mut payload = Vec::with_capacity(record.payload.len() + attribute.len());
+        payload.extend_from_slice(&record.payload[..=at]);
+        payload.extend_from_slice(attribute.as_bytes());
+        payload.extend_from_slice(&record.payload[at + 1..]);
+        record.payload = payload;
     } else if content_type.starts_with("application/cloudevents+protobuf") {
         use crate::cloudevents::pb::cloud_event::{
             CloudEventAttributeValue, cloud_event_attribute_value::Attr,
@@ -337,9 +353,6 @@ fn with_log_time(record: &Record) -> Result<Record, crate::error::DecodeError> {
         );
         record.payload = event.encode_to_vec();
     } else {
-        let rfc3339 = time
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
         record
             .headers
             .push(("ce_time".to_owned(), rfc3339.into_bytes()));
