@@ -289,6 +289,29 @@ pub fn decode_record(
     }
 }
 
+/// The media type of a record in structured content mode (its `content-type` starts with
+/// `application/cloudevents`), lower-cased and without parameters; `None` in binary mode. Binary
+/// records, the common case on the consume path, are told apart without allocating.
+fn structured_media(record: &Record) -> Option<String> {
+    const PREFIX: &[u8] = b"application/cloudevents";
+    let (_, value) = record
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))?;
+    if value.len() < PREFIX.len() || !value[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
+        return None;
+    }
+    let value = String::from_utf8_lossy(value).to_ascii_lowercase();
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
+    )
+}
+
 /// `record` with a `time` attribute set to its append time, in whichever content mode it is.
 fn with_log_time(record: &Record) -> Result<Record, crate::error::DecodeError> {
     use crate::error::{DecodeError, Format};
@@ -296,20 +319,15 @@ fn with_log_time(record: &Record) -> Result<Record, crate::error::DecodeError> {
         i128::from(record.timestamp_ms) * 1_000_000,
     )
     .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let media = structured_media(record);
     let mut record = record.clone();
-    let content_type = record
-        .headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-        .map(|(_, value)| String::from_utf8_lossy(value).to_ascii_lowercase())
-        .unwrap_or_default();
     let rfc3339 = time
         .format(&time::format_description::well_known::Rfc3339)
         .map_err(|e| DecodeError::Malformed {
             format: Format::Binary,
             reason: format!("record time {}: {e}", record.timestamp_ms),
         })?;
-    if content_type.starts_with("application/cloudevents+json") {
+    if media.as_deref() == Some("application/cloudevents+json") {
         // Inserted right after the opening brace, every other byte as it was (no re-encoding
         // that could reorder keys or round numbers).
         let at = record
@@ -332,7 +350,7 @@ fn with_log_time(record: &Record) -> Result<Record, crate::error::DecodeError> {
         payload.extend_from_slice(attribute.as_bytes());
         payload.extend_from_slice(&record.payload[at + 1..]);
         record.payload = payload;
-    } else if content_type.starts_with("application/cloudevents+protobuf") {
+    } else if media.as_deref() == Some("application/cloudevents+protobuf") {
         use crate::cloudevents::pb::cloud_event::{
             CloudEventAttributeValue, cloud_event_attribute_value::Attr,
         };
@@ -377,16 +395,8 @@ fn decode_stored(
     }
     // Structured content mode (the Kafka and NATS bindings, 3.2): the whole event is the
     // payload, and the content type says its format.
-    let content_type = record
-        .headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
-        .map(|(_, value)| String::from_utf8_lossy(value).to_ascii_lowercase());
-    if let Some(content_type) = content_type.as_deref()
-        && content_type.starts_with("application/cloudevents")
-    {
-        let media = content_type.split(';').next().unwrap_or_default().trim();
-        return match media {
+    if let Some(media) = structured_media(record) {
+        return match media.as_str() {
             "application/cloudevents+json" => {
                 crate::cloudevents::structured::decode(&record.payload, limits)
             }
