@@ -108,26 +108,11 @@ struct Nats {
     stores: std::path::PathBuf,
 }
 
-/// The NATS server URL for the suite, or `None` to skip; panics when `CI` is set without one.
-fn nats_url() -> Option<String> {
-    match std::env::var("EVT_NATS_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "EVT_NATS_URL is not set, but CI is: the NATS JetStream conformance suite must run in \
-             CI (scripts/test.sh starts a nats-server and sets EVT_NATS_URL)"
-        ),
-        _ => {
-            eprintln!("skipped: EVT_NATS_URL is not set (scripts/test.sh starts a nats-server)");
-            None
-        }
-    }
-}
-
 impl Backend for Nats {
     type T = event_nats::NatsTransport;
 
     async fn create(test: &str) -> Option<Self> {
-        let url = nats_url()?;
+        let url = common::server_url("EVT_NATS_URL")?;
         // A prefix of its own per test: streams and buckets never meet another test's.
         let prefix = format!("t{}", uuid::Uuid::now_v7().simple());
         Some(Nats {
@@ -187,29 +172,11 @@ struct KafkaBroker {
     stores: std::path::PathBuf,
 }
 
-/// The Kafka bootstrap servers for the suite, or `None` to skip; panics when `CI` is set
-/// without them.
-fn kafka_bootstrap() -> Option<String> {
-    match std::env::var("EVT_KAFKA_BOOTSTRAP") {
-        Ok(servers) if !servers.trim().is_empty() => Some(servers),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "EVT_KAFKA_BOOTSTRAP is not set, but CI is: the Kafka conformance suite must run on a \
-             broker in CI (scripts/test.sh starts tansu and sets EVT_KAFKA_BOOTSTRAP)"
-        ),
-        _ => {
-            eprintln!(
-                "skipped: EVT_KAFKA_BOOTSTRAP is not set (scripts/test.sh starts a tansu broker)"
-            );
-            None
-        }
-    }
-}
-
 impl Backend for KafkaBroker {
     type T = event_kafka::KafkaTransport;
 
     async fn create(test: &str) -> Option<Self> {
-        let servers = kafka_bootstrap()?;
+        let servers = common::server_url("EVT_KAFKA_BOOTSTRAP")?;
         Some(KafkaBroker {
             // One record per produce batch: tansu 0.6 answers ListOffsets (latest) with the
             // base offset of the newest batch + 1, whatever the batch holds, so the high
@@ -239,52 +206,11 @@ struct PgStores {
     pool: sqlx::PgPool,
 }
 
-/// The PostgreSQL URL for the suite, or `None` to skip; panics when `CI` is set without one.
-fn postgres_url() -> Option<String> {
-    match std::env::var("EVT_POSTGRES_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "EVT_POSTGRES_URL is not set, but CI is: the PostgreSQL stores tests must run in CI \
-             (scripts/test.sh starts a PostgreSQL cluster and sets EVT_POSTGRES_URL)"
-        ),
-        _ => {
-            eprintln!(
-                "skipped: EVT_POSTGRES_URL is not set (scripts/test.sh starts a PostgreSQL cluster)"
-            );
-            None
-        }
-    }
-}
-
-/// A pool on a new, empty schema of the database at `EVT_POSTGRES_URL`.
-async fn postgres_schema() -> Option<sqlx::PgPool> {
-    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-    let url = postgres_url()?;
-    let options: PgConnectOptions = url.parse().expect("EVT_POSTGRES_URL is a PostgreSQL URL");
-    let schema = format!("t{}", uuid::Uuid::now_v7().simple());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options.clone())
-        .await
-        .expect("connect to EVT_POSTGRES_URL");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let pool = PgPoolOptions::new()
-        .max_connections(8)
-        .connect_with(options.options([("search_path", schema.as_str())]))
-        .await
-        .unwrap();
-    Some(pool)
-}
-
 impl Backend for PgStores {
     type T = MemoryTransport;
 
     async fn create(_test: &str) -> Option<Self> {
-        let pool = postgres_schema().await?;
+        let (pool, _) = common::postgres_schema().await?;
         Some(PgStores {
             transport: MemoryTransport::new(),
             stores: Stores::postgres(pool.clone()).await.unwrap(),

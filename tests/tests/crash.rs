@@ -14,6 +14,8 @@ use event_runtime::transport::Transport;
 use event_runtime::{App, DomainEvent, Envelope, Stores};
 use serde::{Deserialize, Serialize};
 
+mod common;
+
 /// The same wire type the consumer binary reads.
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
 #[event(context = "ledger", name = "ledger.entry")]
@@ -35,20 +37,6 @@ struct Posted {
 const EVENTS: u32 = 300;
 const ACCOUNTS: u32 = 12;
 const KILLS: usize = 5;
-
-/// The server URL in `var`, or `None` to skip; panics under `CI` without it.
-fn server(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("{var} is not set, but CI is: the crash tests must run on every engine in CI")
-        }
-        _ => {
-            eprintln!("skipped: {var} is not set (scripts/test.sh starts the servers)");
-            None
-        }
-    }
-}
 
 /// Where the ledger is: the SQLite file of the log, or a PostgreSQL schema.
 enum Ledger {
@@ -93,26 +81,11 @@ async fn produce<T: Transport>(app: &App<T>) -> Vec<Envelope<Entry>> {
     events
 }
 
-/// A PostgreSQL pool on a new schema, and the schema's name.
-async fn postgres_schema(url: &str) -> (sqlx::PgPool, String) {
-    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-    let options: PgConnectOptions = url.parse().expect("EVT_POSTGRES_URL is a PostgreSQL URL");
-    let schema = format!("crash{}", uuid::Uuid::now_v7().simple());
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(options.clone())
+/// A PostgreSQL pool on a new schema with the ledger table, and the schema's name.
+async fn ledger_schema() -> (sqlx::PgPool, String) {
+    let (pool, schema) = common::postgres_schema()
         .await
-        .expect("connect to EVT_POSTGRES_URL");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-    let pool = PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(options.options([("search_path", schema.as_str())]))
-        .await
-        .unwrap();
+        .expect("EVT_POSTGRES_URL was checked");
     sqlx::raw_sql(
         "CREATE TABLE ledger (row_id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, account TEXT NOT NULL, seq BIGINT NOT NULL)",
     )
@@ -122,19 +95,9 @@ async fn postgres_schema(url: &str) -> (sqlx::PgPool, String) {
     (pool, schema)
 }
 
-fn temp_dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "evt-crash-{}-{}",
-        std::process::id(),
-        uuid::Uuid::now_v7()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_consumer_killed_at_random_points_loses_nothing_and_doubles_nothing() {
-    let db = temp_dir().join("log.db");
+    let db = common::tempdir("crash").join("log.db");
     let app = App::embedded(&db).await.unwrap();
     let events = produce(&app).await;
     let pool = event_runtime::transport::sqlite::SqliteTransport::open(&db)
@@ -157,11 +120,14 @@ async fn sqlite_consumer_killed_at_random_points_loses_nothing_and_doubles_nothi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_consumer_killed_at_random_points_loses_nothing_and_doubles_nothing() {
-    let (Some(nats), Some(pg)) = (server("EVT_NATS_URL"), server("EVT_POSTGRES_URL")) else {
+    let (Some(nats), Some(pg)) = (
+        common::server_url("EVT_NATS_URL"),
+        common::server_url("EVT_POSTGRES_URL"),
+    ) else {
         return;
     };
     let prefix = format!("crash{}", uuid::Uuid::now_v7().simple());
-    let (pool, schema) = postgres_schema(&pg).await;
+    let (pool, schema) = ledger_schema().await;
     let transport =
         event_nats::NatsTransport::connect(event_nats::NatsConfig::new(&nats).prefix(&prefix))
             .await
@@ -181,12 +147,14 @@ async fn nats_consumer_killed_at_random_points_loses_nothing_and_doubles_nothing
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kafka_consumer_killed_at_random_points_loses_nothing_and_doubles_nothing() {
-    let (Some(kafka), Some(pg)) = (server("EVT_KAFKA_BOOTSTRAP"), server("EVT_POSTGRES_URL"))
-    else {
+    let (Some(kafka), Some(pg)) = (
+        common::server_url("EVT_KAFKA_BOOTSTRAP"),
+        common::server_url("EVT_POSTGRES_URL"),
+    ) else {
         return;
     };
     let prefix = format!("crash{}", uuid::Uuid::now_v7().simple());
-    let (pool, schema) = postgres_schema(&pg).await;
+    let (pool, schema) = ledger_schema().await;
     // One record per produce batch: tansu 0.6's ListOffsets counts a batch as one record (see
     // the conformance suite).
     let config = event_kafka::KafkaConfig::new(&kafka)

@@ -33,48 +33,12 @@ struct Echo {
 }
 
 // ---------------------------------------------------------------------------------------------
-// PostgreSQL (the same helpers as tests/tests/conformance.rs)
+// PostgreSQL (tests/tests/common)
 // ---------------------------------------------------------------------------------------------
 
-/// The PostgreSQL URL, or `None` to skip; panics when `CI` is set without one.
-fn postgres_url() -> Option<String> {
-    match std::env::var("EVT_POSTGRES_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ if std::env::var_os("CI").is_some() => panic!(
-            "EVT_POSTGRES_URL is not set, but CI is: the outbox tests must run in CI \
-             (scripts/test.sh starts a PostgreSQL cluster and sets EVT_POSTGRES_URL)"
-        ),
-        _ => {
-            eprintln!(
-                "skipped: EVT_POSTGRES_URL is not set (scripts/test.sh starts a PostgreSQL cluster)"
-            );
-            None
-        }
-    }
-}
-
-/// A pool on a new, empty schema of the database at `EVT_POSTGRES_URL`.
+/// A pool on a new, empty schema of the database at `EVT_POSTGRES_URL`, or `None` to skip.
 async fn postgres_schema() -> Option<sqlx::PgPool> {
-    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-    let url = postgres_url()?;
-    let options: PgConnectOptions = url.parse().expect("EVT_POSTGRES_URL is a PostgreSQL URL");
-    let schema = format!("t{}", uuid::Uuid::now_v7().simple());
-    let admin = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(options.clone())
-        .await
-        .expect("connect to EVT_POSTGRES_URL");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&admin)
-        .await
-        .unwrap();
-    admin.close().await;
-    let pool = PgPoolOptions::new()
-        .max_connections(8)
-        .connect_with(options.options([("search_path", schema.as_str())]))
-        .await
-        .unwrap();
-    Some(pool)
+    common::postgres_schema().await.map(|(pool, _)| pool)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -66,3 +66,45 @@ pub fn tempdir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The server address in the environment variable `var` (scripts/test.sh starts the servers and
+/// sets them), or `None` to skip the test with a message; panics when `CI` is set without it:
+/// CI must run every engine.
+pub fn server_url(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "{var} is not set, but CI is: the tests on that server must run in CI \
+             (scripts/test.sh starts it and sets {var})"
+        ),
+        _ => {
+            eprintln!("skipped: {var} is not set (scripts/test.sh starts the servers)");
+            None
+        }
+    }
+}
+
+/// A pool on a new, empty schema of the database at `EVT_POSTGRES_URL`, and the schema's name;
+/// `None` to skip (see [`server_url`]).
+pub async fn postgres_schema() -> Option<(sqlx::PgPool, String)> {
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+    let url = server_url("EVT_POSTGRES_URL")?;
+    let options: PgConnectOptions = url.parse().expect("EVT_POSTGRES_URL is a PostgreSQL URL");
+    let schema = format!("t{}", uuid::Uuid::now_v7().simple());
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(options.clone())
+        .await
+        .expect("connect to EVT_POSTGRES_URL");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(8)
+        .connect_with(options.options([("search_path", schema.as_str())]))
+        .await
+        .unwrap();
+    Some((pool, schema))
+}
