@@ -38,6 +38,25 @@ wants() {
   esac
 }
 
+# Installs Debian packages with apt-get, as root or through passwordless sudo; fails otherwise.
+apt_install() {
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo="sudo -n"
+    else
+      return 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    return 1
+  fi
+  echo "installing $* (apt-get)" >&2
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || return 1
+  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "$@" >&2 || return 1
+}
+
 # --- Kafka engine build deps --------------------------------------------------------------------
 # event-kafka builds librdkafka from source (rdkafka's `cmake-build`) with TLS and SCRAM: it needs
 # cmake (and a C/C++ compiler) and OpenSSL's headers (libssl-dev, found through pkg-config);
@@ -57,16 +76,9 @@ for package in libssl-dev libcurl4-openssl-dev; do
     missing_build_deps="$missing_build_deps $package"
   fi
 done
-if [ -n "$missing_build_deps" ]; then
-  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing$missing_build_deps (apt-get)" >&2
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
-    # shellcheck disable=SC2086
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      $missing_build_deps >&2
-  else
-    echo "warning:$missing_build_deps missing (needed to build event-kafka)" >&2
-  fi
+# shellcheck disable=SC2086
+if [ -n "$missing_build_deps" ] && ! apt_install $missing_build_deps; then
+  echo "warning:$missing_build_deps missing (needed to build event-kafka)" >&2
 fi
 
 # --- NATS JetStream ------------------------------------------------------------------------------
@@ -81,24 +93,6 @@ find_nats_server() {
     fi
   done
   return 1
-}
-
-install_nats_server() {
-  local sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-      sudo="sudo -n"
-    else
-      return 1
-    fi
-  fi
-  if ! command -v apt-get >/dev/null 2>&1; then
-    return 1
-  fi
-  echo "installing nats-server (apt-get)" >&2
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || return 1
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    nats-server >&2 || return 1
 }
 
 free_port() {
@@ -192,7 +186,7 @@ start_nats() {
 
 if wants nats; then
   NATS_BIN="$(find_nats_server || true)"
-  if [ -z "$NATS_BIN" ] && install_nats_server; then
+  if [ -z "$NATS_BIN" ] && apt_install nats-server; then
     NATS_BIN="$(find_nats_server || true)"
   fi
   if [ -n "$NATS_BIN" ]; then
@@ -229,24 +223,6 @@ find_postgres_bin() {
   return 1
 }
 
-install_postgres() {
-  local sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-      sudo="sudo -n"
-    else
-      return 1
-    fi
-  fi
-  if ! command -v apt-get >/dev/null 2>&1; then
-    return 1
-  fi
-  echo "installing postgresql (apt-get)" >&2
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 || return 1
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    postgresql >&2 || return 1
-}
-
 start_postgres() {
   local bin="$1" port
   if [ "$(id -u)" -ne 0 ] || ! command -v runuser >/dev/null 2>&1 || ! id postgres >/dev/null 2>&1; then
@@ -281,7 +257,7 @@ start_postgres() {
 
 if wants postgres && [ -z "${EVT_POSTGRES_URL:-}" ]; then
   PG_FOUND="$(find_postgres_bin || true)"
-  if [ -z "$PG_FOUND" ] && install_postgres; then
+  if [ -z "$PG_FOUND" ] && apt_install postgresql; then
     PG_FOUND="$(find_postgres_bin || true)"
   fi
   if [ -n "$PG_FOUND" ]; then
