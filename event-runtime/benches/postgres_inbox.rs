@@ -109,7 +109,7 @@ async fn framework(url: &str, n: usize, round: usize) -> f64 {
             let count = count.clone();
             async move {
                 let mut tx = ctx
-                    .pg_transaction()
+                    .transaction::<sqlx::Postgres>()
                     .await
                     .ok_or_else(|| HandlerError::permanent("inbox expected"))?;
                 sqlx::query("INSERT INTO bookings (event_id, account, cents) VALUES ($1, $2, $3)")

@@ -24,28 +24,25 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::cloudevents::Limits;
-use crate::cloudevents::binary::{self, Binding};
-use crate::consumer::{Activity, Dedupe, ErasedHandler, GroupRunner, GroupStats, Typed};
-use crate::dedupe::MemoryDedupe;
+use crate::consumer::{Activity, ErasedHandler, GroupRunner, GroupStats, Typed};
 use crate::dlq::DeadLetters;
-use crate::envelope::{Envelope, RawEnvelope};
-use crate::error::EncodeError;
-use crate::handler::{Emitted, Handler, HandlerSpec, States, declared};
-use crate::message::{Command, DomainEvent, Message, MessageKind};
+use crate::handler::{Handler, HandlerSpec, States, declared};
+use crate::message::{Message, MessageKind};
+#[cfg(feature = "postgres")]
 use crate::outbox::Outbox;
+pub use crate::publish::{PublishError, Publisher};
 use crate::registry::{Registry, RegistryError};
 use crate::retry::{PublishRetry, RetryPolicy};
+use crate::store::Db;
 use crate::transport::memory::MemoryTransport;
-use crate::transport::{
-    OutgoingRecord, Position, Transport, TransportError, command_topic, event_topic,
-};
+use crate::transport::{Transport, TransportError, command_topic, event_topic};
 
 #[cfg(feature = "sqlite")]
 use crate::transport::sqlite::SqliteTransport;
@@ -72,7 +69,7 @@ pub struct GroupOptions {
     /// Inbox pattern. On the SQLite engine, the dedupe mark, the handler's writes through
     /// [`crate::Context::transaction`] and the events it emits commit in one transaction. With
     /// PostgreSQL stores ([`Stores::postgres`]), the dedupe mark, the handler's writes through
-    /// [`crate::Context::pg_transaction`] and the events it emits (staged in the transactional
+    /// [`crate::Context::transaction`] and the events it emits (staged in the transactional
     /// outbox, [`crate::outbox`]) commit in one PostgreSQL transaction; the outbox's relay then
     /// appends the events to the log, at least once (see docs/delivery.md).
     pub inbox: bool,
@@ -123,273 +120,6 @@ pub enum AppError {
     Transport(#[from] TransportError),
 }
 
-/// Why a publish failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum PublishError {
-    /// The payload could not be encoded.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-    /// The engine refused or is unreachable.
-    #[error(transparent)]
-    Transport(#[from] TransportError),
-}
-
-/// Publishes events and sends commands. Cheap to clone.
-///
-/// An engine outage is ridden out for a bounded time ([`PublishRetry`], 10 s by default; see
-/// [`App::publish_retry`] and [`Publisher::with_retry`]), then reported as the publish's error.
-pub struct Publisher<T> {
-    transport: Arc<T>,
-    partitions: u32,
-    topics: Arc<Mutex<HashMap<String, u32>>>,
-    retry: PublishRetry,
-}
-
-impl<T> Clone for Publisher<T> {
-    fn clone(&self) -> Self {
-        Publisher {
-            transport: self.transport.clone(),
-            partitions: self.partitions,
-            topics: self.topics.clone(),
-            retry: self.retry,
-        }
-    }
-}
-
-impl<T: Transport> Publisher<T> {
-    pub(crate) async fn partitions_of(&self, topic: &str) -> Result<u32, TransportError> {
-        if let Some(count) = self
-            .topics
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(topic)
-        {
-            return Ok(*count);
-        }
-        let count = self.transport.ensure_topic(topic, self.partitions).await?;
-        self.topics
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(topic.to_owned(), count);
-        Ok(count)
-    }
-
-    /// The record for `envelope` on `topic`: binary mode, partition from its key (or its id).
-    pub(crate) async fn record(
-        &self,
-        topic: &str,
-        envelope: &RawEnvelope,
-    ) -> Result<OutgoingRecord, PublishError> {
-        let partitions = self.partitions_of(topic).await?;
-        Ok(Self::record_for(envelope, partitions)?)
-    }
-
-    fn record_for(envelope: &RawEnvelope, partitions: u32) -> Result<OutgoingRecord, EncodeError> {
-        let message = binary::encode(envelope, Binding::Kafka)?;
-        Ok(Self::partitioned(
-            message.key,
-            message.headers,
-            message.payload,
-            &envelope.id.to_string(),
-            partitions,
-        ))
-    }
-
-    /// The one partitioning rule: the record key's partition, or the event id's.
-    fn partitioned(
-        key: Option<Vec<u8>>,
-        headers: Vec<(String, Vec<u8>)>,
-        payload: Vec<u8>,
-        id: &str,
-        partitions: u32,
-    ) -> OutgoingRecord {
-        let key_bytes = key.as_deref().unwrap_or(id.as_bytes());
-        OutgoingRecord {
-            partition: crate::partition::partition_for_key(key_bytes, partitions),
-            key,
-            headers,
-            payload,
-        }
-    }
-
-    /// The record for an envelope encoded earlier (the outbox's rows), partitioned exactly as
-    /// [`Publisher::publish`] partitions it (`id` is the event id, `envelope.id.to_string()`).
-    pub(crate) async fn relay_record(
-        &self,
-        topic: &str,
-        key: Option<Vec<u8>>,
-        headers: Vec<(String, Vec<u8>)>,
-        payload: Vec<u8>,
-        id: &str,
-    ) -> Result<OutgoingRecord, TransportError> {
-        let partitions = self.partitions_of(topic).await?;
-        Ok(Self::partitioned(key, headers, payload, id, partitions))
-    }
-
-    /// The transport records are appended to.
-    pub(crate) fn transport_ref(&self) -> &T {
-        &self.transport
-    }
-
-    /// This publisher with another outage policy.
-    #[must_use]
-    pub fn with_retry(mut self, retry: PublishRetry) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Publishes an event to its context's topic.
-    ///
-    /// # Errors
-    ///
-    /// Encoding or engine errors, the engine's once the [`PublishRetry`] gives up. On an error
-    /// the event may still have been stored (an acknowledgement lost in an outage): publishing
-    /// it again is safe, its id makes consumers drop the copy.
-    pub async fn publish<E: DomainEvent>(
-        &self,
-        envelope: Envelope<E>,
-    ) -> Result<Position, PublishError> {
-        let topic = event_topic(envelope.data.descriptor().context);
-        self.publish_raw(&topic, &envelope.to_raw()?).await
-    }
-
-    /// Sends a command to its target context's command topic.
-    ///
-    /// # Errors
-    ///
-    /// Encoding or engine errors.
-    pub async fn send<C: Command>(&self, envelope: Envelope<C>) -> Result<Position, PublishError> {
-        let topic = command_topic(envelope.data.descriptor().context);
-        self.publish_raw(&topic, &envelope.to_raw()?).await
-    }
-
-    /// Publishes several events, one append per topic, in the given order per topic. Atomic on
-    /// the SQLite and memory engines; on NATS and Kafka a failure can leave a prefix stored
-    /// (publishing the batch again is safe: the ids make consumers drop the copies).
-    ///
-    /// # Errors
-    ///
-    /// Encoding or engine errors, the engine's once the [`PublishRetry`] gives up.
-    pub async fn publish_all<E: DomainEvent>(
-        &self,
-        envelopes: Vec<Envelope<E>>,
-    ) -> Result<Vec<Position>, PublishError> {
-        let raws = envelopes
-            .iter()
-            .map(|envelope| {
-                Ok((
-                    event_topic(envelope.data.descriptor().context),
-                    envelope.to_raw()?,
-                ))
-            })
-            .collect::<Result<Vec<_>, EncodeError>>()?;
-        self.retry
-            .run(|| async {
-                let mut by_topic: BTreeMap<&str, Vec<OutgoingRecord>> = BTreeMap::new();
-                for (topic, raw) in &raws {
-                    let record = self.record(topic, raw).await?;
-                    by_topic.entry(topic.as_str()).or_default().push(record);
-                }
-                let mut positions = Vec::with_capacity(raws.len());
-                for (topic, records) in by_topic {
-                    positions.extend(self.transport.append(topic, records).await?);
-                }
-                Ok(positions)
-            })
-            .await
-    }
-
-    /// Publishes an already-encoded envelope to `topic`.
-    ///
-    /// # Errors
-    ///
-    /// Encoding or engine errors.
-    pub async fn publish_raw(
-        &self,
-        topic: &str,
-        envelope: &RawEnvelope,
-    ) -> Result<Position, PublishError> {
-        self.retry
-            .run(|| async {
-                let record = self.record(topic, envelope).await?;
-                let positions = self.transport.append(topic, vec![record]).await?;
-                Ok(positions[0])
-            })
-            .await
-    }
-
-    pub(crate) async fn publish_emitted(
-        &self,
-        emitted: Vec<Emitted>,
-    ) -> Result<(), TransportError> {
-        for (topic, records) in self.group_emitted(emitted).await? {
-            self.transport.append(&topic, records).await?;
-        }
-        Ok(())
-    }
-
-    async fn group_emitted(
-        &self,
-        emitted: Vec<Emitted>,
-    ) -> Result<BTreeMap<String, Vec<OutgoingRecord>>, TransportError> {
-        let mut by_topic: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
-        for item in emitted {
-            let record =
-                self.record(&item.topic, &item.envelope)
-                    .await
-                    .map_err(|err| match err {
-                        PublishError::Transport(err) => err,
-                        PublishError::Encode(err) => TransportError::new(
-                            crate::transport::TransportErrorKind::Other,
-                            format!("publish to {}", item.topic),
-                            err.to_string(),
-                        ),
-                    })?;
-            by_topic.entry(item.topic).or_default().push(record);
-        }
-        Ok(by_topic)
-    }
-
-    #[cfg(feature = "sqlite")]
-    pub(crate) async fn publish_emitted_in(
-        &self,
-        conn: &mut sqlx::SqliteConnection,
-        emitted: Vec<Emitted>,
-    ) -> Result<(), TransportError> {
-        // Everything on `conn`, inside the inbox transaction: a topic this app has not seen yet
-        // is created there too (another connection would wait for this transaction's lock).
-        // Counts found here are not cached: the transaction may still roll back.
-        let mut by_topic: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
-        for item in emitted {
-            let cached = self
-                .topics
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(&item.topic)
-                .copied();
-            let partitions = match cached {
-                Some(count) => count,
-                None => {
-                    SqliteTransport::ensure_topic_on(conn, &item.topic, self.partitions).await?
-                }
-            };
-            let record = Self::record_for(&item.envelope, partitions).map_err(|err| {
-                TransportError::new(
-                    crate::transport::TransportErrorKind::Other,
-                    format!("publish to {}", item.topic),
-                    err.to_string(),
-                )
-            })?;
-            by_topic.entry(item.topic).or_default().push(record);
-        }
-        for (topic, records) in by_topic {
-            SqliteTransport::append_on(conn, &topic, records).await?;
-        }
-        Ok(())
-    }
-}
-
 struct Group {
     options: GroupOptions,
     handlers: HashMap<String, Arc<dyn ErasedHandler>>,
@@ -400,7 +130,8 @@ struct Group {
 pub struct App<T: Transport> {
     transport: Arc<T>,
     dlq: DeadLetters,
-    dedupe: Dedupe,
+    stores: Db,
+    #[cfg(feature = "postgres")]
     outbox: Option<Outbox>,
     publisher: Publisher<T>,
     groups: BTreeMap<String, Group>,
@@ -442,53 +173,55 @@ impl App<MemoryTransport> {
 /// restart) can use the same stores.
 #[derive(Clone)]
 pub struct Stores {
+    db: Db,
     dlq: DeadLetters,
-    dedupe: Dedupe,
+    #[cfg(feature = "postgres")]
     outbox: Option<Outbox>,
 }
 
 impl Stores {
-    /// The default for any engine: the dead-letter queue in a private in-memory SQLite database
-    /// and the dedupe marks in memory. Nothing survives the process, so a restarted process
-    /// handles again the events it had handled but not committed; use [`Stores::sqlite`] to
-    /// keep them.
+    /// The default for any engine: the dead-letter queue and the dedupe marks in memory, no SQL
+    /// at all. Nothing survives the process, so a restarted process handles again the events it
+    /// had handled but not committed; use [`Stores::sqlite`] to keep them.
     ///
     /// # Errors
     ///
-    /// When SQLite cannot be initialised.
+    /// None today; kept fallible so that a store needing set-up can take its place.
     pub async fn in_memory() -> Result<Self, TransportError> {
-        Ok(Stores {
-            dlq: DeadLetters::new(&SqliteTransport::in_memory().await?),
-            dedupe: Dedupe::Memory(MemoryDedupe::new()),
+        Ok(Stores::on(Db::memory()))
+    }
+
+    fn on(db: Db) -> Self {
+        Stores {
+            dlq: DeadLetters::on(db.clone()),
+            db,
+            #[cfg(feature = "postgres")]
             outbox: None,
-        })
+        }
     }
 
     /// Both in the SQLite file of `file`: durable, and what [`App::embedded`] uses. An app on
     /// another engine can keep its stores in a file this way (`SqliteTransport::open(path)`;
     /// its log tables then stay empty).
+    #[cfg(feature = "sqlite")]
     pub fn sqlite(file: &SqliteTransport) -> Self {
-        Stores {
-            dlq: DeadLetters::new(file),
-            dedupe: Dedupe::Sqlite(crate::dedupe::SqliteDedupe::new(file)),
-            outbox: None,
-        }
+        Stores::on(Db::sqlite(file))
     }
 
     /// Both in PostgreSQL, on `pool` (tables created if missing, in the pool's current schema):
     /// durable, shared by every process of the app, and the inbox
-    /// ([`GroupOptions::inbox`]) on any engine through [`crate::Context::pg_transaction`]. Also
+    /// ([`GroupOptions::inbox`]) on any engine through [`crate::Context::transaction`]. Also
     /// the transactional outbox ([`Stores::outbox`]), whose relay [`App::start`] runs.
     ///
     /// # Errors
     ///
     /// When the schema cannot be created. The message never holds the connection URL.
+    #[cfg(feature = "postgres")]
     pub async fn postgres(pool: sqlx::PgPool) -> Result<Self, TransportError> {
-        Ok(Stores {
-            dlq: DeadLetters::postgres(pool.clone()).await?,
-            dedupe: Dedupe::Postgres(crate::dedupe::PgDedupe::new(pool.clone()).await?),
-            outbox: Some(Outbox::new(pool).await?),
-        })
+        let db = Db::postgres(pool.clone()).await?;
+        let mut stores = Stores::on(db);
+        stores.outbox = Some(Outbox::new(pool).await?);
+        Ok(stores)
     }
 
     /// The dead-letter queue.
@@ -499,6 +232,7 @@ impl Stores {
     /// The transactional outbox ([`crate::outbox`]): with PostgreSQL stores, stage events in
     /// your own transaction and the app's relay publishes them after the commit. `None` for the
     /// other stores.
+    #[cfg(feature = "postgres")]
     pub fn outbox(&self) -> Option<&Outbox> {
         self.outbox.as_ref()
     }
@@ -511,10 +245,12 @@ impl<T: Transport> App<T> {
     /// dedupe store.
     pub fn new(transport: T, stores: Stores) -> Self {
         let Stores {
+            mut db,
             dlq,
-            dedupe,
+            #[cfg(feature = "postgres")]
             outbox,
         } = stores;
+        db.attach_log(&transport);
         let transport = Arc::new(transport);
         App {
             publisher: Publisher {
@@ -525,7 +261,8 @@ impl<T: Transport> App<T> {
             },
             transport,
             dlq,
-            dedupe,
+            stores: db,
+            #[cfg(feature = "postgres")]
             outbox,
             groups: BTreeMap::new(),
             wired: BTreeSet::new(),
@@ -623,6 +360,7 @@ impl<T: Transport> App<T> {
 
     /// The transactional outbox of this app's stores ([`Stores::outbox`]): `Some` with
     /// PostgreSQL stores.
+    #[cfg(feature = "postgres")]
     pub fn outbox(&self) -> Option<Outbox> {
         self.outbox.clone()
     }
@@ -668,7 +406,7 @@ impl<T: Transport> App<T> {
                 transport: self.transport.clone(),
                 publisher: self.publisher.clone(),
                 dlq: self.dlq.clone(),
-                dedupe: self.dedupe.clone(),
+                stores: self.stores.clone(),
                 registry,
                 states: self.states.clone(),
                 stats: group_stats,
@@ -688,6 +426,7 @@ impl<T: Transport> App<T> {
             }
             tasks.spawn(runner.run_redeliveries(receiver.clone()));
         }
+        #[cfg(feature = "postgres")]
         if let Some(outbox) = &self.outbox {
             let relay = crate::outbox::Relay {
                 outbox: outbox.clone(),
@@ -700,6 +439,7 @@ impl<T: Transport> App<T> {
             transport: self.transport,
             publisher: self.publisher,
             dlq: self.dlq,
+            #[cfg(feature = "postgres")]
             outbox: self.outbox,
             stats,
             subscriptions,
@@ -763,6 +503,7 @@ pub struct Running<T: Transport> {
     transport: Arc<T>,
     publisher: Publisher<T>,
     dlq: DeadLetters,
+    #[cfg(feature = "postgres")]
     outbox: Option<Outbox>,
     stats: BTreeMap<String, Arc<GroupStats>>,
     subscriptions: Vec<(String, String, u32)>,
@@ -789,6 +530,7 @@ impl<T: Transport> Running<T> {
 
     /// The transactional outbox ([`Stores::outbox`]): `Some` with PostgreSQL stores, whose
     /// relay this app runs.
+    #[cfg(feature = "postgres")]
     pub fn outbox(&self) -> Option<&Outbox> {
         self.outbox.as_ref()
     }
@@ -841,6 +583,7 @@ impl<T: Transport> Running<T> {
             }
             // Rows staged and not yet relayed (read after the lags: the relay marks itself busy
             // in `activity` from before its append until its rows are deleted).
+            #[cfg(feature = "postgres")]
             if let Some(outbox) = &self.outbox
                 && outbox.has_pending().await.unwrap_or(true)
             {

@@ -25,7 +25,6 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::app::{GroupOptions, Publisher};
 use crate::cloudevents::Limits;
-use crate::dedupe::{DedupeStore, MemoryDedupe};
 use crate::dlq::{DeadLetters, NewDeadLetter, Redelivery, RedeliverySource};
 use crate::envelope::{Envelope, RawEnvelope};
 use crate::error::{DecodeError, DecodeErrorKind};
@@ -45,6 +44,12 @@ pub(crate) enum Failure {
     Handler(HandlerError),
     /// Writing the handler's effects failed (emitted events, inbox commit): retried.
     Infra(TransportError),
+}
+
+impl From<TransportError> for Failure {
+    fn from(err: TransportError) -> Self {
+        Failure::Infra(err)
+    }
 }
 
 /// A handler with its event type erased, so one group can route many types.
@@ -193,38 +198,6 @@ impl Activity {
     }
 }
 
-/// Where dedupe marks go.
-#[derive(Clone)]
-pub(crate) enum Dedupe {
-    Memory(MemoryDedupe),
-    #[cfg(feature = "sqlite")]
-    Sqlite(crate::dedupe::SqliteDedupe),
-    #[cfg(feature = "sqlite")]
-    Postgres(crate::dedupe::PgDedupe),
-}
-
-impl Dedupe {
-    async fn seen(&self, group: &str, key: &str) -> Result<bool, TransportError> {
-        match self {
-            Dedupe::Memory(store) => store.seen(group, key).await,
-            #[cfg(feature = "sqlite")]
-            Dedupe::Sqlite(store) => store.seen(group, key).await,
-            #[cfg(feature = "sqlite")]
-            Dedupe::Postgres(store) => store.seen(group, key).await,
-        }
-    }
-
-    async fn mark(&self, group: &str, key: &str) -> Result<(), TransportError> {
-        match self {
-            Dedupe::Memory(store) => store.mark(group, key).await,
-            #[cfg(feature = "sqlite")]
-            Dedupe::Sqlite(store) => store.mark(group, key).await,
-            #[cfg(feature = "sqlite")]
-            Dedupe::Postgres(store) => store.mark(group, key).await,
-        }
-    }
-}
-
 /// The result of processing one record.
 pub(crate) enum Outcome {
     Handled,
@@ -273,7 +246,7 @@ pub(crate) struct GroupRunner<T: Transport> {
     pub(crate) transport: Arc<T>,
     pub(crate) publisher: Publisher<T>,
     pub(crate) dlq: DeadLetters,
-    pub(crate) dedupe: Dedupe,
+    pub(crate) stores: crate::store::Db,
     pub(crate) registry: &'static Registry,
     pub(crate) states: crate::handler::States,
     pub(crate) stats: Arc<GroupStats>,
@@ -637,7 +610,7 @@ impl<T: Transport> GroupRunner<T> {
         }
         let dedupe_key = raw.effective_dedupe_key().into_owned();
         let inbox = self.options.inbox && self.inbox_capable();
-        if !bypass_dedupe && !inbox && self.dedupe.seen(&self.group, &dedupe_key).await? {
+        if !bypass_dedupe && !inbox && self.stores.seen(&self.group, &dedupe_key).await? {
             return Ok(Outcome::Duplicate);
         }
         let mut attempt = 1;
@@ -707,14 +680,7 @@ impl<T: Transport> GroupRunner<T> {
     }
 
     fn inbox_capable(&self) -> bool {
-        #[cfg(feature = "sqlite")]
-        {
-            matches!(self.dedupe, Dedupe::Postgres(_)) || self.transport.as_sqlite().is_some()
-        }
-        #[cfg(not(feature = "sqlite"))]
-        {
-            false
-        }
+        self.stores.has_inbox()
     }
 
     fn context(&self, raw: &RawEnvelope, delivery: Delivery, attempt: u32) -> Context {
@@ -726,10 +692,7 @@ impl<T: Transport> GroupRunner<T> {
             incoming_id: raw.id.to_string(),
             states: self.states.clone(),
             emitted: Arc::default(),
-            #[cfg(feature = "sqlite")]
             inbox: None,
-            #[cfg(feature = "sqlite")]
-            pg_inbox: None,
         }
     }
 
@@ -745,27 +708,33 @@ impl<T: Transport> GroupRunner<T> {
         inbox: bool,
         bypass_dedupe: bool,
     ) -> Result<bool, Failure> {
-        #[cfg(feature = "sqlite")]
-        if inbox && let Dedupe::Postgres(store) = &self.dedupe {
+        if inbox {
             return self
-                .attempt_pg_inbox(
-                    store,
-                    handler,
-                    raw,
-                    delivery,
-                    attempt,
+                .stores
+                .inbox(
+                    &self.publisher,
+                    &self.group,
                     dedupe_key,
                     bypass_dedupe,
+                    |tx| async move {
+                        let mut ctx = self.context(raw, delivery, attempt);
+                        ctx.inbox = Some(tx);
+                        handler.call(raw, ctx.clone()).await?;
+                        Ok(std::mem::take(
+                            &mut *ctx
+                                .emitted
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner),
+                        ))
+                    },
+                    || {
+                        Failure::Handler(HandlerError::permanent(
+                            "the handler kept its Context (and the inbox transaction) after returning",
+                        ))
+                    },
                 )
                 .await;
         }
-        #[cfg(feature = "sqlite")]
-        if inbox {
-            return self
-                .attempt_inbox(handler, raw, delivery, attempt, dedupe_key, bypass_dedupe)
-                .await;
-        }
-        let _ = (inbox, bypass_dedupe);
         let ctx = self.context(raw, delivery, attempt);
         handler.call(raw, ctx.clone()).await?;
         let emitted = std::mem::take(
@@ -778,136 +747,11 @@ impl<T: Transport> GroupRunner<T> {
             .publish_emitted(emitted)
             .await
             .map_err(Failure::Infra)?;
-        self.dedupe
+        self.stores
             .mark(&self.group, dedupe_key)
             .await
             .map_err(Failure::Infra)?;
         Ok(true)
-    }
-
-    #[cfg(feature = "sqlite")]
-    async fn attempt_inbox(
-        &self,
-        handler: &dyn ErasedHandler,
-        raw: &RawEnvelope,
-        delivery: Delivery,
-        attempt: u32,
-        dedupe_key: &str,
-        bypass_dedupe: bool,
-    ) -> Result<bool, Failure> {
-        let sqlite = self
-            .transport
-            .as_sqlite()
-            .expect("checked by inbox_capable");
-        let infra = |err| {
-            Failure::Infra(crate::transport::sqlite::db_error(
-                format!("inbox of {}", self.group),
-                err,
-            ))
-        };
-        // One inbox transaction at a time per file (SQLite has one writer anyway): the others
-        // wait here instead of failing on the busy timeout while a slow handler holds the lock.
-        let _writer = sqlite.inbox_lock().lock().await;
-        let mut tx = sqlite
-            .pool()
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(infra)?;
-        let claimed = crate::dedupe::SqliteDedupe::claim(&mut tx, &self.group, dedupe_key)
-            .await
-            .map_err(Failure::Infra)?;
-        if !claimed && !bypass_dedupe {
-            return Ok(false);
-        }
-        let (mut tx, emitted) = self
-            .call_holding(handler, raw, delivery, attempt, tx, |ctx, tx| {
-                ctx.inbox = Some(tx);
-            })
-            .await?;
-        self.publisher
-            .publish_emitted_in(&mut tx, emitted)
-            .await
-            .map_err(Failure::Infra)?;
-        tx.commit().await.map_err(infra)?;
-        Ok(true)
-    }
-
-    /// The inbox on PostgreSQL stores: one PostgreSQL transaction claims the dedupe key, holds
-    /// the handler's writes ([`Context::pg_transaction`]) and stages the events it emitted in the
-    /// transactional outbox (`evt_outbox`, [`crate::outbox`]). A failure or a crash before the
-    /// commit rolls back all three; after the commit the key is claimed and the outbox's relay
-    /// appends the events to the log. Effect and emission exactly once in PostgreSQL; the relay's
-    /// append is at least once (a crash between its append and its delete appends the same
-    /// records again, same event ids, which downstream dedupe drops).
-    #[cfg(feature = "sqlite")]
-    #[allow(clippy::too_many_arguments)]
-    async fn attempt_pg_inbox(
-        &self,
-        store: &crate::dedupe::PgDedupe,
-        handler: &dyn ErasedHandler,
-        raw: &RawEnvelope,
-        delivery: Delivery,
-        attempt: u32,
-        dedupe_key: &str,
-        bypass_dedupe: bool,
-    ) -> Result<bool, Failure> {
-        let infra = |err| {
-            Failure::Infra(crate::postgres::pg_error(
-                format!("inbox of {}", self.group),
-                err,
-            ))
-        };
-        let mut tx = store.pool().begin().await.map_err(infra)?;
-        let claimed = crate::dedupe::PgDedupe::claim(&mut tx, &self.group, dedupe_key)
-            .await
-            .map_err(Failure::Infra)?;
-        if !claimed && !bypass_dedupe {
-            tx.rollback().await.map_err(infra)?;
-            return Ok(false);
-        }
-        let (mut tx, emitted) = self
-            .call_holding(handler, raw, delivery, attempt, tx, |ctx, tx| {
-                ctx.pg_inbox = Some(tx);
-            })
-            .await?;
-        // Dropping `tx` on an error below rolls the effect back, and the staged events with it.
-        crate::outbox::stage_emitted(&mut tx, emitted)
-            .await
-            .map_err(Failure::Infra)?;
-        tx.commit().await.map_err(infra)?;
-        Ok(true)
-    }
-
-    /// Runs the handler with an inbox transaction reachable through its [`Context`] (`attach`
-    /// puts it there), and hands the transaction back with the events the handler emitted.
-    async fn call_holding<Tx: Send>(
-        &self,
-        handler: &dyn ErasedHandler,
-        raw: &RawEnvelope,
-        delivery: Delivery,
-        attempt: u32,
-        tx: Tx,
-        attach: impl FnOnce(&mut Context, Arc<tokio::sync::Mutex<Tx>>),
-    ) -> Result<(Tx, Vec<crate::handler::Emitted>), Failure> {
-        let tx = Arc::new(tokio::sync::Mutex::new(tx));
-        let mut ctx = self.context(raw, delivery, attempt);
-        attach(&mut ctx, tx.clone());
-        handler.call(raw, ctx.clone()).await?;
-        let emitted = std::mem::take(
-            &mut *ctx
-                .emitted
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        drop(ctx);
-        let tx = Arc::try_unwrap(tx)
-            .map_err(|_| {
-                Failure::Handler(HandlerError::permanent(
-                    "the handler kept its Context (and the inbox transaction) after returning",
-                ))
-            })?
-            .into_inner();
-        Ok((tx, emitted))
     }
 
     /// Runs the redrive and replay requests of this group until shutdown.

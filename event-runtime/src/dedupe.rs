@@ -2,8 +2,8 @@
 //! window, so that redelivered and replayed events have their effect once.
 //!
 //! The key is the envelope's dedupe key (from `#[event(dedupe)]` fields) or, by default, its id.
-//! [`MemoryDedupe`] lives in the process; [`SqliteDedupe`] lives in the engine's file;
-//! [`PgDedupe`] lives in PostgreSQL. When the handler writes to the same database, the consumer
+//! [`MemoryDedupe`] lives in the process; [`SqlDedupe`] in an SQL database: `SqliteDedupe`
+//! in the engine's file, `PgDedupe` in PostgreSQL. When the handler writes to the same database, the consumer
 //! instead claims the key inside the handler's transaction (the inbox pattern, see
 //! [`crate::consumer`]), so the mark and the effect commit together.
 
@@ -36,7 +36,7 @@ pub trait DedupeStore: Send + Sync + 'static {
 }
 
 /// Dedupe marks in memory, lost on restart.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct MemoryDedupe {
     // group -> key -> when marked; nested so that a lookup borrows instead of allocating.
     marks: Arc<Mutex<HashMap<String, HashMap<String, i64>>>>,
@@ -89,176 +89,84 @@ impl DedupeStore for MemoryDedupe {
     }
 }
 
-#[cfg(feature = "sqlite")]
-pub use sqlite::SqliteDedupe;
+/// Dedupe marks in an SQL database (`evt_dedupe`): [`SqliteDedupe`] in the engine's file,
+/// [`PgDedupe`] in PostgreSQL (created if missing). With [`crate::GroupOptions::inbox`] the
+/// consumer claims the key inside the handler's transaction ([`crate::Context::transaction`]),
+/// so the mark and the effect commit together. One implementation for both databases.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[derive(Clone)]
+pub struct SqlDedupe<DB: crate::store::Dialect> {
+    pool: sqlx::Pool<DB>,
+}
 
-#[cfg(feature = "sqlite")]
-mod sqlite {
-    use super::*;
-    use crate::transport::sqlite::{SqliteTransport, db_error};
-
-    /// Dedupe marks in the engine's SQLite file (`evt_dedupe`).
-    #[derive(Clone, Debug)]
-    pub struct SqliteDedupe {
-        pool: sqlx::SqlitePool,
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl<DB: crate::store::Dialect> std::fmt::Debug for SqlDedupe<DB> {
+    // Never the pool's options: they hold the connection settings (and the password).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlDedupe").finish_non_exhaustive()
     }
+}
 
-    impl SqliteDedupe {
-        /// The store in the same file as `transport`.
-        pub fn new(transport: &SqliteTransport) -> Self {
-            SqliteDedupe {
-                pool: transport.pool().clone(),
-            }
-        }
+/// Dedupe marks in the engine's SQLite file.
+#[cfg(feature = "sqlite")]
+pub type SqliteDedupe = SqlDedupe<sqlx::Sqlite>;
 
-        /// Claims `key` for `group` on `conn` (inside the handler's transaction): `true` if this
-        /// is the first time, `false` if it was already handled. Rolled back with the transaction.
-        ///
-        /// # Errors
-        ///
-        /// The database error.
-        pub async fn claim(
-            conn: &mut sqlx::SqliteConnection,
-            group: &str,
-            key: &str,
-        ) -> Result<bool, TransportError> {
-            let done = sqlx::query("INSERT INTO evt_dedupe (grp, key, seen_ms) VALUES (?, ?, ?) ON CONFLICT (grp, key) DO NOTHING")
-                .bind(group)
-                .bind(key)
-                .bind(now_ms())
-                .execute(conn)
-                .await
-                .map_err(|err| db_error(format!("claim dedupe key for {group}"), err))?;
-            Ok(done.rows_affected() == 1)
-        }
-    }
+/// Dedupe marks in PostgreSQL.
+#[cfg(feature = "postgres")]
+pub type PgDedupe = SqlDedupe<sqlx::Postgres>;
 
-    impl DedupeStore for SqliteDedupe {
-        async fn seen(&self, group: &str, key: &str) -> Result<bool, TransportError> {
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM evt_dedupe WHERE grp = ? AND key = ?")
-                    .bind(group)
-                    .bind(key)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(|err| db_error(format!("read dedupe key for {group}"), err))?;
-            Ok(found.is_some())
-        }
-
-        async fn mark(&self, group: &str, key: &str) -> Result<(), TransportError> {
-            let mut conn = self
-                .pool
-                .acquire()
-                .await
-                .map_err(|err| db_error(format!("mark dedupe key for {group}"), err))?;
-            Self::claim(&mut conn, group, key).await.map(|_| ())
-        }
-
-        async fn purge_older_than(&self, retention: Duration) -> Result<u64, TransportError> {
-            let cutoff = now_ms() - retention.as_millis() as i64;
-            let done = sqlx::query("DELETE FROM evt_dedupe WHERE seen_ms < ?")
-                .bind(cutoff)
-                .execute(&self.pool)
-                .await
-                .map_err(|err| db_error("purge dedupe keys", err))?;
-            Ok(done.rows_affected())
+#[cfg(feature = "sqlite")]
+impl SqlDedupe<sqlx::Sqlite> {
+    /// The store in the same file as `transport`.
+    pub fn new(transport: &crate::transport::sqlite::SqliteTransport) -> Self {
+        SqlDedupe {
+            pool: transport.pool().clone(),
         }
     }
 }
 
-#[cfg(feature = "sqlite")]
-pub use postgres::PgDedupe;
+#[cfg(feature = "postgres")]
+impl SqlDedupe<sqlx::Postgres> {
+    /// The store on `pool`; creates its table if missing.
+    ///
+    /// # Errors
+    ///
+    /// When the schema cannot be created. The message never holds the connection URL.
+    pub async fn new(pool: sqlx::PgPool) -> Result<Self, TransportError> {
+        crate::store::postgres::ensure_schema(&pool).await?;
+        Ok(SqlDedupe { pool })
+    }
+}
 
-#[cfg(feature = "sqlite")]
-mod postgres {
-    use super::*;
-    use crate::postgres::pg_error;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl<DB: crate::store::Dialect> SqlDedupe<DB> {
+    /// Claims `key` for `group` on `conn` (inside the handler's transaction): `true` if this
+    /// is the first time, `false` if it was already handled. Rolled back with the transaction;
+    /// a concurrent claim of the same key waits for this transaction to end.
+    ///
+    /// # Errors
+    ///
+    /// The database error.
+    pub async fn claim(
+        conn: &mut DB::Connection,
+        group: &str,
+        key: &str,
+    ) -> Result<bool, TransportError> {
+        crate::store::dedupe::claim::<DB>(conn, group, key).await
+    }
+}
 
-    /// Dedupe marks in PostgreSQL (`evt_dedupe`, created if missing). With
-    /// [`crate::GroupOptions::inbox`] the consumer claims the key inside the handler's PostgreSQL
-    /// transaction ([`crate::Context::pg_transaction`]), so the mark and the effect commit together.
-    #[derive(Clone)]
-    pub struct PgDedupe {
-        pool: sqlx::PgPool,
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl<DB: crate::store::Dialect> DedupeStore for SqlDedupe<DB> {
+    async fn seen(&self, group: &str, key: &str) -> Result<bool, TransportError> {
+        crate::store::dedupe::seen(&self.pool, group, key).await
     }
 
-    impl std::fmt::Debug for PgDedupe {
-        // Never the pool's options: they hold the connection settings (and the password).
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.debug_struct("PgDedupe").finish_non_exhaustive()
-        }
+    async fn mark(&self, group: &str, key: &str) -> Result<(), TransportError> {
+        crate::store::dedupe::mark(&self.pool, group, key).await
     }
 
-    impl PgDedupe {
-        /// The store on `pool`; creates its table if missing.
-        ///
-        /// # Errors
-        ///
-        /// When the schema cannot be created. The message never holds the connection URL.
-        pub async fn new(pool: sqlx::PgPool) -> Result<Self, TransportError> {
-            crate::postgres::ensure_schema(&pool).await?;
-            Ok(PgDedupe { pool })
-        }
-
-        pub(crate) fn pool(&self) -> &sqlx::PgPool {
-            &self.pool
-        }
-
-        /// Claims `key` for `group` on `conn` (inside the handler's transaction): `true` if this
-        /// is the first time, `false` if it was already handled. Rolled back with the transaction;
-        /// a concurrent claim of the same key waits for this transaction to end.
-        ///
-        /// # Errors
-        ///
-        /// The database error.
-        pub async fn claim(
-            conn: &mut sqlx::PgConnection,
-            group: &str,
-            key: &str,
-        ) -> Result<bool, TransportError> {
-            let done = sqlx::query(
-                "INSERT INTO evt_dedupe (grp, key, seen_ms) VALUES ($1, $2, $3) \
-                 ON CONFLICT (grp, key) DO NOTHING",
-            )
-            .bind(group)
-            .bind(key)
-            .bind(now_ms())
-            .execute(conn)
-            .await
-            .map_err(|err| pg_error(format!("claim dedupe key for {group}"), err))?;
-            Ok(done.rows_affected() == 1)
-        }
-    }
-
-    impl DedupeStore for PgDedupe {
-        async fn seen(&self, group: &str, key: &str) -> Result<bool, TransportError> {
-            let found: Option<i32> =
-                sqlx::query_scalar("SELECT 1 FROM evt_dedupe WHERE grp = $1 AND key = $2")
-                    .bind(group)
-                    .bind(key)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(|err| pg_error(format!("read dedupe key for {group}"), err))?;
-            Ok(found.is_some())
-        }
-
-        async fn mark(&self, group: &str, key: &str) -> Result<(), TransportError> {
-            let mut conn = self
-                .pool
-                .acquire()
-                .await
-                .map_err(|err| pg_error(format!("mark dedupe key for {group}"), err))?;
-            Self::claim(&mut conn, group, key).await.map(|_| ())
-        }
-
-        async fn purge_older_than(&self, retention: Duration) -> Result<u64, TransportError> {
-            let cutoff = now_ms() - retention.as_millis() as i64;
-            let done = sqlx::query("DELETE FROM evt_dedupe WHERE seen_ms < $1")
-                .bind(cutoff)
-                .execute(&self.pool)
-                .await
-                .map_err(|err| pg_error("purge dedupe keys", err))?;
-            Ok(done.rows_affected())
-        }
+    async fn purge_older_than(&self, retention: Duration) -> Result<u64, TransportError> {
+        crate::store::dedupe::purge_older_than(&self.pool, retention).await
     }
 }

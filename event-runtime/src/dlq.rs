@@ -2,20 +2,19 @@
 //! chain, attempts and failure times; redrive and replay requests; and an audit trail of every
 //! operator action.
 //!
-//! Letters live in the engine's SQLite file (`evt_dead_letters`, `evt_redeliveries`,
-//! `evt_dlq_audit`), so the `evt` CLI can list, redrive and purge them while the application runs:
-//! a redrive or replay is a request row that the running consumer of that group picks up. They can
-//! also live in PostgreSQL ([`DeadLetters::postgres`]): the same tables, the same behaviour.
+//! Letters live where the app's stores are: in the engine's SQLite file (`evt_dead_letters`,
+//! `evt_redeliveries`, `evt_dlq_audit`), so the `evt` CLI can list, redrive and purge them while
+//! the application runs (a redrive or replay is a request row that the running consumer of that
+//! group picks up); in PostgreSQL ([`DeadLetters::postgres`]), the same tables; or in memory
+//! ([`DeadLetters::in_memory`]). The lifecycle is written once (`store::letters`) over the rows
+//! each of them contributes, so all three behave the same.
 
 use std::fmt;
 use std::str::FromStr;
 
-use sqlx::Row;
-use sqlx::postgres::PgPool;
-use sqlx::sqlite::SqlitePool;
-
-use crate::transport::sqlite::{SqliteTransport, db_error, decode_headers, encode_headers};
-use crate::transport::{Record, TransportError, now_ms};
+use crate::store::Db;
+use crate::store::letters;
+use crate::transport::{Record, TransportError};
 
 /// Where a dead letter is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -189,7 +188,7 @@ pub enum Selection<'a> {
 }
 
 impl Selection<'_> {
-    fn contains(&self, id: u64) -> bool {
+    pub(crate) fn contains(&self, id: u64) -> bool {
         match self {
             Selection::All => true,
             Selection::Ids(ids) => ids.contains(&id),
@@ -208,39 +207,55 @@ pub struct LetterFilter {
     pub limit: Option<u32>,
 }
 
-/// The dead-letter queue, in the engine's SQLite file or in PostgreSQL.
+/// The dead-letter queue, in memory, in an SQLite file or in PostgreSQL. Cloning shares it.
 #[derive(Clone, Debug)]
 pub struct DeadLetters {
-    backend: Backend,
+    db: Db,
 }
 
-/// Where the letters are.
-#[derive(Clone)]
-enum Backend {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
-impl fmt::Debug for Backend {
-    // Never the pool's options: they hold the connection settings (and the password).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Backend::Sqlite(_) => f.write_str("Sqlite"),
-            Backend::Postgres(_) => f.write_str("Postgres"),
+/// Runs `$body` on a letters transaction of `$db` (`write` or `read`) and commits it.
+macro_rules! in_tx {
+    ($db:expr, $kind:ident, $operation:literal, |$tx:ident| $body:expr) => {
+        match $db {
+            Db::Memory(memory) => {
+                let mut $tx = memory.letters.begin().await;
+                let out = $body?;
+                letters::LetterTx::commit($tx).await?;
+                Ok(out)
+            }
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(sqlite) => {
+                let mut $tx =
+                    crate::store::sql_letters::SqlTx::$kind(&sqlite.pool, $operation).await?;
+                let out = $body?;
+                letters::LetterTx::commit($tx).await?;
+                Ok(out)
+            }
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => {
+                let mut $tx = crate::store::sql_letters::SqlTx::$kind(pool, $operation).await?;
+                let out = $body?;
+                letters::LetterTx::commit($tx).await?;
+                Ok(out)
+            }
         }
-    }
-}
-
-fn chain_to_text(chain: &[String]) -> String {
-    serde_json::to_string(chain).unwrap_or_else(|_| "[]".to_owned())
+    };
 }
 
 impl DeadLetters {
+    pub(crate) fn on(db: Db) -> Self {
+        DeadLetters { db }
+    }
+
+    /// The queue in memory, lost with the process.
+    pub fn in_memory() -> Self {
+        DeadLetters::on(Db::memory())
+    }
+
     /// The queue in the same file as `transport`.
-    pub fn new(transport: &SqliteTransport) -> Self {
-        DeadLetters {
-            backend: Backend::Sqlite(transport.pool().clone()),
-        }
+    #[cfg(feature = "sqlite")]
+    pub fn new(transport: &crate::transport::sqlite::SqliteTransport) -> Self {
+        DeadLetters::on(Db::sqlite(transport))
     }
 
     /// The queue in PostgreSQL, on `pool` (its tables are created if missing, in the pool's
@@ -249,205 +264,24 @@ impl DeadLetters {
     /// # Errors
     ///
     /// When the schema cannot be created. The message never holds the connection URL.
-    pub async fn postgres(pool: PgPool) -> Result<Self, TransportError> {
-        crate::postgres::ensure_schema(&pool).await?;
-        Ok(DeadLetters {
-            backend: Backend::Postgres(pool),
-        })
+    #[cfg(feature = "postgres")]
+    pub async fn postgres(pool: sqlx::PgPool) -> Result<Self, TransportError> {
+        Ok(DeadLetters::on(Db::postgres(pool).await?))
     }
 
-    async fn audit_on(
-        conn: &mut sqlx::SqliteConnection,
-        letter_id: u64,
-        action: &str,
-        actor: &str,
-        detail: &str,
-    ) -> Result<(), TransportError> {
-        sqlx::query("INSERT INTO evt_dlq_audit (letter_id, at_ms, action, actor, detail) VALUES (?, ?, ?, ?, ?)")
-            .bind(letter_id as i64)
-            .bind(now_ms())
-            .bind(action)
-            .bind(actor)
-            .bind(detail)
-            .execute(conn)
-            .await
-            .map_err(|err| db_error("write dead-letter audit", err))?;
-        Ok(())
-    }
-
-    /// Stores a dead letter; returns its id.
+    /// Stores a dead letter; returns its id. The same record of the same group still open is
+    /// that letter, updated (it failed again), not a second one; a letter to park behind its
+    /// key's open letter is parked behind the oldest one still open, or queued for delivery
+    /// right away when none is.
     ///
     /// # Errors
     ///
     /// The database error.
     pub async fn put(&self, letter: NewDeadLetter) -> Result<u64, TransportError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Postgres(pool) => return pg::put(pool, letter).await,
-        };
-        let mut tx = pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|err| db_error("dead-letter", err))?;
-        // The same record of the same group already open (a batch fetched again after another
-        // lane's failure): that letter, not a second one.
-        let open: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM evt_dead_letters WHERE grp = ? AND topic = ? AND partition = ? \
-             AND offset = ? AND status IN ('dead', 'parked', 'redriving') LIMIT 1",
+        in_tx!(&self.db, write, "dead-letter", |tx| letters::put(
+            &mut tx, letter
         )
-        .bind(&letter.group)
-        .bind(&letter.record.topic)
-        .bind(i64::from(letter.record.partition))
-        .bind(letter.record.offset as i64)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|err| db_error("dead-letter", err))?;
-        if let Some(id) = open
-            && letter.parked_behind.is_some()
-        {
-            // Parked behind its key's open letter, and already open itself: nothing changes.
-            tx.commit()
-                .await
-                .map_err(|err| db_error("dead-letter", err))?;
-            return Ok(id as u64);
-        }
-        if let Some(id) = open {
-            // It failed again (a replay, or the batch read again): the letter says so.
-            let reason = letter.error_chain.first().cloned().unwrap_or_default();
-            sqlx::query(
-                "UPDATE evt_dead_letters SET reason_kind = ?, reason = ?, error_chain = ?, \
-                 attempts = attempts + ?, last_failure_ms = ? WHERE id = ?",
-            )
-            .bind(&letter.reason_kind)
-            .bind(&reason)
-            .bind(chain_to_text(&letter.error_chain))
-            .bind(i64::from(letter.attempts))
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| db_error("dead-letter", err))?;
-            Self::audit_on(&mut tx, id as u64, "failed-again", "consumer", &reason).await?;
-            tx.commit()
-                .await
-                .map_err(|err| db_error("dead-letter", err))?;
-            return Ok(id as u64);
-        }
-        let mut letter = letter;
-        // A letter to park: the letter it waits for may have been resolved since the consumer
-        // looked. Park behind the oldest letter of the key still open, or, if none is, queue it
-        // for delivery right away instead of parking it behind nothing.
-        let mut release = false;
-        if letter.parked_behind.is_some() {
-            let blocker: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM evt_dead_letters WHERE grp = ? AND topic = ? AND partition_key = ? \
-                 AND status IN ('dead', 'parked', 'redriving') ORDER BY id LIMIT 1",
-            )
-            .bind(&letter.group)
-            .bind(&letter.record.topic)
-            .bind(&letter.partition_key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|err| db_error("dead-letter", err))?;
-            match blocker {
-                Some(id) => letter.parked_behind = Some(id as u64),
-                None => {
-                    letter.parked_behind = None;
-                    release = true;
-                }
-            }
-        }
-        let reason = letter.error_chain.first().cloned().unwrap_or_default();
-        let status = if letter.parked_behind.is_some() {
-            LetterStatus::Parked
-        } else if release {
-            LetterStatus::Redriving
-        } else {
-            LetterStatus::Dead
-        };
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO evt_dead_letters (grp, topic, partition, offset, record_ts_ms, record_key, headers, payload, \
-             event_type, event_id, partition_key, reason_kind, reason, error_chain, attempts, \
-             first_failure_ms, last_failure_ms, parked_behind, status) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&letter.group)
-        .bind(&letter.record.topic)
-        .bind(i64::from(letter.record.partition))
-        .bind(letter.record.offset as i64)
-        .bind(letter.record.timestamp_ms)
-        .bind(&letter.record.key)
-        .bind(encode_headers(&letter.record.headers))
-        .bind(&letter.record.payload)
-        .bind(&letter.event_type)
-        .bind(&letter.event_id)
-        .bind(&letter.partition_key)
-        .bind(&letter.reason_kind)
-        .bind(&reason)
-        .bind(chain_to_text(&letter.error_chain))
-        .bind(i64::from(letter.attempts))
-        .bind(letter.first_failure_ms)
-        .bind(now_ms())
-        .bind(letter.parked_behind.map(|id| id as i64))
-        .bind(status.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|err| db_error("dead-letter", err))?;
-        let consumer = format!("consumer:{}", letter.group);
-        Self::audit_on(
-            &mut tx,
-            id as u64,
-            "dead-lettered",
-            &consumer,
-            &format!("{}: {reason}", letter.reason_kind),
-        )
-        .await?;
-        if release {
-            let row = sqlx::query(
-                "SELECT id, grp, topic, partition, offset, status FROM evt_dead_letters WHERE id = ?",
-            )
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|err| db_error("dead-letter", err))?;
-            Self::queue_redrive(&mut tx, &row, &consumer).await?;
-        }
-        tx.commit()
-            .await
-            .map_err(|err| db_error("dead-letter", err))?;
-        Ok(id as u64)
-    }
-
-    fn row_to_letter(row: &sqlx::sqlite::SqliteRow) -> DeadLetter {
-        let blob: Vec<u8> = row.get("headers");
-        let chain: String = row.get("error_chain");
-        let status: String = row.get("status");
-        DeadLetter {
-            id: row.get::<i64, _>("id") as u64,
-            group: row.get("grp"),
-            record: Record {
-                topic: row.get("topic"),
-                partition: row.get::<i64, _>("partition") as u32,
-                offset: row.get::<i64, _>("offset") as u64,
-                timestamp_ms: row.get("record_ts_ms"),
-                key: row.get("record_key"),
-                headers: decode_headers(&blob).unwrap_or_default(),
-                payload: row.get("payload"),
-            },
-            event_type: row.get("event_type"),
-            event_id: row.get("event_id"),
-            partition_key: row.get("partition_key"),
-            reason_kind: row.get("reason_kind"),
-            reason: row.get("reason"),
-            error_chain: serde_json::from_str(&chain).unwrap_or_default(),
-            attempts: row.get::<i64, _>("attempts") as u32,
-            first_failure_ms: row.get("first_failure_ms"),
-            last_failure_ms: row.get("last_failure_ms"),
-            parked_behind: row
-                .get::<Option<i64>, _>("parked_behind")
-                .map(|id| id as u64),
-            status: status.parse().unwrap_or(LetterStatus::Dead),
-        }
+        .await)
     }
 
     /// Lists letters, oldest first.
@@ -456,22 +290,9 @@ impl DeadLetters {
     ///
     /// The database error.
     pub async fn list(&self, filter: &LetterFilter) -> Result<Vec<DeadLetter>, TransportError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Postgres(pool) => return pg::list(pool, filter).await,
-        };
-        let rows = sqlx::query(
-            "SELECT * FROM evt_dead_letters WHERE (? IS NULL OR grp = ?) \
-             AND (? OR status IN ('dead', 'parked', 'redriving')) ORDER BY id LIMIT ?",
-        )
-        .bind(&filter.group)
-        .bind(&filter.group)
-        .bind(filter.include_closed)
-        .bind(i64::from(filter.limit.unwrap_or(1000)))
-        .fetch_all(pool)
-        .await
-        .map_err(|err| db_error("list dead letters", err))?;
-        Ok(rows.iter().map(Self::row_to_letter).collect())
+        in_tx!(&self.db, read, "list dead letters", |tx| {
+            letters::LetterTx::list(&mut tx, filter).await
+        })
     }
 
     /// One letter.
@@ -480,16 +301,9 @@ impl DeadLetters {
     ///
     /// The database error.
     pub async fn get(&self, id: u64) -> Result<Option<DeadLetter>, TransportError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Postgres(pool) => return pg::get(pool, id).await,
-        };
-        let row = sqlx::query("SELECT * FROM evt_dead_letters WHERE id = ?")
-            .bind(id as i64)
-            .fetch_optional(pool)
-            .await
-            .map_err(|err| db_error(format!("read dead letter {id}"), err))?;
-        Ok(row.as_ref().map(Self::row_to_letter))
+        in_tx!(&self.db, read, "read a dead letter", |tx| {
+            letters::LetterTx::get(&mut tx, id).await
+        })
     }
 
     /// The oldest open letter of `group` for `partition_key` on `topic`, if any (sequenced mode).
@@ -503,23 +317,9 @@ impl DeadLetters {
         topic: &str,
         partition_key: &str,
     ) -> Result<Option<u64>, TransportError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Postgres(pool) => {
-                return pg::open_for_key(pool, group, topic, partition_key).await;
-            }
-        };
-        let id: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM evt_dead_letters WHERE grp = ? AND topic = ? AND partition_key = ? \
-             AND status IN ('dead', 'parked', 'redriving') ORDER BY id LIMIT 1",
-        )
-        .bind(group)
-        .bind(topic)
-        .bind(partition_key)
-        .fetch_optional(pool)
-        .await
-        .map_err(|err| db_error("read open dead letters", err))?;
-        Ok(id.map(|id| id as u64))
+        in_tx!(&self.db, read, "read open dead letters", |tx| {
+            letters::LetterTx::oldest_open_for_key(&mut tx, group, topic, Some(partition_key)).await
+        })
     }
 
     /// The audit trail of a letter, oldest first.
@@ -528,25 +328,9 @@ impl DeadLetters {
     ///
     /// The database error.
     pub async fn audit(&self, letter_id: u64) -> Result<Vec<AuditEntry>, TransportError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Postgres(pool) => return pg::audit(pool, letter_id).await,
-        };
-        let rows = sqlx::query("SELECT * FROM evt_dlq_audit WHERE letter_id = ? ORDER BY id")
-            .bind(letter_id as i64)
-            .fetch_all(pool)
-            .await
-            .map_err(|err| db_error("read dead-letter audit", err))?;
-        Ok(rows
-            .iter()
-            .map(|row| AuditEntry {
-                letter_id,
-                at_ms: row.get("at_ms"),
-                action: row.get("action"),
-                actor: row.get("actor"),
-                detail: row.get("detail"),
-            })
-            .collect())
+        in_tx!(&self.db, read, "read dead-letter audit", |tx| {
+            letters::LetterTx::audit_of(&mut tx, letter_id).await
+        })
     }
 
     /// Requests a redrive of the selected `dead` letters (of `group`, if given). Parked letters
@@ -562,101 +346,13 @@ impl DeadLetters {
         selection: Selection<'_>,
         actor: &str,
     ) -> Result<usize, TransportError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Postgres(pool) => {
-                return pg::request_redrive(pool, group, selection, actor).await;
-            }
-        };
-        let mut tx = pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|err| db_error("request redrive", err))?;
-        let rows = sqlx::query(
-            "SELECT id, grp, topic, partition, offset, status FROM evt_dead_letters \
-             WHERE status = 'dead' AND (? IS NULL OR grp = ?) ORDER BY id",
-        )
-        .bind(group)
-        .bind(group)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|err| db_error("request redrive", err))?;
-        let mut queued = 0;
-        for row in rows {
-            let id = row.get::<i64, _>("id") as u64;
-            if !selection.contains(id) {
-                continue;
-            }
-            Self::queue_redrive(&mut tx, &row, actor).await?;
-            queued += 1;
-        }
-        tx.commit()
-            .await
-            .map_err(|err| db_error("request redrive", err))?;
-        Ok(queued)
+        in_tx!(&self.db, write, "request redrive", |tx| {
+            letters::request_redrive(&mut tx, group, selection, actor).await
+        })
     }
 
-    /// Releases the oldest letter parked behind `letter_id` and parks the others behind it, so
-    /// a key's parked events run one at a time, in order: if the released one fails again, the
-    /// rest keep waiting behind it.
-    async fn release_parked(
-        conn: &mut sqlx::SqliteConnection,
-        letter_id: u64,
-        actor: &str,
-    ) -> Result<(), TransportError> {
-        let next = sqlx::query(
-            "SELECT id, grp, topic, partition, offset, status FROM evt_dead_letters \
-             WHERE parked_behind = ? AND status = 'parked' ORDER BY id LIMIT 1",
-        )
-        .bind(letter_id as i64)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|err| db_error("release parked letters", err))?;
-        let Some(next) = next else {
-            return Ok(());
-        };
-        let next_id: i64 = next.get("id");
-        sqlx::query(
-            "UPDATE evt_dead_letters SET parked_behind = ? WHERE parked_behind = ? AND status = 'parked' AND id <> ?",
-        )
-        .bind(next_id)
-        .bind(letter_id as i64)
-        .bind(next_id)
-        .execute(&mut *conn)
-        .await
-        .map_err(|err| db_error("release parked letters", err))?;
-        Self::queue_redrive(conn, &next, actor).await
-    }
-
-    async fn queue_redrive(
-        conn: &mut sqlx::SqliteConnection,
-        row: &sqlx::sqlite::SqliteRow,
-        actor: &str,
-    ) -> Result<(), TransportError> {
-        let id: i64 = row.get("id");
-        sqlx::query("UPDATE evt_dead_letters SET status = 'redriving' WHERE id = ?")
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .map_err(|err| db_error("request redrive", err))?;
-        sqlx::query(
-            "INSERT INTO evt_redeliveries (grp, source, letter_id, topic, partition, offset, bypass_dedupe, requested_ms) \
-             VALUES (?, 'redrive', ?, ?, ?, ?, 0, ?)",
-        )
-        .bind(row.get::<String, _>("grp"))
-        .bind(id)
-        .bind(row.get::<String, _>("topic"))
-        .bind(row.get::<i64, _>("partition"))
-        .bind(row.get::<i64, _>("offset"))
-        .bind(now_ms())
-        .execute(&mut *conn)
-        .await
-        .map_err(|err| db_error("request redrive", err))?;
-        Self::audit_on(conn, id as u64, "redrive-requested", actor, "").await
-    }
-
-    /// Marks the selected open letters purged (they stay in the table for the audit trail).
-    /// Returns how many.
+    /// Marks the selected open letters purged (they stay in the table for the audit trail) and
+    /// releases what was parked behind them. Returns how many.
     ///
     /// # Errors
     ///
@@ -667,35 +363,10 @@ impl DeadLetters {
         selection: Selection<'_>,
         actor: &str,
     ) -> Result<usize, TransportError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Postgres(pool) => return pg::purge(pool, group, selection, actor).await,
-        };
-        let letters = self
-            .list(&LetterFilter {
-                group: group.map(str::to_owned),
-                include_closed: false,
-                limit: Some(u32::MAX),
-            })
-            .await?;
-        let mut tx = pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|err| db_error("purge", err))?;
-        let mut purged = 0;
-        for letter in letters.iter().filter(|l| selection.contains(l.id)) {
-            sqlx::query("UPDATE evt_dead_letters SET status = 'purged' WHERE id = ?")
-                .bind(letter.id as i64)
-                .execute(&mut *tx)
-                .await
-                .map_err(|err| db_error("purge", err))?;
-            Self::audit_on(&mut tx, letter.id, "purged", actor, "").await?;
-            // What waited behind a purged letter would otherwise wait forever.
-            Self::release_parked(&mut tx, letter.id, actor).await?;
-            purged += 1;
-        }
-        tx.commit().await.map_err(|err| db_error("purge", err))?;
-        Ok(purged)
+        in_tx!(&self.db, write, "purge", |tx| letters::purge(
+            &mut tx, group, selection, actor
+        )
+        .await)
     }
 
     /// Queues records for redelivery to `group` as a replay. Returns how many were queued.
@@ -709,35 +380,9 @@ impl DeadLetters {
         records: &[(String, u32, u64)],
         bypass_dedupe: bool,
     ) -> Result<usize, TransportError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Postgres(pool) => {
-                return pg::request_replay(pool, group, records, bypass_dedupe).await;
-            }
-        };
-        let mut tx = pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|err| db_error("request replay", err))?;
-        for (topic, partition, offset) in records {
-            sqlx::query(
-                "INSERT INTO evt_redeliveries (grp, source, letter_id, topic, partition, offset, bypass_dedupe, requested_ms) \
-                 VALUES (?, 'replay', NULL, ?, ?, ?, ?, ?)",
-            )
-            .bind(group)
-            .bind(topic)
-            .bind(i64::from(*partition))
-            .bind(*offset as i64)
-            .bind(bypass_dedupe)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| db_error("request replay", err))?;
-        }
-        tx.commit()
-            .await
-            .map_err(|err| db_error("request replay", err))?;
-        Ok(records.len())
+        in_tx!(&self.db, write, "request replay", |tx| {
+            letters::request_replay(&mut tx, group, records, bypass_dedupe).await
+        })
     }
 
     /// The oldest pending redeliveries of `group`.
@@ -750,33 +395,9 @@ impl DeadLetters {
         group: &str,
         max: u32,
     ) -> Result<Vec<Redelivery>, TransportError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Postgres(pool) => return pg::pending_redeliveries(pool, group, max).await,
-        };
-        let rows = sqlx::query("SELECT * FROM evt_redeliveries WHERE grp = ? ORDER BY id LIMIT ?")
-            .bind(group)
-            .bind(i64::from(max))
-            .fetch_all(pool)
-            .await
-            .map_err(|err| db_error("read redeliveries", err))?;
-        Ok(rows
-            .iter()
-            .map(|row| Redelivery {
-                id: row.get::<i64, _>("id") as u64,
-                group: row.get("grp"),
-                source: if row.get::<String, _>("source") == "redrive" {
-                    RedeliverySource::Redrive
-                } else {
-                    RedeliverySource::Replay
-                },
-                letter_id: row.get::<Option<i64>, _>("letter_id").map(|id| id as u64),
-                topic: row.get("topic"),
-                partition: row.get::<i64, _>("partition") as u32,
-                offset: row.get::<i64, _>("offset") as u64,
-                bypass_dedupe: row.get("bypass_dedupe"),
-            })
-            .collect())
+        in_tx!(&self.db, read, "read redeliveries", |tx| {
+            letters::LetterTx::redeliveries(&mut tx, group, max).await
+        })
     }
 
     /// Closes a redelivery. For a redrive, `failure` (the new error chain) sends the letter back
@@ -790,60 +411,9 @@ impl DeadLetters {
         redelivery: &Redelivery,
         failure: Option<&[String]>,
     ) -> Result<(), TransportError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Postgres(pool) => {
-                return pg::finish_redelivery(pool, redelivery, failure).await;
-            }
-        };
-        let mut tx = pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|err| db_error("finish redelivery", err))?;
-        sqlx::query("DELETE FROM evt_redeliveries WHERE id = ?")
-            .bind(redelivery.id as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| db_error("finish redelivery", err))?;
-        if let Some(letter_id) = redelivery.letter_id {
-            let actor = format!("consumer:{}", redelivery.group);
-            match failure {
-                Some(chain) => {
-                    sqlx::query(
-                        "UPDATE evt_dead_letters SET status = 'dead', attempts = attempts + 1, last_failure_ms = ?, \
-                         reason = ?, error_chain = ? WHERE id = ?",
-                    )
-                    .bind(now_ms())
-                    .bind(chain.first().cloned().unwrap_or_default())
-                    .bind(chain_to_text(chain))
-                    .bind(letter_id as i64)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|err| db_error("finish redelivery", err))?;
-                    Self::audit_on(
-                        &mut tx,
-                        letter_id,
-                        "redrive-failed",
-                        &actor,
-                        &chain.join(": "),
-                    )
-                    .await?;
-                }
-                None => {
-                    sqlx::query("UPDATE evt_dead_letters SET status = 'resolved' WHERE id = ?")
-                        .bind(letter_id as i64)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|err| db_error("finish redelivery", err))?;
-                    Self::audit_on(&mut tx, letter_id, "resolved", &actor, "").await?;
-                    Self::release_parked(&mut tx, letter_id, &actor).await?;
-                }
-            }
-        }
-        tx.commit()
-            .await
-            .map_err(|err| db_error("finish redelivery", err))?;
-        Ok(())
+        in_tx!(&self.db, write, "finish redelivery", |tx| {
+            letters::finish_redelivery(&mut tx, redelivery, failure).await
+        })
     }
 
     /// Open letters per group (for the DLQ-depth metric and `evt lag`).
@@ -852,558 +422,8 @@ impl DeadLetters {
     ///
     /// The database error.
     pub async fn depth(&self) -> Result<Vec<(String, u64)>, TransportError> {
-        let pool = match &self.backend {
-            Backend::Sqlite(pool) => pool,
-            Backend::Postgres(pool) => return pg::depth(pool).await,
-        };
-        let rows = sqlx::query(
-            "SELECT grp, COUNT(*) AS n FROM evt_dead_letters WHERE status IN ('dead', 'parked', 'redriving') GROUP BY grp ORDER BY grp",
-        )
-        .fetch_all(pool)
-        .await
-        .map_err(|err| db_error("count dead letters", err))?;
-        Ok(rows
-            .iter()
-            .map(|row| (row.get::<String, _>("grp"), row.get::<i64, _>("n") as u64))
-            .collect())
-    }
-}
-
-/// The same operations on PostgreSQL: `$n` placeholders, `BEGIN` with row locks where SQLite takes
-/// the whole file (`BEGIN IMMEDIATE`), `"offset"` quoted (a reserved word there).
-mod pg {
-    use sqlx::Row;
-    use sqlx::postgres::{PgConnection, PgPool, PgRow};
-
-    use super::{
-        AuditEntry, DeadLetter, LetterFilter, LetterStatus, NewDeadLetter, Redelivery,
-        RedeliverySource, Selection, chain_to_text,
-    };
-    use crate::postgres::pg_error;
-    use crate::transport::sqlite::{decode_headers, encode_headers};
-    use crate::transport::{Record, TransportError, now_ms};
-
-    async fn audit_on(
-        conn: &mut PgConnection,
-        letter_id: u64,
-        action: &str,
-        actor: &str,
-        detail: &str,
-    ) -> Result<(), TransportError> {
-        sqlx::query(
-            "INSERT INTO evt_dlq_audit (letter_id, at_ms, action, actor, detail) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(letter_id as i64)
-        .bind(now_ms())
-        .bind(action)
-        .bind(actor)
-        .bind(detail)
-        .execute(conn)
-        .await
-        .map_err(|err| pg_error("write dead-letter audit", err))?;
-        Ok(())
-    }
-
-    pub(super) async fn put(pool: &PgPool, letter: NewDeadLetter) -> Result<u64, TransportError> {
-        let mut tx = pool
-            .begin()
-            .await
-            .map_err(|err| pg_error("dead-letter", err))?;
-        // The same record of the same group already open: that letter (see the SQLite version).
-        // Serialised per record: the live lane and a replay may fail it at the same moment.
-        sqlx::query(
-            "SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2 || '/' || $3::text || '/' || $4::text))",
-        )
-        .bind(&letter.group)
-        .bind(&letter.record.topic)
-        .bind(i64::from(letter.record.partition))
-        .bind(letter.record.offset as i64)
-        .execute(&mut *tx)
-        .await
-        .map_err(|err| pg_error("dead-letter", err))?;
-        let open: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM evt_dead_letters WHERE grp = $1 AND topic = $2 AND partition = $3 \
-             AND \"offset\" = $4 AND status IN ('dead', 'parked', 'redriving') LIMIT 1",
-        )
-        .bind(&letter.group)
-        .bind(&letter.record.topic)
-        .bind(i64::from(letter.record.partition))
-        .bind(letter.record.offset as i64)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(|err| pg_error("dead-letter", err))?;
-        if let Some(id) = open
-            && letter.parked_behind.is_some()
-        {
-            tx.commit()
-                .await
-                .map_err(|err| pg_error("dead-letter", err))?;
-            return Ok(id as u64);
-        }
-        if let Some(id) = open {
-            let reason = letter.error_chain.first().cloned().unwrap_or_default();
-            sqlx::query(
-                "UPDATE evt_dead_letters SET reason_kind = $1, reason = $2, error_chain = $3, \
-                 attempts = attempts + $4, last_failure_ms = $5 WHERE id = $6",
-            )
-            .bind(&letter.reason_kind)
-            .bind(&reason)
-            .bind(chain_to_text(&letter.error_chain))
-            .bind(i64::from(letter.attempts))
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| pg_error("dead-letter", err))?;
-            audit_on(&mut tx, id as u64, "failed-again", "consumer", &reason).await?;
-            tx.commit()
-                .await
-                .map_err(|err| pg_error("dead-letter", err))?;
-            return Ok(id as u64);
-        }
-        let mut letter = letter;
-        let mut release = false;
-        if letter.parked_behind.is_some() {
-            // Serialise parking per key with resolution (see the SQLite version).
-            sqlx::query("SELECT pg_advisory_xact_lock(hashtext($1 || '/' || $2 || '/' || $3))")
-                .bind(&letter.group)
-                .bind(&letter.record.topic)
-                .bind(letter.partition_key.as_deref().unwrap_or(""))
-                .execute(&mut *tx)
-                .await
-                .map_err(|err| pg_error("dead-letter", err))?;
-            let blocker: Option<i64> = sqlx::query_scalar(
-                "SELECT id FROM evt_dead_letters WHERE grp = $1 AND topic = $2 AND partition_key = $3 \
-                 AND status IN ('dead', 'parked', 'redriving') ORDER BY id LIMIT 1",
-            )
-            .bind(&letter.group)
-            .bind(&letter.record.topic)
-            .bind(&letter.partition_key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|err| pg_error("dead-letter", err))?;
-            match blocker {
-                Some(id) => letter.parked_behind = Some(id as u64),
-                None => {
-                    letter.parked_behind = None;
-                    release = true;
-                }
-            }
-        }
-        let reason = letter.error_chain.first().cloned().unwrap_or_default();
-        let status = if letter.parked_behind.is_some() {
-            LetterStatus::Parked
-        } else if release {
-            LetterStatus::Redriving
-        } else {
-            LetterStatus::Dead
-        };
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO evt_dead_letters (grp, topic, partition, \"offset\", record_ts_ms, record_key, headers, payload, \
-             event_type, event_id, partition_key, reason_kind, reason, error_chain, attempts, \
-             first_failure_ms, last_failure_ms, parked_behind, status) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING id",
-        )
-        .bind(&letter.group)
-        .bind(&letter.record.topic)
-        .bind(i64::from(letter.record.partition))
-        .bind(letter.record.offset as i64)
-        .bind(letter.record.timestamp_ms)
-        .bind(&letter.record.key)
-        .bind(encode_headers(&letter.record.headers))
-        .bind(&letter.record.payload)
-        .bind(&letter.event_type)
-        .bind(&letter.event_id)
-        .bind(&letter.partition_key)
-        .bind(&letter.reason_kind)
-        .bind(&reason)
-        .bind(chain_to_text(&letter.error_chain))
-        .bind(i64::from(letter.attempts))
-        .bind(letter.first_failure_ms)
-        .bind(now_ms())
-        .bind(letter.parked_behind.map(|id| id as i64))
-        .bind(status.as_str())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|err| pg_error("dead-letter", err))?;
-        let consumer = format!("consumer:{}", letter.group);
-        audit_on(
-            &mut tx,
-            id as u64,
-            "dead-lettered",
-            &consumer,
-            &format!("{}: {reason}", letter.reason_kind),
-        )
-        .await?;
-        if release {
-            let row = sqlx::query(
-                "SELECT id, grp, topic, partition, \"offset\", status FROM evt_dead_letters WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(|err| pg_error("dead-letter", err))?;
-            queue_redrive(&mut tx, &row, &consumer).await?;
-        }
-        tx.commit()
-            .await
-            .map_err(|err| pg_error("dead-letter", err))?;
-        Ok(id as u64)
-    }
-
-    fn row_to_letter(row: &PgRow) -> DeadLetter {
-        let blob: Vec<u8> = row.get("headers");
-        let chain: String = row.get("error_chain");
-        let status: String = row.get("status");
-        DeadLetter {
-            id: row.get::<i64, _>("id") as u64,
-            group: row.get("grp"),
-            record: Record {
-                topic: row.get("topic"),
-                partition: row.get::<i64, _>("partition") as u32,
-                offset: row.get::<i64, _>("offset") as u64,
-                timestamp_ms: row.get("record_ts_ms"),
-                key: row.get("record_key"),
-                headers: decode_headers(&blob).unwrap_or_default(),
-                payload: row.get("payload"),
-            },
-            event_type: row.get("event_type"),
-            event_id: row.get("event_id"),
-            partition_key: row.get("partition_key"),
-            reason_kind: row.get("reason_kind"),
-            reason: row.get("reason"),
-            error_chain: serde_json::from_str(&chain).unwrap_or_default(),
-            attempts: row.get::<i64, _>("attempts") as u32,
-            first_failure_ms: row.get("first_failure_ms"),
-            last_failure_ms: row.get("last_failure_ms"),
-            parked_behind: row
-                .get::<Option<i64>, _>("parked_behind")
-                .map(|id| id as u64),
-            status: status.parse().unwrap_or(LetterStatus::Dead),
-        }
-    }
-
-    pub(super) async fn list(
-        pool: &PgPool,
-        filter: &LetterFilter,
-    ) -> Result<Vec<DeadLetter>, TransportError> {
-        let rows = sqlx::query(
-            "SELECT * FROM evt_dead_letters WHERE ($1::text IS NULL OR grp = $1) \
-             AND ($2 OR status IN ('dead', 'parked', 'redriving')) ORDER BY id LIMIT $3",
-        )
-        .bind(&filter.group)
-        .bind(filter.include_closed)
-        .bind(i64::from(filter.limit.unwrap_or(1000)))
-        .fetch_all(pool)
-        .await
-        .map_err(|err| pg_error("list dead letters", err))?;
-        Ok(rows.iter().map(row_to_letter).collect())
-    }
-
-    pub(super) async fn get(pool: &PgPool, id: u64) -> Result<Option<DeadLetter>, TransportError> {
-        let row = sqlx::query("SELECT * FROM evt_dead_letters WHERE id = $1")
-            .bind(id as i64)
-            .fetch_optional(pool)
-            .await
-            .map_err(|err| pg_error(format!("read dead letter {id}"), err))?;
-        Ok(row.as_ref().map(row_to_letter))
-    }
-
-    pub(super) async fn open_for_key(
-        pool: &PgPool,
-        group: &str,
-        topic: &str,
-        partition_key: &str,
-    ) -> Result<Option<u64>, TransportError> {
-        let id: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM evt_dead_letters WHERE grp = $1 AND topic = $2 AND partition_key = $3 \
-             AND status IN ('dead', 'parked', 'redriving') ORDER BY id LIMIT 1",
-        )
-        .bind(group)
-        .bind(topic)
-        .bind(partition_key)
-        .fetch_optional(pool)
-        .await
-        .map_err(|err| pg_error("read open dead letters", err))?;
-        Ok(id.map(|id| id as u64))
-    }
-
-    pub(super) async fn audit(
-        pool: &PgPool,
-        letter_id: u64,
-    ) -> Result<Vec<AuditEntry>, TransportError> {
-        let rows = sqlx::query("SELECT * FROM evt_dlq_audit WHERE letter_id = $1 ORDER BY id")
-            .bind(letter_id as i64)
-            .fetch_all(pool)
-            .await
-            .map_err(|err| pg_error("read dead-letter audit", err))?;
-        Ok(rows
-            .iter()
-            .map(|row| AuditEntry {
-                letter_id,
-                at_ms: row.get("at_ms"),
-                action: row.get("action"),
-                actor: row.get("actor"),
-                detail: row.get("detail"),
-            })
-            .collect())
-    }
-
-    pub(super) async fn request_redrive(
-        pool: &PgPool,
-        group: Option<&str>,
-        selection: Selection<'_>,
-        actor: &str,
-    ) -> Result<usize, TransportError> {
-        let mut tx = pool
-            .begin()
-            .await
-            .map_err(|err| pg_error("request redrive", err))?;
-        // FOR UPDATE: a concurrent request (or a consumer finishing a redelivery) waits, so a
-        // letter is queued once.
-        let rows = sqlx::query(
-            "SELECT id, grp, topic, partition, \"offset\", status FROM evt_dead_letters \
-             WHERE status = 'dead' AND ($1::text IS NULL OR grp = $1) ORDER BY id FOR UPDATE",
-        )
-        .bind(group)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|err| pg_error("request redrive", err))?;
-        let mut queued = 0;
-        for row in rows {
-            let id = row.get::<i64, _>("id") as u64;
-            if !selection.contains(id) {
-                continue;
-            }
-            queue_redrive(&mut tx, &row, actor).await?;
-            queued += 1;
-        }
-        tx.commit()
-            .await
-            .map_err(|err| pg_error("request redrive", err))?;
-        Ok(queued)
-    }
-
-    /// See the SQLite version: release the oldest parked letter, park the rest behind it.
-    async fn release_parked(
-        conn: &mut PgConnection,
-        letter_id: u64,
-        actor: &str,
-    ) -> Result<(), TransportError> {
-        let next = sqlx::query(
-            "SELECT id, grp, topic, partition, \"offset\", status FROM evt_dead_letters \
-             WHERE parked_behind = $1 AND status = 'parked' ORDER BY id LIMIT 1 FOR UPDATE",
-        )
-        .bind(letter_id as i64)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(|err| pg_error("release parked letters", err))?;
-        let Some(next) = next else {
-            return Ok(());
-        };
-        let next_id: i64 = next.get("id");
-        sqlx::query(
-            "UPDATE evt_dead_letters SET parked_behind = $1 WHERE parked_behind = $2 AND status = 'parked' AND id <> $1",
-        )
-        .bind(next_id)
-        .bind(letter_id as i64)
-        .execute(&mut *conn)
-        .await
-        .map_err(|err| pg_error("release parked letters", err))?;
-        queue_redrive(conn, &next, actor).await
-    }
-
-    async fn queue_redrive(
-        conn: &mut PgConnection,
-        row: &PgRow,
-        actor: &str,
-    ) -> Result<(), TransportError> {
-        let id: i64 = row.get("id");
-        sqlx::query("UPDATE evt_dead_letters SET status = 'redriving' WHERE id = $1")
-            .bind(id)
-            .execute(&mut *conn)
-            .await
-            .map_err(|err| pg_error("request redrive", err))?;
-        sqlx::query(
-            "INSERT INTO evt_redeliveries (grp, source, letter_id, topic, partition, \"offset\", bypass_dedupe, requested_ms) \
-             VALUES ($1, 'redrive', $2, $3, $4, $5, FALSE, $6)",
-        )
-        .bind(row.get::<String, _>("grp"))
-        .bind(id)
-        .bind(row.get::<String, _>("topic"))
-        .bind(row.get::<i64, _>("partition"))
-        .bind(row.get::<i64, _>("offset"))
-        .bind(now_ms())
-        .execute(&mut *conn)
-        .await
-        .map_err(|err| pg_error("request redrive", err))?;
-        audit_on(conn, id as u64, "redrive-requested", actor, "").await
-    }
-
-    pub(super) async fn purge(
-        pool: &PgPool,
-        group: Option<&str>,
-        selection: Selection<'_>,
-        actor: &str,
-    ) -> Result<usize, TransportError> {
-        let mut tx = pool.begin().await.map_err(|err| pg_error("purge", err))?;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "SELECT id FROM evt_dead_letters WHERE status IN ('dead', 'parked', 'redriving') \
-             AND ($1::text IS NULL OR grp = $1) ORDER BY id FOR UPDATE",
-        )
-        .bind(group)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|err| pg_error("purge", err))?;
-        let mut purged = 0;
-        for id in ids.into_iter().filter(|id| selection.contains(*id as u64)) {
-            sqlx::query("UPDATE evt_dead_letters SET status = 'purged' WHERE id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(|err| pg_error("purge", err))?;
-            audit_on(&mut tx, id as u64, "purged", actor, "").await?;
-            release_parked(&mut tx, id as u64, actor).await?;
-            purged += 1;
-        }
-        tx.commit().await.map_err(|err| pg_error("purge", err))?;
-        Ok(purged)
-    }
-
-    pub(super) async fn request_replay(
-        pool: &PgPool,
-        group: &str,
-        records: &[(String, u32, u64)],
-        bypass_dedupe: bool,
-    ) -> Result<usize, TransportError> {
-        let mut tx = pool
-            .begin()
-            .await
-            .map_err(|err| pg_error("request replay", err))?;
-        for (topic, partition, offset) in records {
-            sqlx::query(
-                "INSERT INTO evt_redeliveries (grp, source, letter_id, topic, partition, \"offset\", bypass_dedupe, requested_ms) \
-                 VALUES ($1, 'replay', NULL, $2, $3, $4, $5, $6)",
-            )
-            .bind(group)
-            .bind(topic)
-            .bind(i64::from(*partition))
-            .bind(*offset as i64)
-            .bind(bypass_dedupe)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| pg_error("request replay", err))?;
-        }
-        tx.commit()
-            .await
-            .map_err(|err| pg_error("request replay", err))?;
-        Ok(records.len())
-    }
-
-    pub(super) async fn pending_redeliveries(
-        pool: &PgPool,
-        group: &str,
-        max: u32,
-    ) -> Result<Vec<Redelivery>, TransportError> {
-        let rows =
-            sqlx::query("SELECT * FROM evt_redeliveries WHERE grp = $1 ORDER BY id LIMIT $2")
-                .bind(group)
-                .bind(i64::from(max))
-                .fetch_all(pool)
-                .await
-                .map_err(|err| pg_error("read redeliveries", err))?;
-        Ok(rows
-            .iter()
-            .map(|row| Redelivery {
-                id: row.get::<i64, _>("id") as u64,
-                group: row.get("grp"),
-                source: if row.get::<String, _>("source") == "redrive" {
-                    RedeliverySource::Redrive
-                } else {
-                    RedeliverySource::Replay
-                },
-                letter_id: row.get::<Option<i64>, _>("letter_id").map(|id| id as u64),
-                topic: row.get("topic"),
-                partition: row.get::<i64, _>("partition") as u32,
-                offset: row.get::<i64, _>("offset") as u64,
-                bypass_dedupe: row.get("bypass_dedupe"),
-            })
-            .collect())
-    }
-
-    pub(super) async fn finish_redelivery(
-        pool: &PgPool,
-        redelivery: &Redelivery,
-        failure: Option<&[String]>,
-    ) -> Result<(), TransportError> {
-        let mut tx = pool
-            .begin()
-            .await
-            .map_err(|err| pg_error("finish redelivery", err))?;
-        sqlx::query("DELETE FROM evt_redeliveries WHERE id = $1")
-            .bind(redelivery.id as i64)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| pg_error("finish redelivery", err))?;
-        if let Some(letter_id) = redelivery.letter_id {
-            let actor = format!("consumer:{}", redelivery.group);
-            // Lock the letter first: a concurrent redrive request waits for this to finish.
-            sqlx::query("SELECT id FROM evt_dead_letters WHERE id = $1 FOR UPDATE")
-                .bind(letter_id as i64)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(|err| pg_error("finish redelivery", err))?;
-            match failure {
-                Some(chain) => {
-                    sqlx::query(
-                        "UPDATE evt_dead_letters SET status = 'dead', attempts = attempts + 1, last_failure_ms = $1, \
-                         reason = $2, error_chain = $3 WHERE id = $4",
-                    )
-                    .bind(now_ms())
-                    .bind(chain.first().cloned().unwrap_or_default())
-                    .bind(chain_to_text(chain))
-                    .bind(letter_id as i64)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|err| pg_error("finish redelivery", err))?;
-                    audit_on(
-                        &mut tx,
-                        letter_id,
-                        "redrive-failed",
-                        &actor,
-                        &chain.join(": "),
-                    )
-                    .await?;
-                }
-                None => {
-                    sqlx::query("UPDATE evt_dead_letters SET status = 'resolved' WHERE id = $1")
-                        .bind(letter_id as i64)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(|err| pg_error("finish redelivery", err))?;
-                    audit_on(&mut tx, letter_id, "resolved", &actor, "").await?;
-                    release_parked(&mut tx, letter_id, &actor).await?;
-                }
-            }
-        }
-        tx.commit()
-            .await
-            .map_err(|err| pg_error("finish redelivery", err))?;
-        Ok(())
-    }
-
-    pub(super) async fn depth(pool: &PgPool) -> Result<Vec<(String, u64)>, TransportError> {
-        let rows = sqlx::query(
-            "SELECT grp, COUNT(*) AS n FROM evt_dead_letters WHERE status IN ('dead', 'parked', 'redriving') \
-             GROUP BY grp ORDER BY grp",
-        )
-        .fetch_all(pool)
-        .await
-        .map_err(|err| pg_error("count dead letters", err))?;
-        Ok(rows
-            .iter()
-            .map(|row| (row.get::<String, _>("grp"), row.get::<i64, _>("n") as u64))
-            .collect())
+        in_tx!(&self.db, read, "count dead letters", |tx| {
+            letters::LetterTx::depth(&mut tx).await
+        })
     }
 }

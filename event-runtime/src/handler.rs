@@ -127,11 +127,9 @@ pub struct Context {
     pub(crate) incoming_id: String,
     pub(crate) states: States,
     pub(crate) emitted: Arc<Mutex<Vec<Emitted>>>,
-    #[cfg(feature = "sqlite")]
-    pub(crate) inbox: Option<Arc<tokio::sync::Mutex<sqlx::Transaction<'static, sqlx::Sqlite>>>>,
-    #[cfg(feature = "sqlite")]
-    pub(crate) pg_inbox:
-        Option<Arc<tokio::sync::Mutex<sqlx::Transaction<'static, sqlx::Postgres>>>>,
+    /// In inbox mode, the inbox transaction: a `tokio::sync::Mutex<sqlx::Transaction<DB>>` of
+    /// the stores' database, whichever it is.
+    pub(crate) inbox: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl fmt::Debug for Context {
@@ -222,32 +220,38 @@ impl Context {
         self.emit(Envelope::command(command), topic)
     }
 
-    /// In inbox mode, the SQLite transaction that also holds the dedupe mark and the emitted
-    /// events: write your effects through it and they commit exactly once. `None` otherwise.
-    #[cfg(feature = "sqlite")]
-    pub async fn transaction(
+    /// In inbox mode ([`crate::GroupOptions::inbox`]), the transaction of the stores' database
+    /// that also holds the dedupe claim and the events this handler emits: write your effects
+    /// through it and they commit exactly once, together with the emitted events; a failed or
+    /// rolled-back attempt emits nothing. `DB` is the stores' database: [`sqlx::Sqlite`] on the
+    /// embedded engine ([`crate::Stores::sqlite`]), [`sqlx::Postgres`] with
+    /// [`crate::Stores::postgres`] (the events are then staged in the transactional outbox,
+    /// [`crate::outbox`], and relayed after the commit; see docs/delivery.md). `None` outside
+    /// inbox mode, or for another `DB`.
+    ///
+    /// ```no_run
+    /// # use event_runtime::{Context, HandlerError};
+    /// # async fn handle(ctx: Context) -> Result<(), HandlerError> {
+    /// let mut tx = ctx.transaction::<sqlx::Sqlite>().await.ok_or("inbox mode expected")?;
+    /// sqlx::query("INSERT INTO ledger (entry) VALUES (?)")
+    ///     .bind("e-1")
+    ///     .execute(&mut **tx)
+    ///     .await
+    ///     .map_err(HandlerError::transient)?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Cancellation: dropping the returned future before it resolves only stops waiting for the
+    /// lock; the transaction is unaffected.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub async fn transaction<DB: crate::store::Dialect>(
         &self,
-    ) -> Option<tokio::sync::MutexGuard<'_, sqlx::Transaction<'static, sqlx::Sqlite>>> {
-        match &self.inbox {
-            Some(tx) => Some(tx.lock().await),
-            None => None,
-        }
-    }
-
-    /// In inbox mode with PostgreSQL stores ([`crate::Stores::postgres`]), the PostgreSQL
-    /// transaction that also holds the dedupe claim and the events the handler emits (staged in
-    /// the transactional outbox, [`crate::outbox`]): write your effects through it and they
-    /// commit exactly once, together with the emitted events; a failed or rolled-back attempt
-    /// emits nothing. The outbox's relay appends the events to the log after the commit (see
-    /// docs/delivery.md). `None` otherwise.
-    #[cfg(feature = "sqlite")]
-    pub async fn pg_transaction(
-        &self,
-    ) -> Option<tokio::sync::MutexGuard<'_, sqlx::Transaction<'static, sqlx::Postgres>>> {
-        match &self.pg_inbox {
-            Some(tx) => Some(tx.lock().await),
-            None => None,
-        }
+    ) -> Option<tokio::sync::MutexGuard<'_, sqlx::Transaction<'static, DB>>> {
+        let tx = self
+            .inbox
+            .as_deref()?
+            .downcast_ref::<tokio::sync::Mutex<sqlx::Transaction<'static, DB>>>()?;
+        Some(tx.lock().await)
     }
 }
 

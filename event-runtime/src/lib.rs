@@ -112,34 +112,37 @@
 //! - [`transport`]: the engine contract and the in-memory and SQLite engines.
 //! - [`dedupe`], [`dlq`], [`replay`], [`retry`]: idempotency, dead letters, replay, retries.
 //! - [`outbox`]: the transactional outbox on PostgreSQL (publish atomically with your writes).
+//! - [`store`]: where dead letters, dedupe marks, the inbox and the outbox live (memory, SQLite,
+//!   PostgreSQL), each lifecycle written once.
+//!
+//! # Features
+//!
+//! Additive: `derive` (default) re-exports the macros; `sqlite` (default) adds the embedded
+//! engine and SQLite stores; `postgres` (default) adds the PostgreSQL stores and the outbox.
+//! With none of them, [`App`] runs on the in-memory engine (or any other engine) with dead
+//! letters and dedupe marks in memory.
 //! - [`testing`]: checks for your own handlers.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
-// Without the SQLite engine the app and consumer are compiled out; their helpers stay unused.
-#![cfg_attr(not(feature = "sqlite"), allow(dead_code))]
 
-#[cfg(feature = "sqlite")]
 pub mod app;
 pub mod cloudevents;
 pub mod codec;
-#[cfg(feature = "sqlite")]
 pub mod consumer;
 pub mod dedupe;
-#[cfg(feature = "sqlite")]
 pub mod dlq;
 pub mod envelope;
 pub mod error;
 pub mod handler;
 pub mod message;
-#[cfg(feature = "sqlite")]
+#[cfg(feature = "postgres")]
 pub mod outbox;
 pub mod partition;
-#[cfg(feature = "sqlite")]
-mod postgres;
+pub mod publish;
 pub mod registry;
-#[cfg(feature = "sqlite")]
 pub mod replay;
 pub mod retry;
+pub mod store;
 pub mod testing;
 pub mod transport;
 
@@ -147,12 +150,11 @@ pub mod transport;
 #[path = "private.rs"]
 pub mod __private;
 
-#[cfg(feature = "sqlite")]
 pub use app::{App, GroupOptions, Publisher, Running, Stores};
 pub use envelope::Envelope;
 pub use handler::{Context, Delivery, Handler, HandlerError};
 pub use message::{Command, DomainEvent, Message};
-#[cfg(feature = "sqlite")]
+#[cfg(feature = "postgres")]
 pub use outbox::Outbox;
 
 /// `#[derive(DomainEvent)]`: see the crate docs for the attributes.

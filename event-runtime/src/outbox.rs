@@ -67,14 +67,14 @@ use std::time::Duration;
 use sqlx::Row;
 use tokio::sync::{Notify, watch};
 
-use crate::app::{PublishError, Publisher};
 use crate::cloudevents::binary::{self, Binding};
 use crate::consumer::Activity;
 use crate::envelope::{Envelope, RawEnvelope};
 use crate::handler::Emitted;
 use crate::message::{Command, DomainEvent};
-use crate::postgres::{pg_error, scrub_urls};
-use crate::transport::sqlite::{decode_headers, encode_headers};
+use crate::publish::{PublishError, Publisher};
+use crate::store::postgres::{pg_error, scrub_urls};
+use crate::store::{decode_headers, encode_headers};
 use crate::transport::{
     OutgoingRecord, Transport, TransportError, TransportErrorKind, command_topic, event_topic,
     now_ms,
@@ -118,7 +118,7 @@ impl Outbox {
     ///
     /// When the schema cannot be created. The message never holds the connection URL.
     pub async fn new(pool: sqlx::PgPool) -> Result<Self, TransportError> {
-        crate::postgres::ensure_schema(&pool).await?;
+        crate::store::postgres::ensure_schema(&pool).await?;
         Ok(Outbox { pool })
     }
 

@@ -122,13 +122,15 @@ impl PublishRetry {
     }
 
     /// Runs `attempt` under this policy (see the type's docs).
-    #[cfg(feature = "sqlite")]
-    pub(crate) async fn run<R, F, Fut>(&self, mut attempt: F) -> Result<R, crate::app::PublishError>
+    pub(crate) async fn run<R, F, Fut>(
+        &self,
+        mut attempt: F,
+    ) -> Result<R, crate::publish::PublishError>
     where
         F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<R, crate::app::PublishError>>,
+        Fut: std::future::Future<Output = Result<R, crate::publish::PublishError>>,
     {
-        use crate::app::PublishError;
+        use crate::publish::PublishError;
         use crate::transport::TransportErrorKind;
         let started = std::time::Instant::now();
         let mut backoff = self.first_backoff;

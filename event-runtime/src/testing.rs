@@ -58,10 +58,7 @@ fn context(group: &str, envelope: &Envelope<impl Sized>, delivery: Delivery) -> 
         incoming_id: envelope.id.to_string(),
         states: States::default(),
         emitted: Arc::default(),
-        #[cfg(feature = "sqlite")]
         inbox: None,
-        #[cfg(feature = "sqlite")]
-        pg_inbox: None,
     }
 }
 

@@ -1225,7 +1225,7 @@ async fn lag_counts_what_a_group_has_not_committed<B: Backend>(backend: B) {
     running.stop().await;
 }
 
-/// Inbox with PostgreSQL stores: the handler writes through `Context::pg_transaction`; a producer
+/// Inbox with PostgreSQL stores: the handler writes through `Context::transaction::<sqlx::Postgres>()`; a producer
 /// retry (the same event twice) and a failed attempt (its write rolled back) leave one row per
 /// event, and the emitted events reach the log.
 async fn postgres_inbox_has_its_effect_once(backend: PgStores) {
@@ -1254,7 +1254,7 @@ async fn postgres_inbox_has_its_effect_once(backend: PgStores) {
             let flag = flag.clone();
             async move {
                 let mut tx = ctx
-                    .pg_transaction()
+                    .transaction::<sqlx::Postgres>()
                     .await
                     .ok_or_else(|| HandlerError::permanent("no PostgreSQL inbox transaction"))?;
                 sqlx::query("INSERT INTO ledger_rows (event_id, account, seq) VALUES ($1, $2, $3)")

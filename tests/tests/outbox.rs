@@ -378,7 +378,7 @@ async fn the_postgres_inbox_emits_only_what_commits() {
             let flag = flag.clone();
             async move {
                 let mut tx = ctx
-                    .pg_transaction()
+                    .transaction::<sqlx::Postgres>()
                     .await
                     .ok_or_else(|| HandlerError::permanent("no PostgreSQL inbox transaction"))?;
                 sqlx::query("INSERT INTO ledger_rows (account, seq) VALUES ($1, $2)")

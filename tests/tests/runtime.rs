@@ -291,7 +291,7 @@ async fn choreography_carries_correlation_and_inbox_effects_happen_once() {
     app.group_options("ledger", GroupOptions { inbox: true, ..GroupOptions::default() })
         .subscribe::<Step, _>("ledger", |event: Envelope<Step>, ctx: Context| async move {
             {
-                let mut tx = ctx.transaction().await.expect("inbox mode on SQLite");
+                let mut tx = ctx.transaction::<sqlx::Sqlite>().await.expect("inbox mode on SQLite");
                 sqlx::query("INSERT INTO balances VALUES (?, 1) ON CONFLICT (account) DO UPDATE SET steps = steps + 1")
                     .bind(&event.data.account)
                     .execute(&mut **tx)

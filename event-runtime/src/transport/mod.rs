@@ -197,13 +197,6 @@ pub trait Transport: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, TransportError>> + Send {
         offset_for_time_by_bisection(self, topic, partition, timestamp_ms)
     }
-
-    /// The SQLite engine behind this transport, if it is one: consumers in inbox mode then claim
-    /// dedupe keys and write emitted events in the handler's transaction.
-    #[cfg(feature = "sqlite")]
-    fn as_sqlite(&self) -> Option<&sqlite::SqliteTransport> {
-        None
-    }
 }
 
 /// [`Transport::offset_for_time`] by bisection over single-record fetches: the default, and a

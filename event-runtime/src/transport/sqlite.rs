@@ -45,57 +45,6 @@ CREATE TABLE IF NOT EXISTS evt_positions (
     next_offset INTEGER NOT NULL,
     PRIMARY KEY (grp, topic, partition)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS evt_dedupe (
-    grp         TEXT NOT NULL,
-    key         TEXT NOT NULL,
-    seen_ms     INTEGER NOT NULL,
-    PRIMARY KEY (grp, key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS evt_dedupe_seen ON evt_dedupe (seen_ms);
-CREATE TABLE IF NOT EXISTS evt_dead_letters (
-    id            INTEGER PRIMARY KEY AUTOINCREMENT,
-    grp           TEXT NOT NULL,
-    topic         TEXT NOT NULL,
-    partition     INTEGER NOT NULL,
-    offset        INTEGER NOT NULL,
-    record_ts_ms  INTEGER NOT NULL,
-    record_key    BLOB,
-    headers       BLOB NOT NULL,
-    payload       BLOB NOT NULL,
-    event_type    TEXT,
-    event_id      TEXT,
-    partition_key TEXT,
-    reason_kind   TEXT NOT NULL,
-    reason        TEXT NOT NULL,
-    error_chain   TEXT NOT NULL,
-    attempts      INTEGER NOT NULL,
-    first_failure_ms INTEGER NOT NULL,
-    last_failure_ms  INTEGER NOT NULL,
-    parked_behind INTEGER,
-    status        TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS evt_dead_letters_grp ON evt_dead_letters (grp, status);
-CREATE INDEX IF NOT EXISTS evt_dead_letters_record ON evt_dead_letters (grp, topic, partition, offset);
-CREATE TABLE IF NOT EXISTS evt_dlq_audit (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    letter_id   INTEGER NOT NULL,
-    at_ms       INTEGER NOT NULL,
-    action      TEXT NOT NULL,
-    actor       TEXT NOT NULL,
-    detail      TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS evt_redeliveries (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    grp         TEXT NOT NULL,
-    source      TEXT NOT NULL,
-    letter_id   INTEGER,
-    topic       TEXT NOT NULL,
-    partition   INTEGER NOT NULL,
-    offset      INTEGER NOT NULL,
-    bypass_dedupe INTEGER NOT NULL,
-    requested_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS evt_redeliveries_grp ON evt_redeliveries (grp, id);
 "#;
 
 /// The SQLite engine. Cloning shares the pool.
@@ -106,18 +55,8 @@ pub struct SqliteTransport {
     inbox: Arc<tokio::sync::Mutex<()>>,
 }
 
-pub(crate) fn db_error(operation: impl Into<String>, err: sqlx::Error) -> TransportError {
-    let kind = match &err {
-        sqlx::Error::Database(db)
-            if db.message().contains("locked") || db.message().contains("busy") =>
-        {
-            TransportErrorKind::Unavailable
-        }
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => TransportErrorKind::Unavailable,
-        _ => TransportErrorKind::Other,
-    };
-    TransportError::new(kind, operation, err.to_string()).with_source(err)
-}
+pub(crate) use crate::store::sqlite::db_error;
+use crate::store::{decode_headers, encode_headers};
 
 impl SqliteTransport {
     /// How often `wait` re-reads the file for records appended by another process.
@@ -241,6 +180,10 @@ impl SqliteTransport {
             .execute(&pool)
             .await
             .map_err(|err| db_error("create schema", err))?;
+        sqlx::raw_sql(crate::store::sqlite::SCHEMA)
+            .execute(&pool)
+            .await
+            .map_err(|err| db_error("create the stores' schema", err))?;
         Ok(SqliteTransport {
             pool,
             appended: Arc::new(Notify::new()),
@@ -272,8 +215,13 @@ impl SqliteTransport {
     }
 
     /// Serialises inbox transactions of this process on this file.
-    pub(crate) fn inbox_lock(&self) -> &tokio::sync::Mutex<()> {
-        &self.inbox
+    pub(crate) fn inbox_lock_arc(&self) -> Arc<tokio::sync::Mutex<()>> {
+        self.inbox.clone()
+    }
+
+    /// Whether `other` is this same engine (a clone of it, sharing the pool).
+    pub(crate) fn same_engine(&self, other: &SqliteTransport) -> bool {
+        Arc::ptr_eq(&self.appended, &other.appended)
     }
 
     /// The pool, for stores and inbox handlers that write to the same database.
@@ -365,67 +313,6 @@ impl SqliteTransport {
     }
 }
 
-/// Serialises headers as `u16 count, (u16 name length, name, u32 value length, value)*`.
-pub(crate) fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        headers
-            .iter()
-            .map(|(n, v)| 6 + n.len() + v.len())
-            .sum::<usize>()
-            + 2,
-    );
-    out.extend_from_slice(&(headers.len() as u16).to_le_bytes());
-    for (name, value) in headers {
-        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        out.extend_from_slice(value);
-    }
-    out
-}
-
-/// The inverse of [`encode_headers`]; a truncated or inconsistent blob is an error naming where.
-pub(crate) fn decode_headers(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
-    fn take<'a>(bytes: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], String> {
-        if bytes.len() < n {
-            return Err(format!(
-                "header blob truncated in {what}: need {n} bytes, have {}",
-                bytes.len()
-            ));
-        }
-        let (head, rest) = bytes.split_at(n);
-        *bytes = rest;
-        Ok(head)
-    }
-    let mut rest = bytes;
-    let count = u16::from_le_bytes(take(&mut rest, 2, "count")?.try_into().expect("2 bytes"));
-    let mut headers = Vec::with_capacity(usize::from(count).min(256));
-    for i in 0..count {
-        let len = u16::from_le_bytes(
-            take(&mut rest, 2, "name length")?
-                .try_into()
-                .expect("2 bytes"),
-        );
-        let name = std::str::from_utf8(take(&mut rest, usize::from(len), "name")?)
-            .map_err(|_| format!("header {i} name is not UTF-8"))?
-            .to_owned();
-        let len = u32::from_le_bytes(
-            take(&mut rest, 4, "value length")?
-                .try_into()
-                .expect("4 bytes"),
-        );
-        let value = take(&mut rest, len as usize, "value")?.to_vec();
-        headers.push((name, value));
-    }
-    if !rest.is_empty() {
-        return Err(format!(
-            "{} trailing bytes after {count} headers",
-            rest.len()
-        ));
-    }
-    Ok(headers)
-}
-
 use super::CORRUPT_HEADERS;
 
 fn row_to_record(topic: &str, partition: u32, row: &sqlx::sqlite::SqliteRow) -> Record {
@@ -486,10 +373,6 @@ impl Transport for SqliteTransport {
             .map_err(|err| db_error(operation(), err))?;
         self.appended.notify_waiters();
         Ok(positions)
-    }
-
-    fn as_sqlite(&self) -> Option<&SqliteTransport> {
-        Some(self)
     }
 
     async fn fetch(
@@ -620,26 +503,5 @@ impl Transport for SqliteTransport {
                 )
             })
             .collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn header_blobs_round_trip_and_truncation_is_named() {
-        let headers = vec![
-            ("ce_type".to_owned(), b"orders.placed".to_vec()),
-            ("x".to_owned(), vec![]),
-        ];
-        let blob = encode_headers(&headers);
-        assert_eq!(decode_headers(&blob).unwrap(), headers);
-        let err = decode_headers(&blob[..blob.len() - 3]).unwrap_err();
-        assert!(err.contains("truncated in value"), "{err}");
-        assert!(decode_headers(&[]).unwrap_err().contains("count"));
-        let mut extra = blob.clone();
-        extra.push(0);
-        assert!(decode_headers(&extra).unwrap_err().contains("trailing"));
     }
 }

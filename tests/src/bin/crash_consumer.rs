@@ -97,7 +97,10 @@ async fn on_postgres<T: Transport>(
             "ledger-writer",
             move |event: Envelope<Entry>, ctx: Context| async move {
                 tokio::time::sleep(delay).await;
-                let mut tx = ctx.pg_transaction().await.ok_or("inbox mode expected")?;
+                let mut tx = ctx
+                    .transaction::<sqlx::Postgres>()
+                    .await
+                    .ok_or("inbox mode expected")?;
                 sqlx::query("INSERT INTO ledger (event_id, account, seq) VALUES ($1, $2, $3)")
                     .bind(event.id.to_string())
                     .bind(&event.data.account)
@@ -127,7 +130,10 @@ async fn on_sqlite(expected: i64, delay: Duration) -> Result<(), Error> {
             "ledger-writer",
             move |event: Envelope<Entry>, ctx: Context| async move {
                 tokio::time::sleep(delay).await;
-                let mut tx = ctx.transaction().await.ok_or("inbox mode expected")?;
+                let mut tx = ctx
+                    .transaction::<sqlx::Sqlite>()
+                    .await
+                    .ok_or("inbox mode expected")?;
                 sqlx::query("INSERT INTO ledger (event_id, account, seq) VALUES (?, ?, ?)")
                     .bind(event.id.to_string())
                     .bind(&event.data.account)

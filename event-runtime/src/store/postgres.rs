@@ -1,12 +1,15 @@
-//! Shared pieces of the PostgreSQL stores ([`crate::dlq::DeadLetters::postgres`],
-//! [`crate::dedupe::PgDedupe`]): the schema shipped with the crate and error mapping that never
-//! lets a connection URL (and the password in it) reach an error message.
+//! PostgreSQL's dialect of the stores: `$n` placeholders, `BEGIN` with row locks and
+//! transaction-scoped advisory locks where SQLite takes the whole file, errors that never carry
+//! a connection URL, and the stores' tables (`migrations/postgres.sql`), created if missing.
 
+use sqlx::{Pool, Postgres, Transaction};
+
+use super::sql::{Sql, number_placeholders, numbered_static};
 use crate::transport::{TransportError, TransportErrorKind};
 
 /// The schema: `evt_dead_letters`, `evt_dlq_audit`, `evt_redeliveries`, `evt_dedupe`,
 /// `evt_outbox`.
-const SCHEMA: &str = include_str!("../migrations/postgres.sql");
+const SCHEMA: &str = include_str!("../../migrations/postgres.sql");
 
 /// Creates the stores' tables if they do not exist (idempotent, safe to run concurrently).
 pub(crate) async fn ensure_schema(pool: &sqlx::PgPool) -> Result<(), TransportError> {
@@ -15,6 +18,30 @@ pub(crate) async fn ensure_schema(pool: &sqlx::PgPool) -> Result<(), TransportEr
         .await
         .map_err(|err| pg_error("create the PostgreSQL stores' schema", err))?;
     Ok(())
+}
+
+impl Sql for Postgres {
+    fn sql(text: &'static str) -> &'static str {
+        numbered_static(text)
+    }
+
+    fn sql_owned(text: &str) -> String {
+        number_placeholders(text)
+    }
+
+    const LOCK_KEY: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(hashtext(?))");
+
+    async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error> {
+        pool.begin().await
+    }
+
+    fn error(operation: String, err: sqlx::Error) -> TransportError {
+        pg_error(operation, err)
+    }
+
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
+    }
 }
 
 /// Removes anything that looks like a connection URL (`postgres://user:password@host/db`) from

@@ -1,0 +1,68 @@
+-- Schema of the stores in an SQLite file (dedupe marks, dead-letter queue, redrive/replay
+-- requests, audit trail, transactional outbox): the same tables and columns as
+-- migrations/postgres.sql, in SQLite's types. Idempotent; run when a file is opened.
+CREATE TABLE IF NOT EXISTS evt_dedupe (
+    grp         TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    seen_ms     INTEGER NOT NULL,
+    PRIMARY KEY (grp, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS evt_dedupe_seen ON evt_dedupe (seen_ms);
+CREATE TABLE IF NOT EXISTS evt_dead_letters (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    grp           TEXT NOT NULL,
+    topic         TEXT NOT NULL,
+    partition     INTEGER NOT NULL,
+    offset        INTEGER NOT NULL,
+    record_ts_ms  INTEGER NOT NULL,
+    record_key    BLOB,
+    headers       BLOB NOT NULL,
+    payload       BLOB NOT NULL,
+    event_type    TEXT,
+    event_id      TEXT,
+    partition_key TEXT,
+    reason_kind   TEXT NOT NULL,
+    reason        TEXT NOT NULL,
+    error_chain   TEXT NOT NULL,
+    attempts      INTEGER NOT NULL,
+    first_failure_ms INTEGER NOT NULL,
+    last_failure_ms  INTEGER NOT NULL,
+    parked_behind INTEGER,
+    status        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evt_dead_letters_grp ON evt_dead_letters (grp, status);
+CREATE INDEX IF NOT EXISTS evt_dead_letters_record ON evt_dead_letters (grp, topic, partition, offset);
+CREATE TABLE IF NOT EXISTS evt_dlq_audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    letter_id   INTEGER NOT NULL,
+    at_ms       INTEGER NOT NULL,
+    action      TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    detail      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS evt_redeliveries (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    grp         TEXT NOT NULL,
+    source      TEXT NOT NULL,
+    letter_id   INTEGER,
+    topic       TEXT NOT NULL,
+    partition   INTEGER NOT NULL,
+    offset      INTEGER NOT NULL,
+    bypass_dedupe INTEGER NOT NULL,
+    requested_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evt_redeliveries_grp ON evt_redeliveries (grp, id);
+-- Events staged in the caller's transaction, relayed to the log in id order and deleted. The
+-- record is encoded once (CloudEvents binary mode, Kafka binding: key, headers, payload), so
+-- every relay attempt appends the same event id.
+CREATE TABLE IF NOT EXISTS evt_outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic       TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    record_key  BLOB,
+    headers     BLOB NOT NULL,
+    payload     BLOB NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT
+);

@@ -1,0 +1,292 @@
+//! The publish path: [`Publisher`] (events to their context's topic, commands to their target
+//! context's command topic), its errors, its outage policy ([`PublishRetry`]) and the one
+//! partitioning rule every record goes through (the record key's partition, or the event id's),
+//! which the outbox relay and the inbox use too. Below the consumer and the app: nothing here
+//! imports them.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use crate::cloudevents::binary::{self, Binding};
+use crate::envelope::{Envelope, RawEnvelope};
+use crate::error::EncodeError;
+use crate::handler::Emitted;
+use crate::message::{Command, DomainEvent};
+use crate::retry::PublishRetry;
+use crate::transport::{
+    OutgoingRecord, Position, Transport, TransportError, command_topic, event_topic,
+};
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The payload could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The engine refused or is unreachable.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// Publishes events and sends commands. Cheap to clone.
+///
+/// An engine outage is ridden out for a bounded time ([`PublishRetry`], 10 s by default; see
+/// [`crate::App::publish_retry`] and [`Publisher::with_retry`]), then reported as the publish's error.
+pub struct Publisher<T> {
+    pub(crate) transport: Arc<T>,
+    pub(crate) partitions: u32,
+    pub(crate) topics: Arc<Mutex<HashMap<String, u32>>>,
+    pub(crate) retry: PublishRetry,
+}
+
+impl<T> Clone for Publisher<T> {
+    fn clone(&self) -> Self {
+        Publisher {
+            transport: self.transport.clone(),
+            partitions: self.partitions,
+            topics: self.topics.clone(),
+            retry: self.retry,
+        }
+    }
+}
+
+impl<T: Transport> Publisher<T> {
+    pub(crate) async fn partitions_of(&self, topic: &str) -> Result<u32, TransportError> {
+        if let Some(count) = self
+            .topics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(topic)
+        {
+            return Ok(*count);
+        }
+        let count = self.transport.ensure_topic(topic, self.partitions).await?;
+        self.topics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(topic.to_owned(), count);
+        Ok(count)
+    }
+
+    /// The record for `envelope` on `topic`: binary mode, partition from its key (or its id).
+    pub(crate) async fn record(
+        &self,
+        topic: &str,
+        envelope: &RawEnvelope,
+    ) -> Result<OutgoingRecord, PublishError> {
+        let partitions = self.partitions_of(topic).await?;
+        Ok(Self::record_for(envelope, partitions)?)
+    }
+
+    fn record_for(envelope: &RawEnvelope, partitions: u32) -> Result<OutgoingRecord, EncodeError> {
+        let message = binary::encode(envelope, Binding::Kafka)?;
+        Ok(Self::partitioned(
+            message.key,
+            message.headers,
+            message.payload,
+            &envelope.id.to_string(),
+            partitions,
+        ))
+    }
+
+    /// The one partitioning rule: the record key's partition, or the event id's.
+    fn partitioned(
+        key: Option<Vec<u8>>,
+        headers: Vec<(String, Vec<u8>)>,
+        payload: Vec<u8>,
+        id: &str,
+        partitions: u32,
+    ) -> OutgoingRecord {
+        let key_bytes = key.as_deref().unwrap_or(id.as_bytes());
+        OutgoingRecord {
+            partition: crate::partition::partition_for_key(key_bytes, partitions),
+            key,
+            headers,
+            payload,
+        }
+    }
+
+    /// The record for an envelope encoded earlier (the outbox's rows), partitioned exactly as
+    /// [`Publisher::publish`] partitions it (`id` is the event id, `envelope.id.to_string()`).
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn relay_record(
+        &self,
+        topic: &str,
+        key: Option<Vec<u8>>,
+        headers: Vec<(String, Vec<u8>)>,
+        payload: Vec<u8>,
+        id: &str,
+    ) -> Result<OutgoingRecord, TransportError> {
+        let partitions = self.partitions_of(topic).await?;
+        Ok(Self::partitioned(key, headers, payload, id, partitions))
+    }
+
+    /// The transport records are appended to.
+    #[cfg(feature = "postgres")]
+    pub(crate) fn transport_ref(&self) -> &T {
+        &self.transport
+    }
+
+    /// This publisher with another outage policy.
+    #[must_use]
+    pub fn with_retry(mut self, retry: PublishRetry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Publishes an event to its context's topic.
+    ///
+    /// # Errors
+    ///
+    /// Encoding or engine errors, the engine's once the [`PublishRetry`] gives up. On an error
+    /// the event may still have been stored (an acknowledgement lost in an outage): publishing
+    /// it again is safe, its id makes consumers drop the copy.
+    pub async fn publish<E: DomainEvent>(
+        &self,
+        envelope: Envelope<E>,
+    ) -> Result<Position, PublishError> {
+        let topic = event_topic(envelope.data.descriptor().context);
+        self.publish_raw(&topic, &envelope.to_raw()?).await
+    }
+
+    /// Sends a command to its target context's command topic.
+    ///
+    /// # Errors
+    ///
+    /// Encoding or engine errors.
+    pub async fn send<C: Command>(&self, envelope: Envelope<C>) -> Result<Position, PublishError> {
+        let topic = command_topic(envelope.data.descriptor().context);
+        self.publish_raw(&topic, &envelope.to_raw()?).await
+    }
+
+    /// Publishes several events, one append per topic, in the given order per topic. Atomic on
+    /// the SQLite and memory engines; on NATS and Kafka a failure can leave a prefix stored
+    /// (publishing the batch again is safe: the ids make consumers drop the copies).
+    ///
+    /// # Errors
+    ///
+    /// Encoding or engine errors, the engine's once the [`PublishRetry`] gives up.
+    pub async fn publish_all<E: DomainEvent>(
+        &self,
+        envelopes: Vec<Envelope<E>>,
+    ) -> Result<Vec<Position>, PublishError> {
+        let raws = envelopes
+            .iter()
+            .map(|envelope| {
+                Ok((
+                    event_topic(envelope.data.descriptor().context),
+                    envelope.to_raw()?,
+                ))
+            })
+            .collect::<Result<Vec<_>, EncodeError>>()?;
+        self.retry
+            .run(|| async {
+                let mut by_topic: BTreeMap<&str, Vec<OutgoingRecord>> = BTreeMap::new();
+                for (topic, raw) in &raws {
+                    let record = self.record(topic, raw).await?;
+                    by_topic.entry(topic.as_str()).or_default().push(record);
+                }
+                let mut positions = Vec::with_capacity(raws.len());
+                for (topic, records) in by_topic {
+                    positions.extend(self.transport.append(topic, records).await?);
+                }
+                Ok(positions)
+            })
+            .await
+    }
+
+    /// Publishes an already-encoded envelope to `topic`.
+    ///
+    /// # Errors
+    ///
+    /// Encoding or engine errors.
+    pub async fn publish_raw(
+        &self,
+        topic: &str,
+        envelope: &RawEnvelope,
+    ) -> Result<Position, PublishError> {
+        self.retry
+            .run(|| async {
+                let record = self.record(topic, envelope).await?;
+                let positions = self.transport.append(topic, vec![record]).await?;
+                Ok(positions[0])
+            })
+            .await
+    }
+
+    pub(crate) async fn publish_emitted(
+        &self,
+        emitted: Vec<Emitted>,
+    ) -> Result<(), TransportError> {
+        for (topic, records) in self.group_emitted(emitted).await? {
+            self.transport.append(&topic, records).await?;
+        }
+        Ok(())
+    }
+
+    async fn group_emitted(
+        &self,
+        emitted: Vec<Emitted>,
+    ) -> Result<BTreeMap<String, Vec<OutgoingRecord>>, TransportError> {
+        let mut by_topic: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
+        for item in emitted {
+            let record =
+                self.record(&item.topic, &item.envelope)
+                    .await
+                    .map_err(|err| match err {
+                        PublishError::Transport(err) => err,
+                        PublishError::Encode(err) => TransportError::new(
+                            crate::transport::TransportErrorKind::Other,
+                            format!("publish to {}", item.topic),
+                            err.to_string(),
+                        ),
+                    })?;
+            by_topic.entry(item.topic).or_default().push(record);
+        }
+        Ok(by_topic)
+    }
+
+    #[cfg(feature = "sqlite")]
+    pub(crate) async fn publish_emitted_in(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        emitted: Vec<Emitted>,
+    ) -> Result<(), TransportError> {
+        // Everything on `conn`, inside the inbox transaction: a topic this app has not seen yet
+        // is created there too (another connection would wait for this transaction's lock).
+        // Counts found here are not cached: the transaction may still roll back.
+        let mut by_topic: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
+        for item in emitted {
+            let cached = self
+                .topics
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&item.topic)
+                .copied();
+            let partitions = match cached {
+                Some(count) => count,
+                None => {
+                    crate::transport::sqlite::SqliteTransport::ensure_topic_on(
+                        conn,
+                        &item.topic,
+                        self.partitions,
+                    )
+                    .await?
+                }
+            };
+            let record = Self::record_for(&item.envelope, partitions).map_err(|err| {
+                TransportError::new(
+                    crate::transport::TransportErrorKind::Other,
+                    format!("publish to {}", item.topic),
+                    err.to_string(),
+                )
+            })?;
+            by_topic.entry(item.topic).or_default().push(record);
+        }
+        for (topic, records) in by_topic {
+            crate::transport::sqlite::SqliteTransport::append_on(conn, &topic, records).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,176 @@
+//! The inbox, written once: one transaction of the stores' database claims the dedupe key, holds
+//! the handler's writes (reachable through [`crate::Context::transaction`]) and takes the events
+//! the handler emitted, then commits — or rolls all three back. Where the emitted events go is
+//! the one thing a store decides ([`EmitIn`]): into the log itself when the log is a table of the
+//! same SQLite file, otherwise into that database's transactional outbox.
+
+use std::any::Any;
+use std::future::Future;
+use std::sync::Arc;
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use sqlx::{Pool, Transaction};
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+use super::sql::Exec;
+use crate::handler::Emitted;
+use crate::transport::TransportError;
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+/// Where the events a handler emitted go, inside the inbox transaction.
+pub(crate) trait EmitIn<DB: Exec>: Sync {
+    /// Writes `emitted`, in order, on `conn`.
+    fn emit(
+        &self,
+        conn: &mut DB::Connection,
+        emitted: Vec<Emitted>,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+}
+
+/// One inbox attempt. `call` runs the handler with the transaction (type-erased, so that a
+/// [`crate::Context`] can carry it whatever the database) and returns what it emitted; `kept` is
+/// the error for a handler that kept its context, and so the transaction, after returning.
+/// `Ok(false)`: the key was claimed before (a duplicate), and nothing ran.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn attempt<DB, F, Fut, E>(
+    pool: &Pool<DB>,
+    writer: Option<&tokio::sync::Mutex<()>>,
+    group: &str,
+    dedupe_key: &str,
+    bypass_dedupe: bool,
+    emit: &impl EmitIn<DB>,
+    call: F,
+    kept: impl FnOnce() -> E,
+) -> Result<bool, E>
+where
+    DB: Exec,
+    F: FnOnce(Arc<dyn Any + Send + Sync>) -> Fut,
+    Fut: Future<Output = Result<Vec<Emitted>, E>>,
+    E: From<TransportError>,
+{
+    let error = |err| E::from(DB::error(format!("inbox of {group}"), err));
+    // One inbox transaction at a time per SQLite file in this process (SQLite has one writer
+    // anyway): the others wait here instead of failing on the busy timeout while a slow handler
+    // holds the lock.
+    let _writer = match writer {
+        Some(writer) => Some(writer.lock().await),
+        None => None,
+    };
+    let mut tx: Transaction<'static, DB> = DB::begin_write(pool).await.map_err(error)?;
+    let claimed = super::dedupe::claim::<DB>(&mut tx, group, dedupe_key).await?;
+    if !claimed && !bypass_dedupe {
+        tx.rollback().await.map_err(error)?;
+        return Ok(false);
+    }
+    let shared = Arc::new(tokio::sync::Mutex::new(tx));
+    let emitted = call(shared.clone()).await?;
+    let mut tx = Arc::try_unwrap(shared).map_err(|_| kept())?.into_inner();
+    // Dropping `tx` on an error below rolls the effect back, and the emitted events with it.
+    emit.emit(&mut tx, emitted).await?;
+    tx.commit().await.map_err(error)?;
+    Ok(true)
+}
+
+use super::Db;
+use crate::publish::Publisher;
+use crate::transport::{Transport, TransportErrorKind};
+
+/// Emitted events appended to the log in the same SQLite file, in the inbox transaction.
+#[cfg(feature = "sqlite")]
+struct LocalLog<'a, T>(&'a Publisher<T>);
+
+#[cfg(feature = "sqlite")]
+impl<T: Transport> EmitIn<sqlx::Sqlite> for LocalLog<'_, T> {
+    async fn emit(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        emitted: Vec<Emitted>,
+    ) -> Result<(), TransportError> {
+        self.0.publish_emitted_in(conn, emitted).await
+    }
+}
+
+/// Emitted events staged in the database's transactional outbox.
+#[cfg(feature = "postgres")]
+struct ToOutbox;
+
+#[cfg(feature = "postgres")]
+impl EmitIn<sqlx::Postgres> for ToOutbox {
+    async fn emit(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        emitted: Vec<Emitted>,
+    ) -> Result<(), TransportError> {
+        crate::outbox::stage_emitted(conn, emitted).await
+    }
+}
+
+impl Db {
+    /// Whether a group in inbox mode gets an inbox here: SQL stores whose emitted events have
+    /// somewhere to go in the same transaction. Otherwise the group uses the dedupe store.
+    pub(crate) fn has_inbox(&self) -> bool {
+        match self {
+            Db::Memory(_) => false,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(db) => db.log_here,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(_) => true,
+        }
+    }
+
+    /// One inbox attempt on these stores (see [`attempt`]).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn inbox<T, F, Fut, E>(
+        &self,
+        publisher: &Publisher<T>,
+        group: &str,
+        dedupe_key: &str,
+        bypass_dedupe: bool,
+        call: F,
+        kept: impl FnOnce() -> E,
+    ) -> Result<bool, E>
+    where
+        T: Transport,
+        F: FnOnce(Arc<dyn Any + Send + Sync>) -> Fut,
+        Fut: Future<Output = Result<Vec<Emitted>, E>>,
+        E: From<TransportError>,
+    {
+        let _ = (publisher, dedupe_key, bypass_dedupe, &call, &kept);
+        match self {
+            Db::Memory(_) => Err(E::from(TransportError::new(
+                TransportErrorKind::Other,
+                format!("inbox of {group}"),
+                "stores in memory have no inbox",
+            ))),
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(db) => {
+                attempt(
+                    &db.pool,
+                    Some(&db.writer),
+                    group,
+                    dedupe_key,
+                    bypass_dedupe,
+                    &LocalLog(publisher),
+                    call,
+                    kept,
+                )
+                .await
+            }
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => {
+                attempt(
+                    pool,
+                    None,
+                    group,
+                    dedupe_key,
+                    bypass_dedupe,
+                    &ToOutbox,
+                    call,
+                    kept,
+                )
+                .await
+            }
+        }
+    }
+}

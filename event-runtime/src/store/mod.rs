@@ -1,0 +1,230 @@
+//! The stores an app keeps beside the log — dead letters (with redrive and replay requests and
+//! the audit trail), dedupe marks, the inbox and the transactional outbox — each written once.
+//!
+//! The shape is sqlx's (`sqlx-core` with `sqlx-sqlite` / `sqlx-postgres`): every lifecycle lives
+//! in one module of its own, over a small private row-level interface, and each database only
+//! contributes its SQL dialect.
+//!
+//! ```text
+//!   DeadLetters / Dedupe / Outbox / inbox        (public facades: dlq, dedupe, outbox, consumer)
+//!        │ one lifecycle each: letters.rs, dedupe.rs, outbox.rs
+//!        ▼
+//!   LetterTx (row-level, one transaction)  ──►  memory.rs  (no SQL at all)
+//!        │                                  └►  sql.rs     (every SQL database, written once)
+//!        ▼                                                   │ Sql: the dialect
+//!                                                     sqlite.rs · postgres.rs
+//! ```
+//!
+//! A [`Dialect`] is a database the stores can live in: [`sqlx::Sqlite`] with the `sqlite`
+//! feature, [`sqlx::Postgres`] with the `postgres` feature. It is what
+//! [`crate::Context::transaction`] is generic over.
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod dedupe;
+pub(crate) mod inbox;
+pub(crate) mod letters;
+pub(crate) mod memory;
+#[cfg(feature = "postgres")]
+pub(crate) mod postgres;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod sql;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod sql_letters;
+#[cfg(feature = "sqlite")]
+pub(crate) mod sqlite;
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use sql::Dialect;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::dedupe::{DedupeStore, MemoryDedupe};
+use crate::transport::TransportError;
+
+/// Where an app's stores are: one database for its dead letters, dedupe marks, inbox and
+/// outbox. Cloning shares it.
+#[derive(Clone)]
+pub(crate) enum Db {
+    /// In the process, lost with it.
+    Memory(Arc<MemoryDb>),
+    /// In an SQLite file.
+    #[cfg(feature = "sqlite")]
+    Sqlite(sqlite::SqliteDb),
+    /// In PostgreSQL.
+    #[cfg(feature = "postgres")]
+    Postgres(sqlx::PgPool),
+}
+
+impl std::fmt::Debug for Db {
+    // Never the pool's options: they hold the connection settings (and the password).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Db::Memory(_) => "Memory",
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(_) => "Sqlite",
+            #[cfg(feature = "postgres")]
+            Db::Postgres(_) => "Postgres",
+        })
+    }
+}
+
+/// The stores in memory.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryDb {
+    pub(crate) letters: memory::MemoryLetters,
+    pub(crate) dedupe: MemoryDedupe,
+}
+
+impl Db {
+    /// Stores in memory.
+    pub(crate) fn memory() -> Self {
+        Db::Memory(Arc::default())
+    }
+
+    /// Stores in the SQLite file of `file`.
+    #[cfg(feature = "sqlite")]
+    pub(crate) fn sqlite(file: &crate::transport::sqlite::SqliteTransport) -> Self {
+        Db::Sqlite(sqlite::SqliteDb::of(file))
+    }
+
+    /// Stores in PostgreSQL, on `pool` (tables created if missing).
+    #[cfg(feature = "postgres")]
+    pub(crate) async fn postgres(pool: sqlx::PgPool) -> Result<Self, TransportError> {
+        postgres::ensure_schema(&pool).await?;
+        Ok(Db::Postgres(pool))
+    }
+
+    /// Notes whether the app's log is the very SQLite file these stores are in (then the inbox
+    /// appends emitted events to it in its own transaction).
+    pub(crate) fn attach_log<T: 'static>(&mut self, transport: &T) {
+        #[cfg(feature = "sqlite")]
+        if let Db::Sqlite(db) = self {
+            let transport: &dyn std::any::Any = transport;
+            db.log_here = transport
+                .downcast_ref::<crate::transport::sqlite::SqliteTransport>()
+                .is_some_and(|log| db.file.same_engine(log));
+        }
+        #[cfg(not(feature = "sqlite"))]
+        let _ = transport;
+    }
+
+    /// Whether `key` was marked for `group`.
+    pub(crate) async fn seen(&self, group: &str, key: &str) -> Result<bool, TransportError> {
+        match self {
+            Db::Memory(memory) => memory.dedupe.seen(group, key).await,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(db) => dedupe::seen(&db.pool, group, key).await,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => dedupe::seen(pool, group, key).await,
+        }
+    }
+
+    /// Marks `key` handled for `group`.
+    pub(crate) async fn mark(&self, group: &str, key: &str) -> Result<(), TransportError> {
+        match self {
+            Db::Memory(memory) => memory.dedupe.mark(group, key).await,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(db) => dedupe::mark(&db.pool, group, key).await,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => dedupe::mark(pool, group, key).await,
+        }
+    }
+
+    /// Forgets dedupe marks older than `retention`.
+    #[allow(dead_code)]
+    pub(crate) async fn purge_dedupe(&self, retention: Duration) -> Result<u64, TransportError> {
+        match self {
+            Db::Memory(memory) => memory.dedupe.purge_older_than(retention).await,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(db) => dedupe::purge_older_than(&db.pool, retention).await,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => dedupe::purge_older_than(pool, retention).await,
+        }
+    }
+}
+
+/// Serialises record headers as `u16 count, (u16 name length, name, u32 value length, value)*`:
+/// the form the SQL log, the dead letters and the outbox store them in.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn encode_headers(headers: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(
+        headers
+            .iter()
+            .map(|(n, v)| 6 + n.len() + v.len())
+            .sum::<usize>()
+            + 2,
+    );
+    out.extend_from_slice(&(headers.len() as u16).to_le_bytes());
+    for (name, value) in headers {
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value);
+    }
+    out
+}
+
+/// The inverse of [`encode_headers`]; a truncated or inconsistent blob is an error naming where.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn decode_headers(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize, what: &str) -> Result<&'a [u8], String> {
+        if bytes.len() < n {
+            return Err(format!(
+                "header blob truncated in {what}: need {n} bytes, have {}",
+                bytes.len()
+            ));
+        }
+        let (head, rest) = bytes.split_at(n);
+        *bytes = rest;
+        Ok(head)
+    }
+    let mut rest = bytes;
+    let count = u16::from_le_bytes(take(&mut rest, 2, "count")?.try_into().expect("2 bytes"));
+    let mut headers = Vec::with_capacity(usize::from(count).min(256));
+    for i in 0..count {
+        let len = u16::from_le_bytes(
+            take(&mut rest, 2, "name length")?
+                .try_into()
+                .expect("2 bytes"),
+        );
+        let name = std::str::from_utf8(take(&mut rest, usize::from(len), "name")?)
+            .map_err(|_| format!("header {i} name is not UTF-8"))?
+            .to_owned();
+        let len = u32::from_le_bytes(
+            take(&mut rest, 4, "value length")?
+                .try_into()
+                .expect("4 bytes"),
+        );
+        let value = take(&mut rest, len as usize, "value")?.to_vec();
+        headers.push((name, value));
+    }
+    if !rest.is_empty() {
+        return Err(format!(
+            "{} trailing bytes after {count} headers",
+            rest.len()
+        ));
+    }
+    Ok(headers)
+}
+
+#[cfg(all(test, any(feature = "sqlite", feature = "postgres")))]
+mod tests {
+    use super::{decode_headers, encode_headers};
+
+    #[test]
+    fn header_blobs_round_trip_and_truncation_is_named() {
+        let headers = vec![
+            ("ce_type".to_owned(), b"orders.placed".to_vec()),
+            ("x".to_owned(), vec![]),
+        ];
+        let blob = encode_headers(&headers);
+        assert_eq!(decode_headers(&blob).unwrap(), headers);
+        let err = decode_headers(&blob[..blob.len() - 3]).unwrap_err();
+        assert!(err.contains("truncated in value"), "{err}");
+        assert!(decode_headers(&[]).unwrap_err().contains("count"));
+        let mut extra = blob.clone();
+        extra.push(0);
+        assert!(decode_headers(&extra).unwrap_err().contains("trailing"));
+    }
+}

@@ -1,0 +1,74 @@
+//! SQLite's dialect of the stores: `?` placeholders as written, `BEGIN IMMEDIATE` (the writer
+//! holds the whole file, so no per-key locks and no `FOR UPDATE`), busy and locked answers
+//! classed as unavailable, and the stores' tables (`migrations/sqlite.sql`), created with the
+//! engine's own when a file is opened.
+
+use sqlx::{Pool, Sqlite, Transaction};
+
+use super::sql::Sql;
+use crate::transport::{TransportError, TransportErrorKind};
+
+/// The stores' tables in an SQLite file: dedupe marks, dead letters, their audit trail,
+/// redelivery requests and the transactional outbox. Idempotent.
+pub(crate) const SCHEMA: &str = include_str!("../../migrations/sqlite.sql");
+
+/// A [`TransportError`] for an SQLite error; "busy" and "locked" are transient.
+pub(crate) fn db_error(operation: impl Into<String>, err: sqlx::Error) -> TransportError {
+    let kind = match &err {
+        sqlx::Error::Database(db)
+            if db.message().contains("locked") || db.message().contains("busy") =>
+        {
+            TransportErrorKind::Unavailable
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) => TransportErrorKind::Unavailable,
+        _ => TransportErrorKind::Other,
+    };
+    TransportError::new(kind, operation, err.to_string()).with_source(err)
+}
+
+impl Sql for Sqlite {
+    // SQLite has no row locks (the writer holds the whole file): `FOR UPDATE` is dropped.
+    fn sql(text: &'static str) -> &'static str {
+        text.strip_suffix(" FOR UPDATE").unwrap_or(text)
+    }
+
+    fn sql_owned(text: &str) -> String {
+        text.strip_suffix(" FOR UPDATE").unwrap_or(text).to_owned()
+    }
+
+    const LOCK_KEY: Option<&'static str> = None;
+
+    async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error> {
+        pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    fn error(operation: String, err: sqlx::Error) -> TransportError {
+        db_error(operation, err)
+    }
+
+    fn rows_affected(result: &Self::QueryResult) -> u64 {
+        result.rows_affected()
+    }
+}
+
+/// The stores in an SQLite file: its pool, the lock that serialises this process's inbox
+/// transactions on the file, and whether the app's log is this same file (then the inbox writes
+/// emitted events straight into it, in its transaction).
+#[derive(Clone, Debug)]
+pub(crate) struct SqliteDb {
+    pub(crate) pool: sqlx::SqlitePool,
+    pub(crate) writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    pub(crate) file: crate::transport::sqlite::SqliteTransport,
+    pub(crate) log_here: bool,
+}
+
+impl SqliteDb {
+    pub(crate) fn of(file: &crate::transport::sqlite::SqliteTransport) -> Self {
+        SqliteDb {
+            pool: file.pool().clone(),
+            writer: file.inbox_lock_arc(),
+            file: file.clone(),
+            log_here: false,
+        }
+    }
+}
