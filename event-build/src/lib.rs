@@ -90,7 +90,6 @@ pub mod compat;
 pub mod registry;
 
 // The event catalog (JSON, Markdown, static HTML site) and the AsyncAPI document.
-pub mod asyncapi;
 pub mod catalog;
 
 pub mod config;
