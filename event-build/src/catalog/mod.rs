@@ -1,6 +1,7 @@
 //! The event catalog: what every event and command of a crate looks like, who produces it and
 //! who consumes it, rendered as JSON, Markdown and a static HTML site, and the AsyncAPI document
-//! ([`asyncapi`]).
+//! ([`asyncapi`]). Near the top of the pipeline: it reads the model and the JSON schemas, and
+//! only the driver is above it.
 //!
 //! Everything comes from the scanned [`Model`] (producers and consumers from the code: handler
 //! registrations and the places that publish or send) and, when a schema registry directory is
