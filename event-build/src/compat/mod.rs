@@ -147,6 +147,6 @@ pub use check::{SchemaVersion, check, check_with};
 pub use explain::{Direction, Violation};
 pub use json::diff_json;
 pub use mode::{CompatibilityMode, UnknownMode};
-pub(crate) use proto::proto_contract;
 pub use proto::{ProtoCategory, ProtoError, diff_proto, parse_proto};
+pub(crate) use proto::{proto_contract, strip_version_suffix};
 pub use rule::{Difference, Rule};

@@ -182,7 +182,8 @@ impl<'a> ProtoIndex<'a> {
     }
 }
 
-pub(super) fn strip_version_suffix(name: &str) -> &str {
+/// `OrderPlacedV2` → `OrderPlaced` (the name unchanged without a `V<digits>` suffix).
+pub(crate) fn strip_version_suffix(name: &str) -> &str {
     let trimmed = name.trim_end_matches(|c: char| c.is_ascii_digit());
     if trimmed.len() < name.len()
         && let Some(base) = trimmed.strip_suffix('V')

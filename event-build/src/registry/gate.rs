@@ -440,8 +440,8 @@ impl Run<'_> {
             "published schemas never change: {} changed at {} [PUBLISHED_CHANGED]. Fix: bump the version: keep v{version} exactly as published (rename its type, e.g. {}V{version}) and put the change in v{next} (#[event(version = {next}, upcast_from = {}V{version})])",
             candidate.label(),
             places.join(", "),
-            strip_v(type_name),
-            strip_v(type_name),
+            compat::strip_version_suffix(type_name),
+            compat::strip_version_suffix(type_name),
         );
         self.problem(ErrorKind::PublishedChanged, candidate, message);
     }
@@ -643,17 +643,6 @@ impl Run<'_> {
         });
         true
     }
-}
-
-fn strip_v(name: &str) -> &str {
-    let trimmed = name.trim_end_matches(|c: char| c.is_ascii_digit());
-    if trimmed.len() < name.len()
-        && let Some(base) = trimmed.strip_suffix('V')
-        && !base.is_empty()
-    {
-        return base;
-    }
-    name
 }
 
 fn field_place(scope: &str, path: &str) -> String {
