@@ -1,5 +1,6 @@
 //! The error of a build step and the diagnostics (errors and warnings) it carries, each with the
-//! file and line the user wrote.
+//! file and line the user wrote. Low in the pipeline: above the [`registry`](crate::registry),
+//! whose [`RegistryError`] it wraps, and below every stage that fails.
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
-//! JSON Schema 2020-12, one document per message version, closed by default.
+//! JSON Schema 2020-12, one document per message version, closed by default. Reads the model
+//! only; the catalog and the driver use it.
 //!
 //! # The document
 //!

@@ -83,23 +83,36 @@
 //!
 //! In CI, [`Config::check_only`] (or `evt schema check`) checks without writing.
 
-// The schema registry and the compatibility gate: they read the schemas `json_schema` writes
-// (`x-event` names the event, its mode and its upcaster), and the registry's numbers come back
-// to the build through `numbers::FieldNumbers::learn_registry` (`Config::registry_dir`).
+// One pipeline, bottom first: each module imports only modules above it in this list.
+
+// The scanned model; compatibility checks of schema documents (JSON and `.proto` text).
 pub mod compat;
+pub mod model;
+
+// The schema registry on disk and its build gate (on top of `compat`).
 pub mod registry;
 
+// The build's error (it wraps the registry's) and its diagnostics.
+mod error;
+
+// Protobuf field numbers, stable across builds (learned from the registry).
+pub mod numbers;
+
+// What to build: the `Config` settings, and what a build returns.
+pub mod config;
+
+// The sources to a model, numbers assigned.
+pub mod scan;
+
+// The model to one JSON Schema and one proto3 document per message version.
+pub mod json_schema;
+pub mod proto;
+
 // The event catalog (JSON, Markdown, static HTML site) and the AsyncAPI document.
-pub mod asyncapi;
 pub mod catalog;
 
-pub mod config;
-mod error;
-pub mod json_schema;
-pub mod model;
-pub mod numbers;
-pub mod proto;
-pub mod scan;
+// `Config::generate`, `emit`, `check` and `run`: the stages above, in order.
+mod driver;
 
 pub use config::{Config, Generated, Report};
 pub use error::{Diagnostic, Error, ErrorKind, Location};

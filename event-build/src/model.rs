@@ -1,6 +1,6 @@
 //! The intermediate model: every message, nested type, handler and producer of a crate, as
 //! plain data. The JSON Schema and proto3 emitters read it, and it is written as `model.json`
-//! for the catalog.
+//! for the catalog. The bottom of the pipeline: it imports nothing of this crate.
 //!
 //! # `model.json`
 //!
@@ -291,6 +291,21 @@ impl Shape {
     pub fn is_unit_enum(&self) -> bool {
         matches!(self, Shape::Enum { repr: EnumRepr::External, variants, .. }
             if variants.iter().all(|v| v.payload == Shape::Unit))
+    }
+}
+
+/// The struct a newtype payload wraps, whose fields are the payload's (serde inlines them).
+pub(crate) fn inlined_struct<'m>(
+    payload: &Shape,
+    types: &'m BTreeMap<String, TypeDef>,
+) -> Option<&'m TypeDef> {
+    match payload {
+        Shape::Newtype {
+            inner: Ty::Ref { name },
+        } => types
+            .get(name)
+            .filter(|def| matches!(def.shape, Shape::Struct { .. })),
+        _ => None,
     }
 }
 

@@ -1,5 +1,9 @@
 //! Protobuf field numbers: stable across builds, never reused.
 //!
+//! In the pipeline: above the model, the error and the [`registry`](crate::registry) (whose
+//! numbers it learns and whose [`Numbering`] it keeps), below the config and the scan, which
+//! assigns the numbers.
+//!
 //! Every field of a message payload or nested type, and every variant of a nested enum, gets a
 //! number, written into the `.proto` and, as `"x-proto-field": N`, next to the property in the
 //! JSON Schema. In one scope (a message, a nested type, or the fields of one enum variant):
@@ -42,7 +46,6 @@ use std::fmt;
 use std::path::PathBuf;
 
 use event_model::attr::{MAX_FIELD_NUMBER, RESERVED_FIELD_NUMBERS};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::{Diagnostic, Location};
@@ -65,34 +68,10 @@ pub enum Owner {
     },
 }
 
-/// The numbers known for one scope: what the emitter keeps ([`FieldNumbers`]) and what the
-/// registry lock records per scope ([`Registry::field_numbers`](crate::registry::Registry::field_numbers)).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Numbering {
-    /// Field (or variant) name to number.
-    pub assigned: BTreeMap<String, u32>,
-    /// Numbers never to be used again (their field was removed).
-    pub retired: BTreeSet<u32>,
-}
-
-impl Numbering {
-    /// The lowest number that is neither assigned nor retired (and outside protobuf's
-    /// 19000..=19999), at or above `at_least`.
-    pub fn next_free(&self, at_least: u32) -> u32 {
-        let used: BTreeSet<u32> = self
-            .assigned
-            .values()
-            .copied()
-            .chain(self.retired.iter().copied())
-            .collect();
-        let mut n = at_least.max(1);
-        while used.contains(&n) || RESERVED_FIELD_NUMBERS.contains(&n) {
-            n += 1;
-        }
-        n
-    }
-}
-
+/// The numbers known for one scope. Defined by the registry, whose lock records them per
+/// scope ([`SchemaRegistry::field_numbers`](crate::registry::SchemaRegistry::field_numbers)); the
+/// emitter keeps them in [`FieldNumbers`].
+pub use crate::registry::Numbering;
 /// The numbers handed out by earlier builds: the hook through which the schema registry keeps
 /// protobuf numbers stable. Empty by default (numbers follow declaration order).
 ///
@@ -230,7 +209,7 @@ impl FieldNumbers {
     /// When a published schema cannot be read.
     pub fn learn_registry(
         &mut self,
-        registry: &crate::registry::Registry,
+        registry: &crate::registry::SchemaRegistry,
     ) -> Result<&mut Self, crate::registry::RegistryError> {
         let events: Vec<String> = registry.events().map(str::to_owned).collect();
         for event in events {
@@ -346,7 +325,7 @@ pub(crate) fn assign(model: &mut Model, known: &FieldNumbers) -> Vec<Diagnostic>
     // so its committed numbers were learned under the message: read them there too.
     let mut inlined: BTreeMap<String, Vec<Owner>> = BTreeMap::new();
     for message in &model.messages {
-        if let Some(def) = crate::scan::inlined_struct(&message.payload, &model.types) {
+        if let Some(def) = crate::model::inlined_struct(&message.payload, &model.types) {
             inlined
                 .entry(def.name.clone())
                 .or_default()

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use event_build::compat::CompatibilityMode;
 use event_build::registry::{
-    Candidate, CheckOptions, Deprecation, ErrorKind, LOCK_FILE, ROOT_SCOPE, Registry, SunsetPolicy,
+    Candidate, CheckOptions, Deprecation, ErrorKind, LOCK_FILE, ROOT_SCOPE, SchemaRegistry,
+    SunsetPolicy,
 };
 use event_model::attr::Date;
 use serde_json::{Value, json};
@@ -135,7 +136,7 @@ fn read(path: &Path) -> String {
 #[test]
 fn publishes_new_versions_and_writes_only_on_change() {
     let dir = TempDir::new("publish");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     assert_eq!(registry.events().count(), 0);
 
     let report = registry.check_and_update(&[v1()], &options()).unwrap();
@@ -152,7 +153,7 @@ fn publishes_new_versions_and_writes_only_on_change() {
     assert_eq!(report.unchanged.len(), 1);
 
     // A compatible v2 is published next to v1; the lock is reread from disk.
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     let report = registry
         .check_and_update(&[v1(), v2_compatible()], &options())
         .unwrap();
@@ -173,7 +174,7 @@ fn publishes_new_versions_and_writes_only_on_change() {
 #[test]
 fn lock_is_sorted_and_human_diffable() {
     let dir = TempDir::new("lock");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     registry
         .check_and_update(&[v1(), v2_compatible()], &options())
         .unwrap();
@@ -202,7 +203,7 @@ fn lock_is_sorted_and_human_diffable() {
 #[test]
 fn rejects_a_changed_published_version() {
     let dir = TempDir::new("changed");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     registry.check_and_update(&[v1()], &options()).unwrap();
     let lock_before = read(&dir.path().join(LOCK_FILE));
 
@@ -237,7 +238,7 @@ fn rejects_a_changed_published_version() {
 #[test]
 fn description_and_type_name_changes_refresh_a_published_version() {
     let dir = TempDir::new("refresh");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     registry.check_and_update(&[v1()], &options()).unwrap();
     let lock_before = read(&dir.path().join(LOCK_FILE));
 
@@ -261,7 +262,7 @@ fn description_and_type_name_changes_refresh_a_published_version() {
 #[test]
 fn rejects_an_incompatible_change_with_the_full_message() {
     let dir = TempDir::new("incompatible");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     registry.check_and_update(&[v1()], &options()).unwrap();
 
     let err = registry
@@ -295,7 +296,7 @@ fn rejects_an_incompatible_change_with_the_full_message() {
 #[test]
 fn accepts_compatible_changes_per_mode_and_upcasters() {
     let dir = TempDir::new("modes");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     registry.check_and_update(&[v1()], &options()).unwrap();
 
     // FULL forbids adding a field to a closed object (old consumers reject it)...
@@ -355,7 +356,7 @@ fn accepts_compatible_changes_per_mode_and_upcasters() {
 #[test]
 fn transitive_modes_check_every_published_version() {
     let dir = TempDir::new("transitive");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     let with_default = |version: u32, default: bool| {
         let mut currency = string();
         if default {
@@ -400,7 +401,7 @@ fn transitive_modes_check_every_published_version() {
 #[test]
 fn detects_version_gaps() {
     let dir = TempDir::new("gap");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     registry.check_and_update(&[v1()], &options()).unwrap();
 
     let mut v3 = v2_compatible();
@@ -415,7 +416,7 @@ fn detects_version_gaps() {
 
     // The first version recorded may be any: an event adopted late.
     let dir = TempDir::new("adopt");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     let mut adopted = v2_compatible();
     adopted.version = 4;
     registry.check_and_update(&[adopted], &options()).unwrap();
@@ -429,7 +430,7 @@ fn detects_version_gaps() {
 #[test]
 fn enforces_sunsets_or_warns() {
     let dir = TempDir::new("sunset");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     let deprecated = v1().with_deprecation(Deprecation {
         since: Some(date("2025-01-01")),
         sunset: Some(date("2025-03-31")),
@@ -485,7 +486,7 @@ fn enforces_sunsets_or_warns() {
 #[test]
 fn retires_field_numbers_of_removed_fields() {
     let dir = TempDir::new("retire");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     registry
         .check_and_update(&[v1(), v2_compatible()], &options())
         .unwrap();
@@ -516,7 +517,7 @@ fn retires_field_numbers_of_removed_fields() {
     assert_eq!(numbers.assigned.get("coupon"), None);
     assert_eq!(numbers.retired.iter().copied().collect::<Vec<_>>(), [3]);
     assert_eq!(numbers.next_free(1), 4);
-    let reopened = Registry::open(dir.path()).unwrap();
+    let reopened = SchemaRegistry::open(dir.path()).unwrap();
     assert_eq!(reopened.field_numbers(EVENT)[ROOT_SCOPE], numbers);
 
     // v4 brings `coupon` back on its old number: refused, the number is retired.
@@ -568,7 +569,7 @@ fn retires_field_numbers_of_removed_fields() {
 #[test]
 fn stores_protos_and_checks_them() {
     let dir = TempDir::new("proto");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     let proto_v1 = "syntax = \"proto3\";\npackage orders.order_placed.v1;\n\n// A customer placed an order.\nmessage OrderPlacedV1 {\n  string order_id = 1;\n  uint64 total = 2;\n}\n";
     registry
         .check_and_update(&[v1().with_proto(proto_v1)], &options())
@@ -612,7 +613,7 @@ fn stores_protos_and_checks_them() {
         .check_and_update(std::slice::from_ref(&v2), &options())
         .expect("NONE skips every check");
     let dir2 = TempDir::new("proto2");
-    let mut registry = Registry::open(dir2.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir2.path()).unwrap();
     registry
         .check_and_update(&[v1().with_proto(proto_v1)], &options())
         .unwrap();
@@ -662,7 +663,7 @@ fn candidates_from_schemas_and_context_moves() {
     );
 
     let dir = TempDir::new("context");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     registry.check_and_update(&[v1()], &options()).unwrap();
     let mut moved = v1();
     moved.context = "billing".into();
@@ -674,7 +675,7 @@ fn candidates_from_schemas_and_context_moves() {
 #[test]
 fn reports_every_problem_at_once() {
     let dir = TempDir::new("many");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     registry.check_and_update(&[v1()], &options()).unwrap();
     let other = Candidate::new("orders.order_shipped", "orders", 1, json!("not a schema"));
     let err = registry
@@ -692,7 +693,7 @@ fn reports_every_problem_at_once() {
 #[test]
 fn upcasters_cover_protobuf_breaks_only_without_forward_promises() {
     let dir = TempDir::new("upcast-proto");
-    let mut registry = Registry::open(dir.path()).unwrap();
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
     let proto = |version: u32, total: &str| {
         format!(
             "syntax = \"proto3\";\npackage events.orders;\nmessage OrderPlacedV{version} {{\n  string order_id = 1;\n  {total} total = 2;\n}}\n"

@@ -1,5 +1,7 @@
 //! The event catalog: what every event and command of a crate looks like, who produces it and
-//! who consumes it, rendered as JSON, Markdown and a static HTML site.
+//! who consumes it, rendered as JSON, Markdown and a static HTML site, and the AsyncAPI document
+//! ([`asyncapi`]). Near the top of the pipeline: it reads the model and the JSON schemas, and
+//! only the driver is above it.
 //!
 //! Everything comes from the scanned [`Model`] (producers and consumers from the code: handler
 //! registrations and the places that publish or send) and, when a schema registry directory is
@@ -10,7 +12,7 @@
 //! |---|---|
 //! | `catalog.json` | the machine-readable catalog ([`json`]) |
 //! | `catalog.md` | one section per context and message, and a Mermaid flow chart ([`markdown`]) |
-//! | `asyncapi.json` | the AsyncAPI 3.0 document of the service ([`crate::asyncapi`]) |
+//! | `asyncapi.json` | the AsyncAPI 3.0 document of the service ([`asyncapi`]) |
 //! | `site/index.html`, `site/flows.html`, `site/events/<name>.html` | the static site ([`html`]) |
 //! | `site/mermaid.min.js`, `site/mermaid.LICENSE` | Mermaid, shipped with the site: no CDN |
 //!
@@ -36,6 +38,7 @@ use crate::error::Error;
 use crate::json_schema;
 use crate::model::{Deprecation, MessageKind, Model, Sla, Source, Via};
 
+pub mod asyncapi;
 pub mod diff;
 pub mod html;
 pub mod json;
@@ -470,7 +473,7 @@ pub fn render(model: &Model, options: &Options) -> Result<BTreeMap<String, Vec<u
     files.insert("catalog.md".into(), markdown::render(&catalog).into_bytes());
     files.insert(
         "asyncapi.json".into(),
-        json_schema::to_pretty(&crate::asyncapi::document(model, &catalog)).into_bytes(),
+        json_schema::to_pretty(&asyncapi::document(model, &catalog)).into_bytes(),
     );
     for (path, content) in html::render(&catalog) {
         files.insert(format!("site/{path}"), content.into_bytes());

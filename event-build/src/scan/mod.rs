@@ -1,5 +1,6 @@
 //! Source scanning: a build script cannot see its own crate's types, so the scan parses the
-//! sources with syn, the way cbindgen does.
+//! sources with syn, the way cbindgen does. In the pipeline: above the [`Config`] settings and
+//! the numbers (assigned at the end of a scan), below the emitters and the driver.
 //!
 //! 1. From `src/lib.rs` and `src/main.rs` (or the files given to
 //!    [`Config::sources`](crate::Config::sources)) it follows `mod x;` to `x.rs`, `x/mod.rs`
@@ -45,7 +46,7 @@ use crate::config::Config;
 use crate::error::{Diagnostic, Error, Location};
 use crate::model::{
     Deprecation, MODEL_FORMAT, Message, MessageKind, MessageRef, Model, Shape, Sla, Source, Ty,
-    TypeDef,
+    TypeDef, inlined_struct,
 };
 
 /// What a scan found.
@@ -70,7 +71,7 @@ pub struct Scan {
 /// own messages) and field-number conflict, each with its file and line.
 pub fn scan(config: &Config) -> Result<Scan, Error> {
     let crate_dir = config.resolved_crate_dir();
-    let roots = config.resolved_sources(&crate_dir)?;
+    let roots = roots(config, &crate_dir)?;
     let mut loader = load::Loader::new(&crate_dir);
     for root in &roots {
         loader.load_root(root)?;
@@ -78,7 +79,7 @@ pub fn scan(config: &Config) -> Result<Scan, Error> {
     let index = Index::new(loader.out);
     let mut builder = Builder {
         index: &index,
-        type_schemas: config.type_schemas(),
+        type_schemas: &config.type_schemas,
         alias_stack: Vec::new(),
         location: Location {
             file: PathBuf::new(),
@@ -93,7 +94,7 @@ pub fn scan(config: &Config) -> Result<Scan, Error> {
     builder.messages();
     builder.defs();
     let (mut model, mut errors, mut warnings) = builder.finish();
-    errors.extend(crate::numbers::assign(&mut model, config.known_numbers()));
+    errors.extend(crate::numbers::assign(&mut model, &config.field_numbers));
     if !errors.is_empty() {
         return Err(Error::invalid(errors));
     }
@@ -183,21 +184,6 @@ pub(crate) fn shape_refs(shape: &Shape, f: &mut dyn FnMut(&str)) {
         Shape::Tuple { items } => items.iter().for_each(|t| t.for_each_ref(f)),
         Shape::Unit => {}
         Shape::Enum { variants, .. } => variants.iter().for_each(|v| shape_refs(&v.payload, f)),
-    }
-}
-
-/// The struct a newtype payload wraps, whose fields are the payload's (serde inlines them).
-pub(crate) fn inlined_struct<'m>(
-    payload: &Shape,
-    types: &'m BTreeMap<String, TypeDef>,
-) -> Option<&'m TypeDef> {
-    match payload {
-        Shape::Newtype {
-            inner: Ty::Ref { name },
-        } => types
-            .get(name)
-            .filter(|def| matches!(def.shape, Shape::Struct { .. })),
-        _ => None,
     }
 }
 
@@ -605,8 +591,24 @@ impl Builder<'_> {
     }
 }
 
+/// The root files to scan: [`Config::sources`](crate::Config::sources) from the crate directory,
+/// else its `src/lib.rs` and `src/main.rs` ([`ErrorKind::NoSources`](crate::ErrorKind::NoSources) without either).
+fn roots(config: &Config, crate_dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    if !config.sources.is_empty() {
+        return Ok(config.sources.iter().map(|p| crate_dir.join(p)).collect());
+    }
+    let roots = default_roots(crate_dir);
+    if roots.is_empty() {
+        return Err(Error::new(
+            crate::error::ErrorKind::NoSources,
+            Some(crate_dir.to_path_buf()),
+        ));
+    }
+    Ok(roots)
+}
+
 /// `ErrorKind::NoSources` helper.
-pub(crate) fn default_roots(crate_dir: &Path) -> Vec<PathBuf> {
+fn default_roots(crate_dir: &Path) -> Vec<PathBuf> {
     ["src/lib.rs", "src/main.rs"]
         .iter()
         .map(|p| crate_dir.join(p))

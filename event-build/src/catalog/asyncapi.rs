@@ -1,5 +1,6 @@
 //! The AsyncAPI 3.0 document of one service (one scanned crate), written as `asyncapi.json`
-//! next to the catalog (see [`crate::catalog`]).
+//! next to the catalog (see [`crate::catalog`]). Part of the catalog, at its top with the
+//! renderers: it reads the [`Catalog`] and the model and writes nothing itself.
 //!
 //! - **Channels**: one per topic the service touches. Events go to the topic named after their
 //!   owning context (`orders`), commands to `<context>.commands`. Each channel lists the
@@ -20,8 +21,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use crate::catalog::{Catalog, CatalogMessage, CatalogVersion};
 use crate::model::{MessageKind, Model};
+
+use super::{Catalog, CatalogMessage, CatalogVersion, slug};
 
 /// The AsyncAPI version written.
 pub const ASYNCAPI_VERSION: &str = "3.0.0";
@@ -47,7 +49,7 @@ pub fn message_id(name: &str, version: u32) -> String {
 
 /// A channel id for a topic (`orders.commands` stays as it is).
 fn channel_id(topic: &str) -> String {
-    crate::catalog::slug(topic)
+    slug(topic)
 }
 
 /// The CloudEvents 1.0 Kafka binary-mode headers the runtime writes.
@@ -248,7 +250,7 @@ pub fn document(model: &Model, catalog: &Catalog) -> Value {
             operations.insert(
                 format!(
                     "receive.{}.{}",
-                    crate::catalog::slug(&h.function.replace("::", ".")),
+                    slug(&h.function.replace("::", ".")),
                     channel
                 ),
                 operation,
