@@ -1,12 +1,13 @@
 //! What the cases publish and record: the [`Step`] event, a [`recorder`] handler and its
-//! [`Seen`] log, and temporary directories for an engine's files. Public so that an engine's own
-//! tests can reuse them next to the suite.
+//! [`Seen`] log; and for an engine's instances, temporary directories, unique prefixes and
+//! SQLite stores. Public so that an engine's own tests can reuse them next to the suite.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use event_runtime::{Context, Delivery, DomainEvent, Envelope, HandlerError};
+use event_runtime::transport::sqlite::SqliteTransport;
+use event_runtime::{Context, Delivery, DomainEvent, Envelope, HandlerError, Stores};
 use serde::{Deserialize, Serialize};
 
 /// A step of an account: the event of the suite (type `ledger.step`, keyed by account, on the
@@ -76,6 +77,17 @@ pub fn tempdir(name: &str) -> PathBuf {
     ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Stores (dead letters, dedupe marks) in the SQLite file at `path`, created if missing: what
+/// an engine without stores of its own gives its apps, `App::new(transport, sqlite_stores(..))`.
+///
+/// # Panics
+///
+/// When the file cannot be opened.
+pub async fn sqlite_stores(path: &Path) -> Stores {
+    let file = SqliteTransport::open(path).await.unwrap();
+    Stores::sqlite(&file)
 }
 
 /// A name no other test or run has: a prefix for an engine's topics, streams and groups on a

@@ -6,12 +6,11 @@
 use std::sync::Arc;
 
 use event_conformance::Engine;
-use event_conformance::fixture::{tempdir, unique_prefix};
+use event_conformance::fixture::{sqlite_stores, tempdir, unique_prefix};
 use event_conformance::servers::server_url;
 use event_kafka::mock::MockKafka;
 use event_kafka::{KafkaConfig, KafkaTransport};
-use event_runtime::transport::sqlite::SqliteTransport;
-use event_runtime::{App, Stores};
+use event_runtime::App;
 
 /// The broker at `EVT_KAFKA_BOOTSTRAP`, each case under a topic and group prefix of its own.
 /// Topics are created with the admin API.
@@ -41,8 +40,7 @@ impl Engine for Broker {
     }
 
     async fn app(&self) -> App<KafkaTransport> {
-        let stores = SqliteTransport::open(&self.stores).await.unwrap();
-        App::new(self.transport().await, Stores::sqlite(&stores))
+        App::new(self.transport().await, sqlite_stores(&self.stores).await)
     }
 }
 
@@ -67,8 +65,7 @@ impl Engine for Mock {
     }
 
     async fn app(&self) -> App<KafkaTransport> {
-        let stores = SqliteTransport::open(&self.stores).await.unwrap();
-        App::new(self.transport().await, Stores::sqlite(&stores))
+        App::new(self.transport().await, sqlite_stores(&self.stores).await)
     }
 }
 

@@ -4,11 +4,10 @@
 //! except under `CI`.
 
 use event_conformance::Engine;
-use event_conformance::fixture::{tempdir, unique_prefix};
+use event_conformance::fixture::{sqlite_stores, tempdir, unique_prefix};
 use event_conformance::servers::server_url;
 use event_nats::{NatsConfig, NatsTransport};
-use event_runtime::transport::sqlite::SqliteTransport;
-use event_runtime::{App, Stores};
+use event_runtime::App;
 
 /// A prefix on the shared server, and a stores file of its own.
 struct Nats {
@@ -33,8 +32,7 @@ impl Engine for Nats {
     }
 
     async fn app(&self) -> App<NatsTransport> {
-        let stores = SqliteTransport::open(&self.stores).await.unwrap();
-        App::new(self.transport().await, Stores::sqlite(&stores))
+        App::new(self.transport().await, sqlite_stores(&self.stores).await)
     }
 
     /// JetStream's duplicate window (`Nats-Msg-Id` = the event id) stores a retried record once.
