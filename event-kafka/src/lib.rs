@@ -52,6 +52,13 @@
 //! Credentials are [`Secret`]s whose `Debug` is `[redacted]`; every error message has them
 //! replaced by `[redacted]` and carries no engine error as source.
 //!
+//! # Conformance
+//!
+//! `tests/conformance.rs` runs the engine conformance kit (`event-conformance`) on this engine
+//! twice, with one `event_conformance::conformance_tests!` each: on a real broker (tansu, at
+//! `EVT_KAFKA_BOOTSTRAP`) and on librdkafka's in-process [`mock`] cluster. `tests/broker.rs`
+//! starts brokers of its own with `event_conformance::servers::Tansu`.
+//!
 //! # Limitations
 //!
 //! - No atomic multi-record append (see above); no inbox mode.

@@ -3,10 +3,9 @@
 //! SASL required or killed with SIGKILL under the publisher. Skipped without `EVT_TANSU_BIN`,
 //! except under `CI`.
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use event_conformance::servers::Tansu;
 use event_kafka::{KafkaConfig, KafkaTransport};
 use event_runtime::app::PublishError;
 use event_runtime::retry::PublishRetry;
@@ -22,75 +21,13 @@ struct Reading {
     seq: u32,
 }
 
-fn tansu() -> Option<String> {
-    match std::env::var("EVT_TANSU_BIN") {
-        Ok(path) if !path.trim().is_empty() => Some(path),
-        _ if std::env::var_os("CI").is_some() => {
-            panic!("EVT_TANSU_BIN is not set, but CI is (scripts/servers.sh builds and exports it)")
-        }
-        _ => {
-            eprintln!("skipped: EVT_TANSU_BIN is not set (scripts/servers.sh exports it)");
-            None
-        }
-    }
-}
-
-/// A broker on a free loopback port, killed on drop.
-struct Broker(Child);
-
-impl Broker {
-    fn start(binary: &str, extra: &[&str]) -> (Broker, u16) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let mut child = Command::new(binary)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start tansu");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("tansu exited at start: {status}");
-            }
-            assert!(Instant::now() < deadline, "tansu did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        (Broker(child), port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_while_the_broker_is_down_is_bounded_and_reported() {
-    let Some(binary) = tansu() else {
+    let Some(binary) = Tansu::binary() else {
         return;
     };
-    let (mut broker, port) = Broker::start(&binary, &[]);
-    let config = KafkaConfig::new(format!("127.0.0.1:{port}"))
+    let mut broker = Tansu::start(&binary, &[]);
+    let config = KafkaConfig::new(broker.bootstrap())
         .request_timeout(Duration::from_secs(1))
         .client_option("batch.num.messages", "1");
     let transport = KafkaTransport::connect(config).unwrap();
@@ -145,11 +82,11 @@ async fn publishing_while_the_broker_is_down_is_bounded_and_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_sasl_logins_are_reported_without_credentials() {
     use event_runtime::transport::Transport as _;
-    let Some(binary) = tansu() else {
+    let Some(binary) = Tansu::binary() else {
         return;
     };
-    let (_broker, port) = Broker::start(&binary, &["--authentication"]);
-    let servers = format!("127.0.0.1:{port}");
+    let broker = Tansu::start(&binary, &["--authentication"]);
+    let servers = broker.bootstrap();
     let (user, password) = ("evt-user-7f3a", "pa55-w0rd-c91e");
     let config = KafkaConfig::new(&servers)
         .sasl_scram_sha512(user, password)

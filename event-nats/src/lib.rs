@@ -89,6 +89,13 @@
 //! message has each credential replaced by `[redacted]` and carries no engine error as source.
 //! This crate logs nothing.
 //!
+//! # Conformance
+//!
+//! `tests/conformance.rs` runs the engine conformance kit (`event-conformance`) on this engine:
+//! every case of the suite, against the JetStream server in `EVT_NATS_URL`, each under a prefix
+//! of its own, with one `event_conformance::conformance_tests!(Nats)`. The other tests start
+//! servers of their own with `event_conformance::servers::NatsServer` (and kill them).
+//!
 //! # Limitations
 //!
 //! - No atomic multi-record append (see above); no inbox mode (that needs the SQLite engine's

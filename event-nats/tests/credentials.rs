@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use event_nats::{Auth, NatsConfig, NatsTransport, Secret};
 use event_runtime::transport::{OutgoingRecord, Transport, TransportError, TransportErrorKind};
 
-mod common;
+use event_conformance::fixture::tempdir;
+use event_conformance::servers::NatsServer;
 
 /// Everything logged through `tracing` in this process, at every level.
 fn captured_logs() -> Arc<Mutex<String>> {
@@ -89,7 +90,7 @@ async fn connect_errors_carry_no_credentials_even_without_a_server() {
     let password = secret("pw");
     let in_url = secret("urlpw");
     // Nothing listens on this port.
-    let port = common::free_port();
+    let port = event_conformance::servers::free_port();
     let config =
         NatsConfig::new(format!("nats://bob:{in_url}@127.0.0.1:{port}")).auth(Auth::UserPassword {
             user: "bob".into(),
@@ -111,7 +112,7 @@ async fn connect_errors_carry_no_credentials_even_without_a_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_never_leak_against_a_server_that_requires_them() {
-    let Some(binary) = common::server_binary() else {
+    let Some(binary) = NatsServer::binary() else {
         return;
     };
     let logs = captured_logs();
@@ -132,8 +133,8 @@ async fn credentials_never_leak_against_a_server_that_requires_them() {
         creds_seed.as_str(),
     ];
 
-    let dir = common::tempdir("credentials");
-    let server = common::Server::start(
+    let dir = tempdir("credentials");
+    let server = NatsServer::start(
         &binary,
         &dir.join("userpass"),
         &["--user", "evt", "--pass", &password],
@@ -180,7 +181,7 @@ async fn credentials_never_leak_against_a_server_that_requires_them() {
         .unwrap_err(),
     );
     let mut url_config = config(Auth::None);
-    url_config.url = format!("nats://evt:{in_url}@127.0.0.1:{}", server.port);
+    url_config.url = format!("nats://evt:{in_url}@127.0.0.1:{}", server.port());
     assert_clean(&format!("{url_config:?}"), &secrets);
     failures.push(NatsTransport::connect(url_config).await.unwrap_err());
     failures.push(
@@ -215,7 +216,7 @@ async fn credentials_never_leak_against_a_server_that_requires_them() {
     drop(server);
 
     // A token server.
-    let server = common::Server::start(&binary, &dir.join("token"), &["--auth", &token]);
+    let server = NatsServer::start(&binary, &dir.join("token"), &["--auth", &token]);
     let mut with_token = NatsConfig::new(server.url())
         .auth(Auth::Token(Secret::new(token.clone())))
         .prefix(format!("c{}", uuid::Uuid::now_v7().simple()));

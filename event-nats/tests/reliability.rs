@@ -11,7 +11,8 @@ use event_runtime::transport::Transport;
 use event_runtime::{App, Context, DomainEvent, Envelope};
 use serde::{Deserialize, Serialize};
 
-mod common;
+use event_conformance::fixture::tempdir;
+use event_conformance::servers::NatsServer;
 
 /// A reading of a meter.
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -26,11 +27,11 @@ const EVENTS: u32 = 3000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_event_is_lost_when_the_server_is_killed_mid_stream() {
-    let Some(binary) = common::server_binary() else {
+    let Some(binary) = NatsServer::binary() else {
         return;
     };
-    let dir = common::tempdir("reliability");
-    let mut server = common::Server::start(&binary, &dir, &[]);
+    let dir = tempdir("reliability");
+    let mut server = NatsServer::start(&binary, &dir, &[]);
     let mut config = NatsConfig::new(server.url())
         .prefix("rel")
         .storage(Storage::File);
@@ -127,11 +128,11 @@ async fn publishing_during_an_outage_is_bounded_and_reported() {
     use event_runtime::retry::PublishRetry;
     use event_runtime::transport::TransportErrorKind;
 
-    let Some(binary) = common::server_binary() else {
+    let Some(binary) = NatsServer::binary() else {
         return;
     };
-    let dir = common::tempdir("outage");
-    let mut server = common::Server::start(&binary, &dir, &[]);
+    let dir = tempdir("outage");
+    let mut server = NatsServer::start(&binary, &dir, &[]);
     let mut config = NatsConfig::new(server.url())
         .prefix("outage")
         .storage(Storage::File);

@@ -12,7 +12,8 @@ use event_runtime::{App, Context, DomainEvent, Envelope};
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 
-mod common;
+use event_conformance::fixture::tempdir;
+use event_conformance::servers::NatsServer;
 
 /// An order was placed.
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -25,11 +26,11 @@ struct OrderPlaced {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_travel_in_the_nats_binding_both_ways() {
-    let Some(binary) = common::server_binary() else {
+    let Some(binary) = NatsServer::binary() else {
         return;
     };
-    let dir = common::tempdir("wire");
-    let server = common::Server::start(&binary, &dir, &[]);
+    let dir = tempdir("wire");
+    let server = NatsServer::start(&binary, &dir, &[]);
     let config = NatsConfig::new(server.url()).prefix("wire");
     let transport = NatsTransport::connect(config.clone()).await.unwrap();
     let js = transport.jetstream().clone();
