@@ -23,6 +23,11 @@ scripts/install-chromium.sh # chromium for event-build's catalog_browser test (i
 # --- Tests ---------------------------------------------------------------------------------------
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# The runtime's features are additive: every supported combination builds on its own.
+for features in "" "derive" "sqlite" "postgres" "sqlite,postgres"; do
+  echo "checking event-runtime with features [${features}]" >&2
+  cargo check -q -p event-runtime --lib --no-default-features --features "$features"
+done
 # Unit, integration, compile-fail (trybuild) and property tests.
 cargo nextest run --workspace --no-fail-fast
 # nextest does not run doc tests; the crate docs' examples are tests too.

@@ -157,12 +157,12 @@ impl App<SqliteTransport> {
 }
 
 impl App<MemoryTransport> {
-    /// Everything in memory (the dead-letter queue in a private in-memory SQLite database):
+    /// Everything in memory (engine, dead letters, dedupe marks; no SQL at all):
     /// for tests and demos.
     ///
     /// # Errors
     ///
-    /// When SQLite cannot be initialised.
+    /// None today (kept fallible for stores that need set-up).
     pub async fn in_memory() -> Result<Self, AppError> {
         App::with_transport(MemoryTransport::new()).await
     }
