@@ -1,6 +1,6 @@
 -- Schema of the stores in an SQLite file (dedupe marks, dead-letter queue, redrive/replay
--- requests, audit trail, transactional outbox): the same tables and columns as
--- migrations/postgres.sql, in SQLite's types. Idempotent; run when a file is opened.
+-- requests, audit trail): the same tables, columns and indexes as migrations/postgres.sql (which
+-- also has the transactional outbox), in SQLite's types. Idempotent; run when a file is opened.
 CREATE TABLE IF NOT EXISTS evt_dedupe (
     grp         TEXT NOT NULL,
     key         TEXT NOT NULL,
@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS evt_dead_letters (
 );
 CREATE INDEX IF NOT EXISTS evt_dead_letters_grp ON evt_dead_letters (grp, status);
 CREATE INDEX IF NOT EXISTS evt_dead_letters_record ON evt_dead_letters (grp, topic, partition, offset);
+CREATE INDEX IF NOT EXISTS evt_dead_letters_parked ON evt_dead_letters (parked_behind);
 CREATE TABLE IF NOT EXISTS evt_dlq_audit (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     letter_id   INTEGER NOT NULL,
@@ -40,6 +41,7 @@ CREATE TABLE IF NOT EXISTS evt_dlq_audit (
     actor       TEXT NOT NULL,
     detail      TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS evt_dlq_audit_letter ON evt_dlq_audit (letter_id, id);
 CREATE TABLE IF NOT EXISTS evt_redeliveries (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     grp         TEXT NOT NULL,
@@ -52,17 +54,3 @@ CREATE TABLE IF NOT EXISTS evt_redeliveries (
     requested_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS evt_redeliveries_grp ON evt_redeliveries (grp, id);
--- Events staged in the caller's transaction, relayed to the log in id order and deleted. The
--- record is encoded once (CloudEvents binary mode, Kafka binding: key, headers, payload), so
--- every relay attempt appends the same event id.
-CREATE TABLE IF NOT EXISTS evt_outbox (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    topic       TEXT NOT NULL,
-    event_id    TEXT NOT NULL,
-    record_key  BLOB,
-    headers     BLOB NOT NULL,
-    payload     BLOB NOT NULL,
-    created_ms  INTEGER NOT NULL,
-    attempts    INTEGER NOT NULL DEFAULT 0,
-    last_error  TEXT
-);

@@ -131,6 +131,7 @@ pub struct App<T: Transport> {
     transport: Arc<T>,
     dlq: DeadLetters,
     stores: Db,
+    inbox: Option<Db>,
     #[cfg(feature = "postgres")]
     outbox: Option<Outbox>,
     publisher: Publisher<T>,
@@ -245,12 +246,12 @@ impl<T: Transport> App<T> {
     /// dedupe store.
     pub fn new(transport: T, stores: Stores) -> Self {
         let Stores {
-            mut db,
+            db,
             dlq,
             #[cfg(feature = "postgres")]
             outbox,
         } = stores;
-        db.attach_log(&transport);
+        let inbox = db.inbox_for(&transport);
         let transport = Arc::new(transport);
         App {
             publisher: Publisher {
@@ -262,6 +263,7 @@ impl<T: Transport> App<T> {
             transport,
             dlq,
             stores: db,
+            inbox,
             #[cfg(feature = "postgres")]
             outbox,
             groups: BTreeMap::new(),
@@ -276,7 +278,7 @@ impl<T: Transport> App<T> {
     ///
     /// # Errors
     ///
-    /// When SQLite cannot be initialised.
+    /// None today (kept fallible for stores that need set-up).
     pub async fn with_transport(transport: T) -> Result<Self, AppError> {
         Ok(App::new(transport, Stores::in_memory().await?))
     }
@@ -407,6 +409,7 @@ impl<T: Transport> App<T> {
                 publisher: self.publisher.clone(),
                 dlq: self.dlq.clone(),
                 stores: self.stores.clone(),
+                inbox: self.inbox.clone(),
                 registry,
                 states: self.states.clone(),
                 stats: group_stats,

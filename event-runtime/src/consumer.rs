@@ -247,6 +247,8 @@ pub(crate) struct GroupRunner<T: Transport> {
     pub(crate) publisher: Publisher<T>,
     pub(crate) dlq: DeadLetters,
     pub(crate) stores: crate::store::Db,
+    /// Where inbox mode runs (`Db::inbox_for`), if anywhere.
+    pub(crate) inbox: Option<crate::store::Db>,
     pub(crate) registry: &'static Registry,
     pub(crate) states: crate::handler::States,
     pub(crate) stats: Arc<GroupStats>,
@@ -680,7 +682,7 @@ impl<T: Transport> GroupRunner<T> {
     }
 
     fn inbox_capable(&self) -> bool {
-        self.stores.has_inbox()
+        self.inbox.is_some()
     }
 
     fn context(&self, raw: &RawEnvelope, delivery: Delivery, attempt: u32) -> Context {
@@ -708,9 +710,8 @@ impl<T: Transport> GroupRunner<T> {
         inbox: bool,
         bypass_dedupe: bool,
     ) -> Result<bool, Failure> {
-        if inbox {
-            return self
-                .stores
+        if inbox && let Some(db) = &self.inbox {
+            return db
                 .inbox(
                     &self.publisher,
                     &self.group,

@@ -114,6 +114,7 @@
 //! - [`outbox`]: the transactional outbox on PostgreSQL (publish atomically with your writes).
 //! - [`store`]: where dead letters, dedupe marks, the inbox and the outbox live (memory, SQLite,
 //!   PostgreSQL), each lifecycle written once.
+//! - [`testing`]: checks for your own handlers.
 //!
 //! # Features
 //!
@@ -121,7 +122,6 @@
 //! engine and SQLite stores; `postgres` (default) adds the PostgreSQL stores and the outbox.
 //! With none of them, [`App`] runs on the in-memory engine (or any other engine) with dead
 //! letters and dedupe marks in memory.
-//! - [`testing`]: checks for your own handlers.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -1,8 +1,8 @@
 //! The inbox, written once: one transaction of the stores' database claims the dedupe key, holds
 //! the handler's writes (reachable through [`crate::Context::transaction`]) and takes the events
 //! the handler emitted, then commits — or rolls all three back. Where the emitted events go is
-//! the one thing a store decides ([`EmitIn`]): into the log itself when the log is a table of the
-//! same SQLite file, otherwise into that database's transactional outbox.
+//! the one thing a store decides ([`EmitIn`]): on SQLite (the inbox of the embedded engine, in
+//! the log's own file) into the log itself; on PostgreSQL into its transactional outbox.
 
 use std::any::Any;
 use std::future::Future;
@@ -107,18 +107,6 @@ impl EmitIn<sqlx::Postgres> for ToOutbox {
 }
 
 impl Db {
-    /// Whether a group in inbox mode gets an inbox here: SQL stores whose emitted events have
-    /// somewhere to go in the same transaction. Otherwise the group uses the dedupe store.
-    pub(crate) fn has_inbox(&self) -> bool {
-        match self {
-            Db::Memory(_) => false,
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(db) => db.log_here,
-            #[cfg(feature = "postgres")]
-            Db::Postgres(_) => true,
-        }
-    }
-
     /// One inbox attempt on these stores (see [`attempt`]).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn inbox<T, F, Fut, E>(

@@ -25,9 +25,10 @@ pub(crate) struct LetterRef {
     pub(crate) offset: u64,
 }
 
-/// The row-level operations of the letters' tables inside one transaction. Writers are
-/// serialised per record and per key by [`LetterTx::lock`] (a no-op where the transaction holds
-/// the whole store); the `*_for_update` reads lock what they return until the commit.
+/// The row-level operations of the letters' tables inside one transaction. [`put`] serialises
+/// itself per record and, when parking, per key with [`LetterTx::lock`] (a no-op where the
+/// transaction holds the whole store); the `*_for_update` reads lock what they return until the
+/// commit.
 pub(crate) trait LetterTx: Send {
     /// Serialises this transaction with every other one that locks `key`.
     fn lock(&mut self, key: &str) -> impl Future<Output = Result<(), TransportError>> + Send;
@@ -147,17 +148,15 @@ pub(crate) trait LetterTx: Send {
     fn commit(self) -> impl Future<Output = Result<(), TransportError>> + Send;
 }
 
-/// The key serialising writers of one record of one group.
+/// The key serialising writers of one record of one group. The same text as releases before
+/// the store was written once, so old and new processes sharing a database still serialise.
 fn record_key(group: &str, topic: &str, partition: u32, offset: u64) -> String {
-    format!("evt-letter/{group}/{topic}/{partition}/{offset}")
+    format!("{group}/{topic}/{partition}/{offset}")
 }
 
-/// The key serialising parking and resolution of one partition key of one group.
+/// The key serialising parking of one partition key of one group (same text as before, too).
 fn partition_key_lock(group: &str, topic: &str, partition_key: Option<&str>) -> String {
-    format!(
-        "evt-letter-key/{group}/{topic}/{}",
-        partition_key.unwrap_or("")
-    )
+    format!("{group}/{topic}/{}", partition_key.unwrap_or(""))
 }
 
 /// Stores a dead letter; returns its id. See [`crate::dlq::DeadLetters::put`].

@@ -6,14 +6,16 @@
 //! contributes its SQL dialect.
 //!
 //! ```text
-//!   DeadLetters / Dedupe / Outbox / inbox        (public facades: dlq, dedupe, outbox, consumer)
-//!        │ one lifecycle each: letters.rs, dedupe.rs, outbox.rs
+//!   DeadLetters · dedupe · inbox                 (public facades: dlq, dedupe, consumer)
+//!        │ one lifecycle each: letters.rs, dedupe.rs, inbox.rs
 //!        ▼
-//!   LetterTx (row-level, one transaction)  ──►  memory.rs  (no SQL at all)
-//!        │                                  └►  sql.rs     (every SQL database, written once)
-//!        ▼                                                   │ Sql: the dialect
-//!                                                     sqlite.rs · postgres.rs
+//!   LetterTx (row-level, one transaction)  ──►  memory.rs       (no SQL at all)
+//!        │                                  └►  sql_letters.rs  (every SQL database, once)
+//!        ▼                                        │ Exec + Sql (sql.rs): the dialect
+//!                                          sqlite.rs · postgres.rs
 //! ```
+//!
+//! The transactional outbox ([`crate::outbox`]) is PostgreSQL's alone so far.
 //!
 //! A [`Dialect`] is a database the stores can live in: [`sqlx::Sqlite`] with the `sqlite`
 //! feature, [`sqlx::Postgres`] with the `postgres` feature. It is what
@@ -95,18 +97,26 @@ impl Db {
         Ok(Db::Postgres(pool))
     }
 
-    /// Notes whether the app's log is the very SQLite file these stores are in (then the inbox
-    /// appends emitted events to it in its own transaction).
-    pub(crate) fn attach_log<T: 'static>(&mut self, transport: &T) {
-        #[cfg(feature = "sqlite")]
-        if let Db::Sqlite(db) = self {
-            let transport: &dyn std::any::Any = transport;
-            db.log_here = transport
-                .downcast_ref::<crate::transport::sqlite::SqliteTransport>()
-                .is_some_and(|log| db.file.same_engine(log));
+    /// The database a group in inbox mode runs its inbox on, for an app on `transport`: these
+    /// stores when they are PostgreSQL, else the log's own file when the engine is SQLite (the
+    /// emitted events are then appended to the log in the inbox transaction). `None`: no inbox,
+    /// the group uses the dedupe store.
+    pub(crate) fn inbox_for<T: 'static>(&self, transport: &T) -> Option<Db> {
+        #[cfg(feature = "postgres")]
+        if let Db::Postgres(_) = self {
+            return Some(self.clone());
         }
-        #[cfg(not(feature = "sqlite"))]
+        #[cfg(feature = "sqlite")]
+        {
+            let transport: &dyn std::any::Any = transport;
+            if let Some(file) =
+                transport.downcast_ref::<crate::transport::sqlite::SqliteTransport>()
+            {
+                return Some(Db::sqlite(file));
+            }
+        }
         let _ = transport;
+        None
     }
 
     /// Whether `key` was marked for `group`.

@@ -4,7 +4,7 @@
 
 use sqlx::{Pool, Postgres, Transaction};
 
-use super::sql::{Sql, number_placeholders, numbered_static};
+use super::sql::{Sql, numbered_static};
 use crate::transport::{TransportError, TransportErrorKind};
 
 /// The schema: `evt_dead_letters`, `evt_dlq_audit`, `evt_redeliveries`, `evt_dedupe`,
@@ -23,10 +23,6 @@ pub(crate) async fn ensure_schema(pool: &sqlx::PgPool) -> Result<(), TransportEr
 impl Sql for Postgres {
     fn sql(text: &'static str) -> &'static str {
         numbered_static(text)
-    }
-
-    fn sql_owned(text: &str) -> String {
-        number_placeholders(text)
     }
 
     const LOCK_KEY: Option<&'static str> = Some("SELECT pg_advisory_xact_lock(hashtext(?))");

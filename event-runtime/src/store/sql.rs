@@ -34,8 +34,6 @@ pub trait Sql: sqlx::Database {
     /// (`$1`, `$2`, ... on PostgreSQL); a trailing ` FOR UPDATE` dropped where the writer holds
     /// the whole database (SQLite).
     fn sql(text: &'static str) -> &'static str;
-    /// The same for a statement built at run time.
-    fn sql_owned(text: &str) -> String;
     /// A statement taking one text parameter that serialises, until the transaction ends, every
     /// transaction passing the same text; `None` where a writing transaction already holds the
     /// whole database (SQLite's `BEGIN IMMEDIATE`).
@@ -308,22 +306,9 @@ pub(crate) fn numbered_static(text: &'static str) -> &'static str {
         .or_insert_with(|| Box::leak(number_placeholders(text).into_boxed_str()))
 }
 
-/// `?, ?, ?` with `n` placeholders, for an `IN (...)` list.
-#[allow(dead_code)]
-pub(crate) fn placeholders(n: usize) -> String {
-    let mut out = String::with_capacity(n * 3);
-    for i in 0..n {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        out.push('?');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{number_placeholders, placeholders};
+    use super::number_placeholders;
 
     #[test]
     fn placeholders_are_numbered_outside_quotes() {
@@ -331,7 +316,5 @@ mod tests {
             number_placeholders("SELECT '?' AS \"a?\" FROM t WHERE a = ? AND b IN (?, ?)"),
             "SELECT '?' AS \"a?\" FROM t WHERE a = $1 AND b IN ($2, $3)"
         );
-        assert_eq!(placeholders(3), "?, ?, ?");
-        assert_eq!(placeholders(0), "");
     }
 }

@@ -1,6 +1,7 @@
 //! The letters' rows in any SQL database: [`LetterTx`] over one sqlx transaction, each
 //! statement written once (see [`super::sql`] for how a dialect adapts it).
 
+use sqlx::pool::PoolConnection;
 use sqlx::{Pool, Transaction};
 
 use super::letters::{LetterRef, LetterTx, chain_from_text, chain_to_text};
@@ -11,10 +12,25 @@ use crate::dlq::{
 };
 use crate::transport::{Record, TransportError, now_ms};
 
-/// One transaction on the letters' tables.
+/// One transaction on the letters' tables, or, for a read of one statement, a plain connection
+/// (no `BEGIN`/`COMMIT` round trips on the consumer's redelivery poll).
 pub(crate) struct SqlTx<DB: Exec> {
-    tx: Transaction<'static, DB>,
+    conn: Conn<DB>,
     operation: &'static str,
+}
+
+enum Conn<DB: sqlx::Database> {
+    Tx(Transaction<'static, DB>),
+    Plain(PoolConnection<DB>),
+}
+
+impl<DB: sqlx::Database> Conn<DB> {
+    fn get(&mut self) -> &mut DB::Connection {
+        match self {
+            Conn::Tx(tx) => tx,
+            Conn::Plain(conn) => conn,
+        }
+    }
 }
 
 impl<DB: Exec> SqlTx<DB> {
@@ -26,19 +42,25 @@ impl<DB: Exec> SqlTx<DB> {
         let tx = DB::begin_write(pool)
             .await
             .map_err(|err| DB::error(operation.to_owned(), err))?;
-        Ok(SqlTx { tx, operation })
+        Ok(SqlTx {
+            conn: Conn::Tx(tx),
+            operation,
+        })
     }
 
-    /// A transaction that only reads.
+    /// A connection for one read statement (every read of the letters is one).
     pub(crate) async fn read(
         pool: &Pool<DB>,
         operation: &'static str,
     ) -> Result<Self, TransportError> {
-        let tx = pool
-            .begin()
+        let conn = pool
+            .acquire()
             .await
             .map_err(|err| DB::error(operation.to_owned(), err))?;
-        Ok(SqlTx { tx, operation })
+        Ok(SqlTx {
+            conn: Conn::Plain(conn),
+            operation,
+        })
     }
 
     fn error(&self, err: sqlx::Error) -> TransportError {
@@ -46,7 +68,7 @@ impl<DB: Exec> SqlTx<DB> {
     }
 
     async fn exec(&mut self, sql: &'static str, args: &[Value<'_>]) -> Result<u64, TransportError> {
-        DB::exec(&mut self.tx, DB::sql(sql), args)
+        DB::exec(self.conn.get(), DB::sql(sql), args)
             .await
             .map_err(|err| DB::error(self.operation.to_owned(), err))
     }
@@ -56,7 +78,7 @@ impl<DB: Exec> SqlTx<DB> {
         sql: &'static str,
         args: &[Value<'_>],
     ) -> Result<Vec<DB::Row>, TransportError> {
-        DB::rows(&mut self.tx, DB::sql(sql), args)
+        DB::rows(self.conn.get(), DB::sql(sql), args)
             .await
             .map_err(|err| DB::error(self.operation.to_owned(), err))
     }
@@ -66,7 +88,7 @@ impl<DB: Exec> SqlTx<DB> {
         sql: &'static str,
         args: &[Value<'_>],
     ) -> Result<Option<DB::Row>, TransportError> {
-        DB::row(&mut self.tx, DB::sql(sql), args)
+        DB::row(self.conn.get(), DB::sql(sql), args)
             .await
             .map_err(|err| DB::error(self.operation.to_owned(), err))
     }
@@ -465,10 +487,12 @@ impl<DB: Exec> LetterTx for SqlTx<DB> {
     }
 
     async fn commit(self) -> Result<(), TransportError> {
-        let operation = self.operation;
-        self.tx
-            .commit()
-            .await
-            .map_err(|err| DB::error(operation.to_owned(), err))
+        match self.conn {
+            Conn::Tx(tx) => tx
+                .commit()
+                .await
+                .map_err(|err| DB::error(self.operation.to_owned(), err)),
+            Conn::Plain(_) => Ok(()),
+        }
     }
 }

@@ -8,8 +8,8 @@ use sqlx::{Pool, Sqlite, Transaction};
 use super::sql::Sql;
 use crate::transport::{TransportError, TransportErrorKind};
 
-/// The stores' tables in an SQLite file: dedupe marks, dead letters, their audit trail,
-/// redelivery requests and the transactional outbox. Idempotent.
+/// The stores' tables in an SQLite file: dedupe marks, dead letters, their audit trail and
+/// redelivery requests. Idempotent.
 pub(crate) const SCHEMA: &str = include_str!("../../migrations/sqlite.sql");
 
 /// A [`TransportError`] for an SQLite error; "busy" and "locked" are transient.
@@ -32,10 +32,6 @@ impl Sql for Sqlite {
         text.strip_suffix(" FOR UPDATE").unwrap_or(text)
     }
 
-    fn sql_owned(text: &str) -> String {
-        text.strip_suffix(" FOR UPDATE").unwrap_or(text).to_owned()
-    }
-
     const LOCK_KEY: Option<&'static str> = None;
 
     async fn begin_write(pool: &Pool<Self>) -> Result<Transaction<'static, Self>, sqlx::Error> {
@@ -51,15 +47,12 @@ impl Sql for Sqlite {
     }
 }
 
-/// The stores in an SQLite file: its pool, the lock that serialises this process's inbox
-/// transactions on the file, and whether the app's log is this same file (then the inbox writes
-/// emitted events straight into it, in its transaction).
+/// The stores in an SQLite file: its pool and the lock that serialises this process's inbox
+/// transactions on the file.
 #[derive(Clone, Debug)]
 pub(crate) struct SqliteDb {
     pub(crate) pool: sqlx::SqlitePool,
     pub(crate) writer: std::sync::Arc<tokio::sync::Mutex<()>>,
-    pub(crate) file: crate::transport::sqlite::SqliteTransport,
-    pub(crate) log_here: bool,
 }
 
 impl SqliteDb {
@@ -67,8 +60,6 @@ impl SqliteDb {
         SqliteDb {
             pool: file.pool().clone(),
             writer: file.inbox_lock_arc(),
-            file: file.clone(),
-            log_here: false,
         }
     }
 }

@@ -219,11 +219,6 @@ impl SqliteTransport {
         self.inbox.clone()
     }
 
-    /// Whether `other` is this same engine (a clone of it, sharing the pool).
-    pub(crate) fn same_engine(&self, other: &SqliteTransport) -> bool {
-        Arc::ptr_eq(&self.appended, &other.appended)
-    }
-
     /// The pool, for stores and inbox handlers that write to the same database.
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
