@@ -1,7 +1,7 @@
 -- Schema of the PostgreSQL stores (dead-letter queue, redrive/replay requests, audit trail,
--- dedupe marks): the same tables and columns as in the SQLite engine's file; plus the
--- transactional outbox (evt_outbox), which exists only here. Idempotent; the
--- advisory lock serialises concurrent first starts (CREATE TABLE IF NOT EXISTS alone can race).
+-- dedupe marks, transactional outbox): the same tables and columns as in an SQLite file (which
+-- adds evt_leases, as it has no advisory locks). Idempotent; the advisory lock serialises
+-- concurrent first starts (CREATE TABLE IF NOT EXISTS alone can race).
 BEGIN;
 SELECT pg_advisory_xact_lock(7458291034);
 CREATE TABLE IF NOT EXISTS evt_dedupe (

@@ -1,6 +1,7 @@
 -- Schema of the stores in an SQLite file (dedupe marks, dead-letter queue, redrive/replay
--- requests, audit trail): the same tables, columns and indexes as migrations/postgres.sql (which
--- also has the transactional outbox), in SQLite's types. Idempotent; run when a file is opened.
+-- requests, audit trail, transactional outbox): the same tables, columns and indexes as
+-- migrations/postgres.sql, in SQLite's types, plus the leases (evt_leases) that stand in for
+-- PostgreSQL's advisory locks. Idempotent; run when a file is opened.
 CREATE TABLE IF NOT EXISTS evt_dedupe (
     grp         TEXT NOT NULL,
     key         TEXT NOT NULL,
@@ -54,3 +55,19 @@ CREATE TABLE IF NOT EXISTS evt_redeliveries (
     requested_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS evt_redeliveries_grp ON evt_redeliveries (grp, id);
+CREATE TABLE IF NOT EXISTS evt_outbox (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic       TEXT NOT NULL,
+    event_id    TEXT NOT NULL,
+    record_key  BLOB,
+    headers     BLOB NOT NULL,
+    payload     BLOB NOT NULL,
+    created_ms  INTEGER NOT NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    last_error  TEXT
+);
+CREATE TABLE IF NOT EXISTS evt_leases (
+    name        TEXT PRIMARY KEY,
+    holder      TEXT NOT NULL,
+    until_ms    INTEGER NOT NULL
+) WITHOUT ROWID;

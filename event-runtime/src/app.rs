@@ -35,7 +35,7 @@ use crate::consumer::{Activity, ErasedHandler, GroupRunner, GroupStats, Typed};
 use crate::dlq::DeadLetters;
 use crate::handler::{Handler, HandlerSpec, States, declared};
 use crate::message::{Message, MessageKind};
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::outbox::Outbox;
 pub use crate::publish::{PublishError, Publisher};
 use crate::registry::{Registry, RegistryError};
@@ -68,10 +68,11 @@ pub struct GroupOptions {
     pub retry: RetryPolicy,
     /// Inbox pattern. On the SQLite engine, the dedupe mark, the handler's writes through
     /// [`crate::Context::transaction`] and the events it emits commit in one transaction. With
-    /// PostgreSQL stores ([`Stores::postgres`]), the dedupe mark, the handler's writes through
-    /// [`crate::Context::transaction`] and the events it emits (staged in the transactional
-    /// outbox, [`crate::outbox`]) commit in one PostgreSQL transaction; the outbox's relay then
-    /// appends the events to the log, at least once (see docs/delivery.md).
+    /// SQL stores on another engine ([`Stores::postgres`], [`Stores::sqlite`]), the dedupe mark,
+    /// the handler's writes through [`crate::Context::transaction`] and the events it emits
+    /// (staged in the transactional outbox, [`crate::outbox`]) commit in one transaction of the
+    /// stores' database; the outbox's relay then appends the events to the log, at least once
+    /// (see docs/delivery.md).
     pub inbox: bool,
     /// Dead-letter records whose type no type in this binary has (default), or skip them.
     pub dead_letter_unknown_types: bool,
@@ -132,7 +133,7 @@ pub struct App<T: Transport> {
     dlq: DeadLetters,
     stores: Db,
     inbox: Option<Db>,
-    #[cfg(feature = "postgres")]
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     outbox: Option<Outbox>,
     publisher: Publisher<T>,
     groups: BTreeMap<String, Group>,
@@ -176,7 +177,7 @@ impl App<MemoryTransport> {
 pub struct Stores {
     db: Db,
     dlq: DeadLetters,
-    #[cfg(feature = "postgres")]
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     outbox: Option<Outbox>,
 }
 
@@ -195,15 +196,16 @@ impl Stores {
     fn on(db: Db) -> Self {
         Stores {
             dlq: DeadLetters::on(db.clone()),
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            outbox: Outbox::of(&db),
             db,
-            #[cfg(feature = "postgres")]
-            outbox: None,
         }
     }
 
     /// Both in the SQLite file of `file`: durable, and what [`App::embedded`] uses. An app on
     /// another engine can keep its stores in a file this way (`SqliteTransport::open(path)`;
-    /// its log tables then stay empty).
+    /// its log tables then stay empty), and gets the inbox ([`GroupOptions::inbox`]) on it.
+    /// Also the transactional outbox ([`Stores::outbox`]), whose relay [`App::start`] runs.
     #[cfg(feature = "sqlite")]
     pub fn sqlite(file: &SqliteTransport) -> Self {
         Stores::on(Db::sqlite(file))
@@ -219,10 +221,7 @@ impl Stores {
     /// When the schema cannot be created. The message never holds the connection URL.
     #[cfg(feature = "postgres")]
     pub async fn postgres(pool: sqlx::PgPool) -> Result<Self, TransportError> {
-        let db = Db::postgres(pool.clone()).await?;
-        let mut stores = Stores::on(db);
-        stores.outbox = Some(Outbox::new(pool).await?);
-        Ok(stores)
+        Ok(Stores::on(Db::postgres(pool).await?))
     }
 
     /// The dead-letter queue.
@@ -230,10 +229,10 @@ impl Stores {
         &self.dlq
     }
 
-    /// The transactional outbox ([`crate::outbox`]): with PostgreSQL stores, stage events in
-    /// your own transaction and the app's relay publishes them after the commit. `None` for the
-    /// other stores.
-    #[cfg(feature = "postgres")]
+    /// The transactional outbox ([`crate::outbox`]): with SQL stores ([`Stores::sqlite`],
+    /// [`Stores::postgres`]), stage events in your own transaction on the stores' database and
+    /// the app's relay publishes them after the commit. `None` for in-memory stores.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub fn outbox(&self) -> Option<&Outbox> {
         self.outbox.as_ref()
     }
@@ -241,14 +240,14 @@ impl Stores {
 
 impl<T: Transport> App<T> {
     /// An app on any engine, e.g. `event_nats::NatsTransport`, with its dead letters and dedupe
-    /// marks in `stores`. Inbox mode ([`GroupOptions::inbox`]) needs the SQLite engine or
-    /// PostgreSQL stores ([`Stores::postgres`]); otherwise a group with `inbox: true` uses the
-    /// dedupe store.
+    /// marks in `stores`. Inbox mode ([`GroupOptions::inbox`]) needs the SQLite engine or SQL
+    /// stores ([`Stores::sqlite`], [`Stores::postgres`]); with in-memory stores a group with
+    /// `inbox: true` uses the dedupe store.
     pub fn new(transport: T, stores: Stores) -> Self {
         let Stores {
             db,
             dlq,
-            #[cfg(feature = "postgres")]
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
             outbox,
         } = stores;
         let inbox = db.inbox_for(&transport);
@@ -264,7 +263,7 @@ impl<T: Transport> App<T> {
             dlq,
             stores: db,
             inbox,
-            #[cfg(feature = "postgres")]
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
             outbox,
             groups: BTreeMap::new(),
             wired: BTreeSet::new(),
@@ -360,15 +359,15 @@ impl<T: Transport> App<T> {
         &self.dlq
     }
 
-    /// The transactional outbox of this app's stores ([`Stores::outbox`]): `Some` with
-    /// PostgreSQL stores.
-    #[cfg(feature = "postgres")]
+    /// The transactional outbox of this app's stores ([`Stores::outbox`]): `Some` with SQL
+    /// stores (the embedded default among them).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub fn outbox(&self) -> Option<Outbox> {
         self.outbox.clone()
     }
 
     /// Validates the registry and the wiring, creates the topics, and starts every group; with
-    /// PostgreSQL stores, also the outbox's relay ([`crate::outbox`]), which publishes what was
+    /// SQL stores, also the outbox's relay ([`crate::outbox`]), which publishes what was
     /// staged (before this start too) and stops with the app.
     ///
     /// # Errors
@@ -429,20 +428,15 @@ impl<T: Transport> App<T> {
             }
             tasks.spawn(runner.run_redeliveries(receiver.clone()));
         }
-        #[cfg(feature = "postgres")]
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
         if let Some(outbox) = &self.outbox {
-            let relay = crate::outbox::Relay {
-                outbox: outbox.clone(),
-                publisher: self.publisher.clone(),
-                activity: activity.clone(),
-            };
-            tasks.spawn(relay.run(receiver.clone()));
+            tasks.spawn(outbox.relay(self.publisher.clone(), activity.clone(), receiver.clone()));
         }
         Ok(Running {
             transport: self.transport,
             publisher: self.publisher,
             dlq: self.dlq,
-            #[cfg(feature = "postgres")]
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
             outbox: self.outbox,
             stats,
             subscriptions,
@@ -506,7 +500,7 @@ pub struct Running<T: Transport> {
     transport: Arc<T>,
     publisher: Publisher<T>,
     dlq: DeadLetters,
-    #[cfg(feature = "postgres")]
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     outbox: Option<Outbox>,
     stats: BTreeMap<String, Arc<GroupStats>>,
     subscriptions: Vec<(String, String, u32)>,
@@ -531,9 +525,9 @@ impl<T: Transport> Running<T> {
         &self.dlq
     }
 
-    /// The transactional outbox ([`Stores::outbox`]): `Some` with PostgreSQL stores, whose
-    /// relay this app runs.
-    #[cfg(feature = "postgres")]
+    /// The transactional outbox ([`Stores::outbox`]): `Some` with SQL stores, whose relay this
+    /// app runs.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub fn outbox(&self) -> Option<&Outbox> {
         self.outbox.as_ref()
     }
@@ -553,7 +547,7 @@ impl<T: Transport> Running<T> {
     }
 
     /// Waits until every group has committed everything written and has no pending redrive or
-    /// replay, and (with PostgreSQL stores) the outbox holds no row, or `timeout` passes.
+    /// replay, and (with SQL stores) the outbox holds no row, or `timeout` passes.
     /// Returns whether it became idle.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -586,7 +580,7 @@ impl<T: Transport> Running<T> {
             }
             // Rows staged and not yet relayed (read after the lags: the relay marks itself busy
             // in `activity` from before its append until its rows are deleted).
-            #[cfg(feature = "postgres")]
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
             if let Some(outbox) = &self.outbox
                 && outbox.has_pending().await.unwrap_or(true)
             {

@@ -111,7 +111,8 @@
 //!   [`handler`]: [`Handler`], [`Context`], `#[handler]`.
 //! - [`transport`]: the engine contract and the in-memory and SQLite engines.
 //! - [`dedupe`], [`dlq`], [`replay`], [`retry`]: idempotency, dead letters, replay, retries.
-//! - [`outbox`]: the transactional outbox on PostgreSQL (publish atomically with your writes).
+//! - [`outbox`]: the transactional outbox on SQLite and PostgreSQL (publish atomically with your
+//!   writes).
 //! - [`store`]: where dead letters, dedupe marks, the inbox and the outbox live (memory, SQLite,
 //!   PostgreSQL), each lifecycle written once.
 //! - [`testing`]: checks for your own handlers.
@@ -119,7 +120,8 @@
 //! # Features
 //!
 //! Additive: `derive` (default) re-exports the macros; `sqlite` (default) adds the embedded
-//! engine and SQLite stores; `postgres` (default) adds the PostgreSQL stores and the outbox.
+//! engine and SQLite stores (with the outbox); `postgres` (default) adds the PostgreSQL stores
+//! (with the outbox).
 //! With none of them, [`App`] runs on the in-memory engine (or any other engine) with dead
 //! letters and dedupe marks in memory.
 
@@ -135,7 +137,7 @@ pub mod envelope;
 pub mod error;
 pub mod handler;
 pub mod message;
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod outbox;
 pub mod partition;
 pub mod publish;
@@ -154,8 +156,8 @@ pub use app::{App, GroupOptions, Publisher, Running, Stores};
 pub use envelope::Envelope;
 pub use handler::{Context, Delivery, Handler, HandlerError};
 pub use message::{Command, DomainEvent, Message};
-#[cfg(feature = "postgres")]
-pub use outbox::Outbox;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub use outbox::{Outbox, Staging};
 
 /// `#[derive(DomainEvent)]`: see the crate docs for the attributes.
 #[cfg(feature = "derive")]

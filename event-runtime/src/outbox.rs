@@ -1,34 +1,71 @@
-//! The transactional outbox on PostgreSQL: publish events atomically with your own writes.
+//! The transactional outbox: publish events atomically with your own database writes, on SQLite
+//! (the embedded default) and on PostgreSQL.
 //!
-//! An application that writes to its PostgreSQL database and must publish an event about that
-//! write (insert an order, publish `OrderPlaced`) cannot do both atomically: the log (memory,
-//! SQLite, NATS, Kafka) is another system. [`Outbox::stage`] writes the event into the table
-//! `evt_outbox` **on the caller's own connection**, inside the caller's transaction: it becomes
-//! visible only when the caller commits, and disappears if the caller rolls back. A relay task,
-//! started by [`crate::App::start`] when the app's stores are PostgreSQL
-//! ([`crate::Stores::postgres`]), then appends the committed rows to the log, in the order they
-//! were staged, and deletes them.
+//! An application that writes to its database and must publish an event about that write
+//! (insert an order, publish `OrderPlaced`) cannot do both atomically: the log (memory, SQLite,
+//! NATS, Kafka) is another system, or another transaction. [`Outbox::stage`] writes the event
+//! into the table `evt_outbox` **on the caller's own connection**, inside the caller's
+//! transaction: it becomes visible only when the caller commits, and disappears if the caller
+//! rolls back. A relay task, started by [`crate::App::start`] when the app's stores are SQL
+//! ([`crate::Stores::sqlite`], [`crate::Stores::postgres`]), then appends the committed rows to
+//! the log, in the order they were staged, and deletes them.
 //!
-//! ```no_run
-//! use event_runtime::{App, DomainEvent, Envelope, Stores};
-//! use event_runtime::transport::memory::MemoryTransport;
+//! On the embedded default, the outbox is in the app's own SQLite file, so your tables live
+//! beside it and one transaction on [`crate::transport::sqlite::SqliteTransport::pool`] holds
+//! both (a doc test of its own, `standalone_crate`: the app's registry must see one
+//! `OrderPlaced`):
+//!
+//! ```standalone_crate
+//! use event_runtime::{App, DomainEvent, Envelope};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(DomainEvent, Serialize, Deserialize, Debug)]
 //! #[event(context = "orders")]
 //! struct OrderPlaced { #[event(key)] order_id: String }
 //!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = std::env::temp_dir().join(format!("evt-outbox-doc-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir)?;
+//! let app = App::embedded(dir.join("shop.db")).await?;
+//! let outbox = app.outbox().expect("SQLite stores have an outbox");
+//! let running = app.start().await?; // also starts the relay
+//! let pool = running.transport().pool();
+//! sqlx::query("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY)").execute(pool).await?;
+//!
+//! // The order row and its event commit together, or neither does.
+//! let mut tx = pool.begin().await?;
+//! sqlx::query("INSERT INTO orders (id) VALUES (?)").bind("o-1").execute(&mut *tx).await?;
+//! outbox.stage(&mut tx, Envelope::event(OrderPlaced { order_id: "o-1".into() })).await?;
+//! tx.commit().await?; // now the relay publishes it
+//!
+//! assert!(running.wait_idle(std::time::Duration::from_secs(10)).await);
+//! assert_eq!(outbox.pending().await?, 0);
+//! running.stop().await;
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok(()) }
+//! ```
+//!
+//! On PostgreSQL, the outbox is in the stores' database, beside your tables:
+//!
+//! ```no_run
+//! use event_runtime::{App, DomainEvent, Envelope, Stores};
+//! use event_runtime::transport::memory::MemoryTransport;
+//! # use serde::{Deserialize, Serialize};
+//! # #[derive(DomainEvent, Serialize, Deserialize, Debug)]
+//! # #[event(context = "orders")]
+//! # struct OrderPlaced { #[event(key)] order_id: String }
+//!
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! let pool = sqlx::PgPool::connect("postgres://localhost/shop").await?;
 //! let app = App::new(MemoryTransport::new(), Stores::postgres(pool.clone()).await?);
 //! let outbox = app.outbox().expect("PostgreSQL stores have an outbox");
-//! let running = app.start().await?; // also starts the relay
+//! let running = app.start().await?;
 //!
-//! // In a request handler: the order row and its event commit together, or neither does.
 //! let mut tx = pool.begin().await?;
 //! sqlx::query("INSERT INTO orders (id) VALUES ($1)").bind("o-1").execute(&mut *tx).await?;
 //! outbox.stage(&mut tx, Envelope::event(OrderPlaced { order_id: "o-1".into() })).await?;
-//! tx.commit().await?; // now the relay publishes it
+//! tx.commit().await?;
 //!
 //! running.stop().await;
 //! # Ok(()) }
@@ -38,33 +75,43 @@
 //!
 //! - **Nothing before the commit, nothing after a rollback.** A staged row is part of the
 //!   caller's transaction.
-//! - **At least once after the commit.** The relay appends a batch, then deletes its rows in the
-//!   transaction that read them. A crash (or a lost connection) between the append and that
-//!   commit leaves the rows, and the relay appends them again: the copies carry the same
-//!   CloudEvents id and dedupe key (the record is encoded once, when staged), so consumers'
-//!   dedupe drops them.
+//! - **At least once after the commit.** The relay appends a batch, then deletes its rows. A
+//!   crash (or a lost connection) between the append and the deletion leaves the rows, and a
+//!   relay appends them again: the copies carry the same CloudEvents id and dedupe key (the
+//!   record is encoded once, when staged), so consumers' dedupe drops them.
 //! - **Order.** Rows are relayed in `id` order (assigned when staged) and one relay at a time
-//!   drains a database schema (a transaction-scoped advisory lock; the other processes' relays
-//!   skip), so the events of one key keep the order of the transactions that staged them — as
-//!   long as those transactions are serialised (e.g. they lock the entity's row before staging,
-//!   or one consumer lane stages them one after the other, as the inbox does). Partitions are
-//!   computed exactly as [`crate::Publisher::publish`] computes them.
+//!   drains a database (the other processes' relays skip), so the events of one key keep the
+//!   order of the transactions that staged them — as long as those transactions are serialised
+//!   (SQLite serialises every writer; on PostgreSQL, lock the entity's row before staging, or
+//!   stage from one consumer lane, as the inbox does). Partitions are computed exactly as
+//!   [`crate::Publisher::publish`] computes them.
+//! - **One relay at a time.** On PostgreSQL, the relay drains in a transaction holding an
+//!   advisory lock, which dies with its connection. SQLite has no such lock (locking the file
+//!   would stop the log's own writers), so the relay holds a lease in `evt_leases` for 5 s at a
+//!   time and renews it as it works: a relay that dies is replaced within 5 s, one that stops
+//!   gives the lease up at once. A relay that stalls past its lease (a suspended process) may
+//!   append a batch a second time; the copies keep their ids, as above.
 //! - **Failures.** When the log refuses an append, the rows stay, their `attempts` and
 //!   `last_error` columns are updated, and the relay retries with a bounded exponential backoff
 //!   (100 ms to 5 s). Rows are never dropped; a row that can never be appended holds back the
 //!   rows behind it, and `last_error` says why.
-//! - **Latency.** [`Outbox::stage`] issues `pg_notify('evt_outbox')`, delivered on commit; the
-//!   relay listens on that channel and also polls every 200 ms, so a missed notification only
-//!   delays delivery.
+//! - **Latency.** On PostgreSQL, [`Outbox::stage`] issues `pg_notify('evt_outbox')`, delivered
+//!   on commit; the relay listens on that channel and polls every 200 ms, so a missed
+//!   notification only delays delivery. SQLite cannot signal a commit to another connection: the
+//!   relay looks every 25 ms.
 //!
-//! The inbox on PostgreSQL ([`crate::GroupOptions::inbox`] with PostgreSQL stores) stages the
-//! events a handler emits here, in the inbox transaction, so the handler's effect, the dedupe
-//! claim and the emitted events commit together.
+//! The inbox ([`crate::GroupOptions::inbox`]) stages the events a handler emits here, in the
+//! inbox transaction, so the handler's effect, the dedupe claim and the emitted events commit
+//! together: on PostgreSQL stores, and on SQLite stores under another engine (on the SQLite
+//! engine, the inbox appends them to the log itself, in the same file).
 
+use std::any::TypeId;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::Row;
+use sqlx::{Pool, Transaction};
 use tokio::sync::{Notify, watch};
 
 use crate::cloudevents::binary::{self, Binding};
@@ -73,53 +120,137 @@ use crate::envelope::{Envelope, RawEnvelope};
 use crate::handler::Emitted;
 use crate::message::{Command, DomainEvent};
 use crate::publish::{PublishError, Publisher};
-use crate::store::postgres::{pg_error, scrub_urls};
-use crate::store::{decode_headers, encode_headers};
+use crate::store::lease::Lease;
+use crate::store::sql::{Exec, Value, args};
+use crate::store::{Db, Dialect, decode_headers, encode_headers, scrub_urls};
 use crate::transport::{
     OutgoingRecord, Transport, TransportError, TransportErrorKind, command_topic, event_topic,
     now_ms,
 };
 
-/// The notification channel [`Outbox::stage`] signals and the relay listens on.
-const CHANNEL: &str = "evt_outbox";
-/// The first key of the relay's advisory lock; the second is the OID of the `evt_outbox` table,
-/// so relays of different schemas of one database do not wait for each other.
-const LOCK_CLASS: i32 = 745_829_103;
-/// Rows read per drain transaction.
+/// Rows read per drain.
 const BATCH: i64 = 256;
-/// How often the relay looks for rows without a notification.
-const POLL: Duration = Duration::from_millis(200);
+/// How long a relay's lease lasts where it needs one (SQLite); renewed a third of the way.
+const LEASE: Duration = Duration::from_secs(5);
+/// The lease's name in `evt_leases`.
+const LEASE_NAME: &str = "evt_outbox.relay";
 /// Backoff after a failed append: from the first to the last value, doubling.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
-/// The transactional outbox in PostgreSQL (table `evt_outbox`, created if missing): stage events
-/// in your own transaction, and the app's relay publishes them once you commit. Obtain it from
+/// The transactional outbox in the stores' database (table `evt_outbox`): stage events in your
+/// own transaction, and the app's relay publishes them once you commit. Obtain it from
 /// [`crate::Stores::outbox`], [`crate::App::outbox`] or [`crate::Running::outbox`] (or
-/// [`Outbox::new`]); cheap to clone. See the [module docs](self) for the guarantees.
+/// [`Outbox::new`] for a PostgreSQL pool); cheap to clone. See the [module docs](self) for the
+/// guarantees.
 #[derive(Clone)]
 pub struct Outbox {
-    pool: sqlx::PgPool,
+    db: Db,
 }
 
 impl std::fmt::Debug for Outbox {
     // Never the pool's options: they hold the connection settings (and the password).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Outbox").finish_non_exhaustive()
+        f.debug_struct("Outbox")
+            .field("db", &self.db)
+            .finish_non_exhaustive()
     }
 }
 
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A connection [`Outbox::stage`] writes on: a transaction (`&mut tx`) or a connection of
+/// SQLite or PostgreSQL. Sealed.
+pub trait Staging: sealed::Sealed + Send {
+    /// Its database.
+    type Database: Dialect;
+    /// The connection itself.
+    #[doc(hidden)]
+    fn connection(&mut self) -> &mut <Self::Database as sqlx::Database>::Connection;
+}
+
+impl<DB: Dialect> sealed::Sealed for Transaction<'_, DB> {}
+impl<DB: Dialect> Staging for Transaction<'_, DB> {
+    type Database = DB;
+    fn connection(&mut self) -> &mut DB::Connection {
+        self
+    }
+}
+
+impl<DB: Dialect> sealed::Sealed for sqlx::pool::PoolConnection<DB> {}
+impl<DB: Dialect> Staging for sqlx::pool::PoolConnection<DB> {
+    type Database = DB;
+    fn connection(&mut self) -> &mut DB::Connection {
+        self
+    }
+}
+
+#[cfg(feature = "sqlite")]
+impl sealed::Sealed for sqlx::SqliteConnection {}
+#[cfg(feature = "sqlite")]
+impl Staging for sqlx::SqliteConnection {
+    type Database = sqlx::Sqlite;
+    fn connection(&mut self) -> &mut sqlx::SqliteConnection {
+        self
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl sealed::Sealed for sqlx::PgConnection {}
+#[cfg(feature = "postgres")]
+impl Staging for sqlx::PgConnection {
+    type Database = sqlx::Postgres;
+    fn connection(&mut self) -> &mut sqlx::PgConnection {
+        self
+    }
+}
+
+/// Runs `$body` with `$pool` the SQL pool of `$db` and `$DB` its database type, or evaluates
+/// `$memory` for stores in memory (which have no outbox).
+macro_rules! on_sql {
+    ($db:expr, |$pool:ident: $DB:ident| $body:expr, memory => $memory:expr) => {
+        match $db {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(db) => {
+                type $DB = sqlx::Sqlite;
+                let $pool = &db.pool;
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => {
+                type $DB = sqlx::Postgres;
+                let $pool = pool;
+                $body
+            }
+            Db::Memory(_) => $memory,
+        }
+    };
+}
+
 impl Outbox {
-    /// The outbox on `pool`; creates the stores' tables (`evt_outbox` among them) if missing.
-    /// Rows staged through it are relayed by any running app whose stores are
+    /// The outbox on a PostgreSQL `pool`; creates the stores' tables (`evt_outbox` among them)
+    /// if missing. Rows staged through it are relayed by any running app whose stores are
     /// [`crate::Stores::postgres`] on the same database schema.
     ///
     /// # Errors
     ///
     /// When the schema cannot be created. The message never holds the connection URL.
+    #[cfg(feature = "postgres")]
     pub async fn new(pool: sqlx::PgPool) -> Result<Self, TransportError> {
         crate::store::postgres::ensure_schema(&pool).await?;
-        Ok(Outbox { pool })
+        Ok(Outbox {
+            db: Db::Postgres(pool),
+        })
+    }
+
+    /// The outbox of stores `db`, if they are SQL.
+    pub(crate) fn of(db: &Db) -> Option<Self> {
+        match db {
+            Db::Memory(_) => None,
+            _ => Some(Outbox { db: db.clone() }),
+        }
     }
 
     /// Stages `envelope` for its context's topic (the topic [`crate::Publisher::publish`] uses),
@@ -131,24 +262,28 @@ impl Outbox {
     /// # #[derive(DomainEvent, serde::Serialize, serde::Deserialize, Debug)]
     /// # #[event(context = "orders")]
     /// # struct OrderPlaced { #[event(key)] order_id: String }
-    /// # async fn run(pool: sqlx::PgPool, outbox: Outbox) -> Result<(), Box<dyn std::error::Error>> {
+    /// # async fn run(pool: sqlx::SqlitePool, outbox: Outbox) -> Result<(), Box<dyn std::error::Error>> {
     /// let mut tx = pool.begin().await?;
     /// outbox.stage(&mut tx, Envelope::event(OrderPlaced { order_id: "o-1".into() })).await?;
     /// tx.commit().await?;
     /// # Ok(()) }
     /// ```
     ///
+    /// Cancellation: dropping the future may leave the row written in `conn`'s transaction, or
+    /// not; roll back (or drop) the transaction to be sure of neither.
+    ///
     /// # Errors
     ///
     /// [`PublishError::Encode`] when the payload cannot be encoded, [`PublishError::Transport`]
-    /// when the row cannot be written (the caller's transaction is then aborted).
-    pub async fn stage<E: DomainEvent>(
+    /// when the row cannot be written (the caller's transaction is then aborted on PostgreSQL),
+    /// or when `conn` is of another database than the outbox (nothing is written).
+    pub async fn stage<E: DomainEvent, C: Staging>(
         &self,
-        conn: &mut sqlx::PgConnection,
+        conn: &mut C,
         envelope: Envelope<E>,
     ) -> Result<i64, PublishError> {
         let topic = event_topic(envelope.data.descriptor().context);
-        stage_raw(conn, &topic, &envelope.to_raw()?).await
+        self.stage_raw(conn, &topic, &envelope.to_raw()?).await
     }
 
     /// Stages the command `envelope` for its target context's command topic (the topic
@@ -157,13 +292,13 @@ impl Outbox {
     /// # Errors
     ///
     /// As [`Outbox::stage`].
-    pub async fn stage_command<C: Command>(
+    pub async fn stage_command<C: Command, S: Staging>(
         &self,
-        conn: &mut sqlx::PgConnection,
+        conn: &mut S,
         envelope: Envelope<C>,
     ) -> Result<i64, PublishError> {
         let topic = command_topic(envelope.data.descriptor().context);
-        stage_raw(conn, &topic, &envelope.to_raw()?).await
+        self.stage_raw(conn, &topic, &envelope.to_raw()?).await
     }
 
     /// Stages an already-encoded envelope for `topic`, on `conn`, like [`Outbox::stage`].
@@ -171,73 +306,136 @@ impl Outbox {
     /// # Errors
     ///
     /// As [`Outbox::stage`].
-    pub async fn stage_raw(
+    pub async fn stage_raw<C: Staging>(
         &self,
-        conn: &mut sqlx::PgConnection,
+        conn: &mut C,
         topic: &str,
         envelope: &RawEnvelope,
     ) -> Result<i64, PublishError> {
-        stage_raw(conn, topic, envelope).await
+        let ours = on_sql!(&self.db, |_pool: DB| (TypeId::of::<DB>(), <DB as crate::store::sql::Sql>::NAME), memory => unreachable!("an outbox is on SQL stores"));
+        if ours.0 != TypeId::of::<C::Database>() {
+            return Err(PublishError::Transport(TransportError::new(
+                TransportErrorKind::Other,
+                format!("stage an event for {topic} in the outbox"),
+                format!(
+                    "the outbox is in {}, but the connection given is {}'s: stage on a \
+                     transaction of the stores' database",
+                    ours.1,
+                    <C::Database as crate::store::sql::Sql>::NAME
+                ),
+            )));
+        }
+        stage_on::<C::Database>(conn.connection(), topic, envelope).await
     }
 
     /// Rows committed and not yet relayed.
     ///
     /// # Errors
     ///
-    /// The database error (never with the connection URL).
+    /// The database error (never with a connection URL).
     pub async fn pending(&self) -> Result<u64, TransportError> {
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM evt_outbox")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|err| pg_error("count the outbox's rows", err))?;
-        Ok(u64::try_from(count).unwrap_or_default())
+        on_sql!(&self.db, |pool: DB| {
+            let error = |err| <DB as crate::store::sql::Sql>::error("count the outbox's rows".into(), err);
+            let mut conn = pool.acquire().await.map_err(error)?;
+            let row = DB::row(&mut conn, "SELECT COUNT(*) AS n FROM evt_outbox", &[])
+                .await
+                .map_err(error)?;
+            let count = match row {
+                Some(row) => DB::int(&row, "n").map_err(error)?,
+                None => 0,
+            };
+            Ok(u64::try_from(count).unwrap_or_default())
+        }, memory => Ok(0))
     }
 
     /// Whether any row waits for the relay (cheaper than [`Outbox::pending`]).
     pub(crate) async fn has_pending(&self) -> Result<bool, TransportError> {
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM evt_outbox)")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|err| pg_error("read the outbox", err))
+        on_sql!(&self.db, |pool: DB| {
+            let error = |err| <DB as crate::store::sql::Sql>::error("read the outbox".into(), err);
+            let mut conn = pool.acquire().await.map_err(error)?;
+            let row = DB::row(&mut conn, "SELECT id FROM evt_outbox LIMIT 1", &[])
+                .await
+                .map_err(error)?;
+            Ok(row.is_some())
+        }, memory => Ok(false))
+    }
+
+    /// The relay of this outbox into `publisher`'s log, until `shutdown` turns true.
+    pub(crate) fn relay<T: Transport>(
+        &self,
+        publisher: Publisher<T>,
+        activity: Arc<Activity>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+        match &self.db {
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(db) => Box::pin(
+                Relay::<T, sqlx::Sqlite> {
+                    pool: db.pool.clone(),
+                    writer: Some(db.writer.clone()),
+                    publisher,
+                    activity,
+                }
+                .run(shutdown),
+            ),
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pool) => Box::pin(
+                Relay::<T, sqlx::Postgres> {
+                    pool: pool.clone(),
+                    writer: None,
+                    publisher,
+                    activity,
+                }
+                .run(shutdown),
+            ),
+            Db::Memory(_) => Box::pin(async {}),
+        }
     }
 }
 
-/// Writes one row: the record encoded once, in the CloudEvents binary mode (Kafka binding) the
-/// publisher uses, so every relay attempt appends the same bytes and the same event id.
-async fn stage_raw(
-    conn: &mut sqlx::PgConnection,
+/// Writes one row on `conn`: the record encoded once, in the CloudEvents binary mode (Kafka
+/// binding) the publisher uses, so every relay attempt appends the same bytes and the same
+/// event id.
+async fn stage_on<DB: Exec>(
+    conn: &mut DB::Connection,
     topic: &str,
     envelope: &RawEnvelope,
 ) -> Result<i64, PublishError> {
     let message = binary::encode(envelope, Binding::Kafka)?;
-    // `pg_notify` is transactional: the relay hears it when (and only if) the caller commits.
-    // Several stages in one transaction deliver one notification.
-    let id: i64 = sqlx::query_scalar(
-        "WITH staged AS ( \
-             INSERT INTO evt_outbox (topic, event_id, record_key, headers, payload, created_ms, attempts) \
-             VALUES ($1, $2, $3, $4, $5, $6, 0) RETURNING id \
-         ) SELECT id FROM staged, pg_notify($7, '')",
+    let error = |err| DB::error(format!("stage an event for {topic} in the outbox"), err);
+    let headers = encode_headers(&message.headers);
+    let event_id = envelope.id.to_string();
+    let row = DB::row(
+        conn,
+        DB::sql(DB::STAGE_OUTBOX),
+        args![
+            topic,
+            &event_id,
+            &message.key,
+            &headers,
+            &message.payload,
+            now_ms()
+        ],
     )
-    .bind(topic)
-    .bind(envelope.id.to_string())
-    .bind(message.key)
-    .bind(encode_headers(&message.headers))
-    .bind(message.payload)
-    .bind(now_ms())
-    .bind(CHANNEL)
-    .fetch_one(conn)
     .await
-    .map_err(|err| pg_error(format!("stage an event for {topic} in the outbox"), err))?;
-    Ok(id)
+    .map_err(error)?;
+    let row = row.ok_or_else(|| {
+        TransportError::new(
+            TransportErrorKind::Other,
+            format!("stage an event for {topic} in the outbox"),
+            "the insert returned no id",
+        )
+    })?;
+    Ok(DB::int(&row, "id").map_err(error)?)
 }
 
-/// Stages the events a handler emitted (the PostgreSQL inbox), in order, on `conn`.
-pub(crate) async fn stage_emitted(
-    conn: &mut sqlx::PgConnection,
+/// Stages the events a handler emitted (the inbox), in order, on `conn`.
+pub(crate) async fn stage_emitted<DB: Exec>(
+    conn: &mut DB::Connection,
     emitted: Vec<Emitted>,
 ) -> Result<(), TransportError> {
     for item in emitted {
-        stage_raw(conn, &item.topic, &item.envelope)
+        stage_on::<DB>(conn, &item.topic, &item.envelope)
             .await
             .map_err(|err| match err {
                 PublishError::Transport(err) => err,
@@ -251,13 +449,13 @@ pub(crate) async fn stage_emitted(
     Ok(())
 }
 
-/// What one drain transaction did.
+/// What one drain did.
 enum Drain {
     /// Rows were appended and deleted; there may be more.
     Relayed,
     /// The outbox was empty.
     Empty,
-    /// Another relay holds the lock.
+    /// Another relay drains.
     Busy,
 }
 
@@ -278,27 +476,43 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// The relay of one app: drains `evt_outbox` into the app's transport.
-pub(crate) struct Relay<T: Transport> {
-    pub(crate) outbox: Outbox,
-    pub(crate) publisher: Publisher<T>,
-    pub(crate) activity: Arc<Activity>,
+/// The relay of one app: drains `evt_outbox` of one database into the app's transport.
+struct Relay<T: Transport, DB: Exec> {
+    pool: Pool<DB>,
+    /// This process's writer lock on an SQLite file, taken for the deletions so that they queue
+    /// behind the inbox transactions instead of failing on the busy timeout.
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    publisher: Publisher<T>,
+    activity: Arc<Activity>,
 }
 
-impl<T: Transport> Relay<T> {
-    /// Runs until `shutdown` turns true: drains, then waits for a notification or the poll
-    /// interval; after a failure, backs off.
-    pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) {
+/// `?, ?, ...`: `n` placeholders.
+fn placeholders(n: usize) -> String {
+    let mut out = String::with_capacity(n * 3);
+    for i in 0..n {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push('?');
+    }
+    out
+}
+
+impl<T: Transport, DB: Exec> Relay<T, DB> {
+    /// Runs until `shutdown` turns true: drains, then waits for a wake-up or the poll interval;
+    /// after a failure, backs off. Gives its lease up when it ends.
+    async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let wake = Arc::new(Notify::new());
         // Aborted when the relay ends, also when the app is dropped without `stop`.
-        let listener = AbortOnDrop(tokio::spawn(listen(
-            self.outbox.pool.clone(),
+        let watcher = AbortOnDrop(tokio::spawn(DB::watch_outbox(
+            self.pool.clone(),
             wake.clone(),
             shutdown.clone(),
         )));
+        let mut lease = Lease::new(LEASE_NAME, LEASE);
         let mut backoff = BACKOFF_MIN;
         while !*shutdown.borrow() {
-            let pause = match self.drain().await {
+            let pause = match self.drain(&mut lease).await {
                 Ok(Drain::Relayed) => {
                     backoff = BACKOFF_MIN;
                     continue;
@@ -307,7 +521,7 @@ impl<T: Transport> Relay<T> {
                     backoff = BACKOFF_MIN;
                     tokio::select! {
                         () = wake.notified() => {}
-                        () = tokio::time::sleep(POLL) => {}
+                        () = tokio::time::sleep(DB::OUTBOX_POLL) => {}
                         _ = shutdown.changed() => {}
                     }
                     continue;
@@ -320,42 +534,62 @@ impl<T: Transport> Relay<T> {
                 _ = shutdown.changed() => {}
             }
         }
-        drop(listener);
+        drop(watcher);
+        // Best effort: a lease not given up expires.
+        let _ = lease.release(&self.pool).await;
     }
 
-    /// One transaction: take the lock or skip, read a batch in id order, append it, delete what
-    /// was appended (or count the failed attempt), commit.
-    async fn drain(&self) -> Result<Drain, TransportError> {
-        let pool = &self.outbox.pool;
-        let mut tx = pool
-            .begin()
-            .await
-            .map_err(|err| pg_error("relay the outbox", err))?;
-        let locked: bool = sqlx::query_scalar(
-            "SELECT pg_try_advisory_xact_lock($1, ('evt_outbox'::regclass)::oid::int)",
-        )
-        .bind(LOCK_CLASS)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(|err| pg_error("lock the outbox", err))?;
-        if !locked {
-            tx.rollback()
-                .await
-                .map_err(|err| pg_error("relay the outbox", err))?;
-            return Ok(Drain::Busy);
+    /// One drain: take the lock (or the lease) or skip, read a batch in id order, append it,
+    /// delete what was appended (or count the failed attempt), commit.
+    async fn drain(&self, lease: &mut Lease) -> Result<Drain, TransportError> {
+        let pool = &self.pool;
+        let error = |what: &str| {
+            let what = what.to_owned();
+            move |err| DB::error(what, err)
+        };
+        // Where the database has a lock that dies with its connection, the whole drain is one
+        // transaction holding it; elsewhere, a lease.
+        let mut held: Option<Transaction<'static, DB>> = None;
+        match DB::RELAY_LOCK {
+            Some(lock) => {
+                let mut tx = DB::begin_write(pool)
+                    .await
+                    .map_err(error("relay the outbox"))?;
+                let row = DB::row(&mut tx, lock, &[])
+                    .await
+                    .map_err(error("lock the outbox"))?;
+                let locked = match &row {
+                    Some(row) => DB::flag(row, "locked").map_err(error("lock the outbox"))?,
+                    None => false,
+                };
+                if !locked {
+                    tx.rollback().await.map_err(error("relay the outbox"))?;
+                    return Ok(Drain::Busy);
+                }
+                held = Some(tx);
+            }
+            None => {
+                if !lease.hold(pool).await? {
+                    return Ok(Drain::Busy);
+                }
+            }
         }
-        let rows = sqlx::query(
+        let select = DB::sql(
             "SELECT id, topic, event_id, record_key, headers, payload FROM evt_outbox \
-             ORDER BY id LIMIT $1",
-        )
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(|err| pg_error("read the outbox", err))?;
+             ORDER BY id LIMIT ?",
+        );
+        let rows = match held.as_mut() {
+            Some(tx) => DB::rows(tx, select, args![BATCH]).await,
+            None => {
+                let mut conn = pool.acquire().await.map_err(error("read the outbox"))?;
+                DB::rows(&mut conn, select, args![BATCH]).await
+            }
+        }
+        .map_err(error("read the outbox"))?;
         if rows.is_empty() {
-            tx.commit()
-                .await
-                .map_err(|err| pg_error("relay the outbox", err))?;
+            if let Some(tx) = held {
+                tx.commit().await.map_err(error("relay the outbox"))?;
+            }
             return Ok(Drain::Empty);
         }
         let _busy = Busy::begin(&self.activity);
@@ -366,9 +600,9 @@ impl<T: Transport> Relay<T> {
         let mut runs: Vec<(String, Vec<i64>, Vec<OutgoingRecord>)> = Vec::new();
         let mut failure: Option<(Vec<i64>, TransportError)> = None;
         for row in &rows {
-            let id: i64 = row.get("id");
-            let topic: String = row.get("topic");
-            let record = match self.record_of(row, &topic).await {
+            let id = DB::int(row, "id").map_err(error("read the outbox"))?;
+            let topic = DB::text(row, "topic").map_err(error("read the outbox"))?;
+            let record = match self.record_of(row, id, &topic).await {
                 Ok(record) => record,
                 Err(err) => {
                     failure = Some((vec![id], err));
@@ -393,29 +627,44 @@ impl<T: Transport> Relay<T> {
                 }
             }
         }
-        if !appended.is_empty() {
-            sqlx::query("DELETE FROM evt_outbox WHERE id = ANY($1)")
-                .bind(&appended)
-                .execute(&mut *tx)
+
+        let _writer = match (&held, &self.writer) {
+            (None, Some(writer)) => Some(writer.lock().await),
+            _ => None,
+        };
+        let mut tx = match held {
+            Some(tx) => tx,
+            None => DB::begin_write(pool)
                 .await
-                .map_err(|err| pg_error("delete relayed outbox rows", err))?;
+                .map_err(error("delete relayed outbox rows"))?,
+        };
+        if !appended.is_empty() {
+            let sql = DB::sql_owned(format!(
+                "DELETE FROM evt_outbox WHERE id IN ({})",
+                placeholders(appended.len())
+            ));
+            let ids: Vec<Value<'_>> = appended.iter().map(|id| Value::from(*id)).collect();
+            DB::exec(&mut tx, &sql, &ids)
+                .await
+                .map_err(error("delete relayed outbox rows"))?;
         }
         if let Some((ids, err)) = &failure {
             let (message, _) = scrub_urls(&err.to_string());
-            sqlx::query(
-                "UPDATE evt_outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)",
-            )
-            .bind(ids)
-            .bind(message)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| pg_error("record a failed outbox append", err))?;
+            let sql = DB::sql_owned(format!(
+                "UPDATE evt_outbox SET attempts = attempts + 1, last_error = ? WHERE id IN ({})",
+                placeholders(ids.len())
+            ));
+            let mut values: Vec<Value<'_>> = vec![Value::from(message.as_str())];
+            values.extend(ids.iter().map(|id| Value::from(*id)));
+            DB::exec(&mut tx, &sql, &values)
+                .await
+                .map_err(error("record a failed outbox append"))?;
         }
         // A failure here after a successful append leaves the rows: they are appended again
         // (same event ids), which consumers' dedupe drops.
         tx.commit()
             .await
-            .map_err(|err| pg_error("delete relayed outbox rows", err))?;
+            .map_err(error("delete relayed outbox rows"))?;
         match failure {
             Some((_, err)) => Err(err),
             None => Ok(Drain::Relayed),
@@ -425,21 +674,22 @@ impl<T: Transport> Relay<T> {
     /// The record of one row, partitioned as the publisher partitions.
     async fn record_of(
         &self,
-        row: &sqlx::postgres::PgRow,
+        row: &DB::Row,
+        id: i64,
         topic: &str,
     ) -> Result<OutgoingRecord, TransportError> {
-        let id: i64 = row.get("id");
-        let event_id: String = row.get("event_id");
-        let key: Option<Vec<u8>> = row.get("record_key");
-        let blob: Vec<u8> = row.get("headers");
-        let headers = decode_headers(&blob).map_err(|err| {
+        let corrupt = |err: String| {
             TransportError::new(
                 TransportErrorKind::Corrupt,
                 format!("read outbox row {id} for {topic}"),
                 err,
             )
-        })?;
-        let payload: Vec<u8> = row.get("payload");
+        };
+        let event_id = DB::text(row, "event_id").map_err(|err| corrupt(err.to_string()))?;
+        let key = DB::opt_blob(row, "record_key").map_err(|err| corrupt(err.to_string()))?;
+        let blob = DB::blob(row, "headers").map_err(|err| corrupt(err.to_string()))?;
+        let headers = decode_headers(&blob).map_err(corrupt)?;
+        let payload = DB::blob(row, "payload").map_err(|err| corrupt(err.to_string()))?;
         self.publisher
             .relay_record(topic, key, headers, payload, &event_id)
             .await
@@ -452,55 +702,5 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-/// Listens on the outbox channel with a connection of its own (the app's pool keeps all of its
-/// connections) and wakes the relay on every notification; reconnects after a failure.
-async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
-    use sqlx::postgres::{PgListener, PgPoolOptions};
-    while !*shutdown.borrow() {
-        let own = PgPoolOptions::new()
-            .max_connections(1)
-            .max_lifetime(None)
-            .idle_timeout(None)
-            .connect_with((*pool.connect_options()).clone())
-            .await;
-        let listening = match own {
-            Ok(own) => match PgListener::connect_with(&own).await {
-                Ok(mut listener) => match listener.listen(CHANNEL).await {
-                    Ok(()) => Some((own, listener)),
-                    Err(_) => None,
-                },
-                Err(_) => None,
-            },
-            Err(_) => None,
-        };
-        let Some((own, mut listener)) = listening else {
-            // The relay still polls; try again later.
-            tokio::select! {
-                () = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                // Shutdown, or the app is gone.
-                _ = shutdown.changed() => return,
-            }
-        };
-        // Whatever was committed before we listened.
-        wake.notify_one();
-        let stop = loop {
-            tokio::select! {
-                received = listener.recv() => match received {
-                    Ok(_) => wake.notify_one(),
-                    Err(_) => break false,
-                },
-                // Shutdown, or the app is gone.
-                _ = shutdown.changed() => break true,
-            }
-        };
-        drop(listener);
-        // Bounded: a dead connection must not hold the relay up.
-        let _ = tokio::time::timeout(Duration::from_secs(1), own.close()).await;
-        if stop {
-            return;
-        }
     }
 }

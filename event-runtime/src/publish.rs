@@ -109,7 +109,7 @@ impl<T: Transport> Publisher<T> {
 
     /// The record for an envelope encoded earlier (the outbox's rows), partitioned exactly as
     /// [`Publisher::publish`] partitions it (`id` is the event id, `envelope.id.to_string()`).
-    #[cfg(feature = "postgres")]
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) async fn relay_record(
         &self,
         topic: &str,
@@ -123,7 +123,7 @@ impl<T: Transport> Publisher<T> {
     }
 
     /// The transport records are appended to.
-    #[cfg(feature = "postgres")]
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn transport_ref(&self) -> &T {
         &self.transport
     }

@@ -1,6 +1,7 @@
 //! Crash tests: a consumer process is killed with SIGKILL at random points while it consumes, and
 //! started again, several times, on each engine: the SQLite log (inbox in the same file), NATS
-//! JetStream and Kafka (inbox in PostgreSQL). A ledger written in inbox mode proves that every
+//! JetStream and Kafka (inbox in PostgreSQL), and NATS with the stores in SQLite (inbox and
+//! outbox in the file). A ledger written in inbox mode proves that every
 //! event was handled, none was lost, none had its effect twice, and per-key order held.
 //!
 //! The NATS, Kafka and PostgreSQL servers come from `EVT_NATS_URL`, `EVT_KAFKA_BOOTSTRAP` and
@@ -81,6 +82,33 @@ async fn produce<T: Transport>(app: &App<T>) -> Vec<Envelope<Entry>> {
     events
 }
 
+/// The events of a run, published on the NATS server `nats` under a new prefix: the transport,
+/// the prefix and the events.
+async fn produce_on_nats(nats: &str) -> (event_nats::NatsTransport, String, Vec<Envelope<Entry>>) {
+    let prefix = format!("crash{}", uuid::Uuid::now_v7().simple());
+    let transport =
+        event_nats::NatsTransport::connect(event_nats::NatsConfig::new(nats).prefix(&prefix))
+            .await
+            .unwrap();
+    let app = App::new(transport.clone(), Stores::in_memory().await.unwrap());
+    let events = produce(&app).await;
+    (transport, prefix, events)
+}
+
+/// A pool on the SQLite file `db` (created if missing) with the ledger table.
+async fn sqlite_ledger(db: &std::path::Path) -> sqlx::SqlitePool {
+    let pool = event_runtime::transport::sqlite::SqliteTransport::open(db)
+        .await
+        .unwrap()
+        .pool()
+        .clone();
+    sqlx::query("CREATE TABLE ledger (row_id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, account TEXT NOT NULL, seq INTEGER NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool
+}
+
 /// A PostgreSQL pool on a new schema with the ledger table, and the schema's name.
 async fn ledger_schema() -> (sqlx::PgPool, String) {
     let (pool, schema) = common::postgres_schema()
@@ -100,15 +128,7 @@ async fn sqlite_consumer_killed_at_random_points_loses_nothing_and_doubles_nothi
     let db = common::tempdir("crash").join("log.db");
     let app = App::embedded(&db).await.unwrap();
     let events = produce(&app).await;
-    let pool = event_runtime::transport::sqlite::SqliteTransport::open(&db)
-        .await
-        .unwrap()
-        .pool()
-        .clone();
-    sqlx::query("CREATE TABLE ledger (row_id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, account TEXT NOT NULL, seq INTEGER NOT NULL)")
-        .execute(&pool)
-        .await
-        .unwrap();
+    let pool = sqlite_ledger(&db).await;
     drop(app);
     let env = vec![("CRASH_DB", db.display().to_string())];
     kill_and_restart("sqlite", &env, &Ledger::Sqlite(pool), &events).await;
@@ -126,15 +146,8 @@ async fn nats_consumer_killed_at_random_points_loses_nothing_and_doubles_nothing
     ) else {
         return;
     };
-    let prefix = format!("crash{}", uuid::Uuid::now_v7().simple());
     let (pool, schema) = ledger_schema().await;
-    let transport =
-        event_nats::NatsTransport::connect(event_nats::NatsConfig::new(&nats).prefix(&prefix))
-            .await
-            .unwrap();
-    let app = App::new(transport.clone(), Stores::in_memory().await.unwrap());
-    let events = produce(&app).await;
-    drop(app);
+    let (transport, prefix, events) = produce_on_nats(&nats).await;
     let env = vec![
         ("CRASH_NATS_URL", nats),
         ("CRASH_PREFIX", prefix),
@@ -142,6 +155,26 @@ async fn nats_consumer_killed_at_random_points_loses_nothing_and_doubles_nothing
         ("CRASH_SCHEMA", schema),
     ];
     kill_and_restart("nats", &env, &Ledger::Postgres(pool), &events).await;
+    check_postings(&transport, true).await;
+}
+
+/// NATS with the stores in a SQLite file: the inbox books in the file and stages the postings in
+/// its outbox, whose relay (a lease, not an advisory lock) publishes them to NATS after a kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_consumer_with_sqlite_stores_killed_at_random_points_loses_nothing_and_doubles_nothing()
+ {
+    let Some(nats) = common::server_url("EVT_NATS_URL") else {
+        return;
+    };
+    let db = common::tempdir("crash-nats-sqlite").join("stores.db");
+    let pool = sqlite_ledger(&db).await;
+    let (transport, prefix, events) = produce_on_nats(&nats).await;
+    let env = vec![
+        ("CRASH_NATS_URL", nats),
+        ("CRASH_PREFIX", prefix),
+        ("CRASH_DB", db.display().to_string()),
+    ];
+    kill_and_restart("nats+sqlite", &env, &Ledger::Sqlite(pool), &events).await;
     check_postings(&transport, true).await;
 }
 

@@ -1,19 +1,25 @@
-//! The transactional outbox on PostgreSQL (`event_runtime::outbox`): what is staged and committed
-//! reaches the log once, what is rolled back never does, per-key order survives the relay, the
-//! PostgreSQL inbox emits only what commits, failed appends keep their rows, and two relays on
-//! one database neither duplicate nor reorder.
+//! The transactional outbox (`event_runtime::outbox`), each test on PostgreSQL and on SQLite:
+//! what is staged and committed reaches the log once, what is rolled back never does, per-key
+//! order survives the relay, the inbox emits only what commits, failed appends keep their rows,
+//! and two relays on one database neither duplicate nor reorder. The crash test with SQLite
+//! stores under NATS is in `crash.rs`.
 //!
-//! Runs against the database of `EVT_POSTGRES_URL` (each test in a schema of its own). Skipped
-//! with a message without it, except when `CI` is set, where the tests fail.
+//! PostgreSQL is the database of `EVT_POSTGRES_URL` (each test in a schema of its own); without
+//! it those tests are skipped with a message, except when `CI` is set, where they fail. SQLite
+//! is a new file per test.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use event_runtime::app::GroupOptions;
+use event_runtime::dlq::LetterFilter;
 use event_runtime::retry::RetryPolicy;
+use event_runtime::store::Dialect;
 use event_runtime::transport::memory::MemoryTransport;
+use event_runtime::transport::sqlite::SqliteTransport;
 use event_runtime::transport::{
     OutgoingRecord, Position, Record, Transport, TransportError, TransportErrorKind,
 };
@@ -33,13 +39,212 @@ struct Echo {
 }
 
 // ---------------------------------------------------------------------------------------------
-// PostgreSQL (tests/tests/common)
+// The two databases
 // ---------------------------------------------------------------------------------------------
 
-/// A pool on a new, empty schema of the database at `EVT_POSTGRES_URL`, or `None` to skip.
-async fn postgres_schema() -> Option<sqlx::PgPool> {
-    common::postgres_schema().await.map(|(pool, _)| pool)
+/// A database the outbox lives in, empty for each test: every test runs on both.
+trait Fixture: Sized + Send + Sync + 'static {
+    type DB: Dialect;
+    /// A new, empty database, or `None` to skip.
+    fn open() -> impl Future<Output = Option<Self>> + Send;
+    fn pool(&self) -> &sqlx::Pool<Self::DB>;
+    /// The app's stores in this database.
+    fn stores(&self) -> impl Future<Output = Stores> + Send;
+    /// Stores on the same database opened again, as another process of the app would.
+    fn other_stores(&self) -> impl Future<Output = Stores> + Send;
+    /// Rows, least attempts and least last error of `evt_outbox`.
+    fn outbox_rows(&self) -> impl Future<Output = (i64, Option<i64>, Option<String>)> + Send;
+    /// The table `ledger_rows (account, seq)`, and a constraint a transaction can break so that
+    /// it is refused only at COMMIT.
+    fn create_ledger(&self) -> impl Future<Output = ()> + Send;
+    /// Books `(account, seq)` in `ledger_rows` on `tx`; with `break_at_commit`, also breaks the
+    /// deferred constraint.
+    fn book(
+        tx: &mut sqlx::Transaction<'static, Self::DB>,
+        account: &str,
+        seq: u32,
+        break_at_commit: bool,
+    ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
+    /// `ledger_rows` by `seq`.
+    fn ledger(&self) -> impl Future<Output = Vec<(String, i64)>> + Send;
 }
+
+/// A new schema of the database at `EVT_POSTGRES_URL` (skipped without it, failing under `CI`).
+struct Postgres(sqlx::PgPool);
+
+impl Fixture for Postgres {
+    type DB = sqlx::Postgres;
+
+    async fn open() -> Option<Self> {
+        common::postgres_schema()
+            .await
+            .map(|(pool, _)| Postgres(pool))
+    }
+
+    fn pool(&self) -> &sqlx::PgPool {
+        &self.0
+    }
+
+    async fn stores(&self) -> Stores {
+        Stores::postgres(self.0.clone()).await.unwrap()
+    }
+
+    async fn other_stores(&self) -> Stores {
+        Stores::postgres(self.0.clone()).await.unwrap()
+    }
+
+    async fn outbox_rows(&self) -> (i64, Option<i64>, Option<String>) {
+        sqlx::query_as("SELECT COUNT(*), MIN(attempts), MIN(last_error) FROM evt_outbox")
+            .fetch_one(&self.0)
+            .await
+            .unwrap()
+    }
+
+    async fn create_ledger(&self) {
+        sqlx::raw_sql(
+            "CREATE TABLE ledger_rows (account TEXT NOT NULL, seq BIGINT NOT NULL); \
+             CREATE TABLE guard (k TEXT, CONSTRAINT guard_k UNIQUE (k) DEFERRABLE INITIALLY DEFERRED); \
+             INSERT INTO guard VALUES ('taken');",
+        )
+        .execute(&self.0)
+        .await
+        .unwrap();
+    }
+
+    async fn book(
+        tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+        account: &str,
+        seq: u32,
+        break_at_commit: bool,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO ledger_rows (account, seq) VALUES ($1, $2)")
+            .bind(account)
+            .bind(i64::from(seq))
+            .execute(&mut **tx)
+            .await?;
+        if break_at_commit {
+            sqlx::query("INSERT INTO guard VALUES ('taken')")
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn ledger(&self) -> Vec<(String, i64)> {
+        sqlx::query_as("SELECT account, seq FROM ledger_rows ORDER BY seq")
+            .fetch_all(&self.0)
+            .await
+            .unwrap()
+    }
+}
+
+/// A new SQLite file (the embedded default's database), its stores opened on it.
+struct Sqlite {
+    path: std::path::PathBuf,
+    file: SqliteTransport,
+}
+
+impl Fixture for Sqlite {
+    type DB = sqlx::Sqlite;
+
+    async fn open() -> Option<Self> {
+        let path = common::tempdir("outbox").join("stores.db");
+        let file = SqliteTransport::open(&path).await.unwrap();
+        Some(Sqlite { path, file })
+    }
+
+    fn pool(&self) -> &sqlx::SqlitePool {
+        self.file.pool()
+    }
+
+    async fn stores(&self) -> Stores {
+        Stores::sqlite(&self.file)
+    }
+
+    async fn other_stores(&self) -> Stores {
+        Stores::sqlite(&SqliteTransport::open(&self.path).await.unwrap())
+    }
+
+    async fn outbox_rows(&self) -> (i64, Option<i64>, Option<String>) {
+        sqlx::query_as("SELECT COUNT(*), MIN(attempts), MIN(last_error) FROM evt_outbox")
+            .fetch_one(self.pool())
+            .await
+            .unwrap()
+    }
+
+    async fn create_ledger(&self) {
+        // SQLite defers foreign keys, not unique constraints: a dangling reference is accepted
+        // when written and refused at COMMIT (sqlx turns `foreign_keys` on).
+        sqlx::raw_sql(
+            "CREATE TABLE ledger_rows (account TEXT NOT NULL, seq INTEGER NOT NULL); \
+             CREATE TABLE parent (k TEXT PRIMARY KEY); \
+             CREATE TABLE guard (k TEXT REFERENCES parent (k) DEFERRABLE INITIALLY DEFERRED);",
+        )
+        .execute(self.pool())
+        .await
+        .unwrap();
+    }
+
+    async fn book(
+        tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+        account: &str,
+        seq: u32,
+        break_at_commit: bool,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO ledger_rows (account, seq) VALUES (?, ?)")
+            .bind(account)
+            .bind(i64::from(seq))
+            .execute(&mut **tx)
+            .await?;
+        if break_at_commit {
+            sqlx::query("INSERT INTO guard VALUES ('no such parent')")
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn ledger(&self) -> Vec<(String, i64)> {
+        sqlx::query_as("SELECT account, seq FROM ledger_rows ORDER BY seq")
+            .fetch_all(self.pool())
+            .await
+            .unwrap()
+    }
+}
+
+/// Runs each named test (a function generic over [`Fixture`]) on PostgreSQL and on SQLite.
+macro_rules! on_both {
+    ($($test:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    if let Some(db) = <super::Postgres as super::Fixture>::open().await {
+                        super::$test(db).await;
+                    }
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    if let Some(db) = <super::Sqlite as super::Fixture>::open().await {
+                        super::$test(db).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+on_both!(
+    committed_is_delivered_once_and_rolled_back_never,
+    the_relay_keeps_per_key_order,
+    the_inbox_emits_only_what_commits,
+    failed_appends_keep_the_rows_until_the_log_recovers,
+    two_relays_neither_duplicate_nor_reorder,
+);
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -107,9 +312,9 @@ fn step(account: &str, seq: u32) -> Envelope<Step> {
     })
 }
 
-/// An app on `transport` with PostgreSQL stores on `pool` whose group `sink` records the steps.
-async fn sink_app<T: Transport>(transport: T, pool: &sqlx::PgPool, seen: &Seen) -> App<T> {
-    let mut app = App::new(transport, Stores::postgres(pool.clone()).await.unwrap());
+/// An app on `transport` with its stores in `db` whose group `sink` records the steps.
+async fn sink_app<T: Transport, F: Fixture>(transport: T, db: &F, seen: &Seen) -> App<T> {
+    let mut app = App::new(transport, db.stores().await);
     app.partitions(4)
         .subscribe::<Step, _>("sink", recorder(seen.clone()));
     app
@@ -210,7 +415,12 @@ impl Transport for Flaky {
 
 /// Stages `per_account` steps of each of `accounts` accounts, one task per account, each step
 /// in its own transaction (every third transaction stages two steps), while relays run.
-async fn stage_concurrently(outbox: &Outbox, pool: &sqlx::PgPool, accounts: u32, per_account: u32) {
+async fn stage_concurrently<DB: Dialect>(
+    outbox: &Outbox,
+    pool: &sqlx::Pool<DB>,
+    accounts: u32,
+    per_account: u32,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for a in 0..accounts {
         let outbox = outbox.clone();
@@ -258,15 +468,12 @@ fn seen_seqs(seen: &Seen) -> BTreeMap<String, Vec<u32>> {
 
 /// Staged and committed: in the log once and handled once. Staged and rolled back (explicitly,
 /// or by dropping the transaction): never. Nothing is relayed before the commit.
-#[tokio::test]
-async fn committed_is_delivered_once_and_rolled_back_never() {
-    let Some(pool) = postgres_schema().await else {
-        return;
-    };
+async fn committed_is_delivered_once_and_rolled_back_never<F: Fixture>(db: F) {
+    let pool = db.pool();
     let transport = MemoryTransport::new();
     let seen = Seen::default();
-    let app = sink_app(transport.clone(), &pool, &seen).await;
-    let outbox = app.outbox().expect("PostgreSQL stores have an outbox");
+    let app = sink_app(transport.clone(), &db, &seen).await;
+    let outbox = app.outbox().expect("SQL stores have an outbox");
     let running = app.start().await.unwrap();
 
     let committed: Vec<Envelope<Step>> = (0..3).map(|seq| step("kept", seq)).collect();
@@ -317,18 +524,14 @@ async fn committed_is_delivered_once_and_rolled_back_never() {
 
 /// Many events of a few keys, staged in many transactions while the relay runs: the log and the
 /// consumer see each key's events in the order they were staged.
-#[tokio::test]
-async fn the_relay_keeps_per_key_order() {
-    let Some(pool) = postgres_schema().await else {
-        return;
-    };
+async fn the_relay_keeps_per_key_order<F: Fixture>(db: F) {
     let transport = MemoryTransport::new();
     let seen = Seen::default();
-    let app = sink_app(transport.clone(), &pool, &seen).await;
+    let app = sink_app(transport.clone(), &db, &seen).await;
     let outbox = app.outbox().unwrap();
     let running = app.start().await.unwrap();
     let (accounts, per_account) = (6, 60);
-    stage_concurrently(&outbox, &pool, accounts, per_account).await;
+    stage_concurrently(&outbox, db.pool(), accounts, per_account).await;
     assert!(running.wait_idle(Duration::from_secs(60)).await);
 
     let log = log_of(&transport, "ledger").await;
@@ -339,32 +542,18 @@ async fn the_relay_keeps_per_key_order() {
     running.stop().await;
 }
 
-/// The inbox on PostgreSQL: a handler's emitted events are staged in the inbox transaction. An
-/// attempt that fails after emitting, and one whose commit fails (a deferred constraint), emit
-/// nothing; a successful one emits exactly once.
-#[tokio::test]
-async fn the_postgres_inbox_emits_only_what_commits() {
-    let Some(pool) = postgres_schema().await else {
-        return;
-    };
-    sqlx::raw_sql(
-        "CREATE TABLE ledger_rows (account TEXT NOT NULL, seq BIGINT NOT NULL); \
-         CREATE TABLE guard (k TEXT, CONSTRAINT guard_k UNIQUE (k) DEFERRABLE INITIALLY DEFERRED); \
-         INSERT INTO guard VALUES ('taken');",
-    )
-    .execute(&pool)
-    .await
-    .unwrap();
+/// The inbox on the stores' database under another engine: a handler's emitted events are
+/// staged in the inbox transaction. An attempt that fails after emitting, and one whose commit
+/// fails (a deferred constraint), emit nothing; a successful one emits exactly once.
+async fn the_inbox_emits_only_what_commits<F: Fixture>(db: F) {
+    db.create_ledger().await;
     let transport = MemoryTransport::new();
-    let mut app = App::new(
-        transport.clone(),
-        Stores::postgres(pool.clone()).await.unwrap(),
-    );
+    let mut app = App::new(transport.clone(), db.stores().await);
     let failed_once = Arc::new(AtomicBool::new(false));
     let flag = failed_once.clone();
     app.partitions(2)
         .group_options(
-            "pg-inbox",
+            "inbox",
             GroupOptions {
                 inbox: true,
                 retry: RetryPolicy {
@@ -374,24 +563,22 @@ async fn the_postgres_inbox_emits_only_what_commits() {
                 ..GroupOptions::default()
             },
         )
-        .subscribe::<Step, _>("pg-inbox", move |event: Envelope<Step>, ctx: Context| {
+        .subscribe::<Step, _>("inbox", move |event: Envelope<Step>, ctx: Context| {
             let flag = flag.clone();
             async move {
                 let mut tx = ctx
-                    .transaction::<sqlx::Postgres>()
+                    .transaction::<F::DB>()
                     .await
-                    .ok_or_else(|| HandlerError::permanent("no PostgreSQL inbox transaction"))?;
-                sqlx::query("INSERT INTO ledger_rows (account, seq) VALUES ($1, $2)")
-                    .bind(&event.data.account)
-                    .bind(i64::from(event.data.seq))
-                    .execute(&mut **tx)
-                    .await?;
-                if event.data.seq == 1 {
-                    // Accepted now, refused at COMMIT: the handler succeeds, the commit fails.
-                    sqlx::query("INSERT INTO guard VALUES ('taken')")
-                        .execute(&mut **tx)
-                        .await?;
-                }
+                    .ok_or_else(|| HandlerError::permanent("no inbox transaction"))?;
+                // Seq 1 is accepted now and refused at COMMIT: the handler succeeds, the commit
+                // fails.
+                F::book(
+                    &mut tx,
+                    &event.data.account,
+                    event.data.seq,
+                    event.data.seq == 1,
+                )
+                .await?;
                 drop(tx);
                 ctx.publish(Echo {
                     account: event.data.account.clone(),
@@ -422,35 +609,39 @@ async fn the_postgres_inbox_emits_only_what_commits() {
         BTreeMap::from([("acct".to_owned(), vec![0, 2])]),
         "one echo per committed handling, none for the attempts that did not commit"
     );
-    let rows: Vec<(String, i64)> =
-        sqlx::query_as("SELECT account, seq FROM ledger_rows ORDER BY seq")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-    assert_eq!(rows, [("acct".to_owned(), 0), ("acct".to_owned(), 2)]);
-    let stats = running.stats("pg-inbox").unwrap();
+    assert_eq!(
+        db.ledger().await,
+        [("acct".to_owned(), 0), ("acct".to_owned(), 2)]
+    );
+    let stats = running.stats("inbox").unwrap();
     assert_eq!((stats.handled, stats.dead_lettered), (2, 1), "{stats:?}");
-    let outbox: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM evt_outbox")
-        .fetch_one(&pool)
+    let letters = running
+        .dead_letters()
+        .list(&LetterFilter {
+            group: Some("inbox".into()),
+            ..LetterFilter::default()
+        })
         .await
         .unwrap();
-    assert_eq!(outbox, 0);
+    assert_eq!(
+        letters.len(),
+        1,
+        "the refused commit is dead-lettered: {letters:?}"
+    );
+    assert_eq!(db.outbox_rows().await.0, 0);
     running.stop().await;
 }
 
 /// The log refuses appends for a while: the rows stay in the outbox with their attempts and last
 /// error counted, and once it recovers every event is delivered once, in order.
-#[tokio::test]
-async fn failed_appends_keep_the_rows_until_the_log_recovers() {
-    let Some(pool) = postgres_schema().await else {
-        return;
-    };
+async fn failed_appends_keep_the_rows_until_the_log_recovers<F: Fixture>(db: F) {
+    let pool = db.pool();
     let memory = MemoryTransport::new();
     // Created up front, so the app's start does not append anything.
     memory.ensure_topic("ledger", 4).await.unwrap();
     let flaky = Flaky::new(memory.clone(), 3);
     let seen = Seen::default();
-    let app = sink_app(flaky.clone(), &pool, &seen).await;
+    let app = sink_app(flaky.clone(), &db, &seen).await;
     let outbox = app.outbox().unwrap();
     let running = app.start().await.unwrap();
 
@@ -463,11 +654,7 @@ async fn failed_appends_keep_the_rows_until_the_log_recovers() {
     // The first refusal is recorded on the rows, which are all still there.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let (rows, attempts, last_error) = loop {
-        let (rows, attempts, last_error): (i64, Option<i64>, Option<String>) =
-            sqlx::query_as("SELECT COUNT(*), MIN(attempts), MIN(last_error) FROM evt_outbox")
-                .fetch_one(&pool)
-                .await
-                .unwrap();
+        let (rows, attempts, last_error) = db.outbox_rows().await;
         if attempts.unwrap_or(0) >= 1 || tokio::time::Instant::now() > deadline {
             break (rows, attempts, last_error);
         }
@@ -500,21 +687,15 @@ async fn failed_appends_keep_the_rows_until_the_log_recovers() {
 
 /// Two apps on one database run two relays over one outbox (and one log): every event is
 /// appended once, and each key keeps its order.
-#[tokio::test]
-async fn two_relays_neither_duplicate_nor_reorder() {
-    let Some(pool) = postgres_schema().await else {
-        return;
-    };
+async fn two_relays_neither_duplicate_nor_reorder<F: Fixture>(db: F) {
+    let pool = db.pool();
     let memory = MemoryTransport::new();
     let first = Flaky::new(memory.clone(), 0);
     let second = Flaky::new(memory.clone(), 0);
     let seen = Seen::default();
-    let app = sink_app(first.clone(), &pool, &seen).await;
+    let app = sink_app(first.clone(), &db, &seen).await;
     // The second app only relays (a consumer of the same group would share the partitions).
-    let mut other = App::new(
-        second.clone(),
-        Stores::postgres(pool.clone()).await.unwrap(),
-    );
+    let mut other = App::new(second.clone(), db.other_stores().await);
     other.partitions(4);
     let outbox = app.outbox().unwrap();
 
@@ -530,7 +711,7 @@ async fn two_relays_neither_duplicate_nor_reorder() {
     tx.commit().await.unwrap();
     let (running, other) = tokio::join!(app.start(), other.start());
     let (running, other) = (running.unwrap(), other.unwrap());
-    stage_concurrently(&outbox, &pool, accounts, per_account).await;
+    stage_concurrently(&outbox, pool, accounts, per_account).await;
     assert!(running.wait_idle(Duration::from_secs(60)).await);
     assert!(other.wait_idle(Duration::from_secs(60)).await);
 

@@ -1,8 +1,9 @@
 //! The inbox, written once: one transaction of the stores' database claims the dedupe key, holds
 //! the handler's writes (reachable through [`crate::Context::transaction`]) and takes the events
 //! the handler emitted, then commits — or rolls all three back. Where the emitted events go is
-//! the one thing a store decides ([`EmitIn`]): on SQLite (the inbox of the embedded engine, in
-//! the log's own file) into the log itself; on PostgreSQL into its transactional outbox.
+//! the one thing a store decides ([`EmitIn`]): on the SQLite engine (the inbox in the log's own
+//! file) into the log itself; otherwise into the stores' transactional outbox
+//! ([`crate::outbox`]), whose relay appends them to the log after the commit.
 
 use std::any::Any;
 use std::future::Future;
@@ -76,18 +77,25 @@ use super::Db;
 use crate::publish::Publisher;
 use crate::transport::{Transport, TransportErrorKind};
 
-/// Emitted events appended to the log in the same SQLite file, in the inbox transaction.
+/// Where a SQLite inbox's events go: into the log in the same file (the SQLite engine), or into
+/// the file's outbox (another engine).
 #[cfg(feature = "sqlite")]
-struct LocalLog<'a, T>(&'a Publisher<T>);
+enum SqliteEmit<'a, T> {
+    LocalLog(&'a Publisher<T>),
+    Outbox,
+}
 
 #[cfg(feature = "sqlite")]
-impl<T: Transport> EmitIn<sqlx::Sqlite> for LocalLog<'_, T> {
+impl<T: Transport> EmitIn<sqlx::Sqlite> for SqliteEmit<'_, T> {
     async fn emit(
         &self,
         conn: &mut sqlx::SqliteConnection,
         emitted: Vec<Emitted>,
     ) -> Result<(), TransportError> {
-        self.0.publish_emitted_in(conn, emitted).await
+        match self {
+            SqliteEmit::LocalLog(publisher) => publisher.publish_emitted_in(conn, emitted).await,
+            SqliteEmit::Outbox => crate::outbox::stage_emitted::<sqlx::Sqlite>(conn, emitted).await,
+        }
     }
 }
 
@@ -96,13 +104,13 @@ impl<T: Transport> EmitIn<sqlx::Sqlite> for LocalLog<'_, T> {
 struct ToOutbox;
 
 #[cfg(feature = "postgres")]
-impl EmitIn<sqlx::Postgres> for ToOutbox {
+impl<DB: Exec> EmitIn<DB> for ToOutbox {
     async fn emit(
         &self,
-        conn: &mut sqlx::PgConnection,
+        conn: &mut DB::Connection,
         emitted: Vec<Emitted>,
     ) -> Result<(), TransportError> {
-        crate::outbox::stage_emitted(conn, emitted).await
+        crate::outbox::stage_emitted::<DB>(conn, emitted).await
     }
 }
 
@@ -133,13 +141,22 @@ impl Db {
             ))),
             #[cfg(feature = "sqlite")]
             Db::Sqlite(db) => {
+                // On the SQLite engine these stores are the log's own file (see
+                // `Db::inbox_for`): the events go straight into the log. Under another engine,
+                // into the file's outbox.
+                let transport: &dyn Any = publisher.transport_ref();
+                let emit = if transport.is::<crate::transport::sqlite::SqliteTransport>() {
+                    SqliteEmit::LocalLog(publisher)
+                } else {
+                    SqliteEmit::Outbox
+                };
                 attempt(
                     &db.pool,
                     Some(&db.writer),
                     group,
                     dedupe_key,
                     bypass_dedupe,
-                    &LocalLog(publisher),
+                    &emit,
                     call,
                     kept,
                 )

@@ -6,8 +6,8 @@
 //! contributes its SQL dialect.
 //!
 //! ```text
-//!   DeadLetters · dedupe · inbox                 (public facades: dlq, dedupe, consumer)
-//!        │ one lifecycle each: letters.rs, dedupe.rs, inbox.rs
+//!   DeadLetters · dedupe · inbox · Outbox        (public facades: dlq, dedupe, consumer, outbox)
+//!        │ one lifecycle each: letters.rs, dedupe.rs, inbox.rs, outbox.rs (+ lease.rs)
 //!        ▼
 //!   LetterTx (row-level, one transaction)  ──►  memory.rs       (no SQL at all)
 //!        │                                  └►  sql_letters.rs  (every SQL database, once)
@@ -15,7 +15,10 @@
 //!                                          sqlite.rs · postgres.rs
 //! ```
 //!
-//! The transactional outbox ([`crate::outbox`]) is PostgreSQL's alone so far.
+//! The transactional outbox ([`crate::outbox`]) is written once too, over the same interface:
+//! each dialect adds its staging statement, how its relays exclude each other (PostgreSQL's
+//! advisory lock, SQLite's lease row in `evt_leases`, [`lease`]) and how a relay learns of new
+//! rows (PostgreSQL's `LISTEN`, SQLite's polling).
 //!
 //! A [`Dialect`] is a database the stores can live in: [`sqlx::Sqlite`] with the `sqlite`
 //! feature, [`sqlx::Postgres`] with the `postgres` feature. It is what
@@ -24,6 +27,8 @@
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub(crate) mod dedupe;
 pub(crate) mod inbox;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) mod lease;
 pub(crate) mod letters;
 pub(crate) mod memory;
 #[cfg(feature = "postgres")]
@@ -98,9 +103,10 @@ impl Db {
     }
 
     /// The database a group in inbox mode runs its inbox on, for an app on `transport`: these
-    /// stores when they are PostgreSQL, else the log's own file when the engine is SQLite (the
-    /// emitted events are then appended to the log in the inbox transaction). `None`: no inbox,
-    /// the group uses the dedupe store.
+    /// stores when they are PostgreSQL; the log's own file when the engine is SQLite (the
+    /// emitted events are then appended to the log in the inbox transaction); these stores when
+    /// they are SQLite under another engine (the emitted events then go through the file's
+    /// outbox). `None`: no inbox, the group uses the dedupe store.
     pub(crate) fn inbox_for<T: 'static>(&self, transport: &T) -> Option<Db> {
         #[cfg(feature = "postgres")]
         if let Db::Postgres(_) = self {
@@ -113,6 +119,9 @@ impl Db {
                 transport.downcast_ref::<crate::transport::sqlite::SqliteTransport>()
             {
                 return Some(Db::sqlite(file));
+            }
+            if let Db::Sqlite(_) = self {
+                return Some(self.clone());
             }
         }
         let _ = transport;
@@ -152,6 +161,36 @@ impl Db {
             Db::Postgres(pool) => dedupe::purge_older_than(pool, retention).await,
         }
     }
+}
+
+/// Removes anything that looks like a connection URL (`postgres://user:password@host/db`) from
+/// `text`. Returns whether something was removed.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn scrub_urls(text: &str) -> (String, bool) {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    let mut scrubbed = false;
+    while let Some(at) = rest.find("://") {
+        // The scheme: the letters, digits, `+`, `-` and `.` right before `://`.
+        let scheme_start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |i| i + 1);
+        let after = &rest[at + 3..];
+        let end = after
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ')' | '>'))
+            .unwrap_or(after.len());
+        out.push_str(&rest[..scheme_start]);
+        if scheme_start < at {
+            out.push_str(&rest[scheme_start..at]);
+            out.push_str("://<redacted>");
+        } else {
+            out.push_str("<redacted url>");
+        }
+        scrubbed = true;
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    (out, scrubbed)
 }
 
 /// Serialises record headers as `u16 count, (u16 name length, name, u32 value length, value)*`:
@@ -236,5 +275,24 @@ mod tests {
         let mut extra = blob.clone();
         extra.push(0);
         assert!(decode_headers(&extra).unwrap_err().contains("trailing"));
+    }
+}
+
+#[cfg(all(test, any(feature = "sqlite", feature = "postgres")))]
+mod scrub_tests {
+    use super::scrub_urls;
+
+    #[test]
+    fn urls_are_scrubbed() {
+        let (text, scrubbed) =
+            scrub_urls("error connecting to postgres://bob:s3cret@db:5432/app (refused)");
+        assert!(scrubbed);
+        assert_eq!(text, "error connecting to postgres://<redacted> (refused)");
+        assert!(!text.contains("s3cret"));
+        let (text, scrubbed) = scrub_urls("relation \"evt_dedupe\" does not exist");
+        assert!(!scrubbed);
+        assert_eq!(text, "relation \"evt_dedupe\" does not exist");
+        let (text, _) = scrub_urls("a postgresql://x:y@h/d and postgres://u:p@h2");
+        assert_eq!(text, "a postgresql://<redacted> and postgres://<redacted>");
     }
 }

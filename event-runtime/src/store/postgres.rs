@@ -2,9 +2,14 @@
 //! transaction-scoped advisory locks where SQLite takes the whole file, errors that never carry
 //! a connection URL, and the stores' tables (`migrations/postgres.sql`), created if missing.
 
-use sqlx::{Pool, Postgres, Transaction};
+use std::sync::Arc;
+use std::time::Duration;
 
-use super::sql::{Sql, numbered_static};
+use sqlx::{Pool, Postgres, Transaction};
+use tokio::sync::{Notify, watch};
+
+use super::scrub_urls;
+use super::sql::{Sql, number_placeholders, numbered_static};
 use crate::transport::{TransportError, TransportErrorKind};
 
 /// The schema: `evt_dead_letters`, `evt_dlq_audit`, `evt_redeliveries`, `evt_dedupe`,
@@ -38,35 +43,82 @@ impl Sql for Postgres {
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
     }
+
+    fn sql_owned(text: String) -> String {
+        number_placeholders(&text)
+    }
+
+    const NAME: &'static str = "PostgreSQL";
+
+    // `pg_notify` is transactional: the relays hear it when (and only if) the caller commits.
+    // Several stages in one transaction deliver one notification.
+    const STAGE_OUTBOX: &'static str = "WITH staged AS ( \
+             INSERT INTO evt_outbox (topic, event_id, record_key, headers, payload, created_ms, attempts) \
+             VALUES (?, ?, ?, ?, ?, ?, 0) RETURNING id \
+         ) SELECT id FROM staged, pg_notify('evt_outbox', '')";
+
+    // The first key is ours; the second the OID of the `evt_outbox` table, so relays of
+    // different schemas of one database do not wait for each other.
+    const RELAY_LOCK: Option<&'static str> = Some(
+        "SELECT pg_try_advisory_xact_lock(745829103, ('evt_outbox'::regclass)::oid::int) AS locked",
+    );
+
+    // LISTEN wakes the relay; the poll only covers a missed notification.
+    const OUTBOX_POLL: Duration = Duration::from_millis(200);
+
+    async fn watch_outbox(pool: Pool<Self>, wake: Arc<Notify>, shutdown: watch::Receiver<bool>) {
+        listen(pool, wake, shutdown).await;
+    }
 }
 
-/// Removes anything that looks like a connection URL (`postgres://user:password@host/db`) from
-/// `text`. Returns whether something was removed.
-pub(crate) fn scrub_urls(text: &str) -> (String, bool) {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    let mut scrubbed = false;
-    while let Some(at) = rest.find("://") {
-        // The scheme: the letters, digits, `+`, `-` and `.` right before `://`.
-        let scheme_start = rest[..at]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-            .map_or(0, |i| i + 1);
-        let after = &rest[at + 3..];
-        let end = after
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ')' | '>'))
-            .unwrap_or(after.len());
-        out.push_str(&rest[..scheme_start]);
-        if scheme_start < at {
-            out.push_str(&rest[scheme_start..at]);
-            out.push_str("://<redacted>");
-        } else {
-            out.push_str("<redacted url>");
+/// Listens on the outbox's channel with a connection of its own (the app's pool keeps all of
+/// its connections) and wakes the relay on every notification; reconnects after a failure.
+async fn listen(pool: sqlx::PgPool, wake: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    use sqlx::postgres::{PgListener, PgPoolOptions};
+    while !*shutdown.borrow() {
+        let own = PgPoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_with((*pool.connect_options()).clone())
+            .await;
+        let listening = match own {
+            Ok(own) => match PgListener::connect_with(&own).await {
+                Ok(mut listener) => match listener.listen("evt_outbox").await {
+                    Ok(()) => Some((own, listener)),
+                    Err(_) => None,
+                },
+                Err(_) => None,
+            },
+            Err(_) => None,
+        };
+        let Some((own, mut listener)) = listening else {
+            // The relay still polls; try again later.
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                // Shutdown, or the app is gone.
+                _ = shutdown.changed() => return,
+            }
+        };
+        // Whatever was committed before we listened.
+        wake.notify_one();
+        let stop = loop {
+            tokio::select! {
+                received = listener.recv() => match received {
+                    Ok(_) => wake.notify_one(),
+                    Err(_) => break false,
+                },
+                // Shutdown, or the app is gone.
+                _ = shutdown.changed() => break true,
+            }
+        };
+        drop(listener);
+        // Bounded: a dead connection must not hold the relay up.
+        let _ = tokio::time::timeout(Duration::from_secs(1), own.close()).await;
+        if stop {
+            return;
         }
-        scrubbed = true;
-        rest = &after[end..];
     }
-    out.push_str(rest);
-    (out, scrubbed)
 }
 
 /// A [`TransportError`] for a PostgreSQL error, with any URL removed. The sqlx error is kept as
@@ -94,24 +146,5 @@ pub(crate) fn pg_error(operation: impl Into<String>, err: sqlx::Error) -> Transp
         error
     } else {
         error.with_source(err)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::scrub_urls;
-
-    #[test]
-    fn urls_are_scrubbed() {
-        let (text, scrubbed) =
-            scrub_urls("error connecting to postgres://bob:s3cret@db:5432/app (refused)");
-        assert!(scrubbed);
-        assert_eq!(text, "error connecting to postgres://<redacted> (refused)");
-        assert!(!text.contains("s3cret"));
-        let (text, scrubbed) = scrub_urls("relation \"evt_dedupe\" does not exist");
-        assert!(!scrubbed);
-        assert_eq!(text, "relation \"evt_dedupe\" does not exist");
-        let (text, _) = scrub_urls("a postgresql://x:y@h/d and postgres://u:p@h2");
-        assert_eq!(text, "a postgresql://<redacted> and postgres://<redacted>");
     }
 }

@@ -47,6 +47,28 @@ pub trait Sql: sqlx::Database {
     fn error(operation: String, err: sqlx::Error) -> TransportError;
     /// Rows a statement changed.
     fn rows_affected(result: &Self::QueryResult) -> u64;
+    /// A statement built at run time (a list of placeholders), adapted as [`Sql::sql`] adapts.
+    fn sql_owned(text: String) -> String;
+
+    /// The database's name in messages.
+    const NAME: &'static str;
+    /// Stages one outbox row from `topic, event_id, record_key, headers, payload, created_ms`,
+    /// answering its `id`; where the database can, it also wakes the relays when the caller
+    /// commits.
+    const STAGE_OUTBOX: &'static str;
+    /// How a relay drains the outbox alone: a statement answering `locked` that, when true,
+    /// holds an exclusive lock until the transaction ends (and dies with the connection); `None`
+    /// where no such lock exists, and a lease in `evt_leases` does the job.
+    const RELAY_LOCK: Option<&'static str>;
+    /// How often a relay looks for outbox rows nobody told it about.
+    const OUTBOX_POLL: std::time::Duration;
+    /// Wakes `wake` whenever outbox rows may have been committed, until `shutdown`; returns at
+    /// once where the database cannot tell (the relay then polls).
+    fn watch_outbox(
+        pool: Pool<Self>,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static;
 }
 
 /// One value bound to a statement.

@@ -3,7 +3,11 @@
 //! classed as unavailable, and the stores' tables (`migrations/sqlite.sql`), created with the
 //! engine's own when a file is opened.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use sqlx::{Pool, Sqlite, Transaction};
+use tokio::sync::{Notify, watch};
 
 use super::sql::Sql;
 use crate::transport::{TransportError, TransportErrorKind};
@@ -44,6 +48,26 @@ impl Sql for Sqlite {
 
     fn rows_affected(result: &Self::QueryResult) -> u64 {
         result.rows_affected()
+    }
+
+    fn sql_owned(text: String) -> String {
+        text
+    }
+
+    const NAME: &'static str = "SQLite";
+
+    const STAGE_OUTBOX: &'static str = "INSERT INTO evt_outbox \
+         (topic, event_id, record_key, headers, payload, created_ms, attempts) \
+         VALUES (?, ?, ?, ?, ?, ?, 0) RETURNING id";
+
+    // A lock of the file would stop every other writer, the log's appends among them.
+    const RELAY_LOCK: Option<&'static str> = None;
+
+    // A read of an indexed, usually empty table in a local file: cheap enough to ask often.
+    const OUTBOX_POLL: Duration = Duration::from_millis(25);
+
+    // SQLite cannot tell another connection (or process) that a transaction committed.
+    async fn watch_outbox(_pool: Pool<Self>, _wake: Arc<Notify>, _shutdown: watch::Receiver<bool>) {
     }
 }
 

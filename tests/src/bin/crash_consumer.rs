@@ -1,13 +1,16 @@
 //! A consumer process for the crash tests (`tests/tests/crash.rs`): it consumes `ledger.entry`
 //! events in inbox mode, writing one ledger row per event in the handler's transaction and
 //! emitting one `postings.posted` event in that same transaction, and exits 0 once it has caught
-//! up with `expected` events and is idle (the PostgreSQL outbox relayed). The tests kill it with SIGKILL at random points
-//! and start it again.
+//! up with `expected` events and is idle (the outbox relayed). The tests kill it with SIGKILL at
+//! random points and start it again.
 //!
 //! Usage: `crash_consumer <engine> <expected> <per-event-delay-ms>`, the engine being one of
 //!
 //! - `sqlite`: the log, the inbox and the `ledger` table in the SQLite file `CRASH_DB`;
 //! - `nats`: the log on the NATS server `CRASH_NATS_URL` under the prefix `CRASH_PREFIX`;
+//! - `nats+sqlite`: the log on NATS as for `nats`, the stores (dedupe claims, dead letters, the
+//!   outbox) and the `ledger` table in the SQLite file `CRASH_DB`: the inbox transaction is the
+//!   file's, and the emitted events reach NATS through the SQLite outbox;
 //! - `kafka`: the log on the Kafka broker `CRASH_KAFKA_BOOTSTRAP` under the prefix `CRASH_PREFIX`.
 //!
 //! For `nats` and `kafka` the stores (dedupe claims, dead letters) and the `ledger` table are in
@@ -31,7 +34,7 @@ struct Entry {
 }
 
 /// What the handler emits for each entry it books, in the same transaction as the booking (the
-/// SQLite log itself, or the PostgreSQL outbox).
+/// SQLite log itself, or the stores' outbox).
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
 #[event(context = "postings", name = "postings.posted")]
 struct Posted {
@@ -123,8 +126,8 @@ async fn on_postgres<T: Transport>(
     .await
 }
 
-async fn on_sqlite(expected: i64, delay: Duration) -> Result<(), Error> {
-    let mut app = App::embedded(var("CRASH_DB")?).await?;
+/// Subscribes the ledger writer, booking through the SQLite inbox transaction.
+fn book_in_sqlite<T: Transport>(app: &mut App<T>, delay: Duration) {
     app.group_options("ledger-writer", options())
         .subscribe::<Entry, _>(
             "ledger-writer",
@@ -148,6 +151,10 @@ async fn on_sqlite(expected: i64, delay: Duration) -> Result<(), Error> {
                 Ok::<(), HandlerError>(())
             },
         );
+}
+
+/// Runs `app` (booking in the SQLite file `CRASH_DB`) until the ledger holds `expected` events.
+async fn until_booked_in_sqlite<T: Transport>(app: App<T>, expected: i64) -> Result<(), Error> {
     let pool = event_runtime::transport::sqlite::SqliteTransport::open(var("CRASH_DB")?)
         .await?
         .pool()
@@ -160,12 +167,33 @@ async fn on_sqlite(expected: i64, delay: Duration) -> Result<(), Error> {
     .await
 }
 
+/// The embedded app: log, inbox and ledger in one SQLite file.
+async fn on_sqlite(expected: i64, delay: Duration) -> Result<(), Error> {
+    let mut app = App::embedded(var("CRASH_DB")?).await?;
+    book_in_sqlite(&mut app, delay);
+    until_booked_in_sqlite(app, expected).await
+}
+
+/// The app on `transport` with SQLite stores in `CRASH_DB`: the inbox transaction is the file's,
+/// and the emitted events reach `transport` through the file's outbox.
+async fn on_sqlite_stores<T: Transport>(
+    transport: T,
+    expected: i64,
+    delay: Duration,
+) -> Result<(), Error> {
+    let file = event_runtime::transport::sqlite::SqliteTransport::open(var("CRASH_DB")?).await?;
+    let mut app = App::new(transport, Stores::sqlite(&file));
+    book_in_sqlite(&mut app, delay);
+    until_booked_in_sqlite(app, expected).await
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
     let [_, engine, expected, delay_ms] = args.as_slice() else {
         return Err(
-            "usage: crash_consumer <sqlite|nats|kafka> <expected> <per-event-delay-ms>".into(),
+            "usage: crash_consumer <sqlite|nats|nats+sqlite|kafka> <expected> <per-event-delay-ms>"
+                .into(),
         );
     };
     let expected: i64 = expected.parse()?;
@@ -176,6 +204,16 @@ async fn main() -> Result<(), Error> {
             let config =
                 event_nats::NatsConfig::new(var("CRASH_NATS_URL")?).prefix(var("CRASH_PREFIX")?);
             on_postgres(
+                event_nats::NatsTransport::connect(config).await?,
+                expected,
+                delay,
+            )
+            .await
+        }
+        "nats+sqlite" => {
+            let config =
+                event_nats::NatsConfig::new(var("CRASH_NATS_URL")?).prefix(var("CRASH_PREFIX")?);
+            on_sqlite_stores(
                 event_nats::NatsTransport::connect(config).await?,
                 expected,
                 delay,
@@ -195,6 +233,8 @@ async fn main() -> Result<(), Error> {
             )
             .await
         }
-        other => Err(format!("unknown engine `{other}`: sqlite, nats or kafka").into()),
+        other => {
+            Err(format!("unknown engine `{other}`: sqlite, nats, nats+sqlite or kafka").into())
+        }
     }
 }
