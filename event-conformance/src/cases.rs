@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use event_runtime::app::{GroupOptions, lag_of};
 use event_runtime::cloudevents::binary::{Binding, to_binary};
-use event_runtime::dlq::{LetterFilter, LetterStatus, Selection};
+use event_runtime::dlq::{LetterFilter, LetterStatus, ReasonKind, Selection};
 use event_runtime::retry::RetryPolicy;
 use event_runtime::transport::{OutgoingRecord, Transport, TransportErrorKind};
 use event_runtime::{Context, Delivery, Envelope, HandlerError};
@@ -575,7 +575,7 @@ pub async fn poison_goes_to_the_dlq_without_blocking_other_records<E: Engine>(en
         .map(|l| {
             (
                 format!("ledger/0/{}", l.record.offset),
-                l.reason_kind.clone(),
+                l.reason_kind.to_string(),
                 "g".to_owned(),
             )
         })
@@ -750,7 +750,7 @@ pub async fn a_record_has_one_open_dead_letter<E: Engine>(engine: E) {
         event_type: None,
         event_id: None,
         partition_key: Some("a".into()),
-        reason_kind: "malformed".into(),
+        reason_kind: ReasonKind::Malformed,
         error_chain: vec!["bad".into()],
         attempts: 1,
         first_failure_ms: 1,
@@ -774,12 +774,12 @@ pub async fn a_record_has_one_open_dead_letter<E: Engine>(engine: E) {
     assert!(actions.contains(&"failed-again".to_owned()), "{actions:?}");
     // A parking letter for a record that is itself open changes nothing.
     let mut parked = letter("g");
-    parked.reason_kind = "parked".into();
+    parked.reason_kind = ReasonKind::Parked;
     parked.parked_behind = Some(first);
     assert_eq!(dlq.put(parked).await.unwrap(), first);
     assert_eq!(
         dlq.get(first).await.unwrap().unwrap().reason_kind,
-        "malformed"
+        ReasonKind::Malformed
     );
     let other_group = dlq.put(letter("h")).await.unwrap();
     assert_ne!(other_group, first);

@@ -25,7 +25,7 @@ use tokio::sync::{Semaphore, watch};
 
 use crate::app::{GroupOptions, Publisher};
 use crate::cloudevents::Limits;
-use crate::dlq::{DeadLetters, NewDeadLetter, Redelivery, RedeliverySource};
+use crate::dlq::{DeadLetters, NewDeadLetter, ReasonKind, Redelivery, RedeliverySource};
 use crate::envelope::{Envelope, RawEnvelope};
 use crate::error::{DecodeError, DecodeErrorKind};
 use crate::handler::{Context, Delivery, ErrorClass, Handler, HandlerError};
@@ -208,7 +208,7 @@ pub(crate) enum Outcome {
 
 pub(crate) struct FailedRecord {
     raw: Option<RawEnvelope>,
-    reason_kind: &'static str,
+    reason_kind: ReasonKind,
     chain: Vec<String>,
     attempts: u32,
     parked_behind: Option<u64>,
@@ -216,15 +216,15 @@ pub(crate) struct FailedRecord {
     first_failure_ms: i64,
 }
 
-fn decode_kind(kind: DecodeErrorKind) -> &'static str {
+fn decode_kind(kind: DecodeErrorKind) -> ReasonKind {
     match kind {
         DecodeErrorKind::Malformed | DecodeErrorKind::Attribute | DecodeErrorKind::TooLarge => {
-            "malformed"
+            ReasonKind::Malformed
         }
-        DecodeErrorKind::UnknownType => "unknown-type",
-        DecodeErrorKind::FutureVersion => "future-version",
-        DecodeErrorKind::Upcast => "upcast",
-        _ => "payload",
+        DecodeErrorKind::UnknownType => ReasonKind::UnknownType,
+        DecodeErrorKind::FutureVersion => ReasonKind::FutureVersion,
+        DecodeErrorKind::Upcast => ReasonKind::Upcast,
+        _ => ReasonKind::Payload,
     }
 }
 
@@ -478,7 +478,7 @@ impl<T: Transport> GroupRunner<T> {
                         .and_then(|key| std::str::from_utf8(key).ok())
                         .map(str::to_owned)
                 }),
-                reason_kind: failed.reason_kind.to_owned(),
+                reason_kind: failed.reason_kind,
                 error_chain: failed.chain,
                 attempts: failed.attempts,
                 first_failure_ms: failed.first_failure_ms,
@@ -515,7 +515,7 @@ impl<T: Transport> GroupRunner<T> {
             ("x-evt-dlq-source".to_owned(), fallback.clone().into_bytes()),
             (
                 "x-evt-dlq-reason".to_owned(),
-                failed.reason_kind.as_bytes().to_vec(),
+                failed.reason_kind.as_str().as_bytes().to_vec(),
             ),
             ("x-evt-dlq-error".to_owned(), error.into_bytes()),
             (
@@ -535,7 +535,7 @@ impl<T: Transport> GroupRunner<T> {
 
     fn failed(
         raw: Option<RawEnvelope>,
-        reason_kind: &'static str,
+        reason_kind: ReasonKind,
         chain: Vec<String>,
         attempts: u32,
     ) -> Outcome {
@@ -553,7 +553,7 @@ impl<T: Transport> GroupRunner<T> {
     fn failed_since(
         first_failure_ms: Option<i64>,
         raw: RawEnvelope,
-        reason_kind: &'static str,
+        reason_kind: ReasonKind,
         chain: Vec<String>,
         attempts: u32,
     ) -> Outcome {
@@ -589,7 +589,12 @@ impl<T: Transport> GroupRunner<T> {
                 "unknown event type `{}`: no type in this binary has that name",
                 raw.ty
             );
-            return Ok(Self::failed(Some(raw), "unknown-type", vec![reason], 0));
+            return Ok(Self::failed(
+                Some(raw),
+                ReasonKind::UnknownType,
+                vec![reason],
+                0,
+            ));
         };
         if self.options.sequenced
             && delivery != Delivery::Redrive
@@ -601,7 +606,7 @@ impl<T: Transport> GroupRunner<T> {
         {
             return Ok(Outcome::Failed(Box::new(FailedRecord {
                 raw: Some(raw),
-                reason_kind: "parked",
+                reason_kind: ReasonKind::Parked,
                 chain: vec![format!(
                     "parked behind dead letter {blocking} with the same key `{key}` (sequenced mode)"
                 )],
@@ -644,7 +649,7 @@ impl<T: Transport> GroupRunner<T> {
                     return Ok(Self::failed_since(
                         first_failure,
                         raw,
-                        "permanent",
+                        ReasonKind::Permanent,
                         err.chain(),
                         attempt,
                     ));
@@ -670,7 +675,7 @@ impl<T: Transport> GroupRunner<T> {
                             return Ok(Self::failed_since(
                                 first_failure,
                                 raw,
-                                "retries-exhausted",
+                                ReasonKind::RetriesExhausted,
                                 chain,
                                 attempt,
                             ));

@@ -72,6 +72,80 @@ impl FromStr for LetterStatus {
     }
 }
 
+/// Why a record was dead-lettered: the class of its failure. Stored, shown by `evt dlq` and sent
+/// in the `x-evt-dlq-reason` header of the engine's dead-letter copy under [`ReasonKind::as_str`]'s
+/// names; the letter's `reason` and `error_chain` say the particulars.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum ReasonKind {
+    /// The record is not a CloudEvent we can read: bad headers or attributes, or over the limits.
+    Malformed,
+    /// Its `type` is no type of this binary (with `dead_letter_unknown_types`).
+    UnknownType,
+    /// Its version is newer than the newest this binary knows.
+    FutureVersion,
+    /// Its payload does not decode into the type.
+    Payload,
+    /// An upcaster failed to lift it to the current version.
+    Upcast,
+    /// The handler failed with a permanent error.
+    Permanent,
+    /// The handler kept failing with transient errors until the retry policy gave up.
+    RetriesExhausted,
+    /// Not attempted: parked behind an open letter with the same key (sequenced mode).
+    Parked,
+}
+
+impl ReasonKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ReasonKind; 8] = [
+        ReasonKind::Malformed,
+        ReasonKind::UnknownType,
+        ReasonKind::FutureVersion,
+        ReasonKind::Payload,
+        ReasonKind::Upcast,
+        ReasonKind::Permanent,
+        ReasonKind::RetriesExhausted,
+        ReasonKind::Parked,
+    ];
+
+    /// The stored name (`malformed`, `unknown-type`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonKind::Malformed => "malformed",
+            ReasonKind::UnknownType => "unknown-type",
+            ReasonKind::FutureVersion => "future-version",
+            ReasonKind::Payload => "payload",
+            ReasonKind::Upcast => "upcast",
+            ReasonKind::Permanent => "permanent",
+            ReasonKind::RetriesExhausted => "retries-exhausted",
+            ReasonKind::Parked => "parked",
+        }
+    }
+}
+
+impl fmt::Display for ReasonKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ReasonKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ReasonKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| {
+                let known: Vec<&str> = ReasonKind::ALL.iter().map(|k| k.as_str()).collect();
+                format!(
+                    "unknown dead-letter reason kind `{s}` (known: {})",
+                    known.join(", ")
+                )
+            })
+    }
+}
+
 /// One dead letter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -87,9 +161,8 @@ pub struct DeadLetter {
     pub event_id: Option<String>,
     /// Partition key, if any.
     pub partition_key: Option<String>,
-    /// Class of failure: `malformed`, `unknown-type`, `future-version`, `payload`, `upcast`,
-    /// `permanent`, `retries-exhausted`, `parked`.
-    pub reason_kind: String,
+    /// Class of failure.
+    pub reason_kind: ReasonKind,
     /// The top-level reason.
     pub reason: String,
     /// The error and its sources, outermost first.
@@ -120,7 +193,7 @@ pub struct NewDeadLetter {
     /// Partition key.
     pub partition_key: Option<String>,
     /// Class of failure.
-    pub reason_kind: String,
+    pub reason_kind: ReasonKind,
     /// Error chain, outermost first (the first entry is the reason).
     pub error_chain: Vec<String>,
     /// Attempts.
@@ -425,5 +498,26 @@ impl DeadLetters {
         in_tx!(&self.db, read, "count dead letters", |tx| {
             letters::LetterTx::depth(&mut tx).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReasonKind;
+
+    #[test]
+    fn reason_kinds_round_trip_through_their_stored_names() {
+        for kind in ReasonKind::ALL {
+            assert_eq!(kind.as_str().parse::<ReasonKind>(), Ok(kind));
+            assert_eq!(kind.to_string(), kind.as_str());
+        }
+        let names: std::collections::BTreeSet<&str> =
+            ReasonKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), ReasonKind::ALL.len(), "names are distinct");
+        let err = "exploded".parse::<ReasonKind>().unwrap_err();
+        assert!(
+            err.contains("`exploded`") && err.contains("retries-exhausted"),
+            "{err}"
+        );
     }
 }

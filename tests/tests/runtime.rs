@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_runtime::app::GroupOptions;
-use event_runtime::dlq::LetterFilter;
+use event_runtime::dlq::{LetterFilter, ReasonKind};
 use event_runtime::retry::RetryPolicy;
 use event_runtime::transport::{OutgoingRecord, Transport};
 use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError};
@@ -111,7 +111,7 @@ async fn transient_failures_are_retried_then_dead_lettered() {
     // The exhausted letter spans its retries: 1 immediate, then backoff of 5 and 10 ms.
     let exhausted = letters
         .iter()
-        .find(|l| l.reason_kind == "retries-exhausted")
+        .find(|l| l.reason_kind == ReasonKind::RetriesExhausted)
         .unwrap();
     assert!(
         exhausted.last_failure_ms - exhausted.first_failure_ms >= 10,
@@ -121,7 +121,7 @@ async fn transient_failures_are_retried_then_dead_lettered() {
     );
     let mut summary: Vec<(String, u32, String)> = letters
         .iter()
-        .map(|l| (l.reason_kind.clone(), l.attempts, l.reason.clone()))
+        .map(|l| (l.reason_kind.to_string(), l.attempts, l.reason.clone()))
         .collect();
     summary.sort();
     assert_eq!(
@@ -376,7 +376,7 @@ async fn a_panicking_handler_dead_letters_its_record_and_the_partition_goes_on()
         .await
         .unwrap();
     assert_eq!(letters.len(), 1);
-    assert_eq!(letters[0].reason_kind, "permanent");
+    assert_eq!(letters[0].reason_kind, ReasonKind::Permanent);
     assert!(
         letters[0].reason.contains("bug in the handler for seq 0"),
         "{}",

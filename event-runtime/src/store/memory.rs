@@ -104,7 +104,7 @@ impl LetterTx for MemoryTx {
         letter: &NewDeadLetter,
     ) -> Result<(), TransportError> {
         if let Some(open) = self.letter_mut(id) {
-            open.reason_kind = letter.reason_kind.clone();
+            open.reason_kind = letter.reason_kind;
             open.reason = letter.error_chain.first().cloned().unwrap_or_default();
             open.error_chain = letter.error_chain.clone();
             open.attempts += letter.attempts;
@@ -129,7 +129,7 @@ impl LetterTx for MemoryTx {
                 event_type: letter.event_type.clone(),
                 event_id: letter.event_id.clone(),
                 partition_key: letter.partition_key.clone(),
-                reason_kind: letter.reason_kind.clone(),
+                reason_kind: letter.reason_kind,
                 reason: letter.error_chain.first().cloned().unwrap_or_default(),
                 error_chain: letter.error_chain.clone(),
                 attempts: letter.attempts,

@@ -137,7 +137,9 @@ impl<DB: Exec> SqlTx<DB> {
                 event_type: DB::opt_text(row, "event_type")?,
                 event_id: DB::opt_text(row, "event_id")?,
                 partition_key: DB::opt_text(row, "partition_key")?,
-                reason_kind: DB::text(row, "reason_kind")?,
+                reason_kind: DB::text(row, "reason_kind")?
+                    .parse()
+                    .map_err(|err: String| sqlx::Error::Decode(err.into()))?,
                 reason: DB::text(row, "reason")?,
                 error_chain: chain_from_text(&DB::text(row, "error_chain")?),
                 attempts: DB::int(row, "attempts")? as u32,
@@ -204,7 +206,7 @@ impl<DB: Exec> LetterTx for SqlTx<DB> {
             "UPDATE evt_dead_letters SET reason_kind = ?, reason = ?, error_chain = ?, \
              attempts = attempts + ?, last_failure_ms = ? WHERE id = ?",
             args![
-                &letter.reason_kind,
+                letter.reason_kind.as_str(),
                 &reason,
                 &chain_to_text(&letter.error_chain),
                 i64::from(letter.attempts),
@@ -241,7 +243,7 @@ impl<DB: Exec> LetterTx for SqlTx<DB> {
                 &letter.event_type,
                 &letter.event_id,
                 &letter.partition_key,
-                &letter.reason_kind,
+                letter.reason_kind.as_str(),
                 &reason,
                 &chain_to_text(&letter.error_chain),
                 i64::from(letter.attempts),
