@@ -88,9 +88,12 @@
 //! - **One relay at a time.** On PostgreSQL, the relay drains in a transaction holding an
 //!   advisory lock, which dies with its connection. SQLite has no such lock (locking the file
 //!   would stop the log's own writers), so the relay holds a lease in `evt_leases` for 5 s at a
-//!   time and renews it as it works: a relay that dies is replaced within 5 s, one that stops
-//!   gives the lease up at once. A relay that stalls past its lease (a suspended process) may
-//!   append a batch a second time; the copies keep their ids, as above.
+//!   time, taken only when rows wait and renewed a third of the way through: a relay that dies
+//!   is replaced within 5 s, one that stops gives the lease up and is replaced within a second.
+//!   A drain that outlasts the lease (an append or a wait for the file's write lock of more than
+//!   about 3 s, a suspended process) may have its batch appended again by another process's
+//!   relay; the copies keep their ids, as above, and the first copy of each keeps its order.
+//!   Deleting rows already appended is retried (a busy file) rather than appending them again.
 //! - **Failures.** When the log refuses an append, the rows stay, their `attempts` and
 //!   `last_error` columns are updated, and the relay retries with a bounded exponential backoff
 //!   (100 ms to 5 s). Rows are never dropped; a row that can never be appended holds back the
@@ -134,6 +137,8 @@ const BATCH: i64 = 256;
 const LEASE: Duration = Duration::from_secs(5);
 /// The lease's name in `evt_leases`.
 const LEASE_NAME: &str = "evt_outbox.relay";
+/// Attempts at deleting rows already appended, where that is a transaction of its own (SQLite).
+const SETTLE_TRIES: u32 = 8;
 /// Backoff after a failed append: from the first to the last value, doubling.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -312,7 +317,7 @@ impl Outbox {
         topic: &str,
         envelope: &RawEnvelope,
     ) -> Result<i64, PublishError> {
-        let ours = on_sql!(&self.db, |_pool: DB| (TypeId::of::<DB>(), <DB as crate::store::sql::Sql>::NAME), memory => unreachable!("an outbox is on SQL stores"));
+        let ours = on_sql!(&self.db, |_pool: DB| (TypeId::of::<DB>(), <DB as sqlx::Database>::NAME), memory => unreachable!("an outbox is on SQL stores"));
         if ours.0 != TypeId::of::<C::Database>() {
             return Err(PublishError::Transport(TransportError::new(
                 TransportErrorKind::Other,
@@ -321,7 +326,7 @@ impl Outbox {
                     "the outbox is in {}, but the connection given is {}'s: stage on a \
                      transaction of the stores' database",
                     ours.1,
-                    <C::Database as crate::store::sql::Sql>::NAME
+                    <C::Database as sqlx::Database>::NAME
                 ),
             )));
         }
@@ -350,14 +355,7 @@ impl Outbox {
 
     /// Whether any row waits for the relay (cheaper than [`Outbox::pending`]).
     pub(crate) async fn has_pending(&self) -> Result<bool, TransportError> {
-        on_sql!(&self.db, |pool: DB| {
-            let error = |err| <DB as crate::store::sql::Sql>::error("read the outbox".into(), err);
-            let mut conn = pool.acquire().await.map_err(error)?;
-            let row = DB::row(&mut conn, "SELECT id FROM evt_outbox LIMIT 1", &[])
-                .await
-                .map_err(error)?;
-            Ok(row.is_some())
-        }, memory => Ok(false))
+        on_sql!(&self.db, |pool: DB| any_row::<DB>(pool).await, memory => Ok(false))
     }
 
     /// The relay of this outbox into `publisher`'s log, until `shutdown` turns true.
@@ -393,6 +391,16 @@ impl Outbox {
     }
 }
 
+/// Whether `evt_outbox` of `pool` holds any row.
+async fn any_row<DB: Exec>(pool: &Pool<DB>) -> Result<bool, TransportError> {
+    let error = |err| DB::error("read the outbox".into(), err);
+    let mut conn = pool.acquire().await.map_err(error)?;
+    let row = DB::row(&mut conn, "SELECT id FROM evt_outbox LIMIT 1", &[])
+        .await
+        .map_err(error)?;
+    Ok(row.is_some())
+}
+
 /// Writes one row on `conn`: the record encoded once, in the CloudEvents binary mode (Kafka
 /// binding) the publisher uses, so every relay attempt appends the same bytes and the same
 /// event id.
@@ -402,7 +410,8 @@ async fn stage_on<DB: Exec>(
     envelope: &RawEnvelope,
 ) -> Result<i64, PublishError> {
     let message = binary::encode(envelope, Binding::Kafka)?;
-    let error = |err| DB::error(format!("stage an event for {topic} in the outbox"), err);
+    let operation = || format!("stage an event for {topic} in the outbox");
+    let error = |err| DB::error(operation(), err);
     let headers = encode_headers(&message.headers);
     let event_id = envelope.id.to_string();
     let row = DB::row(
@@ -418,7 +427,22 @@ async fn stage_on<DB: Exec>(
         ],
     )
     .await
-    .map_err(error)?;
+    .map_err(|err| {
+        if DB::undefined_table(&err) {
+            TransportError::new(
+                TransportErrorKind::Other,
+                operation(),
+                format!(
+                    "the connection's {} database has no evt_outbox table: stage on a \
+                     transaction of the stores' database (the app's SQLite file, or the \
+                     PostgreSQL schema of its stores)",
+                    <DB as sqlx::Database>::NAME
+                ),
+            )
+        } else {
+            error(err)
+        }
+    })?;
     let row = row.ok_or_else(|| {
         TransportError::new(
             TransportErrorKind::Other,
@@ -569,6 +593,17 @@ impl<T: Transport, DB: Exec> Relay<T, DB> {
                 held = Some(tx);
             }
             None => {
+                // Nothing to relay: no lease taken, nothing written (an idle app does not
+                // write to its file).
+                if !any_row::<DB>(pool).await? {
+                    return Ok(Drain::Empty);
+                }
+                // Queued behind this process's inbox transactions rather than failing on the
+                // busy timeout while one holds the file.
+                let _writer = match &self.writer {
+                    Some(writer) => Some(writer.lock().await),
+                    None => None,
+                };
                 if !lease.hold(pool).await? {
                     return Ok(Drain::Busy);
                 }
@@ -628,47 +663,55 @@ impl<T: Transport, DB: Exec> Relay<T, DB> {
             }
         }
 
-        let _writer = match (&held, &self.writer) {
-            (None, Some(writer)) => Some(writer.lock().await),
-            _ => None,
-        };
-        let mut tx = match held {
-            Some(tx) => tx,
-            None => DB::begin_write(pool)
-                .await
-                .map_err(error("delete relayed outbox rows"))?,
-        };
-        if !appended.is_empty() {
-            let sql = DB::sql_owned(format!(
-                "DELETE FROM evt_outbox WHERE id IN ({})",
-                placeholders(appended.len())
-            ));
-            let ids: Vec<Value<'_>> = appended.iter().map(|id| Value::from(*id)).collect();
-            DB::exec(&mut tx, &sql, &ids)
-                .await
-                .map_err(error("delete relayed outbox rows"))?;
+        let failed = failure.as_ref().map(|(ids, err)| (ids.as_slice(), err));
+        match held {
+            // The lock's transaction: if it fails now, the lock goes with it, and the rows are
+            // appended again by whoever drains next (same event ids, which consumers' dedupe
+            // drops).
+            Some(mut tx) => {
+                settle::<DB>(&mut tx, &appended, failed).await?;
+                tx.commit()
+                    .await
+                    .map_err(error("delete relayed outbox rows"))?;
+            }
+            // A short write transaction of its own, retried: the rows are in the log already, so
+            // giving up here would append them again.
+            None => {
+                let mut delay = Duration::from_millis(50);
+                let mut tries = 0;
+                loop {
+                    tries += 1;
+                    match self.settle_alone(&appended, failed).await {
+                        Ok(()) => break,
+                        Err(err) if tries >= SETTLE_TRIES => return Err(err),
+                        Err(_) => {
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(BACKOFF_MAX);
+                        }
+                    }
+                }
+            }
         }
-        if let Some((ids, err)) = &failure {
-            let (message, _) = scrub_urls(&err.to_string());
-            let sql = DB::sql_owned(format!(
-                "UPDATE evt_outbox SET attempts = attempts + 1, last_error = ? WHERE id IN ({})",
-                placeholders(ids.len())
-            ));
-            let mut values: Vec<Value<'_>> = vec![Value::from(message.as_str())];
-            values.extend(ids.iter().map(|id| Value::from(*id)));
-            DB::exec(&mut tx, &sql, &values)
-                .await
-                .map_err(error("record a failed outbox append"))?;
-        }
-        // A failure here after a successful append leaves the rows: they are appended again
-        // (same event ids), which consumers' dedupe drops.
-        tx.commit()
-            .await
-            .map_err(error("delete relayed outbox rows"))?;
         match failure {
             Some((_, err)) => Err(err),
             None => Ok(Drain::Relayed),
         }
+    }
+
+    /// [`settle`] in a write transaction of its own, behind this process's writer lock.
+    async fn settle_alone(
+        &self,
+        appended: &[i64],
+        failed: Option<(&[i64], &TransportError)>,
+    ) -> Result<(), TransportError> {
+        let _writer = match &self.writer {
+            Some(writer) => Some(writer.lock().await),
+            None => None,
+        };
+        let error = |err| DB::error("delete relayed outbox rows".into(), err);
+        let mut tx = DB::begin_write(&self.pool).await.map_err(error)?;
+        settle::<DB>(&mut tx, appended, failed).await?;
+        tx.commit().await.map_err(error)
     }
 
     /// The record of one row, partitioned as the publisher partitions.
@@ -694,6 +737,37 @@ impl<T: Transport, DB: Exec> Relay<T, DB> {
             .relay_record(topic, key, headers, payload, &event_id)
             .await
     }
+}
+
+/// Deletes the rows `appended` and counts the failed attempt of `failed` on them, in `tx`.
+async fn settle<DB: Exec>(
+    tx: &mut Transaction<'static, DB>,
+    appended: &[i64],
+    failed: Option<(&[i64], &TransportError)>,
+) -> Result<(), TransportError> {
+    if !appended.is_empty() {
+        let sql = DB::sql_owned(format!(
+            "DELETE FROM evt_outbox WHERE id IN ({})",
+            placeholders(appended.len())
+        ));
+        let ids: Vec<Value<'_>> = appended.iter().map(|id| Value::from(*id)).collect();
+        DB::exec(tx, &sql, &ids)
+            .await
+            .map_err(|err| DB::error("delete relayed outbox rows".into(), err))?;
+    }
+    if let Some((ids, err)) = failed {
+        let (message, _) = scrub_urls(&err.to_string());
+        let sql = DB::sql_owned(format!(
+            "UPDATE evt_outbox SET attempts = attempts + 1, last_error = ? WHERE id IN ({})",
+            placeholders(ids.len())
+        ));
+        let mut values: Vec<Value<'_>> = vec![Value::from(message.as_str())];
+        values.extend(ids.iter().map(|id| Value::from(*id)));
+        DB::exec(tx, &sql, &values)
+            .await
+            .map_err(|err| DB::error("record a failed outbox append".into(), err))?;
+    }
+    Ok(())
 }
 
 /// Aborts the task when dropped.

@@ -733,3 +733,133 @@ async fn two_relays_neither_duplicate_nor_reorder<F: Fixture>(db: F) {
     other.stop().await;
     running.stop().await;
 }
+
+/// What only the SQLite outbox has: its relays' lease.
+mod lease {
+    use super::*;
+
+    fn now_ms() -> i64 {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        i64::try_from(since.as_millis()).unwrap()
+    }
+
+    /// A lease another live relay holds (a row in `evt_leases`): this app's relay appends
+    /// nothing until it expires, then everything.
+    #[tokio::test]
+    async fn a_live_foreign_lease_holds_the_relay_back_until_it_expires() {
+        let db = Sqlite::open().await.unwrap();
+        let until = now_ms() + 1500;
+        sqlx::query(
+            "INSERT INTO evt_leases (name, holder, until_ms) VALUES ('evt_outbox.relay', 'another process', ?)",
+        )
+        .bind(until)
+        .execute(db.pool())
+        .await
+        .unwrap();
+        let transport = MemoryTransport::new();
+        let seen = Seen::default();
+        let app = sink_app(transport.clone(), &db, &seen).await;
+        let outbox = app.outbox().unwrap();
+        let running = app.start().await.unwrap();
+        let mut tx = db.pool().begin().await.unwrap();
+        outbox.stage(&mut tx, step("acct", 0)).await.unwrap();
+        tx.commit().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        assert!(
+            log_of(&transport, "ledger").await.is_empty(),
+            "relayed while another relay holds the lease"
+        );
+        assert!(running.wait_idle(Duration::from_secs(10)).await);
+        assert!(now_ms() >= until, "relayed before the lease expired");
+        assert_eq!(log_of(&transport, "ledger").await.len(), 1);
+        running.stop().await;
+    }
+
+    /// A relay that stops gives its lease up: another process's relay takes the next rows within
+    /// about a second, not at the lease's expiry (5 s).
+    #[tokio::test]
+    async fn a_stopped_relay_hands_over_at_once() {
+        let db = Sqlite::open().await.unwrap();
+        let memory = MemoryTransport::new();
+        memory.ensure_topic("ledger", 4).await.unwrap();
+        let (first, second) = (Flaky::new(memory.clone(), 0), Flaky::new(memory.clone(), 0));
+        let mut app = App::new(first.clone(), db.stores().await);
+        app.partitions(4);
+        let outbox = app.outbox().unwrap();
+        let running = app.start().await.unwrap();
+        let mut tx = db.pool().begin().await.unwrap();
+        outbox.stage(&mut tx, step("acct", 0)).await.unwrap();
+        tx.commit().await.unwrap();
+        assert!(running.wait_idle(Duration::from_secs(10)).await);
+        assert_eq!(
+            first.appended.load(Ordering::SeqCst),
+            1,
+            "the first relay holds the lease"
+        );
+
+        let mut other = App::new(second.clone(), db.other_stores().await);
+        other.partitions(4);
+        let other = other.start().await.unwrap();
+        running.stop().await;
+        let staged = std::time::Instant::now();
+        let mut tx = db.pool().begin().await.unwrap();
+        outbox.stage(&mut tx, step("acct", 1)).await.unwrap();
+        tx.commit().await.unwrap();
+        while second.appended.load(Ordering::SeqCst) == 0 {
+            assert!(
+                staged.elapsed() < Duration::from_secs(3),
+                "the second relay did not take over within 3 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        eprintln!("taken over after {:?}", staged.elapsed());
+        assert_eq!(
+            seqs_by_key(&log_of(&memory, "ledger").await),
+            BTreeMap::from([("acct".to_owned(), vec![0, 1])])
+        );
+        other.stop().await;
+    }
+
+    /// A transaction of the wrong database: refused with an error that says so, nothing staged.
+    #[tokio::test]
+    async fn staging_on_another_database_is_refused_with_a_clear_error() {
+        let db = Sqlite::open().await.unwrap();
+        let app = App::new(MemoryTransport::new(), db.stores().await);
+        let outbox = app.outbox().unwrap();
+
+        // Another SQLite file, without the stores' tables.
+        let path = common::tempdir("outbox-elsewhere").join("app.db");
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let elsewhere = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let mut tx = elsewhere.begin().await.unwrap();
+        let err = outbox
+            .stage(&mut tx, step("acct", 0))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no evt_outbox table") && err.contains("ledger"),
+            "{err}"
+        );
+        drop(tx);
+
+        // A PostgreSQL transaction for SQLite stores.
+        if let Some(pg) = Postgres::open().await {
+            let mut tx = pg.pool().begin().await.unwrap();
+            let err = outbox
+                .stage(&mut tx, step("acct", 0))
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("the outbox is in SQLite") && err.contains("PostgreSQL"),
+                "{err}"
+            );
+        }
+        assert_eq!(outbox.pending().await.unwrap(), 0);
+    }
+}

@@ -94,16 +94,16 @@ impl<T: Transport> EmitIn<sqlx::Sqlite> for SqliteEmit<'_, T> {
     ) -> Result<(), TransportError> {
         match self {
             SqliteEmit::LocalLog(publisher) => publisher.publish_emitted_in(conn, emitted).await,
-            SqliteEmit::Outbox => crate::outbox::stage_emitted::<sqlx::Sqlite>(conn, emitted).await,
+            SqliteEmit::Outbox => EmitIn::<sqlx::Sqlite>::emit(&ToOutbox, conn, emitted).await,
         }
     }
 }
 
 /// Emitted events staged in the database's transactional outbox.
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 struct ToOutbox;
 
-#[cfg(feature = "postgres")]
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl<DB: Exec> EmitIn<DB> for ToOutbox {
     async fn emit(
         &self,

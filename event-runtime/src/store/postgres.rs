@@ -48,7 +48,10 @@ impl Sql for Postgres {
         number_placeholders(&text)
     }
 
-    const NAME: &'static str = "PostgreSQL";
+    fn undefined_table(err: &sqlx::Error) -> bool {
+        // undefined_table
+        matches!(err, sqlx::Error::Database(db) if db.code().as_deref() == Some("42P01"))
+    }
 
     // `pg_notify` is transactional: the relays hear it when (and only if) the caller commits.
     // Several stages in one transaction deliver one notification.

@@ -49,9 +49,9 @@ pub trait Sql: sqlx::Database {
     fn rows_affected(result: &Self::QueryResult) -> u64;
     /// A statement built at run time (a list of placeholders), adapted as [`Sql::sql`] adapts.
     fn sql_owned(text: String) -> String;
+    /// Whether `err` says a table the statement names does not exist.
+    fn undefined_table(err: &sqlx::Error) -> bool;
 
-    /// The database's name in messages.
-    const NAME: &'static str;
     /// Stages one outbox row from `topic, event_id, record_key, headers, payload, created_ms`,
     /// answering its `id`; where the database can, it also wakes the relays when the caller
     /// commits.

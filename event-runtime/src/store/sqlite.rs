@@ -54,7 +54,9 @@ impl Sql for Sqlite {
         text
     }
 
-    const NAME: &'static str = "SQLite";
+    fn undefined_table(err: &sqlx::Error) -> bool {
+        matches!(err, sqlx::Error::Database(db) if db.message().starts_with("no such table"))
+    }
 
     const STAGE_OUTBOX: &'static str = "INSERT INTO evt_outbox \
          (topic, event_id, record_key, headers, payload, created_ms, attempts) \
