@@ -12,11 +12,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::Limits;
+use super::attributes::{Text, TextValues};
 use super::structured::{
     check_extension_names, check_specversion, extension_name_error, format_sequence, format_time,
     non_empty, parse_id, parse_sequence, parse_time, valid_extension_name,
 };
-use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope, TraceContext};
+use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope};
 use crate::error::{DecodeError, EncodeError, Format};
 use crate::message::Message;
 
@@ -82,29 +83,8 @@ pub fn encode(envelope: &RawEnvelope, binding: Binding) -> Result<BinaryMessage,
     put("type", &envelope.ty);
     put("time", &format_time(&envelope.time)?);
     put("eventversion", &envelope.version.to_string());
-    let optional = [
-        ("subject", envelope.subject.as_deref()),
-        ("dataschema", envelope.dataschema.as_deref()),
-        ("partitionkey", envelope.partition_key.as_deref()),
-        ("correlationid", envelope.correlation_id.as_deref()),
-        ("causationid", envelope.causation_id.as_deref()),
-        (
-            "traceparent",
-            envelope.trace.as_ref().map(|t| t.traceparent.as_str()),
-        ),
-        (
-            "tracestate",
-            envelope
-                .trace
-                .as_ref()
-                .and_then(|t| t.tracestate.as_deref()),
-        ),
-        ("dedupekey", envelope.dedupe_key.as_deref()),
-    ];
-    for (name, value) in optional {
-        if let Some(value) = value {
-            put(name, value);
-        }
+    for (attr, value) in Text::present(envelope) {
+        put(attr.name(), value);
     }
     if let Some(sequence) = envelope.sequence {
         put("sequence", &format_sequence(sequence));
@@ -165,6 +145,17 @@ pub fn decode<'a>(
     binding: Binding,
     limits: &Limits,
 ) -> Result<RawEnvelope, DecodeError> {
+    decode_at(headers, payload, binding, limits, None)
+}
+
+/// [`decode`], with `default_time` for an event without `time` (none: it is an error).
+pub(crate) fn decode_at<'a>(
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    payload: &[u8],
+    binding: Binding,
+    limits: &Limits,
+    default_time: Option<time::OffsetDateTime>,
+) -> Result<RawEnvelope, DecodeError> {
     Limits::check(limits.max_data_bytes, payload.len(), "payload")?;
     let prefix = binding.prefix();
     let mut attrs: BTreeMap<String, String> = BTreeMap::new();
@@ -212,7 +203,10 @@ pub fn decode<'a>(
         take("source").ok_or_else(|| missing("source"))?.into(),
     )?;
     let ty = non_empty("type", take("type").ok_or_else(|| missing("type"))?.into())?;
-    let time = parse_time(&take("time").ok_or_else(|| missing("time"))?)?;
+    let time = match take("time") {
+        Some(text) => parse_time(&text)?,
+        None => default_time.ok_or_else(|| missing("time"))?,
+    };
     let version = match take("eventversion") {
         None => 1,
         Some(text) => text
@@ -222,27 +216,27 @@ pub fn decode<'a>(
             .ok_or_else(|| invalid("eventversion", format!("`{text}` is not an integer >= 1")))?,
     };
     let sequence = take("sequence").map(|s| parse_sequence(&s)).transpose()?;
-    // A `tracestate` without a `traceparent` is dropped, as the other formats drop it.
-    let tracestate = take("tracestate");
-    let trace = take("traceparent").map(|traceparent| TraceContext {
-        traceparent,
-        tracestate,
-    });
     let _ = take("datacontenttype");
-    Ok(Envelope {
+    let mut texts = TextValues::default();
+    for attr in Text::ALL {
+        if let Some(value) = take(attr.name()) {
+            texts.set(attr, value);
+        }
+    }
+    let mut envelope = Envelope {
         id,
         source: Cow::Owned(source),
         ty: Cow::Owned(ty),
         version,
-        subject: take("subject"),
+        subject: None,
         time,
         content_type: content_type.map_or(Cow::Borrowed(crate::codec::JSON), Cow::Owned),
-        dataschema: take("dataschema"),
-        partition_key: take("partitionkey"),
-        correlation_id: take("correlationid"),
-        causation_id: take("causationid"),
-        trace,
-        dedupe_key: take("dedupekey"),
+        dataschema: None,
+        partition_key: None,
+        correlation_id: None,
+        causation_id: None,
+        trace: None,
+        dedupe_key: None,
         sequence,
         // Every other attribute was taken above; what is left must be an extension.
         extensions: attrs
@@ -253,5 +247,7 @@ pub fn decode<'a>(
             })
             .collect::<Result<_, _>>()?,
         data: RawData(payload.to_vec()),
-    })
+    };
+    texts.apply(&mut envelope);
+    Ok(envelope)
 }

@@ -1,5 +1,7 @@
 //! CloudEvents 1.0.2 encodings of an [`Envelope`]: the JSON event format (structured mode),
-//! binary content mode for the Kafka and NATS bindings, and the protobuf event format.
+//! binary content mode for the Kafka and NATS bindings, and the protobuf event format; and
+//! [`decode_record`], which reads a stored record in whichever of them it is. The attributes are
+//! listed once (a private table every format walks), so the formats cannot disagree on them.
 //!
 //! ```
 //! use event_runtime::{DomainEvent, Envelope, cloudevents};
@@ -17,9 +19,13 @@
 //! assert_eq!(received, sent);
 //! ```
 
+mod attributes;
 pub mod binary;
 pub mod protobuf;
+mod record;
 pub mod structured;
+
+pub use record::decode_record;
 
 /// The types prost-build generates from the official `cloudevents.proto` (kept in sync by a
 /// golden test). The codec in [`protobuf`] reads and writes the same bytes without them; they are

@@ -15,12 +15,13 @@ use prost::encoding::{
 };
 use time::OffsetDateTime;
 
+use super::attributes::{Text, TextValues};
 use super::structured::{
     check_extension_names, check_specversion, extension_name_error, format_sequence, parse_id,
     parse_sequence, parse_time,
 };
 use super::{Limits, SPEC_VERSION, is_json};
-use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope, TraceContext};
+use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope};
 use crate::error::{DecodeError, EncodeError, Format};
 
 fn is_text(content_type: &str) -> bool {
@@ -173,31 +174,13 @@ pub(crate) fn encode_with_data<M>(
         &AttrRef::String(&envelope.content_type),
     );
     put_attribute(&mut out, "eventversion", &AttrRef::Integer(version));
-    if let Some(schema) = &envelope.dataschema {
-        put_attribute(&mut out, "dataschema", &AttrRef::Uri(schema));
-    }
-    let strings = [
-        ("subject", envelope.subject.as_deref()),
-        ("partitionkey", envelope.partition_key.as_deref()),
-        ("correlationid", envelope.correlation_id.as_deref()),
-        ("causationid", envelope.causation_id.as_deref()),
-        (
-            "traceparent",
-            envelope.trace.as_ref().map(|t| t.traceparent.as_str()),
-        ),
-        (
-            "tracestate",
-            envelope
-                .trace
-                .as_ref()
-                .and_then(|t| t.tracestate.as_deref()),
-        ),
-        ("dedupekey", envelope.dedupe_key.as_deref()),
-    ];
-    for (name, text) in strings {
-        if let Some(text) = text {
-            put_attribute(&mut out, name, &AttrRef::String(text));
-        }
+    for (attr, text) in Text::present(envelope) {
+        let value = if attr.is_uri() {
+            AttrRef::Uri(text)
+        } else {
+            AttrRef::String(text)
+        };
+        put_attribute(&mut out, attr.name(), &value);
     }
     if let Some(sequence) = envelope.sequence {
         put_attribute(
@@ -485,7 +468,16 @@ fn missing(attribute: &'static str) -> DecodeError {
 /// [`DecodeError::TooLarge`] before parsing, [`DecodeError::Malformed`] for bytes that are not a
 /// `CloudEvent` message, and the attribute errors of the JSON format.
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError> {
-    let (envelope, data) = decode_parts(bytes, limits)?;
+    decode_at(bytes, limits, None)
+}
+
+/// [`decode`], with `default_time` for an event without `time` (none: it is an error).
+pub(crate) fn decode_at(
+    bytes: &[u8],
+    limits: &Limits,
+    default_time: Option<OffsetDateTime>,
+) -> Result<RawEnvelope, DecodeError> {
+    let (envelope, data) = decode_parts(bytes, limits, default_time)?;
     Ok(envelope.map_data(|()| RawData(data.to_vec())))
 }
 
@@ -494,7 +486,7 @@ pub(crate) fn decode_typed<M: crate::message::Message>(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<Envelope<M>, DecodeError> {
-    let (envelope, data) = decode_parts(bytes, limits)?;
+    let (envelope, data) = decode_parts(bytes, limits, None)?;
     let message = M::decode_payload(&envelope.ty, envelope.version, data)?;
     let mut envelope = envelope.map_data(|()| message);
     envelope.version = envelope.data.descriptor().version;
@@ -504,6 +496,7 @@ pub(crate) fn decode_typed<M: crate::message::Message>(
 fn decode_parts<'a>(
     bytes: &'a [u8],
     limits: &Limits,
+    default_time: Option<OffsetDateTime>,
 ) -> Result<(Envelope<()>, &'a [u8]), DecodeError> {
     Limits::check(limits.max_message_bytes, bytes.len(), "protobuf message")?;
     let event = read_event(bytes)?;
@@ -528,14 +521,12 @@ fn decode_parts<'a>(
     }
     let mut take_text = |name: &'static str| attrs.remove(name).map(|a| text(name, a)).transpose();
     let content_type = take_text("datacontenttype")?;
-    let subject = take_text("subject")?;
-    let dataschema = take_text("dataschema")?;
-    let partition_key = take_text("partitionkey")?;
-    let correlation_id = take_text("correlationid")?;
-    let causation_id = take_text("causationid")?;
-    let traceparent = take_text("traceparent")?;
-    let tracestate = take_text("tracestate")?;
-    let dedupe_key = take_text("dedupekey")?;
+    let mut texts = TextValues::default();
+    for attr in Text::ALL {
+        if let Some(value) = take_text(attr.name())? {
+            texts.set(attr, value);
+        }
+    }
     let sequence = take_text("sequence")?
         .map(|s| parse_sequence(&s))
         .transpose()?;
@@ -550,7 +541,7 @@ fn decode_parts<'a>(
                 format!("expected a timestamp, found {other}"),
             ));
         }
-        None => return Err(missing("time")),
+        None => default_time.ok_or_else(|| missing("time"))?,
     };
     let version = match attrs.remove("eventversion") {
         None => 1,
@@ -596,26 +587,24 @@ fn decode_parts<'a>(
             Ok((name.to_owned(), value))
         })
         .collect::<Result<_, DecodeError>>()?;
-    let envelope = Envelope {
+    let mut envelope = Envelope {
         id,
         source: Cow::Owned(event.source.to_owned()),
         ty: Cow::Owned(event.ty.to_owned()),
         version,
-        subject,
+        subject: None,
         time,
         content_type: content_type.map_or(Cow::Borrowed(crate::codec::JSON), Cow::Owned),
-        dataschema,
-        partition_key,
-        correlation_id,
-        causation_id,
-        trace: traceparent.map(|traceparent| TraceContext {
-            traceparent,
-            tracestate,
-        }),
-        dedupe_key,
+        dataschema: None,
+        partition_key: None,
+        correlation_id: None,
+        causation_id: None,
+        trace: None,
+        dedupe_key: None,
         sequence,
         extensions,
         data: (),
     };
+    texts.apply(&mut envelope);
     Ok((envelope, event.data))
 }

@@ -17,8 +17,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use super::attributes::{Text, TextValues, is_reserved};
 use super::{Limits, SPEC_VERSION, is_json};
-use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope, TraceContext};
+use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope};
 use crate::error::{DecodeError, EncodeError, Format};
 use crate::message::Message;
 
@@ -29,12 +30,6 @@ fn put_str(out: &mut Vec<u8>, key: &str, value: &str) {
     out.extend_from_slice(b"\":");
     // Writing a &str into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, value);
-}
-
-fn put_opt(out: &mut Vec<u8>, key: &str, value: Option<&str>) {
-    if let Some(value) = value {
-        put_str(out, key, value);
-    }
 }
 
 pub(crate) fn format_time(time: &OffsetDateTime) -> Result<String, EncodeError> {
@@ -80,18 +75,11 @@ pub(crate) fn encode_with<M>(
         })?;
     out.push(b'"');
     put_str(out, "datacontenttype", &envelope.content_type);
-    put_opt(out, "subject", envelope.subject.as_deref());
-    put_opt(out, "dataschema", envelope.dataschema.as_deref());
     // Writing an integer into a Vec cannot fail.
     let _ = write!(out, ",\"eventversion\":{}", envelope.version);
-    put_opt(out, "partitionkey", envelope.partition_key.as_deref());
-    put_opt(out, "correlationid", envelope.correlation_id.as_deref());
-    put_opt(out, "causationid", envelope.causation_id.as_deref());
-    if let Some(trace) = &envelope.trace {
-        put_str(out, "traceparent", &trace.traceparent);
-        put_opt(out, "tracestate", trace.tracestate.as_deref());
+    for (attr, value) in Text::present(envelope) {
+        put_str(out, attr.name(), value);
     }
-    put_opt(out, "dedupekey", envelope.dedupe_key.as_deref());
     if let Some(sequence) = envelope.sequence {
         put_str(out, "sequence", &format_sequence(sequence));
     }
@@ -150,27 +138,27 @@ pub fn encode(envelope: &RawEnvelope, out: &mut Vec<u8>) -> Result<(), EncodeErr
 }
 
 /// A string that borrows from the input when it has no escapes.
-struct Text<'de>(Cow<'de, str>);
+struct Str<'de>(Cow<'de, str>);
 
-impl<'de> de::Deserialize<'de> for Text<'de> {
+impl<'de> de::Deserialize<'de> for Str<'de> {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
+        struct StrVisitor;
+        impl<'de> Visitor<'de> for StrVisitor {
+            type Value = Str<'de>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a string")
             }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(v)))
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Borrowed(v)))
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v.to_owned())))
             }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v)))
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Str<'de>, E> {
+                Ok(Str(Cow::Owned(v)))
             }
         }
-        deserializer.deserialize_str(TextVisitor)
+        deserializer.deserialize_str(StrVisitor)
     }
 }
 
@@ -242,24 +230,17 @@ impl<'de> de::Deserialize<'de> for VersionValue {
 /// The attributes as read, before validation.
 #[derive(Default)]
 struct Wire<'de> {
-    specversion: Option<Text<'de>>,
-    id: Option<Text<'de>>,
-    source: Option<Text<'de>>,
-    ty: Option<Text<'de>>,
-    subject: Option<String>,
-    time: Option<Text<'de>>,
-    datacontenttype: Option<Text<'de>>,
-    dataschema: Option<String>,
+    specversion: Option<Str<'de>>,
+    id: Option<Str<'de>>,
+    source: Option<Str<'de>>,
+    ty: Option<Str<'de>>,
+    time: Option<Str<'de>>,
+    datacontenttype: Option<Str<'de>>,
     eventversion: Option<u32>,
-    partitionkey: Option<String>,
-    correlationid: Option<String>,
-    causationid: Option<String>,
-    traceparent: Option<String>,
-    tracestate: Option<String>,
-    dedupekey: Option<String>,
-    sequence: Option<Text<'de>>,
+    texts: TextValues,
+    sequence: Option<Str<'de>>,
     data: Option<&'de RawValue>,
-    data_base64: Option<Text<'de>>,
+    data_base64: Option<Str<'de>>,
     extensions: BTreeMap<String, ExtensionValue>,
 }
 
@@ -353,18 +334,16 @@ impl<'de, T: TypedData> Visitor<'de> for WireVisitor<'_, T> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Wire<'de>, A::Error> {
         let mut wire = Wire::default();
-        while let Some(key) = map.next_key::<Text<'de>>()? {
+        while let Some(key) = map.next_key::<Str<'de>>()? {
             match key.0.as_ref() {
-                "specversion" => once!(map, wire.specversion, "specversion", Text<'de>),
-                "id" => once!(map, wire.id, "id", Text<'de>),
-                "source" => once!(map, wire.source, "source", Text<'de>),
-                "type" => once!(map, wire.ty, "type", Text<'de>),
-                "subject" => once!(map, wire.subject, "subject", String),
-                "time" => once!(map, wire.time, "time", Text<'de>),
+                "specversion" => once!(map, wire.specversion, "specversion", Str<'de>),
+                "id" => once!(map, wire.id, "id", Str<'de>),
+                "source" => once!(map, wire.source, "source", Str<'de>),
+                "type" => once!(map, wire.ty, "type", Str<'de>),
+                "time" => once!(map, wire.time, "time", Str<'de>),
                 "datacontenttype" => {
-                    once!(map, wire.datacontenttype, "datacontenttype", Text<'de>)
+                    once!(map, wire.datacontenttype, "datacontenttype", Str<'de>)
                 }
-                "dataschema" => once!(map, wire.dataschema, "dataschema", String),
                 "eventversion" => {
                     if wire.eventversion.is_some() {
                         return Err(dup("eventversion"));
@@ -372,13 +351,7 @@ impl<'de, T: TypedData> Visitor<'de> for WireVisitor<'_, T> {
                     let v: VersionValue = map.next_value()?;
                     wire.eventversion = Some(v.0);
                 }
-                "partitionkey" => once!(map, wire.partitionkey, "partitionkey", String),
-                "correlationid" => once!(map, wire.correlationid, "correlationid", String),
-                "causationid" => once!(map, wire.causationid, "causationid", String),
-                "traceparent" => once!(map, wire.traceparent, "traceparent", String),
-                "tracestate" => once!(map, wire.tracestate, "tracestate", String),
-                "dedupekey" => once!(map, wire.dedupekey, "dedupekey", String),
-                "sequence" => once!(map, wire.sequence, "sequence", Text<'de>),
+                "sequence" => once!(map, wire.sequence, "sequence", Str<'de>),
                 "data" => {
                     let in_place = self.in_place
                         && wire.data.is_none()
@@ -403,8 +376,18 @@ impl<'de, T: TypedData> Visitor<'de> for WireVisitor<'_, T> {
                         once!(map, wire.data, "data", &'de RawValue)
                     }
                 }
-                "data_base64" => once!(map, wire.data_base64, "data_base64", Text<'de>),
+                "data_base64" => once!(map, wire.data_base64, "data_base64", Str<'de>),
                 other => {
+                    if let Some(attr) = Text::named(other) {
+                        if wire.texts.has(attr) {
+                            return Err(dup(attr.name()));
+                        }
+                        let value: String = map.next_value().map_err(|err: A::Error| {
+                            de::Error::custom(format!("attribute `{}`: {err}", attr.name()))
+                        })?;
+                        wire.texts.set(attr, value);
+                        continue;
+                    }
                     let name = other.to_owned();
                     if !valid_extension_name(&name) {
                         return Err(de::Error::custom(format!(
@@ -431,33 +414,11 @@ pub(crate) fn valid_extension_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-/// Attributes this library reads itself, and `data`: an extension with one of these names would
-/// be written twice or overwrite the attribute.
-const RESERVED: &[&str] = &[
-    "specversion",
-    "id",
-    "source",
-    "type",
-    "subject",
-    "time",
-    "datacontenttype",
-    "dataschema",
-    "eventversion",
-    "partitionkey",
-    "correlationid",
-    "causationid",
-    "traceparent",
-    "tracestate",
-    "dedupekey",
-    "sequence",
-    "data",
-];
-
 /// Why `name` cannot name an extension, if it cannot.
 pub(crate) fn extension_name_error(name: &str) -> Option<&'static str> {
     if !valid_extension_name(name) {
         Some("not a valid CloudEvents attribute name (a-z and 0-9 only)")
-    } else if RESERVED.contains(&name) {
+    } else if is_reserved(name) {
         Some("names an attribute of its own, not an extension")
     } else {
         None
@@ -544,7 +505,16 @@ pub(crate) fn check_specversion(specversion: &str) -> Result<(), DecodeError> {
 /// [`DecodeError::MissingAttribute`], [`DecodeError::InvalidAttribute`] or
 /// [`DecodeError::UnsupportedSpecVersion`].
 pub fn decode(bytes: &[u8], limits: &Limits) -> Result<RawEnvelope, DecodeError> {
-    match parse::<NoTyped>(bytes, limits)? {
+    decode_at(bytes, limits, None)
+}
+
+/// [`decode`], with `default_time` for an event without `time` (none: it is an error).
+pub(crate) fn decode_at(
+    bytes: &[u8],
+    limits: &Limits,
+    default_time: Option<OffsetDateTime>,
+) -> Result<RawEnvelope, DecodeError> {
+    match parse::<NoTyped>(bytes, limits, default_time)? {
         (envelope, Payload::Bytes(data)) => Ok(envelope.map_data(|()| RawData(data))),
         (_, Payload::Typed(never)) => match never {},
     }
@@ -557,7 +527,7 @@ pub(crate) fn decode_typed<M: Message>(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<Envelope<M>, DecodeError> {
-    match parse::<InPlace<M>>(bytes, limits)? {
+    match parse::<InPlace<M>>(bytes, limits, None)? {
         (envelope, Payload::Typed(InPlace(message))) => Ok(envelope.map_data(|()| message)),
         (envelope, Payload::Bytes(data)) => envelope.map_data(|()| RawData(data)).into_decoded(),
     }
@@ -571,6 +541,7 @@ enum Payload<T> {
 fn parse<T: TypedData>(
     bytes: &[u8],
     limits: &Limits,
+    default_time: Option<OffsetDateTime>,
 ) -> Result<(Envelope<()>, Payload<T>), DecodeError> {
     Limits::check(limits.max_message_bytes, bytes.len(), "structured message")?;
     let payload_failed = std::cell::Cell::new(false);
@@ -603,7 +574,10 @@ fn parse<T: TypedData>(
     let id = parse_id(&wire.id.ok_or_else(|| missing("id"))?.0)?;
     let source = non_empty("source", wire.source.ok_or_else(|| missing("source"))?.0)?;
     let ty = non_empty("type", wire.ty.ok_or_else(|| missing("type"))?.0)?;
-    let time = parse_time(&wire.time.ok_or_else(|| missing("time"))?.0)?;
+    let time = match wire.time {
+        Some(text) => parse_time(&text.0)?,
+        None => default_time.ok_or_else(|| missing("time"))?,
+    };
     let content_type = wire
         .datacontenttype
         .map_or(Cow::Borrowed(crate::codec::JSON), |t| {
@@ -643,26 +617,24 @@ fn parse<T: TypedData>(
         None => Payload::Bytes(data),
     };
     let sequence = wire.sequence.map(|s| parse_sequence(&s.0)).transpose()?;
-    let envelope = Envelope {
+    let mut envelope = Envelope {
         id,
         source: Cow::Owned(source),
         ty: Cow::Owned(ty),
         version: wire.eventversion.unwrap_or(1),
-        subject: wire.subject,
+        subject: None,
         time,
         content_type,
-        dataschema: wire.dataschema,
-        partition_key: wire.partitionkey,
-        correlation_id: wire.correlationid,
-        causation_id: wire.causationid,
-        trace: wire.traceparent.map(|traceparent| TraceContext {
-            traceparent,
-            tracestate: wire.tracestate,
-        }),
-        dedupe_key: wire.dedupekey,
+        dataschema: None,
+        partition_key: None,
+        correlation_id: None,
+        causation_id: None,
+        trace: None,
+        dedupe_key: None,
         sequence,
         extensions: wire.extensions,
         data: (),
     };
+    wire.texts.apply(&mut envelope);
     Ok((envelope, payload))
 }
