@@ -5,7 +5,13 @@
 //! (`id` a UUID, `time` a timestamp, `eventversion` an integer, `sequence` a padded number) are
 //! spelled out by each format, because each format encodes those types its own way.
 
-use crate::envelope::{Envelope, TraceContext};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::envelope::{Envelope, ExtensionValue, TraceContext};
 
 /// An optional attribute whose value is text, in the order every format writes them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +118,11 @@ impl Text {
     }
 }
 
+/// The `datacontenttype` read, JSON when there was none.
+pub(crate) fn content_type(read: Option<String>) -> Cow<'static, str> {
+    read.map_or(Cow::Borrowed(crate::codec::JSON), Cow::Owned)
+}
+
 /// Whether `name` is an attribute of its own (or `data`), which no extension may be called.
 pub(crate) fn is_reserved(name: &str) -> bool {
     name == "data" || TYPED.contains(&name) || Text::named(name).is_some()
@@ -132,14 +143,28 @@ impl TextValues {
         true
     }
 
+    /// Every text attribute `take` finds by name.
+    ///
+    /// # Errors
+    ///
+    /// The first of `take`'s.
+    pub(crate) fn read<E>(
+        mut take: impl FnMut(&'static str) -> Result<Option<String>, E>,
+    ) -> Result<Self, E> {
+        let mut values = TextValues::default();
+        for attr in Text::ALL {
+            values.0[attr as usize] = take(attr.name())?;
+        }
+        Ok(values)
+    }
+
     /// Whether `attr` was read.
     pub(crate) fn has(&self, attr: Text) -> bool {
         self.0[attr as usize].is_some()
     }
 
-    /// Puts the values on `envelope`. A `tracestate` without a `traceparent` is dropped, in
-    /// every format alike.
-    pub(crate) fn apply<M>(self, envelope: &mut Envelope<M>) {
+    /// The envelope of these text attributes and the rest of what a format read.
+    pub(crate) fn envelope<M>(self, typed: Typed<M>) -> Envelope<M> {
         let [
             subject,
             dataschema,
@@ -150,17 +175,44 @@ impl TextValues {
             tracestate,
             dedupe_key,
         ] = self.0;
-        envelope.subject = subject;
-        envelope.dataschema = dataschema;
-        envelope.partition_key = partition_key;
-        envelope.correlation_id = correlation_id;
-        envelope.causation_id = causation_id;
-        envelope.trace = traceparent.map(|traceparent| TraceContext {
-            traceparent,
-            tracestate,
-        });
-        envelope.dedupe_key = dedupe_key;
+        Envelope {
+            id: typed.id,
+            source: Cow::Owned(typed.source),
+            ty: Cow::Owned(typed.ty),
+            version: typed.version,
+            subject,
+            time: typed.time,
+            content_type: typed.content_type,
+            dataschema,
+            partition_key,
+            correlation_id,
+            causation_id,
+            // A `tracestate` without a `traceparent` is dropped, in every format alike.
+            trace: traceparent.map(|traceparent| TraceContext {
+                traceparent,
+                tracestate,
+            }),
+            dedupe_key,
+            sequence: typed.sequence,
+            extensions: typed.extensions,
+            data: typed.data,
+        }
     }
+}
+
+/// What a format reads besides the text attributes: the attributes of their own types, the
+/// extensions and the data.
+pub(crate) struct Typed<M> {
+    pub(crate) id: Uuid,
+    pub(crate) source: String,
+    pub(crate) ty: String,
+    pub(crate) version: u32,
+    pub(crate) time: OffsetDateTime,
+    /// `datacontenttype` ([`content_type`]).
+    pub(crate) content_type: Cow<'static, str>,
+    pub(crate) sequence: Option<u64>,
+    pub(crate) extensions: BTreeMap<String, ExtensionValue>,
+    pub(crate) data: M,
 }
 
 #[cfg(test)]

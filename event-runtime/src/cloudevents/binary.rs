@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::Limits;
-use super::attributes::{Text, TextValues};
+use super::attributes::{Text, TextValues, Typed, content_type};
 use super::structured::{
     check_extension_names, check_specversion, extension_name_error, format_sequence, format_time,
     non_empty, parse_id, parse_sequence, parse_time, valid_extension_name,
@@ -159,7 +159,7 @@ pub(crate) fn decode_at<'a>(
     Limits::check(limits.max_data_bytes, payload.len(), "payload")?;
     let prefix = binding.prefix();
     let mut attrs: BTreeMap<String, String> = BTreeMap::new();
-    let mut content_type = None;
+    let mut content = None;
     let (mut count, mut total) = (0usize, 0usize);
     for (name, value) in headers {
         count += 1;
@@ -172,7 +172,7 @@ pub(crate) fn decode_at<'a>(
                 .map_err(|_| invalid(name, "header value is not UTF-8"))
         };
         if name.eq_ignore_ascii_case(CONTENT_TYPE_HEADER) {
-            if content_type.replace(text()?).is_some() {
+            if content.replace(text()?).is_some() {
                 return Err(invalid(name, "header appears twice"));
             }
         } else if name.len() > prefix.len()
@@ -217,26 +217,14 @@ pub(crate) fn decode_at<'a>(
     };
     let sequence = take("sequence").map(|s| parse_sequence(&s)).transpose()?;
     let _ = take("datacontenttype");
-    let mut texts = TextValues::default();
-    for attr in Text::ALL {
-        if let Some(value) = take(attr.name()) {
-            texts.set(attr, value);
-        }
-    }
-    let mut envelope = Envelope {
+    let texts = TextValues::read(|name| Ok::<_, DecodeError>(take(name)))?;
+    Ok(texts.envelope(Typed {
         id,
-        source: Cow::Owned(source),
-        ty: Cow::Owned(ty),
+        source,
+        ty,
         version,
-        subject: None,
         time,
-        content_type: content_type.map_or(Cow::Borrowed(crate::codec::JSON), Cow::Owned),
-        dataschema: None,
-        partition_key: None,
-        correlation_id: None,
-        causation_id: None,
-        trace: None,
-        dedupe_key: None,
+        content_type: content_type(content),
         sequence,
         // Every other attribute was taken above; what is left must be an extension.
         extensions: attrs
@@ -247,7 +235,5 @@ pub(crate) fn decode_at<'a>(
             })
             .collect::<Result<_, _>>()?,
         data: RawData(payload.to_vec()),
-    };
-    texts.apply(&mut envelope);
-    Ok(envelope)
+    }))
 }

@@ -6,7 +6,6 @@
 //! JSON and `text/*` payloads are written as `text_data`, everything else as `binary_data`;
 //! `proto_data` (an `Any`) is accepted when reading.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use prost::encoding::{
@@ -15,7 +14,7 @@ use prost::encoding::{
 };
 use time::OffsetDateTime;
 
-use super::attributes::{Text, TextValues};
+use super::attributes::{Text, TextValues, Typed, content_type};
 use super::structured::{
     check_extension_names, check_specversion, extension_name_error, format_sequence, parse_id,
     parse_sequence, parse_time,
@@ -520,13 +519,8 @@ fn decode_parts<'a>(
         attrs.insert(name, attr);
     }
     let mut take_text = |name: &'static str| attrs.remove(name).map(|a| text(name, a)).transpose();
-    let content_type = take_text("datacontenttype")?;
-    let mut texts = TextValues::default();
-    for attr in Text::ALL {
-        if let Some(value) = take_text(attr.name())? {
-            texts.set(attr, value);
-        }
-    }
+    let content = take_text("datacontenttype")?;
+    let texts = TextValues::read(&mut take_text)?;
     let sequence = take_text("sequence")?
         .map(|s| parse_sequence(&s))
         .transpose()?;
@@ -587,24 +581,16 @@ fn decode_parts<'a>(
             Ok((name.to_owned(), value))
         })
         .collect::<Result<_, DecodeError>>()?;
-    let mut envelope = Envelope {
+    let envelope = texts.envelope(Typed {
         id,
-        source: Cow::Owned(event.source.to_owned()),
-        ty: Cow::Owned(event.ty.to_owned()),
+        source: event.source.to_owned(),
+        ty: event.ty.to_owned(),
         version,
-        subject: None,
         time,
-        content_type: content_type.map_or(Cow::Borrowed(crate::codec::JSON), Cow::Owned),
-        dataschema: None,
-        partition_key: None,
-        correlation_id: None,
-        causation_id: None,
-        trace: None,
-        dedupe_key: None,
+        content_type: content_type(content),
         sequence,
         extensions,
         data: (),
-    };
-    texts.apply(&mut envelope);
+    });
     Ok((envelope, event.data))
 }

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::attributes::{Text, TextValues, is_reserved};
+use super::attributes::{Text, TextValues, Typed, content_type, is_reserved};
 use super::{Limits, SPEC_VERSION, is_json};
 use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope};
 use crate::error::{DecodeError, EncodeError, Format};
@@ -578,11 +578,7 @@ fn parse<T: TypedData>(
         Some(text) => parse_time(&text.0)?,
         None => default_time.ok_or_else(|| missing("time"))?,
     };
-    let content_type = wire
-        .datacontenttype
-        .map_or(Cow::Borrowed(crate::codec::JSON), |t| {
-            Cow::Owned(t.0.into_owned())
-        });
+    let content_type = content_type(wire.datacontenttype.map(|t| t.0.into_owned()));
     if typed.is_some() && wire.data_base64.is_some() {
         return Err(malformed("both `data` and `data_base64` are present"));
     }
@@ -617,24 +613,16 @@ fn parse<T: TypedData>(
         None => Payload::Bytes(data),
     };
     let sequence = wire.sequence.map(|s| parse_sequence(&s.0)).transpose()?;
-    let mut envelope = Envelope {
+    let envelope = wire.texts.envelope(Typed {
         id,
-        source: Cow::Owned(source),
-        ty: Cow::Owned(ty),
+        source,
+        ty,
         version: wire.eventversion.unwrap_or(1),
-        subject: None,
         time,
         content_type,
-        dataschema: None,
-        partition_key: None,
-        correlation_id: None,
-        causation_id: None,
-        trace: None,
-        dedupe_key: None,
         sequence,
         extensions: wire.extensions,
         data: (),
-    };
-    wire.texts.apply(&mut envelope);
+    });
     Ok((envelope, payload))
 }
