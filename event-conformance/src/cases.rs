@@ -429,6 +429,66 @@ pub async fn a_producer_retry_has_its_effect_once<E: Engine>(engine: E) {
     running.stop().await;
 }
 
+/// A context adds an event type this consumer's binary does not have (`ledger.step_reversed`):
+/// by default its records are skipped and counted, not dead-lettered, and the group commits past
+/// them; the records around them are handled in order.
+pub async fn a_type_added_to_the_context_later_is_skipped_and_counted<E: Engine>(engine: E) {
+    let mut app = engine.app().await;
+    let seen: Seen = Arc::default();
+    app.partitions(1)
+        .subscribe::<Step, _>("g", recorder(seen.clone()));
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    let step = |seq| {
+        Envelope::event(Step {
+            account: "a".into(),
+            seq,
+        })
+    };
+    publisher.publish(step(0)).await.unwrap();
+    // What a newer producer of the context writes: a type of its own.
+    let mut newer = to_binary(&step(99), Binding::Kafka).unwrap();
+    for (name, value) in &mut newer.headers {
+        if name == "ce_type" {
+            *value = b"ledger.step_reversed".to_vec();
+        }
+    }
+    engine
+        .transport()
+        .await
+        .append(
+            "ledger",
+            vec![OutgoingRecord {
+                partition: 0,
+                key: newer.key,
+                headers: newer.headers,
+                payload: newer.payload,
+            }],
+        )
+        .await
+        .unwrap();
+    publisher.publish(step(1)).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(30)).await);
+
+    let seqs: Vec<u32> = seen.lock().unwrap()["a"].iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, [0, 1], "the known records, in order");
+    let stats = running.stats("g").unwrap();
+    assert_eq!(
+        (stats.handled, stats.unknown_types, stats.dead_lettered),
+        (2, 1, 0),
+        "{stats:?}"
+    );
+    let letters = running
+        .dead_letters()
+        .list(&LetterFilter::default())
+        .await
+        .unwrap();
+    assert!(letters.is_empty(), "{letters:?}");
+    let lags = running.lag().await.unwrap();
+    assert!(lags.iter().all(|l| l.lag() == 0), "committed past it: {lags:?}");
+    running.stop().await;
+}
+
 /// Records a foreign producer wrote (garbage headers, an unknown type, a version from the future)
 /// go to the dead letters, and to the group's dead-letter topic on the engine, byte for byte;
 /// the good records around them are handled in order.
@@ -436,6 +496,14 @@ pub async fn poison_goes_to_the_dlq_without_blocking_other_records<E: Engine>(en
     let mut app = engine.app().await;
     let seen: Seen = Arc::default();
     app.partitions(1)
+        .group_options(
+            "g",
+            GroupOptions {
+                // Unknown types are skipped by default; this group must know every type.
+                dead_letter_unknown_types: true,
+                ..GroupOptions::default()
+            },
+        )
         .subscribe::<Step, _>("g", recorder(seen.clone()));
     let running = app.start().await.unwrap();
     let publisher = running.publisher();

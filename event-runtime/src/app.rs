@@ -74,7 +74,11 @@ pub struct GroupOptions {
     /// stores' database; the outbox's relay then appends the events to the log, at least once
     /// (see docs/delivery.md).
     pub inbox: bool,
-    /// Dead-letter records whose type no type in this binary has (default), or skip them.
+    /// Dead-letter records whose type no type in this binary has, instead of skipping them
+    /// (the default). Topics are per context, so a context that adds an event type writes
+    /// records of a type its older consumers do not know: adding a type is a compatible change,
+    /// and those records are skipped, counted (`StatsSnapshot::unknown_types`) and committed
+    /// past. Turn this on for a group that must know every type it reads. Default off.
     pub dead_letter_unknown_types: bool,
     /// Also copy each dead letter to the topic `<group>.dlq` on the engine (a NATS stream, a
     /// Kafka topic; [`crate::transport::dead_letter_topic`]), with `x-evt-dlq-group`,
@@ -92,7 +96,7 @@ impl Default for GroupOptions {
             sequenced: false,
             retry: RetryPolicy::default(),
             inbox: false,
-            dead_letter_unknown_types: true,
+            dead_letter_unknown_types: false,
             dead_letter_topic: true,
         }
     }

@@ -133,6 +133,8 @@ pub struct GroupStats {
     pub skipped: AtomicU64,
     /// Records sent to the dead-letter queue.
     pub dead_lettered: AtomicU64,
+    /// Records of a type no type in this binary has, skipped.
+    pub unknown_types: AtomicU64,
     /// Refused copies of dead letters to the group's dead-letter topic (attempts: a batch read
     /// again after another failure counts its copies again).
     pub dead_letter_copy_failures: AtomicU64,
@@ -153,6 +155,9 @@ pub struct StatsSnapshot {
     pub skipped: u64,
     /// Dead-lettered.
     pub dead_lettered: u64,
+    /// Skipped because no type in this binary has their type (a type added to the context
+    /// later; see [`GroupOptions::dead_letter_unknown_types`]).
+    pub unknown_types: u64,
     /// Dead letters the engine refused to copy to the group's dead-letter topic.
     pub dead_letter_copy_failures: u64,
     /// Retries.
@@ -169,6 +174,7 @@ impl GroupStats {
             duplicates: self.duplicates.load(Ordering::Relaxed),
             skipped: self.skipped.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            unknown_types: self.unknown_types.load(Ordering::Relaxed),
             dead_letter_copy_failures: self.dead_letter_copy_failures.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             redelivered: self.redelivered.load(Ordering::Relaxed),
@@ -203,6 +209,8 @@ pub(crate) enum Outcome {
     Handled,
     Duplicate,
     Skipped,
+    /// Of a type this binary does not know, skipped.
+    Unknown,
     Failed(Box<FailedRecord>),
 }
 
@@ -435,6 +443,7 @@ impl<T: Transport> GroupRunner<T> {
             Outcome::Handled => self.stats.handled.fetch_add(1, Ordering::Relaxed),
             Outcome::Duplicate => self.stats.duplicates.fetch_add(1, Ordering::Relaxed),
             Outcome::Skipped => self.stats.skipped.fetch_add(1, Ordering::Relaxed),
+            Outcome::Unknown => self.stats.unknown_types.fetch_add(1, Ordering::Relaxed),
             Outcome::Failed(failed) => {
                 self.dead_letter(record, *failed).await?;
                 self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed)
@@ -582,8 +591,11 @@ impl<T: Transport> GroupRunner<T> {
             }
         };
         let Some(handler) = self.handlers.get(raw.ty.as_ref()).cloned() else {
-            if self.registry.latest(&raw.ty).is_some() || !self.options.dead_letter_unknown_types {
+            if self.registry.latest(&raw.ty).is_some() {
                 return Ok(Outcome::Skipped);
+            }
+            if !self.options.dead_letter_unknown_types {
+                return Ok(Outcome::Unknown);
             }
             let reason = format!(
                 "unknown event type `{}`: no type in this binary has that name",

@@ -149,6 +149,14 @@ async fn poison_goes_to_the_dlq_without_blocking_other_records() {
     let mut app = App::embedded(dir.join("log.db")).await.unwrap();
     let seen: Seen = Arc::default();
     app.partitions(1)
+        .group_options(
+            "g",
+            GroupOptions {
+                // Unknown types are skipped by default; this group must know every type.
+                dead_letter_unknown_types: true,
+                ..GroupOptions::default()
+            },
+        )
         .subscribe::<Step, _>("g", recorder(seen.clone()));
     let transport_path = dir.join("log.db");
     let running = app.start().await.unwrap();
