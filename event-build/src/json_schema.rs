@@ -52,7 +52,8 @@
 //! object, unit variants together as a string `enum`; internally tagged: the fields plus the
 //! tag as a `const`; adjacently tagged: tag and content), each branch marked
 //! `"x-variant": "<serde name>"`. Enums carry `"x-proto-variants": {"<serde name>": N}`. Removed
-//! numbers appear as `"x-proto-reserved": [..]` next to the properties. The properties that stand
+//! numbers appear as `"x-proto-reserved": [..]` next to the properties, and removed fields' names
+//! as `"x-proto-reserved-names": [..]` (the `.proto` reserves both). The properties that stand
 //! for a variant rather than a field (the one property of an externally tagged variant, the tag
 //! and content of tagged ones) carry no `x-proto-field`: the variant's number is in
 //! `x-proto-variants`.
@@ -157,7 +158,7 @@ fn x_event(model: &Model, message: &Message) -> Value {
 fn object(
     fields: &[Field],
     additional: Option<&Ty>,
-    reserved: &[u32],
+    (reserved, reserved_names): (&[u32], &[String]),
     extra: Option<(&str, Value)>,
 ) -> Map<String, Value> {
     let mut properties = Map::new();
@@ -195,6 +196,9 @@ fn object(
     if !reserved.is_empty() {
         out.insert("x-proto-reserved".into(), reserved.into());
     }
+    if !reserved_names.is_empty() {
+        out.insert("x-proto-reserved-names".into(), reserved_names.into());
+    }
     out
 }
 
@@ -221,7 +225,13 @@ fn shape_schema(shape: &Shape) -> Map<String, Value> {
             fields,
             additional,
             reserved,
-        } => object(fields, additional.as_ref(), reserved, None),
+            reserved_names,
+        } => object(
+            fields,
+            additional.as_ref(),
+            (reserved, reserved_names),
+            None,
+        ),
         Shape::Newtype { inner } => ty_schema(inner),
         Shape::Tuple { items } => tuple(items),
         Shape::Unit => one("type", "null"),
@@ -291,18 +301,21 @@ fn enum_schema(repr: &EnumRepr, variants: &[Variant], reserved: &[u32]) -> Map<S
                         fields,
                         additional,
                         reserved,
+                        reserved_names,
                     } => object(
                         fields,
                         additional.as_ref(),
-                        reserved,
+                        (reserved, reserved_names),
                         Some((tag, constant(&variant.name))),
                     ),
-                    Shape::Unit => object(&[], None, &[], Some((tag, constant(&variant.name)))),
+                    Shape::Unit => {
+                        object(&[], None, (&[], &[]), Some((tag, constant(&variant.name))))
+                    }
                     // A newtype of a struct (inlined by serde) or of a map: open, with the tag.
                     _ => object(
                         &[],
                         Some(&Ty::Any),
-                        &[],
+                        (&[], &[]),
                         Some((tag, constant(&variant.name))),
                     ),
                 },

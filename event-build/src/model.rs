@@ -46,7 +46,8 @@
 //!     "source": { ... } } ]
 //! }
 //!
-//! <shape> = { "shape": "struct", "fields": [<field>], "additional": <ty>?, "reserved": [7]? }
+//! <shape> = { "shape": "struct", "fields": [<field>], "additional": <ty>?, "reserved": [7]?,
+//!             "reserved_names": ["coupon"]? }
 //!         | { "shape": "newtype", "inner": <ty> }   // also #[serde(transparent)]
 //!         | { "shape": "tuple", "items": [<ty>] }
 //!         | { "shape": "unit" }
@@ -261,6 +262,10 @@ pub enum Shape {
         /// Protobuf numbers of removed fields, never to be used again.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         reserved: Vec<u32>,
+        /// Names of removed fields, never to be used again for another field: a JSON reader
+        /// of the old version would take the new field's value for the old one.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        reserved_names: Vec<String>,
     },
     /// One value written as itself: a newtype struct or variant, or `#[serde(transparent)]`.
     Newtype {

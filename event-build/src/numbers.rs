@@ -132,6 +132,16 @@ impl FieldNumbers {
         self
     }
 
+    /// Reserves the name of a removed field in `scope` of `owner`.
+    pub fn reserve_name(&mut self, owner: Owner, scope: &str, name: &str) -> &mut Self {
+        self.scopes
+            .entry((owner, scope.to_owned()))
+            .or_default()
+            .retired_names
+            .insert(name.to_owned());
+        self
+    }
+
     /// What is known about `scope` of `owner`.
     pub fn get(&self, owner: &Owner, scope: &str) -> Option<&Numbering> {
         self.scopes.get(&(owner.clone(), scope.to_owned()))
@@ -237,6 +247,7 @@ impl FieldNumbers {
                     known.assigned.entry(field).or_insert(n);
                 }
                 known.retired.extend(numbering.retired);
+                known.retired_names.extend(numbering.retired_names);
             }
         }
         Ok(self)
@@ -258,6 +269,15 @@ impl FieldNumbers {
             .filter_map(number)
         {
             self.reserve(owner.clone(), scope, n);
+        }
+        for name in node
+            .get("x-proto-reserved-names")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+        {
+            self.reserve_name(owner.clone(), scope, name);
         }
     }
 
@@ -383,7 +403,10 @@ fn assign_shape(
 ) {
     match shape {
         Shape::Struct {
-            fields, reserved, ..
+            fields,
+            reserved,
+            reserved_names,
+            ..
         } => {
             let entries: Vec<Entry<'_>> = fields
                 .iter()
@@ -393,11 +416,13 @@ fn assign_shape(
                     line: f.line,
                 })
                 .collect();
-            let (numbers, retired) = assign_scope(&entries, known.get(owner, scope), place, errors);
+            let scope_known = known.get(owner, scope);
+            let (numbers, retired) = assign_scope(&entries, scope_known, place, errors);
             for (field, n) in fields.iter_mut().zip(numbers) {
                 field.number = n;
             }
             *reserved = retired;
+            *reserved_names = retired_names(fields, scope_known);
         }
         Shape::Enum {
             variants, reserved, ..
@@ -424,6 +449,22 @@ fn assign_shape(
         }
         Shape::Newtype { .. } | Shape::Tuple { .. } | Shape::Unit => {}
     }
+}
+
+/// The names of the fields `known` had that `fields` no longer has, and the names retired before
+/// (a field of that name again takes its name back).
+fn retired_names(fields: &[crate::model::Field], known: Option<&Numbering>) -> Vec<String> {
+    let Some(known) = known else {
+        return Vec::new();
+    };
+    let present: BTreeSet<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    let mut names: BTreeSet<&str> = known.retired_names.iter().map(String::as_str).collect();
+    names.extend(known.assigned.keys().map(String::as_str));
+    names
+        .into_iter()
+        .filter(|name| !present.contains(name))
+        .map(str::to_owned)
+        .collect()
 }
 
 fn assign_scope(

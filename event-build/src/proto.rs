@@ -14,6 +14,7 @@
 //!   repeated .events.orders.OrderPlacedV3.Line lines = 2;
 //!   optional string coupon = 3;
 //!   reserved 4;                           // numbers of removed fields
+//!   reserved "gift_note";                 // and their names
 //!
 //!   message Line { ... }                  // every nested type, inside the message
 //! }
@@ -153,6 +154,8 @@ struct Block {
     lines: Vec<Line>,
     oneof: Vec<Line>,
     reserved: Vec<u32>,
+    /// Names of removed fields, as the `.proto` spells them.
+    reserved_names: Vec<String>,
     nested: Vec<Block>,
     names: BTreeSet<String>,
 }
@@ -166,6 +169,7 @@ impl Block {
             lines: Vec::new(),
             oneof: Vec::new(),
             reserved: Vec::new(),
+            reserved_names: Vec::new(),
             nested: Vec::new(),
             names: BTreeSet::new(),
         }
@@ -173,19 +177,7 @@ impl Block {
 
     /// A field name unique in this message.
     fn field_name(&mut self, wanted: &str) -> String {
-        let mut name: String = wanted
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
-            name.insert_str(0, "f_");
-        }
+        let name = proto_field_name(wanted);
         let mut candidate = name.clone();
         let mut n = 2;
         while !self.names.insert(candidate.clone()) {
@@ -217,12 +209,39 @@ impl Block {
             let numbers: Vec<String> = self.reserved.iter().map(u32::to_string).collect();
             let _ = writeln!(out, "{inner}reserved {};", numbers.join(", "));
         }
+        if !self.reserved_names.is_empty() {
+            let names: Vec<String> = self
+                .reserved_names
+                .iter()
+                .map(|name| format!("\"{name}\""))
+                .collect();
+            let _ = writeln!(out, "{inner}reserved {};", names.join(", "));
+        }
         for nested in &self.nested {
             out.push('\n');
             nested.render(indent + 2, out);
         }
         let _ = writeln!(out, "{pad}}}");
     }
+}
+
+/// `wanted` (a serde name) as a proto field name: what is not `[A-Za-z0-9_]` becomes `_`, and a
+/// name not starting with a letter gets `f_` in front.
+fn proto_field_name(wanted: &str) -> String {
+    let mut name: String = wanted
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        name.insert_str(0, "f_");
+    }
+    name
 }
 
 fn comment(out: &mut String, pad: &str, doc: Option<&str>) {
@@ -508,12 +527,22 @@ impl Writer<'_> {
     fn payload(&mut self, block: &mut Block, fq: &str, shape: &Shape) {
         match shape {
             Shape::Struct {
-                fields, reserved, ..
+                fields,
+                reserved,
+                reserved_names,
+                ..
             } => {
                 for field in fields {
                     self.field(block, fq, field);
                 }
                 block.reserved = reserved.clone();
+                // A removed field's name stays out of use too: protobuf's JSON mapping reads
+                // fields by name (buf's FIELD_NO_DELETE_UNLESS_NAME_RESERVED).
+                block.reserved_names = reserved_names
+                    .iter()
+                    .map(|name| proto_field_name(name))
+                    .filter(|name| !block.names.contains(name))
+                    .collect();
             }
             Shape::Newtype { inner } => {
                 if let Ty::Ref { name } = inner

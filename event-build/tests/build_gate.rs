@@ -235,3 +235,85 @@ fn cargo_build_publishes_compatible_versions_and_fails_on_a_breaking_one() {
     );
     assert_eq!(std::fs::read_to_string(&lock).unwrap(), lock_text);
 }
+
+const FORWARD_V1: &str = r#"
+#[derive(DomainEvent, Serialize, Deserialize)]
+#[event(context = "orders", name = "orders.order_packed", version = 1, compatibility = "forward")]
+pub struct OrderPackedV1 {
+    #[event(key)]
+    pub order_id: String,
+    pub boxes: u32,
+    #[serde(default)]
+    pub gift_note: Option<String>,
+    #[serde(default)]
+    pub gift_wrap: Option<bool>,
+}
+"#;
+
+// v2 drops the optional field: the documented FORWARD rule allows it (v1 readers of v2 data find
+// no `gift_note`, which they may).
+const FORWARD_V2: &str = r#"
+#[derive(DomainEvent, Serialize, Deserialize)]
+#[event(context = "orders", name = "orders.order_packed", version = 2, compatibility = "forward")]
+pub struct OrderPackedV2 {
+    #[event(key)]
+    pub order_id: String,
+    pub boxes: u32,
+    #[serde(default)]
+    pub gift_wrap: Option<bool>,
+}
+"#;
+
+// v3 drops the other optional field: the name v2 reserved must stay reserved, beside the new one.
+const FORWARD_V3: &str = r#"
+#[derive(DomainEvent, Serialize, Deserialize)]
+#[event(context = "orders", name = "orders.order_packed", version = 3, compatibility = "forward")]
+pub struct OrderPacked {
+    #[event(key)]
+    pub order_id: String,
+    pub boxes: u32,
+}
+"#;
+
+/// FORWARD mode removes an optional field through a real build: the emitted `.proto` reserves
+/// the field's number and its name (protobuf's JSON mapping reads fields by name), so buf's
+/// `FIELD_NO_DELETE_UNLESS_NAME_RESERVED` passes, and the next version keeps both reservations
+/// (`RESERVED_MESSAGE_NO_DELETE`).
+#[test]
+fn forward_mode_removes_an_optional_field() {
+    let krate = Crate::new();
+    let dir = "schemas/orders/orders.order_packed";
+    let build = |source: &str, what: &str| {
+        krate.source(source);
+        let output = krate.build();
+        assert!(
+            output.status.success(),
+            "{what}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    build(FORWARD_V1, "v1");
+    build(&format!("{FORWARD_V1}{FORWARD_V2}"), "v2 drops gift_note");
+    let v2 = std::fs::read_to_string(krate.path(&format!("{dir}/v2.proto"))).unwrap();
+    assert!(v2.contains("reserved 3;"), "{v2}");
+    assert!(v2.contains("reserved \"gift_note\";"), "{v2}");
+    let v2_schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(krate.path(&format!("{dir}/v2.schema.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        v2_schema["x-proto-reserved-names"],
+        serde_json::json!(["gift_note"])
+    );
+
+    build(
+        &format!("{FORWARD_V1}{FORWARD_V2}{FORWARD_V3}"),
+        "v3 drops gift_wrap",
+    );
+    let v3 = std::fs::read_to_string(krate.path(&format!("{dir}/v3.proto"))).unwrap();
+    assert!(v3.contains("reserved 3, 4;"), "{v3}");
+    assert!(
+        v3.contains("reserved \"gift_note\", \"gift_wrap\";"),
+        "{v3}"
+    );
+}

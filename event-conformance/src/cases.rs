@@ -485,7 +485,10 @@ pub async fn a_type_added_to_the_context_later_is_skipped_and_counted<E: Engine>
         .unwrap();
     assert!(letters.is_empty(), "{letters:?}");
     let lags = running.lag().await.unwrap();
-    assert!(lags.iter().all(|l| l.lag() == 0), "committed past it: {lags:?}");
+    assert!(
+        lags.iter().all(|l| l.lag() == 0),
+        "committed past it: {lags:?}"
+    );
     running.stop().await;
 }
 

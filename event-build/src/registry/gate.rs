@@ -276,6 +276,7 @@ impl Run<'_> {
                 for (path, number) in dropped {
                     numbers.assigned.remove(&path);
                     numbers.retired.insert(number);
+                    numbers.retired_names.insert(path.clone());
                     self.report.retired.push(RetiredNumber {
                         event: event.to_owned(),
                         version,

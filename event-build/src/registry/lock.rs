@@ -27,6 +27,10 @@ pub struct Numbering {
     pub assigned: BTreeMap<String, u32>,
     /// Numbers never to be used again (their field was removed).
     pub retired: BTreeSet<u32>,
+    /// Names of removed fields, reserved in the `.proto` of every later version (protobuf's
+    /// JSON mapping reads fields by name).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub retired_names: BTreeSet<String>,
 }
 
 impl Numbering {
@@ -95,6 +99,7 @@ mod tests {
         let numbers = Numbering {
             assigned: [("a".into(), 1), ("b".into(), 2)].into(),
             retired: [3].into(),
+            ..Numbering::default()
         };
         assert_eq!(numbers.next_free(1), 4);
         assert_eq!(numbers.next_free(19_000), 20_000);

@@ -16,8 +16,8 @@
 //!
 //! `registry.lock` records, per event: the owning context, the compatibility mode, each
 //! published version with the digests of its contract, and the protobuf field numbers (per
-//! message scope: the assigned number of every field path and the retired numbers, which are
-//! never handed out again). It is written with sorted keys and one value per line so that a
+//! message scope: the assigned number of every field path, the retired numbers, which are
+//! never handed out again, and the retired names, which every later `.proto` reserves). It is written with sorted keys and one value per line so that a
 //! review shows exactly what was published.
 //!
 //! [`SchemaRegistry::check_and_update`] is the build gate. For every [`Candidate`] (one per event
@@ -70,7 +70,10 @@
 //! `#/$defs/<Name>`, a variant scope is `#/$defs/<Name>/<variant>`.)
 //! [`SchemaRegistry::field_numbers`] gives the proto emitter the numbers to keep and the ones never
 //! to reuse; when a published version drops a field or variant, its number moves from
-//! `assigned` to `retired`, and a later version that uses it again is refused.
+//! `assigned` to `retired` (and its name to `retired_names`), and a later version that uses the
+//! number again is refused. The `.proto` of every later version reserves both (`reserved 3;
+//! reserved "gift_note";`), which buf's WIRE_JSON rules require (the JSON mapping reads fields
+//! by name), so a FORWARD or FULL mode may drop an optional field.
 //!
 //! # Example
 //!

@@ -159,6 +159,7 @@ impl Builder<'_> {
                     fields: out,
                     additional,
                     reserved: Vec::new(),
+                    reserved_names: Vec::new(),
                 }
             }
             // serde writes a one-field tuple struct or variant as its field alone.
