@@ -550,6 +550,9 @@ pub struct Producer {
     pub via: Via,
     /// The enclosing function: `module::function` or `module::Type::method`.
     pub function: String,
+    /// The module of the enclosing function (`a::b`; empty at the crate root).
+    #[serde(default)]
+    pub module: String,
     /// The consumer group of the enclosing handler, if it is one.
     pub group: Option<String>,
     /// Where.

@@ -373,3 +373,114 @@ fn config_writes_the_catalog_when_asked_and_only_what_changed() {
     assert!(written.len() > 10);
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// Every `href` of the site that points inside it resolves: the page exists and, for a
+/// `#fragment`, holds that `id`.
+fn assert_links_resolve(files: &std::collections::BTreeMap<String, Vec<u8>>) {
+    let mut checked = 0;
+    for (page, bytes) in files {
+        if !page.starts_with("site/") || !page.ends_with(".html") {
+            continue;
+        }
+        let html = std::str::from_utf8(bytes).expect("UTF-8");
+        let dir = Path::new(page).parent().unwrap();
+        for link in html.split("href=\"").skip(1) {
+            let link = &link[..link.find('"').unwrap()];
+            if link.contains("://") || link.starts_with("mailto:") || link.starts_with("data:") {
+                continue;
+            }
+            let (path, fragment) = link.split_once('#').unwrap_or((link, ""));
+            let target = if path.is_empty() {
+                page.clone()
+            } else {
+                let mut parts: Vec<&str> = dir.iter().map(|p| p.to_str().unwrap()).collect();
+                for part in path.split('/') {
+                    match part {
+                        ".." => {
+                            parts.pop();
+                        }
+                        "." | "" => {}
+                        part => parts.push(part),
+                    }
+                }
+                parts.join("/")
+            };
+            let Some(target_bytes) = files.get(&target) else {
+                panic!("{page}: `{link}` leads to {target}, which the site does not have");
+            };
+            if !fragment.is_empty() {
+                let target_html = std::str::from_utf8(target_bytes).unwrap();
+                assert!(
+                    target_html.contains(&format!("id=\"{fragment}\"")),
+                    "{page}: `{link}` leads to {target}, which has no id `{fragment}`"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "no links checked");
+}
+
+#[test]
+fn every_link_of_the_shop_site_resolves() {
+    let files = catalog::render(&shop_model(), &options()).expect("renders");
+    assert_links_resolve(&files);
+}
+
+/// An event built in a helper at the crate root (the quickstart's `fn order(..)`) is produced by
+/// its owning context, not by a context named after the function, and every link resolves.
+#[test]
+fn a_producer_outside_handlers_and_modules_acts_for_the_events_owner() {
+    let dir = temp_dir("root-producer");
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"root-producer\"\nversion = \"0.1.0\"\nedition = \"2024\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("src/main.rs"),
+        r#"
+use event_runtime::{DomainEvent, Envelope};
+
+#[derive(DomainEvent)]
+#[event(context = "orders", name = "orders.order_placed", version = 1)]
+pub struct OrderPlaced { #[event(key)] pub order_id: String }
+
+fn order(id: &str) -> Envelope<OrderPlaced> {
+    Envelope::event(OrderPlaced { order_id: id.into() })
+}
+
+fn main() { let _ = order("o-1"); }
+"#,
+    )
+    .unwrap();
+    let model = event_build::Config::new()
+        .crate_dir(&dir)
+        .generate()
+        .expect("scans")
+        .model;
+    let files = catalog::render(&model, &options()).expect("renders");
+    let json: Value = serde_json::from_slice(&files["catalog.json"]).unwrap();
+    let placed = json["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "orders.order_placed")
+        .expect("the event");
+    let contexts: Vec<&Value> = placed["producers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["context"])
+        .collect();
+    assert_eq!(contexts, ["orders"], "{placed:#}");
+    let index = std::str::from_utf8(&files["site/index.html"]).unwrap();
+    let orders = &index[index
+        .find("id=\"context-orders\"")
+        .expect("an orders section")..];
+    let orders = &orders[..orders.find("<h2 id=\"context-").unwrap_or(orders.len())];
+    assert!(orders.contains("Produces"), "{orders}");
+    assert_links_resolve(&files);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -195,8 +195,18 @@ pub fn topic(kind: MessageKind, context: &str) -> String {
     }
 }
 
-fn module_context(function: &str) -> String {
-    function.split("::").next().unwrap_or(function).to_string()
+/// The context a producer acts in: its handler's group; outside a handler, for an event, the
+/// event's own context (a fact is its owner's, whichever function builds it); for a command,
+/// the top module it is sent from (modules named after contexts), else the command's context.
+fn producer_context(p: &crate::model::Producer, kind: MessageKind, context: &str) -> String {
+    if let Some(group) = &p.group {
+        return group.clone();
+    }
+    let top = p.module.split("::").next().filter(|top| !top.is_empty());
+    match (kind, top) {
+        (MessageKind::Command, Some(top)) => top.to_owned(),
+        _ => context.to_owned(),
+    }
 }
 
 fn via_str(via: Via) -> &'static str {
@@ -317,10 +327,7 @@ impl Catalog {
             let description = versions[&latest_version].description.clone();
             let mut producers: BTreeMap<(String, String, String), Party> = BTreeMap::new();
             for p in model.producers_of(name) {
-                let context = p
-                    .group
-                    .clone()
-                    .unwrap_or_else(|| module_context(&p.function));
+                let context = producer_context(p, kind, context);
                 let party = producers
                     .entry((
                         context.clone(),

@@ -212,6 +212,7 @@ impl Builder<'_> {
                     rust_type,
                     via: found.via,
                     function: function_name.clone(),
+                    module: index.loaded.modules[module].path.join("::"),
                     group: group.clone(),
                     source: Source {
                         file: display(&file),
