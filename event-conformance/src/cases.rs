@@ -392,6 +392,38 @@ pub async fn nothing_is_lost_with_concurrent_producers<E: Engine>(engine: E) {
     running.stop().await;
 }
 
+/// Two events with different ids and one dedupe key (a client that retried by building the
+/// event again; the key a type declares with `#[event(dedupe)]` travels as `ce_dedupekey`): the
+/// first is handled, the second is a duplicate, and an event without a key is deduped by its id.
+pub async fn events_sharing_a_dedupe_key_are_handled_once<E: Engine>(engine: E) {
+    let mut app = engine.app().await;
+    let seen: Seen = Arc::default();
+    app.partitions(2)
+        .subscribe::<Step, _>("g", recorder(seen.clone()));
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    let step = |seq, key: Option<&str>| {
+        let mut envelope = Envelope::event(Step {
+            account: "a".into(),
+            seq,
+        });
+        envelope.dedupe_key = key.map(str::to_owned);
+        envelope
+    };
+    let first = step(0, Some("transfer-7"));
+    let again = step(1, Some("transfer-7"));
+    assert_ne!(first.id, again.id);
+    publisher.publish(first).await.unwrap();
+    publisher.publish(again).await.unwrap();
+    publisher.publish(step(2, None)).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(30)).await);
+    let seqs: Vec<u32> = seen.lock().unwrap()["a"].iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, [0, 2], "the second event with the key had no effect");
+    let stats = running.stats("g").unwrap();
+    assert_eq!((stats.handled, stats.duplicates), (2, 1), "{stats:?}");
+    running.stop().await;
+}
+
 /// A producer that could not confirm a publish sends it again: same event id, one effect.
 pub async fn a_producer_retry_has_its_effect_once<E: Engine>(engine: E) {
     let mut app = engine.app().await;
