@@ -81,6 +81,7 @@ pub(crate) fn expand(args: TokenStream, item: TokenStream) -> TokenStream {
                     name: <#ident as __ev::HandlerSpec>::NAME,
                     group: #group,
                     events: <#event as __ev::Message>::DESCRIPTORS,
+                    make: || __ev::DeclaredHandler::new::<#event, #ident>(#ident),
                 }
             }
         };

@@ -317,9 +317,18 @@ impl<T: Transport> App<T> {
     /// Subscribes `handler` to events (or commands) of type `E` in `group`.
     pub fn subscribe<E: Message, H: Handler<E>>(&mut self, group: &str, handler: H) -> &mut Self {
         let erased: Arc<dyn ErasedHandler> = Arc::new(Typed::<E, H>::new(handler));
+        self.subscribe_erased(group, E::DESCRIPTORS, erased)
+    }
+
+    fn subscribe_erased(
+        &mut self,
+        group: &str,
+        descriptors: &'static [crate::message::Descriptor],
+        erased: Arc<dyn ErasedHandler>,
+    ) -> &mut Self {
         let mut duplicates = Vec::new();
         let entry = self.group_mut(group);
-        for descriptor in E::DESCRIPTORS {
+        for descriptor in descriptors {
             if entry
                 .handlers
                 .insert(descriptor.name.to_owned(), erased.clone())
@@ -343,6 +352,39 @@ impl<T: Transport> App<T> {
     pub fn register<H: HandlerSpec>(&mut self, handler: H) -> &mut Self {
         self.wired.insert(H::NAME);
         self.subscribe::<H::Event, H>(H::GROUP, handler)
+    }
+
+    /// Registers every handler declared with `#[handler]` in this binary that is not registered
+    /// yet, each in its declared group: one call instead of one [`App::register`] per handler.
+    /// Handlers registered before (explicitly, or by an earlier call) are left as they are.
+    pub fn register_all(&mut self) -> &mut Self {
+        self.register_declared(|_| true)
+    }
+
+    /// Registers the handlers declared with `#[handler]` in the module `module` (a
+    /// `module_path!()` such as `"shop::billing"`) and the modules inside it, as
+    /// [`App::register_all`] does. A binary that holds several services' handlers wires each
+    /// service's modules this way; [`App::start`] still refuses a declared handler nobody wired.
+    pub fn register_module(&mut self, module: &str) -> &mut Self {
+        let module = module.trim_end_matches("::").to_owned();
+        self.register_declared(move |name| {
+            name.strip_prefix(module.as_str())
+                .is_some_and(|rest| rest.starts_with("::"))
+        })
+    }
+
+    fn register_declared(&mut self, wanted: impl Fn(&str) -> bool) -> &mut Self {
+        let mut declared: Vec<&'static crate::handler::HandlerDecl> = declared()
+            .filter(|d| wanted(d.name) && !self.wired.contains(d.name))
+            .collect();
+        // The link order of `inventory` is not stable: register in name order.
+        declared.sort_by_key(|d| d.name);
+        for decl in declared {
+            self.wired.insert(decl.name);
+            let handler = (decl.make)();
+            self.subscribe_erased(decl.group, decl.events, handler.0);
+        }
+        self
     }
 
     /// How this app's publisher rides out an engine outage (default: [`PublishRetry::default`],

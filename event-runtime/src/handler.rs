@@ -300,6 +300,27 @@ pub struct HandlerDecl {
     pub group: &'static str,
     /// The event type's descriptors.
     pub events: &'static [crate::message::Descriptor],
+    /// The handler, for [`crate::App::register_all`] and [`crate::App::register_module`].
+    pub make: fn() -> DeclaredHandler,
+}
+
+/// A declared handler with its event type erased, ready to be subscribed.
+#[doc(hidden)]
+pub struct DeclaredHandler(pub(crate) std::sync::Arc<dyn crate::consumer::ErasedHandler>);
+
+impl DeclaredHandler {
+    /// `handler`, which handles `E`.
+    pub fn new<E: Message, H: Handler<E>>(handler: H) -> Self {
+        DeclaredHandler(std::sync::Arc::new(crate::consumer::Typed::<E, H>::new(
+            handler,
+        )))
+    }
+}
+
+impl std::fmt::Debug for DeclaredHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DeclaredHandler")
+    }
 }
 
 inventory::collect!(HandlerDecl);

@@ -11,7 +11,9 @@ pub use std::vec::Vec;
 pub use crate::codec::{Json, JsonUpcastFn, PayloadCodec, Protobuf};
 pub use crate::envelope::Envelope;
 pub use crate::error::{DecodeError, EncodeError, PayloadError};
-pub use crate::handler::{Context, Handler, HandlerDecl, HandlerError, HandlerSpec};
+pub use crate::handler::{
+    Context, DeclaredHandler, Handler, HandlerDecl, HandlerError, HandlerSpec,
+};
 pub use crate::message::{
     Command, Deprecation, Descriptor, DomainEvent, Message, MessageKind, Sla,
 };
