@@ -25,6 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -144,7 +145,30 @@ pub struct App<T: Transport> {
     wired: BTreeSet<&'static str>,
     states: States,
     limits: Limits,
+    retention: Retention,
     errors: Vec<AppError>,
+}
+
+/// How long an app keeps what its stores accumulate; a task of [`App::start`] enforces it, at
+/// start and then every [`Retention::every`]. Every instance of a service may run it: the purges
+/// are idempotent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Dedupe marks (and inbox claims) older than this are forgotten, so the table stays
+    /// bounded; a copy of an event that arrives later than this after the first is handled
+    /// again. Default 7 days; `None` keeps them forever.
+    pub dedupe: Option<Duration>,
+    /// How often the task runs. Default 1 hour.
+    pub every: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            dedupe: Some(Duration::from_secs(7 * 24 * 3600)),
+            every: Duration::from_secs(3600),
+        }
+    }
 }
 
 #[cfg(feature = "sqlite")]
@@ -273,8 +297,16 @@ impl<T: Transport> App<T> {
             wired: BTreeSet::new(),
             states: States::default(),
             limits: Limits::default(),
+            retention: Retention::default(),
             errors: Vec::new(),
         }
+    }
+
+    /// How long this app keeps dedupe marks, and how often it purges ([`Retention`]; default:
+    /// 7 days, hourly).
+    pub fn retention(&mut self, retention: Retention) -> &mut Self {
+        self.retention = retention;
+        self
     }
 
     /// An app on `transport` with the default stores ([`Stores::in_memory`]).
@@ -478,6 +510,19 @@ impl<T: Transport> App<T> {
         if let Some(outbox) = &self.outbox {
             tasks.spawn(outbox.relay(self.publisher.clone(), activity.clone(), receiver.clone()));
         }
+        let purged = Arc::new(AtomicU64::new(0));
+        if let Some(keep) = self.retention.dedupe {
+            // The inbox's claims are dedupe marks too, in the log's file on the SQLite engine.
+            let mut dbs = vec![self.stores.clone()];
+            dbs.extend(self.inbox.clone());
+            tasks.spawn(purge_dedupe(
+                dbs,
+                keep,
+                self.retention.every,
+                purged.clone(),
+                receiver.clone(),
+            ));
+        }
         Ok(Running {
             transport: self.transport,
             publisher: self.publisher,
@@ -487,9 +532,32 @@ impl<T: Transport> App<T> {
             stats,
             subscriptions,
             activity,
+            purged,
             shutdown,
             tasks,
         })
+    }
+}
+
+/// Forgets dedupe marks older than `keep` in `dbs`, now and then every `every`, until
+/// `shutdown`. A failed purge is tried again at the next round (the marks only wait longer).
+async fn purge_dedupe(
+    dbs: Vec<Db>,
+    keep: Duration,
+    every: Duration,
+    purged: Arc<AtomicU64>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    while !*shutdown.borrow() {
+        for db in &dbs {
+            if let Ok(n) = db.purge_dedupe(keep).await {
+                purged.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => {}
+        }
     }
 }
 
@@ -551,11 +619,17 @@ pub struct Running<T: Transport> {
     stats: BTreeMap<String, Arc<GroupStats>>,
     subscriptions: Vec<(String, String, u32)>,
     activity: Arc<Activity>,
+    purged: Arc<AtomicU64>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
 impl<T: Transport> Running<T> {
+    /// Dedupe marks this app's retention task has forgotten so far ([`Retention`]).
+    pub fn dedupe_marks_purged(&self) -> u64 {
+        self.purged.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The publisher.
     pub fn publisher(&self) -> Publisher<T> {
         self.publisher.clone()

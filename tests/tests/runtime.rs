@@ -557,3 +557,45 @@ async fn parked_events_are_released_one_at_a_time_in_order() {
     assert!(dlq.list(&LetterFilter::default()).await.unwrap().is_empty());
     running.stop().await;
 }
+
+/// Dedupe marks are not kept forever: past `Retention::dedupe` they are purged (in the SQLite
+/// file here), so the table stays bounded, and a copy arriving after that is handled again.
+/// With `dedupe: None` the same copy is a duplicate.
+#[tokio::test]
+async fn dedupe_marks_past_their_retention_are_purged() {
+    use event_runtime::app::Retention;
+    for (keep, handled) in [(Some(Duration::from_millis(150)), 2), (None, 1)] {
+        let dir = tempdir("retention");
+        let mut app = App::embedded(dir.join("log.db")).await.unwrap();
+        let seen: Seen = Arc::default();
+        app.retention(Retention {
+            dedupe: keep,
+            every: Duration::from_millis(25),
+        })
+        .partitions(1)
+        .subscribe::<Step, _>("g", recorder(seen.clone()));
+        let running = app.start().await.unwrap();
+        let event = Envelope::event(Step {
+            account: "a".into(),
+            seq: 0,
+        });
+        running.publisher().publish(event.clone()).await.unwrap();
+        assert!(running.wait_idle(Duration::from_secs(10)).await);
+        if keep.is_some() {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while running.dedupe_marks_purged() == 0 {
+                assert!(std::time::Instant::now() < deadline, "never purged");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        } else {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert_eq!(running.dedupe_marks_purged(), 0);
+        }
+        // The producer's copy of the same event (same id), late.
+        running.publisher().publish(event).await.unwrap();
+        assert!(running.wait_idle(Duration::from_secs(10)).await);
+        let stats = running.stats("g").unwrap();
+        assert_eq!(stats.handled, handled, "retention {keep:?}: {stats:?}");
+        running.stop().await;
+    }
+}

@@ -150,8 +150,7 @@ impl Db {
         }
     }
 
-    /// Forgets dedupe marks older than `retention`.
-    #[allow(dead_code)]
+    /// Forgets dedupe marks older than `retention`; how many.
     pub(crate) async fn purge_dedupe(&self, retention: Duration) -> Result<u64, TransportError> {
         match self {
             Db::Memory(memory) => memory.dedupe.purge_older_than(retention).await,
