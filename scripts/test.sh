@@ -19,6 +19,7 @@ fi
 source scripts/servers.sh
 
 scripts/install-chromium.sh # chromium for event-build's catalog_browser test (it fails without it under CI)
+scripts/install-asyncapi-parser.sh # @asyncapi/parser for event-build's AsyncAPI validation (likewise)
 
 # --- Tests ---------------------------------------------------------------------------------------
 

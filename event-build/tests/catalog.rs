@@ -484,3 +484,82 @@ fn main() { let _ = order("o-1"); }
     assert_links_resolve(&files);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The node_modules holding `@asyncapi/parser` (`scripts/install-asyncapi-parser.sh`), or `None`
+/// to skip: under `CI` a missing parser fails the test instead.
+fn asyncapi_parser() -> Option<PathBuf> {
+    let dir = std::env::var_os("EVT_ASYNCAPI_PARSER")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/evt-asyncapi"))
+        })?;
+    let modules = dir.join("node_modules");
+    if modules.join("@asyncapi/parser").is_dir() && modules.join("ajv").is_dir() {
+        return Some(modules);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "@asyncapi/parser is not in {} but CI is set (scripts/install-asyncapi-parser.sh installs it)",
+        modules.display()
+    );
+    eprintln!(
+        "skipped: @asyncapi/parser is not in {} (scripts/install-asyncapi-parser.sh)",
+        modules.display()
+    );
+    None
+}
+
+/// Every AsyncAPI document event-build writes (the shop fixture's and the quickstart's) passes
+/// the official parser, and a tuple field accepts a tuple when read as the draft-07 the
+/// document declares (2020-12's `prefixItems` + `items: false`, read as draft-07, accepts none).
+#[test]
+fn asyncapi_documents_pass_the_official_parser() {
+    let Some(modules) = asyncapi_parser() else {
+        return;
+    };
+    let dir = temp_dir("asyncapi-parser");
+    let quickstart = event_build::Config::new()
+        .crate_dir(manifest_dir().join("../examples"))
+        .sources(["src/bin/quickstart.rs"])
+        .generate()
+        .expect("the quickstart scans")
+        .model;
+    for (name, model) in [("shop", shop_model()), ("quickstart", quickstart)] {
+        let files = catalog::render(&model, &options()).expect("renders");
+        let path = dir.join(format!("{name}.json"));
+        std::fs::write(&path, &files["asyncapi.json"]).unwrap();
+        let doc: Value = serde_json::from_slice(&files["asyncapi.json"]).unwrap();
+        let mut samples = Vec::new();
+        if name == "shop" {
+            // `bin: (String, u16)` of inventory.stock-reserved.
+            let message = "inventory.stock-reserved.v1";
+            let pointer = format!("/components/messages/{message}/payload/schema/properties/bin");
+            assert_eq!(
+                doc["components"]["messages"][message]["payload"]["schemaFormat"],
+                catalog::asyncapi::PAYLOAD_SCHEMA_FORMAT
+            );
+            samples.push(format!(r#"{pointer}=["A3",7]"#));
+        }
+        let output = std::process::Command::new("node")
+            .arg(manifest_dir().join("tests/asyncapi/validate.cjs"))
+            .arg(&path)
+            .args(&samples)
+            .env("NODE_PATH", &modules)
+            .output()
+            .expect("node runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{name}: @asyncapi/parser refused the document:\n{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        for sample in &samples {
+            let pointer = sample.split('=').next().unwrap();
+            assert!(
+                stdout.contains(&format!("is valid at {pointer}")),
+                "{stdout}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -16,6 +16,15 @@
 //! A payload schema's `$defs` move to `components.schemas` as `<message id>.<Name>` and its
 //! `$ref`s are rewritten to point there (inside an AsyncAPI document, `#/...` is resolved
 //! against the document); its `$id` becomes `x-schema-id`.
+//!
+//! The registry's schemas are JSON Schema 2020-12, which AsyncAPI 3.0's schema formats do not
+//! include (its default, the AsyncAPI schema, is a superset of draft-07). The document
+//! therefore carries each payload as a Multi Format Schema Object declaring
+//! `application/schema+json;version=draft-07` ([`PAYLOAD_SCHEMA_FORMAT`]), written in draft-07:
+//! a tuple's `prefixItems` + `items: false` (2020-12) becomes `items: [..]` +
+//! `additionalItems: false`, which is what a draft-07 reader needs to accept the tuple at all.
+//! The emitter writes no other keyword whose meaning differs between the two drafts. The tests
+//! validate every generated document with the official `@asyncapi/parser`.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -29,6 +38,9 @@ use super::{Catalog, CatalogMessage, CatalogVersion, slug};
 pub const ASYNCAPI_VERSION: &str = "3.0.0";
 /// The version of the Kafka bindings used.
 pub const KAFKA_BINDING_VERSION: &str = "0.5.0";
+/// The schema format the document declares for every payload.
+pub const PAYLOAD_SCHEMA_FORMAT: &str = "application/schema+json;version=draft-07";
+
 /// Where the correlation id is.
 pub const CORRELATION_ID_LOCATION: &str = "$message.header#/ce_correlationid";
 
@@ -116,7 +128,33 @@ fn payload(id: &str, version: &CatalogVersion) -> (Value, Map<String, Value>) {
         }
     }
     rewrite_refs(&mut schema, id);
-    (schema, defs)
+    to_draft_07(&mut schema);
+    for def in defs.values_mut() {
+        to_draft_07(def);
+    }
+    (
+        json!({"schemaFormat": PAYLOAD_SCHEMA_FORMAT, "schema": schema}),
+        defs,
+    )
+}
+
+/// Rewrites the 2020-12 keywords the emitter writes into their draft-07 spelling, everywhere in
+/// `schema`: `prefixItems` is draft-07's array-form `items`, and the 2020-12 `items` beside it
+/// (the schema of the items after them) is draft-07's `additionalItems`.
+fn to_draft_07(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(prefix) = map.remove("prefixItems") {
+                if let Some(rest) = map.remove("items") {
+                    map.insert("additionalItems".into(), rest);
+                }
+                map.insert("items".into(), prefix);
+            }
+            map.values_mut().for_each(to_draft_07);
+        }
+        Value::Array(items) => items.iter_mut().for_each(to_draft_07),
+        _ => {}
+    }
 }
 
 fn message(m: &CatalogMessage, v: &CatalogVersion, payload: Value) -> Value {
