@@ -137,7 +137,7 @@ pub struct App<T: Transport> {
     transport: Arc<T>,
     dlq: DeadLetters,
     stores: Db,
-    inbox: Option<Db>,
+    inbox: Option<crate::store::inbox::Inbox>,
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     outbox: Option<Outbox>,
     publisher: Publisher<T>,
@@ -514,7 +514,7 @@ impl<T: Transport> App<T> {
         if let Some(keep) = self.retention.dedupe {
             // The inbox's claims are dedupe marks too, in the log's file on the SQLite engine.
             let mut dbs = vec![self.stores.clone()];
-            dbs.extend(self.inbox.clone());
+            dbs.extend(self.inbox.as_ref().map(|inbox| inbox.db.clone()));
             tasks.spawn(purge_dedupe(
                 dbs,
                 keep,

@@ -256,7 +256,7 @@ pub(crate) struct GroupRunner<T: Transport> {
     pub(crate) dlq: DeadLetters,
     pub(crate) stores: crate::store::Db,
     /// Where inbox mode runs (`Db::inbox_for`), if anywhere.
-    pub(crate) inbox: Option<crate::store::Db>,
+    pub(crate) inbox: Option<crate::store::inbox::Inbox>,
     pub(crate) registry: &'static Registry,
     pub(crate) states: crate::handler::States,
     pub(crate) stats: Arc<GroupStats>,
@@ -727,9 +727,9 @@ impl<T: Transport> GroupRunner<T> {
         inbox: bool,
         bypass_dedupe: bool,
     ) -> Result<bool, Failure> {
-        if inbox && let Some(db) = &self.inbox {
-            return db
-                .inbox(
+        if inbox && let Some(inbox) = &self.inbox {
+            return inbox
+                .attempt(
                     &self.publisher,
                     &self.group,
                     dedupe_key,

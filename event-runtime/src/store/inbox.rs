@@ -114,10 +114,19 @@ impl<DB: Exec> EmitIn<DB> for ToOutbox {
     }
 }
 
-impl Db {
-    /// One inbox attempt on these stores (see [`attempt`]).
+/// Where a group in inbox mode runs its inbox, decided once per app ([`Db::inbox_for`]): the
+/// database, and whether the emitted events go straight into the log (the SQLite engine, whose
+/// file the inbox then is) rather than into that database's outbox.
+#[derive(Clone)]
+pub(crate) struct Inbox {
+    pub(crate) db: Db,
+    pub(crate) local_log: bool,
+}
+
+impl Inbox {
+    /// One inbox attempt (see [`attempt`]).
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn inbox<T, F, Fut, E>(
+    pub(crate) async fn attempt<T, F, Fut, E>(
         &self,
         publisher: &Publisher<T>,
         group: &str,
@@ -133,7 +142,7 @@ impl Db {
         E: From<TransportError>,
     {
         let _ = (publisher, dedupe_key, bypass_dedupe, &call, &kept);
-        match self {
+        match &self.db {
             Db::Memory(_) => Err(E::from(TransportError::new(
                 TransportErrorKind::Other,
                 format!("inbox of {group}"),
@@ -141,11 +150,7 @@ impl Db {
             ))),
             #[cfg(feature = "sqlite")]
             Db::Sqlite(db) => {
-                // On the SQLite engine these stores are the log's own file (see
-                // `Db::inbox_for`): the events go straight into the log. Under another engine,
-                // into the file's outbox.
-                let transport: &dyn Any = publisher.transport_ref();
-                let emit = if transport.is::<crate::transport::sqlite::SqliteTransport>() {
+                let emit = if self.local_log {
                     SqliteEmit::LocalLog(publisher)
                 } else {
                     SqliteEmit::Outbox

@@ -107,10 +107,14 @@ impl Db {
     /// emitted events are then appended to the log in the inbox transaction); these stores when
     /// they are SQLite under another engine (the emitted events then go through the file's
     /// outbox). `None`: no inbox, the group uses the dedupe store.
-    pub(crate) fn inbox_for<T: 'static>(&self, transport: &T) -> Option<Db> {
+    pub(crate) fn inbox_for<T: 'static>(&self, transport: &T) -> Option<inbox::Inbox> {
+        let stores = |db: &Db| inbox::Inbox {
+            db: db.clone(),
+            local_log: false,
+        };
         #[cfg(feature = "postgres")]
         if let Db::Postgres(_) = self {
-            return Some(self.clone());
+            return Some(stores(self));
         }
         #[cfg(feature = "sqlite")]
         {
@@ -118,13 +122,16 @@ impl Db {
             if let Some(file) =
                 transport.downcast_ref::<crate::transport::sqlite::SqliteTransport>()
             {
-                return Some(Db::sqlite(file));
+                return Some(inbox::Inbox {
+                    db: Db::sqlite(file),
+                    local_log: true,
+                });
             }
             if let Db::Sqlite(_) = self {
-                return Some(self.clone());
+                return Some(stores(self));
             }
         }
-        let _ = transport;
+        let _ = (transport, stores);
         None
     }
 
