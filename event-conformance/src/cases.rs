@@ -277,9 +277,10 @@ pub async fn restart_resumes_from_the_committed_position<E: Engine>(engine: E) {
     }
 }
 
-/// A consumer dies mid-batch (its tasks are aborted, nothing committed); a new app on the same
-/// engine gets the whole batch again: what was handled and marked is dropped as a duplicate,
-/// the rest is handled, in order.
+/// A consumer dies while one key's handler runs and later records of other keys are done (its
+/// tasks are aborted, not stopped). The committed position is the oldest record not done, so a
+/// new app on the same engine gets that record and everything after it again: what was handled
+/// and marked is dropped as a duplicate, the rest is handled, in order.
 pub async fn uncommitted_records_are_redelivered_after_a_crash<E: Engine>(engine: E) {
     let seen: Seen = Arc::default();
     let stuck = Arc::new(AtomicUsize::new(0));
@@ -288,7 +289,8 @@ pub async fn uncommitted_records_are_redelivered_after_a_crash<E: Engine>(engine
         let (record, hung) = (recorder(seen.clone()), stuck.clone());
         app.partitions(1)
             .subscribe::<Step, _>("g", move |event: Envelope<Step>, ctx: Context| {
-                let hang = event.data.seq >= 2;
+                // Offsets 0..=5 are seq 0 and 1 of the three accounts; acct-0's seq 2 is 6.
+                let hang = event.data.account == "acct-0" && event.data.seq == 2;
                 let stuck = hung.clone();
                 let fut = record(event, ctx);
                 async move {
@@ -300,19 +302,24 @@ pub async fn uncommitted_records_are_redelivered_after_a_crash<E: Engine>(engine
                     fut.await
                 }
             });
-        // Written before the group starts, so that its first batch holds all of them.
         app.publisher().publish_all(steps(3, 4)).await.unwrap();
         let running = app.start().await.unwrap();
+        // Everything but acct-0's seq 2 (stuck) and seq 3 (behind it in its lane) is handled,
+        // and the position stops at the stuck record: 6 of the 12 are not committed.
         let deadline = Instant::now() + Duration::from_secs(20);
-        while stuck.load(Ordering::SeqCst) < 3 {
+        loop {
+            let handled = running.stats("g").unwrap().handled;
+            let lag: u64 = running.lag().await.unwrap().iter().map(|l| l.lag()).sum();
+            assert!(lag >= 6, "committed past a record not done: lag {lag}");
+            if stuck.load(Ordering::SeqCst) == 1 && handled == 10 && lag == 6 {
+                break;
+            }
             assert!(
                 Instant::now() < deadline,
-                "handlers did not reach the crash point"
+                "did not reach the crash point: {handled} handled, lag {lag}"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        let lag: u64 = running.lag().await.unwrap().iter().map(|l| l.lag()).sum();
-        assert_eq!(lag, 12, "nothing of the batch is committed");
         // A crash: the consumers are aborted, not stopped.
         drop(running);
     }
@@ -324,8 +331,8 @@ pub async fn uncommitted_records_are_redelivered_after_a_crash<E: Engine>(engine
         let stats = running.stats("g").unwrap();
         assert_eq!(
             (stats.handled, stats.duplicates),
-            (6, 6),
-            "seq 0 and 1 were handled and marked before the crash: {stats:?}"
+            (2, 4),
+            "acct-0's seq 2 and 3 are new; the other accounts' were handled and marked: {stats:?}"
         );
         running.stop().await;
     }
@@ -334,6 +341,136 @@ pub async fn uncommitted_records_are_redelivered_after_a_crash<E: Engine>(engine
         let seqs: Vec<u32> = seen[account].iter().map(|(s, _)| *s).collect();
         assert_eq!(seqs, [0, 1, 2, 3], "{account}");
     }
+}
+
+/// One key's handler blocks: the partition keeps reading (here in fetches of 4) and the other
+/// keys' events, in later fetches, are all handled while it blocks; the blocked key's later
+/// event waits behind it, and the committed position stays at the blocked record until it is
+/// done. No head-of-line blocking across keys.
+pub async fn a_slow_key_does_not_hold_back_other_keys<E: Engine>(engine: E) {
+    let seen: Seen = Arc::default();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let blocked = Arc::new(AtomicBool::new(false));
+    let mut app = engine.app().await;
+    let (record, held, flag) = (recorder(seen.clone()), gate.clone(), blocked.clone());
+    app.partitions(1)
+        .group_options(
+            "g",
+            GroupOptions {
+                batch: 4,
+                ..GroupOptions::default()
+            },
+        )
+        .subscribe::<Step, _>("g", move |event: Envelope<Step>, ctx: Context| {
+            let block = event.data.account == "slow" && event.data.seq == 0;
+            let (gate, flag) = (held.clone(), flag.clone());
+            let fut = record(event, ctx);
+            async move {
+                if block {
+                    flag.store(true, Ordering::SeqCst);
+                    gate.acquire().await.unwrap().forget();
+                }
+                fut.await
+            }
+        });
+    let publisher = app.publisher();
+    let slow = |seq| {
+        Envelope::event(Step {
+            account: "slow".to_owned(),
+            seq,
+        })
+    };
+    let mut events = vec![slow(0)];
+    events.extend(steps(8, 10));
+    events.push(slow(1));
+    publisher.publish_all(events).await.unwrap();
+    let running = app.start().await.unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let others: usize = {
+            let seen = seen.lock().unwrap();
+            seen.iter()
+                .filter(|(account, _)| *account != "slow")
+                .map(|(_, d)| d.len())
+                .sum()
+        };
+        if others == 80 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {others} of the other keys' 80 events were handled while one key blocked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(blocked.load(Ordering::SeqCst), "the slow handler ran");
+    assert!(
+        !seen.lock().unwrap().contains_key("slow"),
+        "the slow key's later event waits behind its blocked one"
+    );
+    let lag: u64 = running.lag().await.unwrap().iter().map(|l| l.lag()).sum();
+    assert_eq!(lag, 82, "the position stays at the record not done");
+
+    gate.add_permits(1);
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    let seen = seen.lock().unwrap().clone();
+    let slow_seqs: Vec<u32> = seen["slow"].iter().map(|(s, _)| *s).collect();
+    assert_eq!(slow_seqs, [0, 1]);
+    for (account, deliveries) in &seen {
+        let seqs: Vec<u32> = deliveries.iter().map(|(s, _)| *s).collect();
+        if account != "slow" {
+            assert_eq!(seqs, (0..10).collect::<Vec<_>>(), "{account}");
+        }
+    }
+    assert_eq!(running.stats("g").unwrap().handled, 82);
+    running.stop().await;
+}
+
+/// Handlers of distinct keys run at the same time (more than one is observed running at once),
+/// and never two of one key.
+pub async fn keys_run_concurrently_and_each_key_one_at_a_time<E: Engine>(engine: E) {
+    #[derive(Default)]
+    struct Gauge {
+        running: usize,
+        most: usize,
+        per_key: BTreeMap<String, usize>,
+        most_per_key: usize,
+    }
+    let gauge: Arc<Mutex<Gauge>> = Arc::default();
+    let mut app = engine.app().await;
+    let g = gauge.clone();
+    app.partitions(1)
+        .subscribe::<Step, _>("g", move |event: Envelope<Step>, _ctx: Context| {
+            let gauge = g.clone();
+            async move {
+                {
+                    let mut g = gauge.lock().unwrap();
+                    g.running += 1;
+                    g.most = g.most.max(g.running);
+                    let mine = g.per_key.entry(event.data.account.clone()).or_default();
+                    *mine += 1;
+                    let mine = *mine;
+                    g.most_per_key = g.most_per_key.max(mine);
+                }
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                let mut g = gauge.lock().unwrap();
+                g.running -= 1;
+                *g.per_key.get_mut(&event.data.account).unwrap() -= 1;
+                Ok::<(), HandlerError>(())
+            }
+        });
+    app.publisher().publish_all(steps(16, 8)).await.unwrap();
+    let running = app.start().await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(30)).await);
+    assert_eq!(running.stats("g").unwrap().handled, 128);
+    let (most, most_per_key) = {
+        let g = gauge.lock().unwrap();
+        (g.most, g.most_per_key)
+    };
+    assert!(most > 1, "distinct keys never ran at once");
+    assert_eq!(most_per_key, 1, "two handlers of one key ran at once");
+    running.stop().await;
 }
 
 /// Four producers publish one by one and in batches at once: every event is stored and handled

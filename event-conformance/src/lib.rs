@@ -56,7 +56,9 @@
 //!
 //! The [`cases`]: the `Transport` contract itself (topics, offsets from 0 per partition, fetch
 //! from any offset, wait, positions per group, end offsets, the errors), per-key order under
-//! concurrency, restart from the committed position, redelivery after a crash, no loss with
+//! concurrency, restart from the committed position, redelivery after a crash (from the oldest
+//! record not done), no head-of-line blocking across keys, concurrent keys with one handler per
+//! key at a time, no loss with
 //! concurrent producers, producer-retry dedupe, poison to the dead letters (and the engine's
 //! dead-letter topic), sequenced parking and redrive, replay, lag, records of foreign producers
 //! in the structured content mode, replay by time, one open dead letter per record.
@@ -158,6 +160,8 @@ macro_rules! conformance_tests {
             per_key_order_holds_under_concurrency,
             restart_resumes_from_the_committed_position,
             uncommitted_records_are_redelivered_after_a_crash,
+            a_slow_key_does_not_hold_back_other_keys,
+            keys_run_concurrently_and_each_key_one_at_a_time,
             nothing_is_lost_with_concurrent_producers,
             a_producer_retry_has_its_effect_once,
             events_sharing_a_dedupe_key_are_handled_once,

@@ -60,8 +60,21 @@ fn topic_of(kind: MessageKind, context: &str) -> String {
 pub struct GroupOptions {
     /// Lanes (distinct keys) handled at once per partition. Default 16.
     pub concurrency: usize,
-    /// Records fetched per partition per round. Default 256.
+    /// Records read per partition per fetch, at most. Default 256.
     pub batch: usize,
+    /// Records read and not yet done per partition: how far a partition reads ahead of its
+    /// handlers. A partition at the bound reads nothing more until lanes finish. Default 1024.
+    pub max_in_flight: usize,
+    /// Records read and not yet done across all the group's partitions. Default 8192.
+    pub max_in_flight_per_group: usize,
+    /// Offsets per partition between the committed position and the newest record read: the
+    /// records done behind an unfinished one (a key whose handler is slow or retrying). Past
+    /// it, the partition waits for that record, so one stuck key stalls the others only after
+    /// this many records (each costs 16 bytes here until the position passes it). Default 65,536.
+    pub max_uncommitted: usize,
+    /// How long [`crate::Running::stop`] lets the handlers running finish before abandoning
+    /// them (they are redelivered on the next start). Default 10 s.
+    pub drain_timeout: Duration,
     /// Axon's "sequenced" dead-lettering: once an event is dead-lettered, later events with the
     /// same key are parked behind it until it is resolved. Default off.
     pub sequenced: bool,
@@ -94,6 +107,10 @@ impl Default for GroupOptions {
         GroupOptions {
             concurrency: 16,
             batch: 256,
+            max_in_flight: 1024,
+            max_in_flight_per_group: 8192,
+            max_uncommitted: 65_536,
+            drain_timeout: Duration::from_secs(10),
             sequenced: false,
             retry: RetryPolicy::default(),
             inbox: false,
@@ -480,6 +497,9 @@ impl<T: Transport> App<T> {
             stats.insert(name.clone(), group_stats.clone());
             let runner = Arc::new(GroupRunner {
                 group: Arc::from(name.as_str()),
+                in_flight: Arc::new(tokio::sync::Semaphore::new(
+                    group.options.max_in_flight_per_group.max(1),
+                )),
                 options: group.options,
                 handlers: group.handlers,
                 transport: self.transport.clone(),
@@ -721,7 +741,9 @@ impl<T: Transport> Running<T> {
         }
     }
 
-    /// Stops every consumer after the batch it is handling, and waits for them.
+    /// Stops every consumer and waits for them: each partition reads nothing more, lets the
+    /// handlers running finish (up to [`GroupOptions::drain_timeout`]; those still running are
+    /// abandoned) and commits what was done.
     ///
     /// Cancellation: dropping this future leaves the consumers stopping in the background; what
     /// they had not committed is redelivered on the next start.

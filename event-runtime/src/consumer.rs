@@ -1,12 +1,13 @@
 //! Consumer groups: at-least-once delivery with per-key ordering, idempotency, retries and
 //! dead-lettering.
 //!
-//! For each partition of each topic it reads, a group runs one loop: fetch a batch from the
-//! committed offset, split it into lanes by partition key (records without a key get a lane each),
-//! run the lanes concurrently up to the group's limit while each lane runs its records in order,
-//! and commit the batch's end only when every record in it was handled, skipped as a duplicate or
-//! dead-lettered. A crash therefore redelivers from the last commit, and same-key events are never
-//! reordered.
+//! For each partition of each topic it reads, a group runs one loop ([`lanes`]): it reads
+//! records ahead of its handlers, gives each to the lane of its partition key (records without
+//! a key get a lane of their own), and runs lanes of different keys concurrently up to the
+//! group's limit while each lane runs its records in order. The position committed is the
+//! oldest record read and not yet handled, skipped as a duplicate or dead-lettered. A crash
+//! therefore redelivers from there; same-key events are never reordered; and a slow or
+//! retrying key delays only its own later events.
 //!
 //! Each record goes through: header check → CloudEvents decode → handler lookup → sequenced
 //! parking → dedupe → handler (with retries). Anything undecodable, unknown, newer than the
@@ -22,6 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
+
+mod lanes;
 
 use crate::app::{GroupOptions, Publisher};
 use crate::cloudevents::Limits;
@@ -262,190 +265,26 @@ pub(crate) struct GroupRunner<T: Transport> {
     pub(crate) stats: Arc<GroupStats>,
     pub(crate) activity: Arc<Activity>,
     pub(crate) limits: Limits,
+    /// Records read and not yet done across the group's partitions
+    /// ([`GroupOptions::max_in_flight_per_group`]).
+    pub(crate) in_flight: Arc<Semaphore>,
 }
 
 impl<T: Transport> GroupRunner<T> {
-    /// Runs one partition until `shutdown` turns true.
-    pub(crate) async fn run_partition(
-        self: Arc<Self>,
-        topic: String,
-        partition: u32,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let mut next = loop {
-            match self
-                .transport
-                .committed(&self.group, &topic, partition)
-                .await
-            {
-                Ok(next) => break next,
-                Err(_) if *shutdown.borrow() => return,
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-            }
-        };
-        // The next batch, read while the previous one's position was being committed.
-        let mut ahead: Option<Result<Vec<Record>, TransportError>> = None;
-        while !*shutdown.borrow() {
-            let fetched = match ahead.take() {
-                Some(fetched) => fetched,
-                None => {
-                    self.transport
-                        .fetch(&topic, partition, next, self.options.batch)
-                        .await
-                }
-            };
-            let records = match fetched {
-                Ok(records) => records,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            let Some(last) = records.last().map(|r| r.offset) else {
-                tokio::select! {
-                    () = self.transport.wait(&topic, partition, next, Duration::from_millis(500)) => {}
-                    _ = shutdown.changed() => {}
-                }
-                // Let a producer that is writing right now append a few more records, so the
-                // next fetch is a batch rather than one record per wake-up.
-                tokio::task::yield_now().await;
-                continue;
-            };
-            self.activity.begin();
-            if self.clone().process_batch(records).await.is_err() {
-                // Infrastructure failure (dead-letter queue or dedupe store unreachable): nothing
-                // is committed, the batch is fetched again after a pause.
-                self.activity.end();
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            // Commit the batch and read the next one at the same time: the commit's round trip
-            // overlaps the read instead of adding to it. The next batch is only handled once
-            // this commit is done, so positions still move in order and never past what was
-            // handled.
-            let commit = async {
-                loop {
-                    match self
-                        .transport
-                        .commit(&self.group, &topic, partition, last + 1)
-                        .await
-                    {
-                        Ok(()) => break,
-                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                    }
-                }
-            };
-            let read = self
-                .transport
-                .fetch(&topic, partition, last + 1, self.options.batch);
-            let ((), fetched) = tokio::join!(commit, read);
-            ahead = Some(fetched);
-            self.activity.end();
-            next = last + 1;
-        }
-    }
-
-    async fn process_batch(self: Arc<Self>, records: Vec<Record>) -> Result<(), TransportError> {
-        // Lanes by partition key, in first-seen order. Unkeyed records have no order to keep,
-        // but copies of one event (a producer retry) must not run side by side, or both would
-        // pass the dedupe check before either is marked: they share a lane by dedupe key (or id).
-        let mut lanes: Vec<Vec<Record>> = Vec::new();
-        let mut by_key: HashMap<Vec<u8>, usize> = HashMap::new();
-        for record in records {
-            let lane = record.key.clone().or_else(|| {
-                let header = |name: &str| {
-                    record
-                        .headers
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, v)| v)
-                };
-                // A keyless record whose event has a partition key runs in that key's lane.
-                header("ce_partitionkey")
-                    .map(|value| value.to_vec())
-                    .or_else(|| {
-                        header("ce_dedupekey")
-                            .or_else(|| header("ce_id"))
-                            .map(|value| [b"\0dedupe:".as_slice(), value].concat())
-                    })
-                    .or_else(|| {
-                        // A structured-mode record carries its key and id in the payload.
-                        let raw = crate::transport::decode_record(&record, &self.limits).ok()?;
-                        Some(match raw.partition_key {
-                            Some(key) => key.into_bytes(),
-                            None => {
-                                let id = raw.dedupe_key.unwrap_or_else(|| raw.id.to_string());
-                                [b"\0dedupe:".as_slice(), id.as_bytes()].concat()
-                            }
-                        })
-                    })
-            });
-            match lane {
-                Some(key) => {
-                    let index = *by_key.entry(key).or_insert_with(|| {
-                        lanes.push(Vec::new());
-                        lanes.len() - 1
-                    });
-                    lanes[index].push(record);
-                }
-                None => lanes.push(vec![record]),
-            }
-        }
-        if lanes.len() == 1 {
-            // One key (or one record): no task to spawn.
-            for record in lanes.pop().expect("one lane") {
-                self.deliver(record, Delivery::Live, false).await?;
-            }
-            return Ok(());
-        }
-        let permits = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
-        let mut tasks = tokio::task::JoinSet::new();
-        for lane in lanes {
-            let runner = self.clone();
-            let permits = permits.clone();
-            tasks.spawn(async move {
-                let _permit = permits
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore is never closed");
-                for record in lane {
-                    runner.deliver(record, Delivery::Live, false).await?;
-                }
-                Ok::<(), TransportError>(())
-            });
-        }
-        let mut result = Ok(());
-        while let Some(joined) = tasks.join_next().await {
-            match joined {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => result = Err(err),
-                // A panicking handler is a bug in the handler; the batch is retried.
-                Err(join) => {
-                    result = Err(TransportError::new(
-                        crate::transport::TransportErrorKind::Other,
-                        format!("consumer group {}", self.group),
-                        format!("a handler task panicked: {join}"),
-                    ));
-                }
-            }
-        }
-        result
-    }
-
     /// Processes one record and dead-letters it on failure.
     async fn deliver(
         &self,
-        record: Record,
+        record: &Record,
         delivery: Delivery,
         bypass_dedupe: bool,
     ) -> Result<(), TransportError> {
-        match self.process(&record, delivery, bypass_dedupe).await? {
+        match self.process(record, delivery, bypass_dedupe).await? {
             Outcome::Handled => self.stats.handled.fetch_add(1, Ordering::Relaxed),
             Outcome::Duplicate => self.stats.duplicates.fetch_add(1, Ordering::Relaxed),
             Outcome::Skipped => self.stats.skipped.fetch_add(1, Ordering::Relaxed),
             Outcome::Unknown => self.stats.unknown_types.fetch_add(1, Ordering::Relaxed),
             Outcome::Failed(failed) => {
-                self.dead_letter(record, *failed).await?;
+                self.dead_letter(record.clone(), *failed).await?;
                 self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed)
             }
         };
@@ -836,7 +675,7 @@ impl<T: Transport> GroupRunner<T> {
                     )
                     .await?;
                 if let Some(record) = records.into_iter().find(|r| r.offset == redelivery.offset) {
-                    self.deliver(record, Delivery::Replay, redelivery.bypass_dedupe)
+                    self.deliver(&record, Delivery::Replay, redelivery.bypass_dedupe)
                         .await?;
                 }
                 self.dlq.finish_redelivery(redelivery, None).await

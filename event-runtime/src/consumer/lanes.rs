@@ -1,0 +1,507 @@
+//! The partition loop: key lanes that outlive a fetch, and the committed position as the lowest
+//! offset not yet done.
+//!
+//! One task per partition reads records ahead while its lanes work. Every record goes to the
+//! lane of its partition key; a lane is a task that runs its records one after the other and
+//! ends when it has none left. Lanes of different keys run side by side (up to
+//! [`GroupOptions::concurrency`] at once), so a key whose handler is slow or retrying holds back
+//! only its own later events: the partition keeps reading and the other keys keep going.
+//!
+//! What may be read ahead is bounded, so memory stays bounded under any backlog:
+//! [`GroupOptions::max_in_flight`] records per partition read and not yet done,
+//! [`GroupOptions::max_in_flight_per_group`] across the group's partitions, and
+//! [`GroupOptions::max_uncommitted`] offsets per partition between the committed position and
+//! the newest record read (done records behind an unfinished one). A partition at a bound waits.
+//!
+//! The position committed is the offset of the oldest record read and not yet done (or the end
+//! of what was read, when everything is done): a crash redelivers from there, and what was done
+//! after it comes again and is dropped by the dedupe store. Commits are coalesced: one is in
+//! flight at a time, and it carries the newest position when it starts.
+//!
+//! [`GroupOptions::concurrency`]: crate::GroupOptions::concurrency
+//! [`GroupOptions::max_in_flight`]: crate::GroupOptions::max_in_flight
+//! [`GroupOptions::max_in_flight_per_group`]: crate::GroupOptions::max_in_flight_per_group
+//! [`GroupOptions::max_uncommitted`]: crate::GroupOptions::max_uncommitted
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+
+use super::{BoxFuture, GroupRunner};
+use crate::handler::Delivery;
+use crate::transport::{Record, Transport, TransportError};
+
+/// The offsets of one partition read and not yet committable: which of them are done, and so
+/// the position that may be committed.
+#[derive(Debug)]
+pub(crate) struct Window {
+    /// Offsets read, in order, with whether each is done; the front is the oldest not yet
+    /// passed by the position.
+    pending: VecDeque<(u64, bool)>,
+    /// The offset after the newest record read.
+    read_to: u64,
+}
+
+impl Window {
+    /// An empty window at `position`.
+    pub(crate) fn new(position: u64) -> Self {
+        Window {
+            pending: VecDeque::new(),
+            read_to: position,
+        }
+    }
+
+    /// Records that `offset` was read (offsets only grow; gaps are allowed).
+    pub(crate) fn read(&mut self, offset: u64) {
+        debug_assert!(offset >= self.read_to, "offsets are read in order");
+        self.pending.push_back((offset, false));
+        self.read_to = offset + 1;
+    }
+
+    /// Marks `offset` done; returns whether the position moved.
+    pub(crate) fn done(&mut self, offset: u64) -> bool {
+        if let Ok(index) = self.pending.binary_search_by_key(&offset, |(o, _)| *o) {
+            self.pending[index].1 = true;
+        }
+        let mut moved = false;
+        while let Some((_, true)) = self.pending.front() {
+            self.pending.pop_front();
+            moved = true;
+        }
+        moved
+    }
+
+    /// The position to commit: the oldest offset not done, or the end of what was read.
+    pub(crate) fn position(&self) -> u64 {
+        self.pending
+            .front()
+            .map_or(self.read_to, |(offset, _)| *offset)
+    }
+
+    /// Where the next read starts.
+    pub(crate) fn read_to(&self) -> u64 {
+        self.read_to
+    }
+
+    /// Offsets between the position and the newest record read.
+    pub(crate) fn len(&self) -> usize {
+        self.pending.len()
+    }
+}
+
+/// Why a partition loop returned.
+enum Exit {
+    /// The app is stopping.
+    Shutdown,
+    /// A lane died (a bug outside any handler): start again from the committed position.
+    Restart,
+}
+
+/// The open lanes of one partition, by key.
+struct Lanes {
+    by_key: HashMap<Vec<u8>, u64>,
+    open: HashMap<u64, Lane>,
+    next_id: u64,
+    tasks: JoinSet<()>,
+}
+
+struct Lane {
+    key: Option<Vec<u8>>,
+    records: mpsc::UnboundedSender<Record>,
+    /// Records sent to the lane and not yet done.
+    outstanding: usize,
+}
+
+/// A read of the partition in progress: the records and the group permits taken for them.
+type Read = BoxFuture<
+    'static,
+    (
+        Option<OwnedSemaphorePermit>,
+        Result<Vec<Record>, TransportError>,
+    ),
+>;
+
+impl<T: Transport> GroupRunner<T> {
+    /// Runs one partition until `shutdown` turns true, then drains its lanes (up to
+    /// [`crate::GroupOptions::drain_timeout`]) and commits what they finished.
+    pub(crate) async fn run_partition(
+        self: Arc<Self>,
+        topic: String,
+        partition: u32,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let topic: Arc<str> = Arc::from(topic);
+        loop {
+            let start = loop {
+                match self
+                    .transport
+                    .committed(&self.group, &topic, partition)
+                    .await
+                {
+                    Ok(next) => break next,
+                    Err(_) if *shutdown.borrow() => return,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            };
+            match self
+                .run_lanes(topic.clone(), partition, start, &mut shutdown)
+                .await
+            {
+                Exit::Shutdown => return,
+                Exit::Restart => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    fn read(&self, topic: &Arc<str>, partition: u32, from: u64, max: usize, wait: bool) -> Read {
+        let transport = self.transport.clone();
+        let permits = self.in_flight.clone();
+        let topic = topic.clone();
+        Box::pin(async move {
+            if wait {
+                transport
+                    .wait(&topic, partition, from, Duration::from_millis(500))
+                    .await;
+                // Let a producer that is writing right now append a few more records, so the
+                // next read is a batch rather than one record per wake-up.
+                tokio::task::yield_now().await;
+            }
+            // Only now the group's permits: a partition waiting for records holds none.
+            let permit = permits
+                .acquire_many_owned(u32::try_from(max).unwrap_or(u32::MAX))
+                .await
+                .expect("the group's semaphore is never closed");
+            match transport.fetch(&topic, partition, from, max).await {
+                Ok(records) => (Some(permit), Ok(records)),
+                Err(err) => {
+                    drop(permit);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    (None, Err(err))
+                }
+            }
+        })
+    }
+
+    fn commit(&self, topic: &Arc<str>, partition: u32, position: u64) -> BoxFuture<'static, u64> {
+        let (transport, group, topic) = (self.transport.clone(), self.group.clone(), topic.clone());
+        Box::pin(async move {
+            loop {
+                match transport.commit(&group, &topic, partition, position).await {
+                    Ok(()) => return position,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        })
+    }
+
+    async fn run_lanes(
+        self: &Arc<Self>,
+        topic: Arc<str>,
+        partition: u32,
+        start: u64,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Exit {
+        let options = &self.options;
+        let mut window = Window::new(start);
+        let mut committed = start;
+        let mut lanes = Lanes {
+            by_key: HashMap::new(),
+            open: HashMap::new(),
+            next_id: 0,
+            tasks: JoinSet::new(),
+        };
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, u64)>();
+        let running = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        let group_limit = options.max_in_flight_per_group.max(1);
+        // Records given to lanes and not yet done; each holds one of the group's permits.
+        let mut outstanding = 0usize;
+        let mut read: Option<Read> = None;
+        let mut wait_first = false;
+        let mut commit: Option<BoxFuture<'static, u64>> = None;
+        let mut busy = false;
+        let mut stopping: Option<tokio::time::Instant> = None;
+        let exit = loop {
+            if read.is_none() && stopping.is_none() {
+                let room = options
+                    .batch
+                    .max(1)
+                    .min(options.max_in_flight.max(1).saturating_sub(outstanding))
+                    .min(options.max_uncommitted.max(1).saturating_sub(window.len()))
+                    .min(group_limit);
+                if room > 0 {
+                    read = Some(self.read(&topic, partition, window.read_to(), room, wait_first));
+                }
+            }
+            if commit.is_none() && window.position() > committed {
+                commit = Some(self.commit(&topic, partition, window.position()));
+            }
+            let now_busy = committed < window.read_to();
+            if now_busy != busy {
+                if now_busy {
+                    self.activity.begin();
+                } else {
+                    self.activity.end();
+                }
+                busy = now_busy;
+            }
+            if stopping.is_some() && outstanding == 0 && commit.is_none() {
+                break Exit::Shutdown;
+            }
+            let drain_deadline = stopping;
+            tokio::select! {
+                biased;
+                Some((lane, offset)) = done_rx.recv() => {
+                    let mut finished = 1;
+                    self.finish(&mut lanes, &mut window, lane, offset);
+                    // Take every completion waiting, so one commit covers them.
+                    while let Ok((lane, offset)) = done_rx.try_recv() {
+                        self.finish(&mut lanes, &mut window, lane, offset);
+                        finished += 1;
+                    }
+                    outstanding -= finished;
+                    self.in_flight.add_permits(finished);
+                }
+                Some(joined) = lanes.tasks.join_next(), if !lanes.tasks.is_empty() => {
+                    if joined.is_err() {
+                        // A lane can only die of a bug outside the handlers (a handler's panic
+                        // is caught and dead-lettered): its records would never be done.
+                        break Exit::Restart;
+                    }
+                }
+                position = async { commit.as_mut().expect("guarded").await }, if commit.is_some() => {
+                    committed = position;
+                    commit = None;
+                }
+                (permit, fetched) = async { read.as_mut().expect("guarded").await }, if read.is_some() => {
+                    read = None;
+                    match fetched {
+                        Ok(records) if !records.is_empty() => {
+                            wait_first = false;
+                            let taken = permit.map_or(0, |p| {
+                                let n = p.num_permits();
+                                p.forget();
+                                n
+                            });
+                            // Permits for records not returned go back now.
+                            self.in_flight.add_permits(taken.saturating_sub(records.len()));
+                            outstanding += records.len();
+                            for record in records {
+                                window.read(record.offset);
+                                self.dispatch(&mut lanes, &done_tx, &running, shutdown, record);
+                            }
+                        }
+                        // Nothing new, or the engine failed (after a pause): wait, then read again.
+                        Ok(_) | Err(_) => {
+                            drop(permit);
+                            wait_first = true;
+                        }
+                    }
+                }
+                _ = shutdown.changed(), if stopping.is_none() => {
+                    // Start nothing new; what runs may finish within the bound.
+                    read = None;
+                    stopping = Some(tokio::time::Instant::now() + options.drain_timeout);
+                }
+                () = async {
+                    match drain_deadline {
+                        Some(deadline) => tokio::time::sleep_until(deadline).await,
+                        None => std::future::pending().await,
+                    }
+                }, if drain_deadline.is_some() => {
+                    // What is still running is abandoned (the lanes are aborted below) and will
+                    // be redelivered from the committed position.
+                    break Exit::Shutdown;
+                }
+            }
+        };
+        lanes.tasks.abort_all();
+        self.in_flight.add_permits(outstanding);
+        if busy {
+            self.activity.end();
+        }
+        exit
+    }
+
+    /// Gives `record` to the lane of its key, opening one if none is open.
+    fn dispatch(
+        self: &Arc<Self>,
+        lanes: &mut Lanes,
+        done: &mpsc::UnboundedSender<(u64, u64)>,
+        running: &Arc<Semaphore>,
+        shutdown: &watch::Receiver<bool>,
+        record: Record,
+    ) {
+        let key = self.lane_key(&record);
+        let existing = key.as_ref().and_then(|key| lanes.by_key.get(key)).copied();
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let id = lanes.next_id;
+                lanes.next_id += 1;
+                let (tx, rx) = mpsc::unbounded_channel();
+                lanes.tasks.spawn(self.clone().run_lane(
+                    id,
+                    rx,
+                    done.clone(),
+                    running.clone(),
+                    shutdown.clone(),
+                ));
+                if let Some(key) = &key {
+                    lanes.by_key.insert(key.clone(), id);
+                }
+                lanes.open.insert(
+                    id,
+                    Lane {
+                        key,
+                        records: tx,
+                        outstanding: 0,
+                    },
+                );
+                id
+            }
+        };
+        let lane = lanes.open.get_mut(&id).expect("the lane is open");
+        lane.outstanding += 1;
+        // The lane lives until its sender is dropped (below, once it has nothing left), so this
+        // cannot fail while the lane is open.
+        let _ = lane.records.send(record);
+    }
+
+    /// A lane finished `offset`: mark it done, and close the lane if it has nothing left (its
+    /// task ends; the key's next record opens a new one).
+    fn finish(&self, lanes: &mut Lanes, window: &mut Window, lane: u64, offset: u64) {
+        window.done(offset);
+        if let Some(open) = lanes.open.get_mut(&lane) {
+            open.outstanding -= 1;
+            if open.outstanding == 0
+                && let Some(closed) = lanes.open.remove(&lane)
+                && let Some(key) = closed.key
+            {
+                lanes.by_key.remove(&key);
+            }
+        }
+    }
+
+    /// One lane: its records in order, each retried after a pause while the stores or the
+    /// dead-letter queue cannot be reached (only this key waits), reported done one by one.
+    async fn run_lane(
+        self: Arc<Self>,
+        lane: u64,
+        mut records: mpsc::UnboundedReceiver<Record>,
+        done: mpsc::UnboundedSender<(u64, u64)>,
+        running: Arc<Semaphore>,
+        shutdown: watch::Receiver<bool>,
+    ) {
+        while let Some(record) = records.recv().await {
+            // Per record, so a key with a long backlog takes turns with the others.
+            let permit = running.acquire().await.expect("never closed");
+            loop {
+                match self.deliver(&record, Delivery::Live, false).await {
+                    Ok(()) => break,
+                    // Abandoned: redelivered from the committed position on the next start.
+                    Err(_) if *shutdown.borrow() => return,
+                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+            }
+            drop(permit);
+            if done.send((lane, record.offset)).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The lane a record runs in: its partition key. Unkeyed records have no order to keep, but
+    /// copies of one event (a producer retry) must not run side by side, or both would pass the
+    /// dedupe check before either is marked: they share a lane by dedupe key (or id).
+    fn lane_key(&self, record: &Record) -> Option<Vec<u8>> {
+        if let Some(key) = &record.key {
+            return Some(key.clone());
+        }
+        let header = |name: &str| {
+            record
+                .headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v)
+        };
+        // A keyless record whose event has a partition key runs in that key's lane.
+        header("ce_partitionkey")
+            .map(|value| value.to_vec())
+            .or_else(|| {
+                header("ce_dedupekey")
+                    .or_else(|| header("ce_id"))
+                    .map(|value| [b"\0dedupe:".as_slice(), value].concat())
+            })
+            .or_else(|| {
+                // A structured-mode record carries its key and id in the payload.
+                let raw = crate::transport::decode_record(record, &self.limits).ok()?;
+                Some(match raw.partition_key {
+                    Some(key) => key.into_bytes(),
+                    None => {
+                        let id = raw.dedupe_key.unwrap_or_else(|| raw.id.to_string());
+                        [b"\0dedupe:".as_slice(), id.as_bytes()].concat()
+                    }
+                })
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Window;
+
+    #[test]
+    fn the_position_is_the_oldest_offset_not_done() {
+        let mut window = Window::new(10);
+        assert_eq!(window.position(), 10);
+        for offset in [10, 11, 13, 14] {
+            window.read(offset);
+        }
+        assert_eq!(
+            (window.position(), window.read_to(), window.len()),
+            (10, 15, 4)
+        );
+        assert!(!window.done(11), "10 is not done");
+        assert!(!window.done(14));
+        assert_eq!(window.position(), 10);
+        assert!(window.done(10));
+        // 10 and 11 are done; 12 was never read (a gap); 13 is the oldest not done.
+        assert_eq!(window.position(), 13);
+        assert!(window.done(13));
+        assert_eq!((window.position(), window.len()), (15, 0));
+        // An offset done twice (or never read) changes nothing.
+        assert!(!window.done(13));
+        assert_eq!(window.position(), 15);
+    }
+
+    proptest::proptest! {
+        /// Whatever the order records finish in, the position is never past an offset not done,
+        /// and reaches the end once all are done.
+        #[test]
+        fn the_position_never_passes_an_unfinished_offset(
+            gaps in proptest::collection::vec(0u64..3, 1..60),
+            order in proptest::collection::vec(proptest::num::usize::ANY, 1..60),
+        ) {
+            let mut window = Window::new(0);
+            let mut offsets = Vec::new();
+            let mut next = 0;
+            for gap in gaps {
+                next += gap;
+                window.read(next);
+                offsets.push(next);
+                next += 1;
+            }
+            let mut left = offsets.clone();
+            for pick in order.into_iter().chain(std::iter::repeat(0)).take(offsets.len()) {
+                let offset = left.remove(pick % left.len());
+                window.done(offset);
+                let oldest = left.iter().min().copied().unwrap_or(next);
+                proptest::prop_assert_eq!(window.position(), oldest);
+            }
+            proptest::prop_assert_eq!(window.position(), next);
+        }
+    }
+}
