@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
 # Every benchmark, each against a baseline measured in the same run, with the real engines
 # started as for the tests (scripts/servers.sh): codec and runtime (embedded), NATS JetStream vs
-# raw async-nats, Kafka on tansu vs raw rdkafka, PostgreSQL inbox vs a naive loop. Prints the
-# ratios; asserts nothing. Release builds: the first run takes several minutes on 2 cores.
+# raw async-nats, Kafka on tansu vs raw rdkafka, PostgreSQL inbox vs a naive loop, and ours on
+# NATS vs RustStream, the closest Rust peer (`peers`: crates.io's ruststream, built only for this
+# benchmark). Prints the ratios; asserts nothing. Release builds: the first run takes several
+# minutes on 2 cores.
 #
-# Usage: scripts/bench.sh [codec|runtime|nats|kafka|postgres_inbox ...] (default: all)
+# Usage: scripts/bench.sh [codec|runtime|nats|kafka|postgres_inbox|peers ...] (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
-  benches=(codec runtime nats kafka postgres_inbox)
+  benches=(codec runtime nats kafka postgres_inbox peers)
 fi
 # Only the servers the chosen benchmarks need.
 EVT_SERVERS=""
 for bench in "${benches[@]}"; do
   case "$bench" in
-    nats) EVT_SERVERS="$EVT_SERVERS nats" ;;
+    nats | peers) EVT_SERVERS="$EVT_SERVERS nats" ;;
     kafka) EVT_SERVERS="$EVT_SERVERS kafka" ;;
     postgres_inbox) EVT_SERVERS="$EVT_SERVERS postgres" ;;
   esac
@@ -31,8 +33,9 @@ for bench in "${benches[@]}"; do
     codec | runtime | postgres_inbox) crate=event-runtime ;;
     nats) crate=event-nats ;;
     kafka) crate=event-kafka ;;
+    peers) crate=event-bench-peers ;;
     *)
-      echo "unknown benchmark: $bench (codec, runtime, nats, kafka, postgres_inbox)" >&2
+      echo "unknown benchmark: $bench (codec, runtime, nats, kafka, postgres_inbox, peers)" >&2
       exit 2
       ;;
   esac

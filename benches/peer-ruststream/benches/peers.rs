@@ -1,0 +1,440 @@
+//! Our framework on NATS JetStream side by side with its closest Rust peer, RustStream
+//! (`ruststream` 0.7.7 + `ruststream-nats` 0.7.1 from crates.io), on one server, in one process
+//! and one run (issue 11). Both sides get the same events: `EVT_BENCH_EVENTS` (default 20,000)
+//! readings of about 512 B of JSON over 64 keys, stored in a JetStream stream on file storage,
+//! a fresh stream per side and run, every publish acknowledged by the server before it counts.
+//!
+//! - **publish, each ack awaited**: ours `Publisher::publish`, RustStream's JetStream publisher
+//!   `message(..).to(..).publish()`, one event at a time;
+//! - **publish, 100 at a time**: ours `Publisher::publish_all` of 100 events (pipelined, then
+//!   every acknowledgement awaited), RustStream's idiomatic concurrent form, `join_all` of 100
+//!   publishes (each sends and awaits its acknowledgement; RustStream has no batch publish);
+//! - **consume to the handler**: the events are stored first, then the clock runs from the
+//!   app's start until the handler has seen all of them: ours an app's group (per-key lanes,
+//!   dedupe, retries, dead letters, commit per batch), RustStream a durable JetStream pull
+//!   consumer (its `JetStreamSubject`) dispatched over `workers(64, by_key)` lanes, acking each
+//!   message; and once more against RustStream's default dispatch (`workers(1)`: one delivery
+//!   at a time, no concurrency across keys), in case that is the faster of its two.
+//!
+//! What each side writes is its own wire, as a user of it gets it. RustStream is given the
+//! features of ours that it has, used as its documentation shows: a JetStream deduplication id
+//! (`message_id`, the `Nats-Msg-Id` header) and the `nats-partition-key` header its keyed lanes
+//! read, so both sides dedupe appends and keep per-key order with concurrency across keys. It
+//! has no dead letters or consumer-side dedupe; ours keeps them on (in memory,
+//! `App::with_transport`).
+//!
+//! Each path runs `EVT_BENCH_ROUNDS` (default 3) rounds; in each round both sides run, the one
+//! that goes first alternating between rounds, so both see the same load from the rest of the
+//! machine. Prints the median events per second of each side and the median of the rounds'
+//! ratios ours / RustStream (goal: >= 1.0x on every path). No assertions.
+//!
+//! `EVT_NATS_URL=nats://127.0.0.1:4222 cargo bench -p event-bench-peers --bench peers`, or
+//! `scripts/bench.sh peers`, which starts a server.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_nats::{NatsConfig, NatsTransport, Storage};
+use event_runtime::{App, Context, DomainEvent, Envelope};
+use futures_util::future::join_all;
+use ruststream::HeaderMap;
+use ruststream::runtime::RunningApp;
+use ruststream_nats::prelude::*;
+use ruststream_nats::{JetStreamPublisher, PARTITION_KEY_HEADER};
+use serde::{Deserialize, Serialize};
+
+/// A reading of a meter: the event both frameworks carry, about 512 bytes of JSON.
+#[derive(DomainEvent, Outgoing, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[event(context = "meters")]
+struct Reading {
+    #[event(key)]
+    meter: String,
+    seq: u64,
+    watts: u64,
+    note: String,
+}
+
+const KEYS: u64 = 64;
+/// Makes a reading's JSON about 512 bytes.
+const NOTE_LEN: usize = 456;
+
+fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn readings(n: usize) -> Vec<Reading> {
+    let note: String = "steady load, no anomaly; "
+        .chars()
+        .cycle()
+        .take(NOTE_LEN)
+        .collect();
+    (0..n as u64)
+        .map(|seq| Reading {
+            meter: format!("meter-{:02}", seq % KEYS),
+            seq,
+            watts: seq * 7 % 5000,
+            note: note.clone(),
+        })
+        .collect()
+}
+
+fn rate(n: usize, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64()
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Names unique to this process and run.
+fn tag(what: &str, round: usize) -> String {
+    format!("{what}{round}p{}", std::process::id())
+}
+
+// --- Ours ----------------------------------------------------------------------------------
+
+async fn our_transport(url: &str, prefix: &str) -> NatsTransport {
+    NatsTransport::connect(NatsConfig::new(url).prefix(prefix).storage(Storage::File))
+        .await
+        .unwrap()
+}
+
+/// Ours, publishing `n` events one acknowledgement at a time (`batch == 1`) or `batch` at a time.
+async fn ours_publish(url: &str, n: usize, batch: usize, tag: &str) -> f64 {
+    let mut app = App::with_transport(our_transport(url, &format!("ev{tag}")).await)
+        .await
+        .unwrap();
+    app.partitions(1);
+    let publisher = app.publisher();
+    // Warm-up: the topic (one stream) exists before the clock starts.
+    publisher
+        .publish(Envelope::event(readings(1).remove(0)))
+        .await
+        .unwrap();
+    let events: Vec<Envelope<Reading>> = readings(n).into_iter().map(Envelope::event).collect();
+    let started = Instant::now();
+    if batch == 1 {
+        for event in events {
+            publisher.publish(event).await.unwrap();
+        }
+    } else {
+        let mut events = events.into_iter();
+        loop {
+            let chunk: Vec<_> = events.by_ref().take(batch).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            publisher.publish_all(chunk).await.unwrap();
+        }
+    }
+    rate(n, started.elapsed())
+}
+
+/// Ours, consuming `n` stored events: an app's group from its start until the handler saw all.
+async fn ours_consume(url: &str, n: usize, tag: &str) -> f64 {
+    let mut app = App::with_transport(our_transport(url, &format!("ev{tag}")).await)
+        .await
+        .unwrap();
+    let handled = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let (count, signal) = (handled.clone(), done.clone());
+    let total = n as u64;
+    app.partitions(1)
+        .subscribe::<Reading, _>("bench", move |_: Envelope<Reading>, _: Context| {
+            let (count, signal) = (count.clone(), signal.clone());
+            async move {
+                if count.fetch_add(1, Ordering::Relaxed) + 1 == total {
+                    signal.notify_one();
+                }
+                Ok(())
+            }
+        });
+    let publisher = app.publisher();
+    let mut events = readings(n).into_iter().map(Envelope::event);
+    loop {
+        let chunk: Vec<_> = events.by_ref().take(500).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        publisher.publish_all(chunk).await.unwrap();
+    }
+    let started = Instant::now();
+    let running = app.start().await.unwrap();
+    done.notified().await;
+    let rate = rate(n, started.elapsed());
+    running.stop().await;
+    rate
+}
+
+// --- RustStream ----------------------------------------------------------------------------
+
+/// The stream RustStream's side writes to, created as a user of it would (its docs leave stream
+/// management to the JetStream API): one subject, file storage, the same duplicate window as
+/// ours.
+async fn peer_stream(js: &async_nats::jetstream::Context, tag: &str) -> (String, String) {
+    let (stream, subject) = (format!("rs{tag}"), format!("rs{tag}.readings"));
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: stream.clone(),
+        subjects: vec![subject.clone()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    (stream, subject)
+}
+
+/// A RustStream app holding nothing but a JetStream publisher, which it hands out the way its
+/// docs show for publishing from outside a handler (`RunningApp::publisher`).
+async fn peer_publisher(url: &str) -> (RunningApp, JetStreamPublisher) {
+    let broker = NatsBroker::new(url).bindable();
+    let token = broker.bind(JetStreamPublish::default());
+    let running = RustStream::new(AppInfo::new("peer-publisher", "0.1.0"))
+        .with_broker(broker, |_| {})
+        .start()
+        .await
+        .unwrap();
+    let publisher = running.publisher(token).await.unwrap();
+    (running, publisher)
+}
+
+/// The headers RustStream's side sends: the key its keyed lanes read.
+fn peer_headers(reading: &Reading) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(PARTITION_KEY_HEADER, reading.meter.clone());
+    headers
+}
+
+/// One RustStream publish: the reading as JSON (its default codec), its key, a deduplication id.
+async fn peer_publish_one(publisher: &JetStreamPublisher, subject: &str, reading: &Reading) {
+    publisher
+        .message(reading)
+        .to(subject)
+        .with_headers(peer_headers(reading))
+        .message_id(format!("{}-{}", reading.meter, reading.seq))
+        .publish()
+        .await
+        .unwrap();
+}
+
+async fn peer_publish_all(
+    publisher: &JetStreamPublisher,
+    subject: &str,
+    readings: &[Reading],
+    batch: usize,
+) {
+    if batch == 1 {
+        for reading in readings {
+            peer_publish_one(publisher, subject, reading).await;
+        }
+    } else {
+        for chunk in readings.chunks(batch) {
+            join_all(
+                chunk
+                    .iter()
+                    .map(|reading| peer_publish_one(publisher, subject, reading)),
+            )
+            .await;
+        }
+    }
+}
+
+async fn peer_publish(
+    url: &str,
+    js: &async_nats::jetstream::Context,
+    n: usize,
+    batch: usize,
+    tag: &str,
+) -> f64 {
+    let (_, subject) = peer_stream(js, tag).await;
+    let (running, publisher) = peer_publisher(url).await;
+    // Warm-up, as on our side.
+    let mut warm = readings(1).remove(0);
+    warm.seq = u64::MAX;
+    peer_publish_one(&publisher, &subject, &warm).await;
+    let readings = readings(n);
+    let started = Instant::now();
+    peer_publish_all(&publisher, &subject, &readings, batch).await;
+    let rate = rate(n, started.elapsed());
+    running.shutdown().await.unwrap();
+    rate
+}
+
+/// What RustStream's handler counts into (its handlers are plain functions; the benchmark's
+/// state is process-wide).
+static PEER_HANDLED: AtomicU64 = AtomicU64::new(0);
+static PEER_TOTAL: AtomicU64 = AtomicU64::new(u64::MAX);
+static PEER_DONE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// The stream and subject the next consumer app reads (the `#[subscriber]` source expression is
+/// evaluated when the app is built).
+static PEER_SOURCE: Mutex<(String, String)> = Mutex::new((String::new(), String::new()));
+
+fn peer_count(reading: &Reading) -> HandlerOutcome {
+    std::hint::black_box(reading);
+    if PEER_HANDLED.fetch_add(1, Ordering::Relaxed) + 1 == PEER_TOTAL.load(Ordering::Relaxed) {
+        PEER_DONE.notify_one();
+    }
+    HandlerOutcome::ack()
+}
+
+/// Keyed lanes: per-key order with concurrency across keys, as ours.
+#[subscriber(
+    JetStreamSubject::new(peer_source_subject(), peer_source_stream()).durable("bench"),
+    workers(64, by_key)
+)]
+async fn peer_handle(reading: &Reading) -> HandlerOutcome {
+    peer_count(reading)
+}
+
+/// RustStream's default dispatch: one delivery at a time, in stream order.
+#[subscriber(JetStreamSubject::new(peer_source_subject(), peer_source_stream()).durable("bench"))]
+async fn peer_handle_sequential(reading: &Reading) -> HandlerOutcome {
+    peer_count(reading)
+}
+
+fn peer_source_subject() -> String {
+    PEER_SOURCE.lock().unwrap().1.clone()
+}
+
+fn peer_source_stream() -> String {
+    PEER_SOURCE.lock().unwrap().0.clone()
+}
+
+async fn peer_consume(
+    url: &str,
+    js: &async_nats::jetstream::Context,
+    n: usize,
+    tag: &str,
+    keyed: bool,
+) -> f64 {
+    let (stream, subject) = peer_stream(js, tag).await;
+    let (publisher_app, publisher) = peer_publisher(url).await;
+    peer_publish_all(&publisher, &subject, &readings(n), 100).await;
+    publisher_app.shutdown().await.unwrap();
+    *PEER_SOURCE.lock().unwrap() = (stream, subject);
+    PEER_HANDLED.store(0, Ordering::Relaxed);
+    PEER_TOTAL.store(n as u64, Ordering::Relaxed);
+    let app = RustStream::new(AppInfo::new("peer-consumer", "0.1.0")).with_broker(
+        NatsBroker::new(url),
+        |b| {
+            if keyed {
+                b.include(peer_handle);
+            } else {
+                b.include(peer_handle_sequential);
+            }
+        },
+    );
+    let done = PEER_DONE.notified();
+    let started = Instant::now();
+    let running = app.start().await.unwrap();
+    done.await;
+    let rate = rate(n, started.elapsed());
+    running.shutdown().await.unwrap();
+    rate
+}
+
+// --- The comparison ------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum Path {
+    PublishEach,
+    PublishHundred,
+    Consume,
+    /// Ours as in `Consume`, RustStream with its default dispatch (no concurrency at all).
+    ConsumeSequential,
+}
+
+async fn run(
+    path: Path,
+    ours: bool,
+    url: &str,
+    js: &async_nats::jetstream::Context,
+    n: usize,
+    round: usize,
+) -> f64 {
+    let side = if ours { "o" } else { "r" };
+    match path {
+        Path::PublishEach => {
+            let tag = tag(&format!("{side}e"), round);
+            if ours {
+                ours_publish(url, n, 1, &tag).await
+            } else {
+                peer_publish(url, js, n, 1, &tag).await
+            }
+        }
+        Path::PublishHundred => {
+            let tag = tag(&format!("{side}h"), round);
+            if ours {
+                ours_publish(url, n, 100, &tag).await
+            } else {
+                peer_publish(url, js, n, 100, &tag).await
+            }
+        }
+        Path::Consume | Path::ConsumeSequential => {
+            let keyed = matches!(path, Path::Consume);
+            let tag = tag(&format!("{side}c{}", u8::from(keyed)), round);
+            if ours {
+                ours_consume(url, n, &tag).await
+            } else {
+                peer_consume(url, js, n, &tag, keyed).await
+            }
+        }
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let Ok(url) = std::env::var("EVT_NATS_URL") else {
+        println!("skipped: set EVT_NATS_URL to a NATS server with JetStream");
+        return;
+    };
+    let n = env_or("EVT_BENCH_EVENTS", 20_000);
+    let rounds = env_or("EVT_BENCH_ROUNDS", 3).max(1);
+    let sizes: Vec<usize> = readings(n)
+        .iter()
+        .map(|r| serde_json::to_vec(r).unwrap().len())
+        .collect();
+    let sample = sizes.iter().sum::<usize>() / sizes.len().max(1);
+    println!(
+        "ours vs RustStream 0.7.7 + ruststream-nats 0.7.1 on NATS JetStream (file storage): \
+         {n} events of {sample} B JSON (mean) over {KEYS} keys, {rounds} rounds, median of each"
+    );
+    println!(
+        "{:<30} {:>12} {:>14} {:>8}",
+        "path", "ours/s", "RustStream/s", "ratio"
+    );
+    // Stream management for RustStream's side, on a connection of our transport's.
+    let admin = our_transport(&url, &format!("admin{}", std::process::id())).await;
+    let js = admin.jetstream().clone();
+    let paths = [
+        ("publish, each ack awaited", Path::PublishEach),
+        ("publish, 100 at a time", Path::PublishHundred),
+        ("consume to the handler", Path::Consume),
+        ("consume, RustStream workers(1)", Path::ConsumeSequential),
+    ];
+    for (label, path) in paths {
+        let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds {
+            let ours_first = round.is_multiple_of(2);
+            let mut rates = [0.0; 2];
+            for ours_turn in [ours_first, !ours_first] {
+                rates[usize::from(!ours_turn)] = run(path, ours_turn, &url, &js, n, round).await;
+            }
+            ours.push(rates[0]);
+            theirs.push(rates[1]);
+            ratios.push(rates[0] / rates[1]);
+        }
+        println!(
+            "{label:<30} {:>12.0} {:>14.0} {:>7.2}x",
+            median(ours),
+            median(theirs),
+            median(ratios)
+        );
+    }
+}
