@@ -73,6 +73,23 @@ pub enum Storage {
     Memory,
 }
 
+/// How records are written on NATS. Readers take both, whatever this says: a consumer reads
+/// what earlier releases and foreign producers wrote in either mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ContentMode {
+    /// The NATS protocol binding's structured content mode (the default): the message body is the
+    /// whole event in the CloudEvents JSON event format (`data` embedded when the content type is
+    /// JSON, `data_base64` otherwise), `content-type: application/cloudevents+json`, plus the
+    /// headers the transport needs (`Nats-Msg-Id`, `x-evt-key`). CloudEvents 1.0.2's NATS
+    /// binding defines this mode only, so any NATS CloudEvents reader understands it. A record
+    /// this mode cannot carry exactly is written in binary mode (see the crate docs).
+    #[default]
+    Structured,
+    /// Binary content mode, as releases before structured mode wrote: every attribute in a
+    /// `ce-<attribute>` header, the payload as the body.
+    Binary,
+}
+
 /// Configuration of a [`crate::NatsTransport`].
 ///
 /// ```
@@ -114,6 +131,8 @@ pub struct NatsConfig {
     pub max_reconnect_delay: Duration,
     /// Connection name shown by the server's monitoring.
     pub name: Option<String>,
+    /// How records are written. Default [`ContentMode::Structured`].
+    pub content_mode: ContentMode,
 }
 
 impl NatsConfig {
@@ -131,6 +150,7 @@ impl NatsConfig {
             connect_timeout: Duration::from_secs(5),
             max_reconnect_delay: Duration::from_secs(2),
             name: None,
+            content_mode: ContentMode::Structured,
         }
     }
 
@@ -152,6 +172,13 @@ impl NatsConfig {
     #[must_use]
     pub fn storage(mut self, storage: Storage) -> Self {
         self.storage = storage;
+        self
+    }
+
+    /// Sets how records are written.
+    #[must_use]
+    pub fn content_mode(mut self, mode: ContentMode) -> Self {
+        self.content_mode = mode;
         self
     }
 
@@ -212,6 +239,7 @@ impl fmt::Debug for NatsConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("max_reconnect_delay", &self.max_reconnect_delay)
             .field("name", &self.name)
+            .field("content_mode", &self.content_mode)
             .finish()
     }
 }

@@ -1,6 +1,8 @@
 //! Header translation at the boundary. The runtime hands the transport CloudEvents in the Kafka
-//! binary binding (`ce_` attributes); on NATS they travel in the NATS binding (`ce-`), so any
-//! NATS CloudEvents reader understands them, and they come back as `ce_` names.
+//! binary binding (`ce_` attributes). In binary content mode they travel under the NATS
+//! binding's names (`ce-`) and come back as `ce_` names; in structured mode
+//! ([`crate::structured`]) they are in the body, and what is left of the headers goes through
+//! the same mapping.
 //!
 //! | record (trait side) | NATS message |
 //! |---|---|
@@ -36,7 +38,7 @@ fn starts_with_ignore_case(name: &str, prefix: &str) -> bool {
 }
 
 /// Whether the NATS client carries a text value unchanged.
-fn clean(text: &str) -> bool {
+pub(crate) fn clean(text: &str) -> bool {
     !text.chars().any(char::is_control) && text.trim() == text
 }
 
@@ -53,8 +55,17 @@ fn verbatim_name(name: &str) -> bool {
 }
 
 /// The headers of a record on the wire. Takes the record's headers to reuse their buffers.
-pub(crate) fn to_wire(key: Option<Vec<u8>>, headers: Vec<(String, Vec<u8>)>) -> HeaderMap {
+/// `Nats-Msg-Id` is `msg_id`, or else the `ce_id` header's value.
+pub(crate) fn to_wire(
+    key: Option<Vec<u8>>,
+    headers: Vec<(String, Vec<u8>)>,
+    msg_id: Option<String>,
+) -> HeaderMap {
     let mut map = HeaderMap::new();
+    let derive_msg_id = msg_id.is_none();
+    if let Some(id) = msg_id {
+        map.insert(MSG_ID, id);
+    }
     let mut extra: Vec<(String, Vec<u8>)> = Vec::new();
     for (mut name, value) in headers {
         if !verbatim_name(&name) {
@@ -72,7 +83,7 @@ pub(crate) fn to_wire(key: Option<Vec<u8>>, headers: Vec<(String, Vec<u8>)>) -> 
                 continue;
             }
         };
-        if name == "ce_id" && !value.is_empty() {
+        if derive_msg_id && name == "ce_id" && !value.is_empty() {
             map.insert(MSG_ID, value.as_str());
         }
         if starts_with_ignore_case(&name, KAFKA_PREFIX) {
@@ -192,7 +203,7 @@ mod tests {
     use super::*;
 
     fn round_trip(key: Option<&[u8]>, headers: Vec<(String, Vec<u8>)>) {
-        let wire = to_wire(key.map(<[u8]>::to_vec), headers.clone());
+        let wire = to_wire(key.map(<[u8]>::to_vec), headers.clone(), None);
         let (back_key, back) = from_wire(Some(&wire));
         let mut expected = headers.clone();
         expected.sort_by(|a, b| a.0.cmp(&b.0));
@@ -207,7 +218,7 @@ mod tests {
             ("ce_type".to_owned(), b"orders.placed".to_vec()),
             ("content-type".to_owned(), b"application/json".to_vec()),
         ];
-        let wire = to_wire(Some(b"o-1".to_vec()), headers.clone());
+        let wire = to_wire(Some(b"o-1".to_vec()), headers.clone(), None);
         assert_eq!(wire.get("ce-id").map(|v| v.as_str()), Some("0190-abc"));
         assert_eq!(
             wire.get("ce-type").map(|v| v.as_str()),
@@ -238,7 +249,7 @@ mod tests {
             ],
         );
         round_trip(None, Vec::new());
-        let wire = to_wire(None, vec![("ce_id".to_owned(), b"\xff".to_vec())]);
+        let wire = to_wire(None, vec![("ce_id".to_owned(), b"\xff".to_vec())], None);
         assert!(wire.get("Nats-Msg-Id").is_none());
     }
 }

@@ -31,10 +31,10 @@
 //! first `ensure_topic` wins through KV `create` (an atomic "create if absent"); every process
 //! then creates or checks the partitions' streams. `topics()` lists the bucket.
 //!
-//! **Appending.** Each record is published to its partition's subject with the headers below and
-//! acknowledged by JetStream with its stream sequence. JetStream 2.9 has **no atomic
-//! multi-message publish** (atomic batches arrived in 2.12, and only within one stream; a batch
-//! here can span partitions, i.e. streams). So `append` is *best-effort in order*: all records
+//! **Appending.** Each record is published to its partition's subject, by default as an event in
+//! structured content mode (see [the wire](#the-wire)), and acknowledged by JetStream with its
+//! stream sequence. JetStream 2.9 has **no atomic multi-message publish** (atomic batches arrived
+//! in 2.12, and only within one stream; a batch here can span partitions, i.e. streams). So `append` is *best-effort in order*: all records
 //! of a call are pipelined on one connection, which keeps their order within each partition, and
 //! then every acknowledgement is awaited. If a call fails midway, a prefix (or, with a lost
 //! acknowledgement, some) of its records may be stored. Every record carries
@@ -72,14 +72,49 @@
 //!
 //! **End offsets** are each partition stream's last sequence (stream info).
 //!
-//! # Headers
+//! # The wire
 //!
-//! Records are CloudEvents in binary mode. The runtime hands over and reads back the Kafka
-//! binding's `ce_` names; on the wire they are the NATS binding's `ce-` names
-//! ([`event_runtime::cloudevents::binary::Binding::Nats`]), so a NATS CloudEvents reader
-//! understands the messages. The record key travels in `x-evt-key`. Headers NATS cannot
-//! carry verbatim travel base64-encoded in `x-evt-extra`, so every record round-trips byte
-//! for byte; a NATS header block is a map, so headers come back sorted by name.
+//! By default ([`ContentMode::Structured`]) each record is a CloudEvent in the NATS protocol
+//! binding's structured content mode, the one mode CloudEvents 1.0.2's NATS binding defines: the
+//! message body is the whole event in the JSON event format, so any NATS CloudEvents reader
+//! (the official SDKs) understands the messages. The runtime hands the transport records in
+//! binary mode (the Kafka binding's `ce_` headers); `append` writes their attributes into the
+//! body, without parsing anything:
+//!
+//! | record (trait side) | NATS message |
+//! |---|---|
+//! | `ce_<attr>` headers | members of the JSON body (`eventversion` a number, the others strings) |
+//! | `content-type` | the body's `datacontenttype`; header `content-type: application/cloudevents+json` |
+//! | payload | `data`, embedded as it is when the content type is JSON; `data_base64` otherwise |
+//! | key | header `x-evt-key` (or `x-evt-key-b64`, base64, when not printable) |
+//! | — | header `Nats-Msg-Id` = the event id (JetStream's duplicate detection) |
+//! | other headers (a dead letter's `x-evt-dlq-*`) | headers of the same name |
+//!
+//! Three headers in all for a published event. The JSON event format has no other binary
+//! encoding than base64, so protobuf payloads take a third more bytes here; the binding allows
+//! only the JSON format, which is why `application/cloudevents+protobuf` is not written. The key
+//! stays a header so that a consumer routes a record to its key's lane without reading the body.
+//!
+//! Readers take every mode, whatever the configuration: structured JSON or protobuf (as foreign
+//! producers may write it) and binary mode, which releases before structured mode wrote and
+//! [`ContentMode::Binary`] still writes: each attribute in a `ce-<attr>` header (the NATS
+//! binding's names; they come back as the runtime's `ce_` names), the payload as the body.
+//!
+//! A record that structured mode could not carry so that a reader gets the same event as from
+//! binary mode travels in binary mode: one that is not a binary-mode CloudEvent
+//! (`ce_specversion: 1.0`), whose attribute names are not plain lower-case `a-z0-9` or repeat,
+//! with a non-UTF-8 attribute, or whose body would exceed 1 MiB (the readers' default
+//! message limit). So a record handed to `append` comes back from `fetch` either as the same
+//! event in structured mode (headers `content-type` and the non-CloudEvents ones, the JSON body
+//! as payload) or byte for byte. A payload whose content type says JSON is embedded unchecked:
+//! the runtime's codecs write JSON; bytes that are not make the record unreadable (it is
+//! dead-lettered as malformed) where binary mode would fail at the payload.
+//!
+//! Header names and values NATS cannot carry verbatim travel base64-encoded in `x-evt-extra`
+//! (values that are not UTF-8, contain control characters or begin/end with whitespace, names
+//! with `:`/spaces/non-ASCII, and names this mapping reserves: `ce-*`, `x-evt-*`, `Nats-*`), so
+//! such a record still round-trips byte for byte; a NATS header block is a map, so headers
+//! come back sorted by name.
 //!
 //! # Credentials
 //!
@@ -107,6 +142,8 @@
 //! - One stream per partition: a topic of `n` partitions is `n` streams (JetStream handles
 //!   thousands; the server's memory per stream is the cost).
 //! - Header order is not kept (sorted by name on read); values and duplicates are.
+//! - In structured mode a record comes back from `fetch` as the same event, not as the same
+//!   headers and bytes (see [the wire](#the-wire)); [`ContentMode::Binary`] keeps both.
 //! - Dead letters, redrive/replay requests and dedupe marks are not on NATS: they live in the
 //!   [`event_runtime::Stores`] given to the app (in memory, or an SQLite file).
 //! - Partition counts are fixed at creation, as with the other engines.
@@ -114,7 +151,8 @@
 mod config;
 mod headers;
 mod names;
+mod structured;
 mod transport;
 
-pub use config::{Auth, NatsConfig, Secret, Storage};
+pub use config::{Auth, ContentMode, NatsConfig, Secret, Storage};
 pub use transport::NatsTransport;

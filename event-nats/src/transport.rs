@@ -12,9 +12,9 @@ use event_runtime::transport::{
 };
 use futures_util::StreamExt as _;
 
-use crate::config::{Auth, NatsConfig, Redactor, Storage};
-use crate::headers;
+use crate::config::{Auth, ContentMode, NatsConfig, Redactor, Storage};
 use crate::names::{Names, token, untoken, valid_prefix};
+use crate::{headers, structured};
 
 /// Idle read cursors kept per partition (one per reader position: groups at different offsets
 /// each keep theirs).
@@ -746,11 +746,24 @@ impl Transport for NatsTransport {
         // connection keeps them in order, so each partition stores them in the order given.
         let mut acks = Vec::with_capacity(records.len());
         let subject_prefix = inner.names.subject_prefix(topic);
-        for record in records {
-            let headers = headers::to_wire(record.key, record.headers);
+        let structured = inner.config.content_mode == ContentMode::Structured;
+        for mut record in records {
+            let written = structured
+                .then(|| structured::encode(&mut record.headers, &record.payload))
+                .flatten();
+            let (headers, payload) = match written {
+                Some(event) => (
+                    headers::to_wire(record.key, event.headers, event.id),
+                    event.body,
+                ),
+                None => (
+                    headers::to_wire(record.key, record.headers, None),
+                    record.payload,
+                ),
+            };
             let publish = jetstream::message::PublishMessage::build()
                 .headers(headers)
-                .payload(Bytes::from(record.payload));
+                .payload(Bytes::from(payload));
             let ack = inner
                 .js
                 .send_publish(format!("{subject_prefix}{}", record.partition), publish)

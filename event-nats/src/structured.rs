@@ -1,0 +1,404 @@
+//! The NATS binding's structured content mode, written at the boundary. The runtime hands the
+//! transport records in binary mode (the Kafka binding's `ce_<attribute>` headers, the payload
+//! as the body); in structured mode the message body is the whole event in the CloudEvents JSON
+//! event format instead, and the only headers left are those the transport needs.
+//!
+//! | record (trait side) | NATS message in structured mode |
+//! |---|---|
+//! | `ce_<attr>` headers | members of the JSON body (`eventversion` a number, the rest strings) |
+//! | `content-type` | the body's `datacontenttype`; the header says `application/cloudevents+json` |
+//! | payload | `data`, embedded as it is, when the content type is JSON (none: no `data`); else `data_base64` |
+//! | other headers, key | as in binary mode ([`crate::headers`]) |
+//! | — | `Nats-Msg-Id` = the `ce_id` value |
+//!
+//! Nothing is parsed: attribute values are written with serde_json's string escaping and a JSON
+//! payload is copied in, so a JSON content type must come with JSON data (the runtime's codecs
+//! write nothing else). A record that this mode could not carry so that a reader gets the same
+//! event as from binary mode is left in binary mode: one without `ce_specversion: 1.0`, with an
+//! attribute name that is not plain lower-case `a-z0-9` or that appears twice, a non-UTF-8
+//! value, an attribute `data` or `datacontenttype`, a `content-type` that is itself a structured
+//! one (`application/cloudevents...`) or appears twice, or a body that would exceed the
+//! readers' default message limit (1 MiB, [`Limits::max_message_bytes`]: `data_base64` grows
+//! a payload by a third).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use event_runtime::cloudevents::{Limits, STRUCTURED_JSON, is_json};
+
+use crate::headers::Headers;
+
+const PREFIX: &str = "ce_";
+const CONTENT_TYPE: &str = "content-type";
+/// What the runtime's JSON codec writes: the common case, told apart without [`is_json`]'s
+/// allocation.
+const JSON: &str = "application/json";
+
+/// A record in structured mode.
+#[derive(Debug)]
+pub(crate) struct Structured {
+    /// The JSON event format.
+    pub(crate) body: Vec<u8>,
+    /// The event id, for `Nats-Msg-Id`.
+    pub(crate) id: Option<String>,
+    /// `content-type: application/cloudevents+json` and the record headers that are not
+    /// CloudEvents attributes.
+    pub(crate) headers: Headers,
+}
+
+/// The attribute a record header carries (`ce_<attribute>`), if it carries one; `None` for other
+/// headers. `Err` for an attribute header this mode does not write.
+fn attribute(name: &str) -> Result<Option<&str>, ()> {
+    if name.len() <= PREFIX.len()
+        || !name.as_bytes()[..PREFIX.len()].eq_ignore_ascii_case(PREFIX.as_bytes())
+    {
+        // Also what binary mode's reader ignores: a header named just `ce_`.
+        return Ok(None);
+    }
+    let attribute = &name[PREFIX.len()..];
+    let plain = name.starts_with(PREFIX)
+        && attribute
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !plain || attribute == "data" || attribute == "datacontenttype" {
+        return Err(());
+    }
+    Ok(Some(attribute))
+}
+
+/// Whether `text` is a JSON number as written (no sign, no leading zero): `eventversion` is
+/// written as one, as the JSON format writes integer attributes; anything else stays a string
+/// (which the reader parses the same way, and rejects the same way).
+fn json_integer(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 19
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && (text.len() == 1 || !text.starts_with('0'))
+}
+
+/// The record as a JSON-format event, or `None` (and the record untouched) when it stays in
+/// binary mode. Takes the headers to move the ones that stay headers.
+pub(crate) fn encode(headers: &mut Headers, payload: &[u8]) -> Option<Structured> {
+    // First a pass that only looks, so that a record left in binary mode costs no allocation.
+    let mut specversion = false;
+    let mut content_type: Option<&str> = None;
+    let mut size = 2;
+    for (index, (name, value)) in headers.iter().enumerate() {
+        if name.eq_ignore_ascii_case(CONTENT_TYPE) {
+            let text = std::str::from_utf8(value).ok()?;
+            let structured = text.len() >= 23
+                && text.as_bytes()[..23].eq_ignore_ascii_case(b"application/cloudevents");
+            if structured || content_type.replace(text).is_some() {
+                return None;
+            }
+            size += text.len() + 20;
+        } else if let Some(attribute) = attribute(name).ok()? {
+            let text = std::str::from_utf8(value).ok()?;
+            if attribute == "specversion" {
+                if text != event_runtime::cloudevents::SPEC_VERSION {
+                    return None;
+                }
+                specversion = true;
+            }
+            if headers[..index].iter().any(|(other, _)| other == name) {
+                return None;
+            }
+            // Escapes can make it longer: this is a capacity, and a bound checked again below.
+            size += attribute.len() + text.len() + 6;
+        }
+    }
+    if !specversion {
+        return None;
+    }
+    let json = content_type.is_none_or(|ct| ct == JSON || is_json(ct));
+    size += if json {
+        payload.len() + 8
+    } else {
+        payload.len().div_ceil(3) * 4 + 16
+    };
+    let limit = Limits::default().max_message_bytes;
+    if size > limit {
+        return None;
+    }
+
+    let mut body = Vec::with_capacity(size);
+    let mut id = None;
+    body.push(b'{');
+    for (name, value) in headers.iter() {
+        let Ok(Some(attribute)) = attribute(name) else {
+            continue;
+        };
+        // Checked above.
+        let text = std::str::from_utf8(value).unwrap_or_default();
+        if body.len() > 1 {
+            body.push(b',');
+        }
+        body.push(b'"');
+        body.extend_from_slice(attribute.as_bytes());
+        body.extend_from_slice(b"\":");
+        if attribute == "eventversion" && json_integer(text) {
+            body.extend_from_slice(text.as_bytes());
+        } else {
+            // Writing a &str into a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut body, text);
+        }
+        if attribute == "id" && !text.is_empty() && crate::headers::clean(text) {
+            id = Some(text.to_owned());
+        }
+    }
+    if let Some(content_type) = content_type {
+        body.extend_from_slice(b",\"datacontenttype\":");
+        let _ = serde_json::to_writer(&mut body, content_type);
+    }
+    if json {
+        // No data: no member, which the reader reads back as no data.
+        if !payload.is_empty() {
+            body.extend_from_slice(b",\"data\":");
+            body.extend_from_slice(payload);
+        }
+    } else {
+        body.extend_from_slice(b",\"data_base64\":\"");
+        let start = body.len();
+        body.resize(start + payload.len().div_ceil(3) * 4, 0);
+        // The buffer was sized for the padded encoding, so this cannot fail.
+        let written = BASE64
+            .encode_slice(payload, &mut body[start..])
+            .unwrap_or_default();
+        body.truncate(start + written);
+        body.push(b'"');
+    }
+    body.push(b'}');
+    if body.len() > limit {
+        return None;
+    }
+
+    let mut rest = Vec::with_capacity(1);
+    rest.push((CONTENT_TYPE.to_owned(), STRUCTURED_JSON.as_bytes().to_vec()));
+    rest.extend(headers.drain(..).filter(|(name, _)| {
+        !name.eq_ignore_ascii_case(CONTENT_TYPE) && matches!(attribute(name), Ok(None))
+    }));
+    Some(Structured {
+        body,
+        id,
+        headers: rest,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use event_runtime::cloudevents::{Limits, structured};
+    use event_runtime::envelope::RawEnvelope;
+    use event_runtime::error::DecodeErrorKind;
+    use event_runtime::transport::{Record, decode_record};
+
+    use super::*;
+
+    fn header(name: &str, value: &str) -> (String, Vec<u8>) {
+        (name.to_owned(), value.as_bytes().to_vec())
+    }
+
+    /// A record as the runtime hands it over.
+    fn event(content_type: Option<&str>, extra: &[(&str, &str)]) -> Headers {
+        let mut headers = vec![
+            header("ce_specversion", "1.0"),
+            header("ce_id", "0193a1c4-2b6e-7f00-8a11-22b3c4d5e6f7"),
+            header("ce_source", "/meters"),
+            header("ce_type", "meters.reading"),
+            header("ce_time", "2026-11-26T12:00:00.123456789Z"),
+            header("ce_eventversion", "3"),
+            header("ce_partitionkey", "meter-7"),
+            header("ce_subject", "a \"quoted\"\tline\u{1}é"),
+        ];
+        headers.extend(extra.iter().map(|(n, v)| header(n, v)));
+        if let Some(content_type) = content_type {
+            headers.push(header("content-type", content_type));
+        }
+        headers
+    }
+
+    fn record(headers: Headers, payload: Vec<u8>) -> Record {
+        Record {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            timestamp_ms: 1_764_158_400_250,
+            key: None,
+            headers,
+            payload,
+        }
+    }
+
+    /// The event a reader gets from the record in binary mode and from its structured form.
+    fn both(headers: Headers, payload: &[u8]) -> (RawEnvelope, RawEnvelope, Structured) {
+        let binary = decode_record(
+            &record(headers.clone(), payload.to_vec()),
+            &Limits::default(),
+        )
+        .expect("binary mode reads");
+        let mut moved = headers;
+        let written = encode(&mut moved, payload).expect("written in structured mode");
+        let structured = decode_record(
+            &record(written.headers.clone(), written.body.clone()),
+            &Limits::default(),
+        )
+        .expect("structured mode reads");
+        (binary, structured, written)
+    }
+
+    #[test]
+    fn a_reader_gets_the_same_event_from_either_mode() {
+        let json = br#"{"meter":"meter-7","watts":[1,2.5,null],"note":"\u00e9"}"#;
+        /// Content type, extra headers, payload.
+        type Case<'a> = (Option<&'a str>, &'a [(&'a str, &'a str)], Vec<u8>);
+        let cases: Vec<Case<'_>> = vec![
+            (Some("application/json"), &[], json.to_vec()),
+            // JSON by suffix, an extension, a sequence, and no payload at all.
+            (
+                Some("application/vnd.meter+json; charset=utf-8"),
+                &[
+                    ("ce_tenant", "acme"),
+                    ("ce_sequence", "00000000000000000042"),
+                ],
+                Vec::new(),
+            ),
+            // No content type: JSON, as the readers default it.
+            (None, &[], json.to_vec()),
+            // Not JSON: base64, of every length modulo 3.
+            (Some("application/protobuf"), &[], vec![0, 255, 7, 1]),
+            (Some("text/plain"), &[], b"two words".to_vec()),
+            (Some("application/octet-stream"), &[], vec![9; 5]),
+            (Some("application/octet-stream"), &[], Vec::new()),
+        ];
+        for (content_type, extra, payload) in cases {
+            let (binary, structured, written) = both(event(content_type, extra), &payload);
+            assert_eq!(structured, binary, "{content_type:?} {extra:?}");
+            assert_eq!(structured.data.0, payload);
+            assert_eq!(
+                written.id.as_deref(),
+                Some("0193a1c4-2b6e-7f00-8a11-22b3c4d5e6f7")
+            );
+            assert_eq!(
+                written.headers,
+                [header("content-type", "application/cloudevents+json")]
+            );
+            // The official parser of the format reads it too.
+            let value: serde_json::Value = serde_json::from_slice(&written.body).unwrap();
+            assert_eq!(value["specversion"], "1.0");
+            assert_eq!(value["eventversion"], 3);
+            assert_eq!(value["subject"], "a \"quoted\"\tline\u{1}é");
+        }
+        // Without `time` (optional in CloudEvents) both read the record's time.
+        let mut headers = event(Some("application/json"), &[]);
+        headers.retain(|(name, _)| name != "ce_time");
+        let (binary, structured, _) = both(headers, json);
+        assert_eq!(structured, binary);
+    }
+
+    /// An `eventversion` that is not a JSON number is written as a string, which the JSON
+    /// reader parses as binary mode's does: the same version, or an error either way.
+    #[test]
+    fn an_odd_eventversion_reads_as_in_binary_mode() {
+        for version in ["007", "0", "x", "-1", "", "99999999999999999999"] {
+            let mut headers = event(Some("application/json"), &[]);
+            for (name, value) in &mut headers {
+                if name == "ce_eventversion" {
+                    *value = version.as_bytes().to_vec();
+                }
+            }
+            let binary =
+                decode_record(&record(headers.clone(), b"{}".to_vec()), &Limits::default());
+            let written = encode(&mut headers, b"{}").unwrap();
+            let structured = structured::decode(&written.body, &Limits::default());
+            match (binary, structured) {
+                (Ok(binary), Ok(structured)) => assert_eq!(structured, binary),
+                // The JSON reader reports some as a malformed document rather than a bad
+                // attribute: both are what a consumer dead-letters as `malformed`.
+                (Err(binary), Err(structured)) => {
+                    for err in [binary, structured] {
+                        assert!(
+                            matches!(
+                                err.kind(),
+                                DecodeErrorKind::Malformed | DecodeErrorKind::Attribute
+                            ),
+                            "eventversion {version:?}: {err}"
+                        );
+                    }
+                }
+                (binary, structured) => {
+                    panic!("eventversion {version:?}: {binary:?} vs {structured:?}")
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn other_headers_stay_headers() {
+        let mut headers = event(
+            Some("application/json"),
+            &[("x-evt-dlq-reason", "handler"), ("ce_", "not an attribute")],
+        );
+        let written = encode(&mut headers, b"1").unwrap();
+        assert!(headers.is_empty(), "moved");
+        assert_eq!(
+            written.headers,
+            [
+                header("content-type", "application/cloudevents+json"),
+                header("x-evt-dlq-reason", "handler"),
+                header("ce_", "not an attribute"),
+            ]
+        );
+    }
+
+    #[test]
+    fn what_structured_mode_cannot_carry_exactly_stays_in_binary_mode() {
+        let mut not_utf8 = event(Some("application/json"), &[]);
+        not_utf8[2].1 = vec![0xff];
+        let mut twice = event(Some("application/json"), &[]);
+        twice.push(header("ce_id", "another"));
+        let cases: Vec<Headers> = vec![
+            // No specversion, or another one: not a binary-mode event (the conformance kit's
+            // records of bare headers, a dead letter's copy).
+            vec![
+                header("ce_id", "id-1"),
+                header("content-type", "application/json"),
+            ],
+            event(Some("application/json"), &[("ce_specversion", "0.3")]),
+            {
+                let mut headers = event(None, &[]);
+                headers[0].1 = b"0.3".to_vec();
+                headers
+            },
+            not_utf8,
+            twice,
+            event(Some("application/json"), &[("CE_tenant", "acme")]),
+            event(Some("application/json"), &[("ce_Tenant", "acme")]),
+            event(Some("application/json"), &[("ce_ten-ant", "acme")]),
+            event(Some("application/json"), &[("ce_data", "x")]),
+            event(
+                Some("application/json"),
+                &[("ce_datacontenttype", "text/plain")],
+            ),
+            event(Some("application/cloudevents+json"), &[]),
+            event(Some("Application/CloudEvents+Protobuf"), &[]),
+            {
+                let mut headers = event(Some("application/json"), &[]);
+                headers.push(header("Content-Type", "application/json"));
+                headers
+            },
+        ];
+        for headers in cases {
+            let mut kept = headers.clone();
+            assert!(encode(&mut kept, b"{}").is_none(), "{headers:?}");
+            assert_eq!(kept, headers, "untouched");
+        }
+        // Too large once in the JSON format: a payload near the limit, base64 or not.
+        let limit = Limits::default().max_message_bytes;
+        let mut headers = event(Some("application/octet-stream"), &[]);
+        assert!(encode(&mut headers, &vec![1; limit * 3 / 4]).is_none());
+        let mut headers = event(Some("application/json"), &[]);
+        let big = format!("\"{}\"", "a".repeat(limit - 2));
+        assert!(encode(&mut headers, big.as_bytes()).is_none());
+        // Just under: written.
+        let mut headers = event(Some("application/octet-stream"), &[]);
+        assert!(encode(&mut headers, &vec![1; limit / 2]).is_some());
+    }
+}
