@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine: installs what is missing, starts the real engines
 # (NATS JetStream, PostgreSQL, a Kafka-compatible broker: see scripts/servers.sh), runs every test
-# of the workspace (unit, integration, compile-fail, property, doc tests) against them, stops
-# them, and exits non-zero on failure.
+# of the workspace (unit, integration, compile-fail, property, doc tests) against them, fuzzes
+# the decoders for a bounded time (scripts/fuzz.sh), stops them, and exits non-zero on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,3 +33,9 @@ done
 cargo nextest run --workspace --no-fail-fast
 # nextest does not run doc tests; the crate docs' examples are tests too.
 cargo test --workspace --doc
+# Every decoder a record goes through, fuzzed for a bounded time per target (scripts/fuzz.sh;
+# EVT_FUZZ_SECONDS=0 skips it). Fails on any panic, sanitizer report or oversized allocation.
+fuzz_seconds="${EVT_FUZZ_SECONDS:-15}"
+if ((fuzz_seconds > 0)); then
+  scripts/fuzz.sh "$fuzz_seconds"
+fi

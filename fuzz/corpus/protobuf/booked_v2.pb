@@ -1,0 +1,7 @@
+
+$0193a1c4-2b6e-7f00-8a11-22b3c4d5e6fb/fuzz1.0"fuzz.parcel_booked*
+time:À×›É€åšw*%
+datacontenttypeapplication/json*
+eventversion*
+partitionkeyp-2*7
+correlationid&$0193a1c4-2b6e-7f00-8a11-22b3c4d5e6fb:&{"parcel":"p-2","grams":500,"tags":[]}
