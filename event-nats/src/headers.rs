@@ -18,13 +18,17 @@
 //! `x-evt-extra`, so every record round-trips byte for byte. A NATS header block is a map: the
 //! transport returns headers sorted by name (values of one name keep their order).
 
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName};
 use base64::Engine as _;
+use event_runtime::cloudevents::STRUCTURED_JSON;
 
 pub(crate) const KEY: &str = "x-evt-key";
 pub(crate) const KEY_B64: &str = "x-evt-key-b64";
 pub(crate) const EXTRA: &str = "x-evt-extra";
 const MSG_ID: &str = "Nats-Msg-Id";
+const MSG_ID_NAME: HeaderName = HeaderName::from_static(MSG_ID);
+const KEY_NAME: HeaderName = HeaderName::from_static(KEY);
+const CONTENT_TYPE_NAME: HeaderName = HeaderName::from_static("content-type");
 
 const KAFKA_PREFIX: &str = "ce_";
 
@@ -115,6 +119,47 @@ pub(crate) fn to_wire(
         );
     }
     map
+}
+
+/// The headers of a record in structured content mode: `content-type:
+/// application/cloudevents+json`, `Nats-Msg-Id` = `msg_id`, the key, and `others` (the record's
+/// headers that are not CloudEvents attributes) as [`to_wire`] maps them.
+pub(crate) fn to_wire_structured(
+    key: Option<Vec<u8>>,
+    others: Vec<(String, Vec<u8>)>,
+    msg_id: Option<String>,
+) -> HeaderMap {
+    // The common case, a published event: three headers, named without parsing.
+    if others.is_empty() {
+        let key = match key.map(String::from_utf8) {
+            None => None,
+            Some(Ok(text)) if clean(&text) => Some(text),
+            Some(Ok(text)) => return structured_slow(Some(text.into_bytes()), others, msg_id),
+            Some(Err(err)) => return structured_slow(Some(err.into_bytes()), others, msg_id),
+        };
+        let mut map = HeaderMap::new();
+        map.insert(CONTENT_TYPE_NAME, STRUCTURED_JSON);
+        if let Some(id) = msg_id {
+            map.insert(MSG_ID_NAME, id);
+        }
+        if let Some(key) = key {
+            map.insert(KEY_NAME, key);
+        }
+        return map;
+    }
+    structured_slow(key, others, msg_id)
+}
+
+fn structured_slow(
+    key: Option<Vec<u8>>,
+    mut others: Vec<(String, Vec<u8>)>,
+    msg_id: Option<String>,
+) -> HeaderMap {
+    others.push((
+        "content-type".to_owned(),
+        STRUCTURED_JSON.as_bytes().to_vec(),
+    ));
+    to_wire(key, others, msg_id)
 }
 
 /// The key and record headers of a message from the wire. A foreign `x-evt-extra` or
@@ -231,6 +276,33 @@ mod tests {
         assert_eq!(wire.get(KEY).map(|v| v.as_str()), Some("o-1"));
         assert!(wire.get("ce_id").is_none());
         round_trip(Some(b"o-1"), headers);
+    }
+
+    #[test]
+    fn structured_mode_has_three_headers_and_the_others_as_in_binary_mode() {
+        let structured = (
+            "content-type".to_owned(),
+            STRUCTURED_JSON.as_bytes().to_vec(),
+        );
+        let wire = to_wire_structured(Some(b"o-1".to_vec()), Vec::new(), Some("id-1".into()));
+        assert_eq!(wire.len(), 3);
+        assert_eq!(wire.get("Nats-Msg-Id").map(|v| v.as_str()), Some("id-1"));
+        let (key, headers) = from_wire(Some(&wire));
+        assert_eq!(key.as_deref(), Some(b"o-1".as_slice()));
+        assert_eq!(headers, [structured.clone()]);
+        // A key NATS cannot carry verbatim, and headers other than attributes.
+        let others = vec![
+            ("x-evt-dlq-reason".to_owned(), b"handler".to_vec()),
+            ("tenant".to_owned(), b"acme".to_vec()),
+        ];
+        let wire = to_wire_structured(Some(b" k\xff".to_vec()), others.clone(), None);
+        assert!(wire.get("Nats-Msg-Id").is_none());
+        let (key, headers) = from_wire(Some(&wire));
+        assert_eq!(key.as_deref(), Some(b" k\xff".as_slice()));
+        let mut expected = others;
+        expected.push(structured);
+        expected.sort();
+        assert_eq!(headers, expected);
     }
 
     #[test]

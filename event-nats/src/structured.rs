@@ -23,7 +23,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use event_runtime::cloudevents::{Limits, STRUCTURED_JSON, is_json};
+use event_runtime::cloudevents::{Limits, is_json};
 
 use crate::headers::Headers;
 
@@ -38,10 +38,10 @@ const JSON: &str = "application/json";
 pub(crate) struct Structured {
     /// The JSON event format.
     pub(crate) body: Vec<u8>,
-    /// The event id, for `Nats-Msg-Id`.
+    /// The event id, for `Nats-Msg-Id` (when the client can carry it as a header value).
     pub(crate) id: Option<String>,
-    /// `content-type: application/cloudevents+json` and the record headers that are not
-    /// CloudEvents attributes.
+    /// The record headers that are not CloudEvents attributes (besides `content-type:
+    /// application/cloudevents+json`, which the wire adds).
     pub(crate) headers: Headers,
 }
 
@@ -78,10 +78,14 @@ fn json_integer(text: &str) -> bool {
 /// The record as a JSON-format event, or `None` (and the record untouched) when it stays in
 /// binary mode. Takes the headers to move the ones that stay headers.
 pub(crate) fn encode(headers: &mut Headers, payload: &[u8]) -> Option<Structured> {
-    // First a pass that only looks, so that a record left in binary mode costs no allocation.
-    let mut specversion = false;
-    let mut content_type: Option<&str> = None;
-    let mut size = 2;
+    // One pass over the headers writes the attributes; the content type, which decides how the
+    // data is written, comes last whatever its place. A record found unfit on the way costs the
+    // body's allocation only, and it is rare (the runtime writes no such record).
+    let header_bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 8).sum();
+    // Room for base64, which also covers JSON data and a few escapes.
+    let mut body = Vec::with_capacity(header_bytes + payload.len().div_ceil(3) * 4 + 32);
+    let (mut specversion, mut content_type, mut id, mut others) = (false, None, None, 0);
+    body.push(b'{');
     for (index, (name, value)) in headers.iter().enumerate() {
         if name.eq_ignore_ascii_case(CONTENT_TYPE) {
             let text = std::str::from_utf8(value).ok()?;
@@ -90,45 +94,24 @@ pub(crate) fn encode(headers: &mut Headers, payload: &[u8]) -> Option<Structured
             if structured || content_type.replace(text).is_some() {
                 return None;
             }
-            size += text.len() + 20;
-        } else if let Some(attribute) = attribute(name).ok()? {
-            let text = std::str::from_utf8(value).ok()?;
-            if attribute == "specversion" {
-                if text != event_runtime::cloudevents::SPEC_VERSION {
-                    return None;
-                }
-                specversion = true;
-            }
-            if headers[..index].iter().any(|(other, _)| other == name) {
-                return None;
-            }
-            // Escapes can make it longer: this is a capacity, and a bound checked again below.
-            size += attribute.len() + text.len() + 6;
+            continue;
         }
-    }
-    if !specversion {
-        return None;
-    }
-    let json = content_type.is_none_or(|ct| ct == JSON || is_json(ct));
-    size += if json {
-        payload.len() + 8
-    } else {
-        payload.len().div_ceil(3) * 4 + 16
-    };
-    let limit = Limits::default().max_message_bytes;
-    if size > limit {
-        return None;
-    }
-
-    let mut body = Vec::with_capacity(size);
-    let mut id = None;
-    body.push(b'{');
-    for (name, value) in headers.iter() {
-        let Ok(Some(attribute)) = attribute(name) else {
+        let Some(attribute) = attribute(name).ok()? else {
+            others += 1;
             continue;
         };
-        // Checked above.
-        let text = std::str::from_utf8(value).unwrap_or_default();
+        let text = std::str::from_utf8(value).ok()?;
+        if attribute == "specversion" {
+            if text != event_runtime::cloudevents::SPEC_VERSION {
+                return None;
+            }
+            specversion = true;
+        } else if attribute == "id" && !text.is_empty() && crate::headers::clean(text) {
+            id = Some(text);
+        }
+        if headers[..index].iter().any(|(other, _)| other == name) {
+            return None;
+        }
         if body.len() > 1 {
             body.push(b',');
         }
@@ -141,15 +124,16 @@ pub(crate) fn encode(headers: &mut Headers, payload: &[u8]) -> Option<Structured
             // Writing a &str into a Vec cannot fail.
             let _ = serde_json::to_writer(&mut body, text);
         }
-        if attribute == "id" && !text.is_empty() && crate::headers::clean(text) {
-            id = Some(text.to_owned());
-        }
+    }
+    if !specversion {
+        return None;
     }
     if let Some(content_type) = content_type {
         body.extend_from_slice(b",\"datacontenttype\":");
         let _ = serde_json::to_writer(&mut body, content_type);
     }
-    if json {
+    // No content type reads as JSON, as the readers default it.
+    if content_type.is_none_or(|ct| ct == JSON || is_json(ct)) {
         // No data: no member, which the reader reads back as no data.
         if !payload.is_empty() {
             body.extend_from_slice(b",\"data\":");
@@ -167,15 +151,21 @@ pub(crate) fn encode(headers: &mut Headers, payload: &[u8]) -> Option<Structured
         body.push(b'"');
     }
     body.push(b'}');
-    if body.len() > limit {
+    if body.len() > Limits::default().max_message_bytes {
         return None;
     }
-
-    let mut rest = Vec::with_capacity(1);
-    rest.push((CONTENT_TYPE.to_owned(), STRUCTURED_JSON.as_bytes().to_vec()));
-    rest.extend(headers.drain(..).filter(|(name, _)| {
-        !name.eq_ignore_ascii_case(CONTENT_TYPE) && matches!(attribute(name), Ok(None))
-    }));
+    let id = id.map(str::to_owned);
+    let rest = if others == 0 {
+        headers.clear();
+        Vec::new()
+    } else {
+        headers
+            .drain(..)
+            .filter(|(name, _)| {
+                !name.eq_ignore_ascii_case(CONTENT_TYPE) && matches!(attribute(name), Ok(None))
+            })
+            .collect()
+    };
     Some(Structured {
         body,
         id,
@@ -237,7 +227,10 @@ mod tests {
         let mut moved = headers;
         let written = encode(&mut moved, payload).expect("written in structured mode");
         let structured = decode_record(
-            &record(written.headers.clone(), written.body.clone()),
+            &record(
+                vec![header("content-type", "application/cloudevents+json")],
+                written.body.clone(),
+            ),
             &Limits::default(),
         )
         .expect("structured mode reads");
@@ -276,10 +269,7 @@ mod tests {
                 written.id.as_deref(),
                 Some("0193a1c4-2b6e-7f00-8a11-22b3c4d5e6f7")
             );
-            assert_eq!(
-                written.headers,
-                [header("content-type", "application/cloudevents+json")]
-            );
+            assert!(written.headers.is_empty());
             // The official parser of the format reads it too.
             let value: serde_json::Value = serde_json::from_slice(&written.body).unwrap();
             assert_eq!(value["specversion"], "1.0");
@@ -341,7 +331,6 @@ mod tests {
         assert_eq!(
             written.headers,
             [
-                header("content-type", "application/cloudevents+json"),
                 header("x-evt-dlq-reason", "handler"),
                 header("ce_", "not an attribute"),
             ]

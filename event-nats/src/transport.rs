@@ -746,6 +746,8 @@ impl Transport for NatsTransport {
         // connection keeps them in order, so each partition stores them in the order given.
         let mut acks = Vec::with_capacity(records.len());
         let subject_prefix = inner.names.subject_prefix(topic);
+        // Each partition's subject once per call (a clone of one is a reference count).
+        let mut subjects: Vec<Option<async_nats::Subject>> = vec![None; count as usize];
         let structured = inner.config.content_mode == ContentMode::Structured;
         for mut record in records {
             let written = structured
@@ -753,7 +755,7 @@ impl Transport for NatsTransport {
                 .flatten();
             let (headers, payload) = match written {
                 Some(event) => (
-                    headers::to_wire(record.key, event.headers, event.id),
+                    headers::to_wire_structured(record.key, event.headers, event.id),
                     event.body,
                 ),
                 None => (
@@ -764,9 +766,12 @@ impl Transport for NatsTransport {
             let publish = jetstream::message::PublishMessage::build()
                 .headers(headers)
                 .payload(Bytes::from(payload));
+            let subject = subjects[record.partition as usize]
+                .get_or_insert_with(|| format!("{subject_prefix}{}", record.partition).into())
+                .clone();
             let ack = inner
                 .js
-                .send_publish(format!("{subject_prefix}{}", record.partition), publish)
+                .send_publish(subject, publish)
                 .await
                 .map_err(|err| inner.error(op(), err))?;
             acks.push((record.partition, ack));
