@@ -392,6 +392,10 @@ fn expand_struct(
             })
         }
         #[inline]
+        fn payload_len(&self) -> __ev::Option<usize> {
+            #codec::encoded_len(self)
+        }
+        #[inline]
         fn decode_payload(name: &str, version: u32, data: &[u8]) -> __ev::Result<Self, __ev::DecodeError> {
             let __d: &'static __ev::Descriptor = &Self::DESCRIPTORS[0];
             if name != __d.name {

@@ -26,6 +26,13 @@ pub trait PayloadCodec<T> {
     ///
     /// The codec's error.
     fn decode(data: &[u8]) -> Result<T, PayloadError>;
+    /// The exact length [`PayloadCodec::encode`] will append, when the codec knows it without
+    /// encoding (protobuf does): lets an envelope format write the payload's length prefix
+    /// first and then the payload in place, instead of through a temporary buffer.
+    fn encoded_len(value: &T) -> Option<usize> {
+        let _ = value;
+        None
+    }
 }
 
 /// serde + serde_json, `application/json`.
@@ -62,6 +69,10 @@ impl<T: prost::Message + Default> PayloadCodec<T> for Protobuf {
 
     fn decode(data: &[u8]) -> Result<T, PayloadError> {
         T::decode(data).map_err(PayloadError::Protobuf)
+    }
+
+    fn encoded_len(value: &T) -> Option<usize> {
+        Some(value.encoded_len())
     }
 }
 

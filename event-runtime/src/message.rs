@@ -93,6 +93,13 @@ pub trait Message: Sized + Send + Sync + 'static {
     /// When the payload codec fails (a map with non-string keys in JSON, for instance).
     fn encode_payload(&self, buf: &mut Vec<u8>) -> Result<(), EncodeError>;
 
+    /// The exact length [`Message::encode_payload`] will append, if the codec knows it without
+    /// encoding ([`crate::codec::PayloadCodec::encoded_len`]); `None` otherwise.
+    #[doc(hidden)]
+    fn payload_len(&self) -> Option<usize> {
+        None
+    }
+
     /// Decodes a payload of wire type `name` at `version`, lifting older versions through the
     /// upcaster chain so that the caller only ever sees the current type.
     ///

@@ -7,11 +7,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use crate::cloudevents::binary::{self, Binding};
+use crate::cloudevents::binary::{self, BinaryMessage, Binding};
 use crate::envelope::{Envelope, RawEnvelope};
 use crate::error::EncodeError;
 use crate::handler::Emitted;
-use crate::message::{Command, DomainEvent};
+use crate::message::{Command, DomainEvent, Message};
 use crate::retry::PublishRetry;
 use crate::transport::{
     OutgoingRecord, Position, Transport, TransportError, command_topic, event_topic,
@@ -80,14 +80,38 @@ impl<T: Transport> Publisher<T> {
     }
 
     fn record_for(envelope: &RawEnvelope, partitions: u32) -> Result<OutgoingRecord, EncodeError> {
-        let message = binary::encode(envelope, Binding::Kafka)?;
-        Ok(Self::partitioned(
+        Ok(Self::message_record(
+            binary::encode(envelope, Binding::Kafka)?,
+            envelope.id,
+            partitions,
+        ))
+    }
+
+    /// The record of a typed envelope, its payload encoded straight into the record.
+    fn typed_record_for<M: Message>(
+        envelope: &Envelope<M>,
+        partitions: u32,
+    ) -> Result<OutgoingRecord, EncodeError> {
+        Ok(Self::message_record(
+            binary::to_binary(envelope, Binding::Kafka)?,
+            envelope.id,
+            partitions,
+        ))
+    }
+
+    fn message_record(message: BinaryMessage, id: uuid::Uuid, partitions: u32) -> OutgoingRecord {
+        // The id is only written out for a record without a key.
+        let id = match message.key {
+            Some(_) => String::new(),
+            None => id.to_string(),
+        };
+        Self::partitioned(
             message.key,
             message.headers,
             message.payload,
-            &envelope.id.to_string(),
+            &id,
             partitions,
-        ))
+        )
     }
 
     /// The one partitioning rule: the record key's partition, or the event id's.
@@ -147,7 +171,7 @@ impl<T: Transport> Publisher<T> {
         envelope: Envelope<E>,
     ) -> Result<Position, PublishError> {
         let topic = event_topic(envelope.data.descriptor().context);
-        self.publish_raw(&topic, &envelope.to_raw()?).await
+        self.publish_typed(&topic, &envelope).await
     }
 
     /// Sends a command to its target context's command topic.
@@ -157,7 +181,23 @@ impl<T: Transport> Publisher<T> {
     /// Encoding or engine errors.
     pub async fn send<C: Command>(&self, envelope: Envelope<C>) -> Result<Position, PublishError> {
         let topic = command_topic(envelope.data.descriptor().context);
-        self.publish_raw(&topic, &envelope.to_raw()?).await
+        self.publish_typed(&topic, &envelope).await
+    }
+
+    /// One typed envelope to `topic`, encoded again only if an attempt fails.
+    async fn publish_typed<M: Message>(
+        &self,
+        topic: &str,
+        envelope: &Envelope<M>,
+    ) -> Result<Position, PublishError> {
+        self.retry
+            .run(|| async {
+                let partitions = self.partitions_of(topic).await?;
+                let record = Self::typed_record_for(envelope, partitions)?;
+                let positions = self.transport.append(topic, vec![record]).await?;
+                Ok(positions[0])
+            })
+            .await
     }
 
     /// Publishes several events, one append per topic, in the given order per topic. Atomic on
@@ -171,23 +211,19 @@ impl<T: Transport> Publisher<T> {
         &self,
         envelopes: Vec<Envelope<E>>,
     ) -> Result<Vec<Position>, PublishError> {
-        let raws = envelopes
+        let topics = envelopes
             .iter()
-            .map(|envelope| {
-                Ok((
-                    event_topic(envelope.data.descriptor().context),
-                    envelope.to_raw()?,
-                ))
-            })
-            .collect::<Result<Vec<_>, EncodeError>>()?;
+            .map(|envelope| event_topic(envelope.data.descriptor().context))
+            .collect::<Vec<_>>();
         self.retry
             .run(|| async {
                 let mut by_topic: BTreeMap<&str, Vec<OutgoingRecord>> = BTreeMap::new();
-                for (topic, raw) in &raws {
-                    let record = self.record(topic, raw).await?;
+                for (topic, envelope) in topics.iter().zip(&envelopes) {
+                    let partitions = self.partitions_of(topic).await?;
+                    let record = Self::typed_record_for(envelope, partitions)?;
                     by_topic.entry(topic.as_str()).or_default().push(record);
                 }
-                let mut positions = Vec::with_capacity(raws.len());
+                let mut positions = Vec::with_capacity(envelopes.len());
                 for (topic, records) in by_topic {
                     positions.extend(self.transport.append(topic, records).await?);
                 }

@@ -119,8 +119,16 @@ impl Text {
 }
 
 /// The `datacontenttype` read, JSON when there was none.
-pub(crate) fn content_type(read: Option<String>) -> Cow<'static, str> {
-    read.map_or(Cow::Borrowed(crate::codec::JSON), Cow::Owned)
+pub(crate) fn content_type<S: AsRef<str> + Into<String>>(read: Option<S>) -> Cow<'static, str> {
+    match read {
+        None => Cow::Borrowed(crate::codec::JSON),
+        // The codecs' own types, without a copy per message.
+        Some(read) if read.as_ref() == crate::codec::JSON => Cow::Borrowed(crate::codec::JSON),
+        Some(read) if read.as_ref() == crate::codec::PROTOBUF => {
+            Cow::Borrowed(crate::codec::PROTOBUF)
+        }
+        Some(read) => Cow::Owned(read.into()),
+    }
 }
 
 /// Whether `name` is an attribute of its own (or `data`), which no extension may be called.

@@ -5,7 +5,6 @@
 //! [`Binding::Nats`] uses `ce-<attribute>` and `content-type`, as the NATS protocol binding says.
 //! Header values are UTF-8 strings; binary extensions are base64.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
@@ -15,7 +14,7 @@ use super::Limits;
 use super::attributes::{Text, TextValues, Typed, content_type};
 use super::structured::{
     check_extension_names, check_specversion, extension_name_error, format_sequence, format_time,
-    non_empty, parse_id, parse_sequence, parse_time, valid_extension_name,
+    non_empty, parse_id, parse_sequence, parse_time,
 };
 use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope};
 use crate::error::{DecodeError, EncodeError, Format};
@@ -71,32 +70,54 @@ impl BinaryMessage {
 /// [`EncodeError::InvalidAttribute`] for a time that cannot be formatted or an extension whose
 /// name is invalid or reserved.
 pub fn encode(envelope: &RawEnvelope, binding: Binding) -> Result<BinaryMessage, EncodeError> {
+    encode_parts(envelope, envelope.data.0.clone(), binding)
+}
+
+/// Encodes `envelope`'s attributes in binary mode around `payload` (its encoded data), which
+/// becomes the message body as it is.
+pub(crate) fn encode_parts<M>(
+    envelope: &Envelope<M>,
+    payload: Vec<u8>,
+    binding: Binding,
+) -> Result<BinaryMessage, EncodeError> {
     check_extension_names(envelope)?;
     let prefix = binding.prefix();
     let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(12);
-    let mut put = |name: &str, value: &str| {
-        headers.push((format!("{prefix}{name}"), value.as_bytes().to_vec()));
+    let mut put = |name: &str, value: Vec<u8>| {
+        let mut header = String::with_capacity(prefix.len() + name.len());
+        header.push_str(prefix);
+        header.push_str(name);
+        headers.push((header, value));
     };
-    put("specversion", super::SPEC_VERSION);
-    put("id", &envelope.id.hyphenated().to_string());
-    put("source", &envelope.source);
-    put("type", &envelope.ty);
-    put("time", &format_time(&envelope.time)?);
-    put("eventversion", &envelope.version.to_string());
+    put("specversion", super::SPEC_VERSION.as_bytes().to_vec());
+    let mut id = uuid::Uuid::encode_buffer();
+    put(
+        "id",
+        envelope
+            .id
+            .hyphenated()
+            .encode_lower(&mut id)
+            .as_bytes()
+            .to_vec(),
+    );
+    put("source", envelope.source.as_bytes().to_vec());
+    put("type", envelope.ty.as_bytes().to_vec());
+    put("time", format_time(&envelope.time)?.into_bytes());
+    put("eventversion", envelope.version.to_string().into_bytes());
     for (attr, value) in Text::present(envelope) {
-        put(attr.name(), value);
+        put(attr.name(), value.as_bytes().to_vec());
     }
     if let Some(sequence) = envelope.sequence {
-        put("sequence", &format_sequence(sequence));
+        put("sequence", format_sequence(sequence).into_bytes());
     }
     for (name, value) in &envelope.extensions {
         let text = match value {
-            ExtensionValue::String(s) => Cow::Borrowed(s.as_str()),
-            ExtensionValue::Integer(i) => Cow::Owned(i.to_string()),
-            ExtensionValue::Boolean(b) => Cow::Owned(b.to_string()),
-            ExtensionValue::Binary(bytes) => Cow::Owned(BASE64.encode(bytes)),
+            ExtensionValue::String(s) => s.as_bytes().to_vec(),
+            ExtensionValue::Integer(i) => i.to_string().into_bytes(),
+            ExtensionValue::Boolean(b) => b.to_string().into_bytes(),
+            ExtensionValue::Binary(bytes) => BASE64.encode(bytes).into_bytes(),
         };
-        put(name, &text);
+        put(name, text);
     }
     headers.push((
         CONTENT_TYPE_HEADER.to_owned(),
@@ -108,7 +129,7 @@ pub fn encode(envelope: &RawEnvelope, binding: Binding) -> Result<BinaryMessage,
             .as_ref()
             .map(|k| k.as_bytes().to_vec()),
         headers,
-        payload: envelope.data.0.clone(),
+        payload,
     })
 }
 
@@ -121,7 +142,9 @@ pub fn to_binary<M: Message>(
     envelope: &Envelope<M>,
     binding: Binding,
 ) -> Result<BinaryMessage, EncodeError> {
-    encode(&envelope.to_raw()?, binding)
+    let mut payload = Vec::with_capacity(envelope.data.payload_len().unwrap_or(128));
+    envelope.data.encode_payload(&mut payload)?;
+    encode_parts(envelope, payload, binding)
 }
 
 fn invalid(attribute: &str, reason: impl Into<String>) -> DecodeError {
@@ -148,7 +171,34 @@ pub fn decode<'a>(
     decode_at(headers, payload, binding, limits, None)
 }
 
+/// The attributes binary mode reads into slots of their own (the rest of [`Text::ALL`] and the
+/// extensions aside), in slot order.
+const OWN: [&str; 8] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "datacontenttype",
+    "eventversion",
+    "sequence",
+];
+
+/// The slot of `attribute` (any ASCII case) among [`OWN`] and then [`Text::ALL`].
+fn slot(attribute: &str) -> Option<usize> {
+    OWN.iter()
+        .position(|own| own.eq_ignore_ascii_case(attribute))
+        .or_else(|| {
+            Text::ALL
+                .iter()
+                .position(|text| text.name().eq_ignore_ascii_case(attribute))
+                .map(|i| OWN.len() + i)
+        })
+}
+
 /// [`decode`], with `default_time` for an event without `time` (none: it is an error).
+///
+/// Header values are borrowed while reading: only what the envelope keeps is copied.
 pub(crate) fn decode_at<'a>(
     headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
     payload: &[u8],
@@ -158,7 +208,8 @@ pub(crate) fn decode_at<'a>(
 ) -> Result<RawEnvelope, DecodeError> {
     Limits::check(limits.max_data_bytes, payload.len(), "payload")?;
     let prefix = binding.prefix();
-    let mut attrs: BTreeMap<String, String> = BTreeMap::new();
+    let mut slots: [Option<&'a str>; OWN.len() + Text::ALL.len()] = Default::default();
+    let mut extensions: BTreeMap<String, ExtensionValue> = BTreeMap::new();
     let mut content = None;
     let (mut count, mut total) = (0usize, 0usize);
     for (name, value) in headers {
@@ -166,11 +217,8 @@ pub(crate) fn decode_at<'a>(
         total += name.len() + value.len();
         Limits::check(limits.max_headers, count, "header count")?;
         Limits::check(limits.max_header_bytes, total, "headers")?;
-        let text = || {
-            std::str::from_utf8(value)
-                .map(str::to_owned)
-                .map_err(|_| invalid(name, "header value is not UTF-8"))
-        };
+        let text =
+            || std::str::from_utf8(value).map_err(|_| invalid(name, "header value is not UTF-8"));
         if name.eq_ignore_ascii_case(CONTENT_TYPE_HEADER) {
             if content.replace(text()?).is_some() {
                 return Err(invalid(name, "header appears twice"));
@@ -179,35 +227,46 @@ pub(crate) fn decode_at<'a>(
             && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
         {
             // The prefix is ASCII, so `prefix.len()` is a char boundary of `name`.
-            let attribute = name[prefix.len()..].to_ascii_lowercase();
-            if !valid_extension_name(&attribute) {
-                return Err(invalid(
-                    name,
-                    "not a valid CloudEvents attribute name (a-z and 0-9 only)",
-                ));
-            }
-            if attrs.insert(attribute, text()?).is_some() {
+            let attribute = &name[prefix.len()..];
+            let duplicate = match slot(attribute) {
+                Some(index) => slots[index].replace(text()?).is_some(),
+                None => {
+                    let attribute = attribute.to_ascii_lowercase();
+                    if let Some(reason) = extension_name_error(&attribute) {
+                        return Err(invalid(name, reason));
+                    }
+                    let value = ExtensionValue::String(text()?.to_owned());
+                    extensions.insert(attribute, value).is_some()
+                }
+            };
+            if duplicate {
                 return Err(invalid(name, "header appears twice"));
             }
         }
     }
-    let mut take = |attribute: &'static str| attrs.remove(attribute);
+    let [
+        specversion,
+        id,
+        source,
+        ty,
+        time,
+        _datacontenttype,
+        version,
+        sequence,
+    ] = [0, 1, 2, 3, 4, 5, 6, 7].map(|i| slots[i]);
     let missing = |attribute: &'static str| DecodeError::MissingAttribute {
         format: Format::Binary,
         attribute,
     };
-    check_specversion(&take("specversion").ok_or_else(|| missing("specversion"))?)?;
-    let id = parse_id(&take("id").ok_or_else(|| missing("id"))?)?;
-    let source = non_empty(
-        "source",
-        take("source").ok_or_else(|| missing("source"))?.into(),
-    )?;
-    let ty = non_empty("type", take("type").ok_or_else(|| missing("type"))?.into())?;
-    let time = match take("time") {
-        Some(text) => parse_time(&text)?,
+    check_specversion(specversion.ok_or_else(|| missing("specversion"))?)?;
+    let id = parse_id(id.ok_or_else(|| missing("id"))?)?;
+    let source = non_empty("source", source.ok_or_else(|| missing("source"))?.into())?;
+    let ty = non_empty("type", ty.ok_or_else(|| missing("type"))?.into())?;
+    let time = match time {
+        Some(text) => parse_time(text)?,
         None => default_time.ok_or_else(|| missing("time"))?,
     };
-    let version = match take("eventversion") {
+    let version = match version {
         None => 1,
         Some(text) => text
             .parse::<u32>()
@@ -215,9 +274,13 @@ pub(crate) fn decode_at<'a>(
             .filter(|v| *v >= 1)
             .ok_or_else(|| invalid("eventversion", format!("`{text}` is not an integer >= 1")))?,
     };
-    let sequence = take("sequence").map(|s| parse_sequence(&s)).transpose()?;
-    let _ = take("datacontenttype");
-    let texts = TextValues::read(|name| Ok::<_, DecodeError>(take(name)))?;
+    let sequence = sequence.map(parse_sequence).transpose()?;
+    let mut texts = TextValues::default();
+    for (attr, value) in Text::ALL.into_iter().zip(&slots[OWN.len()..]) {
+        if let Some(value) = value {
+            texts.set(attr, (*value).to_owned());
+        }
+    }
     Ok(texts.envelope(Typed {
         id,
         source,
@@ -226,14 +289,7 @@ pub(crate) fn decode_at<'a>(
         time,
         content_type: content_type(content),
         sequence,
-        // Every other attribute was taken above; what is left must be an extension.
-        extensions: attrs
-            .into_iter()
-            .map(|(k, v)| match extension_name_error(&k) {
-                None => Ok((k, ExtensionValue::String(v))),
-                Some(reason) => Err(invalid(&format!("{prefix}{k}"), reason)),
-            })
-            .collect::<Result<_, _>>()?,
+        extensions,
         data: RawData(payload.to_vec()),
     }))
 }

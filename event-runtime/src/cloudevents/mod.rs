@@ -90,13 +90,14 @@ impl Limits {
 /// Whether `content_type` is JSON (`application/json`, `text/json` or a `+json` suffix), in which
 /// case the JSON format embeds `data` as JSON rather than base64.
 pub fn is_json(content_type: &str) -> bool {
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/json" || essence == "text/json" || essence.ends_with("+json")
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    let suffix = essence
+        .len()
+        .checked_sub(5)
+        .and_then(|at| essence.get(at..));
+    essence.eq_ignore_ascii_case("application/json")
+        || essence.eq_ignore_ascii_case("text/json")
+        || suffix.is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json"))
 }
 
 /// Encodes a typed envelope in the JSON event format, writing the payload straight into the
@@ -126,9 +127,7 @@ pub fn from_json<M: Message>(bytes: &[u8], limits: &Limits) -> Result<Envelope<M
 ///
 /// The payload codec's error.
 pub fn to_protobuf<M: Message>(envelope: &Envelope<M>) -> Result<Vec<u8>, EncodeError> {
-    let mut data = Vec::new();
-    envelope.data.encode_payload(&mut data)?;
-    protobuf::encode_with_data(envelope, &data)
+    protobuf::encode_typed(envelope)
 }
 
 /// Decodes the protobuf event format into `M`, upcasting older versions.
@@ -141,4 +140,32 @@ pub fn from_protobuf<M: Message>(
     limits: &Limits,
 ) -> Result<Envelope<M>, DecodeError> {
     protobuf::decode_typed(bytes, limits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_json;
+
+    #[test]
+    fn json_media_types_are_told_apart_in_any_case() {
+        for json in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " text/json ",
+            "application/cloudevents+json",
+            "application/vnd.shop.order+JSON;v=2",
+        ] {
+            assert!(is_json(json), "{json}");
+        }
+        for other in [
+            "application/protobuf",
+            "application/json-seq",
+            "text/plain",
+            "json",
+            "",
+            "application/x+jsön",
+        ] {
+            assert!(!is_json(other), "{other}");
+        }
+    }
 }

@@ -22,6 +22,7 @@ use super::structured::{
 use super::{Limits, SPEC_VERSION, is_json};
 use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope};
 use crate::error::{DecodeError, EncodeError, Format};
+use crate::message::Message;
 
 fn is_text(content_type: &str) -> bool {
     is_json(content_type) || content_type.trim_start().starts_with("text/")
@@ -144,23 +145,56 @@ pub(crate) fn encode_with_data<M>(
     envelope: &Envelope<M>,
     data: &[u8],
 ) -> Result<Vec<u8>, EncodeError> {
+    let mut out = Vec::with_capacity(256 + data.len());
+    encode_attributes(envelope, &mut out)?;
+    match std::str::from_utf8(data) {
+        Ok(text) if is_text(&envelope.content_type) => put_bytes(&mut out, 7, text.as_bytes()),
+        _ => put_bytes(&mut out, 6, data),
+    }
+    Ok(out)
+}
+
+/// Encodes a typed envelope, writing a payload whose length the codec knows
+/// ([`Message::payload_len`], protobuf) in place after its length prefix: no temporary buffer,
+/// no copy. Other payloads go through [`encode_with_data`].
+pub(crate) fn encode_typed<M: Message>(envelope: &Envelope<M>) -> Result<Vec<u8>, EncodeError> {
+    if let Some(len) = envelope.data.payload_len()
+        && !is_text(&envelope.content_type)
+    {
+        let mut out = Vec::with_capacity(256 + len);
+        encode_attributes(envelope, &mut out)?;
+        encode_key(6, WireType::LengthDelimited, &mut out);
+        encode_varint(len as u64, &mut out);
+        let start = out.len();
+        envelope.data.encode_payload(&mut out)?;
+        if out.len() - start == len {
+            return Ok(out);
+        }
+        // A codec whose length hint was wrong: never write a corrupt frame.
+    }
+    let mut data = Vec::new();
+    envelope.data.encode_payload(&mut data)?;
+    encode_with_data(envelope, &data)
+}
+
+/// Writes every field of the `CloudEvent` message but the data.
+fn encode_attributes<M>(envelope: &Envelope<M>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     check_extension_names(envelope)?;
     let version = i32::try_from(envelope.version).map_err(|_| EncodeError::InvalidAttribute {
         attribute: "eventversion".to_owned(),
         reason: format!("{} does not fit a CloudEvents integer", envelope.version),
     })?;
-    let mut out = Vec::with_capacity(256 + data.len());
     let mut id = uuid::Uuid::encode_buffer();
     put_bytes(
-        &mut out,
+        out,
         1,
         envelope.id.hyphenated().encode_lower(&mut id).as_bytes(),
     );
-    put_bytes(&mut out, 2, envelope.source.as_bytes());
-    put_bytes(&mut out, 3, SPEC_VERSION.as_bytes());
-    put_bytes(&mut out, 4, envelope.ty.as_bytes());
+    put_bytes(out, 2, envelope.source.as_bytes());
+    put_bytes(out, 3, SPEC_VERSION.as_bytes());
+    put_bytes(out, 4, envelope.ty.as_bytes());
     put_attribute(
-        &mut out,
+        out,
         "time",
         &AttrRef::Timestamp {
             seconds: envelope.time.unix_timestamp(),
@@ -168,22 +202,22 @@ pub(crate) fn encode_with_data<M>(
         },
     );
     put_attribute(
-        &mut out,
+        out,
         "datacontenttype",
         &AttrRef::String(&envelope.content_type),
     );
-    put_attribute(&mut out, "eventversion", &AttrRef::Integer(version));
+    put_attribute(out, "eventversion", &AttrRef::Integer(version));
     for (attr, text) in Text::present(envelope) {
         let value = if attr.is_uri() {
             AttrRef::Uri(text)
         } else {
             AttrRef::String(text)
         };
-        put_attribute(&mut out, attr.name(), &value);
+        put_attribute(out, attr.name(), &value);
     }
     if let Some(sequence) = envelope.sequence {
         put_attribute(
-            &mut out,
+            out,
             "sequence",
             &AttrRef::String(&format_sequence(sequence)),
         );
@@ -195,13 +229,9 @@ pub(crate) fn encode_with_data<M>(
             ExtensionValue::Boolean(b) => AttrRef::Boolean(*b),
             ExtensionValue::Binary(b) => AttrRef::Bytes(b),
         };
-        put_attribute(&mut out, name, &value);
+        put_attribute(out, name, &value);
     }
-    match std::str::from_utf8(data) {
-        Ok(text) if is_text(&envelope.content_type) => put_bytes(&mut out, 7, text.as_bytes()),
-        _ => put_bytes(&mut out, 6, data),
-    }
-    Ok(out)
+    Ok(())
 }
 
 fn invalid(attribute: &str, reason: impl Into<String>) -> DecodeError {
