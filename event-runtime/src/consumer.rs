@@ -284,7 +284,8 @@ impl<T: Transport> GroupRunner<T> {
             Outcome::Skipped => self.stats.skipped.fetch_add(1, Ordering::Relaxed),
             Outcome::Unknown => self.stats.unknown_types.fetch_add(1, Ordering::Relaxed),
             Outcome::Failed(failed) => {
-                self.dead_letter(record.clone(), *failed).await?;
+                // Boxed: the rare path's futures stay out of every delivery's future.
+                Box::pin(self.dead_letter(record.clone(), *failed)).await?;
                 self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed)
             }
         };
@@ -567,30 +568,30 @@ impl<T: Transport> GroupRunner<T> {
         bypass_dedupe: bool,
     ) -> Result<bool, Failure> {
         if inbox && let Some(inbox) = &self.inbox {
-            return inbox
-                .attempt(
-                    &self.publisher,
-                    &self.group,
-                    dedupe_key,
-                    bypass_dedupe,
-                    |tx| async move {
-                        let mut ctx = self.context(raw, delivery, attempt);
-                        ctx.inbox = Some(tx);
-                        handler.call(raw, ctx.clone()).await?;
-                        Ok(std::mem::take(
-                            &mut *ctx
-                                .emitted
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner),
-                        ))
-                    },
-                    || {
-                        Failure::Handler(HandlerError::permanent(
-                            "the handler kept its Context (and the inbox transaction) after returning",
-                        ))
-                    },
-                )
-                .await;
+            // Boxed: a transaction's future is large, and most groups have no inbox.
+            return Box::pin(inbox.attempt(
+                &self.publisher,
+                &self.group,
+                dedupe_key,
+                bypass_dedupe,
+                |tx| async move {
+                    let mut ctx = self.context(raw, delivery, attempt);
+                    ctx.inbox = Some(tx);
+                    handler.call(raw, ctx.clone()).await?;
+                    Ok(std::mem::take(
+                        &mut *ctx
+                            .emitted
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner),
+                    ))
+                },
+                || {
+                    Failure::Handler(HandlerError::permanent(
+                        "the handler kept its Context (and the inbox transaction) after returning",
+                    ))
+                },
+            ))
+            .await;
         }
         let ctx = self.context(raw, delivery, attempt);
         handler.call(raw, ctx.clone()).await?;

@@ -296,20 +296,28 @@ macro_rules! in_tx {
                 letters::LetterTx::commit($tx).await?;
                 Ok(out)
             }
+            // The SQL arms are boxed: their futures (sqlx's) are kilobytes, and unboxed they
+            // would make every caller's future as large, memory stores included.
             #[cfg(feature = "sqlite")]
             Db::Sqlite(sqlite) => {
-                let mut $tx =
-                    crate::store::sql_letters::SqlTx::$kind(&sqlite.pool, $operation).await?;
-                let out = $body?;
-                letters::LetterTx::commit($tx).await?;
-                Ok(out)
+                Box::pin(async move {
+                    let mut $tx =
+                        crate::store::sql_letters::SqlTx::$kind(&sqlite.pool, $operation).await?;
+                    let out = $body?;
+                    letters::LetterTx::commit($tx).await?;
+                    Ok(out)
+                })
+                .await
             }
             #[cfg(feature = "postgres")]
             Db::Postgres(pool) => {
-                let mut $tx = crate::store::sql_letters::SqlTx::$kind(pool, $operation).await?;
-                let out = $body?;
-                letters::LetterTx::commit($tx).await?;
-                Ok(out)
+                Box::pin(async move {
+                    let mut $tx = crate::store::sql_letters::SqlTx::$kind(pool, $operation).await?;
+                    let out = $body?;
+                    letters::LetterTx::commit($tx).await?;
+                    Ok(out)
+                })
+                .await
             }
         }
     };

@@ -2,10 +2,18 @@
 //! offset not yet done.
 //!
 //! One task per partition reads records ahead while its lanes work. Every record goes to the
-//! lane of its partition key; a lane is a task that runs its records one after the other and
-//! ends when it has none left. Lanes of different keys run side by side (up to
-//! [`GroupOptions::concurrency`] at once), so a key whose handler is slow or retrying holds back
-//! only its own later events: the partition keeps reading and the other keys keep going.
+//! lane of its partition key: a key whose record is running is *busy*, and its later records
+//! wait behind it in read order; a record of a free key starts as soon as one of the
+//! partition's [`GroupOptions::concurrency`] slots is free (slots are handed out first come,
+//! first served, so a key with a long backlog takes turns with the others). A key whose handler
+//! is slow or retrying therefore holds back only its own later events: the partition keeps
+//! reading and the other keys keep going.
+//!
+//! The records running are futures polled by the partition's own task (no task spawned, no
+//! channel crossed per record): they run concurrently, interleaved at their `.await`s, and the
+//! partitions of a group run in parallel on the runtime's threads. A handler that computes for
+//! long without awaiting holds up its partition's other keys while it does, as any future on a
+//! task does; give such work to `tokio::task::spawn_blocking`.
 //!
 //! What may be read ahead is bounded, so memory stays bounded under any backlog:
 //! [`GroupOptions::max_in_flight`] records per partition read and not yet done,
@@ -23,14 +31,17 @@
 //! [`GroupOptions::max_in_flight_per_group`]: crate::GroupOptions::max_in_flight_per_group
 //! [`GroupOptions::max_uncommitted`]: crate::GroupOptions::max_uncommitted
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
-use tokio::task::JoinSet;
+use futures_util::FutureExt as _;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::{OwnedSemaphorePermit, watch};
 
-use super::{BoxFuture, GroupRunner};
+use super::{BoxFuture, CatchUnwind, GroupRunner};
 use crate::handler::Delivery;
 use crate::transport::{Record, Transport, TransportError};
 
@@ -96,23 +107,40 @@ impl Window {
 enum Exit {
     /// The app is stopping.
     Shutdown,
-    /// A lane died (a bug outside any handler): start again from the committed position.
+    /// A record's future panicked outside any handler (a bug: a handler's panic is caught and
+    /// dead-lettered): its record would never be done, so start again from the committed
+    /// position.
     Restart,
 }
 
-/// The open lanes of one partition, by key.
+/// The lane a record runs in: its key, or none (a record whose key and id cannot be read,
+/// which has nothing to keep in order and runs on its own).
+type LaneKey = Option<Vec<u8>>;
+
+/// What a record's future returns: its lane and offset, or `None` if it panicked.
+type Finished = Option<(LaneKey, u64)>;
+
+/// The lanes of one partition.
 struct Lanes {
-    by_key: HashMap<Vec<u8>, u64>,
-    open: HashMap<u64, Lane>,
-    next_id: u64,
-    tasks: JoinSet<()>,
+    /// Busy keys (a record of theirs is running or holds a slot in `ready`), each with the
+    /// records read behind it, in read order.
+    busy: HashMap<Vec<u8>, VecDeque<Record>>,
+    /// Records whose key was free when they came, waiting for a slot, first come first served.
+    ready: VecDeque<(LaneKey, Record)>,
+    /// The records running: at most `slots`.
+    running: FuturesUnordered<BoxFuture<'static, Finished>>,
+    slots: usize,
 }
 
-struct Lane {
-    key: Option<Vec<u8>>,
-    records: mpsc::UnboundedSender<Record>,
-    /// Records sent to the lane and not yet done.
-    outstanding: usize,
+impl Lanes {
+    fn new(slots: usize) -> Self {
+        Lanes {
+            busy: HashMap::new(),
+            ready: VecDeque::new(),
+            running: FuturesUnordered::new(),
+            slots: slots.max(1),
+        }
+    }
 }
 
 /// A read of the partition in progress: the records and the group permits taken for them.
@@ -207,16 +235,9 @@ impl<T: Transport> GroupRunner<T> {
         let options = &self.options;
         let mut window = Window::new(start);
         let mut committed = start;
-        let mut lanes = Lanes {
-            by_key: HashMap::new(),
-            open: HashMap::new(),
-            next_id: 0,
-            tasks: JoinSet::new(),
-        };
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(u64, u64)>();
-        let running = Arc::new(Semaphore::new(options.concurrency.max(1)));
+        let mut lanes = Lanes::new(options.concurrency);
         let group_limit = options.max_in_flight_per_group.max(1);
-        // Records given to lanes and not yet done; each holds one of the group's permits.
+        // Records read and not yet done; each holds one of the group's permits.
         let mut outstanding = 0usize;
         let mut read: Option<Read> = None;
         let mut wait_first = false;
@@ -247,27 +268,31 @@ impl<T: Transport> GroupRunner<T> {
                 }
                 busy = now_busy;
             }
-            if stopping.is_some() && outstanding == 0 && commit.is_none() {
+            if stopping.is_some() && lanes.running.is_empty() && commit.is_none() {
                 break Exit::Shutdown;
             }
             let drain_deadline = stopping;
             tokio::select! {
                 biased;
-                Some((lane, offset)) = done_rx.recv() => {
-                    let mut finished = 1;
-                    self.finish(&mut lanes, &mut window, lane, offset);
-                    // Take every completion waiting, so one commit covers them.
-                    while let Ok((lane, offset)) = done_rx.try_recv() {
-                        self.finish(&mut lanes, &mut window, lane, offset);
-                        finished += 1;
+                Some(first) = lanes.running.next(), if !lanes.running.is_empty() => {
+                    let mut finished = Some(first);
+                    let mut done = 0;
+                    let mut panicked = false;
+                    // This completion and every other one already waiting, so that one commit
+                    // covers them.
+                    while let Some(record) = finished {
+                        let Some((key, offset)) = record else {
+                            panicked = true;
+                            break;
+                        };
+                        window.done(offset);
+                        self.next_in_lane(&mut lanes, key, shutdown);
+                        done += 1;
+                        finished = lanes.running.next().now_or_never().flatten();
                     }
-                    outstanding -= finished;
-                    self.in_flight.add_permits(finished);
-                }
-                Some(joined) = lanes.tasks.join_next(), if !lanes.tasks.is_empty() => {
-                    if joined.is_err() {
-                        // A lane can only die of a bug outside the handlers (a handler's panic
-                        // is caught and dead-lettered): its records would never be done.
+                    outstanding -= done;
+                    self.in_flight.add_permits(done);
+                    if panicked {
                         break Exit::Restart;
                     }
                 }
@@ -290,7 +315,7 @@ impl<T: Transport> GroupRunner<T> {
                             outstanding += records.len();
                             for record in records {
                                 window.read(record.offset);
-                                self.dispatch(&mut lanes, &done_tx, &running, shutdown, record);
+                                self.dispatch(&mut lanes, shutdown, record);
                             }
                         }
                         // Nothing new, or the engine failed (after a pause): wait, then read again.
@@ -311,13 +336,15 @@ impl<T: Transport> GroupRunner<T> {
                         None => std::future::pending().await,
                     }
                 }, if drain_deadline.is_some() => {
-                    // What is still running is abandoned (the lanes are aborted below) and will
-                    // be redelivered from the committed position.
+                    // What is still running is abandoned (dropped below) and will be
+                    // redelivered from the committed position.
                     break Exit::Shutdown;
                 }
             }
         };
-        lanes.tasks.abort_all();
+        // Records not done (running, waiting or never started) are redelivered from the
+        // committed position; their group permits go back.
+        drop(lanes);
         self.in_flight.add_permits(outstanding);
         if busy {
             self.activity.end();
@@ -325,127 +352,119 @@ impl<T: Transport> GroupRunner<T> {
         exit
     }
 
-    /// Gives `record` to the lane of its key, opening one if none is open.
+    /// Gives `record` to its lane: behind its key's earlier records if the key is busy, else
+    /// running now if a slot is free, else first in line for one.
     fn dispatch(
         self: &Arc<Self>,
         lanes: &mut Lanes,
-        done: &mpsc::UnboundedSender<(u64, u64)>,
-        running: &Arc<Semaphore>,
         shutdown: &watch::Receiver<bool>,
         record: Record,
     ) {
-        let key = self.lane_key(&record);
-        let existing = key.as_ref().and_then(|key| lanes.by_key.get(key)).copied();
-        let id = match existing {
-            Some(id) => id,
-            None => {
-                let id = lanes.next_id;
-                lanes.next_id += 1;
-                let (tx, rx) = mpsc::unbounded_channel();
-                lanes.tasks.spawn(self.clone().run_lane(
-                    id,
-                    rx,
-                    done.clone(),
-                    running.clone(),
-                    shutdown.clone(),
-                ));
-                if let Some(key) = &key {
-                    lanes.by_key.insert(key.clone(), id);
+        let key = match self.lane_key(&record) {
+            Some(key) => {
+                if let Some(waiting) = lanes.busy.get_mut(key.as_ref()) {
+                    waiting.push_back(record);
+                    return;
                 }
-                lanes.open.insert(
-                    id,
-                    Lane {
-                        key,
-                        records: tx,
-                        outstanding: 0,
-                    },
-                );
-                id
+                let key = key.into_owned();
+                lanes.busy.insert(key.clone(), VecDeque::new());
+                Some(key)
             }
+            None => None,
         };
-        let lane = lanes.open.get_mut(&id).expect("the lane is open");
-        lane.outstanding += 1;
-        // The lane lives until its sender is dropped (below, once it has nothing left), so this
-        // cannot fail while the lane is open.
-        let _ = lane.records.send(record);
-    }
-
-    /// A lane finished `offset`: mark it done, and close the lane if it has nothing left (its
-    /// task ends; the key's next record opens a new one).
-    fn finish(&self, lanes: &mut Lanes, window: &mut Window, lane: u64, offset: u64) {
-        window.done(offset);
-        if let Some(open) = lanes.open.get_mut(&lane) {
-            open.outstanding -= 1;
-            if open.outstanding == 0
-                && let Some(closed) = lanes.open.remove(&lane)
-                && let Some(key) = closed.key
-            {
-                lanes.by_key.remove(&key);
-            }
+        if lanes.running.len() < lanes.slots && lanes.ready.is_empty() {
+            self.start(lanes, key, record, shutdown);
+        } else {
+            lanes.ready.push_back((key, record));
         }
     }
 
-    /// One lane: its records in order, each retried after a pause while the stores or the
-    /// dead-letter queue cannot be reached (only this key waits), reported done one by one.
-    async fn run_lane(
-        self: Arc<Self>,
-        lane: u64,
-        mut records: mpsc::UnboundedReceiver<Record>,
-        done: mpsc::UnboundedSender<(u64, u64)>,
-        running: Arc<Semaphore>,
-        shutdown: watch::Receiver<bool>,
+    /// A record of `key` is done: the key's next record (if any) gets in line for a slot, and
+    /// the free slot goes to the record first in line.
+    fn next_in_lane(
+        self: &Arc<Self>,
+        lanes: &mut Lanes,
+        key: LaneKey,
+        shutdown: &watch::Receiver<bool>,
     ) {
-        while let Some(record) = records.recv().await {
-            // Per record, so a key with a long backlog takes turns with the others.
-            let permit = running.acquire().await.expect("never closed");
+        if let Some(key) = key
+            && let Some(waiting) = lanes.busy.get_mut(&key)
+        {
+            match waiting.pop_front() {
+                Some(next) => lanes.ready.push_back((Some(key), next)),
+                None => {
+                    lanes.busy.remove(&key);
+                }
+            }
+        }
+        // Stopping: what has not started stays unstarted (redelivered after the restart).
+        if *shutdown.borrow() {
+            return;
+        }
+        while lanes.running.len() < lanes.slots
+            && let Some((key, record)) = lanes.ready.pop_front()
+        {
+            self.start(lanes, key, record, shutdown);
+        }
+    }
+
+    /// Starts `record`: delivered until done, retried after a pause while the stores or the
+    /// dead-letter queue cannot be reached (only this key waits). Returns its lane and offset;
+    /// `None` if it panicked outside the handler (a handler's own panic is dead-lettered).
+    fn start(
+        self: &Arc<Self>,
+        lanes: &mut Lanes,
+        key: LaneKey,
+        record: Record,
+        shutdown: &watch::Receiver<bool>,
+    ) {
+        let runner = self.clone();
+        let shutdown = shutdown.clone();
+        let delivery = async move {
             loop {
-                match self.deliver(&record, Delivery::Live, false).await {
-                    Ok(()) => break,
+                match runner.deliver(&record, Delivery::Live, false).await {
+                    Ok(()) => return (key, record.offset),
                     // Abandoned: redelivered from the committed position on the next start.
-                    Err(_) if *shutdown.borrow() => return,
+                    Err(_) if *shutdown.borrow() => std::future::pending::<()>().await,
                     Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
                 }
             }
-            drop(permit);
-            if done.send((lane, record.offset)).is_err() {
-                return;
-            }
-        }
+        };
+        lanes.running.push(Box::pin(async move {
+            CatchUnwind(Box::pin(delivery)).await.ok()
+        }));
     }
 
     /// The lane a record runs in: its partition key. Unkeyed records have no order to keep, but
     /// copies of one event (a producer retry) must not run side by side, or both would pass the
     /// dedupe check before either is marked: they share a lane by dedupe key (or id).
-    fn lane_key(&self, record: &Record) -> Option<Vec<u8>> {
+    fn lane_key<'r>(&self, record: &'r Record) -> Option<Cow<'r, [u8]>> {
         if let Some(key) = &record.key {
-            return Some(key.clone());
+            return Some(Cow::Borrowed(key));
         }
         let header = |name: &str| {
             record
                 .headers
                 .iter()
                 .find(|(n, _)| n == name)
-                .map(|(_, v)| v)
+                .map(|(_, v)| v.as_slice())
         };
         // A keyless record whose event has a partition key runs in that key's lane.
-        header("ce_partitionkey")
-            .map(|value| value.to_vec())
-            .or_else(|| {
-                header("ce_dedupekey")
-                    .or_else(|| header("ce_id"))
-                    .map(|value| [b"\0dedupe:".as_slice(), value].concat())
-            })
-            .or_else(|| {
-                // A structured-mode record carries its key and id in the payload.
-                let raw = crate::transport::decode_record(record, &self.limits).ok()?;
-                Some(match raw.partition_key {
-                    Some(key) => key.into_bytes(),
-                    None => {
-                        let id = raw.dedupe_key.unwrap_or_else(|| raw.id.to_string());
-                        [b"\0dedupe:".as_slice(), id.as_bytes()].concat()
-                    }
-                })
-            })
+        if let Some(key) = header("ce_partitionkey") {
+            return Some(Cow::Borrowed(key));
+        }
+        if let Some(id) = header("ce_dedupekey").or_else(|| header("ce_id")) {
+            return Some(Cow::Owned([b"\0dedupe:".as_slice(), id].concat()));
+        }
+        // A structured-mode record carries its key and id in the payload.
+        let raw = crate::transport::decode_record(record, &self.limits).ok()?;
+        Some(Cow::Owned(match raw.partition_key {
+            Some(key) => key.into_bytes(),
+            None => {
+                let id = raw.dedupe_key.unwrap_or_else(|| raw.id.to_string());
+                [b"\0dedupe:".as_slice(), id.as_bytes()].concat()
+            }
+        }))
     }
 }
 

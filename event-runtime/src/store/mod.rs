@@ -136,13 +136,15 @@ impl Db {
     }
 
     /// Whether `key` was marked for `group`.
+    // The SQL arms of these methods are boxed, so that their (large) sqlx futures do not make
+    // every caller's future as large, memory stores included.
     pub(crate) async fn seen(&self, group: &str, key: &str) -> Result<bool, TransportError> {
         match self {
             Db::Memory(memory) => memory.dedupe.seen(group, key).await,
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(db) => dedupe::seen(&db.pool, group, key).await,
+            Db::Sqlite(db) => Box::pin(dedupe::seen(&db.pool, group, key)).await,
             #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => dedupe::seen(pool, group, key).await,
+            Db::Postgres(pool) => Box::pin(dedupe::seen(pool, group, key)).await,
         }
     }
 
@@ -151,9 +153,9 @@ impl Db {
         match self {
             Db::Memory(memory) => memory.dedupe.mark(group, key).await,
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(db) => dedupe::mark(&db.pool, group, key).await,
+            Db::Sqlite(db) => Box::pin(dedupe::mark(&db.pool, group, key)).await,
             #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => dedupe::mark(pool, group, key).await,
+            Db::Postgres(pool) => Box::pin(dedupe::mark(pool, group, key)).await,
         }
     }
 
@@ -162,9 +164,9 @@ impl Db {
         match self {
             Db::Memory(memory) => memory.dedupe.purge_older_than(retention).await,
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(db) => dedupe::purge_older_than(&db.pool, retention).await,
+            Db::Sqlite(db) => Box::pin(dedupe::purge_older_than(&db.pool, retention)).await,
             #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => dedupe::purge_older_than(pool, retention).await,
+            Db::Postgres(pool) => Box::pin(dedupe::purge_older_than(pool, retention)).await,
         }
     }
 }
