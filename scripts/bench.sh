@@ -6,13 +6,13 @@
 # benchmark). Prints the ratios; asserts nothing. Release builds: the first run takes several
 # minutes on 2 cores.
 #
-# Usage: scripts/bench.sh [codec|runtime|nats|kafka|postgres_inbox|peers ...] (default: all)
+# Usage: scripts/bench.sh [codec|runtime|callgrind|nats|kafka|postgres_inbox|peers ...] (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
-  benches=(codec runtime nats kafka postgres_inbox peers)
+  benches=(codec runtime callgrind nats kafka postgres_inbox peers)
 fi
 # Only the servers the chosen benchmarks need.
 EVT_SERVERS=""
@@ -30,12 +30,17 @@ source scripts/servers.sh
 
 for bench in "${benches[@]}"; do
   case "$bench" in
+    callgrind)
+      echo "== event-runtime: instructions per event (callgrind)" >&2
+      scripts/callgrind.sh
+      continue
+      ;;
     codec | runtime | postgres_inbox) crate=event-runtime ;;
     nats) crate=event-nats ;;
     kafka) crate=event-kafka ;;
     peers) crate=event-bench-peers ;;
     *)
-      echo "unknown benchmark: $bench (codec, runtime, nats, kafka, postgres_inbox, peers)" >&2
+      echo "unknown benchmark: $bench (codec, runtime, callgrind, nats, kafka, postgres_inbox, peers)" >&2
       exit 2
       ;;
   esac

@@ -227,7 +227,50 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores")
 }
 
+/// Under callgrind (`scripts/bench.sh callgrind`): `EVT_CALLGRIND=<engine|mpsc>:<events>` runs
+/// only that many events through the in-memory engine (or the mpsc baseline) on a
+/// current-thread runtime, so that instruction counts repeat exactly; the script runs two
+/// counts and divides the difference, which leaves out start-up.
+fn callgrind_run(spec: &str) {
+    let (what, events) = spec
+        .split_once(':')
+        .expect("EVT_CALLGRIND is <engine|mpsc>:<events>");
+    let events: u64 = events.parse().expect("a number of events");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let handled = runtime.block_on(async {
+        match what {
+            "engine" => run_framework(events, None).await.latencies_ns.len(),
+            "mpsc" => {
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Ordered>(1024);
+                let start = Instant::now();
+                let consumer = tokio::spawn(async move {
+                    let mut count = 0usize;
+                    while let Some(event) = rx.recv().await {
+                        std::hint::black_box(event);
+                        count += 1;
+                    }
+                    count
+                });
+                for i in 0..events {
+                    tx.send(event(i, start)).await.unwrap();
+                }
+                drop(tx);
+                consumer.await.unwrap()
+            }
+            other => panic!("EVT_CALLGRIND: unknown run `{other}` (engine, mpsc)"),
+        }
+    });
+    assert_eq!(handled as u64, events, "every event handled");
+}
+
 fn main() {
+    if let Ok(spec) = std::env::var("EVT_CALLGRIND") {
+        callgrind_run(&spec);
+        return;
+    }
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing we need.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
