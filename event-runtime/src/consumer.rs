@@ -85,7 +85,9 @@ impl<E: Message, H: Handler<E>> ErasedHandler for Typed<E, H> {
             let envelope: Envelope<E> = raw.decode().map_err(Failure::Poison)?;
             // A panicking handler is a bug in that handler: its record is dead-lettered with the
             // panic message, and the partition goes on (it must never stop on one record).
-            match CatchUnwind(Box::pin(self.handler.handle(envelope, ctx))).await {
+            // Pinned inside this (already boxed) future: no second allocation.
+            let handling = std::pin::pin!(self.handler.handle(envelope, ctx));
+            match CatchUnwind(handling).await {
                 Ok(result) => result.map_err(Failure::Handler),
                 Err(panic) => Err(Failure::Handler(HandlerError::permanent(format!(
                     "the handler panicked: {}",
@@ -96,11 +98,15 @@ impl<E: Message, H: Handler<E>> ErasedHandler for Typed<E, H> {
     }
 }
 
-/// Polls a future, turning a panic inside it into an `Err` with the panic payload.
-struct CatchUnwind<F: ?Sized>(Pin<Box<F>>);
+/// Polls a pinned future (boxed, or pinned in place with [`std::pin::pin!`]), turning a panic
+/// inside it into an `Err` with the panic payload.
+struct CatchUnwind<P>(Pin<P>);
 
-impl<F: Future + ?Sized> Future for CatchUnwind<F> {
-    type Output = Result<F::Output, Box<dyn std::any::Any + Send>>;
+impl<P> Future for CatchUnwind<P>
+where
+    P: std::ops::DerefMut<Target: Future> + Unpin,
+{
+    type Output = Result<<P::Target as Future>::Output, Box<dyn std::any::Any + Send>>;
 
     fn poll(
         mut self: Pin<&mut Self>,

@@ -431,7 +431,7 @@ impl<T: Transport> GroupRunner<T> {
             }
         };
         lanes.running.push(Box::pin(async move {
-            CatchUnwind(Box::pin(delivery)).await.ok()
+            CatchUnwind(std::pin::pin!(delivery)).await.ok()
         }));
     }
 
