@@ -34,8 +34,9 @@ pub(crate) enum Text {
     DedupeKey,
 }
 
-/// The attributes each format encodes itself, with their own value types.
-const TYPED: [&str; 8] = [
+/// The attributes each format encodes itself, with their own value types (binary mode reads
+/// them into slots in this order).
+pub(crate) const TYPED: [&str; 8] = [
     "specversion",
     "id",
     "source",

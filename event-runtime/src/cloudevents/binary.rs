@@ -11,7 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
 use super::Limits;
-use super::attributes::{Text, TextValues, Typed, content_type};
+use super::attributes::{TYPED, Text, TextValues, Typed, content_type};
 use super::structured::{
     check_extension_names, check_specversion, extension_name_error, format_sequence, format_time,
     non_empty, parse_id, parse_sequence, parse_time,
@@ -171,28 +171,15 @@ pub fn decode<'a>(
     decode_at(headers, payload, binding, limits, None)
 }
 
-/// The attributes binary mode reads into slots of their own (the rest of [`Text::ALL`] and the
-/// extensions aside), in slot order.
-const OWN: [&str; 8] = [
-    "specversion",
-    "id",
-    "source",
-    "type",
-    "time",
-    "datacontenttype",
-    "eventversion",
-    "sequence",
-];
-
-/// The slot of `attribute` (any ASCII case) among [`OWN`] and then [`Text::ALL`].
+/// The slot of `attribute` (any ASCII case) among [`TYPED`] and then [`Text::ALL`].
 fn slot(attribute: &str) -> Option<usize> {
-    OWN.iter()
+    TYPED.iter()
         .position(|own| own.eq_ignore_ascii_case(attribute))
         .or_else(|| {
             Text::ALL
                 .iter()
                 .position(|text| text.name().eq_ignore_ascii_case(attribute))
-                .map(|i| OWN.len() + i)
+                .map(|i| TYPED.len() + i)
         })
 }
 
@@ -208,7 +195,7 @@ pub(crate) fn decode_at<'a>(
 ) -> Result<RawEnvelope, DecodeError> {
     Limits::check(limits.max_data_bytes, payload.len(), "payload")?;
     let prefix = binding.prefix();
-    let mut slots: [Option<&'a str>; OWN.len() + Text::ALL.len()] = Default::default();
+    let mut slots: [Option<&'a str>; TYPED.len() + Text::ALL.len()] = Default::default();
     let mut extensions: BTreeMap<String, ExtensionValue> = BTreeMap::new();
     let mut content = None;
     let (mut count, mut total) = (0usize, 0usize);
@@ -276,7 +263,7 @@ pub(crate) fn decode_at<'a>(
     };
     let sequence = sequence.map(parse_sequence).transpose()?;
     let mut texts = TextValues::default();
-    for (attr, value) in Text::ALL.into_iter().zip(&slots[OWN.len()..]) {
+    for (attr, value) in Text::ALL.into_iter().zip(&slots[TYPED.len()..]) {
         if let Some(value) = value {
             texts.set(attr, (*value).to_owned());
         }
