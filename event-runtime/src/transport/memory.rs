@@ -77,6 +77,10 @@ impl Transport for MemoryTransport {
         topic: &str,
         records: Vec<OutgoingRecord>,
     ) -> Result<Vec<Position>, TransportError> {
+        // Nothing here waits, so a publishing loop would never yield: take part in the
+        // runtime's cooperative budget, as tokio's own channels do, so that the consumers it
+        // wakes get to run on this thread too.
+        tokio::task::coop::consume_budget().await;
         let positions = {
             let mut state = self.lock();
             let t = state
@@ -120,6 +124,7 @@ impl Transport for MemoryTransport {
         from: u64,
         max: usize,
     ) -> Result<Vec<Record>, TransportError> {
+        tokio::task::coop::consume_budget().await;
         let state = self.lock();
         let t = state
             .topics
