@@ -173,7 +173,8 @@ pub fn decode<'a>(
 
 /// The slot of `attribute` (any ASCII case) among [`TYPED`] and then [`Text::ALL`].
 fn slot(attribute: &str) -> Option<usize> {
-    TYPED.iter()
+    TYPED
+        .iter()
         .position(|own| own.eq_ignore_ascii_case(attribute))
         .or_else(|| {
             Text::ALL
