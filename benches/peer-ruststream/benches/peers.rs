@@ -23,9 +23,10 @@
 //! has no dead letters or consumer-side dedupe; ours keeps them on (in memory,
 //! `App::with_transport`).
 //!
-//! Each path runs `EVT_BENCH_ROUNDS` (default 3) rounds; in each round both sides run, the one
-//! that goes first alternating between rounds, so both see the same load from the rest of the
-//! machine. Prints the median events per second of each side and the median of the rounds'
+//! Each path runs `EVT_BENCH_ROUNDS` (default 3) rounds, each on fresh streams. Publishing
+//! alternates the two sides in 10 segments of the events within a round, and consuming
+//! alternates which side goes first between rounds, so both see the same load from the rest of
+//! the machine. Prints the median events per second of each side and the median of the rounds'
 //! ratios ours / RustStream (goal: >= 1.0x on every path). No assertions.
 //!
 //! `EVT_NATS_URL=nats://127.0.0.1:4222 cargo bench -p event-bench-peers --bench peers`, or
@@ -104,20 +105,27 @@ async fn our_transport(url: &str, prefix: &str) -> NatsTransport {
         .unwrap()
 }
 
-/// Ours, publishing `n` events one acknowledgement at a time (`batch == 1`) or `batch` at a time.
-async fn ours_publish(url: &str, n: usize, batch: usize, tag: &str) -> f64 {
+/// Our publisher on a fresh topic (one stream), warmed up: the topic exists before the clock
+/// starts.
+async fn ours_publisher(url: &str, tag: &str) -> event_runtime::Publisher<NatsTransport> {
     let mut app = App::with_transport(our_transport(url, &format!("ev{tag}")).await)
         .await
         .unwrap();
     app.partitions(1);
     let publisher = app.publisher();
-    // Warm-up: the topic (one stream) exists before the clock starts.
     publisher
         .publish(Envelope::event(readings(1).remove(0)))
         .await
         .unwrap();
-    let events: Vec<Envelope<Reading>> = readings(n).into_iter().map(Envelope::event).collect();
-    let started = Instant::now();
+    publisher
+}
+
+/// Ours, publishing `events` one acknowledgement at a time (`batch == 1`) or `batch` at a time.
+async fn ours_publish(
+    publisher: &event_runtime::Publisher<NatsTransport>,
+    events: Vec<Envelope<Reading>>,
+    batch: usize,
+) {
     if batch == 1 {
         for event in events {
             publisher.publish(event).await.unwrap();
@@ -132,7 +140,6 @@ async fn ours_publish(url: &str, n: usize, batch: usize, tag: &str) -> f64 {
             publisher.publish_all(chunk).await.unwrap();
         }
     }
-    rate(n, started.elapsed())
 }
 
 /// Ours, consuming `n` stored events: an app's group from its start until the handler saw all.
@@ -245,25 +252,18 @@ async fn peer_publish_all(
     }
 }
 
-async fn peer_publish(
+/// RustStream's publisher on a fresh stream, warmed up as ours is; the app to shut down after.
+async fn peer_publishing(
     url: &str,
     js: &async_nats::jetstream::Context,
-    n: usize,
-    batch: usize,
     tag: &str,
-) -> f64 {
+) -> (RunningApp, JetStreamPublisher, String) {
     let (_, subject) = peer_stream(js, tag).await;
     let (running, publisher) = peer_publisher(url).await;
-    // Warm-up, as on our side.
     let mut warm = readings(1).remove(0);
     warm.seq = u64::MAX;
     peer_publish_one(&publisher, &subject, &warm).await;
-    let readings = readings(n);
-    let started = Instant::now();
-    peer_publish_all(&publisher, &subject, &readings, batch).await;
-    let rate = rate(n, started.elapsed());
-    running.shutdown().await.unwrap();
-    rate
+    (running, publisher, subject)
 }
 
 /// What RustStream's handler counts into (its handlers are plain functions; the benchmark's
@@ -350,41 +350,61 @@ enum Path {
     ConsumeSequential,
 }
 
-async fn run(
-    path: Path,
-    ours: bool,
+/// Publishing in one round: both sides on fresh streams, alternating in 10 segments of the
+/// events (the side that goes first alternating too), so that both see the same load from the
+/// rest of the machine. Returns (ours, RustStream) events per second.
+async fn publish_round(
     url: &str,
     js: &async_nats::jetstream::Context,
     n: usize,
+    batch: usize,
     round: usize,
-) -> f64 {
-    let side = if ours { "o" } else { "r" };
-    match path {
-        Path::PublishEach => {
-            let tag = tag(&format!("{side}e"), round);
-            if ours {
-                ours_publish(url, n, 1, &tag).await
+) -> (f64, f64) {
+    let ours = ours_publisher(url, &tag(&format!("op{batch}x"), round)).await;
+    let (peer_app, peer, subject) =
+        peer_publishing(url, js, &tag(&format!("rp{batch}x"), round)).await;
+    let all = readings(n);
+    let segment = n.div_ceil(10);
+    let (mut ours_time, mut peer_time) = (Duration::ZERO, Duration::ZERO);
+    for (part, readings) in all.chunks(segment).enumerate() {
+        // Our envelopes (id, time) are made before the clock starts.
+        let mut events: Option<Vec<Envelope<Reading>>> =
+            Some(readings.iter().cloned().map(Envelope::event).collect());
+        let ours_first = (part + round).is_multiple_of(2);
+        for ours_turn in [ours_first, !ours_first] {
+            let started = Instant::now();
+            if ours_turn {
+                let events = events.take().unwrap_or_default();
+                ours_publish(&ours, events, batch).await;
+                ours_time += started.elapsed();
             } else {
-                peer_publish(url, js, n, 1, &tag).await
+                peer_publish_all(&peer, &subject, readings, batch).await;
+                peer_time += started.elapsed();
             }
         }
-        Path::PublishHundred => {
-            let tag = tag(&format!("{side}h"), round);
-            if ours {
-                ours_publish(url, n, 100, &tag).await
-            } else {
-                peer_publish(url, js, n, 100, &tag).await
-            }
-        }
-        Path::Consume | Path::ConsumeSequential => {
-            let keyed = matches!(path, Path::Consume);
-            let tag = tag(&format!("{side}c{}", u8::from(keyed)), round);
-            if ours {
-                ours_consume(url, n, &tag).await
-            } else {
-                peer_consume(url, js, n, &tag, keyed).await
-            }
-        }
+    }
+    peer_app.shutdown().await.unwrap();
+    (rate(n, ours_time), rate(n, peer_time))
+}
+
+/// Consuming in one round: both sides, the one that goes first alternating between rounds.
+async fn consume_round(
+    url: &str,
+    js: &async_nats::jetstream::Context,
+    n: usize,
+    keyed: bool,
+    round: usize,
+) -> (f64, f64) {
+    let (ours_tag, peer_tag) = (
+        tag(&format!("oc{}x", u8::from(keyed)), round),
+        tag(&format!("rc{}x", u8::from(keyed)), round),
+    );
+    if round.is_multiple_of(2) {
+        let ours = ours_consume(url, n, &ours_tag).await;
+        (ours, peer_consume(url, js, n, &peer_tag, keyed).await)
+    } else {
+        let peer = peer_consume(url, js, n, &peer_tag, keyed).await;
+        (ours_consume(url, n, &ours_tag).await, peer)
     }
 }
 
@@ -421,14 +441,15 @@ async fn main() {
     for (label, path) in paths {
         let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
-            let ours_first = round.is_multiple_of(2);
-            let mut rates = [0.0; 2];
-            for ours_turn in [ours_first, !ours_first] {
-                rates[usize::from(!ours_turn)] = run(path, ours_turn, &url, &js, n, round).await;
-            }
-            ours.push(rates[0]);
-            theirs.push(rates[1]);
-            ratios.push(rates[0] / rates[1]);
+            let (our_rate, peer_rate) = match path {
+                Path::PublishEach => publish_round(&url, &js, n, 1, round).await,
+                Path::PublishHundred => publish_round(&url, &js, n, 100, round).await,
+                Path::Consume => consume_round(&url, &js, n, true, round).await,
+                Path::ConsumeSequential => consume_round(&url, &js, n, false, round).await,
+            };
+            ours.push(our_rate);
+            theirs.push(peer_rate);
+            ratios.push(our_rate / peer_rate);
         }
         println!(
             "{label:<30} {:>12.0} {:>14.0} {:>7.2}x",
