@@ -787,10 +787,6 @@ pub async fn poison_goes_to_the_dlq_without_blocking_other_records<E: Engine>(en
     // the record as it was, plus where it came from and why it failed.
     let t = engine.transport().await;
     let dlq_topic = event_runtime::transport::dead_letter_topic("g");
-    let mut copies = Vec::new();
-    for partition in 0..t.end_offsets(&dlq_topic).await.unwrap().len() as u32 {
-        copies.extend(t.fetch(&dlq_topic, partition, 0, 100).await.unwrap());
-    }
     let header = |record: &event_runtime::transport::Record, name: &str| {
         record
             .headers
@@ -798,18 +794,6 @@ pub async fn poison_goes_to_the_dlq_without_blocking_other_records<E: Engine>(en
             .find(|(k, _)| k == name)
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     };
-    let mut mirrored: Vec<(String, String, String)> = copies
-        .iter()
-        .map(|c| {
-            (
-                header(c, "x-evt-dlq-source").unwrap_or_default(),
-                header(c, "x-evt-dlq-reason").unwrap_or_default(),
-                header(c, "x-evt-dlq-group").unwrap_or_default(),
-            )
-        })
-        .collect();
-    mirrored.sort();
-    mirrored.dedup();
     let expected: Vec<(String, String, String)> = letters
         .iter()
         .map(|l| {
@@ -820,6 +804,32 @@ pub async fn poison_goes_to_the_dlq_without_blocking_other_records<E: Engine>(en
             )
         })
         .collect();
+    // Each copy was appended (and acknowledged) before its letter was stored, but an engine's
+    // reads may lag its acknowledged writes for a moment (librdkafka's mock cluster under
+    // load): read again for a bounded time before judging.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (copies, mirrored) = loop {
+        let mut copies = Vec::new();
+        for partition in 0..t.end_offsets(&dlq_topic).await.unwrap().len() as u32 {
+            copies.extend(t.fetch(&dlq_topic, partition, 0, 100).await.unwrap());
+        }
+        let mut mirrored: Vec<(String, String, String)> = copies
+            .iter()
+            .map(|c| {
+                (
+                    header(c, "x-evt-dlq-source").unwrap_or_default(),
+                    header(c, "x-evt-dlq-reason").unwrap_or_default(),
+                    header(c, "x-evt-dlq-group").unwrap_or_default(),
+                )
+            })
+            .collect();
+        mirrored.sort();
+        mirrored.dedup();
+        if mirrored == expected || Instant::now() > deadline {
+            break (copies, mirrored);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(mirrored, expected, "dead-letter topic copies");
     let malformed = copies
         .iter()
