@@ -289,7 +289,7 @@ mod tests {
         assert_eq!(wire.get("Nats-Msg-Id").map(|v| v.as_str()), Some("id-1"));
         let (key, headers) = from_wire(Some(&wire));
         assert_eq!(key.as_deref(), Some(b"o-1".as_slice()));
-        assert_eq!(headers, [structured.clone()]);
+        assert_eq!(headers, std::slice::from_ref(&structured));
         // A key NATS cannot carry verbatim, and headers other than attributes.
         let others = vec![
             ("x-evt-dlq-reason".to_owned(), b"handler".to_vec()),

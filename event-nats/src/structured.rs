@@ -81,9 +81,25 @@ pub(crate) fn encode(headers: &mut Headers, payload: &[u8]) -> Option<Structured
     // One pass over the headers writes the attributes; the content type, which decides how the
     // data is written, comes last whatever its place. A record found unfit on the way costs the
     // body's allocation only, and it is rare (the runtime writes no such record).
-    let header_bytes: usize = headers.iter().map(|(n, v)| n.len() + v.len() + 8).sum();
-    // Room for base64, which also covers JSON data and a few escapes.
-    let mut body = Vec::with_capacity(header_bytes + payload.len().div_ceil(3) * 4 + 32);
+    // The size to allocate: the attributes and the data as written, escapes aside (rare; the
+    // buffer grows for them). Not more: an allocation past about 1 KiB is a large one for
+    // glibc's malloc, which first consolidates its free lists, and the body of a typical event
+    // is just under.
+    let (mut size, mut base64) = (2, false);
+    for (name, value) in headers.iter() {
+        if name.eq_ignore_ascii_case(CONTENT_TYPE) {
+            base64 = std::str::from_utf8(value).is_ok_and(|ct| ct != JSON && !is_json(ct));
+            size += value.len() + 20;
+        } else {
+            size += name.len() + value.len() + 4;
+        }
+    }
+    size += if base64 {
+        payload.len().div_ceil(3) * 4 + 16
+    } else {
+        payload.len() + 8
+    };
+    let mut body = Vec::with_capacity(size);
     let (mut specversion, mut content_type, mut id, mut others) = (false, None, None, 0);
     body.push(b'{');
     for (index, (name, value)) in headers.iter().enumerate() {
