@@ -1,8 +1,7 @@
-//! The NATS binding's structured content mode, written at the boundary. The publisher hands the
-//! transport the events it publishes in that mode already ([`prewritten`]); other records come
-//! in binary mode (the Kafka binding's `ce_<attribute>` headers, the payload as the body), and in
-//! structured mode the message body is the whole event in the CloudEvents JSON event format
-//! instead, with only the headers the transport needs ([`encode`]).
+//! The NATS binding's structured content mode, written at the boundary. The runtime hands the
+//! transport records in binary mode (the Kafka binding's `ce_<attribute>` headers, the payload
+//! as the body); in structured mode the message body is the whole event in the CloudEvents JSON
+//! event format instead, and the only headers left are those the transport needs.
 //!
 //! | record (trait side) | NATS message in structured mode |
 //! |---|---|
@@ -24,7 +23,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use event_runtime::cloudevents::{Limits, STRUCTURED_JSON, is_json};
+use event_runtime::cloudevents::{Limits, is_json};
 
 use crate::headers::Headers;
 
@@ -44,30 +43,6 @@ pub(crate) struct Structured {
     /// The record headers that are not CloudEvents attributes (besides `content-type:
     /// application/cloudevents+json`, which the wire adds).
     pub(crate) headers: Headers,
-}
-
-/// A record the publisher wrote in structured mode already
-/// ([`Transport::structured_records`](event_runtime::transport::Transport::structured_records)):
-/// the event as the payload, `content-type: application/cloudevents+json` and the event id in
-/// `ce_id`, nothing else. Takes its headers and returns the id for `Nats-Msg-Id` (`None` when
-/// the client could not carry it); `None`, the record untouched, for any other record.
-pub(crate) fn prewritten(headers: &mut Headers) -> Option<Option<String>> {
-    let [(a, a_value), (b, b_value)] = headers.as_mut_slice() else {
-        return None;
-    };
-    let (content_type, id) = match (a.as_str(), b.as_str()) {
-        (name, "ce_id") if name.eq_ignore_ascii_case(CONTENT_TYPE) => (&*a_value, b_value),
-        ("ce_id", name) if name.eq_ignore_ascii_case(CONTENT_TYPE) => (&*b_value, a_value),
-        _ => return None,
-    };
-    if !content_type.eq_ignore_ascii_case(STRUCTURED_JSON.as_bytes()) {
-        return None;
-    }
-    let id = String::from_utf8(std::mem::take(id))
-        .ok()
-        .filter(|id| !id.is_empty() && crate::headers::clean(id));
-    headers.clear();
-    Some(id)
 }
 
 /// The attribute a record header carries (`ce_<attribute>`), if it carries one; `None` for other
@@ -358,44 +333,6 @@ mod tests {
                     panic!("eventversion {version:?}: {binary:?} vs {structured:?}")
                 }
             }
-        }
-    }
-
-    #[test]
-    fn a_record_the_publisher_wrote_in_structured_mode_goes_as_it_is() {
-        let id = "0193a1c4-2b6e-7f00-8a11-22b3c4d5e6f7";
-        let structured = header("content-type", "application/cloudevents+json");
-        for mut headers in [
-            vec![structured.clone(), header("ce_id", id)],
-            vec![
-                header("ce_id", id),
-                header("Content-Type", "application/cloudevents+json"),
-            ],
-        ] {
-            assert_eq!(prewritten(&mut headers), Some(Some(id.to_owned())));
-            assert!(headers.is_empty(), "taken");
-        }
-        // An id the client cannot carry as a header value: no `Nats-Msg-Id`, still structured.
-        let mut headers = vec![structured.clone(), header("ce_id", " padded ")];
-        assert_eq!(prewritten(&mut headers), Some(None));
-        // Anything else is not one.
-        for headers in [
-            vec![structured.clone()],
-            vec![
-                structured.clone(),
-                header("ce_id", id),
-                header("x-more", "1"),
-            ],
-            vec![structured.clone(), header("ce_type", "t")],
-            vec![
-                header("content-type", "application/json"),
-                header("ce_id", id),
-            ],
-            event(Some("application/json"), &[]),
-        ] {
-            let mut kept = headers.clone();
-            assert_eq!(prewritten(&mut kept), None, "{headers:?}");
-            assert_eq!(kept, headers, "untouched");
         }
     }
 

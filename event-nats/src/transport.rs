@@ -684,11 +684,6 @@ fn storage_type(storage: Storage) -> stream::StorageType {
 }
 
 impl Transport for NatsTransport {
-    /// In [`ContentMode::Structured`], the default.
-    fn structured_records(&self) -> bool {
-        self.inner.config.content_mode == ContentMode::Structured
-    }
-
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, TransportError> {
         let inner = &self.inner;
         if let Some(count) = inner.cached_partitions(topic) {
@@ -755,27 +750,18 @@ impl Transport for NatsTransport {
         let mut subjects: Vec<Option<async_nats::Subject>> = vec![None; count as usize];
         let structured = inner.config.content_mode == ContentMode::Structured;
         for mut record in records {
-            let (headers, payload) = if !structured {
-                (
-                    headers::to_wire(record.key, record.headers, None),
-                    record.payload,
-                )
-            } else if let Some(id) = structured::prewritten(&mut record.headers) {
-                // Published events: the publisher wrote them in structured mode already.
-                (
-                    headers::to_wire_structured(record.key, Vec::new(), id),
-                    record.payload,
-                )
-            } else if let Some(event) = structured::encode(&mut record.headers, &record.payload) {
-                (
+            let written = structured
+                .then(|| structured::encode(&mut record.headers, &record.payload))
+                .flatten();
+            let (headers, payload) = match written {
+                Some(event) => (
                     headers::to_wire_structured(record.key, event.headers, event.id),
                     event.body,
-                )
-            } else {
-                (
+                ),
+                None => (
                     headers::to_wire(record.key, record.headers, None),
                     record.payload,
-                )
+                ),
             };
             let publish = jetstream::message::PublishMessage::build()
                 .headers(headers)

@@ -87,33 +87,11 @@ impl<T: Transport> Publisher<T> {
         ))
     }
 
-    /// The record of a typed envelope, its payload encoded straight into the record: in binary
-    /// mode, or in structured mode for an engine that stores that
-    /// ([`Transport::structured_records`]).
+    /// The record of a typed envelope, its payload encoded straight into the record.
     fn typed_record_for<M: Message>(
         envelope: &Envelope<M>,
         partitions: u32,
-        structured: bool,
     ) -> Result<OutgoingRecord, EncodeError> {
-        if structured {
-            let mut payload = Vec::with_capacity(envelope.data.payload_len().unwrap_or(256) + 384);
-            crate::cloudevents::structured::encode_with(envelope, &mut payload, |buf| {
-                envelope.data.encode_payload(buf)
-            })?;
-            let id = envelope.id.to_string();
-            let headers = vec![
-                (
-                    binary::CONTENT_TYPE_HEADER.to_owned(),
-                    crate::cloudevents::STRUCTURED_JSON.as_bytes().to_vec(),
-                ),
-                ("ce_id".to_owned(), id.clone().into_bytes()),
-            ];
-            let key = envelope
-                .partition_key
-                .as_ref()
-                .map(|k| k.as_bytes().to_vec());
-            return Ok(Self::partitioned(key, headers, payload, &id, partitions));
-        }
         Ok(Self::message_record(
             binary::to_binary(envelope, Binding::Kafka)?,
             envelope.id,
@@ -215,11 +193,7 @@ impl<T: Transport> Publisher<T> {
         self.retry
             .run(|| async {
                 let partitions = self.partitions_of(topic).await?;
-                let record = Self::typed_record_for(
-                    envelope,
-                    partitions,
-                    self.transport.structured_records(),
-                )?;
+                let record = Self::typed_record_for(envelope, partitions)?;
                 let positions = self.transport.append(topic, vec![record]).await?;
                 Ok(positions[0])
             })
@@ -246,11 +220,7 @@ impl<T: Transport> Publisher<T> {
                 let mut by_topic: BTreeMap<&str, Vec<OutgoingRecord>> = BTreeMap::new();
                 for (topic, envelope) in topics.iter().zip(&envelopes) {
                     let partitions = self.partitions_of(topic).await?;
-                    let record = Self::typed_record_for(
-                        envelope,
-                        partitions,
-                        self.transport.structured_records(),
-                    )?;
+                    let record = Self::typed_record_for(envelope, partitions)?;
                     by_topic.entry(topic.as_str()).or_default().push(record);
                 }
                 let mut positions = Vec::with_capacity(envelopes.len());
