@@ -22,7 +22,11 @@ use event_runtime::{Context, Delivery, Envelope, HandlerError};
 use crate::Engine;
 use crate::fixture::{Seen, Step, recorder, steps};
 
-fn sorted(mut headers: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+fn sorted(headers: &event_runtime::transport::Headers) -> Vec<(String, Vec<u8>)> {
+    let mut headers: Vec<(String, Vec<u8>)> = headers
+        .iter()
+        .map(|(name, value)| (name.to_owned(), value.to_vec()))
+        .collect();
     headers.sort();
     headers
 }
@@ -49,14 +53,15 @@ pub async fn transport_contract<E: Engine>(engine: E) {
 
     let record = |partition: u32, n: u8| OutgoingRecord {
         partition,
-        key: Some(format!("key-{n}").into_bytes()),
+        key: Some(format!("key-{n}").into()),
         headers: vec![
             ("ce_id".to_owned(), format!("id-{n}").into_bytes()),
             ("ce_type".to_owned(), b"contract.thing".to_vec()),
             ("content-type".to_owned(), b"application/json".to_vec()),
             ("x-custom".to_owned(), vec![b'v', n]),
-        ],
-        payload: vec![n; usize::from(n) * 100],
+        ]
+        .into(),
+        payload: vec![n; usize::from(n) * 100].into(),
     };
     let outgoing: Vec<OutgoingRecord> = [0, 1, 0, 2, 0]
         .iter()
@@ -83,9 +88,9 @@ pub async fn transport_contract<E: Engine>(engine: E) {
         .iter()
         .zip([&outgoing[0], &outgoing[2], &outgoing[4]])
     {
-        assert_eq!((record.topic.as_str(), record.partition), ("contract", 0));
+        assert_eq!((&*record.topic, record.partition), ("contract", 0));
         assert_eq!(record.key, sent.key);
-        assert_eq!(sorted(record.headers.clone()), sorted(sent.headers.clone()));
+        assert_eq!(sorted(&record.headers), sorted(&sent.headers));
         assert_eq!(record.payload, sent.payload);
         assert!(
             (record.timestamp_ms - now_ms).abs() < 60_000,
@@ -617,11 +622,7 @@ pub async fn a_type_added_to_the_context_later_is_skipped_and_counted<E: Engine>
     publisher.publish(step(0)).await.unwrap();
     // What a newer producer of the context writes: a type of its own.
     let mut newer = to_binary(&step(99), Binding::Kafka).unwrap();
-    for (name, value) in &mut newer.headers {
-        if name == "ce_type" {
-            *value = b"ledger.step_reversed".to_vec();
-        }
-    }
+    newer.headers = newer.headers.with("ce_type", b"ledger.step_reversed");
     engine
         .transport()
         .await
@@ -694,24 +695,18 @@ pub async fn poison_goes_to_the_dlq_without_blocking_other_records<E: Engine>(en
         seq: 1,
     });
     let mut future = to_binary(&good, Binding::Kafka).unwrap();
-    for (name, value) in &mut future.headers {
-        if name == "ce_eventversion" {
-            *value = b"7".to_vec();
-        }
-        if name == "ce_id" {
-            *value = uuid::Uuid::now_v7().to_string().into_bytes();
-        }
-    }
+    future.headers = future
+        .headers
+        .with("ce_eventversion", b"7")
+        .with("ce_id", uuid::Uuid::now_v7().to_string().as_bytes());
     let mut unknown = future.clone();
-    for (name, value) in &mut unknown.headers {
-        match name.as_str() {
-            "ce_type" => *value = b"ledger.step_reversed".to_vec(),
-            "ce_eventversion" => *value = b"1".to_vec(),
-            "ce_id" => *value = uuid::Uuid::now_v7().to_string().into_bytes(),
-            _ => {}
-        }
-    }
-    let garbage_headers = vec![("ce_id".to_owned(), b"\xff".to_vec())];
+    unknown.headers = unknown
+        .headers
+        .with("ce_type", b"ledger.step_reversed")
+        .with("ce_eventversion", b"1")
+        .with("ce_id", uuid::Uuid::now_v7().to_string().as_bytes());
+    let garbage_headers: event_runtime::transport::Headers =
+        [("ce_id", &b"\xff"[..])].into_iter().collect();
     engine
         .transport()
         .await
@@ -722,7 +717,7 @@ pub async fn poison_goes_to_the_dlq_without_blocking_other_records<E: Engine>(en
                     partition: 0,
                     key: None,
                     headers: garbage_headers.clone(),
-                    payload: b"{".to_vec(),
+                    payload: b"{".to_vec().into(),
                 },
                 OutgoingRecord {
                     partition: 0,
@@ -779,7 +774,7 @@ pub async fn poison_goes_to_the_dlq_without_blocking_other_records<E: Engine>(en
         letters[2].reason
     );
     // The original record is kept, byte for byte.
-    assert_eq!(letters[0].record.payload, b"{");
+    assert_eq!(letters[0].record.payload, &b"{"[..]);
     assert_eq!(letters[0].record.headers, garbage_headers);
     assert_eq!(running.stats("g").unwrap().dead_lettered, 3);
 
@@ -791,7 +786,7 @@ pub async fn poison_goes_to_the_dlq_without_blocking_other_records<E: Engine>(en
         record
             .headers
             .iter()
-            .find(|(k, _)| k == name)
+            .find(|(k, _)| *k == name)
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
     };
     let expected: Vec<(String, String, String)> = letters
@@ -835,7 +830,7 @@ pub async fn poison_goes_to_the_dlq_without_blocking_other_records<E: Engine>(en
         .iter()
         .find(|c| header(c, "x-evt-dlq-reason").as_deref() == Some("malformed"))
         .unwrap();
-    assert_eq!(malformed.payload, b"{");
+    assert_eq!(malformed.payload, &b"{"[..]);
     assert!(header(malformed, "x-evt-dlq-error").is_some_and(|e| !e.is_empty()));
     running.stop().await;
 }
@@ -993,9 +988,9 @@ pub async fn a_record_has_one_open_dead_letter<E: Engine>(engine: E) {
             partition: 1,
             offset: 41,
             timestamp_ms: 1,
-            key: Some(b"a".to_vec()),
-            headers: Vec::new(),
-            payload: b"{".to_vec(),
+            key: Some(b"a".to_vec().into()),
+            headers: Default::default(),
+            payload: b"{".to_vec().into(),
         },
         event_type: None,
         event_id: None,
@@ -1052,9 +1047,9 @@ pub async fn replay_by_time_starts_at_the_engines_time_lookup<E: Engine>(engine:
         (0..4)
             .map(|i| OutgoingRecord {
                 partition: 0,
-                key: Some(vec![b'k', n]),
-                headers: Vec::new(),
-                payload: vec![n, i],
+                key: Some(vec![b'k', n].into()),
+                headers: Default::default(),
+                payload: vec![n, i].into(),
             })
             .collect()
     };
@@ -1093,7 +1088,7 @@ pub async fn replay_by_time_starts_at_the_engines_time_lookup<E: Engine>(engine:
         ..Default::default()
     };
     let planned = event_runtime::replay::plan(&t, &window).await.unwrap();
-    let payloads: Vec<Vec<u8>> = planned.into_iter().map(|r| r.payload).collect();
+    let payloads: Vec<Vec<u8>> = planned.into_iter().map(|r| r.payload.to_vec()).collect();
     assert_eq!(payloads, [[2, 0], [2, 1], [2, 2], [2, 3]]);
 }
 
@@ -1126,8 +1121,8 @@ pub async fn structured_mode_records_of_foreign_producers_are_handled<E: Engine>
     let structured = |content_type: &str, payload: Vec<u8>| OutgoingRecord {
         partition: 0,
         key: None,
-        headers: vec![("content-type".to_owned(), content_type.as_bytes().to_vec())],
-        payload,
+        headers: [("content-type", content_type)].into_iter().collect(),
+        payload: payload.into(),
     };
     engine
         .transport()

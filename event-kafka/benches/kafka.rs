@@ -101,14 +101,14 @@ fn wire(event: &Envelope<Reading>) -> Wire {
         |h, (k, v)| {
             h.insert(Header {
                 key: k,
-                value: Some(v.as_slice()),
+                value: Some(v),
             })
         },
     );
     Wire {
-        key: message.key.unwrap_or_default(),
+        key: message.key.unwrap_or_default().to_vec(),
         headers,
-        payload: message.payload,
+        payload: message.payload.to_vec(),
     }
 }
 

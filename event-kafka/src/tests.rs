@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use event_runtime::transport::{OutgoingRecord, Transport, TransportErrorKind};
+use event_runtime::transport::{Bytes, Headers, OutgoingRecord, Transport, TransportErrorKind};
 
 use crate::mock::MockKafka;
 use crate::{KafkaConfig, KafkaTransport};
@@ -14,26 +14,28 @@ async fn key_and_headers_round_trip_verbatim() {
     assert_eq!(t.ensure_topic("orders", 4).await.unwrap(), 4);
     let key = b"customer-42".to_vec();
     let partition = event_runtime::partition::partition_for_key(&key, 4);
-    let headers = vec![
-        ("ce_specversion".to_owned(), b"1.0".to_vec()),
-        ("ce_id".to_owned(), b"id-1".to_vec()),
-        ("ce_type".to_owned(), b"order.placed".to_vec()),
-        ("content-type".to_owned(), b"application/json".to_vec()),
-        ("x-binary".to_owned(), vec![0, 255, 10]),
-        ("x-empty".to_owned(), Vec::new()),
-        ("ce_id".to_owned(), b"duplicate names are kept".to_vec()),
-    ];
+    let headers: Headers = [
+        ("ce_specversion", &b"1.0"[..]),
+        ("ce_id", b"id-1"),
+        ("ce_type", b"order.placed"),
+        ("content-type", b"application/json"),
+        ("x-binary", &[0, 255, 10]),
+        ("x-empty", b""),
+        ("ce_id", b"duplicate names are kept"),
+    ]
+    .into_iter()
+    .collect();
     let sent = OutgoingRecord {
         partition,
-        key: Some(key.clone()),
+        key: Some(key.clone().into()),
         headers: headers.clone(),
-        payload: br#"{"total":3}"#.to_vec(),
+        payload: Bytes::from_static(br#"{"total":3}"#),
     };
     let unkeyed = OutgoingRecord {
         partition,
         key: None,
-        headers: Vec::new(),
-        payload: Vec::new(),
+        headers: Headers::new(),
+        payload: Bytes::new(),
     };
     let positions = t.append("orders", vec![sent, unkeyed]).await.unwrap();
     assert_eq!(positions[0].partition, partition);
@@ -43,7 +45,7 @@ async fn key_and_headers_round_trip_verbatim() {
     assert_eq!(read.len(), 2);
     assert_eq!(read[0].key.as_deref(), Some(key.as_slice()));
     assert_eq!(read[0].headers, headers, "headers verbatim and in order");
-    assert_eq!(read[0].payload, br#"{"total":3}"#);
+    assert_eq!(read[0].payload, &br#"{"total":3}"#[..]);
     assert_eq!(read[1].key, None);
     assert!(read[1].headers.is_empty());
     assert!(read[1].payload.is_empty());
@@ -62,7 +64,7 @@ async fn wait_keeps_the_record_for_the_next_fetch() {
     let appended = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let record = OutgoingRecord {
-            payload: b"x".to_vec(),
+            payload: b"x".to_vec().into(),
             ..OutgoingRecord::default()
         };
         writer.append("w", vec![record]).await.unwrap();
@@ -71,7 +73,7 @@ async fn wait_keeps_the_record_for_the_next_fetch() {
     appended.await.unwrap();
     let read = t.fetch("w", 0, 0, 10).await.unwrap();
     assert_eq!(read.len(), 1);
-    assert_eq!(read[0].payload, b"x");
+    assert_eq!(read[0].payload, &b"x"[..]);
 }
 
 #[test]
@@ -116,9 +118,9 @@ async fn a_prefix_keeps_apps_on_one_cluster_apart() {
     assert_eq!(b.ensure_topic("orders", 3).await.unwrap(), 3);
     let record = OutgoingRecord {
         partition: 1,
-        key: Some(b"k".to_vec()),
-        headers: Vec::new(),
-        payload: b"from a".to_vec(),
+        key: Some(b"k".to_vec().into()),
+        headers: Vec::new().into(),
+        payload: b"from a".to_vec().into(),
     };
     a.append("orders", vec![record]).await.unwrap();
     // Each sees its own topic, under the app's name; the cluster holds both, prefixed.
@@ -129,8 +131,8 @@ async fn a_prefix_keeps_apps_on_one_cluster_apart() {
     assert!(all.contains(&("b.orders".to_owned(), 3)), "{all:?}");
     let read = a.fetch("orders", 1, 0, 10).await.unwrap();
     assert_eq!(read.len(), 1);
-    assert_eq!(read[0].topic, "orders");
-    assert_eq!(read[0].payload, b"from a");
+    assert_eq!(read[0].topic, "orders".into());
+    assert_eq!(read[0].payload, &b"from a"[..]);
     assert!(b.fetch("orders", 1, 0, 10).await.unwrap().is_empty());
     // Groups are namespaced too: the same group name in two apps keeps two positions.
     a.commit("billing", "orders", 1, 1).await.unwrap();

@@ -5,15 +5,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_runtime::transport::{
-    OutgoingRecord, Position, Record, Transport, TransportError, TransportErrorKind,
-    offset_for_time_by_bisection,
+    Bytes, Headers, OutgoingRecord, Position, Record, Transport, TransportError,
+    TransportErrorKind, offset_for_time_by_bisection,
 };
 use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, Headers as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
@@ -28,7 +28,7 @@ const READER_GROUP: &str = "event-kafka-reader";
 struct Cursor {
     consumer: StreamConsumer,
     /// The app's name of the topic (without the prefix), for the records read.
-    topic: String,
+    topic: Arc<str>,
     /// The offset the next record handed out will have.
     position: u64,
     /// Records read (by `wait`) but not handed out yet, from `position` on.
@@ -81,36 +81,39 @@ fn bad_partition(topic: &str, partition: u32, count: u32) -> TransportError {
     )
 }
 
-/// A stored Kafka message as a [`Record`]: headers verbatim (a null value reads as empty).
-pub(crate) fn to_record<M: Message>(message: &M) -> Record {
+/// A stored Kafka message as a [`Record`] of `topic` (the name shared by the records of one
+/// cursor): headers verbatim in one block (a null value reads as empty). librdkafka owns the
+/// message's buffers, so key, headers and payload are copied once each.
+pub(crate) fn to_record<M: Message>(message: &M, topic: &Arc<str>) -> Record {
     let headers = message
         .headers()
         .map(|headers| {
-            headers
-                .iter()
-                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
-                .collect()
+            let mut block = Headers::builder();
+            for h in headers.iter() {
+                block.push(h.key, h.value.unwrap_or_default());
+            }
+            block.finish()
         })
         .unwrap_or_default();
     Record {
-        topic: message.topic().to_owned(),
+        topic: Arc::clone(topic),
         partition: message.partition().max(0) as u32,
         offset: message.offset().max(0) as u64,
         timestamp_ms: message.timestamp().to_millis().unwrap_or(0),
-        key: message.key().map(<[u8]>::to_vec),
+        key: message.key().map(Bytes::copy_from_slice),
         headers,
-        payload: message.payload().unwrap_or_default().to_vec(),
+        payload: Bytes::copy_from_slice(message.payload().unwrap_or_default()),
     }
 }
 
 /// Our headers as Kafka headers, verbatim and in order.
-pub(crate) fn to_headers(headers: &[(String, Vec<u8>)]) -> OwnedHeaders {
+pub(crate) fn to_headers(headers: &Headers) -> OwnedHeaders {
     headers.iter().fold(
         OwnedHeaders::new_with_capacity(headers.len()),
-        |h, (k, v)| {
+        |h, (key, value)| {
             h.insert(Header {
-                key: k,
-                value: Some(v.as_slice()),
+                key,
+                value: Some(value),
             })
         },
     )
@@ -309,7 +312,7 @@ impl KafkaTransport {
             .map_err(|e| self.error(&format!("read {topic}"), &e))?;
         Ok(Cursor {
             consumer,
-            topic: topic.to_owned(),
+            topic: topic.into(),
             position: from,
             buffered: VecDeque::new(),
         })
@@ -341,8 +344,7 @@ impl KafkaTransport {
                 Err(_elapsed) => return Ok(None),
                 Ok(Err(err)) => return Err(self.error(operation, &err)),
                 Ok(Ok(message)) => {
-                    let mut record = to_record(&message);
-                    record.topic.clone_from(&cursor.topic);
+                    let record = to_record(&message, &cursor.topic);
                     if record.offset >= cursor.position {
                         cursor.position = record.offset + 1;
                         return Ok(Some(record));
@@ -455,11 +457,11 @@ impl Transport for KafkaTransport {
         for record in &records {
             let mut message = FutureRecord::to(&name)
                 .partition(record.partition as i32)
-                .payload(record.payload.as_slice())
+                .payload(&record.payload[..])
                 .headers(to_headers(&record.headers))
                 .timestamp(timestamp);
             if let Some(key) = &record.key {
-                message = message.key(key.as_slice());
+                message = message.key(&key[..]);
             }
             // Enqueue in order (the idempotent producer keeps it per partition); wait while the
             // local queue is full.

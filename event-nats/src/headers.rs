@@ -20,7 +20,9 @@
 
 use async_nats::{HeaderMap, HeaderName};
 use base64::Engine as _;
+use bytes::Bytes;
 use event_runtime::cloudevents::STRUCTURED_JSON;
+use event_runtime::transport::Headers;
 
 pub(crate) const KEY: &str = "x-evt-key";
 pub(crate) const KEY_B64: &str = "x-evt-key-b64";
@@ -32,8 +34,6 @@ const CONTENT_TYPE_NAME: HeaderName = HeaderName::from_static("content-type");
 
 const KAFKA_PREFIX: &str = "ce_";
 
-/// Record headers, as the runtime's records hold them.
-pub(crate) type Headers = Vec<(String, Vec<u8>)>;
 const NATS_PREFIX: &str = "ce-";
 
 fn starts_with_ignore_case(name: &str, prefix: &str) -> bool {
@@ -58,61 +58,49 @@ fn verbatim_name(name: &str) -> bool {
         || !valid_name(name))
 }
 
-/// The headers of a record on the wire. Takes the record's headers to reuse their buffers.
-/// `Nats-Msg-Id` is `msg_id`, or else the `ce_id` header's value.
-pub(crate) fn to_wire(
-    key: Option<Vec<u8>>,
-    headers: Vec<(String, Vec<u8>)>,
-    msg_id: Option<String>,
+/// The headers of a record on the wire. `Nats-Msg-Id` is `msg_id`, or else the `ce_id`
+/// header's value.
+pub(crate) fn to_wire<'a>(
+    key: Option<&[u8]>,
+    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    msg_id: Option<&str>,
 ) -> HeaderMap {
     let mut map = HeaderMap::new();
     let derive_msg_id = msg_id.is_none();
     if let Some(id) = msg_id {
-        map.insert(MSG_ID, id);
+        map.insert(MSG_ID_NAME, id);
     }
-    let mut extra: Vec<(String, Vec<u8>)> = Vec::new();
-    for (mut name, value) in headers {
-        if !verbatim_name(&name) {
-            extra.push((name, value));
-            continue;
-        }
-        let value = match String::from_utf8(value) {
-            Ok(text) if clean(&text) => text,
-            Ok(text) => {
-                extra.push((name, text.into_bytes()));
-                continue;
-            }
-            Err(err) => {
-                extra.push((name, err.into_bytes()));
+    let mut extra: Vec<(&str, &[u8])> = Vec::new();
+    for (name, value) in headers {
+        let text = match std::str::from_utf8(value) {
+            Ok(text) if verbatim_name(name) && clean(text) => text,
+            _ => {
+                extra.push((name, value));
                 continue;
             }
         };
-        if derive_msg_id && name == "ce_id" && !value.is_empty() {
-            map.insert(MSG_ID, value.as_str());
+        if derive_msg_id && name == "ce_id" && !text.is_empty() {
+            map.insert(MSG_ID_NAME, text);
         }
-        if starts_with_ignore_case(&name, KAFKA_PREFIX) {
-            name.replace_range(..KAFKA_PREFIX.len(), NATS_PREFIX);
+        if starts_with_ignore_case(name, KAFKA_PREFIX) {
+            let mut nats = String::with_capacity(name.len());
+            nats.push_str(NATS_PREFIX);
+            nats.push_str(&name[KAFKA_PREFIX.len()..]);
+            map.append(nats, text);
+        } else {
+            map.append(name, text);
         }
-        map.append(name, value);
     }
     if let Some(key) = key {
-        match String::from_utf8(key) {
-            Ok(text) if clean(&text) => map.insert(KEY, text),
-            Ok(text) => map.insert(
+        match std::str::from_utf8(key) {
+            Ok(text) if clean(text) => map.insert(KEY_NAME, text),
+            _ => map.insert(
                 KEY_B64,
-                base64::engine::general_purpose::STANDARD.encode(text.as_bytes()),
-            ),
-            Err(err) => map.insert(
-                KEY_B64,
-                base64::engine::general_purpose::STANDARD.encode(err.as_bytes()),
+                base64::engine::general_purpose::STANDARD.encode(key),
             ),
         }
     }
     if !extra.is_empty() {
-        let extra: Vec<(&str, &[u8])> = extra
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_slice()))
-            .collect();
         map.insert(
             EXTRA,
             base64::engine::general_purpose::STANDARD.encode(encode_list(&extra)),
@@ -125,64 +113,64 @@ pub(crate) fn to_wire(
 /// application/cloudevents+json`, `Nats-Msg-Id` = `msg_id`, the key, and `others` (the record's
 /// headers that are not CloudEvents attributes) as [`to_wire`] maps them.
 pub(crate) fn to_wire_structured(
-    key: Option<Vec<u8>>,
-    others: Vec<(String, Vec<u8>)>,
-    msg_id: Option<String>,
+    key: Option<&[u8]>,
+    others: &[(&str, &[u8])],
+    msg_id: Option<&str>,
 ) -> HeaderMap {
     // The common case, a published event: three headers, named without parsing.
-    if others.is_empty() {
-        let key = match key.map(String::from_utf8) {
-            None => None,
-            Some(Ok(text)) if clean(&text) => Some(text),
-            Some(Ok(text)) => return structured_slow(Some(text.into_bytes()), others, msg_id),
-            Some(Err(err)) => return structured_slow(Some(err.into_bytes()), others, msg_id),
-        };
-        let mut map = HeaderMap::new();
-        map.insert(CONTENT_TYPE_NAME, STRUCTURED_JSON);
-        if let Some(id) = msg_id {
-            map.insert(MSG_ID_NAME, id);
-        }
-        if let Some(key) = key {
-            map.insert(KEY_NAME, key);
-        }
-        return map;
+    let key = match key.map(std::str::from_utf8) {
+        None => None,
+        Some(Ok(text)) if clean(text) => Some(text),
+        Some(_) => return structured_slow(key, others, msg_id),
+    };
+    if !others.is_empty() {
+        return structured_slow(key.map(str::as_bytes), others, msg_id);
     }
-    structured_slow(key, others, msg_id)
+    let mut map = HeaderMap::new();
+    map.insert(CONTENT_TYPE_NAME, STRUCTURED_JSON);
+    if let Some(id) = msg_id {
+        map.insert(MSG_ID_NAME, id);
+    }
+    if let Some(key) = key {
+        map.insert(KEY_NAME, key);
+    }
+    map
 }
 
 fn structured_slow(
-    key: Option<Vec<u8>>,
-    mut others: Vec<(String, Vec<u8>)>,
-    msg_id: Option<String>,
+    key: Option<&[u8]>,
+    others: &[(&str, &[u8])],
+    msg_id: Option<&str>,
 ) -> HeaderMap {
-    others.push((
-        "content-type".to_owned(),
-        STRUCTURED_JSON.as_bytes().to_vec(),
-    ));
-    to_wire(key, others, msg_id)
+    let content_type = ("content-type", STRUCTURED_JSON.as_bytes());
+    to_wire(
+        key,
+        others.iter().copied().chain(std::iter::once(content_type)),
+        msg_id,
+    )
 }
 
-/// The key and record headers of a message from the wire. A foreign `x-evt-extra` or
-/// `x-evt-key-b64` that does not decode is kept as it is (the consumer then sees it).
-pub(crate) fn from_wire(map: Option<&HeaderMap>) -> (Option<Vec<u8>>, Headers) {
-    let mut key = None;
-    let mut headers: Headers = Vec::new();
+/// The key and record headers of a message from the wire, the headers sorted by name. A foreign
+/// `x-evt-extra` or `x-evt-key-b64` that does not decode is kept as it is (the consumer then
+/// sees it).
+pub(crate) fn from_wire(map: Option<&HeaderMap>) -> (Option<Bytes>, Headers) {
     let Some(map) = map else {
-        return (None, headers);
+        return (None, Headers::new());
     };
-    let mut names: Vec<(&str, &Vec<async_nats::HeaderValue>)> =
-        map.iter().map(|(n, v)| (n.as_ref(), v)).collect();
-    names.sort_by(|a, b| a.0.cmp(b.0));
+    let mut key = None;
+    // Borrowed (name, value) pairs; a `ce-` name is read as `ce_` when written out.
+    let mut headers: Vec<(&str, bool, &[u8])> = Vec::with_capacity(map.len());
     let mut extra = Vec::new();
-    for (name, values) in names {
+    for (name, values) in map.iter() {
+        let name: &str = name.as_ref();
         for value in values {
             let text = value.as_str();
             if name == KEY {
-                key = Some(text.as_bytes().to_vec());
+                key = Some(Bytes::copy_from_slice(text.as_bytes()));
             } else if name == KEY_B64
                 && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(text)
             {
-                key = Some(bytes);
+                key = Some(Bytes::from(bytes));
             } else if name == EXTRA
                 && let Some(list) = base64::engine::general_purpose::STANDARD
                     .decode(text)
@@ -193,18 +181,33 @@ pub(crate) fn from_wire(map: Option<&HeaderMap>) -> (Option<Vec<u8>>, Headers) {
             } else if starts_with_ignore_case(name, "nats-") {
                 // Set by this transport (Nats-Msg-Id) or by the server; never a record header.
             } else if starts_with_ignore_case(name, NATS_PREFIX) {
-                headers.push((
-                    format!("{KAFKA_PREFIX}{}", &name[NATS_PREFIX.len()..]),
-                    text.as_bytes().to_vec(),
-                ));
+                headers.push((&name[NATS_PREFIX.len()..], true, text.as_bytes()));
             } else {
-                headers.push((name.to_owned(), text.as_bytes().to_vec()));
+                headers.push((name, false, text.as_bytes()));
             }
         }
     }
-    headers.extend(extra);
-    headers.sort_by(|a, b| a.0.cmp(&b.0));
-    (key, headers)
+    headers.extend(
+        extra
+            .iter()
+            .map(|(name, value)| (name.as_str(), false, value.as_slice())),
+    );
+    fn full<'a>((name, prefixed, _): &(&'a str, bool, &[u8])) -> (&'static str, &'a str) {
+        (if *prefixed { KAFKA_PREFIX } else { "" }, *name)
+    }
+    // By the full name; stable, so the values of one name keep their order.
+    headers.sort_by(|a, b| {
+        let (a, b) = (full(a), full(b));
+        a.0.bytes()
+            .chain(a.1.bytes())
+            .cmp(b.0.bytes().chain(b.1.bytes()))
+    });
+    let mut block = Headers::builder();
+    for header in &headers {
+        let (prefix, name) = full(header);
+        block.push_parts(&[prefix, name], header.2);
+    }
+    (key, block.finish())
 }
 
 /// `u32 count, (u32 name length, name, u32 value length, value)*`, little endian.
@@ -247,12 +250,23 @@ fn decode_list(mut bytes: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
 mod tests {
     use super::*;
 
+    fn list(headers: &[(String, Vec<u8>)]) -> impl Iterator<Item = (&str, &[u8])> {
+        headers.iter().map(|(n, v)| (n.as_str(), v.as_slice()))
+    }
+
+    fn owned(headers: &Headers) -> Vec<(String, Vec<u8>)> {
+        headers
+            .iter()
+            .map(|(n, v)| (n.to_owned(), v.to_vec()))
+            .collect()
+    }
+
     fn round_trip(key: Option<&[u8]>, headers: Vec<(String, Vec<u8>)>) {
-        let wire = to_wire(key.map(<[u8]>::to_vec), headers.clone(), None);
+        let wire = to_wire(key, list(&headers), None);
         let (back_key, back) = from_wire(Some(&wire));
         let mut expected = headers.clone();
         expected.sort_by(|a, b| a.0.cmp(&b.0));
-        assert_eq!(back, expected);
+        assert_eq!(owned(&back), expected);
         assert_eq!(back_key.as_deref(), key);
     }
 
@@ -263,7 +277,7 @@ mod tests {
             ("ce_type".to_owned(), b"orders.placed".to_vec()),
             ("content-type".to_owned(), b"application/json".to_vec()),
         ];
-        let wire = to_wire(Some(b"o-1".to_vec()), headers.clone(), None);
+        let wire = to_wire(Some(b"o-1"), list(&headers), None);
         assert_eq!(wire.get("ce-id").map(|v| v.as_str()), Some("0190-abc"));
         assert_eq!(
             wire.get("ce-type").map(|v| v.as_str()),
@@ -284,25 +298,26 @@ mod tests {
             "content-type".to_owned(),
             STRUCTURED_JSON.as_bytes().to_vec(),
         );
-        let wire = to_wire_structured(Some(b"o-1".to_vec()), Vec::new(), Some("id-1".into()));
+        let wire = to_wire_structured(Some(b"o-1"), &[], Some("id-1"));
         assert_eq!(wire.len(), 3);
         assert_eq!(wire.get("Nats-Msg-Id").map(|v| v.as_str()), Some("id-1"));
         let (key, headers) = from_wire(Some(&wire));
         assert_eq!(key.as_deref(), Some(b"o-1".as_slice()));
-        assert_eq!(headers, std::slice::from_ref(&structured));
+        assert_eq!(owned(&headers), std::slice::from_ref(&structured));
         // A key NATS cannot carry verbatim, and headers other than attributes.
         let others = vec![
             ("x-evt-dlq-reason".to_owned(), b"handler".to_vec()),
             ("tenant".to_owned(), b"acme".to_vec()),
         ];
-        let wire = to_wire_structured(Some(b" k\xff".to_vec()), others.clone(), None);
+        let borrowed: Vec<(&str, &[u8])> = list(&others).collect();
+        let wire = to_wire_structured(Some(b" k\xff"), &borrowed, None);
         assert!(wire.get("Nats-Msg-Id").is_none());
         let (key, headers) = from_wire(Some(&wire));
         assert_eq!(key.as_deref(), Some(b" k\xff".as_slice()));
         let mut expected = others;
         expected.push(structured);
         expected.sort();
-        assert_eq!(headers, expected);
+        assert_eq!(owned(&headers), expected);
     }
 
     #[test]
@@ -321,7 +336,7 @@ mod tests {
             ],
         );
         round_trip(None, Vec::new());
-        let wire = to_wire(None, vec![("ce_id".to_owned(), b"\xff".to_vec())], None);
+        let wire = to_wire(None, [("ce_id", &b"\xff"[..])], None);
         assert!(wire.get("Nats-Msg-Id").is_none());
     }
 }

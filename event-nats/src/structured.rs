@@ -25,7 +25,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use event_runtime::cloudevents::{Limits, is_json};
 
-use crate::headers::Headers;
+use event_runtime::transport::Headers;
 
 const PREFIX: &str = "ce_";
 const CONTENT_TYPE: &str = "content-type";
@@ -33,16 +33,16 @@ const CONTENT_TYPE: &str = "content-type";
 /// allocation.
 const JSON: &str = "application/json";
 
-/// A record in structured mode.
+/// A record in structured mode, borrowing from the record's headers.
 #[derive(Debug)]
-pub(crate) struct Structured {
+pub(crate) struct Structured<'a> {
     /// The JSON event format.
     pub(crate) body: Vec<u8>,
     /// The event id, for `Nats-Msg-Id` (when the client can carry it as a header value).
-    pub(crate) id: Option<String>,
+    pub(crate) id: Option<&'a str>,
     /// The record headers that are not CloudEvents attributes (besides `content-type:
     /// application/cloudevents+json`, which the wire adds).
-    pub(crate) headers: Headers,
+    pub(crate) headers: Vec<(&'a str, &'a [u8])>,
 }
 
 /// The attribute a record header carries (`ce_<attribute>`), if it carries one; `None` for other
@@ -75,9 +75,8 @@ fn json_integer(text: &str) -> bool {
         && (text.len() == 1 || !text.starts_with('0'))
 }
 
-/// The record as a JSON-format event, or `None` (and the record untouched) when it stays in
-/// binary mode. Takes the headers to move the ones that stay headers.
-pub(crate) fn encode(headers: &mut Headers, payload: &[u8]) -> Option<Structured> {
+/// The record as a JSON-format event, or `None` when it stays in binary mode.
+pub(crate) fn encode<'a>(headers: &'a Headers, payload: &[u8]) -> Option<Structured<'a>> {
     // One pass over the headers writes the attributes; the content type, which decides how the
     // data is written, comes last whatever its place. A record found unfit on the way costs the
     // body's allocation only, and it is rare (the runtime writes no such record).
@@ -125,7 +124,7 @@ pub(crate) fn encode(headers: &mut Headers, payload: &[u8]) -> Option<Structured
         } else if attribute == "id" && !text.is_empty() && crate::headers::clean(text) {
             id = Some(text);
         }
-        if headers[..index].iter().any(|(other, _)| other == name) {
+        if headers.iter().take(index).any(|(other, _)| other == name) {
             return None;
         }
         if body.len() > 1 {
@@ -170,13 +169,11 @@ pub(crate) fn encode(headers: &mut Headers, payload: &[u8]) -> Option<Structured
     if body.len() > Limits::default().max_message_bytes {
         return None;
     }
-    let id = id.map(str::to_owned);
     let rest = if others == 0 {
-        headers.clear();
         Vec::new()
     } else {
         headers
-            .drain(..)
+            .iter()
             .filter(|(name, _)| {
                 !name.eq_ignore_ascii_case(CONTENT_TYPE) && matches!(attribute(name), Ok(None))
             })
@@ -202,8 +199,10 @@ mod tests {
         (name.to_owned(), value.as_bytes().to_vec())
     }
 
+    type List = Vec<(String, Vec<u8>)>;
+
     /// A record as the runtime hands it over.
-    fn event(content_type: Option<&str>, extra: &[(&str, &str)]) -> Headers {
+    fn event(content_type: Option<&str>, extra: &[(&str, &str)]) -> List {
         let mut headers = vec![
             header("ce_specversion", "1.0"),
             header("ce_id", "0193a1c4-2b6e-7f00-8a11-22b3c4d5e6f7"),
@@ -221,31 +220,46 @@ mod tests {
         headers
     }
 
-    fn record(headers: Headers, payload: Vec<u8>) -> Record {
+    fn record(headers: List, payload: Vec<u8>) -> Record {
         Record {
             topic: "t".into(),
             partition: 0,
             offset: 0,
             timestamp_ms: 1_764_158_400_250,
             key: None,
-            headers,
-            payload,
+            headers: headers.into(),
+            payload: payload.into(),
         }
     }
 
+    /// [`encode`], returning what it wrote with owned headers.
+    fn written(headers: &List, payload: &[u8]) -> Option<(Vec<u8>, Option<String>, List)> {
+        let headers = Headers::from(headers.clone());
+        encode(&headers, payload).map(|event| {
+            let rest = event
+                .headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.to_vec()))
+                .collect();
+            (event.body, event.id.map(str::to_owned), rest)
+        })
+    }
+
     /// The event a reader gets from the record in binary mode and from its structured form.
-    fn both(headers: Headers, payload: &[u8]) -> (RawEnvelope, RawEnvelope, Structured) {
+    fn both(
+        headers: List,
+        payload: &[u8],
+    ) -> (RawEnvelope, RawEnvelope, (Vec<u8>, Option<String>, List)) {
         let binary = decode_record(
             &record(headers.clone(), payload.to_vec()),
             &Limits::default(),
         )
         .expect("binary mode reads");
-        let mut moved = headers;
-        let written = encode(&mut moved, payload).expect("written in structured mode");
+        let written = written(&headers, payload).expect("written in structured mode");
         let structured = decode_record(
             &record(
                 vec![header("content-type", "application/cloudevents+json")],
-                written.body.clone(),
+                written.0.clone(),
             ),
             &Limits::default(),
         )
@@ -282,12 +296,12 @@ mod tests {
             assert_eq!(structured, binary, "{content_type:?} {extra:?}");
             assert_eq!(structured.data.0, payload);
             assert_eq!(
-                written.id.as_deref(),
+                written.1.as_deref(),
                 Some("0193a1c4-2b6e-7f00-8a11-22b3c4d5e6f7")
             );
-            assert!(written.headers.is_empty());
+            assert!(written.2.is_empty());
             // The official parser of the format reads it too.
-            let value: serde_json::Value = serde_json::from_slice(&written.body).unwrap();
+            let value: serde_json::Value = serde_json::from_slice(&written.0).unwrap();
             assert_eq!(value["specversion"], "1.0");
             assert_eq!(value["eventversion"], 3);
             assert_eq!(value["subject"], "a \"quoted\"\tline\u{1}é");
@@ -312,8 +326,8 @@ mod tests {
             }
             let binary =
                 decode_record(&record(headers.clone(), b"{}".to_vec()), &Limits::default());
-            let written = encode(&mut headers, b"{}").unwrap();
-            let structured = structured::decode(&written.body, &Limits::default());
+            let written = written(&headers, b"{}").unwrap();
+            let structured = structured::decode(&written.0, &Limits::default());
             match (binary, structured) {
                 (Ok(binary), Ok(structured)) => assert_eq!(structured, binary),
                 // The JSON reader reports some as a malformed document rather than a bad
@@ -338,14 +352,13 @@ mod tests {
 
     #[test]
     fn other_headers_stay_headers() {
-        let mut headers = event(
+        let headers = event(
             Some("application/json"),
             &[("x-evt-dlq-reason", "handler"), ("ce_", "not an attribute")],
         );
-        let written = encode(&mut headers, b"1").unwrap();
-        assert!(headers.is_empty(), "moved");
+        let written = written(&headers, b"1").unwrap();
         assert_eq!(
-            written.headers,
+            written.2,
             [
                 header("x-evt-dlq-reason", "handler"),
                 header("ce_", "not an attribute"),
@@ -359,7 +372,7 @@ mod tests {
         not_utf8[2].1 = vec![0xff];
         let mut twice = event(Some("application/json"), &[]);
         twice.push(header("ce_id", "another"));
-        let cases: Vec<Headers> = vec![
+        let cases: Vec<List> = vec![
             // No specversion, or another one: not a binary-mode event (the conformance kit's
             // records of bare headers, a dead letter's copy).
             vec![
@@ -391,19 +404,17 @@ mod tests {
             },
         ];
         for headers in cases {
-            let mut kept = headers.clone();
-            assert!(encode(&mut kept, b"{}").is_none(), "{headers:?}");
-            assert_eq!(kept, headers, "untouched");
+            assert!(written(&headers, b"{}").is_none(), "{headers:?}");
         }
         // Too large once in the JSON format: a payload near the limit, base64 or not.
         let limit = Limits::default().max_message_bytes;
-        let mut headers = event(Some("application/octet-stream"), &[]);
-        assert!(encode(&mut headers, &vec![1; limit * 3 / 4]).is_none());
-        let mut headers = event(Some("application/json"), &[]);
+        let headers = event(Some("application/octet-stream"), &[]);
+        assert!(written(&headers, &vec![1; limit * 3 / 4]).is_none());
+        let headers = event(Some("application/json"), &[]);
         let big = format!("\"{}\"", "a".repeat(limit - 2));
-        assert!(encode(&mut headers, big.as_bytes()).is_none());
+        assert!(written(&headers, big.as_bytes()).is_none());
         // Just under: written.
-        let mut headers = event(Some("application/octet-stream"), &[]);
-        assert!(encode(&mut headers, &vec![1; limit / 2]).is_some());
+        let headers = event(Some("application/octet-stream"), &[]);
+        assert!(written(&headers, &vec![1; limit / 2]).is_some());
     }
 }

@@ -348,10 +348,11 @@ impl Inner {
         out: &mut Vec<Record>,
     ) -> Result<(), TransportError> {
         let op = || format!("fetch from {topic}/{partition}");
+        let name: Arc<str> = topic.into();
         let pull = async {
             while let Some(message) = batch.next().await {
                 let message = message.map_err(|err| self.error(op(), err))?;
-                out.push(record(topic, partition, message).map_err(|err| self.error(op(), err))?);
+                out.push(record(&name, partition, message).map_err(|err| self.error(op(), err))?);
             }
             Ok::<(), TransportError>(())
         };
@@ -424,19 +425,20 @@ fn accept(buffer: &mut VecDeque<Record>, next_seq: &mut u64, record: Record) -> 
 }
 
 /// One delivered message as a record.
-fn record(topic: &str, partition: u32, message: jetstream::Message) -> Result<Record, String> {
+fn record(topic: &Arc<str>, partition: u32, message: jetstream::Message) -> Result<Record, String> {
     let info = message.info().map_err(|err| err.to_string())?;
     let seq = info.stream_sequence;
     let timestamp_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
     let (key, headers) = headers::from_wire(message.message.headers.as_ref());
     Ok(Record {
-        topic: topic.to_owned(),
+        topic: Arc::clone(topic),
         partition,
         offset: seq.saturating_sub(1),
         timestamp_ms,
         key,
         headers,
-        payload: message.message.payload.to_vec(),
+        // The client's buffer, shared as it is.
+        payload: message.message.payload,
     })
 }
 
@@ -749,23 +751,23 @@ impl Transport for NatsTransport {
         // Each partition's subject once per call (a clone of one is a reference count).
         let mut subjects: Vec<Option<async_nats::Subject>> = vec![None; count as usize];
         let structured = inner.config.content_mode == ContentMode::Structured;
-        for mut record in records {
+        for record in records {
             let written = structured
-                .then(|| structured::encode(&mut record.headers, &record.payload))
+                .then(|| structured::encode(&record.headers, &record.payload))
                 .flatten();
             let (headers, payload) = match written {
                 Some(event) => (
-                    headers::to_wire_structured(record.key, event.headers, event.id),
-                    event.body,
+                    headers::to_wire_structured(record.key.as_deref(), &event.headers, event.id),
+                    Bytes::from(event.body),
                 ),
                 None => (
-                    headers::to_wire(record.key, record.headers, None),
-                    record.payload,
+                    headers::to_wire(record.key.as_deref(), &record.headers, None),
+                    record.payload.clone(),
                 ),
             };
             let publish = jetstream::message::PublishMessage::build()
                 .headers(headers)
-                .payload(Bytes::from(payload));
+                .payload(payload);
             let subject = subjects[record.partition as usize]
                 .get_or_insert_with(|| format!("{subject_prefix}{}", record.partition).into())
                 .clone();

@@ -160,8 +160,8 @@ async fn credentials_never_leak_against_a_server_that_requires_them() {
             vec![OutgoingRecord {
                 partition: 0,
                 key: None,
-                headers: vec![],
-                payload: b"x".to_vec(),
+                headers: vec![].into(),
+                payload: b"x".to_vec().into(),
             }],
         )
         .await

@@ -255,17 +255,13 @@ async fn binary_mode_messages_are_still_handled() {
     let wire = to_binary(&foreign, Binding::Nats).unwrap();
     let mut nats_headers = async_nats::HeaderMap::new();
     for (name, value) in &wire.headers {
-        nats_headers.insert(name.as_str(), std::str::from_utf8(value).unwrap());
+        nats_headers.insert(name, std::str::from_utf8(value).unwrap());
     }
-    js.publish_with_headers(
-        transport.subject("orders", 0),
-        nats_headers,
-        wire.payload.into(),
-    )
-    .await
-    .unwrap()
-    .await
-    .unwrap();
+    js.publish_with_headers(transport.subject("orders", 0), nats_headers, wire.payload)
+        .await
+        .unwrap()
+        .await
+        .unwrap();
 
     // And one in structured mode after them, from this release.
     let structured_event = order("o-1", 7);

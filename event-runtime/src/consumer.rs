@@ -364,20 +364,13 @@ impl<T: Transport> GroupRunner<T> {
             }
             error.truncate(end);
         }
-        let mut headers = record.headers.clone();
-        headers.extend([
-            ("x-evt-dlq-group".to_owned(), self.group.as_bytes().to_vec()),
-            ("x-evt-dlq-source".to_owned(), fallback.clone().into_bytes()),
-            (
-                "x-evt-dlq-reason".to_owned(),
-                failed.reason_kind.as_str().as_bytes().to_vec(),
-            ),
-            ("x-evt-dlq-error".to_owned(), error.into_bytes()),
-            (
-                "x-evt-dlq-attempts".to_owned(),
-                failed.attempts.to_string().into_bytes(),
-            ),
-        ]);
+        let mut headers = record.headers.to_builder();
+        headers.push("x-evt-dlq-group", self.group.as_bytes());
+        headers.push("x-evt-dlq-source", fallback.as_bytes());
+        headers.push("x-evt-dlq-reason", failed.reason_kind.as_str().as_bytes());
+        headers.push("x-evt-dlq-error", error.as_bytes());
+        headers.push("x-evt-dlq-attempts", failed.attempts.to_string().as_bytes());
+        let headers = headers.finish();
         let copy = OutgoingRecord {
             partition: crate::partition::partition_for_key(key_bytes, partitions),
             key: record.key.clone(),

@@ -125,10 +125,10 @@ use crate::message::{Command, DomainEvent};
 use crate::publish::{PublishError, Publisher};
 use crate::store::lease::Lease;
 use crate::store::sql::{Exec, Value, args};
-use crate::store::{Db, Dialect, decode_headers, encode_headers, scrub_urls};
+use crate::store::{Db, Dialect, scrub_urls};
 use crate::transport::{
-    OutgoingRecord, Transport, TransportError, TransportErrorKind, command_topic, event_topic,
-    now_ms,
+    Headers, OutgoingRecord, Transport, TransportError, TransportErrorKind, command_topic,
+    event_topic, now_ms,
 };
 
 /// Rows read per drain.
@@ -412,7 +412,6 @@ async fn stage_on<DB: Exec>(
     let message = binary::encode(envelope, Binding::Kafka)?;
     let operation = || format!("stage an event for {topic} in the outbox");
     let error = |err| DB::error(operation(), err);
-    let headers = encode_headers(&message.headers);
     let event_id = envelope.id.to_string();
     let row = DB::row(
         conn,
@@ -421,7 +420,7 @@ async fn stage_on<DB: Exec>(
             topic,
             &event_id,
             &message.key,
-            &headers,
+            &message.headers,
             &message.payload,
             now_ms()
         ],
@@ -731,10 +730,16 @@ impl<T: Transport, DB: Exec> Relay<T, DB> {
         let event_id = DB::text(row, "event_id").map_err(|err| corrupt(err.to_string()))?;
         let key = DB::opt_blob(row, "record_key").map_err(|err| corrupt(err.to_string()))?;
         let blob = DB::blob(row, "headers").map_err(|err| corrupt(err.to_string()))?;
-        let headers = decode_headers(&blob).map_err(corrupt)?;
+        let headers = Headers::from_blob(blob).map_err(corrupt)?;
         let payload = DB::blob(row, "payload").map_err(|err| corrupt(err.to_string()))?;
         self.publisher
-            .relay_record(topic, key, headers, payload, &event_id)
+            .relay_record(
+                topic,
+                key.map(Into::into),
+                headers,
+                payload.into(),
+                &event_id,
+            )
             .await
     }
 }

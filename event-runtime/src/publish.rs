@@ -14,7 +14,7 @@ use crate::handler::Emitted;
 use crate::message::{Command, DomainEvent, Message};
 use crate::retry::PublishRetry;
 use crate::transport::{
-    OutgoingRecord, Position, Transport, TransportError, command_topic, event_topic,
+    Bytes, Headers, OutgoingRecord, Position, Transport, TransportError, command_topic, event_topic,
 };
 
 /// Why a publish failed.
@@ -101,24 +101,25 @@ impl<T: Transport> Publisher<T> {
 
     fn message_record(message: BinaryMessage, id: uuid::Uuid, partitions: u32) -> OutgoingRecord {
         // The id is only written out for a record without a key.
+        let mut buf = uuid::Uuid::encode_buffer();
         let id = match message.key {
-            Some(_) => String::new(),
-            None => id.to_string(),
+            Some(_) => "",
+            None => id.hyphenated().encode_lower(&mut buf),
         };
         Self::partitioned(
             message.key,
             message.headers,
             message.payload,
-            &id,
+            id,
             partitions,
         )
     }
 
     /// The one partitioning rule: the record key's partition, or the event id's.
     fn partitioned(
-        key: Option<Vec<u8>>,
-        headers: Vec<(String, Vec<u8>)>,
-        payload: Vec<u8>,
+        key: Option<Bytes>,
+        headers: Headers,
+        payload: Bytes,
         id: &str,
         partitions: u32,
     ) -> OutgoingRecord {
@@ -137,9 +138,9 @@ impl<T: Transport> Publisher<T> {
     pub(crate) async fn relay_record(
         &self,
         topic: &str,
-        key: Option<Vec<u8>>,
-        headers: Vec<(String, Vec<u8>)>,
-        payload: Vec<u8>,
+        key: Option<Bytes>,
+        headers: Headers,
+        payload: Bytes,
         id: &str,
     ) -> Result<OutgoingRecord, TransportError> {
         let partitions = self.partitions_of(topic).await?;

@@ -123,7 +123,7 @@ pub async fn request(
 ) -> Result<usize, TransportError> {
     let positions: Vec<(String, u32, u64)> = records
         .iter()
-        .map(|r| (r.topic.clone(), r.partition, r.offset))
+        .map(|r| (r.topic.to_string(), r.partition, r.offset))
         .collect();
     dlq.request_replay(group, &positions, bypass_dedupe).await
 }

@@ -27,7 +27,7 @@ fn summary_json(letter: &DeadLetter) -> Value {
     json!({
         "id": letter.id,
         "group": letter.group,
-        "topic": letter.record.topic,
+        "topic": &*letter.record.topic,
         "partition": letter.record.partition,
         "offset": letter.record.offset,
         "event_type": letter.event_type,

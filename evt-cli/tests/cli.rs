@@ -523,9 +523,9 @@ async fn tail_prints_decoded_records_and_names_undecodable_ones() {
             "shop",
             vec![OutgoingRecord {
                 partition: 0,
-                key: Some(b"junk".to_vec()),
-                headers: vec![("ce_id".into(), b"\xff".to_vec())],
-                payload: b"{".to_vec(),
+                key: Some(b"junk".to_vec().into()),
+                headers: vec![("ce_id".into(), b"\xff".to_vec())].into(),
+                payload: b"{".to_vec().into(),
             }],
         )
         .await

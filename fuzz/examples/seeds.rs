@@ -15,7 +15,7 @@ use event_fuzz::framing;
 use event_runtime::cloudevents::binary::{self, Binding};
 use event_runtime::cloudevents::{self, Limits, protobuf, structured};
 use event_runtime::envelope::{ExtensionValue, RawData, RawEnvelope, TraceContext};
-use event_runtime::transport::Record;
+use event_runtime::transport::{Bytes, Headers, Record};
 use event_runtime::{Envelope, Message};
 
 type Seeds = BTreeMap<&'static str, Vec<(String, Vec<u8>)>>;
@@ -125,16 +125,24 @@ fn json(raw: &RawEnvelope) -> Vec<u8> {
     out
 }
 
-fn record(headers: Vec<(String, Vec<u8>)>, payload: Vec<u8>, timestamp_ms: i64) -> Record {
+fn record(headers: Headers, payload: impl Into<Bytes>, timestamp_ms: i64) -> Record {
     Record {
         topic: "fuzz".into(),
         partition: 0,
         offset: 0,
         timestamp_ms,
-        key: Some(b"p-1".to_vec()),
+        key: Some(Bytes::from_static(b"p-1")),
         headers,
-        payload,
+        payload: payload.into(),
     }
+}
+
+/// A header block as the framing writes it.
+fn listed(headers: &Headers) -> Vec<(String, Vec<u8>)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.to_owned(), value.to_vec()))
+        .collect()
 }
 
 fn seeds() -> Seeds {
@@ -154,7 +162,7 @@ fn seeds() -> Seeds {
             add(
                 "binary_headers",
                 format!("{name}.{suffix}.txt"),
-                framing::write(&message.headers, &message.payload),
+                framing::write(&listed(&message.headers), &message.payload),
             );
         }
         if name == "binary_payload" {
@@ -172,7 +180,7 @@ fn seeds() -> Seeds {
         );
     }
     // Structured content mode in a record, with and without `time` (then the append time).
-    let content_type = |value: &str| vec![("content-type".to_owned(), value.as_bytes().to_vec())];
+    let content_type = |value: &str| -> Headers { [("content-type", value)].into_iter().collect() };
     let v3 = booked_v3();
     add(
         "record",

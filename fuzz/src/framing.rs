@@ -121,26 +121,28 @@ pub const TIMESTAMP: &str = "@timestamp";
 pub fn record(data: &[u8]) -> Record {
     let Framed { headers, payload } = parse(data);
     let mut record = Record {
-        topic: "fuzz".to_owned(),
+        topic: "fuzz".into(),
         partition: 0,
         offset: 0,
         timestamp_ms: 0,
         key: None,
-        headers: Vec::with_capacity(headers.len()),
-        payload,
+        headers: Default::default(),
+        payload: payload.into(),
     };
+    let mut block = event_runtime::transport::Headers::builder();
     for (name, value) in headers {
         match name.as_str() {
-            KEY => record.key = Some(value),
+            KEY => record.key = Some(value.into()),
             TIMESTAMP => {
                 record.timestamp_ms = std::str::from_utf8(&value)
                     .ok()
                     .and_then(|text| text.parse().ok())
                     .unwrap_or(0);
             }
-            _ => record.headers.push((name, value)),
+            _ => block.push(&name, &value),
         }
     }
+    record.headers = block.finish();
     record
 }
 
@@ -149,7 +151,7 @@ pub fn record(data: &[u8]) -> Record {
 pub fn write_record(record: &Record) -> Vec<u8> {
     let mut headers = Vec::with_capacity(record.headers.len() + 2);
     if let Some(key) = &record.key {
-        headers.push((KEY.to_owned(), key.clone()));
+        headers.push((KEY.to_owned(), key.to_vec()));
     }
     if record.timestamp_ms != 0 {
         headers.push((
@@ -157,7 +159,12 @@ pub fn write_record(record: &Record) -> Vec<u8> {
             record.timestamp_ms.to_string().into_bytes(),
         ));
     }
-    headers.extend(record.headers.iter().cloned());
+    headers.extend(
+        record
+            .headers
+            .iter()
+            .map(|(name, value)| (name.to_owned(), value.to_vec())),
+    );
     write(&headers, &record.payload)
 }
 

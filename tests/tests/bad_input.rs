@@ -104,8 +104,14 @@ fn raw_parcel() -> RawEnvelope {
     decode_json(&bytes(&doc())).expect("the fixture is valid")
 }
 
+/// The fixture's headers as a list to edit.
 fn fixture_headers(binding: Binding) -> Vec<(String, Vec<u8>)> {
-    binary::encode(&raw_parcel(), binding).unwrap().headers
+    binary::encode(&raw_parcel(), binding)
+        .unwrap()
+        .headers
+        .iter()
+        .map(|(name, value)| (name.to_owned(), value.to_vec()))
+        .collect()
 }
 
 fn decode_headers(

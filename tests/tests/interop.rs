@@ -153,9 +153,9 @@ fn a_structured_mode_record_from_the_official_sdk_is_read() {
         partition: 0,
         offset: 0,
         timestamp_ms: appended_ms,
-        key: Some(b"p-9".to_vec()),
-        headers: vec![("content-type".into(), content_type.as_bytes().to_vec())],
-        payload,
+        key: Some(b"p-9".to_vec().into()),
+        headers: vec![("content-type".into(), content_type.as_bytes().to_vec())].into(),
+        payload: payload.into(),
     };
     let json = serde_json::to_vec(&event).unwrap();
     let raw = decode_record(
@@ -217,9 +217,9 @@ fn an_event_without_time_takes_the_append_time() {
         partition: 0,
         offset: 7,
         timestamp_ms: 1_764_158_400_500,
-        key: Some(b"p-3".to_vec()),
-        headers: headers.clone(),
-        payload: br#"{"parcel_id":"p-3","carrier":"GLS"}"#.to_vec(),
+        key: Some(b"p-3".to_vec().into()),
+        headers: headers.clone().into(),
+        payload: br#"{"parcel_id":"p-3","carrier":"GLS"}"#.to_vec().into(),
     };
     let raw = decode_record(&record, &Limits::default()).expect("read with the append time");
     assert_eq!(raw.time.unix_timestamp_nanos(), 1_764_158_400_500_000_000);
@@ -250,8 +250,9 @@ fn a_structured_event_without_time_keeps_its_data_bytes() {
         headers: vec![(
             "content-type".into(),
             b"application/cloudevents+json".to_vec(),
-        )],
-        payload: payload.to_vec(),
+        )]
+        .into(),
+        payload: payload.to_vec().into(),
     };
     let raw = decode_record(&record, &Limits::default()).expect("read with the append time");
     assert_eq!(raw.time.unix_timestamp(), 1_764_158_400);

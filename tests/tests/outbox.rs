@@ -274,7 +274,7 @@ fn header<'a>(record: &'a Record, name: &str) -> &'a str {
     let value = record
         .headers
         .iter()
-        .find(|(n, _)| n == name)
+        .find(|(n, _)| *n == name)
         .map(|(_, v)| v)
         .unwrap_or_else(|| panic!("record without {name}: {record:?}"));
     std::str::from_utf8(value).unwrap()
@@ -298,7 +298,7 @@ fn seqs_by_key(records: &[Record]) -> BTreeMap<String, Vec<u32>> {
     }
     let mut out: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for record in records {
-        let key = String::from_utf8(record.key.clone().expect("keyed record")).unwrap();
+        let key = String::from_utf8(record.key.clone().expect("keyed record").to_vec()).unwrap();
         let seq: Seq = serde_json::from_slice(&record.payload).unwrap();
         out.entry(key).or_default().push(seq.seq);
     }

@@ -182,23 +182,16 @@ async fn poison_goes_to_the_dlq_without_blocking_other_records() {
     .unwrap();
     // Ids of their own: with `good`'s id they would be copies of it, and dropped as duplicates
     // once `good` (handled concurrently, in its key's lane) is marked.
-    for (name, value) in &mut future.headers {
-        if name == "ce_eventversion" {
-            *value = b"7".to_vec();
-        }
-        if name == "ce_id" {
-            *value = uuid::Uuid::now_v7().to_string().into_bytes();
-        }
-    }
+    future.headers = future
+        .headers
+        .with("ce_eventversion", b"7")
+        .with("ce_id", uuid::Uuid::now_v7().to_string().as_bytes());
     let mut unknown = future.clone();
-    for (name, value) in &mut unknown.headers {
-        match name.as_str() {
-            "ce_type" => *value = b"ledger.step_reversed".to_vec(),
-            "ce_eventversion" => *value = b"1".to_vec(),
-            "ce_id" => *value = uuid::Uuid::now_v7().to_string().into_bytes(),
-            _ => {}
-        }
-    }
+    unknown.headers = unknown
+        .headers
+        .with("ce_type", b"ledger.step_reversed")
+        .with("ce_eventversion", b"1")
+        .with("ce_id", uuid::Uuid::now_v7().to_string().as_bytes());
     let transport = event_runtime::transport::sqlite::SqliteTransport::open(&transport_path)
         .await
         .unwrap();
@@ -209,8 +202,8 @@ async fn poison_goes_to_the_dlq_without_blocking_other_records() {
                 OutgoingRecord {
                     partition: 0,
                     key: None,
-                    headers: vec![("ce_id".into(), b"\xff".to_vec())],
-                    payload: b"{".to_vec(),
+                    headers: vec![("ce_id".into(), b"\xff".to_vec())].into(),
+                    payload: b"{".to_vec().into(),
                 },
                 OutgoingRecord {
                     partition: 0,
@@ -275,7 +268,8 @@ async fn poison_goes_to_the_dlq_without_blocking_other_records() {
         letters[3].reason
     );
     assert_eq!(
-        letters[0].record.payload, b"{",
+        letters[0].record.payload,
+        &b"{"[..],
         "the original record is kept"
     );
     running.stop().await;

@@ -13,12 +13,13 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use super::Limits;
 use super::attributes::{TYPED, Text, TextValues, Typed, content_type};
 use super::structured::{
-    check_extension_names, check_specversion, extension_name_error, format_sequence, format_time,
-    non_empty, parse_id, parse_sequence, parse_time,
+    check_extension_names, check_specversion, extension_name_error, format_sequence,
+    format_time_into, non_empty, parse_id, parse_sequence, parse_time,
 };
 use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope};
 use crate::error::{DecodeError, EncodeError, Format};
 use crate::message::Message;
+use crate::transport::{Bytes, Headers};
 
 /// Which protocol binding's header names to use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,20 +47,17 @@ pub const CONTENT_TYPE_HEADER: &str = "content-type";
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct BinaryMessage {
     /// Record key: the partition key (Kafka's key mapping), if any.
-    pub key: Option<Vec<u8>>,
+    pub key: Option<Bytes>,
     /// Headers in the order written.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Headers,
     /// The payload, exactly as the codec wrote it.
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
 }
 
 impl BinaryMessage {
     /// The first header named `name` (compared without regard to ASCII case).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
+        self.headers.get(name)
     }
 }
 
@@ -82,55 +80,65 @@ pub(crate) fn encode_parts<M>(
 ) -> Result<BinaryMessage, EncodeError> {
     check_extension_names(envelope)?;
     let prefix = binding.prefix();
-    let mut headers: Vec<(String, Vec<u8>)> = Vec::with_capacity(12);
-    let mut put = |name: &str, value: Vec<u8>| {
-        let mut header = String::with_capacity(prefix.len() + name.len());
-        header.push_str(prefix);
-        header.push_str(name);
-        headers.push((header, value));
-    };
-    put("specversion", super::SPEC_VERSION.as_bytes().to_vec());
+    // One buffer for every header: the attribute values are short, so this rarely grows.
+    let mut headers = Headers::builder();
+    macro_rules! put {
+        ($name:expr, $value:expr) => {
+            headers.push_parts(&[prefix, $name], $value)
+        };
+    }
+    put!("specversion", super::SPEC_VERSION.as_bytes());
     let mut id = uuid::Uuid::encode_buffer();
-    put(
+    put!(
         "id",
-        envelope
-            .id
-            .hyphenated()
-            .encode_lower(&mut id)
-            .as_bytes()
-            .to_vec(),
+        envelope.id.hyphenated().encode_lower(&mut id).as_bytes()
     );
-    put("source", envelope.source.as_bytes().to_vec());
-    put("type", envelope.ty.as_bytes().to_vec());
-    put("time", format_time(&envelope.time)?.into_bytes());
-    put("eventversion", envelope.version.to_string().into_bytes());
+    put!("source", envelope.source.as_bytes());
+    put!("type", envelope.ty.as_bytes());
+    headers.push_with(&[prefix, "time"], |buf| {
+        format_time_into(&envelope.time, buf)
+    })?;
+    put!(
+        "eventversion",
+        itoa_u32(envelope.version, &mut [0; 10]).as_bytes()
+    );
     for (attr, value) in Text::present(envelope) {
-        put(attr.name(), value.as_bytes().to_vec());
+        put!(attr.name(), value.as_bytes());
     }
     if let Some(sequence) = envelope.sequence {
-        put("sequence", format_sequence(sequence).into_bytes());
+        put!("sequence", format_sequence(sequence).as_bytes());
     }
     for (name, value) in &envelope.extensions {
-        let text = match value {
-            ExtensionValue::String(s) => s.as_bytes().to_vec(),
-            ExtensionValue::Integer(i) => i.to_string().into_bytes(),
-            ExtensionValue::Boolean(b) => b.to_string().into_bytes(),
-            ExtensionValue::Binary(bytes) => BASE64.encode(bytes).into_bytes(),
-        };
-        put(name, text);
+        match value {
+            ExtensionValue::String(s) => put!(name, s.as_bytes()),
+            ExtensionValue::Integer(i) => put!(name, i.to_string().as_bytes()),
+            ExtensionValue::Boolean(b) => put!(name, if *b { b"true" } else { b"false" }),
+            ExtensionValue::Binary(bytes) => put!(name, BASE64.encode(bytes).as_bytes()),
+        }
     }
-    headers.push((
-        CONTENT_TYPE_HEADER.to_owned(),
-        envelope.content_type.as_bytes().to_vec(),
-    ));
+    headers.push(CONTENT_TYPE_HEADER, envelope.content_type.as_bytes());
     Ok(BinaryMessage {
         key: envelope
             .partition_key
             .as_ref()
-            .map(|k| k.as_bytes().to_vec()),
-        headers,
-        payload,
+            .map(|k| Bytes::copy_from_slice(k.as_bytes())),
+        headers: headers.finish(),
+        payload: Bytes::from(payload),
     })
+}
+
+/// `value` in decimal, written into `buf` (the event version, on every publish).
+fn itoa_u32(mut value: u32, buf: &mut [u8; 10]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[at..]).unwrap_or("0")
 }
 
 /// Encodes a typed envelope in binary mode.

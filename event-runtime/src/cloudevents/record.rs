@@ -26,7 +26,7 @@ pub fn decode_record(record: &Record, limits: &Limits) -> Result<RawEnvelope, De
     if let Some((_, reason)) = record
         .headers
         .iter()
-        .find(|(name, _)| name == CORRUPT_HEADERS)
+        .find(|(name, _)| *name == CORRUPT_HEADERS)
     {
         return Err(DecodeError::Malformed {
             format: Format::Binary,
@@ -52,10 +52,7 @@ pub fn decode_record(record: &Record, limits: &Limits) -> Result<RawEnvelope, De
             ),
         }),
         None => binary::decode_at(
-            record
-                .headers
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_slice())),
+            &record.headers,
             &record.payload,
             Binding::Kafka,
             limits,
@@ -77,10 +74,7 @@ enum Structured {
 /// without allocating.
 fn structured_media(record: &Record) -> Option<Structured> {
     const PREFIX: &[u8] = b"application/cloudevents";
-    let (_, value) = record
-        .headers
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))?;
+    let value = record.headers.get("content-type")?;
     if value.len() < PREFIX.len() || !value[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
         return None;
     }
@@ -111,11 +105,13 @@ mod tests {
             offset: 0,
             timestamp_ms,
             key: None,
-            headers: vec![(
-                "Content-Type".into(),
-                format!("{STRUCTURED_PROTOBUF}; charset=binary").into_bytes(),
-            )],
-            payload,
+            headers: [(
+                "Content-Type",
+                format!("{STRUCTURED_PROTOBUF}; charset=binary"),
+            )]
+            .into_iter()
+            .collect(),
+            payload: payload.into(),
         }
     }
 
@@ -153,7 +149,9 @@ mod tests {
     #[test]
     fn other_structured_media_types_are_refused_by_name() {
         let mut rec = record(b"{}".to_vec(), 1);
-        rec.headers[0].1 = b"application/cloudevents-batch+json".to_vec();
+        rec.headers = [("Content-Type", "application/cloudevents-batch+json")]
+            .into_iter()
+            .collect();
         let err = decode_record(&rec, &Limits::default())
             .unwrap_err()
             .to_string();

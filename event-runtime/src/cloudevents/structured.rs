@@ -32,8 +32,13 @@ fn put_str(out: &mut Vec<u8>, key: &str, value: &str) {
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
-pub(crate) fn format_time(time: &OffsetDateTime) -> Result<String, EncodeError> {
-    time.format(&Rfc3339)
+/// `time` in RFC 3339, appended to `out` (every format writes it so).
+pub(crate) fn format_time_into(
+    time: &OffsetDateTime,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    time.format_into(out, &Rfc3339)
+        .map(drop)
         .map_err(|err| EncodeError::InvalidAttribute {
             attribute: "time".to_owned(),
             reason: err.to_string(),
@@ -66,13 +71,7 @@ pub(crate) fn encode_with<M>(
     put_str(out, "source", &envelope.source);
     put_str(out, "type", &envelope.ty);
     out.extend_from_slice(b",\"time\":\"");
-    envelope
-        .time
-        .format_into(out, &Rfc3339)
-        .map_err(|err| EncodeError::InvalidAttribute {
-            attribute: "time".to_owned(),
-            reason: err.to_string(),
-        })?;
+    format_time_into(&envelope.time, out)?;
     out.push(b'"');
     put_str(out, "datacontenttype", &envelope.content_type);
     // Writing an integer into a Vec cannot fail.

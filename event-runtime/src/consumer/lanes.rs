@@ -446,8 +446,8 @@ impl<T: Transport> GroupRunner<T> {
             record
                 .headers
                 .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_slice())
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v)
         };
         // A keyless record whose event has a partition key runs in that key's lane.
         if let Some(key) = header("ce_partitionkey") {

@@ -236,7 +236,7 @@ pub(crate) async fn put(
         let this = LetterRef {
             id,
             group: letter.group.clone(),
-            topic: record.topic.clone(),
+            topic: record.topic.to_string(),
             partition: record.partition,
             offset: record.offset,
         };

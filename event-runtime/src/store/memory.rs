@@ -41,7 +41,7 @@ fn letter_ref(letter: &DeadLetter) -> LetterRef {
     LetterRef {
         id: letter.id,
         group: letter.group.clone(),
-        topic: letter.record.topic.clone(),
+        topic: letter.record.topic.to_string(),
         partition: letter.record.partition,
         offset: letter.record.offset,
     }
@@ -75,7 +75,7 @@ impl LetterTx for MemoryTx {
         Ok(self
             .open(Some(group))
             .find(|l| {
-                l.record.topic == topic
+                &*l.record.topic == topic
                     && l.record.partition == partition
                     && l.record.offset == offset
             })
@@ -94,7 +94,7 @@ impl LetterTx for MemoryTx {
         };
         Ok(self
             .open(Some(group))
-            .find(|l| l.record.topic == topic && l.partition_key.as_deref() == Some(key))
+            .find(|l| &*l.record.topic == topic && l.partition_key.as_deref() == Some(key))
             .map(|l| l.id))
     }
 

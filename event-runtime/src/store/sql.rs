@@ -135,6 +135,25 @@ impl<'a> From<&'a Option<Vec<u8>>> for Value<'a> {
     }
 }
 
+impl<'a> From<&'a bytes::Bytes> for Value<'a> {
+    fn from(value: &'a bytes::Bytes) -> Self {
+        Value::Blob(Some(value))
+    }
+}
+
+impl<'a> From<&'a Option<bytes::Bytes>> for Value<'a> {
+    fn from(value: &'a Option<bytes::Bytes>) -> Self {
+        Value::Blob(value.as_deref())
+    }
+}
+
+/// A record's headers, in their stored form.
+impl<'a> From<&'a crate::transport::Headers> for Value<'a> {
+    fn from(value: &'a crate::transport::Headers) -> Self {
+        Value::Blob(Some(value.as_blob()))
+    }
+}
+
 impl From<bool> for Value<'_> {
     fn from(value: bool) -> Self {
         Value::Bool(value)

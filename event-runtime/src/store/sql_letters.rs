@@ -6,11 +6,10 @@ use sqlx::{Pool, Transaction};
 
 use super::letters::{LetterRef, LetterTx, chain_from_text, chain_to_text};
 use super::sql::{Exec, Value, args};
-use super::{decode_headers, encode_headers};
 use crate::dlq::{
     AuditEntry, DeadLetter, LetterFilter, LetterStatus, NewDeadLetter, Redelivery, RedeliverySource,
 };
-use crate::transport::{Record, TransportError, now_ms};
+use crate::transport::{Headers, Record, TransportError, now_ms};
 
 /// One transaction on the letters' tables, or, for a read of one statement, a plain connection
 /// (no `BEGIN`/`COMMIT` round trips on the consumer's redelivery poll).
@@ -126,13 +125,13 @@ impl<DB: Exec> SqlTx<DB> {
                 id: DB::int(row, "id")? as u64,
                 group: DB::text(row, "grp")?,
                 record: Record {
-                    topic: DB::text(row, "topic")?,
+                    topic: DB::text(row, "topic")?.into(),
                     partition: DB::int(row, "partition")? as u32,
                     offset: DB::int(row, "offset")? as u64,
                     timestamp_ms: DB::int(row, "record_ts_ms")?,
-                    key: DB::opt_blob(row, "record_key")?,
-                    headers: decode_headers(&blob).unwrap_or_default(),
-                    payload: DB::blob(row, "payload")?,
+                    key: DB::opt_blob(row, "record_key")?.map(Into::into),
+                    headers: Headers::stored(blob),
+                    payload: DB::blob(row, "payload")?.into(),
                 },
                 event_type: DB::opt_text(row, "event_type")?,
                 event_id: DB::opt_text(row, "event_id")?,
@@ -225,7 +224,6 @@ impl<DB: Exec> LetterTx for SqlTx<DB> {
     ) -> Result<u64, TransportError> {
         let reason = letter.error_chain.first().cloned().unwrap_or_default();
         let record = &letter.record;
-        let headers = encode_headers(&record.headers);
         self.id(
             "INSERT INTO evt_dead_letters (grp, topic, partition, \"offset\", record_ts_ms, \
              record_key, headers, payload, event_type, event_id, partition_key, reason_kind, \
@@ -233,12 +231,12 @@ impl<DB: Exec> LetterTx for SqlTx<DB> {
              status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             args![
                 &letter.group,
-                &record.topic,
+                &*record.topic,
                 i64::from(record.partition),
                 record.offset as i64,
                 record.timestamp_ms,
                 &record.key,
-                &headers,
+                &record.headers,
                 &record.payload,
                 &letter.event_type,
                 &letter.event_id,

@@ -11,8 +11,9 @@ use super::{
     OutgoingRecord, Position, Record, Transport, TransportError, TransportErrorKind, now_ms,
 };
 
-#[derive(Default)]
 struct Topic {
+    /// The name every record of the topic shares.
+    name: Arc<str>,
     partitions: Vec<Vec<Record>>,
 }
 
@@ -67,6 +68,7 @@ impl Transport for MemoryTransport {
             .topics
             .entry(topic.to_owned())
             .or_insert_with(|| Topic {
+                name: topic.into(),
                 partitions: (0..partitions.max(1)).map(|_| Vec::new()).collect(),
             });
         Ok(entry.partitions.len() as u32)
@@ -98,7 +100,7 @@ impl Transport for MemoryTransport {
                     let log = &mut t.partitions[r.partition as usize];
                     let offset = log.len() as u64;
                     log.push(Record {
-                        topic: topic.to_owned(),
+                        topic: Arc::clone(&t.name),
                         partition: r.partition,
                         offset,
                         timestamp_ms,
@@ -135,6 +137,7 @@ impl Transport for MemoryTransport {
             .get(partition as usize)
             .ok_or_else(|| bad_partition(topic, partition, t.partitions.len()))?;
         let start = (from as usize).min(log.len());
+        // Records share their buffers: a fetch copies pointers, not bytes.
         Ok(log[start..].iter().take(max).cloned().collect())
     }
 

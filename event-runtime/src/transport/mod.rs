@@ -15,30 +15,43 @@
 //! app on any of them.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use bytes::Bytes;
+
+mod headers;
 pub mod memory;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+pub use headers::{Headers, HeadersBuilder, Iter as HeadersIter};
+
 /// A record to append.
+///
+/// Key, headers and payload are shared buffers ([`Bytes`], [`Headers`]): an engine that keeps
+/// records in memory, or hands them to a client that takes [`Bytes`] (async-nats), stores them
+/// without copying.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct OutgoingRecord {
     /// Target partition, chosen by the caller with [`crate::partition::partition_for_key`].
     pub partition: u32,
     /// The record key (the CloudEvents `partitionkey`).
-    pub key: Option<Vec<u8>>,
+    pub key: Option<Bytes>,
     /// Binary-mode CloudEvents headers.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub headers: Headers,
     /// The event payload.
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
 }
 
 /// A stored record.
+///
+/// Cloning one copies no bytes: the topic, key, headers and payload are shared buffers, and the
+/// in-memory engine hands out the very buffers it stores.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
     /// Topic.
-    pub topic: String,
+    pub topic: Arc<str>,
     /// Partition.
     pub partition: u32,
     /// Offset in the partition, from 0.
@@ -46,11 +59,11 @@ pub struct Record {
     /// Append time, milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
     /// The record key.
-    pub key: Option<Vec<u8>>,
-    /// Binary-mode CloudEvents headers.
-    pub headers: Vec<(String, Vec<u8>)>,
+    pub key: Option<Bytes>,
+    /// Binary-mode CloudEvents headers (or `content-type` alone, in structured mode).
+    pub headers: Headers,
     /// The payload.
-    pub payload: Vec<u8>,
+    pub payload: Bytes,
 }
 
 /// Where a record was written.

@@ -19,7 +19,8 @@ use sqlx::sqlite::{
 use tokio::sync::Notify;
 
 use super::{
-    OutgoingRecord, Position, Record, Transport, TransportError, TransportErrorKind, now_ms,
+    Bytes, Headers, OutgoingRecord, Position, Record, Transport, TransportError,
+    TransportErrorKind, now_ms,
 };
 
 /// Every table of the embedded engine. Idempotent; run at open.
@@ -56,7 +57,6 @@ pub struct SqliteTransport {
 }
 
 pub(crate) use crate::store::sqlite::db_error;
-use crate::store::{decode_headers, encode_headers};
 
 impl SqliteTransport {
     /// How often `wait` re-reads the file for records appended by another process.
@@ -292,9 +292,9 @@ impl SqliteTransport {
             .bind(i64::from(record.partition))
             .bind(offset)
             .bind(ts)
-            .bind(record.key)
-            .bind(encode_headers(&record.headers))
-            .bind(record.payload)
+            .bind(record.key.as_deref())
+            .bind(record.headers.as_blob())
+            .bind(&record.payload[..])
             .execute(&mut *conn)
             .await
             .map_err(|err| db_error(operation(), err))?;
@@ -308,25 +308,18 @@ impl SqliteTransport {
     }
 }
 
-use super::CORRUPT_HEADERS;
-
-fn row_to_record(topic: &str, partition: u32, row: &sqlx::sqlite::SqliteRow) -> Record {
-    let blob: Vec<u8> = row.get("headers");
-    let headers = match decode_headers(&blob) {
-        Ok(headers) => headers,
-        Err(reason) => vec![
-            (CORRUPT_HEADERS.to_owned(), reason.into_bytes()),
-            (format!("{CORRUPT_HEADERS}-raw"), blob),
-        ],
-    };
+fn row_to_record(topic: &Arc<str>, partition: u32, row: &sqlx::sqlite::SqliteRow) -> Record {
+    let key: Option<Vec<u8>> = row.get("key");
+    let headers: Vec<u8> = row.get("headers");
+    let payload: Vec<u8> = row.get("payload");
     Record {
-        topic: topic.to_owned(),
+        topic: Arc::clone(topic),
         partition,
         offset: row.get::<i64, _>("offset") as u64,
         timestamp_ms: row.get("ts_ms"),
-        key: row.get("key"),
-        headers,
-        payload: row.get("payload"),
+        key: key.map(Bytes::from),
+        headers: Headers::stored(headers),
+        payload: Bytes::from(payload),
     }
 }
 
@@ -388,9 +381,10 @@ impl Transport for SqliteTransport {
         .fetch_all(&self.pool)
         .await
         .map_err(|err| db_error(format!("fetch from {topic}/{partition}"), err))?;
+        let name: Arc<str> = topic.into();
         Ok(rows
             .iter()
-            .map(|row| row_to_record(topic, partition, row))
+            .map(|row| row_to_record(&name, partition, row))
             .collect())
     }
 

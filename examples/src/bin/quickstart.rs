@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use event_runtime::dlq::{LetterFilter, Selection};
 use event_runtime::transport::sqlite::SqliteTransport;
-use event_runtime::transport::{OutgoingRecord, Transport};
+use event_runtime::transport::{Bytes, OutgoingRecord, Transport};
 use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError, Stores, handler};
 use serde::{Deserialize, Serialize};
 
@@ -239,9 +239,9 @@ async fn shop<T: Transport>(
             "orders",
             vec![OutgoingRecord {
                 partition: 0,
-                key: Some(b"o-9999".to_vec()),
-                headers: vec![("ce_type".into(), b"orders.order_placed".to_vec())],
-                payload: b"{\"order_id\": \"o-9999\"".to_vec(),
+                key: Some(Bytes::from_static(b"o-9999")),
+                headers: [("ce_type", "orders.order_placed")].into_iter().collect(),
+                payload: Bytes::from_static(b"{\"order_id\": \"o-9999\""),
             }],
         )
         .await?;
