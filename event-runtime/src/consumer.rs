@@ -547,7 +547,7 @@ impl<T: Transport> GroupRunner<T> {
             delivery,
             attempt,
             causation: raw.causation(),
-            incoming_id: raw.id.to_string(),
+            incoming_id: raw.id,
             states: self.states.clone(),
             emitted: Arc::default(),
             inbox: None,
@@ -576,10 +576,10 @@ impl<T: Transport> GroupRunner<T> {
                 |tx| async move {
                     let mut ctx = self.context(raw, delivery, attempt);
                     ctx.inbox = Some(tx);
-                    handler.call(raw, ctx.clone()).await?;
+                    let emitted = Arc::clone(&ctx.emitted);
+                    handler.call(raw, ctx).await?;
                     Ok(std::mem::take(
-                        &mut *ctx
-                            .emitted
+                        &mut *emitted
                             .lock()
                             .unwrap_or_else(std::sync::PoisonError::into_inner),
                     ))
@@ -593,10 +593,10 @@ impl<T: Transport> GroupRunner<T> {
             .await;
         }
         let ctx = self.context(raw, delivery, attempt);
-        handler.call(raw, ctx.clone()).await?;
+        let emitted = Arc::clone(&ctx.emitted);
+        handler.call(raw, ctx).await?;
         let emitted = std::mem::take(
-            &mut *ctx
-                .emitted
+            &mut *emitted
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );

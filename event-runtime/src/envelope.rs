@@ -109,7 +109,7 @@ impl<M: Message> Envelope<M> {
         let id = Uuid::now_v7();
         Envelope {
             id,
-            source: Cow::Owned(format!("/{}", descriptor.context)),
+            source: Cow::Owned(["/", descriptor.context].concat()),
             ty: Cow::Borrowed(descriptor.name),
             version: descriptor.version,
             subject: None,
@@ -199,13 +199,15 @@ impl<M> Envelope<M> {
 
     /// The context to pass to envelopes caused by this one.
     pub fn causation(&self) -> Causation {
+        let id = || {
+            self.id
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .to_owned()
+        };
         Causation {
-            correlation_id: Some(
-                self.correlation_id
-                    .clone()
-                    .unwrap_or_else(|| self.id.to_string()),
-            ),
-            causation_id: Some(self.id.to_string()),
+            correlation_id: Some(self.correlation_id.clone().unwrap_or_else(id)),
+            causation_id: Some(id()),
             trace: self.trace.clone(),
         }
     }

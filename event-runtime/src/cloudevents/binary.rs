@@ -176,27 +176,32 @@ pub fn decode<'a>(
     binding: Binding,
     limits: &Limits,
 ) -> Result<RawEnvelope, DecodeError> {
+    let headers = headers
+        .into_iter()
+        .map(|(name, value)| (name.as_bytes(), value));
     decode_at(headers, payload, binding, limits, None)
 }
 
 /// The slot of `attribute` (any ASCII case) among [`TYPED`] and then [`Text::ALL`].
-fn slot(attribute: &str) -> Option<usize> {
+fn slot(attribute: &[u8]) -> Option<usize> {
     TYPED
         .iter()
-        .position(|own| own.eq_ignore_ascii_case(attribute))
+        .position(|own| own.as_bytes().eq_ignore_ascii_case(attribute))
         .or_else(|| {
             Text::ALL
                 .iter()
-                .position(|text| text.name().eq_ignore_ascii_case(attribute))
+                .position(|text| text.name().as_bytes().eq_ignore_ascii_case(attribute))
                 .map(|i| TYPED.len() + i)
         })
 }
 
-/// [`decode`], with `default_time` for an event without `time` (none: it is an error).
+/// [`decode`], with `default_time` for an event without `time` (none: it is an error), over
+/// header names as bytes (a record's [`crate::transport::Headers`] are read without checking
+/// their names as UTF-8 again).
 ///
 /// Header values are borrowed while reading: only what the envelope keeps is copied.
 pub(crate) fn decode_at<'a>(
-    headers: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    headers: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
     payload: &[u8],
     binding: Binding,
     limits: &Limits,
@@ -213,30 +218,31 @@ pub(crate) fn decode_at<'a>(
         total += name.len() + value.len();
         Limits::check(limits.max_headers, count, "header count")?;
         Limits::check(limits.max_header_bytes, total, "headers")?;
-        let text =
-            || std::str::from_utf8(value).map_err(|_| invalid(name, "header value is not UTF-8"));
-        if name.eq_ignore_ascii_case(CONTENT_TYPE_HEADER) {
+        let named = |reason: &str| invalid(&String::from_utf8_lossy(name), reason);
+        let text = || std::str::from_utf8(value).map_err(|_| named("header value is not UTF-8"));
+        if name.eq_ignore_ascii_case(CONTENT_TYPE_HEADER.as_bytes()) {
             if content.replace(text()?).is_some() {
-                return Err(invalid(name, "header appears twice"));
+                return Err(named("header appears twice"));
             }
         } else if name.len() > prefix.len()
-            && name.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+            && name[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
         {
-            // The prefix is ASCII, so `prefix.len()` is a char boundary of `name`.
             let attribute = &name[prefix.len()..];
             let duplicate = match slot(attribute) {
                 Some(index) => slots[index].replace(text()?).is_some(),
                 None => {
-                    let attribute = attribute.to_ascii_lowercase();
+                    let attribute = std::str::from_utf8(attribute)
+                        .map_err(|_| named("header name is not UTF-8"))?
+                        .to_ascii_lowercase();
                     if let Some(reason) = extension_name_error(&attribute) {
-                        return Err(invalid(name, reason));
+                        return Err(named(reason));
                     }
                     let value = ExtensionValue::String(text()?.to_owned());
                     extensions.insert(attribute, value).is_some()
                 }
             };
             if duplicate {
-                return Err(invalid(name, "header appears twice"));
+                return Err(named("header appears twice"));
             }
         }
     }

@@ -23,11 +23,16 @@ use crate::transport::{CORRUPT_HEADERS, Record};
 /// structured mode this library does not read, and every error of the format's decoder
 /// ([`binary::decode`], [`structured::decode`], [`protobuf::decode`]).
 pub fn decode_record(record: &Record, limits: &Limits) -> Result<RawEnvelope, DecodeError> {
-    if let Some((_, reason)) = record
-        .headers
-        .iter()
-        .find(|(name, _)| *name == CORRUPT_HEADERS)
-    {
+    // One pass over the names for what decides how to read the rest.
+    let (mut corrupt, mut content_type) = (None, None);
+    for (name, value) in record.headers.raw_iter() {
+        if name == CORRUPT_HEADERS.as_bytes() {
+            corrupt = Some(value);
+        } else if content_type.is_none() && name.eq_ignore_ascii_case(b"content-type") {
+            content_type = Some(value);
+        }
+    }
+    if let Some(reason) = corrupt {
         return Err(DecodeError::Malformed {
             format: Format::Binary,
             reason: format!("corrupt record: {}", String::from_utf8_lossy(reason)),
@@ -41,7 +46,7 @@ pub fn decode_record(record: &Record, limits: &Limits) -> Result<RawEnvelope, De
         .flatten();
     // Structured content mode (the Kafka and NATS bindings, 3.2): the whole event is the
     // payload, and the content type says its format.
-    match structured_media(record) {
+    match content_type.and_then(structured_media) {
         Some(Structured::Json) => structured::decode_at(&record.payload, limits, log_time),
         Some(Structured::Protobuf) => protobuf::decode_at(&record.payload, limits, log_time),
         Some(Structured::Other(other)) => Err(DecodeError::Malformed {
@@ -52,7 +57,7 @@ pub fn decode_record(record: &Record, limits: &Limits) -> Result<RawEnvelope, De
             ),
         }),
         None => binary::decode_at(
-            &record.headers,
+            record.headers.raw_iter(),
             &record.payload,
             Binding::Kafka,
             limits,
@@ -69,12 +74,11 @@ enum Structured {
     Other(String),
 }
 
-/// The structured mode of a record whose `content-type` starts with `application/cloudevents`;
-/// `None` in binary mode. Binary records, the common case on the consume path, are told apart
-/// without allocating.
-fn structured_media(record: &Record) -> Option<Structured> {
+/// The structured mode of a record whose `content-type` (`value`) starts with
+/// `application/cloudevents`; `None` in binary mode. Binary records, the common case on the
+/// consume path, are told apart without allocating.
+fn structured_media(value: &[u8]) -> Option<Structured> {
     const PREFIX: &[u8] = b"application/cloudevents";
-    let value = record.headers.get("content-type")?;
     if value.len() < PREFIX.len() || !value[..PREFIX.len()].eq_ignore_ascii_case(PREFIX) {
         return None;
     }

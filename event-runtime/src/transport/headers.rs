@@ -53,9 +53,9 @@ impl Headers {
         Headers::default()
     }
 
-    /// A builder for a new block.
+    /// A builder for a new block (room for a typical event's dozen attributes).
     pub fn builder() -> HeadersBuilder {
-        HeadersBuilder::with_capacity(256)
+        HeadersBuilder::with_capacity(512)
     }
 
     /// Reads a stored block, checking every length and that every name is UTF-8. The block is
@@ -117,6 +117,14 @@ impl Headers {
     /// Names and values in the order written, borrowed from the block.
     pub fn iter(&self) -> Iter<'_> {
         Iter {
+            raw: self.raw_iter(),
+        }
+    }
+
+    /// Names and values as bytes: [`Headers::iter`] without reading the names as UTF-8 again
+    /// (the block was checked when it was made), for the lookups on the consume path.
+    pub(crate) fn raw_iter(&self) -> RawIter<'_> {
+        RawIter {
             rest: &self.blob[2..],
             left: self.len(),
         }
@@ -125,8 +133,8 @@ impl Headers {
     /// The first header named `name`, compared without regard to ASCII case (HTTP, NATS and
     /// Kafka header names are case-insensitive in practice).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        self.raw_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, value)| value)
     }
 
@@ -199,12 +207,32 @@ impl From<Vec<(String, Vec<u8>)>> for Headers {
 /// The headers of a [`Headers`] block in order: `(name, value)`.
 #[derive(Clone, Debug)]
 pub struct Iter<'a> {
-    rest: &'a [u8],
-    left: usize,
+    raw: RawIter<'a>,
 }
 
 impl<'a> Iterator for Iter<'a> {
     type Item = (&'a str, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (name, value) = self.raw.next()?;
+        // Checked when the block was made, so this cannot fail; should it, iteration ends.
+        Some((std::str::from_utf8(name).ok()?, value))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.raw.size_hint()
+    }
+}
+
+/// [`Iter`] with names as bytes.
+#[derive(Clone, Debug)]
+pub(crate) struct RawIter<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for RawIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.left == 0 {
@@ -213,12 +241,11 @@ impl<'a> Iterator for Iter<'a> {
         self.left -= 1;
         // The block was checked when it was made: these reads cannot run short. Should one
         // anyway, the iteration ends instead of panicking.
-        let mut reader = Reader { rest: self.rest };
-        let name = reader.sized(2, "").ok()?;
-        let name = std::str::from_utf8(reader.take(name, "").ok()?).ok()?;
-        let value = reader.sized(4, "").ok()?;
-        let value = reader.take(value, "").ok()?;
-        self.rest = reader.rest;
+        let (name_len, rest) = self.rest.split_first_chunk::<2>()?;
+        let (name, rest) = rest.split_at_checked(usize::from(u16::from_le_bytes(*name_len)))?;
+        let (value_len, rest) = rest.split_first_chunk::<4>()?;
+        let (value, rest) = rest.split_at_checked(u32::from_le_bytes(*value_len) as usize)?;
+        self.rest = rest;
         Some((name, value))
     }
 
