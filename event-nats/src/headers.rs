@@ -161,8 +161,12 @@ pub(crate) fn from_wire(map: Option<&HeaderMap>) -> (Option<Bytes>, Headers) {
     // Borrowed (name, value) pairs; a `ce-` name is read as `ce_` when written out.
     let mut headers: Vec<(&str, bool, &[u8])> = Vec::with_capacity(map.len());
     let mut extra = Vec::new();
-    for (name, values) in map.iter() {
-        let name: &str = name.as_ref();
+    // The map's order is a hash's: sorting the wire names first makes the result the same on
+    // every delivery where wire names collide (`ce-x` and `CE-x`, a key in both forms).
+    let mut names: Vec<(&str, &Vec<async_nats::HeaderValue>)> =
+        map.iter().map(|(n, v)| (n.as_ref(), v)).collect();
+    names.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, values) in names {
         for value in values {
             let text = value.as_str();
             if name == KEY {
@@ -318,6 +322,40 @@ mod tests {
         expected.push(structured);
         expected.sort();
         assert_eq!(owned(&headers), expected);
+    }
+
+    /// Wire names that collide once mapped (`ce-x`, `CE-x`; a key in both forms) come back in
+    /// one order whatever the map's, so a redelivery reads the same key and the same lane.
+    #[test]
+    fn colliding_wire_names_come_back_in_one_order() {
+        let pairs = [
+            ("ce-x", "lower"),
+            ("CE-x", "upper"),
+            (KEY, "plain"),
+            (KEY_B64, "YjY0"),
+        ];
+        let mut seen = None;
+        for rotation in 0..pairs.len() {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs.iter().cycle().skip(rotation).take(pairs.len()) {
+                map.insert(*name, *value);
+            }
+            let (key, headers) = from_wire(Some(&map));
+            let read = (key, owned(&headers));
+            assert_eq!(read.0.as_deref(), Some(&b"b64"[..]), "the base64 key wins");
+            match &seen {
+                None => seen = Some(read),
+                Some(first) => assert_eq!(&read, first, "rotation {rotation}"),
+            }
+        }
+        let (_, headers) = seen.unwrap();
+        assert_eq!(
+            headers,
+            [
+                ("ce_x".to_owned(), b"upper".to_vec()),
+                ("ce_x".to_owned(), b"lower".to_vec())
+            ]
+        );
     }
 
     #[test]

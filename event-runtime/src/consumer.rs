@@ -35,7 +35,7 @@ use crate::handler::{Context, Delivery, ErrorClass, Handler, HandlerError};
 use crate::message::Message;
 use crate::registry::Registry;
 use crate::retry::jitter_sample;
-use crate::transport::{OutgoingRecord, Record, Transport, TransportError, now_ms};
+use crate::transport::{Headers, OutgoingRecord, Record, Transport, TransportError, now_ms};
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -364,7 +364,15 @@ impl<T: Transport> GroupRunner<T> {
             }
             error.truncate(end);
         }
-        let mut headers = record.headers.to_builder();
+        // A foreign record with nearly 65,535 headers leaves no room for ours in one block: the
+        // copy then says so instead of its headers (the dead-letter store keeps them all).
+        let mut headers = if record.headers.len() > usize::from(u16::MAX) - 6 {
+            let mut headers = Headers::builder();
+            headers.push("x-evt-dlq-headers-dropped", b"too many headers to copy");
+            headers
+        } else {
+            record.headers.to_builder()
+        };
         headers.push("x-evt-dlq-group", self.group.as_bytes());
         headers.push("x-evt-dlq-source", fallback.as_bytes());
         headers.push("x-evt-dlq-reason", failed.reason_kind.as_str().as_bytes());

@@ -26,7 +26,7 @@ pub fn decode_record(record: &Record, limits: &Limits) -> Result<RawEnvelope, De
     // One pass over the names for what decides how to read the rest.
     let (mut corrupt, mut content_type) = (None, None);
     for (name, value) in record.headers.raw_iter() {
-        if name == CORRUPT_HEADERS.as_bytes() {
+        if corrupt.is_none() && name == CORRUPT_HEADERS.as_bytes() {
             corrupt = Some(value);
         } else if content_type.is_none() && name.eq_ignore_ascii_case(b"content-type") {
             content_type = Some(value);

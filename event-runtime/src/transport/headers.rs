@@ -350,7 +350,7 @@ impl HeadersBuilder {
     /// # Errors
     ///
     /// `write`'s.
-    pub fn push_with<E>(
+    pub(crate) fn push_with<E>(
         &mut self,
         name: &[&str],
         write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
@@ -362,10 +362,12 @@ impl HeadersBuilder {
             return Ok(());
         }
         let value_at = self.buf.len();
-        if let Err(err) = write(&mut self.buf) {
+        let written = write(&mut self.buf);
+        if written.is_err() || self.buf.len() < value_at {
+            // Failed, or took back more than it wrote (a bug of ours): as if never called.
             self.buf.truncate(start);
             self.count -= 1;
-            return Err(err);
+            return written;
         }
         let len = self.buf.len() - value_at;
         match u32::try_from(len) {

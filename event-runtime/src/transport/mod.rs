@@ -60,7 +60,8 @@ pub struct Record {
     pub timestamp_ms: i64,
     /// The record key.
     pub key: Option<Bytes>,
-    /// Binary-mode CloudEvents headers (or `content-type` alone, in structured mode).
+    /// Binary-mode CloudEvents headers (in structured mode: `content-type` and any headers
+    /// that are not attributes).
     pub headers: Headers,
     /// The payload.
     pub payload: Bytes,
