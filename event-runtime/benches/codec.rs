@@ -539,10 +539,38 @@ fn verdict(ratio: f64, goal: f64) -> &'static str {
     if ratio <= goal { "MET" } else { "MISSED" }
 }
 
+impl Routines {
+    /// A routine by the name `scripts/callgrind.sh` gives it.
+    fn named(&self, name: &str) -> Option<&dyn Fn()> {
+        Some(match name {
+            "json_raw" => &*self.json_raw,
+            "json_envelope" => &*self.json_envelope,
+            "proto_raw" => &*self.proto_raw,
+            "proto_envelope" => &*self.proto_envelope,
+            "upcast_direct" => &*self.upcast_direct,
+            "upcast_chain" => &*self.upcast_chain,
+            _ => return None,
+        })
+    }
+}
+
 fn main() {
     let started = SystemTime::now();
     let benchmarking = std::env::args().any(|arg| arg == "--bench");
     let routines = routines();
+    // `EVT_CALLGRIND=<routine>:<n>`: run one routine n times and nothing else, for an
+    // instruction count under callgrind (scripts/callgrind.sh), which is stable where timings
+    // are not.
+    if let Ok(spec) = std::env::var("EVT_CALLGRIND") {
+        let (name, n) = spec.split_once(':').expect("EVT_CALLGRIND=<routine>:<n>");
+        let routine = routines
+            .named(name)
+            .unwrap_or_else(|| panic!("no routine `{name}`"));
+        for _ in 0..n.parse::<u32>().expect("a count") {
+            routine();
+        }
+        return;
+    }
 
     let mut criterion = Criterion::default()
         .sample_size(30)

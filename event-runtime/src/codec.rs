@@ -64,7 +64,10 @@ impl<T: prost::Message + Default> PayloadCodec<T> for Protobuf {
     const CONTENT_TYPE: &'static str = PROTOBUF;
 
     fn encode(value: &T, buf: &mut Vec<u8>) -> Result<(), PayloadError> {
-        value.encode(buf).map_err(PayloadError::ProtobufEncode)
+        // A `Vec` grows as needed, so prost's capacity check (which walks the message for its
+        // length a second time: callers size the buffer from `encoded_len` already) cannot fail.
+        value.encode_raw(buf);
+        Ok(())
     }
 
     fn decode(data: &[u8]) -> Result<T, PayloadError> {

@@ -46,7 +46,8 @@ pub enum PayloadError {
     /// prost.
     #[error(transparent)]
     Protobuf(#[from] prost::DecodeError),
-    /// prost's encoder.
+    /// prost's encoder, for a codec writing into a bounded buffer (the built-in protobuf codec
+    /// writes into a growing `Vec`, which cannot run out of room).
     #[error(transparent)]
     ProtobufEncode(#[from] prost::EncodeError),
     /// The payload does not have the shape this type writes (an enum payload that is not a variant).

@@ -269,13 +269,41 @@ impl std::fmt::Display for Attr<'_> {
 }
 
 /// A wire-level reader over the official `CloudEvent` message: no intermediate map or copies.
+/// The attributes this library reads go into slots by name; the others (extensions) into a list
+/// that stays unallocated when there are none.
 struct Wire<'a> {
     id: &'a str,
     source: &'a str,
     spec_version: &'a str,
     ty: &'a str,
-    attributes: BTreeMap<&'a str, Option<Attr<'a>>>,
+    /// `Some(value)` for an attribute present (`value` is `None` when its value is empty), by
+    /// [`known_slot`].
+    known: [Option<Option<Attr<'a>>>; KNOWN.len()],
+    extensions: Vec<(&'a str, Option<Attr<'a>>)>,
     data: &'a [u8],
+}
+
+/// The attributes of the `attributes` map this library reads, in slot order: the typed ones,
+/// then the text attributes in [`Text::ALL`] order.
+const KNOWN: [&str; 12] = [
+    "datacontenttype",
+    "sequence",
+    "time",
+    "eventversion",
+    Text::ALL[0].name(),
+    Text::ALL[1].name(),
+    Text::ALL[2].name(),
+    Text::ALL[3].name(),
+    Text::ALL[4].name(),
+    Text::ALL[5].name(),
+    Text::ALL[6].name(),
+    Text::ALL[7].name(),
+];
+
+/// The slot of an attribute this library reads (names are compared exactly, as protobuf map
+/// keys are).
+fn known_slot(name: &str) -> Option<usize> {
+    KNOWN.iter().position(|known| *known == name)
 }
 
 fn malformed(reason: impl Into<String>) -> DecodeError {
@@ -394,7 +422,10 @@ fn read_entry<'a>(mut buf: &'a [u8], wire: &mut Wire<'a>) -> Result<(), DecodeEr
         }
     }
     // A repeated key keeps its last value, as protobuf maps do.
-    wire.attributes.insert(name, value);
+    match known_slot(name) {
+        Some(slot) => wire.known[slot] = Some(value),
+        None => wire.extensions.push((name, value)),
+    }
     Ok(())
 }
 
@@ -419,7 +450,8 @@ fn read_event(mut buf: &[u8]) -> Result<Wire<'_>, DecodeError> {
         source: "",
         spec_version: "",
         ty: "",
-        attributes: BTreeMap::new(),
+        known: [const { None }; KNOWN.len()],
+        extensions: Vec::new(),
         data: &[],
     };
     while !buf.is_empty() {
@@ -543,18 +575,27 @@ fn decode_parts<'a>(
         return Err(missing("type"));
     }
     let id = parse_id(event.id)?;
-    let mut attrs: BTreeMap<&str, Attr<'_>> = BTreeMap::new();
-    for (name, value) in event.attributes {
-        let attr = value.ok_or_else(|| invalid(name, "attribute value is empty"))?;
-        attrs.insert(name, attr);
+    let empty = |name: &str| invalid(name, "attribute value is empty");
+    let mut known: [Option<Attr<'_>>; KNOWN.len()] = [const { None }; KNOWN.len()];
+    for ((slot, value), name) in known.iter_mut().zip(event.known).zip(KNOWN) {
+        if let Some(value) = value {
+            *slot = Some(value.ok_or_else(|| empty(name))?);
+        }
     }
-    let mut take_text = |name: &'static str| attrs.remove(name).map(|a| text(name, a)).transpose();
+    // The last value of a repeated extension wins, as in a protobuf map.
+    let extensions: BTreeMap<&str, Option<Attr<'_>>> = event.extensions.into_iter().collect();
+    let mut attrs: BTreeMap<&str, Attr<'_>> = BTreeMap::new();
+    for (name, value) in extensions {
+        attrs.insert(name, value.ok_or_else(|| empty(name))?);
+    }
+    let mut take = |name: &'static str| known_slot(name).and_then(|slot| known[slot].take());
+    let mut take_text = |name: &'static str| take(name).map(|a| text(name, a)).transpose();
     let content = take_text("datacontenttype")?;
     let texts = TextValues::read(&mut take_text)?;
     let sequence = take_text("sequence")?
         .map(|s| parse_sequence(&s))
         .transpose()?;
-    let time = match attrs.remove("time") {
+    let time = match take("time") {
         Some(Attr::Timestamp { seconds, nanos }) => {
             timestamp_to_time(seconds, nanos).map_err(|reason| invalid("time", reason))?
         }
@@ -567,7 +608,7 @@ fn decode_parts<'a>(
         }
         None => default_time.ok_or_else(|| missing("time"))?,
     };
-    let version = match attrs.remove("eventversion") {
+    let version = match take("eventversion") {
         None => 1,
         Some(Attr::Integer(v)) if v >= 1 => v as u32,
         Some(Attr::String(s)) => s
