@@ -77,9 +77,10 @@
 //! By default ([`ContentMode::Structured`]) each record is a CloudEvent in the NATS protocol
 //! binding's structured content mode, the one mode CloudEvents 1.0.2's NATS binding defines: the
 //! message body is the whole event in the JSON event format, so any NATS CloudEvents reader
-//! (the official SDKs) understands the messages. The runtime hands the transport records in
-//! binary mode (the Kafka binding's `ce_` headers); `append` writes their attributes into the
-//! body, without parsing anything:
+//! (the official SDKs) understands the messages. The publisher writes the events it publishes so
+//! already ([`Transport::structured_records`]), and `append` sends them as they are. Records
+//! that reach `append` in binary mode (the Kafka binding's `ce_` headers: events emitted by
+//! handlers, the outbox relay, tools) are rewritten without parsing anything:
 //!
 //! | record (trait side) | NATS message |
 //! |---|---|
@@ -115,6 +116,8 @@
 //! with `:`/spaces/non-ASCII, and names this mapping reserves: `ce-*`, `x-evt-*`, `Nats-*`), so
 //! such a record still round-trips byte for byte; a NATS header block is a map, so headers
 //! come back sorted by name.
+//!
+//! [`Transport::structured_records`]: event_runtime::transport::Transport::structured_records
 //!
 //! # Credentials
 //!

@@ -1,7 +1,8 @@
-//! The NATS binding's structured content mode, written at the boundary. The runtime hands the
-//! transport records in binary mode (the Kafka binding's `ce_<attribute>` headers, the payload
-//! as the body); in structured mode the message body is the whole event in the CloudEvents JSON
-//! event format instead, and the only headers left are those the transport needs.
+//! The NATS binding's structured content mode, written at the boundary. The publisher hands the
+//! transport the events it publishes in that mode already ([`prewritten`]); other records come
+//! in binary mode (the Kafka binding's `ce_<attribute>` headers, the payload as the body), and in
+//! structured mode the message body is the whole event in the CloudEvents JSON event format
+//! instead, with only the headers the transport needs ([`encode`]).
 //!
 //! | record (trait side) | NATS message in structured mode |
 //! |---|---|
@@ -23,7 +24,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use event_runtime::cloudevents::{Limits, is_json};
+use event_runtime::cloudevents::{Limits, STRUCTURED_JSON, is_json};
 
 use event_runtime::transport::Headers;
 
@@ -43,6 +44,32 @@ pub(crate) struct Structured<'a> {
     /// The record headers that are not CloudEvents attributes (besides `content-type:
     /// application/cloudevents+json`, which the wire adds).
     pub(crate) headers: Vec<(&'a str, &'a [u8])>,
+}
+
+/// A record the publisher wrote in structured mode already
+/// ([`Transport::structured_records`](event_runtime::transport::Transport::structured_records)):
+/// the event as the payload, `content-type: application/cloudevents+json` and the event id in
+/// `ce_id`, nothing else. Returns the id for `Nats-Msg-Id` (`None` when the client could not
+/// carry it); `None` for any other record.
+pub(crate) fn prewritten(headers: &Headers) -> Option<Option<&str>> {
+    if headers.len() != 2 {
+        return None;
+    }
+    let mut pairs = headers.iter();
+    let (a, b) = (pairs.next()?, pairs.next()?);
+    let (content_type, id) = match (a.0, b.0) {
+        (name, "ce_id") if name.eq_ignore_ascii_case(CONTENT_TYPE) => (a.1, b.1),
+        ("ce_id", name) if name.eq_ignore_ascii_case(CONTENT_TYPE) => (b.1, a.1),
+        _ => return None,
+    };
+    if !content_type.eq_ignore_ascii_case(STRUCTURED_JSON.as_bytes()) {
+        return None;
+    }
+    Some(
+        std::str::from_utf8(id)
+            .ok()
+            .filter(|id| !id.is_empty() && crate::headers::clean(id)),
+    )
 }
 
 /// The attribute a record header carries (`ce_<attribute>`), if it carries one; `None` for other
@@ -347,6 +374,41 @@ mod tests {
                     panic!("eventversion {version:?}: {binary:?} vs {structured:?}")
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_record_the_publisher_wrote_in_structured_mode_goes_as_it_is() {
+        let id = "0193a1c4-2b6e-7f00-8a11-22b3c4d5e6f7";
+        let structured = header("content-type", "application/cloudevents+json");
+        for headers in [
+            vec![structured.clone(), header("ce_id", id)],
+            vec![
+                header("ce_id", id),
+                header("Content-Type", "application/cloudevents+json"),
+            ],
+        ] {
+            assert_eq!(prewritten(&headers.into()), Some(Some(id)));
+        }
+        // An id the client cannot carry as a header value: no `Nats-Msg-Id`, still structured.
+        let headers: Headers = vec![structured.clone(), header("ce_id", " padded ")].into();
+        assert_eq!(prewritten(&headers), Some(None));
+        // Anything else is not one.
+        for headers in [
+            vec![structured.clone()],
+            vec![
+                structured.clone(),
+                header("ce_id", id),
+                header("x-more", "1"),
+            ],
+            vec![structured.clone(), header("ce_type", "t")],
+            vec![
+                header("content-type", "application/json"),
+                header("ce_id", id),
+            ],
+            event(Some("application/json"), &[]),
+        ] {
+            assert_eq!(prewritten(&headers.clone().into()), None, "{headers:?}");
         }
     }
 

@@ -686,6 +686,11 @@ fn storage_type(storage: Storage) -> stream::StorageType {
 }
 
 impl Transport for NatsTransport {
+    /// In [`ContentMode::Structured`], the default.
+    fn structured_records(&self) -> bool {
+        self.inner.config.content_mode == ContentMode::Structured
+    }
+
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, TransportError> {
         let inner = &self.inner;
         if let Some(count) = inner.cached_partitions(topic) {
@@ -752,18 +757,27 @@ impl Transport for NatsTransport {
         let mut subjects: Vec<Option<async_nats::Subject>> = vec![None; count as usize];
         let structured = inner.config.content_mode == ContentMode::Structured;
         for record in records {
-            let written = structured
-                .then(|| structured::encode(&record.headers, &record.payload))
-                .flatten();
-            let (headers, payload) = match written {
-                Some(event) => (
-                    headers::to_wire_structured(record.key.as_deref(), &event.headers, event.id),
-                    Bytes::from(event.body),
-                ),
-                None => (
+            let (headers, payload) = if !structured {
+                (
                     headers::to_wire(record.key.as_deref(), &record.headers, None),
                     record.payload.clone(),
-                ),
+                )
+            } else if let Some(id) = structured::prewritten(&record.headers) {
+                // Published events: the publisher wrote them in structured mode already.
+                (
+                    headers::to_wire_structured(record.key.as_deref(), &[], id),
+                    record.payload.clone(),
+                )
+            } else if let Some(event) = structured::encode(&record.headers, &record.payload) {
+                (
+                    headers::to_wire_structured(record.key.as_deref(), &event.headers, event.id),
+                    Bytes::from(event.body),
+                )
+            } else {
+                (
+                    headers::to_wire(record.key.as_deref(), &record.headers, None),
+                    record.payload.clone(),
+                )
             };
             let publish = jetstream::message::PublishMessage::build()
                 .headers(headers)

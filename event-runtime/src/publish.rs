@@ -87,11 +87,39 @@ impl<T: Transport> Publisher<T> {
         ))
     }
 
-    /// The record of a typed envelope, its payload encoded straight into the record.
+    /// The record of a typed envelope, its payload encoded straight into the record: in binary
+    /// mode, or in structured mode for an engine that stores that
+    /// ([`Transport::structured_records`]).
     fn typed_record_for<M: Message>(
         envelope: &Envelope<M>,
         partitions: u32,
+        structured: bool,
     ) -> Result<OutgoingRecord, EncodeError> {
+        if structured {
+            let mut payload = Vec::with_capacity(envelope.data.payload_len().unwrap_or(256) + 384);
+            crate::cloudevents::structured::encode_with(envelope, &mut payload, |buf| {
+                envelope.data.encode_payload(buf)
+            })?;
+            let mut id = uuid::Uuid::encode_buffer();
+            let id = envelope.id.hyphenated().encode_lower(&mut id);
+            let mut headers = Headers::builder();
+            headers.push(
+                binary::CONTENT_TYPE_HEADER,
+                crate::cloudevents::STRUCTURED_JSON.as_bytes(),
+            );
+            headers.push("ce_id", id.as_bytes());
+            let key = envelope
+                .partition_key
+                .as_ref()
+                .map(|k| Bytes::copy_from_slice(k.as_bytes()));
+            return Ok(Self::partitioned(
+                key,
+                headers.finish(),
+                Bytes::from(payload),
+                id,
+                partitions,
+            ));
+        }
         Ok(Self::message_record(
             binary::to_binary(envelope, Binding::Kafka)?,
             envelope.id,
@@ -194,7 +222,11 @@ impl<T: Transport> Publisher<T> {
         self.retry
             .run(|| async {
                 let partitions = self.partitions_of(topic).await?;
-                let record = Self::typed_record_for(envelope, partitions)?;
+                let record = Self::typed_record_for(
+                    envelope,
+                    partitions,
+                    self.transport.structured_records(),
+                )?;
                 let positions = self.transport.append(topic, vec![record]).await?;
                 Ok(positions[0])
             })
@@ -221,7 +253,11 @@ impl<T: Transport> Publisher<T> {
                 let mut by_topic: BTreeMap<&str, Vec<OutgoingRecord>> = BTreeMap::new();
                 for (topic, envelope) in topics.iter().zip(&envelopes) {
                     let partitions = self.partitions_of(topic).await?;
-                    let record = Self::typed_record_for(envelope, partitions)?;
+                    let record = Self::typed_record_for(
+                        envelope,
+                        partitions,
+                        self.transport.structured_records(),
+                    )?;
                     by_topic.entry(topic.as_str()).or_default().push(record);
                 }
                 let mut positions = Vec::with_capacity(envelopes.len());

@@ -2,8 +2,10 @@
 //!
 //! The model is the one Kafka and NATS JetStream share: a topic has a fixed number of partitions;
 //! each partition is an ordered log addressed by offset; a consumer group commits, per partition,
-//! the next offset it wants. Records are CloudEvents in binary content mode ([`Record::headers`]
-//! + [`Record::payload`]), so every engine carries the same bytes a foreign client can read.
+//! the next offset it wants. Records are CloudEvents in binary content mode (attributes in
+//! [`Record::headers`], data in [`Record::payload`]), or in structured content mode on an engine
+//! that stores that ([`Transport::structured_records`]), so every engine carries bytes a foreign
+//! client can read.
 //!
 //! At-least-once delivery follows from the contract: the runtime commits a position only after
 //! every record before it was handled (or dead-lettered), so a crash redelivers from the last
@@ -135,6 +137,18 @@ impl TransportError {
 /// Every method is cancel-safe in the sense that dropping the future leaves the log consistent:
 /// an append is either stored whole or not at all, and a commit either happened or not.
 pub trait Transport: Send + Sync + 'static {
+    /// Whether this engine stores events in CloudEvents' structured content mode (NATS, whose
+    /// protocol binding defines only that mode). Then [`crate::Publisher`] hands it the events
+    /// it publishes already written so, which spares the engine rewriting binary mode: the
+    /// payload is the JSON event format, with the headers `content-type:
+    /// application/cloudevents+json` and `ce_id` (the event id, for an engine that dedupes
+    /// appends by id; the payload carries it too), and the key as in binary mode. Records from
+    /// elsewhere (events emitted by handlers, the outbox relay, dead-letter copies, tools) still
+    /// come in binary mode or as they were stored. Default `false`: binary mode.
+    fn structured_records(&self) -> bool {
+        false
+    }
+
     /// Creates `topic` with `partitions` partitions if it does not exist, and returns its actual
     /// partition count (an existing topic keeps its count).
     fn ensure_topic(
