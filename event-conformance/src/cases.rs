@@ -1037,6 +1037,61 @@ pub async fn a_record_has_one_open_dead_letter<E: Engine>(engine: E) {
     assert_ne!(again, first, "a closed letter is not reused");
 }
 
+/// Closed dead letters (purged, resolved) are deleted with their audit trail once their
+/// retention has passed since they were closed; open letters never are.
+pub async fn closed_dead_letters_are_deleted_after_their_retention<E: Engine>(engine: E) {
+    use event_runtime::dlq::NewDeadLetter;
+    let app = engine.app().await;
+    let dlq = app.dead_letters().clone();
+    let letter = |offset: u64| NewDeadLetter {
+        group: "g".to_owned(),
+        record: event_runtime::transport::Record {
+            topic: "ledger".into(),
+            partition: 0,
+            offset,
+            timestamp_ms: 1,
+            key: Some(format!("k{offset}").into()),
+            headers: Default::default(),
+            payload: b"{".to_vec().into(),
+        },
+        event_type: None,
+        event_id: None,
+        partition_key: Some(format!("k{offset}")),
+        reason_kind: ReasonKind::Malformed,
+        error_chain: vec!["bad".into()],
+        attempts: 1,
+        first_failure_ms: 1,
+        parked_behind: None,
+    };
+    let closed = dlq.put(letter(1)).await.unwrap();
+    let open = dlq.put(letter(2)).await.unwrap();
+    dlq.purge(Some("g"), Selection::Ids(&[closed]), "test")
+        .await
+        .unwrap();
+    assert_eq!(
+        dlq.delete_closed(Duration::from_secs(3600)).await.unwrap(),
+        0,
+        "closed just now"
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(dlq.delete_closed(Duration::ZERO).await.unwrap(), 1);
+    assert!(dlq.get(closed).await.unwrap().is_none());
+    assert!(
+        dlq.audit(closed).await.unwrap().is_empty(),
+        "its audit trail too"
+    );
+    let all = dlq
+        .list(&LetterFilter {
+            include_closed: true,
+            ..LetterFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.iter().map(|l| l.id).collect::<Vec<_>>(), [open]);
+    assert!(!dlq.audit(open).await.unwrap().is_empty());
+    assert_eq!(dlq.delete_closed(Duration::ZERO).await.unwrap(), 0);
+}
+
 /// `offset_for_time` finds the first record at or after a time (the engine's own lookup on
 /// Kafka, a bisection elsewhere), and a replay planned by time window selects exactly the
 /// records appended inside it.

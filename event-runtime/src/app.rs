@@ -43,7 +43,7 @@ use crate::registry::{Registry, RegistryError};
 use crate::retry::{PublishRetry, RetryPolicy};
 use crate::store::Db;
 use crate::transport::memory::MemoryTransport;
-use crate::transport::{Transport, TransportError, command_topic, event_topic};
+use crate::transport::{LogLimits, Transport, TransportError, command_topic, event_topic};
 
 #[cfg(feature = "sqlite")]
 use crate::transport::sqlite::SqliteTransport;
@@ -166,15 +166,41 @@ pub struct App<T: Transport> {
     errors: Vec<AppError>,
 }
 
-/// How long an app keeps what its stores accumulate; a task of [`App::start`] enforces it, at
-/// start and then every [`Retention::every`]. Every instance of a service may run it: the purges
-/// are idempotent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How long an app keeps what its log and stores accumulate; a task of [`App::start`] enforces
+/// it, at start and then every [`Retention::every`]. Every instance of a service may run it: the
+/// deletions are idempotent.
+///
+/// ```
+/// use std::time::Duration;
+/// use event_runtime::app::Retention;
+/// use event_runtime::transport::LogLimits;
+///
+/// let mut retention = Retention::default();
+/// // Audit topics: two years, whatever their events declare.
+/// retention.topics.insert(
+///     "audit".into(),
+///     LogLimits { max_age: Some(Duration::from_secs(2 * 365 * 86_400)), ..LogLimits::default() },
+/// );
+/// // Every other partition of the embedded log: at most 512 MiB.
+/// retention.log.max_bytes = Some(512 << 20);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Retention {
     /// Dedupe marks (and inbox claims) older than this are forgotten, so the table stays
     /// bounded; a copy of an event that arrives later than this after the first is handled
     /// again. Default 7 days; `None` keeps them forever.
     pub dedupe: Option<Duration>,
+    /// The embedded log's records ([`Transport::delete_records`]: the SQLite engine; a broker
+    /// applies its own retention). A topic whose event types declare `sla(retention = ...)`
+    /// keeps its records for the longest they declare instead of `log.max_age`. Default:
+    /// [`LogLimits::default`] (7 days, no size bound, never what a known group has not read).
+    pub log: LogLimits,
+    /// Limits for named topics, over the declared and default ones.
+    pub topics: BTreeMap<String, LogLimits>,
+    /// Closed dead letters (resolved or purged) are deleted, with their audit trail, this long
+    /// after they were closed. Open letters are never deleted. Default 30 days; `None` keeps
+    /// them forever.
+    pub closed_letters: Option<Duration>,
     /// How often the task runs. Default 1 hour.
     pub every: Duration,
 }
@@ -183,9 +209,54 @@ impl Default for Retention {
     fn default() -> Self {
         Retention {
             dedupe: Some(Duration::from_secs(7 * 24 * 3600)),
+            log: LogLimits::default(),
+            topics: BTreeMap::new(),
+            closed_letters: Some(Duration::from_secs(30 * 24 * 3600)),
             every: Duration::from_secs(3600),
         }
     }
+}
+
+impl Retention {
+    /// The limits of `topic`: its own, else the longest `sla(retention)` its message types
+    /// declare (over [`Retention::log`]), else [`Retention::log`].
+    pub fn limits_for(&self, topic: &str) -> LogLimits {
+        if let Some(limits) = self.topics.get(topic) {
+            return *limits;
+        }
+        let declared = Registry::global()
+            .ok()
+            .into_iter()
+            .flat_map(|registry| registry.iter())
+            .filter(|d| topic_of(d.kind, d.context) == topic)
+            .filter_map(|d| d.sla.retention_secs)
+            .max();
+        match declared {
+            Some(secs) => LogLimits {
+                max_age: Some(Duration::from_secs(secs)),
+                ..self.log
+            },
+            None => self.log,
+        }
+    }
+}
+
+/// What the retention task has deleted so far ([`Running::retention_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RetentionStats {
+    /// Dedupe marks forgotten.
+    pub dedupe_marks: u64,
+    /// Records deleted from the embedded log.
+    pub records: u64,
+    /// Closed dead letters deleted.
+    pub closed_letters: u64,
+}
+
+#[derive(Debug, Default)]
+struct RetentionCounters {
+    dedupe_marks: AtomicU64,
+    records: AtomicU64,
+    closed_letters: AtomicU64,
 }
 
 #[cfg(feature = "sqlite")]
@@ -530,19 +601,20 @@ impl<T: Transport> App<T> {
         if let Some(outbox) = &self.outbox {
             tasks.spawn(outbox.relay(self.publisher.clone(), activity.clone(), receiver.clone()));
         }
-        let purged = Arc::new(AtomicU64::new(0));
-        if let Some(keep) = self.retention.dedupe {
-            // The inbox's claims are dedupe marks too, in the log's file on the SQLite engine.
-            let mut dbs = vec![self.stores.clone()];
-            dbs.extend(self.inbox.as_ref().map(|inbox| inbox.db.clone()));
-            tasks.spawn(purge_dedupe(
+        let retained = Arc::new(RetentionCounters::default());
+        // The inbox's claims are dedupe marks too, in the log's file on the SQLite engine.
+        let mut dbs = vec![self.stores.clone()];
+        dbs.extend(self.inbox.as_ref().map(|inbox| inbox.db.clone()));
+        tasks.spawn(retain(
+            Retainer {
+                transport: self.transport.clone(),
+                dlq: self.dlq.clone(),
                 dbs,
-                keep,
-                self.retention.every,
-                purged.clone(),
-                receiver.clone(),
-            ));
-        }
+                retention: self.retention.clone(),
+                counters: retained.clone(),
+            },
+            receiver.clone(),
+        ));
         Ok(Running {
             transport: self.transport,
             publisher: self.publisher,
@@ -552,30 +624,50 @@ impl<T: Transport> App<T> {
             stats,
             subscriptions,
             activity,
-            purged,
+            retained,
             shutdown,
             tasks,
         })
     }
 }
 
-/// Forgets dedupe marks older than `keep` in `dbs`, now and then every `every`, until
-/// `shutdown`. A failed purge is tried again at the next round (the marks only wait longer).
-async fn purge_dedupe(
+/// What the retention task works on.
+struct Retainer<T> {
+    transport: Arc<T>,
+    dlq: DeadLetters,
     dbs: Vec<Db>,
-    keep: Duration,
-    every: Duration,
-    purged: Arc<AtomicU64>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+    retention: Retention,
+    counters: Arc<RetentionCounters>,
+}
+
+/// Applies `retention`, now and then every [`Retention::every`], until `shutdown`: dedupe marks,
+/// the embedded log's topics, closed dead letters. A failed round is tried again at the next
+/// (what it would have deleted only waits longer).
+async fn retain<T: Transport>(r: Retainer<T>, mut shutdown: watch::Receiver<bool>) {
+    use std::sync::atomic::Ordering::Relaxed;
     while !*shutdown.borrow() {
-        for db in &dbs {
-            if let Ok(n) = db.purge_dedupe(keep).await {
-                purged.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        if let Some(keep) = r.retention.dedupe {
+            for db in &r.dbs {
+                if let Ok(n) = db.purge_dedupe(keep).await {
+                    r.counters.dedupe_marks.fetch_add(n, Relaxed);
+                }
             }
         }
+        if let Ok(topics) = r.transport.topics().await {
+            for (topic, _) in topics {
+                let limits = r.retention.limits_for(&topic);
+                if let Ok(n) = r.transport.delete_records(&topic, &limits).await {
+                    r.counters.records.fetch_add(n, Relaxed);
+                }
+            }
+        }
+        if let Some(age) = r.retention.closed_letters
+            && let Ok(n) = r.dlq.delete_closed(age).await
+        {
+            r.counters.closed_letters.fetch_add(n, Relaxed);
+        }
         tokio::select! {
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(r.retention.every) => {}
             _ = shutdown.changed() => {}
         }
     }
@@ -639,7 +731,7 @@ pub struct Running<T: Transport> {
     stats: BTreeMap<String, Arc<GroupStats>>,
     subscriptions: Vec<(String, String, u32)>,
     activity: Arc<Activity>,
-    purged: Arc<AtomicU64>,
+    retained: Arc<RetentionCounters>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -647,7 +739,17 @@ pub struct Running<T: Transport> {
 impl<T: Transport> Running<T> {
     /// Dedupe marks this app's retention task has forgotten so far ([`Retention`]).
     pub fn dedupe_marks_purged(&self) -> u64 {
-        self.purged.load(std::sync::atomic::Ordering::Relaxed)
+        self.retention_stats().dedupe_marks
+    }
+
+    /// What this app's retention task has deleted so far ([`Retention`]).
+    pub fn retention_stats(&self) -> RetentionStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        RetentionStats {
+            dedupe_marks: self.retained.dedupe_marks.load(Relaxed),
+            records: self.retained.records.load(Relaxed),
+            closed_letters: self.retained.closed_letters.load(Relaxed),
+        }
     }
 
     /// The publisher.

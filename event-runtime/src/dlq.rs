@@ -507,6 +507,22 @@ impl DeadLetters {
             letters::LetterTx::depth(&mut tx).await
         })
     }
+
+    /// Deletes the closed letters (resolved or purged) whose last audit entry (the redrive that
+    /// resolved it, the purge) is older than `age`, with their audit trail; returns how many.
+    /// Open letters are never deleted. The app's retention task calls this
+    /// ([`crate::Retention::closed_letters`]).
+    ///
+    /// # Errors
+    ///
+    /// The database error.
+    pub async fn delete_closed(&self, age: std::time::Duration) -> Result<u64, TransportError> {
+        let before_ms = crate::transport::now_ms()
+            .saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+        in_tx!(&self.db, write, "delete closed dead letters", |tx| {
+            letters::LetterTx::delete_closed(&mut tx, before_ms).await
+        })
+    }
 }
 
 #[cfg(test)]

@@ -119,6 +119,7 @@ mod postgres_stores {
         poison_goes_to_the_dlq_without_blocking_other_records,
         sequenced_mode_parks_later_events_of_a_failed_key_until_redrive,
         replay_is_idempotent_unless_dedupe_is_bypassed,
+        closed_dead_letters_are_deleted_after_their_retention,
     );
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

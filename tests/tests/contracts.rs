@@ -151,6 +151,13 @@ fn derived_names_versions_and_contexts() {
     assert_eq!(d.oldest_readable_version, 1);
     assert_eq!(d.sla.max_latency_ms, Some(500));
     assert_eq!(d.sla.retention_secs, Some(30 * 86_400));
+    // The embedded log keeps the `orders` topic as long as its events declare.
+    let retention = event_runtime::app::Retention::default();
+    assert_eq!(
+        retention.limits_for("orders").max_age,
+        Some(std::time::Duration::from_secs(30 * 86_400))
+    );
+    assert_eq!(retention.limits_for("elsewhere"), retention.log);
     assert!(d.rust_type.ends_with("::OrderPlaced"), "{}", d.rust_type);
     assert_eq!(OrderPlacedV1::DESCRIPTORS[0].name, "orders.order_placed");
 

@@ -565,6 +565,7 @@ async fn dedupe_marks_past_their_retention_are_purged() {
         app.retention(Retention {
             dedupe: keep,
             every: Duration::from_millis(25),
+            ..Retention::default()
         })
         .partitions(1)
         .subscribe::<Step, _>("g", recorder(seen.clone()));
@@ -592,4 +593,167 @@ async fn dedupe_marks_past_their_retention_are_purged() {
         assert_eq!(stats.handled, handled, "retention {keep:?}: {stats:?}");
         running.stop().await;
     }
+}
+
+/// The embedded log keeps what its limits say: by age and by size per partition, the newest
+/// record always (offsets never restart), and by default nothing a group with a committed
+/// position has not read yet.
+#[tokio::test]
+async fn the_sqlite_log_deletes_by_age_and_size_and_keeps_what_a_group_still_needs() {
+    use event_runtime::transport::LogLimits;
+    use event_runtime::transport::sqlite::SqliteTransport;
+    let dir = tempdir("log-retention");
+    let t = SqliteTransport::open(dir.join("log.db")).await.unwrap();
+    t.ensure_topic("t", 2).await.unwrap();
+    let record = |partition: u32, n: u8| OutgoingRecord {
+        partition,
+        key: None,
+        headers: Default::default(),
+        payload: vec![n; 100].into(),
+    };
+    let append = |partition: u32, range: std::ops::Range<u8>| {
+        let t = t.clone();
+        async move {
+            for n in range {
+                t.append("t", vec![record(partition, n)]).await.unwrap();
+            }
+        }
+    };
+    append(0, 0..10).await;
+    append(1, 0..3).await;
+    let offsets = |partition: u32| {
+        let t = t.clone();
+        async move {
+            t.fetch("t", partition, 0, 100)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.offset)
+                .collect::<Vec<_>>()
+        }
+    };
+    let age_zero = |keep_unconsumed| LogLimits {
+        max_age: Some(Duration::ZERO),
+        max_bytes: None,
+        keep_unconsumed,
+    };
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    // Nothing old enough under the default 7 days, and no size bound: nothing goes.
+    assert_eq!(
+        t.delete_records("t", &LogLimits::default()).await.unwrap(),
+        0
+    );
+    // A group read partition 0 up to offset 4: with the default it keeps 4.. . Partition 1
+    // has no committed group: all but its newest record go. 4 + 2 records.
+    t.commit("g", "t", 0, 4).await.unwrap();
+    assert_eq!(t.delete_records("t", &age_zero(true)).await.unwrap(), 4 + 2);
+    assert_eq!(offsets(0).await, (4..10).collect::<Vec<_>>());
+    assert_eq!(offsets(1).await, [2]);
+    // By size: three records of 100 bytes (and an empty header block of 2) fit in 306 bytes.
+    let by_size = LogLimits {
+        max_age: None,
+        max_bytes: Some(306),
+        keep_unconsumed: false,
+    };
+    assert_eq!(t.delete_records("t", &by_size).await.unwrap(), 3);
+    assert_eq!(offsets(0).await, [7, 8, 9]);
+    // By age alone, as Kafka does: only the newest record stays, and offsets go on from it.
+    assert_eq!(t.delete_records("t", &age_zero(false)).await.unwrap(), 2);
+    assert_eq!(offsets(0).await, [9]);
+    assert_eq!(t.end_offsets("t").await.unwrap(), [10, 3]);
+    let next = t.append("t", vec![record(0, 10)]).await.unwrap();
+    assert_eq!(next[0].offset, 10, "offsets never restart");
+    // A reader from an offset that was deleted starts at the first one kept.
+    let from_gap = t.fetch("t", 0, 3, 10).await.unwrap();
+    assert_eq!(
+        from_gap.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        [9, 10]
+    );
+}
+
+/// The app's retention task applies the log limits (the declared `sla(retention)` of a topic's
+/// events over the default) and deletes closed dead letters with their audit trail; open
+/// letters stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retention_task_trims_the_log_and_forgets_closed_dead_letters() {
+    use event_runtime::app::Retention;
+    use event_runtime::dlq::Selection;
+    use event_runtime::transport::LogLimits;
+    let dir = tempdir("app-retention");
+    let mut app = App::embedded(dir.join("log.db")).await.unwrap();
+    let mut retention = Retention {
+        log: LogLimits {
+            max_age: Some(Duration::ZERO),
+            ..LogLimits::default()
+        },
+        closed_letters: Some(Duration::ZERO),
+        every: Duration::from_millis(25),
+        ..Retention::default()
+    };
+    // A topic of its own keeps everything.
+    retention.topics.insert(
+        "kept".into(),
+        LogLimits {
+            max_age: None,
+            ..LogLimits::default()
+        },
+    );
+    assert_eq!(retention.limits_for("kept").max_age, None);
+    assert_eq!(retention.limits_for("ledger").max_age, Some(Duration::ZERO));
+    app.retention(retention).partitions(1).subscribe::<Step, _>(
+        "g",
+        |event: Envelope<Step>, _ctx: Context| async move {
+            match event.data.seq {
+                1 | 2 => Err(HandlerError::permanent("refused")),
+                _ => Ok(()),
+            }
+        },
+    );
+    let running = app.start().await.unwrap();
+    for seq in 0..5 {
+        running
+            .publisher()
+            .publish(Envelope::event(Step {
+                account: format!("a{seq}"),
+                seq,
+            }))
+            .await
+            .unwrap();
+    }
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let dlq = running.dead_letters();
+    let letters = dlq.list(&LetterFilter::default()).await.unwrap();
+    assert_eq!(letters.len(), 2);
+    // One letter closed by an operator, the other left open.
+    dlq.purge(Some("g"), Selection::Ids(&[letters[0].id]), "test")
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = running.retention_stats();
+        if stats.records >= 4 && stats.closed_letters == 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{stats:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The group committed all 5 records: 4 deleted, the newest kept.
+    let kept = running.transport().fetch("ledger", 0, 0, 10).await.unwrap();
+    assert_eq!(kept.iter().map(|r| r.offset).collect::<Vec<_>>(), [4]);
+    let all = dlq
+        .list(&LetterFilter {
+            include_closed: true,
+            ..LetterFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|l| l.id).collect::<Vec<_>>(),
+        [letters[1].id],
+        "the open letter stays"
+    );
+    assert!(dlq.audit(letters[0].id).await.unwrap().is_empty());
+    assert!(!dlq.audit(letters[1].id).await.unwrap().is_empty());
+    running.stop().await;
 }

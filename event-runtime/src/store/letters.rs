@@ -143,6 +143,12 @@ pub(crate) trait LetterTx: Send {
     ) -> impl Future<Output = Result<Vec<Redelivery>, TransportError>> + Send;
     /// Open letters per group.
     fn depth(&mut self) -> impl Future<Output = Result<Vec<(String, u64)>, TransportError>> + Send;
+    /// Deletes the closed letters (resolved or purged) whose last audit entry is older than
+    /// `before_ms`, with their audit trail; how many letters.
+    fn delete_closed(
+        &mut self,
+        before_ms: i64,
+    ) -> impl Future<Output = Result<u64, TransportError>> + Send;
 
     /// Makes the transaction's changes durable and visible.
     fn commit(self) -> impl Future<Output = Result<(), TransportError>> + Send;

@@ -298,6 +298,36 @@ impl LetterTx for MemoryTx {
         Ok(depth.into_iter().collect())
     }
 
+    async fn delete_closed(&mut self, before_ms: i64) -> Result<u64, TransportError> {
+        let tables = &mut *self.0;
+        let mut last_audit: BTreeMap<u64, i64> = BTreeMap::new();
+        for entry in &tables.audit {
+            let at = last_audit.entry(entry.letter_id).or_insert(entry.at_ms);
+            *at = (*at).max(entry.at_ms);
+        }
+        let referenced: Vec<u64> = tables
+            .letters
+            .values()
+            .filter(|l| l.status == LetterStatus::Parked)
+            .filter_map(|l| l.parked_behind)
+            .collect();
+        let closed: Vec<u64> = tables
+            .letters
+            .values()
+            .filter(|l| matches!(l.status, LetterStatus::Resolved | LetterStatus::Purged))
+            .filter(|l| last_audit.get(&l.id).is_some_and(|at| *at < before_ms))
+            .filter(|l| !referenced.contains(&l.id))
+            .map(|l| l.id)
+            .collect();
+        for id in &closed {
+            tables.letters.remove(id);
+        }
+        tables
+            .audit
+            .retain(|entry| tables.letters.contains_key(&entry.letter_id));
+        Ok(closed.len() as u64)
+    }
+
     async fn commit(self) -> Result<(), TransportError> {
         Ok(())
     }

@@ -486,6 +486,29 @@ impl<DB: Exec> LetterTx for SqlTx<DB> {
             .collect()
     }
 
+    async fn delete_closed(&mut self, before_ms: i64) -> Result<u64, TransportError> {
+        // Closed: resolved or purged, and nothing parked behind it any more (a purge or a
+        // resolution releases those; this only guards against a letter still referenced).
+        let deleted = self
+            .exec(
+                "DELETE FROM evt_dead_letters WHERE status IN ('resolved', 'purged') \
+                 AND id IN (SELECT letter_id FROM evt_dlq_audit GROUP BY letter_id \
+                            HAVING MAX(at_ms) < ?) \
+                 AND id NOT IN (SELECT parked_behind FROM evt_dead_letters \
+                                WHERE parked_behind IS NOT NULL AND status = 'parked')",
+                args![before_ms],
+            )
+            .await?;
+        if deleted > 0 {
+            self.exec(
+                "DELETE FROM evt_dlq_audit WHERE letter_id NOT IN (SELECT id FROM evt_dead_letters)",
+                &[],
+            )
+            .await?;
+        }
+        Ok(deleted)
+    }
+
     async fn commit(self) -> Result<(), TransportError> {
         match self.conn {
             Conn::Tx(tx) => tx

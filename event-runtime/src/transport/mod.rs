@@ -78,6 +78,33 @@ pub struct Position {
     pub offset: u64,
 }
 
+/// How much of a topic's log an embedded engine keeps ([`Transport::delete_records`]); the app
+/// applies them from [`crate::Retention`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogLimits {
+    /// Records appended longer ago than this are deleted. `None`: no age limit. Default 7 days
+    /// (Kafka's default `retention.ms`).
+    pub max_age: Option<Duration>,
+    /// Per partition: the oldest records are deleted while the partition's records take more
+    /// than this many bytes (key, headers and payload). `None` (the default): no size limit.
+    pub max_bytes: Option<u64>,
+    /// Keep every record that a consumer group with a committed position on this log has not
+    /// committed past yet (the default), so retention never takes what a known group still has
+    /// to read; `false` deletes by age and size alone, as Kafka does. A group that never
+    /// committed is not known.
+    pub keep_unconsumed: bool,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits {
+            max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+            max_bytes: None,
+            keep_unconsumed: true,
+        }
+    }
+}
+
 /// Why a transport call failed.
 #[derive(Debug, thiserror::Error)]
 #[error("{kind:?} on {operation}: {message}")]
@@ -209,6 +236,22 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Every topic with its partition count.
     fn topics(&self) -> impl Future<Output = Result<Vec<(String, u32)>, TransportError>> + Send;
+
+    /// Deletes the oldest records of every partition of `topic` beyond `limits` and returns
+    /// how many. The newest record of a partition is always kept, so offsets never restart;
+    /// what is deleted leaves a gap below it, as Kafka's retention does, which readers skip.
+    ///
+    /// The SQLite engine implements it. A broker keeps records by its own retention (NATS
+    /// `NatsConfig::max_age`, Kafka's `retention.ms`), and the in-memory engine keeps
+    /// everything until the process ends: the default deletes nothing.
+    fn delete_records(
+        &self,
+        topic: &str,
+        limits: &LogLimits,
+    ) -> impl Future<Output = Result<u64, TransportError>> + Send {
+        let _ = (topic, limits);
+        std::future::ready(Ok(0))
+    }
 
     /// The offset of the first record of `partition` appended at or after `timestamp_ms` (ms
     /// since the epoch), or the end offset when there is none: where a replay by time starts.

@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 use tokio::sync::Notify;
 
 use super::{
-    Bytes, Headers, OutgoingRecord, Position, Record, Transport, TransportError,
+    Bytes, Headers, LogLimits, OutgoingRecord, Position, Record, Transport, TransportError,
     TransportErrorKind, now_ms,
 };
 
@@ -457,6 +457,80 @@ impl Transport for SqliteTransport {
         .await
         .map_err(|err| db_error(format!("commit {group} on {topic}/{partition}"), err))?;
         Ok(())
+    }
+
+    async fn delete_records(&self, topic: &str, limits: &LogLimits) -> Result<u64, TransportError> {
+        let count = self.partition_count(topic, "retention of").await?;
+        let operation = || format!("retention of {topic}");
+        let cutoff_ms = limits
+            .max_age
+            .map(|age| now_ms().saturating_sub(i64::try_from(age.as_millis()).unwrap_or(i64::MAX)));
+        let mut deleted = 0;
+        for partition in 0..i64::from(count) {
+            // One write transaction per partition: appends and commits wait, readers do not.
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(|err| db_error(operation(), err))?;
+            let newest: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(offset) FROM evt_records WHERE topic = ? AND partition = ?",
+            )
+            .bind(topic)
+            .bind(partition)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|err| db_error(operation(), err))?;
+            let Some(mut below) = newest else {
+                continue;
+            };
+            if limits.keep_unconsumed {
+                let needed: Option<i64> = sqlx::query_scalar(
+                    "SELECT MIN(next_offset) FROM evt_positions WHERE topic = ? AND partition = ?",
+                )
+                .bind(topic)
+                .bind(partition)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(|err| db_error(operation(), err))?;
+                below = below.min(needed.unwrap_or(i64::MAX));
+            }
+            // By size: the newest offset at which the records from the newest down exceed the
+            // bound; it and everything older go.
+            let mut size_cut = None;
+            if let Some(max) = limits.max_bytes {
+                size_cut = sqlx::query_scalar::<_, i64>(
+                    "SELECT offset FROM ( \
+                       SELECT offset, SUM(LENGTH(headers) + LENGTH(payload) + COALESCE(LENGTH(key), 0)) \
+                         OVER (ORDER BY offset DESC) AS total \
+                       FROM evt_records WHERE topic = ? AND partition = ?) \
+                     WHERE total > ? ORDER BY offset DESC LIMIT 1",
+                )
+                .bind(topic)
+                .bind(partition)
+                .bind(i64::try_from(max).unwrap_or(i64::MAX))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|err| db_error(operation(), err))?;
+            }
+            let result = sqlx::query(
+                "DELETE FROM evt_records WHERE topic = ? AND partition = ? AND offset < ? \
+                 AND (ts_ms < ? OR offset <= ?)",
+            )
+            .bind(topic)
+            .bind(partition)
+            .bind(below)
+            .bind(cutoff_ms.unwrap_or(i64::MIN))
+            .bind(size_cut.unwrap_or(-1))
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| db_error(operation(), err))?;
+            tx.commit()
+                .await
+                .map_err(|err| db_error(operation(), err))?;
+            deleted += result.rows_affected();
+        }
+        Ok(deleted)
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, TransportError> {
