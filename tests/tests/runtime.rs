@@ -711,15 +711,8 @@ async fn the_retention_task_trims_the_log_and_forgets_closed_dead_letters() {
         },
     );
     let running = app.start().await.unwrap();
-    for seq in 0..5 {
-        running
-            .publisher()
-            .publish(Envelope::event(Step {
-                account: format!("a{seq}"),
-                seq,
-            }))
-            .await
-            .unwrap();
+    for event in steps(1, 5) {
+        running.publisher().publish(event).await.unwrap();
     }
     assert!(running.wait_idle(Duration::from_secs(10)).await);
     let dlq = running.dead_letters();

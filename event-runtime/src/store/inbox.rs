@@ -120,6 +120,8 @@ impl<DB: Exec> EmitIn<DB> for ToOutbox {
 #[derive(Clone)]
 pub(crate) struct Inbox {
     pub(crate) db: Db,
+    /// Only the SQLite engine has a local log (read only with the `sqlite` feature).
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) local_log: bool,
 }
 
