@@ -33,6 +33,7 @@ use tokio::task::JoinSet;
 
 use crate::cloudevents::Limits;
 use crate::consumer::{Activity, ErasedHandler, GroupRunner, GroupStats, Typed};
+use crate::deprecation::{DeprecatedUse, DeprecationPolicy, Deprecations};
 use crate::dlq::DeadLetters;
 use crate::handler::{Handler, HandlerSpec, States, declared};
 use crate::message::{Message, MessageKind};
@@ -374,6 +375,10 @@ impl<T: Transport> App<T> {
                 partitions: 8,
                 topics: Arc::default(),
                 retry: PublishRetry::default(),
+                deprecations: Arc::new(Deprecations::new(
+                    DeprecationPolicy::default(),
+                    Registry::global().ok(),
+                )),
             },
             transport,
             dlq,
@@ -512,6 +517,14 @@ impl<T: Transport> App<T> {
     /// attempt, which the group's [`crate::retry::RetryPolicy`] retries.
     pub fn publish_retry(&mut self, retry: PublishRetry) -> &mut Self {
         self.publisher.retry = retry;
+        self
+    }
+
+    /// What happens to deprecated message versions ([`crate::deprecation`]; default: counted,
+    /// logged once each, refused for publishing after their sunset date). Applies to the
+    /// publishers already handed out too.
+    pub fn deprecation_policy(&mut self, policy: DeprecationPolicy) -> &mut Self {
+        self.publisher.deprecations.set_policy(policy);
         self
     }
 
@@ -740,6 +753,12 @@ impl<T: Transport> Running<T> {
     /// Dedupe marks this app's retention task has forgotten so far ([`Retention`]).
     pub fn dedupe_marks_purged(&self) -> u64 {
         self.retention_stats().dedupe_marks
+    }
+
+    /// The deprecated message versions this process has published or consumed, with counts
+    /// ([`crate::deprecation`]).
+    pub fn deprecated_uses(&self) -> Vec<DeprecatedUse> {
+        self.publisher.deprecations.uses()
     }
 
     /// What this app's retention task has deleted so far ([`Retention`]).

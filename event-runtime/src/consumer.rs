@@ -437,6 +437,7 @@ impl<T: Transport> GroupRunner<T> {
                 ));
             }
         };
+        self.publisher.deprecations.consumed(&raw.ty, raw.version);
         let Some(handler) = self.handlers.get(raw.ty.as_ref()).cloned() else {
             if self.registry.latest(&raw.ty).is_some() {
                 return Ok(Outcome::Skipped);
@@ -559,6 +560,7 @@ impl<T: Transport> GroupRunner<T> {
             states: self.states.clone(),
             emitted: Arc::default(),
             inbox: None,
+            deprecations: Some(self.publisher.deprecations.clone()),
         }
     }
 

@@ -511,7 +511,7 @@ impl DeadLetters {
     /// Deletes the closed letters (resolved or purged) whose last audit entry (the redrive that
     /// resolved it, the purge) is older than `age`, with their audit trail; returns how many.
     /// Open letters are never deleted. The app's retention task calls this
-    /// ([`crate::Retention::closed_letters`]).
+    /// ([`crate::app::Retention::closed_letters`]).
     ///
     /// # Errors
     ///

@@ -16,6 +16,22 @@ pub enum EncodeError {
         #[source]
         source: PayloadError,
     },
+    /// The message version is deprecated and past its sunset date: no longer published
+    /// ([`crate::deprecation::DeprecationPolicy`]).
+    #[error(
+        "`{name}` version {version} is past its sunset ({sunset}) and is no longer published{}",
+        note.map(|note| format!(": {note}")).unwrap_or_default()
+    )]
+    Sunset {
+        /// Wire name.
+        name: &'static str,
+        /// Version.
+        version: u32,
+        /// The declared sunset date.
+        sunset: &'static str,
+        /// The declared note (what to use instead).
+        note: Option<&'static str>,
+    },
     /// The encoded message is bigger than the configured limit.
     #[error("{what} is {actual} bytes, over the limit of {limit} bytes")]
     TooLarge {

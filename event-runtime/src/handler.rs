@@ -130,6 +130,8 @@ pub struct Context {
     /// In inbox mode, the inbox transaction: a `tokio::sync::Mutex<sqlx::Transaction<DB>>` of
     /// the stores' database, whichever it is.
     pub(crate) inbox: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    /// The app's deprecation counts and policy (none in unit-test contexts).
+    pub(crate) deprecations: Option<Arc<crate::deprecation::Deprecations>>,
 }
 
 impl fmt::Debug for Context {
@@ -178,6 +180,9 @@ impl Context {
     }
 
     fn emit<M: Message>(&self, envelope: Envelope<M>, topic: String) -> Result<(), EncodeError> {
+        if let Some(deprecations) = &self.deprecations {
+            deprecations.published(envelope.data.descriptor())?;
+        }
         let mut envelope = envelope.with_causation(self.causation.clone());
         let mut emitted = self
             .emitted
@@ -204,7 +209,8 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// When the payload cannot be encoded.
+    /// When the payload cannot be encoded, or the event's version is past its sunset
+    /// ([`crate::deprecation`]).
     pub fn publish<E: DomainEvent>(&self, event: E) -> Result<(), EncodeError> {
         let topic = event.descriptor().context.to_owned();
         self.emit(Envelope::event(event), topic)
@@ -214,7 +220,7 @@ impl Context {
     ///
     /// # Errors
     ///
-    /// When the payload cannot be encoded.
+    /// When the payload cannot be encoded, or the command's version is past its sunset.
     pub fn send<C: Command>(&self, command: C) -> Result<(), EncodeError> {
         let topic = crate::transport::command_topic(command.descriptor().context);
         self.emit(Envelope::command(command), topic)

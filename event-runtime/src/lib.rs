@@ -132,6 +132,7 @@ pub mod cloudevents;
 pub mod codec;
 pub mod consumer;
 pub mod dedupe;
+pub mod deprecation;
 pub mod dlq;
 pub mod envelope;
 pub mod error;

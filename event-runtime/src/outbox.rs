@@ -462,10 +462,10 @@ pub(crate) async fn stage_emitted<DB: Exec>(
             .await
             .map_err(|err| match err {
                 PublishError::Transport(err) => err,
-                PublishError::Encode(err) => TransportError::new(
+                other => TransportError::new(
                     TransportErrorKind::Other,
                     format!("stage an event for {} in the outbox", item.topic),
-                    err.to_string(),
+                    other.to_string(),
                 ),
             })?;
     }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use crate::cloudevents::binary::{self, BinaryMessage, Binding};
+use crate::deprecation::Deprecations;
 use crate::envelope::{Envelope, RawEnvelope};
 use crate::error::EncodeError;
 use crate::handler::Emitted;
@@ -38,6 +39,7 @@ pub struct Publisher<T> {
     pub(crate) partitions: u32,
     pub(crate) topics: Arc<Mutex<HashMap<String, u32>>>,
     pub(crate) retry: PublishRetry,
+    pub(crate) deprecations: Arc<Deprecations>,
 }
 
 impl<T> Clone for Publisher<T> {
@@ -47,6 +49,7 @@ impl<T> Clone for Publisher<T> {
             partitions: self.partitions,
             topics: self.topics.clone(),
             retry: self.retry,
+            deprecations: self.deprecations.clone(),
         }
     }
 }
@@ -213,12 +216,18 @@ impl<T: Transport> Publisher<T> {
         self.publish_typed(&topic, &envelope).await
     }
 
+    /// Counts a deprecated version; refuses one past its sunset.
+    pub(crate) fn check_deprecation<M: Message>(&self, message: &M) -> Result<(), PublishError> {
+        Ok(self.deprecations.published(message.descriptor())?)
+    }
+
     /// One typed envelope to `topic`, encoded again only if an attempt fails.
     async fn publish_typed<M: Message>(
         &self,
         topic: &str,
         envelope: &Envelope<M>,
     ) -> Result<Position, PublishError> {
+        self.check_deprecation(&envelope.data)?;
         self.retry
             .run(|| async {
                 let partitions = self.partitions_of(topic).await?;
@@ -244,6 +253,9 @@ impl<T: Transport> Publisher<T> {
         &self,
         envelopes: Vec<Envelope<E>>,
     ) -> Result<Vec<Position>, PublishError> {
+        for envelope in &envelopes {
+            self.check_deprecation(&envelope.data)?;
+        }
         let topics = envelopes
             .iter()
             .map(|envelope| event_topic(envelope.data.descriptor().context))
@@ -309,10 +321,10 @@ impl<T: Transport> Publisher<T> {
                     .await
                     .map_err(|err| match err {
                         PublishError::Transport(err) => err,
-                        PublishError::Encode(err) => TransportError::new(
+                        other => TransportError::new(
                             crate::transport::TransportErrorKind::Other,
                             format!("publish to {}", item.topic),
-                            err.to_string(),
+                            other.to_string(),
                         ),
                     })?;
             by_topic.entry(item.topic).or_default().push(record);

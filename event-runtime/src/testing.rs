@@ -59,6 +59,7 @@ fn context(group: &str, envelope: &Envelope<impl Sized>, delivery: Delivery) -> 
         states: States::default(),
         emitted: Arc::default(),
         inbox: None,
+        deprecations: None,
     }
 }
 

@@ -79,7 +79,7 @@ pub struct Position {
 }
 
 /// How much of a topic's log an embedded engine keeps ([`Transport::delete_records`]); the app
-/// applies them from [`crate::Retention`].
+/// applies them from [`crate::app::Retention`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogLimits {
     /// Records appended longer ago than this are deleted. `None`: no age limit. Default 7 days
