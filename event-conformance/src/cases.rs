@@ -1148,8 +1148,8 @@ pub async fn replay_by_time_starts_at_the_engines_time_lookup<E: Engine>(engine:
 }
 
 /// A foreign producer writing the bindings' structured content mode (the whole event as JSON or
-/// protobuf in the payload) straight into the engine: the app handles those events like its own
-/// binary-mode ones, in order per key.
+/// protobuf in the payload) straight into the engine, with ids that are not UUIDs: the app
+/// handles those events like its own binary-mode ones, in order per key.
 pub async fn structured_mode_records_of_foreign_producers_are_handled<E: Engine>(engine: E) {
     let mut app = engine.app().await;
     let seen: Seen = Arc::default();
@@ -1170,8 +1170,17 @@ pub async fn structured_mode_records_of_foreign_producers_are_handled<E: Engine>
             seq,
         })
     };
-    let json = event_runtime::cloudevents::to_json(&step(1)).unwrap();
-    let proto = event_runtime::cloudevents::protobuf::encode(&step(2).to_raw().unwrap()).unwrap();
+    // Ids of the producers' own making: CloudEvents allows any non-empty string.
+    let foreign = |seq, id: &str| {
+        let mut event = step(seq);
+        event.id = id.parse().unwrap();
+        event
+    };
+    let json = event_runtime::cloudevents::to_json(&foreign(1, "A234-1234-1234")).unwrap();
+    let proto = event_runtime::cloudevents::protobuf::encode(
+        &foreign(2, "sensor-7/reading/\"2\"").to_raw().unwrap(),
+    )
+    .unwrap();
     // No record key, as a foreign NATS producer writes them: the key is inside the event.
     let structured = |content_type: &str, payload: Vec<u8>| OutgoingRecord {
         partition: 0,

@@ -556,7 +556,7 @@ impl<T: Transport> GroupRunner<T> {
             delivery,
             attempt,
             causation: raw.causation(),
-            incoming_id: raw.id,
+            incoming_id: raw.id.clone(),
             states: self.states.clone(),
             emitted: Arc::default(),
             inbox: None,

@@ -20,7 +20,10 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
-use uuid::Uuid;
+
+mod id;
+
+pub use id::{EmptyId, EventId};
 
 use crate::error::{DecodeError, EncodeError};
 use crate::message::{Command, DomainEvent, Message};
@@ -28,8 +31,9 @@ use crate::message::{Command, DomainEvent, Message};
 /// A message with its CloudEvents attributes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Envelope<M> {
-    /// `id`: a UUIDv7, so ids sort by creation time.
-    pub id: Uuid,
+    /// `id`: a UUIDv7 for the envelopes this library creates, so ids sort by creation time; a
+    /// foreign producer's id as it wrote it.
+    pub id: EventId,
     /// `source`: a URI-reference naming the producer.
     pub source: Cow<'static, str>,
     /// `type`: the wire name.
@@ -106,8 +110,9 @@ pub type RawEnvelope = Envelope<RawData>;
 impl<M: Message> Envelope<M> {
     fn new(data: M) -> Self {
         let descriptor = data.descriptor();
-        let id = Uuid::now_v7();
+        let id = EventId::now_v7();
         Envelope {
+            correlation_id: Some(id.to_string()),
             id,
             source: Cow::Owned(["/", descriptor.context].concat()),
             ty: Cow::Borrowed(descriptor.name),
@@ -117,7 +122,6 @@ impl<M: Message> Envelope<M> {
             content_type: Cow::Borrowed(descriptor.content_type),
             dataschema: None,
             partition_key: data.partition_key(),
-            correlation_id: Some(id.to_string()),
             causation_id: None,
             trace: None,
             dedupe_key: data.dedupe_key(),
@@ -199,12 +203,7 @@ impl<M> Envelope<M> {
 
     /// The context to pass to envelopes caused by this one.
     pub fn causation(&self) -> Causation {
-        let id = || {
-            self.id
-                .hyphenated()
-                .encode_lower(&mut Uuid::encode_buffer())
-                .to_owned()
-        };
+        let id = || self.id.encode(&mut [0; 45]).to_owned();
         Causation {
             correlation_id: Some(self.correlation_id.clone().unwrap_or_else(id)),
             causation_id: Some(id()),
@@ -215,7 +214,7 @@ impl<M> Envelope<M> {
     /// The same attributes around other data.
     pub fn with_data<N>(&self, data: N) -> Envelope<N> {
         Envelope {
-            id: self.id,
+            id: self.id.clone(),
             source: self.source.clone(),
             ty: self.ty.clone(),
             version: self.version,
@@ -237,7 +236,7 @@ impl<M> Envelope<M> {
     /// The same attributes around `f(data)`, moving them instead of cloning.
     pub fn map_data<N>(self, f: impl FnOnce(M) -> N) -> Envelope<N> {
         Envelope {
-            id: self.id,
+            id: self.id.clone(),
             source: self.source,
             ty: self.ty,
             version: self.version,

@@ -124,7 +124,7 @@ pub struct Context {
     pub(crate) delivery: Delivery,
     pub(crate) attempt: u32,
     pub(crate) causation: Causation,
-    pub(crate) incoming_id: uuid::Uuid,
+    pub(crate) incoming_id: crate::envelope::EventId,
     pub(crate) states: States,
     pub(crate) emitted: Arc<Mutex<Vec<Emitted>>>,
     /// In inbox mode, the inbox transaction: a `tokio::sync::Mutex<sqlx::Transaction<DB>>` of

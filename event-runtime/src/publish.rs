@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::cloudevents::binary::{self, BinaryMessage, Binding};
 use crate::deprecation::Deprecations;
-use crate::envelope::{Envelope, RawEnvelope};
+use crate::envelope::{Envelope, EventId, RawEnvelope};
 use crate::error::EncodeError;
 use crate::handler::Emitted;
 use crate::message::{Command, DomainEvent, Message};
@@ -85,7 +85,7 @@ impl<T: Transport> Publisher<T> {
     fn record_for(envelope: &RawEnvelope, partitions: u32) -> Result<OutgoingRecord, EncodeError> {
         Ok(Self::message_record(
             binary::encode(envelope, Binding::Kafka)?,
-            envelope.id,
+            &envelope.id,
             partitions,
         ))
     }
@@ -104,7 +104,7 @@ impl<T: Transport> Publisher<T> {
                 envelope.data.encode_payload(buf)
             })?;
             let mut id = uuid::Uuid::encode_buffer();
-            let id = envelope.id.hyphenated().encode_lower(&mut id);
+            let id = envelope.id.encode(&mut id);
             let mut headers = Headers::builder();
             headers.push(
                 binary::CONTENT_TYPE_HEADER,
@@ -125,17 +125,17 @@ impl<T: Transport> Publisher<T> {
         }
         Ok(Self::message_record(
             binary::to_binary(envelope, Binding::Kafka)?,
-            envelope.id,
+            &envelope.id,
             partitions,
         ))
     }
 
-    fn message_record(message: BinaryMessage, id: uuid::Uuid, partitions: u32) -> OutgoingRecord {
+    fn message_record(message: BinaryMessage, id: &EventId, partitions: u32) -> OutgoingRecord {
         // The id is only written out for a record without a key.
         let mut buf = uuid::Uuid::encode_buffer();
         let id = match message.key {
             Some(_) => "",
-            None => id.hyphenated().encode_lower(&mut buf),
+            None => id.encode(&mut buf),
         };
         Self::partitioned(
             message.key,

@@ -55,7 +55,7 @@ fn context(group: &str, envelope: &Envelope<impl Sized>, delivery: Delivery) -> 
         delivery,
         attempt: 1,
         causation: envelope.causation(),
-        incoming_id: envelope.id,
+        incoming_id: envelope.id.clone(),
         states: States::default(),
         emitted: Arc::default(),
         inbox: None,

@@ -29,7 +29,7 @@ fn template() -> RawEnvelope {
 
 fn fixed<M: Message>(mut envelope: Envelope<M>) -> RawEnvelope {
     let template = template();
-    envelope.id = template.id;
+    envelope.id = template.id.clone();
     envelope.time = template.time;
     envelope.correlation_id = Some(template.id.to_string());
     envelope.to_raw().expect("encodes")

@@ -488,34 +488,50 @@ fn specversion_0_3_is_unsupported() {
     );
 }
 
+/// CloudEvents allows any non-empty string as `id` (its own example is `A234-1234-1234`): a
+/// foreign producer's id is read in every format and kept exactly as written; only an empty one
+/// is refused. (Before, anything but a UUID was an error, and such events were dead-lettered.)
 #[test]
-fn id_must_be_a_uuid() {
-    for bad in [
+fn id_is_any_non_empty_string_kept_as_written() {
+    for foreign in [
+        "A234-1234-1234",
         "order-42",
-        "",
         "01938f5e-8c2a-7d4e-9b1a-3c5d7e9f1a2",
-        "01938f5e-8c2a-7d4e-9b1a-3c5d7e9f1a2bz",
+        "01938F5E-8C2A-7D4E-9B1A-3C5D7E9F1A2B",
+        "with \"quotes\" and é",
     ] {
-        let words = [&format!("`{bad}` is not a UUID")[..]];
-        assert_invalid(decode_json(&with("id", json!(bad))), "id", &words);
+        let raw = decode_json(&with("id", json!(foreign))).expect(foreign);
+        assert_eq!(raw.id.to_string(), foreign);
+        assert_eq!(raw.id.as_uuid(), None, "{foreign}");
+        // Written back as it was read, in every format.
+        let mut written = Vec::new();
+        structured::encode(&raw, &mut written).unwrap();
+        let again = decode_json(&written).expect("round trip");
+        assert_eq!(again.id.to_string(), foreign);
         for binding in [Binding::Kafka, Binding::Nats] {
             let mut headers = fixture_headers(binding);
             set_header(
                 &mut headers,
                 &format!("{}id", binding.prefix()),
-                bad.as_bytes(),
+                foreign.as_bytes(),
             );
-            assert_invalid(
-                decode_headers(&headers, b"{}", binding, &limits()),
-                "id",
-                &words,
-            );
+            let raw = decode_headers(&headers, b"{}", binding, &limits()).expect(foreign);
+            assert_eq!(raw.id.to_string(), foreign);
         }
-        if !bad.is_empty() {
-            let mut event = proto();
-            event.id = bad.into();
-            assert_invalid(decode_proto(&event), "id", &words);
-        }
+        let mut event = proto();
+        event.id = foreign.into();
+        assert_eq!(decode_proto(&event).expect(foreign).id.to_string(), foreign);
+    }
+    let words = ["must not be empty"];
+    assert_invalid(decode_json(&with("id", json!(""))), "id", &words);
+    for binding in [Binding::Kafka, Binding::Nats] {
+        let mut headers = fixture_headers(binding);
+        set_header(&mut headers, &format!("{}id", binding.prefix()), b"");
+        assert_invalid(
+            decode_headers(&headers, b"{}", binding, &limits()),
+            "id",
+            &words,
+        );
     }
 }
 

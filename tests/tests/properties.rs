@@ -536,7 +536,7 @@ struct Attrs {
 
 impl Attrs {
     fn apply<M>(&self, mut envelope: Envelope<M>) -> Envelope<M> {
-        envelope.id = Uuid::from_u128(self.id);
+        envelope.id = Uuid::from_u128(self.id).into();
         envelope.source = Cow::Owned(self.source.clone());
         envelope.time = envelope_at(&self.time.text).time;
         envelope.subject = self.subject.clone();

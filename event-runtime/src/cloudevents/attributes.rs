@@ -8,8 +8,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use crate::envelope::EventId;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::envelope::{Envelope, ExtensionValue, TraceContext};
 
@@ -212,7 +212,7 @@ impl TextValues {
 /// What a format reads besides the text attributes: the attributes of their own types, the
 /// extensions and the data.
 pub(crate) struct Typed<M> {
-    pub(crate) id: Uuid,
+    pub(crate) id: EventId,
     pub(crate) source: String,
     pub(crate) ty: String,
     pub(crate) version: u32,

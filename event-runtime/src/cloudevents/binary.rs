@@ -89,10 +89,7 @@ pub(crate) fn encode_parts<M>(
     }
     put!("specversion", super::SPEC_VERSION.as_bytes());
     let mut id = uuid::Uuid::encode_buffer();
-    put!(
-        "id",
-        envelope.id.hyphenated().encode_lower(&mut id).as_bytes()
-    );
+    put!("id", envelope.id.encode(&mut id).as_bytes());
     put!("source", envelope.source.as_bytes());
     put!("type", envelope.ty.as_bytes());
     headers.push_with(&[prefix, "time"], |buf| {

@@ -185,11 +185,7 @@ fn encode_attributes<M>(envelope: &Envelope<M>, out: &mut Vec<u8>) -> Result<(),
         reason: format!("{} does not fit a CloudEvents integer", envelope.version),
     })?;
     let mut id = uuid::Uuid::encode_buffer();
-    put_bytes(
-        out,
-        1,
-        envelope.id.hyphenated().encode_lower(&mut id).as_bytes(),
-    );
+    put_bytes(out, 1, envelope.id.encode(&mut id).as_bytes());
     put_bytes(out, 2, envelope.source.as_bytes());
     put_bytes(out, 3, SPEC_VERSION.as_bytes());
     put_bytes(out, 4, envelope.ty.as_bytes());

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use super::attributes::{Text, TextValues, Typed, content_type, is_reserved};
 use super::{Limits, SPEC_VERSION, is_json};
-use crate::envelope::{Envelope, ExtensionValue, RawData, RawEnvelope};
+use crate::envelope::{Envelope, EventId, ExtensionValue, RawData, RawEnvelope};
 use crate::error::{DecodeError, EncodeError, Format};
 use crate::message::Message;
 
@@ -58,16 +58,20 @@ pub(crate) fn encode_with<M>(
 ) -> Result<(), EncodeError> {
     check_extension_names(envelope)?;
     out.extend_from_slice(b"{\"specversion\":\"1.0\"");
-    // id, time and eventversion never need JSON escaping: written in place, without temporaries.
-    out.extend_from_slice(b",\"id\":\"");
-    out.extend_from_slice(
-        envelope
-            .id
-            .hyphenated()
-            .encode_lower(&mut Uuid::encode_buffer())
-            .as_bytes(),
-    );
-    out.push(b'"');
+    // A UUID id, time and eventversion never need JSON escaping: written in place, without
+    // temporaries. A foreign id may need it.
+    match envelope.id.as_uuid() {
+        Some(uuid) => {
+            out.extend_from_slice(b",\"id\":\"");
+            out.extend_from_slice(
+                uuid.hyphenated()
+                    .encode_lower(&mut Uuid::encode_buffer())
+                    .as_bytes(),
+            );
+            out.push(b'"');
+        }
+        None => put_str(out, "id", envelope.id.encode(&mut [0; 45])),
+    }
     put_str(out, "source", &envelope.source);
     put_str(out, "type", &envelope.ty);
     out.extend_from_slice(b",\"time\":\"");
@@ -452,11 +456,14 @@ fn missing(attribute: &'static str) -> DecodeError {
     }
 }
 
-pub(crate) fn parse_id(id: &str) -> Result<Uuid, DecodeError> {
-    Uuid::parse_str(id).map_err(|err| DecodeError::InvalidAttribute {
-        attribute: "id".to_owned(),
-        reason: format!("`{id}` is not a UUID: {err}"),
-    })
+/// Any non-empty string (CloudEvents 1.0.2, `id`); a canonical UUID is held as one.
+pub(crate) fn parse_id(id: &str) -> Result<EventId, DecodeError> {
+    id.parse().map_err(
+        |err: crate::envelope::EmptyId| DecodeError::InvalidAttribute {
+            attribute: "id".to_owned(),
+            reason: err.to_string(),
+        },
+    )
 }
 
 pub(crate) fn parse_time(time: &str) -> Result<OffsetDateTime, DecodeError> {

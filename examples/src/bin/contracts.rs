@@ -119,28 +119,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (ty, id, correlation, causation, key) in [
         (
             &placed.ty,
-            placed.id,
+            &placed.id,
             &placed.correlation_id,
             &placed.causation_id,
             &placed.partition_key,
         ),
         (
             &charge.ty,
-            charge.id,
+            &charge.id,
             &charge.correlation_id,
             &charge.causation_id,
             &charge.partition_key,
         ),
         (
             &captured.ty,
-            captured.id,
+            &captured.id,
             &captured.correlation_id,
             &captured.causation_id,
             &captured.partition_key,
         ),
         (
             &reserved.ty,
-            reserved.id,
+            &reserved.id,
             &reserved.correlation_id,
             &reserved.causation_id,
             &reserved.partition_key,
