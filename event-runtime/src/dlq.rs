@@ -310,7 +310,7 @@ macro_rules! in_tx {
                 .await
             }
             #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => {
+            Db::Postgres(crate::store::postgres::PgDb { pool, .. }) => {
                 Box::pin(async move {
                     let mut $tx = crate::store::sql_letters::SqlTx::$kind(pool, $operation).await?;
                     let out = $body?;

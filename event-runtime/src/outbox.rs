@@ -224,7 +224,7 @@ macro_rules! on_sql {
                 $body
             }
             #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => {
+            Db::Postgres(crate::store::postgres::PgDb { pool, .. }) => {
                 type $DB = sqlx::Postgres;
                 let $pool = pool;
                 $body
@@ -246,7 +246,7 @@ impl Outbox {
     pub async fn new(pool: sqlx::PgPool) -> Result<Self, TransportError> {
         crate::store::postgres::ensure_schema(&pool).await?;
         Ok(Outbox {
-            db: Db::Postgres(pool),
+            db: Db::Postgres(crate::store::postgres::PgDb::new(pool)),
         })
     }
 
@@ -377,7 +377,7 @@ impl Outbox {
                 .run(shutdown),
             ),
             #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => Box::pin(
+            Db::Postgres(crate::store::postgres::PgDb { pool, .. }) => Box::pin(
                 Relay::<T, sqlx::Postgres> {
                     pool: pool.clone(),
                     writer: None,

@@ -170,7 +170,7 @@ impl Inbox {
                 .await
             }
             #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => {
+            Db::Postgres(crate::store::postgres::PgDb { pool, .. }) => {
                 attempt(
                     pool,
                     None,

@@ -60,7 +60,7 @@ pub(crate) enum Db {
     Sqlite(sqlite::SqliteDb),
     /// In PostgreSQL.
     #[cfg(feature = "postgres")]
-    Postgres(sqlx::PgPool),
+    Postgres(postgres::PgDb),
 }
 
 impl std::fmt::Debug for Db {
@@ -99,7 +99,7 @@ impl Db {
     #[cfg(feature = "postgres")]
     pub(crate) async fn postgres(pool: sqlx::PgPool) -> Result<Self, TransportError> {
         postgres::ensure_schema(&pool).await?;
-        Ok(Db::Postgres(pool))
+        Ok(Db::Postgres(postgres::PgDb::new(pool)))
     }
 
     /// The database a group in inbox mode runs its inbox on, for an app on `transport`: these
@@ -142,9 +142,9 @@ impl Db {
         match self {
             Db::Memory(memory) => memory.dedupe.seen(group, key).await,
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(db) => Box::pin(dedupe::seen(&db.pool, group, key)).await,
+            Db::Sqlite(db) => Box::pin(db.dedupe.seen(group, key)).await,
             #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => Box::pin(dedupe::seen(pool, group, key)).await,
+            Db::Postgres(pg) => Box::pin(pg.dedupe.seen(group, key)).await,
         }
     }
 
@@ -153,9 +153,9 @@ impl Db {
         match self {
             Db::Memory(memory) => memory.dedupe.mark(group, key).await,
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(db) => Box::pin(dedupe::mark(&db.pool, group, key)).await,
+            Db::Sqlite(db) => Box::pin(db.dedupe.mark(group, key)).await,
             #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => Box::pin(dedupe::mark(pool, group, key)).await,
+            Db::Postgres(pg) => Box::pin(pg.dedupe.mark(group, key)).await,
         }
     }
 
@@ -166,7 +166,9 @@ impl Db {
             #[cfg(feature = "sqlite")]
             Db::Sqlite(db) => Box::pin(dedupe::purge_older_than(&db.pool, retention)).await,
             #[cfg(feature = "postgres")]
-            Db::Postgres(pool) => Box::pin(dedupe::purge_older_than(pool, retention)).await,
+            Db::Postgres(postgres::PgDb { pool, .. }) => {
+                Box::pin(dedupe::purge_older_than(pool, retention)).await
+            }
         }
     }
 }

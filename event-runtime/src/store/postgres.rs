@@ -25,6 +25,22 @@ pub(crate) async fn ensure_schema(pool: &sqlx::PgPool) -> Result<(), TransportEr
     Ok(())
 }
 
+/// The stores in PostgreSQL: the pool, and the dedupe checks and marks written in batches.
+#[derive(Clone, Debug)]
+pub(crate) struct PgDb {
+    pub(crate) pool: sqlx::PgPool,
+    pub(crate) dedupe: Arc<super::dedupe::Batcher<Postgres>>,
+}
+
+impl PgDb {
+    pub(crate) fn new(pool: sqlx::PgPool) -> Self {
+        PgDb {
+            dedupe: Arc::new(super::dedupe::Batcher::new(pool.clone())),
+            pool,
+        }
+    }
+}
+
 impl Sql for Postgres {
     fn sql(text: &'static str) -> &'static str {
         numbered_static(text)

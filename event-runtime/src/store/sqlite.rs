@@ -79,6 +79,9 @@ impl Sql for Sqlite {
 pub(crate) struct SqliteDb {
     pub(crate) pool: sqlx::SqlitePool,
     pub(crate) writer: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// Dedupe checks and marks, written in batches (an autocommitted mark per record was a
+    /// write transaction per record).
+    pub(crate) dedupe: std::sync::Arc<super::dedupe::Batcher<Sqlite>>,
 }
 
 impl SqliteDb {
@@ -86,6 +89,7 @@ impl SqliteDb {
         SqliteDb {
             pool: file.pool().clone(),
             writer: file.inbox_lock_arc(),
+            dedupe: std::sync::Arc::new(super::dedupe::Batcher::new(file.pool().clone())),
         }
     }
 }
