@@ -142,8 +142,8 @@ impl Config {
         self
     }
 
-    /// The compatibility mode of events without `#[event(compatibility = "...")]` (default:
-    /// `BACKWARD`). Written into each schema's `x-event.compatibility`.
+    /// The compatibility mode of events and commands without a `compatibility = "..."` of their
+    /// own (default: `BACKWARD`). Written into each schema's `x-event.compatibility`.
     pub fn compatibility_default(&mut self, mode: CompatibilityMode) -> &mut Self {
         self.compatibility_default = mode;
         self

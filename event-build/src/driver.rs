@@ -13,7 +13,6 @@ use crate::catalog;
 use crate::config::{Config, Generated, Report};
 use crate::error::{Error, ErrorKind};
 use crate::json_schema;
-use crate::model::MessageKind;
 use crate::proto;
 use crate::registry::{self, Candidate, CheckOptions, SchemaRegistry};
 use crate::scan::{self, Scan};
@@ -33,7 +32,7 @@ impl Config {
         } = scan::scan(self)?;
         let mut model = model;
         for message in &mut model.messages {
-            if message.kind == MessageKind::Event && message.compatibility.is_none() {
+            if message.compatibility.is_none() {
                 message.compatibility = Some(self.compatibility_default.as_str().to_owned());
             }
         }
@@ -217,13 +216,10 @@ impl Config {
     }
 }
 
-/// One candidate per event version generated: its schema (with `x-event`) and `.proto`.
+/// One candidate per event and command version generated: its schema (with `x-event`) and `.proto`.
 fn candidates(generated: &Generated) -> Result<Vec<Candidate>, registry::RegistryError> {
     let mut out = Vec::new();
     for message in &generated.model.messages {
-        if message.kind != MessageKind::Event {
-            continue;
-        }
         let Some(schema) = generated
             .files
             .get(&message.schema_file)

@@ -13,7 +13,7 @@
 //!                "key": [..], "dedupe": [..],   // serde names of the key / dedupe fields
 //!                "deprecated": { "since", "sunset", "note" } | null,
 //!                "sla": { "max_latency_ms", "retention_secs" },
-//!                "compatibility": "BACKWARD" | ... | null,   // events only: the registry gate's mode
+//!                "compatibility": "BACKWARD" | ...,   // the registry gate's mode
 //!                "upcast_from": N | null },  // the oldest version the upcaster chain reads
 //!   "$defs": { "<Type>": {..} } }           // always present, possibly empty
 //! ```

@@ -67,11 +67,13 @@
 //!
 //! # The compatibility gate
 //!
-//! With [`Config::registry_dir`], the build also checks every event version against a schema
-//! registry committed next to `Cargo.toml` ([`registry`]): published versions must not change,
+//! With [`Config::registry_dir`], the build also checks every event and command version against
+//! a schema registry committed next to `Cargo.toml` ([`registry`]): published versions must not change,
 //! a new version must be compatible with the published ones under its mode
 //! (`#[event(compatibility = "...")]`, default `BACKWARD`, see [`compat`]), protobuf numbers are
-//! never reused, and versions past their sunset are not produced any more. New versions are
+//! never reused, and versions past their sunset are not produced any more. Commands are checked
+//! the same way: their one consumer is the context they target, which upgrades first and reads
+//! older senders' versions (through upcasters), so `BACKWARD` is their default too. New versions are
 //! then published (written to the registry, `registry.lock` updated). A violation is an
 //! [`ErrorKind::Registry`] error whose message lists every problem, one paragraph each
 //! (event, versions, field, rule, fix); [`Config::run_or_exit`] prints it and fails the build:

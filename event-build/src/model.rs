@@ -23,7 +23,7 @@
 //!     "key_fields": ["order_id"], "key_expr": "self.customer.id"?,  // Rust field names
 //!     "dedupe_fields": ["order_id"],
 //!     "upcast_from": "OrderPlacedV2"?, "json_upcasts": [1], "oldest_readable_version": 1,
-//!     "compatibility": "BACKWARD"?,               // events: the registry gate's mode
+//!     "compatibility": "BACKWARD"?,               // the registry gate's mode
 //!     "payload": <shape>,                          // what the CloudEvents `data` holds
 //!     "defs": ["Line", "Money"],                   // its $defs (keys of "types")
 //!     "schema_file": "schemas/orders/orders.order_placed/v3.schema.json",
@@ -208,9 +208,9 @@ pub struct Message {
     pub json_upcasts: Vec<u32>,
     /// The oldest version this type can read through its upcaster chain.
     pub oldest_readable_version: u32,
-    /// The event's compatibility mode for the schema registry gate (`BACKWARD`, ...):
-    /// `#[event(compatibility = "...")]`, else [`Config::compatibility_default`](crate::Config::compatibility_default).
-    /// `None` for commands.
+    /// The message's compatibility mode for the schema registry gate (`BACKWARD`, ...):
+    /// `#[event(compatibility = "...")]` (or `#[command(...)]`), else
+    /// [`Config::compatibility_default`](crate::Config::compatibility_default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compatibility: Option<String>,
     /// What the CloudEvents `data` holds.

@@ -63,7 +63,7 @@ event-build = {{ path = "{build}" }}
 
     fn source(&self, code: &str) {
         let text = format!(
-            "#![allow(dead_code)]\nuse event_runtime::DomainEvent;\nuse serde::{{Deserialize, Serialize}};\n{code}"
+            "#![allow(dead_code)]\nuse event_runtime::{{Command, DomainEvent}};\nuse serde::{{Deserialize, Serialize}};\n{code}"
         );
         std::fs::write(self.0.join("src/lib.rs"), text).unwrap();
     }
@@ -316,4 +316,91 @@ fn forward_mode_removes_an_optional_field() {
         v3.contains("reserved \"gift_note\", \"gift_wrap\";"),
         "{v3}"
     );
+}
+
+const COMMAND_V1: &str = r#"
+/// Ship an order.
+#[derive(Command, Serialize, Deserialize)]
+#[command(context = "shipping", version = 1)]
+pub struct ShipOrderV1 {
+    #[command(key)]
+    pub order_id: String,
+}
+"#;
+
+// v2 adds an optional field and reads v1 through an upcaster: compatible.
+const COMMAND_V2: &str = r#"
+/// Ship an order, maybe express.
+#[derive(Command, Serialize, Deserialize)]
+#[command(context = "shipping", version = 2, upcast_from = ShipOrderV1)]
+pub struct ShipOrderV2 {
+    #[command(key)]
+    pub order_id: String,
+    #[serde(default)]
+    pub express: bool,
+}
+
+impl From<ShipOrderV1> for ShipOrderV2 {
+    fn from(v1: ShipOrderV1) -> Self {
+        ShipOrderV2 { order_id: v1.order_id, express: false }
+    }
+}
+"#;
+
+// v3 requires a field that v2 senders do not send, without an upcaster: the target context
+// could no longer read commands from senders still on v2.
+const COMMAND_V3: &str = r#"
+#[derive(Command, Serialize, Deserialize)]
+#[command(context = "shipping", version = 3)]
+pub struct ShipOrder {
+    #[command(key)]
+    pub order_id: String,
+    #[serde(default)]
+    pub express: bool,
+    pub warehouse: String,
+}
+"#;
+
+/// Commands are under the same gate as events: versions are published to the registry, a
+/// compatible version with an upcaster passes, a breaking one fails the build and says why.
+#[test]
+fn commands_are_versioned_and_gated() {
+    let krate = Crate::new();
+    let dir = "schemas/shipping/shipping.ship_order";
+    let build = |source: &str| {
+        krate.source(source);
+        krate.build()
+    };
+    let output = build(COMMAND_V1);
+    assert!(
+        output.status.success(),
+        "v1: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let v1 = std::fs::read_to_string(krate.path(&format!("{dir}/v1.schema.json"))).unwrap();
+    assert!(v1.contains(r#""kind": "command""#), "{v1}");
+    assert!(v1.contains(r#""compatibility": "BACKWARD""#), "{v1}");
+
+    let output = build(&format!("{COMMAND_V1}{COMMAND_V2}"));
+    assert!(
+        output.status.success(),
+        "v2: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(krate.path(&format!("{dir}/v2.proto")).exists());
+    let lock_text = std::fs::read_to_string(krate.path("schemas/registry.lock")).unwrap();
+    assert!(lock_text.contains("shipping.ship_order"), "{lock_text}");
+
+    let output = build(&format!("{COMMAND_V1}{COMMAND_V2}{COMMAND_V3}"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "v3 should fail: {stderr}");
+    for needle in [
+        "shipping.ship_order",
+        "v3",
+        "/properties/warehouse",
+        "BACKWARD",
+    ] {
+        assert!(stderr.contains(needle), "`{needle}` missing in:\n{stderr}");
+    }
+    assert!(!krate.path(&format!("{dir}/v3.schema.json")).exists());
 }

@@ -301,17 +301,26 @@ fn chain_assertion(container: &Container<'_>, message: &WireMessage) -> TokenStr
     let version = message.version;
     let name = &message.name;
     let prev_text = quote!(#prev).to_string().replace(' ', "");
+    let what = container.kind.attr();
+    let (other, kind) = match container.kind {
+        Kind::Event => ("a command", quote!(__ev::MessageKind::Event)),
+        Kind::Command => ("an event", quote!(__ev::MessageKind::Command)),
+    };
     let wrong_version = format!(
-        "broken upcast chain: `upcast_from = {prev_text}` must name the struct event `{name}` at version {} (exactly one version older than {version})",
+        "broken upcast chain: `upcast_from = {prev_text}` must name the struct {what} `{name}` at version {} (exactly one version older than {version})",
         version - 1
     );
     let wrong_name = format!(
-        "broken upcast chain: `{prev_text}` has a different event name than `{name}`; give it #[event(name = \"{name}\")]"
+        "broken upcast chain: `{prev_text}` has a different {what} name than `{name}`; give it #[{what}(name = \"{name}\")]"
+    );
+    let wrong_kind = format!(
+        "broken upcast chain: `{prev_text}` is {other}, and a {what} upcasts only from an older version of itself"
     );
     quote_spanned! {prev.span()=>
         const _: () = {
             let prev: &[__ev::Descriptor] = <#prev as __ev::Message>::DESCRIPTORS;
             ::core::assert!(prev.len() == 1 && prev[0].version + 1 == #version, #wrong_version);
+            ::core::assert!(::core::matches!(prev[0].kind, #kind), #wrong_kind);
             ::core::assert!(__ev::str_eq(prev[0].name, #name), #wrong_name);
         };
     }

@@ -226,12 +226,18 @@ pub const EVENT_CONTAINER_ATTRS: &[&str] = &[
 /// Attributes allowed on `#[command(...)]` containers.
 pub const COMMAND_CONTAINER_ATTRS: &[&str] = &[
     "name",
+    "version",
     "context",
     "description",
+    "upcast_from",
+    "upcast_with",
+    "upcast_json",
+    "deprecated",
     "key",
     "key_with",
     "codec",
     "crate",
+    "compatibility",
 ];
 /// The values of `compatibility = "..."`, as Confluent Schema Registry names them. Written in
 /// any case, with `-` or `_`.
@@ -602,7 +608,7 @@ impl ContainerAttrs {
             };
             if !known.contains(&ident.as_str()) {
                 let place = match kind {
-                    Kind::Event if COMMAND_CONTAINER_ATTRS.contains(&ident.as_str()) => "an event",
+                    Kind::Command if EVENT_CONTAINER_ATTRS.contains(&ident.as_str()) => "a command",
                     _ => "a type",
                 };
                 unknown(cx, kind, meta, place, known);

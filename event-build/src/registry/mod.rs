@@ -7,12 +7,15 @@
 //!
 //! ```text
 //! schemas/                                  (default: next to Cargo.toml)
-//! ├── registry.lock                         JSON, sorted keys, one entry per event
-//! └── <context>/<event name>/
+//! ├── registry.lock                         JSON, sorted keys, one entry per event or command
+//! └── <context>/<event or command name>/
 //!     ├── v1.schema.json                    JSON Schema 2020-12, as emitted
 //!     ├── v1.proto                          proto3, as emitted
 //!     └── v2.schema.json, v2.proto, ...
 //! ```
+//!
+//! Commands are kept and checked exactly like events (below, "event" means either): a command's
+//! context is the one it targets, which is its only consumer.
 //!
 //! `registry.lock` records, per event: the owning context, the compatibility mode, each
 //! published version with the digests of its contract, and the protobuf field numbers (per
