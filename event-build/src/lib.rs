@@ -91,7 +91,10 @@
 pub mod compat;
 pub mod model;
 
-// The schema registry on disk and its build gate (on top of `compat`).
+// Example payloads generated from a schema, and a check of a payload against one.
+pub mod example;
+
+// The schema registry on disk and its build gate (on top of `compat` and `example`).
 pub mod registry;
 
 // The build's error (it wraps the registry's) and its diagnostics.

@@ -760,3 +760,53 @@ fn upcasters_cover_protobuf_breaks_only_without_forward_promises() {
         "{err}"
     );
 }
+
+#[test]
+fn keeps_one_checked_example_per_published_version() {
+    let dir = TempDir::new("examples");
+    let mut registry = SchemaRegistry::open(dir.path()).unwrap();
+    let report = registry
+        .check_and_update(&[v1(), v2_compatible()], &options())
+        .unwrap();
+    let v1_path = registry.example_path("orders", EVENT, 1);
+    let v2_path = registry.example_path("orders", EVENT, 2);
+    assert!(report.changed_files.contains(&v1_path));
+    let v1_example: Value = serde_json::from_str(&read(&v1_path)).unwrap();
+    assert_eq!(v1_example, json!({"order_id": "x", "total": 1}));
+    let v2_example: Value = serde_json::from_str(&read(&v2_path)).unwrap();
+    assert_eq!(v2_example["coupon"], "x");
+    assert!(registry.files().contains(&v2_path));
+
+    // A hand-written example that matches its schema is kept as written.
+    std::fs::write(&v1_path, "{\"order_id\": \"o-1001\", \"total\": 4200}\n").unwrap();
+    let report = registry
+        .check_and_update(&[v1(), v2_compatible()], &options())
+        .unwrap();
+    assert!(report.is_up_to_date(), "{:?}", report.changed_files);
+    assert!(read(&v1_path).contains("o-1001"));
+
+    // One that does not is refused, with the place and the rule; nothing is written.
+    std::fs::write(
+        &v1_path,
+        "{\"order_id\": \"o-1001\", \"total\": \"4200\"}\n",
+    )
+    .unwrap();
+    let err = registry
+        .check_and_update(&[v1(), v2_compatible()], &options())
+        .unwrap_err();
+    assert_eq!(err.problems().len(), 1, "{err}");
+    assert_eq!(err.problems()[0].kind, ErrorKind::InvalidExample);
+    let text = err.to_string();
+    assert!(
+        text.contains("/total: expected an integer, found \"4200\""),
+        "{text}"
+    );
+    assert!(text.contains("v1.example.json"), "{text}");
+
+    // A deleted example is generated again.
+    std::fs::remove_file(&v1_path).unwrap();
+    registry
+        .check_and_update(&[v1(), v2_compatible()], &options())
+        .unwrap();
+    assert!(v1_path.exists());
+}

@@ -287,6 +287,7 @@ fn expand(container: &Container<'_>, crate_path: &syn::Path) -> TokenStream {
 
             __ev::inventory::submit! {
                 __ev::Registration::new(<#ident as __ev::Message>::DESCRIPTORS)
+                    .with_reader(__ev::read_payload::<#ident>)
             }
 
             #chain_check

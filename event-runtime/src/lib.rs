@@ -131,6 +131,7 @@ pub mod app;
 pub mod cloudevents;
 pub mod codec;
 pub mod consumer;
+pub mod contracts;
 pub mod dedupe;
 pub mod deprecation;
 pub mod dlq;

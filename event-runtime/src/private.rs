@@ -23,6 +23,11 @@ pub use crate::registry::Registration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// Decodes into `M` and drops the value: the registration's reader (see `contracts`).
+pub fn read_payload<M: Message>(name: &str, version: u32, data: &[u8]) -> Result<(), DecodeError> {
+    M::decode_payload(name, version, data).map(drop)
+}
+
 /// `const` string equality, for the compile-time upcast chain check.
 pub const fn str_eq(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());

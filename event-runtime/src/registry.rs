@@ -9,19 +9,36 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::OnceLock;
 
+use crate::error::DecodeError;
 use crate::message::{Descriptor, MessageKind};
+
+/// Decodes a payload of one of a registration's names and versions into its type (through its
+/// upcasters) and drops the value: what [`contracts`](crate::contracts) tries on every example.
+#[doc(hidden)]
+pub type Reader = fn(&str, u32, &[u8]) -> Result<(), DecodeError>;
 
 /// One derive's submission. Created by generated code only.
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Registration {
-    descriptors: &'static [Descriptor],
+    pub(crate) descriptors: &'static [Descriptor],
+    pub(crate) reader: Option<Reader>,
 }
 
 impl Registration {
     #[doc(hidden)]
     pub const fn new(descriptors: &'static [Descriptor]) -> Self {
-        Registration { descriptors }
+        Registration {
+            descriptors,
+            reader: None,
+        }
+    }
+
+    #[doc(hidden)]
+    #[must_use]
+    pub const fn with_reader(mut self, reader: Reader) -> Self {
+        self.reader = Some(reader);
+        self
     }
 }
 

@@ -487,3 +487,72 @@ fn prost_messages_are_events_in_every_format() {
         Some(&b"application/protobuf"[..])
     );
 }
+
+/// `contracts::check_registry` decodes every example of a registry with this binary's newest
+/// type of its name: the old versions through the upcasters, a payload the type cannot read
+/// as a failure naming the file and the reason, a name no type here has as not linked.
+#[test]
+fn registry_examples_are_read_through_the_current_types() {
+    use event_runtime::contracts::{assert_reads_registry, check_registry};
+
+    let dir = std::env::temp_dir().join(format!("evt-contracts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let orders = dir.join("orders/orders.order_placed");
+    std::fs::create_dir_all(&orders).unwrap();
+    std::fs::create_dir_all(dir.join("billing/billing.invoice_sent")).unwrap();
+    let write = |path: std::path::PathBuf, text: &str| std::fs::write(path, text).unwrap();
+    write(
+        orders.join("v1.example.json"),
+        r#"{"order_id": "o-1", "total": 42}"#,
+    );
+    write(
+        orders.join("v2.example.json"),
+        r#"{"order_id": "o-2", "total_cents": 4200, "currency": "EUR"}"#,
+    );
+    write(
+        orders.join("v3.example.json"),
+        r#"{"order_id": "o-3", "total_cents": 1, "currency": "EUR", "coupon": null}"#,
+    );
+    write(orders.join("v3.schema.json"), "{}"); // not an example: ignored
+    write(
+        dir.join("billing/billing.invoice_sent/v1.example.json"),
+        r#"{"invoice": "i-1"}"#,
+    );
+
+    let report = check_registry(&dir).unwrap();
+    assert!(report.passed(), "{report}");
+    let read: Vec<(u32, &str)> = report
+        .read
+        .iter()
+        .map(|(example, ty)| (example.version, ty.rsplit("::").next().unwrap()))
+        .collect();
+    assert_eq!(
+        read,
+        [(1, "OrderPlaced"), (2, "OrderPlaced"), (3, "OrderPlaced")]
+    );
+    assert_eq!(report.not_linked, ["billing.invoice_sent"]);
+    assert_reads_registry(&dir);
+
+    // A v2 payload the current types cannot read (a string where v2 has a number) fails,
+    // naming the file and the reason.
+    write(
+        orders.join("v2.example.json"),
+        r#"{"order_id": "o-2", "total_cents": "4200", "currency": "EUR"}"#,
+    );
+    let report = check_registry(&dir).unwrap();
+    assert!(!report.passed());
+    assert_eq!(report.failed.len(), 1, "{report}");
+    let (example, why) = &report.failed[0];
+    assert_eq!(
+        (example.name.as_str(), example.version),
+        ("orders.order_placed", 2)
+    );
+    assert!(why.contains("OrderPlaced` (v3) cannot read it"), "{why}");
+    let text = report.to_string();
+    assert!(text.contains("FAILED orders.order_placed v2"), "{text}");
+    assert!(text.contains("v2.example.json"), "{text}");
+    let panic = std::panic::catch_unwind(|| assert_reads_registry(&dir)).unwrap_err();
+    let message = panic.downcast_ref::<String>().unwrap();
+    assert!(message.contains("cannot read"), "{message}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use crate::compat::{self, CompatibilityMode, Direction, ProtoCategory, SchemaVersion};
+use crate::example;
 
 use super::contract::{
     Digests, collect_field_numbers, contract_digest_json, contract_digests, json_changes,
@@ -257,6 +258,8 @@ impl Run<'_> {
             added_any = true;
         }
 
+        self.examples(event, &context, &published);
+
         if added_any && let Some(newest_published) = published.values().next_back() {
             let version = published.keys().next_back().copied().unwrap_or_default();
             let live = collect_field_numbers(&newest_published.schema);
@@ -285,6 +288,61 @@ impl Run<'_> {
                         number,
                     });
                 }
+            }
+        }
+    }
+
+    /// One example payload per published version: a stored one must match its version's schema,
+    /// a missing one is generated from it.
+    fn examples(&mut self, event: &str, context: &str, published: &BTreeMap<u32, Stored>) {
+        for (&version, stored) in published {
+            let path = self.registry.example_path(context, event, version);
+            let mut problem = |message: String| {
+                self.problems.push(Problem {
+                    kind: ErrorKind::InvalidExample,
+                    event: Some(event.to_owned()),
+                    version: Some(version),
+                    message,
+                    violation: None,
+                });
+            };
+            let text = match fs::read_to_string(&path) {
+                Ok(text) => text,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                    let payload = example::example(&stored.schema);
+                    match example::validate(&stored.schema, &payload).first() {
+                        None => {
+                            self.writes.insert(path, pretty_json(&payload));
+                        }
+                        // A schema the generator cannot satisfy (a `pattern` none of its
+                        // candidates matches, say): the user writes the example.
+                        Some(mismatch) => self.report.warnings.push(format!(
+                            "{event} v{version}: no example could be generated from the schema ({mismatch}); write one to {}",
+                            path.display()
+                        )),
+                    }
+                    continue;
+                }
+                Err(err) => {
+                    problem(format!("{}: cannot read: {err}", path.display()));
+                    continue;
+                }
+            };
+            let payload = match serde_json::from_str::<Value>(&text) {
+                Ok(payload) => payload,
+                Err(err) => {
+                    problem(format!("{}: not JSON: {err}", path.display()));
+                    continue;
+                }
+            };
+            let mismatches = example::validate(&stored.schema, &payload);
+            if !mismatches.is_empty() {
+                let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
+                problem(format!(
+                    "{}: the example of {event} v{version} does not match that version's schema:\n{}\nFix it, or delete the file and the next build writes one generated from the schema.",
+                    path.display(),
+                    list.join("\n")
+                ));
             }
         }
     }

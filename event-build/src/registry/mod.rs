@@ -11,6 +11,7 @@
 //! └── <context>/<event or command name>/
 //!     ├── v1.schema.json                    JSON Schema 2020-12, as emitted
 //!     ├── v1.proto                          proto3, as emitted
+//!     ├── v1.example.json                   an example payload (generated, or yours), checked
 //!     └── v2.schema.json, v2.proto, ...
 //! ```
 //!
@@ -51,6 +52,12 @@
 //!   violations when the mode promises nothing forward, are listed in [`Report::waived`]
 //!   instead of failing. Forward violations are never waived (old consumers have no
 //!   upcaster).
+//!
+//! - **Examples**: every published version keeps one example payload, generated from its schema
+//!   ([`example`](crate::example)) when missing and kept afterwards; a stored one (replace it
+//!   with a realistic payload if you like) must match its version's schema
+//!   ([`ErrorKind::InvalidExample`]). `event_runtime::contracts::assert_reads_registry` decodes
+//!   them all with a consumer's current types, in its own tests.
 //!
 //! Nothing is written unless every candidate passes, and a file is only written when its
 //! content changes. All problems are reported together in one [`RegistryError`].

@@ -87,6 +87,9 @@ pub enum ErrorKind {
     FieldNumber,
     /// An event moved to another context.
     ContextChanged,
+    /// A version's stored example payload (`v<N>.example.json`) is not JSON or does not match
+    /// the version's schema.
+    InvalidExample,
 }
 
 impl fmt::Display for ErrorKind {
@@ -101,6 +104,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Sunset => "past sunset",
             ErrorKind::FieldNumber => "field number",
             ErrorKind::ContextChanged => "context changed",
+            ErrorKind::InvalidExample => "invalid example",
         })
     }
 }

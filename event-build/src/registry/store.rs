@@ -72,14 +72,15 @@ impl SchemaRegistry {
         &self.dir
     }
 
-    /// The files a check reads: the lock and the stored schema and `.proto` of every published
-    /// version (for `cargo:rerun-if-changed`).
+    /// The files a check reads: the lock and the stored schema, `.proto` and example of every
+    /// published version (for `cargo:rerun-if-changed`).
     pub fn files(&self) -> Vec<PathBuf> {
         let mut files = vec![self.dir.join(LOCK_FILE)];
         for (event, entry) in &self.lock.events {
             for version in &entry.versions {
                 files.push(self.schema_path(&entry.context, event, version.version));
                 files.push(self.proto_path(&entry.context, event, version.version));
+                files.push(self.example_path(&entry.context, event, version.version));
             }
         }
         // Cargo reruns a build script on every build while a watched file is missing.
@@ -123,6 +124,17 @@ impl SchemaRegistry {
             .join(context)
             .join(event)
             .join(format!("v{version}.proto"))
+    }
+
+    /// The path of a version's example payload: `<dir>/<context>/<event>/v<N>.example.json`.
+    /// Generated from the schema when the version is published (or first seen without one),
+    /// kept afterwards: replace it with a hand-written payload if you like, the gate checks
+    /// it against the version's schema.
+    pub fn example_path(&self, context: &str, event: &str, version: u32) -> PathBuf {
+        self.dir
+            .join(context)
+            .join(event)
+            .join(format!("v{version}.example.json"))
     }
 
     /// The stored JSON schema of a published version.

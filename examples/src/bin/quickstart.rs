@@ -319,3 +319,17 @@ async fn shop<T: Transport>(
     running.stop().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every version in the committed registry, read with this binary's types (the old ones
+    /// through their upcasters): a change that could not read what is still on the wire fails
+    /// here, in `cargo test`.
+    #[test]
+    fn reads_every_published_version() {
+        event_runtime::contracts::assert_reads_registry(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schemas"
+        ));
+    }
+}
