@@ -167,6 +167,16 @@ pub struct Sla {
     pub retention_secs: Option<u64>,
 }
 
+/// The team that owns a message (`owner(team = "...", contact = "...")`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Owner {
+    /// The team's name.
+    pub team: String,
+    /// How to reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<String>,
+}
+
 /// One wire message: a struct, or one variant of an event enum.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
@@ -184,6 +194,9 @@ pub struct Message {
     pub deprecated: Option<Deprecation>,
     /// Service-level targets.
     pub sla: Sla,
+    /// The owning team, when declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
     /// `json` or `protobuf`.
     pub codec: String,
     /// `application/json` or `application/protobuf`.

@@ -475,12 +475,12 @@ fn main() { let _ = order("o-1"); }
         .map(|p| &p["context"])
         .collect();
     assert_eq!(contexts, ["orders"], "{placed:#}");
-    let index = std::str::from_utf8(&files["site/index.html"]).unwrap();
-    let orders = &index[index
-        .find("id=\"context-orders\"")
-        .expect("an orders section")..];
-    let orders = &orders[..orders.find("<h2 id=\"context-").unwrap_or(orders.len())];
-    assert!(orders.contains("Produces"), "{orders}");
+    let orders = std::str::from_utf8(&files["site/contexts/orders.html"]).expect("an orders page");
+    let produces = &orders[orders
+        .find("<h2>Produces</h2>")
+        .expect("a Produces section")..];
+    let produces = &produces[..produces.find("<h2>Consumes</h2>").unwrap_or(produces.len())];
+    assert!(produces.contains("orders.order_placed"), "{orders}");
     assert_links_resolve(&files);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -561,5 +561,58 @@ fn asyncapi_documents_pass_the_official_parser() {
             );
         }
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The example payload of every message version (the shop fixture's and the quickstart's) is
+/// valid against its schema for ajv, a full JSON Schema 2020-12 validator, and for our own
+/// check; the catalog shows it on the message's page.
+#[test]
+fn generated_examples_pass_a_full_json_schema_validator() {
+    let Some(modules) = asyncapi_parser() else {
+        return;
+    };
+    let quickstart = event_build::Config::new()
+        .crate_dir(manifest_dir().join("../examples"))
+        .sources(["src/bin/quickstart.rs"])
+        .generate()
+        .expect("the quickstart scans")
+        .model;
+    let mut cases = Vec::new();
+    for model in [shop_model(), quickstart] {
+        let catalog = catalog::Catalog::build(&model, &options()).expect("builds");
+        for m in &catalog.messages {
+            for v in &m.versions {
+                assert!(
+                    v.example_problems.is_empty(),
+                    "{} v{}: {:?}",
+                    m.name,
+                    v.version,
+                    v.example_problems
+                );
+                cases.push(serde_json::json!({
+                    "name": format!("{} v{}", m.name, v.version),
+                    "schema": v.schema,
+                    "example": v.example,
+                }));
+            }
+        }
+    }
+    let dir = temp_dir("examples-ajv");
+    let path = dir.join("cases.json");
+    std::fs::write(&path, serde_json::to_vec(&cases).unwrap()).unwrap();
+    let output = std::process::Command::new("node")
+        .arg(manifest_dir().join("tests/asyncapi/validate_examples.cjs"))
+        .arg(&path)
+        .env("NODE_PATH", &modules)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "ajv refused an example:\n{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(stdout.matches("valid: ").count(), cases.len(), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }

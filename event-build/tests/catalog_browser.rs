@@ -1,6 +1,7 @@
 //! The catalog site in a real browser: Debian's chromium, headless, loads every page from the
 //! file system (no server, no network) and must report no console error, and Mermaid must have
-//! turned each flow chart into an `<svg>` with a node for every context.
+//! turned each flow chart into an `<svg>` with a node for every context. Every page must fit a
+//! 1400 px window and a 390 px phone screen without scrolling sideways.
 //!
 //! Chromium is `$CHROMIUM`, else `/usr/bin/chromium`, else `chromium` on the `PATH`
 //! (`scripts/install-chromium.sh` installs it). Without it the test is skipped with a message,
@@ -49,7 +50,7 @@ struct Loaded {
 
 /// Loads `page` in headless chromium, lets its scripts run (5 s of virtual time), and returns
 /// the DOM and the browser log.
-fn load(chromium: &Path, page: &Path, profile: &Path) -> Loaded {
+fn load(chromium: &Path, page: &Path, profile: &Path, extra: &[String]) -> Loaded {
     let url = format!("file://{}", page.display());
     let mut child = Command::new(chromium)
         .args([
@@ -66,6 +67,7 @@ fn load(chromium: &Path, page: &Path, profile: &Path) -> Loaded {
             "--v=0",
             "--virtual-time-budget=5000",
         ])
+        .args(extra)
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("--dump-dom")
         .arg(&url)
@@ -182,7 +184,7 @@ fn every_page_loads_without_console_errors_and_the_diagrams_render() {
     let mut failures = Vec::new();
     for (page, contexts) in &pages {
         let profile = temp_dir("profile");
-        let loaded = load(&chromium, &site.join(page), &profile);
+        let loaded = load(&chromium, &site.join(page), &profile, &[]);
         let _ = std::fs::remove_dir_all(&profile);
         let problems = console_problems(&loaded.log);
         if !problems.is_empty() {
@@ -216,6 +218,7 @@ fn every_page_loads_without_console_errors_and_the_diagrams_render() {
         &chromium,
         &site.join("events/orders.order_placed.html"),
         &profile,
+        &[],
     );
     let _ = std::fs::remove_dir_all(&profile);
     assert!(
@@ -228,6 +231,109 @@ fn every_page_loads_without_console_errors_and_the_diagrams_render() {
             .contains("<section data-diff=\"1-3\" hidden=\"\">"),
         "others hidden"
     );
+
+    // The search box filters the index: `?q=` fills it (as typing would), and only the rows that
+    // match every word stay visible.
+    let profile = temp_dir("profile");
+    let searched = load(
+        &chromium,
+        &site.join("index.html?q=payments%20amount"),
+        &profile,
+        &[],
+    );
+    let _ = std::fs::remove_dir_all(&profile);
+    let rows: Vec<&str> = searched.dom.split("<tr data-search=\"").skip(1).collect();
+    assert!(!rows.is_empty(), "no searchable rows");
+    for row in &rows {
+        let text = row.split('"').next().unwrap_or_default();
+        let visible = !row.split('>').next().unwrap_or_default().contains("hidden");
+        let matches = text.contains("payments") && text.contains("amount");
+        assert_eq!(
+            visible, matches,
+            "search `payments amount` on the row `{text}`"
+        );
+    }
+    assert!(
+        rows.iter()
+            .any(|r| !r.split('>').next().unwrap_or_default().contains("hidden")),
+        "the search matched nothing"
+    );
+
+    // The field table, the example and the verdicted diff are on the page.
+    for needle in [
+        "<table class=\"fields\">",
+        "<pre class=\"example\">",
+        "valid against the v3 schema",
+        "<p class=\"verdict\">Under <code>BACKWARD</code>",
+    ] {
+        assert!(
+            order.dom.contains(needle),
+            "`{needle}` missing on the order page"
+        );
+    }
+
+    // Every page fits a desktop window and a phone's width: nothing wider than the viewport
+    // (wide tables and schemas scroll inside their own box). A copy of each page records the
+    // document's width next to the window's once the diagrams have rendered, and tells the
+    // frame around it. Headless chromium's window is at least 500 px wide, so the phone's
+    // 390 px is an iframe of that width in a page that shows what the copy measured.
+    // The measure names the outermost element that sticks out, to say what to fix.
+    const MEASURE: &str = "<script>window.addEventListener('load', function () { setTimeout(function () { var d = document.documentElement, w = window.innerWidth, m = d.scrollWidth + '/' + w; function clipped(e) { for (var a = e.parentElement; a && a !== document.body; a = a.parentElement) { if (getComputedStyle(a).overflowX !== 'visible') { return true; } } return false; } document.querySelectorAll('body *').forEach(function (e) { if (m.indexOf(' ') < 0 && e.getBoundingClientRect().right > w + 1 && !clipped(e)) { m += ' ' + e.tagName.toLowerCase() + '.' + e.className + ' ' + (e.textContent || '').slice(0, 40).replace(/[\"<>]/g, ''); } }); d.setAttribute('data-layout', m); if (window.parent !== window) { window.parent.postMessage(m, '*'); } }, 1000); });</script>";
+    for width in [1400, 390] {
+        for (page, _) in &pages {
+            let original = site.join(page);
+            let copy = original.with_extension("measure.html");
+            let html = std::fs::read_to_string(&original).expect("page");
+            std::fs::write(&copy, html.replace("</body>", &format!("{MEASURE}</body>")))
+                .expect("copy");
+            let shown = if width == 1400 {
+                copy.clone()
+            } else {
+                let frame = original.with_extension(format!("w{width}.html"));
+                let name = copy
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .expect("a file name");
+                std::fs::write(
+                    &frame,
+                    format!(
+                        "<!DOCTYPE html><html><body style=\"margin:0\"><iframe src=\"{name}\" style=\"width:{width}px;height:900px;border:0\"></iframe><script>window.addEventListener('message', function (e) {{ document.documentElement.setAttribute('data-layout', e.data); }});</script></body></html>"
+                    ),
+                )
+                .expect("frame");
+                frame
+            };
+            let profile = temp_dir("profile");
+            let loaded = load(
+                &chromium,
+                &shown,
+                &profile,
+                &["--window-size=1400,900".to_owned()],
+            );
+            let _ = std::fs::remove_dir_all(&profile);
+            let layout = loaded
+                .dom
+                .split("data-layout=\"")
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .unwrap_or_default()
+                .to_owned();
+            let fits = layout
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .split_once('/')
+                .and_then(|(doc, window)| {
+                    Some((doc.parse::<u32>().ok()?, window.parse::<u32>().ok()?))
+                })
+                .is_some_and(|(doc, window)| doc <= window && window <= width);
+            if !fits {
+                failures.push(format!(
+                    "{page} at {width} px: the document is wider than the window (document/window: `{layout}`)"
+                ));
+            }
+        }
+    }
 
     if std::env::var_os("EVENT_BUILD_KEEP_SITE").is_some() {
         eprintln!("EVENT_BUILD_KEEP_SITE: the site is in {}", site.display());

@@ -96,6 +96,16 @@ pub struct Deprecation {
     pub note: Option<String>,
 }
 
+/// The team that owns a message: `owner(team = "checkout", contact = "#checkout-oncall")`. The
+/// catalog lists it on the message's page and gives every team a page of its own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// The team's name.
+    pub team: String,
+    /// How to reach it: a channel, an address, a URL.
+    pub contact: Option<String>,
+}
+
 /// Service-level targets shown in the catalog: `sla(max_latency = "250ms", retention = "7d")`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sla {
@@ -159,6 +169,9 @@ pub struct ContainerAttrs {
     pub deprecated: Option<Spanned<Deprecation>>,
     /// `sla(...)`.
     pub sla: Sla,
+    /// `owner(team = "...", contact = "...")`: the owning team, for the catalog. The derive
+    /// accepts it and otherwise ignores it.
+    pub owner: Option<Spanned<Owner>>,
     /// `key = <expression using self>`.
     pub key_expr: Option<syn::Expr>,
     /// `key_with = path::to::fn` taking `&Self`.
@@ -217,6 +230,7 @@ pub const EVENT_CONTAINER_ATTRS: &[&str] = &[
     "upcast_json",
     "deprecated",
     "sla",
+    "owner",
     "key",
     "key_with",
     "codec",
@@ -233,6 +247,7 @@ pub const COMMAND_CONTAINER_ATTRS: &[&str] = &[
     "upcast_with",
     "upcast_json",
     "deprecated",
+    "owner",
     "key",
     "key_with",
     "codec",
@@ -506,6 +521,37 @@ fn deprecated(meta: &ParseNestedMeta<'_>) -> syn::Result<Spanned<Deprecation>> {
     Ok(Spanned { value: out, span })
 }
 
+fn owner(meta: &ParseNestedMeta<'_>) -> syn::Result<Spanned<Owner>> {
+    let span = meta.path.span();
+    let mut out = Owner::default();
+    let mut team = None;
+    meta.parse_nested_meta(|inner| {
+        if inner.path.is_ident("team") {
+            let lit = lit_str(&inner, "team")?;
+            if lit.value.trim().is_empty() {
+                return Err(syn::Error::new(lit.span, "the owning team's name is empty"));
+            }
+            team = Some(lit.value);
+        } else if inner.path.is_ident("contact") {
+            out.contact = Some(lit_str(&inner, "contact")?.value);
+        } else {
+            let word = inner.path.to_token_stream().to_string();
+            return Err(inner.error(format!(
+                "unknown owner attribute `{word}`{}",
+                suggest::suffix(&word, &["team", "contact"])
+            )));
+        }
+        Ok(())
+    })?;
+    out.team = team.ok_or_else(|| {
+        syn::Error::new(
+            span,
+            "`owner` needs the team: owner(team = \"checkout\", contact = \"#checkout-oncall\")",
+        )
+    })?;
+    Ok(Spanned { value: out, span })
+}
+
 fn sla(meta: &ParseNestedMeta<'_>, out: &mut Sla) -> syn::Result<()> {
     meta.parse_nested_meta(|inner| {
         let duration = |inner: &ParseNestedMeta<'_>, name: &str| -> syn::Result<u64> {
@@ -645,6 +691,10 @@ impl ContainerAttrs {
                     set(cx, kind, meta, &mut out.deprecated, "deprecated", value);
                 }
                 "sla" => sla(meta, &mut out.sla)?,
+                "owner" => {
+                    let value = owner(meta)?;
+                    set(cx, kind, meta, &mut out.owner, "owner", value);
+                }
                 "key" => {
                     let value = meta.value()?.parse::<syn::Expr>()?;
                     set(cx, kind, meta, &mut out.key_expr, "key", value);

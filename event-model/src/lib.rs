@@ -35,7 +35,7 @@ pub mod suggest;
 
 pub use ctxt::Ctxt;
 
-use attr::{Codec, Deprecation, Sla};
+use attr::{Codec, Deprecation, Owner, Sla};
 
 /// Which derive is being expanded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +82,8 @@ pub struct WireMessage {
     pub deprecated: Option<Deprecation>,
     /// Service-level targets.
     pub sla: Sla,
+    /// The owning team, if declared.
+    pub owner: Option<Owner>,
     /// Payload codec.
     pub codec: Codec,
     /// The Rust type (`OrderPlaced`) or `Enum::Variant`.
@@ -171,6 +173,7 @@ impl ast::Container<'_> {
                 description: self.attrs.description.clone().or_else(|| self.doc.clone()),
                 deprecated: self.attrs.deprecated.as_ref().map(|d| d.value.clone()),
                 sla: self.attrs.sla.clone(),
+                owner: self.attrs.owner.as_ref().map(|o| o.value.clone()),
                 codec,
                 rust_path: self.ident.to_string(),
                 variant: None,
@@ -223,6 +226,7 @@ impl ast::Container<'_> {
                             .retention_secs
                             .or(self.attrs.sla.retention_secs),
                     },
+                    owner: self.attrs.owner.as_ref().map(|o| o.value.clone()),
                     codec,
                     rust_path: format!("{}::{}", self.ident, variant.ident),
                     variant: Some(variant.ident.clone()),

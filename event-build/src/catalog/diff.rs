@@ -58,8 +58,60 @@ const MAX_DEPTH: usize = 8;
 pub fn properties(schema: &Value) -> BTreeMap<String, Property> {
     let mut out = BTreeMap::new();
     let defs = schema.get("$defs").cloned().unwrap_or(Value::Null);
-    walk(schema, "", &defs, &mut out, 0);
+    walk(
+        schema,
+        "",
+        &defs,
+        &mut |property, _| {
+            out.insert(property.path.clone(), property);
+        },
+        0,
+    );
     out
+}
+
+/// One row of a version's field table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldRow {
+    /// Path, type and requiredness.
+    #[serde(flatten)]
+    pub property: Property,
+    /// The field's doc comment (or that of the type it refers to).
+    pub description: Option<String>,
+    /// Its protobuf field number (`x-proto-field`), if it has one.
+    pub proto_field: Option<u64>,
+    /// The first version of the message that has it (filled in by the catalog).
+    pub since: Option<u32>,
+}
+
+/// Every property of `schema` with its description and protobuf number, in path order.
+pub fn fields(schema: &Value) -> Vec<FieldRow> {
+    let mut out = BTreeMap::new();
+    let defs = schema.get("$defs").cloned().unwrap_or(Value::Null);
+    walk(
+        schema,
+        "",
+        &defs,
+        &mut |property, prop| {
+            let description = prop
+                .get("description")
+                .or_else(|| resolve(non_null(prop), &defs).and_then(|d| d.get("description")))
+                .and_then(Value::as_str)
+                .map(|d| d.trim().to_owned());
+            let proto_field = prop.get("x-proto-field").and_then(Value::as_u64);
+            out.insert(
+                property.path.clone(),
+                FieldRow {
+                    property,
+                    description,
+                    proto_field,
+                    since: None,
+                },
+            );
+        },
+        0,
+    );
+    out.into_values().collect()
 }
 
 /// The changes from `old` to `new`, sorted by path.
@@ -115,7 +167,7 @@ fn walk(
     schema: &Value,
     prefix: &str,
     defs: &Value,
-    out: &mut BTreeMap<String, Property>,
+    out: &mut dyn FnMut(Property, &Value),
     depth: usize,
 ) {
     if depth > MAX_DEPTH {
@@ -138,13 +190,13 @@ fn walk(
             } else {
                 format!("{prefix}.{name}")
             };
-            out.insert(
-                path.clone(),
+            out(
                 Property {
                     path: path.clone(),
                     ty: type_label(prop),
                     required: required.contains(&name.as_str()),
                 },
+                prop,
             );
             walk(prop, &path, defs, out, depth + 1);
         }

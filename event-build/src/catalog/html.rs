@@ -1,7 +1,8 @@
 //! The static site: `index.html` (every context and message, and the flow chart),
-//! `flows.html` (the flow chart and every flow) and `events/<name>.html` per message (schema of
-//! each version with a version picker, the diff between any two versions, producers,
-//! consumers, owner context, key, SLAs, deprecation, and the message's own flow chart).
+//! `flows.html` (the flow chart and every flow) and `events/<name>.html` per message (field
+//! table, example payload and schema of each version with a version picker, the diff between
+//! any two versions with its compatibility verdict, producers, consumers, owner context, key,
+//! SLAs, deprecation, and the message's own flow chart).
 //!
 //! Pages load nothing but `mermaid.min.js`, shipped next to them: no server, no network. The
 //! diffs are computed at build time; the inline script only shows the selected one.
@@ -12,7 +13,7 @@ use std::fmt::Write as _;
 use crate::json_schema;
 
 use super::markdown::{deprecation_text, sla_text, versions_text};
-use super::{Catalog, CatalogMessage, Party, diff, mermaid, slug};
+use super::{Catalog, CatalogMessage, CatalogVersion, Party, Team, Verdict, diff, mermaid, slug};
 
 /// Escapes text for HTML content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -36,7 +37,10 @@ header{background:#24292f;color:#fff;padding:.6rem 1.2rem}header a{color:#fff;ma
 main{padding:1rem 1.5rem;max-width:72rem}
 table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #d0d7de;padding:.25rem .6rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa}code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.9em}
-pre.schema{background:#f6f8fa;border:1px solid #d0d7de;padding:.8rem;overflow:auto;max-height:40rem}
+pre.schema,pre.example{background:#f6f8fa;border:1px solid #d0d7de;padding:.8rem;overflow:auto;max-height:40rem}
+.scroll{overflow-x:auto}.ok{color:#1a7f37}ul.violations{margin-top:0;overflow-wrap:anywhere}
+.diagram{overflow-x:auto}h1,p code,li code{overflow-wrap:anywhere}
+@media (max-width:40rem){main{padding:.6rem}td,th{padding:.2rem .35rem}table{display:block;overflow-x:auto;max-width:100%}h1{font-size:1.3rem}}
 .deprecated{color:#9a6700;font-weight:600}.added{color:#1a7f37}.removed{color:#cf222e}.changed{color:#9a6700}
 .mermaid{background:#fff}.muted{color:#57606a}
 ";
@@ -51,7 +55,27 @@ function evtDiff() {
   var a = document.getElementById('diff-from'), b = document.getElementById('diff-to');
   if (a && b) { evtShow('data-diff', a.value + '-' + b.value); }
 }
+function evtSearch() {
+  var box = document.getElementById('search');
+  if (!box) { return; }
+  var words = box.value.toLowerCase().split(/\\s+/).filter(function (w) { return w; });
+  var shown = 0, rows = document.querySelectorAll('tr[data-search]');
+  rows.forEach(function (row) {
+    var text = row.getAttribute('data-search');
+    row.hidden = !words.every(function (w) { return text.indexOf(w) >= 0; });
+    if (!row.hidden) { shown += 1; }
+  });
+  var count = document.getElementById('search-count');
+  if (count) { count.textContent = words.length ? shown + ' of ' + rows.length : ''; }
+}
 document.addEventListener('DOMContentLoaded', function () {
+  var box = document.getElementById('search');
+  if (box) {
+    var q = new URLSearchParams(window.location.search).get('q');
+    if (q) { box.value = q; }
+    box.addEventListener('input', evtSearch);
+    evtSearch();
+  }
   var v = document.getElementById('version-picker');
   if (v) { v.addEventListener('change', function () { evtShow('data-version', v.value); }); }
   ['diff-from', 'diff-to'].forEach(function (id) {
@@ -87,7 +111,59 @@ fn event_href(root: &str, name: &str) -> String {
 }
 
 fn context_href(root: &str, context: &str) -> String {
-    format!("{root}index.html#context-{}", escape(&slug(context)))
+    format!("{root}contexts/{}.html", escape(&slug(context)))
+}
+
+fn team_href(root: &str, team: &str) -> String {
+    format!("{root}teams/{}.html", escape(&slug(team)))
+}
+
+/// A table of messages, one row each, linked from a page `root` levels down.
+fn messages_table(root: &str, list: &[&CatalogMessage], searchable: bool) -> String {
+    let mut out = String::from(
+        "<table class=\"messages\">\n<tr><th>message</th><th>kind</th><th>context</th><th>team</th><th>versions</th><th>description</th></tr>\n",
+    );
+    for m in list {
+        let versions: Vec<u32> = m.versions.iter().map(|v| v.version).collect();
+        let deprecated = if m.latest().deprecated.is_some() {
+            " <span class=\"deprecated\">deprecated</span>"
+        } else {
+            ""
+        };
+        let team = m.owner.as_ref().map_or_else(String::new, |o| {
+            format!(
+                "<a href=\"{}\">{}</a>",
+                team_href(root, &o.team),
+                escape(&o.team)
+            )
+        });
+        // What the search box matches: name, context, team, description and field names.
+        let search = if searchable {
+            let mut words = vec![m.name.clone(), m.context.clone()];
+            words.extend(m.owner.as_ref().map(|o| o.team.clone()));
+            words.extend(m.description.clone());
+            words.extend(m.latest().fields.iter().map(|f| f.property.path.clone()));
+            format!(
+                " data-search=\"{}\"",
+                escape(&words.join(" ").to_lowercase())
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            out,
+            "<tr{search}><td><a href=\"{}\"><code>{}</code></a>{deprecated}</td><td>{}</td><td><a href=\"{}\">{}</a></td><td>{team}</td><td>{}</td><td>{}</td></tr>",
+            event_href(root, &m.name),
+            escape(&m.name),
+            m.kind.as_str(),
+            context_href(root, &m.context),
+            escape(&m.context),
+            escape(&versions_text(&versions)),
+            escape(m.description.as_deref().unwrap_or("").trim())
+        );
+    }
+    out.push_str("</table>\n");
+    out
 }
 
 fn index(catalog: &Catalog) -> String {
@@ -97,72 +173,133 @@ fn index(catalog: &Catalog) -> String {
         "<h1>Event catalog: {}</h1>\n<p class=\"muted\">Generated from the code (handlers and producers) and the schema registry.</p>",
         escape(&catalog.service)
     );
+    let _ = writeln!(
+        body,
+        "<p><label>Search <input id=\"search\" type=\"search\" placeholder=\"name, context, team, field\" autocomplete=\"off\"></label> <span id=\"search-count\" class=\"muted\"></span></p>"
+    );
+    let all: Vec<&CatalogMessage> = catalog.messages.iter().collect();
+    body.push_str(&messages_table("", &all, true));
     let _ = writeln!(body, "<h2>Flows between contexts</h2>");
     body.push_str(&diagram(&mermaid::catalog_flowchart(catalog)));
+    let _ = writeln!(
+        body,
+        "<h2>Contexts</h2>\n<table>\n<tr><th>context</th><th>owns</th><th>produces</th><th>consumes</th></tr>"
+    );
     for context in &catalog.contexts {
+        let count =
+            |f: &dyn Fn(&CatalogMessage) -> bool| catalog.messages.iter().filter(|m| f(m)).count();
         let _ = writeln!(
             body,
-            "<h2 id=\"context-{}\">Context <code>{}</code></h2>",
-            escape(&slug(context)),
-            escape(context)
+            "<tr><td><a href=\"{}\"><code>{}</code></a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            context_href("", context),
+            escape(context),
+            count(&|m| &m.context == context),
+            count(&|m| m.producers.iter().any(|p| &p.context == context)),
+            count(&|m| m.consumers.iter().any(|c| &c.context == context)),
         );
-        let owned: Vec<&CatalogMessage> = catalog
-            .messages
-            .iter()
-            .filter(|m| &m.context == context)
-            .collect();
-        if !owned.is_empty() {
+    }
+    let _ = writeln!(body, "</table>");
+    let _ = writeln!(body, "<h2>Teams</h2>");
+    if catalog.teams.is_empty() {
+        let _ = writeln!(
+            body,
+            "<p class=\"muted\">No message declares an owning team (<code>owner(team = \"...\", contact = \"...\")</code>).</p>"
+        );
+    } else {
+        let _ = writeln!(
+            body,
+            "<table>\n<tr><th>team</th><th>contact</th><th>contexts</th><th>messages</th></tr>"
+        );
+        for team in &catalog.teams {
             let _ = writeln!(
                 body,
-                "<table>\n<tr><th>message</th><th>kind</th><th>versions</th><th>description</th></tr>"
+                "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                team_href("", &team.name),
+                escape(&team.name),
+                escape(team.contact.as_deref().unwrap_or("")),
+                escape(&team.contexts.join(", ")),
+                team.messages.len()
             );
-            for m in owned {
-                let versions: Vec<u32> = m.versions.iter().map(|v| v.version).collect();
-                let deprecated = if m.latest().deprecated.is_some() {
-                    " <span class=\"deprecated\">deprecated</span>"
-                } else {
-                    ""
-                };
-                let _ = writeln!(
-                    body,
-                    "<tr><td><a href=\"{}\"><code>{}</code></a>{deprecated}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                    event_href("", &m.name),
-                    escape(&m.name),
-                    m.kind.as_str(),
-                    escape(&versions_text(&versions)),
-                    escape(m.description.as_deref().unwrap_or(""))
-                );
-            }
-            let _ = writeln!(body, "</table>");
         }
-        let consumes: Vec<&CatalogMessage> = catalog
-            .messages
-            .iter()
-            .filter(|m| m.consumers.iter().any(|c| &c.context == context))
-            .collect();
-        let produces: Vec<&CatalogMessage> = catalog
-            .messages
-            .iter()
-            .filter(|m| m.producers.iter().any(|p| &p.context == context))
-            .collect();
-        for (title, list) in [("Produces", produces), ("Consumes", consumes)] {
-            if list.is_empty() {
-                continue;
-            }
-            let links: Vec<String> = list
-                .iter()
-                .map(|m| {
-                    format!(
-                        "<a href=\"{}\"><code>{}</code></a>",
-                        event_href("", &m.name),
-                        escape(&m.name)
-                    )
-                })
-                .collect();
-            let _ = writeln!(body, "<p>{title}: {}</p>", links.join(", "));
-        }
+        let _ = writeln!(body, "</table>");
     }
     page(&format!("Event catalog: {}", catalog.service), "", &body)
+}
+
+fn context_page(catalog: &Catalog, context: &str) -> String {
+    let mut body = String::new();
+    let _ = writeln!(body, "<h1>Context <code>{}</code></h1>", escape(context));
+    let owned: Vec<&CatalogMessage> = catalog
+        .messages
+        .iter()
+        .filter(|m| m.context == context)
+        .collect();
+    let mut teams: Vec<&str> = owned
+        .iter()
+        .filter_map(|m| m.owner.as_ref().map(|o| o.team.as_str()))
+        .collect();
+    teams.sort_unstable();
+    teams.dedup();
+    if !teams.is_empty() {
+        let links: Vec<String> = teams
+            .iter()
+            .map(|t| format!("<a href=\"{}\">{}</a>", team_href("../", t), escape(t)))
+            .collect();
+        let _ = writeln!(body, "<p>Owned by {}</p>", links.join(", "));
+    }
+    let _ = writeln!(body, "<h2>Owns</h2>");
+    if owned.is_empty() {
+        let _ = writeln!(body, "<p class=\"muted\">No message.</p>");
+    } else {
+        body.push_str(&messages_table("../", &owned, false));
+    }
+    let produces: Vec<&CatalogMessage> = catalog
+        .messages
+        .iter()
+        .filter(|m| m.producers.iter().any(|p| p.context == context))
+        .collect();
+    let consumes: Vec<&CatalogMessage> = catalog
+        .messages
+        .iter()
+        .filter(|m| m.consumers.iter().any(|c| c.context == context))
+        .collect();
+    for (title, list) in [("Produces", produces), ("Consumes", consumes)] {
+        let _ = writeln!(body, "<h2>{title}</h2>");
+        if list.is_empty() {
+            let _ = writeln!(body, "<p class=\"muted\">Nothing in the code.</p>");
+        } else {
+            body.push_str(&messages_table("../", &list, false));
+        }
+    }
+    page(&format!("Context {context}"), "../", &body)
+}
+
+fn team_page(catalog: &Catalog, team: &Team) -> String {
+    let mut body = String::new();
+    let _ = writeln!(body, "<h1>Team {}</h1>", escape(&team.name));
+    if let Some(contact) = &team.contact {
+        let _ = writeln!(body, "<p>Contact: {}</p>", escape(contact));
+    }
+    let contexts: Vec<String> = team
+        .contexts
+        .iter()
+        .map(|c| {
+            format!(
+                "<a href=\"{}\"><code>{}</code></a>",
+                context_href("../", c),
+                escape(c)
+            )
+        })
+        .collect();
+    let _ = writeln!(body, "<p>Contexts: {}</p>", contexts.join(", "));
+    let owned: Vec<&CatalogMessage> = catalog
+        .messages
+        .iter()
+        .filter(|m| m.owner.as_ref().is_some_and(|o| o.team == team.name))
+        .collect();
+    let _ = writeln!(body, "<h2>Owns</h2>");
+    body.push_str(&messages_table("../", &owned, false));
+    page(&format!("Team {}", team.name), "../", &body)
 }
 
 fn flows(catalog: &Catalog) -> String {
@@ -272,6 +409,87 @@ fn changes_table(changes: &[diff::Change]) -> String {
     out
 }
 
+/// The field table of one version.
+fn fields_table(v: &CatalogVersion) -> String {
+    let mut out = String::from("<h3>Fields</h3>\n");
+    if v.fields.is_empty() {
+        out.push_str("<p class=\"muted\">No fields.</p>\n");
+        return out;
+    }
+    out.push_str(
+        "<div class=\"scroll\"><table class=\"fields\">\n<tr><th>field</th><th>type</th><th>required</th><th>proto</th><th>since</th><th>description</th></tr>\n",
+    );
+    for f in &v.fields {
+        let _ = writeln!(
+            out,
+            "<tr><td><code>{}</code></td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&f.property.path),
+            escape(&f.property.ty),
+            if f.property.required { "yes" } else { "no" },
+            f.proto_field
+                .map_or_else(|| "—".to_owned(), |n| n.to_string()),
+            f.since.map_or_else(|| "—".to_owned(), |n| format!("v{n}")),
+            escape(f.description.as_deref().unwrap_or(""))
+        );
+    }
+    out.push_str("</table></div>\n");
+    out
+}
+
+/// The example payload of one version, and whether it matches the schema.
+fn example_block(v: &CatalogVersion) -> String {
+    let origin = if v.example_from_registry {
+        "from the registry"
+    } else {
+        "generated from the schema"
+    };
+    let check = if v.example_problems.is_empty() {
+        format!(
+            "<span class=\"ok\">valid against the v{} schema</span>",
+            v.version
+        )
+    } else {
+        format!(
+            "<span class=\"deprecated\">does not match the v{} schema: {}</span>",
+            v.version,
+            escape(&v.example_problems.join("; "))
+        )
+    };
+    format!(
+        "<h3>Example payload</h3>\n<p class=\"muted\">{origin}; {check}</p>\n<pre class=\"example\">{}</pre>\n",
+        escape(json_schema::to_pretty(&v.example).trim_end())
+    )
+}
+
+/// The compatibility verdict of a pair of versions.
+fn verdict_block(verdict: Option<&Verdict>, mode: Option<&str>) -> String {
+    let Some(verdict) = verdict else {
+        return String::new();
+    };
+    let mode = mode.unwrap_or("BACKWARD");
+    let class = match verdict.outcome.as_str() {
+        "breaking" => "deprecated",
+        _ => "ok",
+    };
+    let mut out = format!(
+        "<p class=\"verdict\">Under <code>{}</code>: <strong class=\"{class}\">{}</strong>",
+        escape(mode),
+        escape(&verdict.outcome)
+    );
+    if let Some(upcaster) = &verdict.upcaster {
+        let _ = write!(out, "; {}", escape(upcaster));
+    }
+    out.push_str("</p>\n");
+    if !verdict.violations.is_empty() {
+        out.push_str("<ul class=\"violations\">\n");
+        for line in &verdict.violations {
+            let _ = writeln!(out, "<li>{}</li>", escape(line));
+        }
+        out.push_str("</ul>\n");
+    }
+    out
+}
+
 fn message_page(catalog: &Catalog, m: &CatalogMessage) -> String {
     let latest = m.latest();
     let mut body = String::new();
@@ -293,6 +511,24 @@ fn message_page(catalog: &Catalog, m: &CatalogMessage) -> String {
                 "<a href=\"{}\">{}</a>",
                 context_href("../", &m.context),
                 escape(&m.context)
+            ),
+        ),
+        (
+            "owner team",
+            m.owner.as_ref().map_or_else(
+                || "<span class=\"muted\">not declared</span>".to_owned(),
+                |o| {
+                    let contact = o
+                        .contact
+                        .as_ref()
+                        .map(|c| format!(" ({})", escape(c)))
+                        .unwrap_or_default();
+                    format!(
+                        "<a href=\"{}\">{}</a>{contact}",
+                        team_href("../", &o.team),
+                        escape(&o.team)
+                    )
+                },
             ),
         ),
         ("topic", format!("<code>{}</code>", escape(&m.topic))),
@@ -343,7 +579,7 @@ fn message_page(catalog: &Catalog, m: &CatalogMessage) -> String {
     let _ = writeln!(body, "<h2>Flow</h2>");
     body.push_str(&diagram(&mermaid::message_flowchart(catalog, &m.name)));
 
-    let _ = writeln!(body, "<h2>Schema</h2>");
+    let _ = writeln!(body, "<h2>Fields, example and schema</h2>");
     let options: String = m
         .versions
         .iter()
@@ -366,13 +602,15 @@ fn message_page(catalog: &Catalog, m: &CatalogMessage) -> String {
     for v in &m.versions {
         let _ = writeln!(
             body,
-            "<section data-version=\"{0}\"{1}>\n<p class=\"muted\"><code>{2}</code></p>\n<pre class=\"schema\">{3}</pre>\n</section>",
+            "<section data-version=\"{0}\"{1}>\n{2}{3}<h3>JSON Schema</h3>\n<p class=\"muted\"><code>{4}</code></p>\n<pre class=\"schema\">{5}</pre>\n</section>",
             v.version,
             if v.version == m.latest_version {
                 ""
             } else {
                 " hidden"
             },
+            fields_table(v),
+            example_block(v),
             escape(&v.schema_file),
             escape(json_schema::to_pretty(&v.schema).trim_end())
         );
@@ -408,7 +646,14 @@ fn message_page(catalog: &Catalog, m: &CatalogMessage) -> String {
                 let content = if a.version == b.version {
                     "<p class=\"muted\">Same version.</p>\n".to_string()
                 } else {
-                    changes_table(&diff::diff(&a.schema, &b.schema))
+                    let verdict = m.verdicts.iter().find(|v| {
+                        (v.from, v.to) == (a.version.min(b.version), a.version.max(b.version))
+                    });
+                    format!(
+                        "{}{}",
+                        verdict_block(verdict, m.compatibility.as_deref()),
+                        changes_table(&diff::diff(&a.schema, &b.schema))
+                    )
                 };
                 let _ = writeln!(
                     body,
@@ -428,6 +673,18 @@ pub fn render(catalog: &Catalog) -> BTreeMap<String, String> {
     let mut pages = BTreeMap::new();
     pages.insert("index.html".to_string(), index(catalog));
     pages.insert("flows.html".to_string(), flows(catalog));
+    for context in &catalog.contexts {
+        pages.insert(
+            format!("contexts/{}.html", slug(context)),
+            context_page(catalog, context),
+        );
+    }
+    for team in &catalog.teams {
+        pages.insert(
+            format!("teams/{}.html", team.slug()),
+            team_page(catalog, team),
+        );
+    }
     for m in &catalog.messages {
         pages.insert(
             format!("events/{}.html", m.slug()),

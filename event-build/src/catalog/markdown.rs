@@ -97,6 +97,16 @@ fn message(out: &mut String, m: &CatalogMessage) {
         let _ = writeln!(out);
     }
     let _ = writeln!(out, "- Owner context: `{}`", m.context);
+    if let Some(owner) = &m.owner {
+        match &owner.contact {
+            Some(contact) => {
+                let _ = writeln!(out, "- Owner team: {} ({contact})", owner.team);
+            }
+            None => {
+                let _ = writeln!(out, "- Owner team: {}", owner.team);
+            }
+        }
+    }
     let _ = writeln!(out, "- Topic: `{}`", m.topic);
     let versions: Vec<u32> = m.versions.iter().map(|v| v.version).collect();
     let _ = writeln!(

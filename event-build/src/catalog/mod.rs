@@ -17,8 +17,12 @@
 //! | `site/mermaid.min.js`, `site/mermaid.LICENSE` | Mermaid, shipped with the site: no CDN |
 //!
 //! The site needs no server and no network: open `site/index.html` from the file system. The
-//! diff between any two versions of a message is computed here ([`diff`]) and embedded in the
-//! page; a few lines of inline JavaScript switch between the precomputed pairs.
+//! diff between any two versions of a message is computed here ([`diff`]) with the
+//! compatibility verdict under the message's mode and the upcaster that covers it ([`Verdict`]),
+//! and embedded in the page; a few lines of inline JavaScript switch between the precomputed
+//! pairs. Each version shows its field table (type, required, description, protobuf number, the
+//! version it appeared in) and an example payload (the registry's, else generated from the
+//! schema, checked against it).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), event_build::Error> {
@@ -34,9 +38,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::compat::CompatibilityMode;
 use crate::error::Error;
-use crate::json_schema;
-use crate::model::{Deprecation, MessageKind, Model, Sla, Source, Via};
+use crate::model::{Deprecation, MessageKind, Model, Owner, Sla, Source, Via};
+use crate::{example, json_schema};
 
 pub mod asyncapi;
 pub mod diff;
@@ -62,6 +67,8 @@ pub struct Catalog {
     pub service: String,
     /// Every context that owns, produces or consumes a message, sorted.
     pub contexts: Vec<String>,
+    /// Every team that owns a message, sorted by name.
+    pub teams: Vec<Team>,
     /// Every message name, sorted by context and name.
     pub messages: Vec<CatalogMessage>,
     /// The flows between contexts, sorted.
@@ -77,6 +84,8 @@ pub struct CatalogMessage {
     pub name: String,
     /// The owning (event) or target (command) context.
     pub context: String,
+    /// The owning team (`owner(team = ...)` on the newest version that declares one).
+    pub owner: Option<Owner>,
     /// The newest version's description.
     pub description: Option<String>,
     /// The newest version.
@@ -85,6 +94,10 @@ pub struct CatalogMessage {
     pub topic: String,
     /// Every version, oldest first.
     pub versions: Vec<CatalogVersion>,
+    /// The compatibility mode its versions are checked under (the newest version's).
+    pub compatibility: Option<String>,
+    /// The compatibility verdict of every pair of versions, older first.
+    pub verdicts: Vec<Verdict>,
     /// Where it is produced, from the code.
     pub producers: Vec<Party>,
     /// The handlers that consume it, from the code.
@@ -124,8 +137,162 @@ pub struct CatalogVersion {
     pub schema_file: String,
     /// The JSON Schema.
     pub schema: Value,
+    /// Every field (nested ones as `a.b`, `lines[].sku`), with its type, requiredness,
+    /// description, protobuf number and the first version it appeared in.
+    pub fields: Vec<diff::FieldRow>,
+    /// An example payload: the registry's (`v<N>.example.json`) when it has one, else generated
+    /// from the schema.
+    pub example: Value,
+    /// Whether [`example`](Self::example) comes from the registry.
+    pub example_from_registry: bool,
+    /// Where the example does not match the schema (empty: it matches).
+    pub example_problems: Vec<String>,
     /// Where the Rust type is declared.
     pub source: Option<Source>,
+}
+
+/// Whether a newer version keeps the promises of an older one under the message's mode.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    /// The older version.
+    pub from: u32,
+    /// The newer version.
+    pub to: u32,
+    /// `compatible`, `covered by upcaster` (only backward breaks, which the newer type's
+    /// upcaster chain reads around) or `breaking`.
+    pub outcome: String,
+    /// What breaks the mode, one line each.
+    pub violations: Vec<String>,
+    /// How the newer type reads the older version, when an upcaster chain covers it.
+    pub upcaster: Option<String>,
+}
+
+/// The verdict of `to` against `from` under `mode`.
+fn verdict(
+    name: &str,
+    mode: CompatibilityMode,
+    from: &CatalogVersion,
+    to: &CatalogVersion,
+) -> Verdict {
+    use crate::compat::{self, Direction, SchemaVersion};
+    let violations = compat::check(
+        name,
+        mode,
+        &SchemaVersion::json(to.version, &to.schema),
+        &[SchemaVersion::json(from.version, &from.schema)],
+    )
+    .unwrap_or_default();
+    let upcast_from = to
+        .schema
+        .pointer("/x-event/upcast_from")
+        .and_then(Value::as_u64)
+        .filter(|oldest| *oldest <= u64::from(from.version));
+    let upcaster = upcast_from.map(|oldest| {
+        format!(
+            "v{} reads v{} through its upcaster chain (which starts at v{oldest})",
+            to.version, from.version
+        )
+    });
+    let covered = upcaster.is_some()
+        && violations
+            .iter()
+            .all(|v| v.direction == Direction::Backward);
+    let outcome = if violations.is_empty() {
+        "compatible"
+    } else if covered {
+        "covered by upcaster"
+    } else {
+        "breaking"
+    };
+    let lines = violations
+        .iter()
+        .map(|v| {
+            let field = v.field();
+            let place = if field.is_empty() {
+                "the payload".to_owned()
+            } else {
+                format!("`{field}`")
+            };
+            let detail = if v.detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", v.detail)
+            };
+            format!("{}: {place}: {}{detail}", v.direction, v.rule)
+        })
+        .collect();
+    Verdict {
+        from: from.version,
+        to: to.version,
+        outcome: outcome.to_owned(),
+        violations: lines,
+        upcaster,
+    }
+}
+
+/// The registry's example of a version, when it has one that parses.
+fn registry_example(
+    registry: Option<&Path>,
+    context: &str,
+    name: &str,
+    version: u32,
+) -> Option<Value> {
+    let path = registry?
+        .join(context)
+        .join(name)
+        .join(format!("v{version}.example.json"));
+    let text = std::fs::read_to_string(path).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Fills what is derived from the schema: fields, example, and when each field appeared.
+fn complete(
+    versions: &mut BTreeMap<u32, CatalogVersion>,
+    registry: Option<&Path>,
+    context: &str,
+    name: &str,
+) {
+    let mut first_seen: BTreeMap<String, u32> = BTreeMap::new();
+    for v in versions.values_mut() {
+        v.fields = diff::fields(&v.schema);
+        for field in &mut v.fields {
+            let since = *first_seen
+                .entry(field.property.path.clone())
+                .or_insert(v.version);
+            field.since = Some(since);
+        }
+        match registry_example(registry, context, name, v.version) {
+            Some(example) => {
+                v.example = example;
+                v.example_from_registry = true;
+            }
+            None => v.example = example::example(&v.schema),
+        }
+        v.example_problems = example::validate(&v.schema, &v.example)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+    }
+}
+
+/// A team and what it owns.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Team {
+    /// The team's name.
+    pub name: String,
+    /// How to reach it (the first contact declared for it).
+    pub contact: Option<String>,
+    /// The messages it owns, by name.
+    pub messages: Vec<String>,
+    /// The contexts of those messages.
+    pub contexts: Vec<String>,
+}
+
+impl Team {
+    /// A file-name-safe slug of the name.
+    pub fn slug(&self) -> String {
+        slug(&self.name)
+    }
 }
 
 /// A producer or a consumer.
@@ -311,6 +478,10 @@ impl Catalog {
                         dedupe_fields: m.dedupe_fields.clone(),
                         schema_file: m.schema_file.clone(),
                         schema: json_schema::message_schema(model, m),
+                        fields: Vec::new(),
+                        example: Value::Null,
+                        example_from_registry: false,
+                        example_problems: Vec::new(),
                         source: Some(m.source.clone()),
                     },
                 );
@@ -320,11 +491,34 @@ impl Catalog {
                     .entry(*version)
                     .or_insert_with(|| published_only(context, name, *version, schema));
             }
+            complete(&mut versions, registry, context, name);
             let latest_version = *versions
                 .keys()
                 .next_back()
                 .unwrap_or_else(|| unreachable!("a message name has a version"));
             let description = versions[&latest_version].description.clone();
+            let owner = model
+                .messages
+                .iter()
+                .filter(|m| m.name == name && m.owner.is_some())
+                .max_by_key(|m| m.version)
+                .and_then(|m| m.owner.clone());
+            let compatibility = versions[&latest_version]
+                .schema
+                .pointer("/x-event/compatibility")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let mode: CompatibilityMode = compatibility
+                .as_deref()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or_default();
+            let list: Vec<&CatalogVersion> = versions.values().collect();
+            let mut verdicts = Vec::new();
+            for (i, older) in list.iter().enumerate() {
+                for newer in &list[i + 1..] {
+                    verdicts.push(verdict(name, mode, older, newer));
+                }
+            }
             let mut producers: BTreeMap<(String, String, String), Party> = BTreeMap::new();
             for p in model.producers_of(name) {
                 let context = producer_context(p, kind, context);
@@ -374,10 +568,13 @@ impl Catalog {
                 kind,
                 name: name.to_string(),
                 context: context.to_string(),
+                owner,
                 description,
                 latest_version,
                 topic: topic(kind, context),
                 versions: versions.into_values().collect(),
+                compatibility,
+                verdicts,
                 producers: producers.into_values().collect(),
                 consumers,
             });
@@ -421,7 +618,26 @@ impl Catalog {
         for m in &messages {
             contexts.insert(m.context.clone());
         }
+        let mut teams: BTreeMap<String, Team> = BTreeMap::new();
+        for m in &messages {
+            let Some(owner) = &m.owner else { continue };
+            let team = teams.entry(owner.team.clone()).or_insert_with(|| Team {
+                name: owner.team.clone(),
+                contact: None,
+                messages: Vec::new(),
+                contexts: Vec::new(),
+            });
+            if team.contact.is_none() {
+                team.contact.clone_from(&owner.contact);
+            }
+            team.messages.push(m.name.clone());
+            if !team.contexts.contains(&m.context) {
+                team.contexts.push(m.context.clone());
+                team.contexts.sort();
+            }
+        }
         Ok(Catalog {
+            teams: teams.into_values().collect(),
             service: options
                 .service
                 .clone()
@@ -464,6 +680,10 @@ fn published_only(context: &str, name: &str, version: u32, schema: &Value) -> Ca
         dedupe_fields: Vec::new(),
         schema_file: format!("schemas/{context}/{name}/v{version}.schema.json"),
         schema: schema.clone(),
+        fields: Vec::new(),
+        example: Value::Null,
+        example_from_registry: false,
+        example_problems: Vec::new(),
         source: None,
     }
 }

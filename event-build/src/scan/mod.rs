@@ -331,6 +331,10 @@ impl Builder<'_> {
                 max_latency_ms: wire.sla.max_latency_ms,
                 retention_secs: wire.sla.retention_secs,
             },
+            owner: wire.owner.as_ref().map(|o| crate::model::Owner {
+                team: o.team.clone(),
+                contact: o.contact.clone(),
+            }),
             codec: wire.codec.as_str().to_owned(),
             content_type: match wire.codec {
                 Codec::Json => "application/json",

@@ -32,7 +32,11 @@ struct Line {
 
 /// A customer placed an order.
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
-#[event(context = "orders", sla(max_latency = "2s", retention = "30d"))]
+#[event(
+    context = "orders",
+    owner(team = "checkout", contact = "#checkout-oncall"),
+    sla(max_latency = "2s", retention = "30d")
+)]
 struct OrderPlaced {
     #[event(key)]
     order_id: String,
@@ -43,7 +47,10 @@ struct OrderPlaced {
 
 /// Payments captured the money for an order.
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
-#[event(context = "payments")]
+#[event(
+    context = "payments",
+    owner(team = "checkout", contact = "#checkout-oncall")
+)]
 struct PaymentCaptured {
     #[event(key)]
     order_id: String,
@@ -53,7 +60,10 @@ struct PaymentCaptured {
 
 /// Inventory reserved the stock of an order.
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
-#[event(context = "inventory")]
+#[event(
+    context = "inventory",
+    owner(team = "fulfilment", contact = "fulfilment@shop.example")
+)]
 struct StockReserved {
     #[event(key)]
     order_id: String,
@@ -62,7 +72,10 @@ struct StockReserved {
 
 /// Shipping booked a carrier.
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
-#[event(context = "shipping")]
+#[event(
+    context = "shipping",
+    owner(team = "fulfilment", contact = "fulfilment@shop.example")
+)]
 struct ShipmentScheduled {
     #[event(key)]
     order_id: String,
