@@ -485,6 +485,37 @@ fn main() { let _ = order("o-1"); }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The quickstart's model (examples/src/bin/quickstart.rs).
+fn quickstart_model() -> Model {
+    event_build::Config::new()
+        .crate_dir(manifest_dir().join("../examples"))
+        .sources(["src/bin/quickstart.rs"])
+        .generate()
+        .expect("the quickstart scans")
+        .model
+}
+
+/// Runs `tests/asyncapi/<script> <file> <args>` with node and the modules of
+/// [`asyncapi_parser`]: its stdout, or on failure stdout and stderr.
+fn node(modules: &Path, script: &str, file: &Path, args: &[String]) -> Result<String, String> {
+    let output = std::process::Command::new("node")
+        .arg(manifest_dir().join("tests/asyncapi").join(script))
+        .arg(file)
+        .args(args)
+        .env("NODE_PATH", modules)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if output.status.success() {
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
 /// The node_modules holding `@asyncapi/parser` (`scripts/install-asyncapi-parser.sh`), or `None`
 /// to skip: under `CI` a missing parser fails the test instead.
 fn asyncapi_parser() -> Option<PathBuf> {
@@ -518,12 +549,7 @@ fn asyncapi_documents_pass_the_official_parser() {
         return;
     };
     let dir = temp_dir("asyncapi-parser");
-    let quickstart = event_build::Config::new()
-        .crate_dir(manifest_dir().join("../examples"))
-        .sources(["src/bin/quickstart.rs"])
-        .generate()
-        .expect("the quickstart scans")
-        .model;
+    let quickstart = quickstart_model();
     for (name, model) in [("shop", shop_model()), ("quickstart", quickstart)] {
         let files = catalog::render(&model, &options()).expect("renders");
         let path = dir.join(format!("{name}.json"));
@@ -540,19 +566,8 @@ fn asyncapi_documents_pass_the_official_parser() {
             );
             samples.push(format!(r#"{pointer}=["A3",7]"#));
         }
-        let output = std::process::Command::new("node")
-            .arg(manifest_dir().join("tests/asyncapi/validate.cjs"))
-            .arg(&path)
-            .args(&samples)
-            .env("NODE_PATH", &modules)
-            .output()
-            .expect("node runs");
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{name}: @asyncapi/parser refused the document:\n{stdout}{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let stdout = node(&modules, "validate.cjs", &path, &samples)
+            .unwrap_or_else(|out| panic!("{name}: @asyncapi/parser refused the document:\n{out}"));
         for sample in &samples {
             let pointer = sample.split('=').next().unwrap();
             assert!(
@@ -572,12 +587,7 @@ fn generated_examples_pass_a_full_json_schema_validator() {
     let Some(modules) = asyncapi_parser() else {
         return;
     };
-    let quickstart = event_build::Config::new()
-        .crate_dir(manifest_dir().join("../examples"))
-        .sources(["src/bin/quickstart.rs"])
-        .generate()
-        .expect("the quickstart scans")
-        .model;
+    let quickstart = quickstart_model();
     let mut cases = Vec::new();
     for model in [shop_model(), quickstart] {
         let catalog = catalog::Catalog::build(&model, &options()).expect("builds");
@@ -601,18 +611,8 @@ fn generated_examples_pass_a_full_json_schema_validator() {
     let dir = temp_dir("examples-ajv");
     let path = dir.join("cases.json");
     std::fs::write(&path, serde_json::to_vec(&cases).unwrap()).unwrap();
-    let output = std::process::Command::new("node")
-        .arg(manifest_dir().join("tests/asyncapi/validate_examples.cjs"))
-        .arg(&path)
-        .env("NODE_PATH", &modules)
-        .output()
-        .expect("node runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "ajv refused an example:\n{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let stdout = node(&modules, "validate_examples.cjs", &path, &[])
+        .unwrap_or_else(|out| panic!("ajv refused an example:\n{out}"));
     assert_eq!(stdout.matches("valid: ").count(), cases.len(), "{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }
