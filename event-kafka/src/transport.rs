@@ -248,6 +248,63 @@ impl KafkaTransport {
     }
 
     /// The consumer that reads and writes `group`'s positions.
+    /// Every consumer group under the prefix that committed a position on a topic under the
+    /// prefix: `(group, topic, partition, next offset)`, sorted, in the app's names. What
+    /// `evt lag` lists. The groups come from the cluster (`ListGroups`), their positions from
+    /// one `OffsetFetch` per group.
+    ///
+    /// # Errors
+    ///
+    /// The cluster's, when it cannot be reached or refuses the requests.
+    pub async fn group_positions(&self) -> Result<Vec<(String, String, u32, u64)>, TransportError> {
+        let timeout = self.inner.config.request_timeout;
+        let mut groups: Vec<String> = self
+            .blocking("list consumer groups", move |inner| {
+                let list = inner.producer.client().fetch_group_list(None, timeout)?;
+                Ok(list
+                    .groups()
+                    .iter()
+                    .filter_map(|g| inner.config.app_name(g.name()).map(str::to_owned))
+                    .collect())
+            })
+            .await?;
+        groups.sort();
+        groups.dedup();
+        let topics = self.topics().await?;
+        let mut out = Vec::new();
+        for group in groups {
+            let consumer = self.group(&group)?;
+            let mut list = TopicPartitionList::new();
+            for (topic, partitions) in &topics {
+                for partition in 0..*partitions {
+                    list.add_partition(&self.inner.config.kafka_name(topic), partition as i32);
+                }
+            }
+            let operation = format!("read the positions of {group}");
+            let offsets = self
+                .blocking(&operation, move |inner| {
+                    consumer.committed_offsets(list, inner.config.request_timeout)
+                })
+                .await?;
+            for element in offsets.elements() {
+                if let (Offset::Offset(next), Some(topic)) = (
+                    element.offset(),
+                    self.inner.config.app_name(element.topic()),
+                ) && next >= 0
+                {
+                    out.push((
+                        group.clone(),
+                        topic.to_owned(),
+                        element.partition().max(0) as u32,
+                        next as u64,
+                    ));
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     fn group(&self, group: &str) -> Result<Arc<BaseConsumer>, TransportError> {
         let mut groups = lock(&self.inner.groups);
         if let Some(consumer) = groups.get(group) {

@@ -6,15 +6,42 @@ use clap::{Args, Parser, Subcommand};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-/// Operate the embedded event engine's SQLite file: dead letters, replay, tail, lag, topics.
+/// Operate an application's event engine and stores: dead letters, replay, tail, lag, topics.
 ///
-/// The application may be running: redrive and replay are requests its consumers pick up.
+/// The engine is the embedded SQLite file (--db), NATS JetStream (--nats) or Kafka (--kafka);
+/// the stores (dead letters, redrive and replay requests) are the SQLite file (--db) or
+/// PostgreSQL (--postgres), as the application configured them. The application may be
+/// running: redrive and replay are requests its consumers pick up.
 #[derive(Debug, Parser)]
 #[command(name = "evt", version, propagate_version = true)]
 pub(crate) struct Cli {
-    /// The engine's SQLite file (the path the application gave `App::embedded`).
+    /// The SQLite file the application opened: the engine (`App::embedded`) unless --nats or
+    /// --kafka is given, and the stores (`Stores::sqlite`) unless --postgres is given.
     #[arg(long, env = "EVT_DB", global = true, value_name = "PATH")]
     pub(crate) db: Option<PathBuf>,
+
+    /// The NATS server(s) of the engine, as in the application's `NatsConfig` (`nats://host:4222`).
+    #[arg(
+        long,
+        env = "EVT_NATS",
+        global = true,
+        value_name = "URL",
+        conflicts_with = "kafka"
+    )]
+    pub(crate) nats: Option<String>,
+
+    /// The Kafka bootstrap servers of the engine, as in the application's `KafkaConfig`.
+    #[arg(long, env = "EVT_KAFKA", global = true, value_name = "HOSTS")]
+    pub(crate) kafka: Option<String>,
+
+    /// The engine's namespace, the `prefix` of the application's `NatsConfig` or `KafkaConfig`
+    /// [default: that of the config: `evt` on NATS, none on Kafka].
+    #[arg(long, env = "EVT_PREFIX", global = true, value_name = "PREFIX")]
+    pub(crate) prefix: Option<String>,
+
+    /// The application's PostgreSQL stores (`Stores::postgres`), instead of the SQLite file's.
+    #[arg(long, env = "EVT_POSTGRES", global = true, value_name = "URL")]
+    pub(crate) postgres: Option<String>,
 
     /// Print one JSON document on stdout instead of tables (`tail --follow`: one per line).
     #[arg(long, global = true)]

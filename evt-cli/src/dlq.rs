@@ -45,14 +45,14 @@ fn summary_json(letter: &DeadLetter) -> Value {
 
 pub(crate) async fn list(db: &Db, args: &ListArgs, json: bool) -> Result<(), Error> {
     let letters = db
-        .dlq
+        .dlq()?
         .list(&LetterFilter {
             group: args.group.clone(),
             include_closed: args.all,
             limit: Some(args.limit.unwrap_or(u32::MAX)),
         })
         .await
-        .map_err(|e| db.fail(e))?;
+        .map_err(|e| db.fail_store(e))?;
     if json {
         let letters: Vec<Value> = letters.iter().map(summary_json).collect();
         output::print_json(&json!({ "dead_letters": letters }))?;
@@ -105,16 +105,21 @@ pub(crate) async fn list(db: &Db, args: &ListArgs, json: bool) -> Result<(), Err
 }
 
 async fn get(db: &Db, id: u64) -> Result<DeadLetter, Error> {
-    db.dlq
+    db.dlq()?
         .get(id)
         .await
-        .map_err(|e| db.fail(e))?
-        .ok_or_else(|| Error::msg(format!("no dead letter with id {id} in {}", db.name)))
+        .map_err(|e| db.fail_store(e))?
+        .ok_or_else(|| {
+            Error::msg(format!(
+                "no dead letter with id {id} in {}",
+                db.stores_name()
+            ))
+        })
 }
 
 pub(crate) async fn show(db: &Db, id: u64, json: bool) -> Result<(), Error> {
     let letter = get(db, id).await?;
-    let audit = db.dlq.audit(id).await.map_err(|e| db.fail(e))?;
+    let audit = db.dlq()?.audit(id).await.map_err(|e| db.fail_store(e))?;
     let record = &letter.record;
     if json {
         let mut value = summary_json(&letter);
@@ -270,7 +275,7 @@ async fn act(db: &Db, args: &ActArgs, json: bool, action: Action) -> Result<(), 
     // "every letter" to the queue, so ids that all turn out ineligible must not reach it.)
     let mut missing = Vec::new();
     for &id in &args.ids {
-        let Some(letter) = db.dlq.get(id).await.map_err(|e| db.fail(e))? else {
+        let Some(letter) = db.dlq()?.get(id).await.map_err(|e| db.fail_store(e))? else {
             missing.push(id.to_string());
             continue;
         };
@@ -290,14 +295,14 @@ async fn act(db: &Db, args: &ActArgs, json: bool, action: Action) -> Result<(), 
         [id] => {
             return Err(Error::msg(format!(
                 "no dead letter with id {id} in {}; nothing done",
-                db.name
+                db.stores_name()
             )));
         }
         ids => {
             return Err(Error::msg(format!(
                 "no dead letters with ids {} in {}; nothing done",
                 ids.join(", "),
-                db.name
+                db.stores_name()
             )));
         }
     }
@@ -308,10 +313,10 @@ async fn act(db: &Db, args: &ActArgs, json: bool, action: Action) -> Result<(), 
             Selection::Ids(&selected)
         };
         match action {
-            Action::Redrive => db.dlq.request_redrive(group, selection, &actor).await,
-            Action::Purge => db.dlq.purge(group, selection, &actor).await,
+            Action::Redrive => db.dlq()?.request_redrive(group, selection, &actor).await,
+            Action::Purge => db.dlq()?.purge(group, selection, &actor).await,
         }
-        .map_err(|e| db.fail(e))?
+        .map_err(|e| db.fail_store(e))?
     } else {
         0
     };
@@ -326,8 +331,15 @@ async fn act(db: &Db, args: &ActArgs, json: bool, action: Action) -> Result<(), 
         };
         let mut value = json!({ "actor": actor, "skipped": skipped });
         value[count] = json!(done);
+        // Per id, what happened: the ids acted on (with --all: every open letter, by count).
+        if !args.all {
+            value[format!("{count}_ids")] = json!(selected);
+        }
         output::print_json(&value)?;
         return Ok(());
+    }
+    for id in selected.iter().filter(|_| !args.all) {
+        eprintln!("evt: dead letter {id}: {}", action.past());
     }
     for (id, reason) in &skipped {
         eprintln!("evt: dead letter {id} {}: skipped", clean(reason));

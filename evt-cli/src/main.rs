@@ -154,7 +154,14 @@ async fn run(cli: Cli) -> Result<(), Error> {
     if let Command::Schema(SchemaCommand::Check(args)) = &cli.command {
         return schema::check(args, cli.json);
     }
-    let db = db::Db::open(cli.db.as_deref()).await?;
+    let db = db::Db::open(&db::Target {
+        db: cli.db.as_deref(),
+        nats: cli.nats.as_deref(),
+        kafka: cli.kafka.as_deref(),
+        prefix: cli.prefix.as_deref(),
+        postgres: cli.postgres.as_deref(),
+    })
+    .await?;
     let json = cli.json;
     match cli.command {
         Command::Dlq(DlqCommand::List(args)) => dlq::list(&db, &args, json).await,

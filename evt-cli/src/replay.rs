@@ -149,7 +149,7 @@ pub(crate) async fn run(db: &Db, args: &ReplayArgs, json: bool) -> Result<(), Er
     let mut progress = Progress::new("queueing", records.len(), PROGRESS_FROM);
     let mut queued = 0;
     for chunk in records.chunks(CHUNK) {
-        match replay::request(&db.dlq, &args.group, chunk, args.bypass_dedupe).await {
+        match replay::request(db.dlq()?, &args.group, chunk, args.bypass_dedupe).await {
             Ok(n) => queued += n,
             Err(err) => {
                 progress.finish();

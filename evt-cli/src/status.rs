@@ -40,13 +40,15 @@ pub(crate) async fn lag(db: &Db, json: bool) -> Result<(), Error> {
     let lags = lag_of(&db.transport, &subscriptions)
         .await
         .map_err(|e| db.fail(e))?;
-    let depth: BTreeMap<String, u64> = db
-        .dlq
-        .depth()
-        .await
-        .map_err(|e| db.fail(e))?
-        .into_iter()
-        .collect();
+    let depth: BTreeMap<String, u64> = match db.dlq_if_any() {
+        Some(dlq) => dlq
+            .depth()
+            .await
+            .map_err(|e| db.fail_store(e))?
+            .into_iter()
+            .collect(),
+        None => BTreeMap::new(),
+    };
     let mut groups: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for lag in &lags {
         groups.entry(&lag.group).or_default().0 += lag.lag();

@@ -680,7 +680,11 @@ async fn errors_name_the_problem_and_exit_with_1() {
         .env_remove("EVT_DB")
         .output()
         .unwrap();
-    assert!(failure(&out).contains("no database given"));
+    let message = failure(&out);
+    assert!(message.contains("no engine given"), "{message}");
+    for flag in ["--db", "--nats", "--kafka"] {
+        assert!(message.contains(flag), "{message}");
+    }
 
     // A usage error is clap's: exit code 2.
     let out = evt(&db, &["dlq", "redrive"]);
