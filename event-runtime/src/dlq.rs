@@ -477,7 +477,41 @@ impl DeadLetters {
         max: u32,
     ) -> Result<Vec<Redelivery>, TransportError> {
         in_tx!(&self.db, read, "read redeliveries", |tx| {
+            letters::LetterTx::redeliveries(&mut tx, Some(group), max).await
+        })
+    }
+
+    /// Every pending redrive and replay request, oldest first (of `group` only, if given): what
+    /// `evt requests` lists.
+    ///
+    /// # Errors
+    ///
+    /// The database error.
+    pub async fn pending_requests(
+        &self,
+        group: Option<&str>,
+        max: u32,
+    ) -> Result<Vec<Redelivery>, TransportError> {
+        in_tx!(&self.db, read, "read redeliveries", |tx| {
             letters::LetterTx::redeliveries(&mut tx, group, max).await
+        })
+    }
+
+    /// Cancels pending replay requests: those of `ids` (every one: `None`), of `group` if
+    /// given, before their consumer delivers them; returns the ids cancelled. Redrive requests
+    /// are not cancelled (their letter waits in `redriving` for the consumer's outcome); a
+    /// request the consumer already took is gone and not listed.
+    ///
+    /// # Errors
+    ///
+    /// The database error.
+    pub async fn cancel_replays(
+        &self,
+        group: Option<&str>,
+        ids: Option<&[u64]>,
+    ) -> Result<Vec<u64>, TransportError> {
+        in_tx!(&self.db, write, "cancel replay requests", |tx| {
+            letters::cancel_replays(&mut tx, group, ids).await
         })
     }
 

@@ -58,6 +58,9 @@ pub(crate) enum Command {
     Dlq(DlqCommand),
     /// Queue records of a topic for redelivery to one consumer group.
     Replay(ReplayArgs),
+    /// Redrive and replay requests waiting for their consumer: list them, cancel replays.
+    #[command(subcommand)]
+    Requests(RequestsCommand),
     /// Print the records of a topic, decoded.
     Tail(TailArgs),
     /// Consumer lag per group, topic and partition, and dead-letter depth per group.
@@ -83,6 +86,36 @@ pub(crate) struct SchemaCheckArgs {
     /// The registry directory, relative to the crate [default: schemas].
     #[arg(long, value_name = "DIR")]
     pub(crate) registry: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RequestsCommand {
+    /// Pending requests, oldest first.
+    List {
+        /// Only requests of this consumer group.
+        #[arg(long, value_name = "G")]
+        group: Option<String>,
+    },
+    /// Cancel pending replay requests before their consumer delivers them (redrive requests
+    /// stay: their letter waits for the consumer's outcome).
+    Cancel(CancelArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    /// Request ids (from `requests list`).
+    #[arg(
+        value_name = "ID",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub(crate) ids: Vec<u64>,
+    /// Every pending replay request (of --group, if given).
+    #[arg(long)]
+    pub(crate) all: bool,
+    /// Only requests of this consumer group.
+    #[arg(long, value_name = "G")]
+    pub(crate) group: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -124,7 +124,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, DlqCommand, SchemaCommand};
+use crate::cli::{Cli, Command, DlqCommand, RequestsCommand, SchemaCommand};
 use crate::db::Error;
 
 fn main() -> ExitCode {
@@ -169,6 +169,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Dlq(DlqCommand::Redrive(args)) => dlq::redrive(&db, &args, json).await,
         Command::Dlq(DlqCommand::Purge(args)) => dlq::purge(&db, &args, json).await,
         Command::Replay(args) => replay::run(&db, &args, json).await,
+        Command::Requests(RequestsCommand::List { group }) => {
+            replay::pending(&db, group.as_deref(), json).await
+        }
+        Command::Requests(RequestsCommand::Cancel(args)) => replay::cancel(&db, &args, json).await,
         Command::Tail(args) => tail::run(&db, &args, json).await,
         Command::Lag => status::lag(&db, json).await,
         Command::Topics => status::topics(&db, json).await,

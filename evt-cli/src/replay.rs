@@ -5,7 +5,9 @@ use std::io::{self, Write};
 use event_runtime::replay::{self, ReplayFilter};
 use serde_json::{Value, json};
 
-use crate::cli::{ReplayArgs, to_ms};
+use event_runtime::dlq::RedeliverySource;
+
+use crate::cli::{CancelArgs, ReplayArgs, to_ms};
 use crate::db::{Db, Error};
 use crate::output::{self, Progress, Table, clean, or_dash, time_ms};
 
@@ -191,5 +193,133 @@ pub(crate) async fn run(db: &Db, args: &ReplayArgs, json: bool) -> Result<(), Er
             }
         )?;
     }
+    Ok(())
+}
+
+fn source(source: RedeliverySource) -> &'static str {
+    match source {
+        RedeliverySource::Redrive => "redrive",
+        RedeliverySource::Replay => "replay",
+    }
+}
+
+/// `evt requests list`.
+pub(crate) async fn pending(db: &Db, group: Option<&str>, json: bool) -> Result<(), Error> {
+    let requests = db
+        .dlq()?
+        .pending_requests(group, u32::MAX)
+        .await
+        .map_err(|e| db.fail_store(e))?;
+    if json {
+        let requests: Vec<Value> = requests
+            .iter()
+            .map(|r| {
+                json!({
+                    "id": r.id,
+                    "group": r.group,
+                    "source": source(r.source),
+                    "letter_id": r.letter_id,
+                    "topic": r.topic,
+                    "partition": r.partition,
+                    "offset": r.offset,
+                    "bypass_dedupe": r.bypass_dedupe,
+                })
+            })
+            .collect();
+        output::print_json(&json!({ "requests": requests }))?;
+        return Ok(());
+    }
+    let mut out = io::stdout().lock();
+    if requests.is_empty() {
+        writeln!(out, "no pending requests in {}", db.stores_name())?;
+        return Ok(());
+    }
+    let mut table = Table::new(&["ID", "GROUP", "SOURCE", "LETTER", "RECORD", "BYPASS DEDUPE"]);
+    for r in &requests {
+        table.row(vec![
+            r.id.to_string(),
+            clean(&r.group),
+            source(r.source).to_owned(),
+            r.letter_id
+                .map_or_else(|| "-".to_owned(), |id| id.to_string()),
+            format!("{}/{}@{}", clean(&r.topic), r.partition, r.offset),
+            if r.bypass_dedupe { "yes" } else { "no" }.to_owned(),
+        ]);
+    }
+    table.write(&mut out)?;
+    Ok(())
+}
+
+/// `evt requests cancel`.
+pub(crate) async fn cancel(db: &Db, args: &CancelArgs, json: bool) -> Result<(), Error> {
+    let dlq = db.dlq()?;
+    let group = args.group.as_deref();
+    // Say why an id is not cancelled: not pending (delivered, cancelled, never queued), another
+    // group's, or a redrive.
+    let pending = dlq
+        .pending_requests(None, u32::MAX)
+        .await
+        .map_err(|e| db.fail_store(e))?;
+    let mut refused = Vec::new();
+    for id in &args.ids {
+        let reason = match pending.iter().find(|r| r.id == *id) {
+            None => "no pending request with this id (delivered already, or cancelled)".to_owned(),
+            Some(r) if group.is_some_and(|g| g != r.group) => {
+                format!("belongs to group {}", r.group)
+            }
+            Some(r) if r.source == RedeliverySource::Redrive => {
+                "a redrive request: its letter waits for the consumer's outcome".to_owned()
+            }
+            Some(_) => continue,
+        };
+        refused.push((*id, reason));
+    }
+    let ids = (!args.all).then_some(args.ids.as_slice());
+    let cancelled = if args.all || refused.len() < args.ids.len() {
+        dlq.cancel_replays(group, ids)
+            .await
+            .map_err(|e| db.fail_store(e))?
+    } else {
+        Vec::new()
+    };
+    if !args.all && cancelled.is_empty() {
+        let reasons: Vec<String> = refused
+            .iter()
+            .map(|(id, reason)| format!("request {id}: {reason}"))
+            .collect();
+        return Err(Error::msg(format!(
+            "nothing cancelled: {}",
+            clean(&reasons.join("; "))
+        )));
+    }
+    if json {
+        let refused: Vec<Value> = refused
+            .iter()
+            .map(|(id, reason)| json!({ "id": id, "reason": reason }))
+            .collect();
+        output::print_json(&json!({ "cancelled": cancelled, "not_cancelled": refused }))?;
+        return Ok(());
+    }
+    for (id, reason) in &refused {
+        eprintln!("evt: request {id}: not cancelled: {}", clean(reason));
+    }
+    let mut out = io::stdout().lock();
+    writeln!(
+        out,
+        "{} replay request(s) cancelled{}",
+        cancelled.len(),
+        if cancelled.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ": {}",
+                cancelled
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        }
+    )?;
     Ok(())
 }

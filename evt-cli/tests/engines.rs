@@ -153,6 +153,39 @@ async fn operate(broken: &AtomicBool, target: &[&str]) {
         assert!(tail.contains(order), "`{order}` not tailed:\n{tail}");
     }
 
+    // Replay requests for a group with no consumer wait; they are listed and cancelled.
+    let queued = run(&["--json", "replay", "--group", "audit", "--topic", "shop"]);
+    assert_eq!(queued["queued"], 3, "{queued}");
+    let pending = run(&["--json", "requests", "list", "--group", "audit"]);
+    let ids: Vec<u64> = pending["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{pending}");
+    let first = ids[0].to_string();
+    let cancelled = run(&["--json", "requests", "cancel", &first]);
+    assert_eq!(
+        cancelled["cancelled"],
+        serde_json::json!([ids[0]]),
+        "{cancelled}"
+    );
+    let again = evt(&with(&["requests", "cancel", &first])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("no pending request"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let rest = run(&["--json", "requests", "cancel", "--all", "--group", "audit"]);
+    assert_eq!(rest["cancelled"].as_array().unwrap().len(), 2, "{rest}");
+    let pending = run(&["--json", "requests", "list"]);
+    assert_eq!(pending["requests"], serde_json::json!([]), "{pending}");
+
     broken.store(false, Ordering::SeqCst);
     let redrive = run(&["--json", "dlq", "redrive", &id]);
     assert_eq!(redrive["queued"], 1, "{redrive}");

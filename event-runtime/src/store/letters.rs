@@ -135,10 +135,10 @@ pub(crate) trait LetterTx: Send {
         &mut self,
         letter_id: u64,
     ) -> impl Future<Output = Result<Vec<AuditEntry>, TransportError>> + Send;
-    /// The oldest pending redeliveries of `group`.
+    /// The oldest pending redeliveries of `group` (of every group: `None`).
     fn redeliveries(
         &mut self,
-        group: &str,
+        group: Option<&str>,
         max: u32,
     ) -> impl Future<Output = Result<Vec<Redelivery>, TransportError>> + Send;
     /// Open letters per group.
@@ -340,6 +340,23 @@ pub(crate) async fn request_replay(
         .await?;
     }
     Ok(records.len())
+}
+
+/// See [`crate::dlq::DeadLetters::cancel_replays`].
+pub(crate) async fn cancel_replays(
+    tx: &mut impl LetterTx,
+    group: Option<&str>,
+    ids: Option<&[u64]>,
+) -> Result<Vec<u64>, TransportError> {
+    let mut cancelled = Vec::new();
+    for request in tx.redeliveries(group, u32::MAX).await? {
+        let wanted = ids.is_none_or(|ids| ids.contains(&request.id));
+        if wanted && request.source == RedeliverySource::Replay {
+            tx.delete_redelivery(request.id).await?;
+            cancelled.push(request.id);
+        }
+    }
+    Ok(cancelled)
 }
 
 /// See [`crate::dlq::DeadLetters::finish_redelivery`].

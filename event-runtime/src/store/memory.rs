@@ -277,14 +277,14 @@ impl LetterTx for MemoryTx {
 
     async fn redeliveries(
         &mut self,
-        group: &str,
+        group: Option<&str>,
         max: u32,
     ) -> Result<Vec<Redelivery>, TransportError> {
         Ok(self
             .0
             .redeliveries
             .values()
-            .filter(|r| r.group == group)
+            .filter(|r| group.is_none_or(|g| r.group == g))
             .take(max as usize)
             .cloned()
             .collect())

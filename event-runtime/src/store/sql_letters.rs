@@ -440,13 +440,14 @@ impl<DB: Exec> LetterTx for SqlTx<DB> {
 
     async fn redeliveries(
         &mut self,
-        group: &str,
+        group: Option<&str>,
         max: u32,
     ) -> Result<Vec<Redelivery>, TransportError> {
         let rows = self
             .rows(
-                "SELECT * FROM evt_redeliveries WHERE grp = ? ORDER BY id LIMIT ?",
-                args![group, i64::from(max)],
+                "SELECT * FROM evt_redeliveries WHERE (CAST(? AS TEXT) IS NULL OR grp = ?) \
+                 ORDER BY id LIMIT ?",
+                args![group, group, i64::from(max)],
             )
             .await?;
         let redelivery = |row: &DB::Row| -> Result<Redelivery, sqlx::Error> {
