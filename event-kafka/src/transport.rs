@@ -257,19 +257,7 @@ impl KafkaTransport {
     ///
     /// The cluster's, when it cannot be reached or refuses the requests.
     pub async fn group_positions(&self) -> Result<Vec<(String, String, u32, u64)>, TransportError> {
-        let timeout = self.inner.config.request_timeout;
-        let mut groups: Vec<String> = self
-            .blocking("list consumer groups", move |inner| {
-                let list = inner.producer.client().fetch_group_list(None, timeout)?;
-                Ok(list
-                    .groups()
-                    .iter()
-                    .filter_map(|g| inner.config.app_name(g.name()).map(str::to_owned))
-                    .collect())
-            })
-            .await?;
-        groups.sort();
-        groups.dedup();
+        let groups = self.groups().await?;
         let topics = self.topics().await?;
         let mut out = Vec::new();
         for group in groups {
@@ -303,6 +291,29 @@ impl KafkaTransport {
         }
         out.sort();
         Ok(out)
+    }
+
+    /// Every consumer group the cluster knows under the prefix, sorted, in the app's names;
+    /// also those that never committed a position (`ListGroups`).
+    ///
+    /// # Errors
+    ///
+    /// The cluster's, when it cannot be reached or refuses the request.
+    pub async fn groups(&self) -> Result<Vec<String>, TransportError> {
+        let timeout = self.inner.config.request_timeout;
+        let mut groups: Vec<String> = self
+            .blocking("list consumer groups", move |inner| {
+                let list = inner.producer.client().fetch_group_list(None, timeout)?;
+                Ok(list
+                    .groups()
+                    .iter()
+                    .filter_map(|g| inner.config.app_name(g.name()).map(str::to_owned))
+                    .collect())
+            })
+            .await?;
+        groups.sort();
+        groups.dedup();
+        Ok(groups)
     }
 
     fn group(&self, group: &str) -> Result<Arc<BaseConsumer>, TransportError> {

@@ -79,6 +79,17 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Groups the engine knows beyond their positions: on Kafka every group of the cluster,
+    /// also one that never committed; the other engines know a group by its positions only.
+    pub(crate) async fn known_groups(&self) -> Result<Vec<String>, TransportError> {
+        match self {
+            Engine::Kafka(kafka) => kafka.groups().await,
+            Engine::Sqlite(_) | Engine::Nats(_) => Ok(Vec::new()),
+        }
+    }
+}
+
 impl Transport for Engine {
     fn structured_records(&self) -> bool {
         each!(self, t => t.structured_records())

@@ -49,9 +49,33 @@ pub(crate) async fn lag(db: &Db, json: bool) -> Result<(), Error> {
             .collect(),
         None => BTreeMap::new(),
     };
-    let mut groups: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    // Groups known otherwise that never committed: the engine's (Kafka lists every group of
+    // the cluster), and those with dead letters or pending requests in the stores. Their lag is
+    // unknown: which topics they read is known only to their code.
+    let mut known: BTreeSet<String> = db
+        .transport
+        .known_groups()
+        .await
+        .map_err(|e| db.fail(e))?
+        .into_iter()
+        .collect();
+    if let Some(dlq) = db.dlq_if_any() {
+        let pending = dlq
+            .pending_requests(None, u32::MAX)
+            .await
+            .map_err(|e| db.fail_store(e))?;
+        known.extend(pending.into_iter().map(|r| r.group));
+    }
+    known.extend(depth.keys().cloned());
+    // group -> (lag, dlq depth, committed anywhere)
+    let mut groups: BTreeMap<&str, (u64, u64, bool)> = BTreeMap::new();
     for lag in &lags {
-        groups.entry(&lag.group).or_default().0 += lag.lag();
+        let entry = groups.entry(&lag.group).or_default();
+        entry.0 += lag.lag();
+        entry.2 = true;
+    }
+    for group in &known {
+        groups.entry(group).or_default();
     }
     for (group, open) in &depth {
         groups.entry(group).or_default().1 = *open;
@@ -73,7 +97,14 @@ pub(crate) async fn lag(db: &Db, json: bool) -> Result<(), Error> {
             .collect();
         let groups: Vec<Value> = groups
             .iter()
-            .map(|(group, (lag, open))| json!({ "group": group, "lag": lag, "dlq_depth": open }))
+            .map(|(group, (lag, open, committed))| {
+                json!({
+                    "group": group,
+                    "lag": committed.then_some(*lag),
+                    "dlq_depth": open,
+                    "committed": committed,
+                })
+            })
             .collect();
         output::print_json(&json!({ "partitions": partitions, "groups": groups }))?;
         return Ok(());
@@ -103,8 +134,13 @@ pub(crate) async fn lag(db: &Db, json: bool) -> Result<(), Error> {
         writeln!(out)?;
     }
     let mut table = Table::new(&["GROUP", "TOTAL LAG", "DLQ DEPTH"]);
-    for (group, (lag, open)) in &groups {
-        table.row(vec![clean(group), lag.to_string(), open.to_string()]);
+    for (group, (lag, open, committed)) in &groups {
+        let lag = if *committed {
+            lag.to_string()
+        } else {
+            "never committed".to_owned()
+        };
+        table.row(vec![clean(group), lag, open.to_string()]);
     }
     table.write(&mut out)?;
     Ok(())

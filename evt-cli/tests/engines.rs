@@ -122,6 +122,7 @@ async fn operate(broken: &AtomicBool, target: &[&str]) {
         .find(|g| g["group"] == "billing")
         .unwrap_or_else(|| panic!("no billing group in {lag}"));
     assert_eq!(billing["lag"], 0, "{lag}");
+    assert_eq!(billing["committed"], true, "{lag}");
     assert_eq!(billing["dlq_depth"], 1, "{lag}");
     let committed: u64 = lag["partitions"]
         .as_array()
@@ -164,6 +165,16 @@ async fn operate(broken: &AtomicBool, target: &[&str]) {
         .map(|r| r["id"].as_u64().unwrap())
         .collect();
     assert_eq!(ids.len(), 3, "{pending}");
+    // `lag` shows the group, which never committed, rather than leave it out.
+    let lag = run(&["--json", "lag"]);
+    let audit = lag["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["group"] == "audit")
+        .unwrap_or_else(|| panic!("no audit group in {lag}"));
+    assert_eq!(audit["committed"], false, "{lag}");
+    assert_eq!(audit["lag"], Value::Null, "{lag}");
     let first = ids[0].to_string();
     let cancelled = run(&["--json", "requests", "cancel", &first]);
     assert_eq!(
