@@ -265,6 +265,7 @@ fn every_page_loads_without_console_errors_and_the_diagrams_render() {
         "<pre class=\"example\">",
         "valid against the v3 schema",
         "<p class=\"verdict\">Under <code>BACKWARD</code>",
+        "<pre class=\"schema proto\">",
     ] {
         assert!(
             order.dom.contains(needle),

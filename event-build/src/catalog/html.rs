@@ -1,6 +1,6 @@
 //! The static site: `index.html` (every context and message, and the flow chart),
 //! `flows.html` (the flow chart and every flow) and `events/<name>.html` per message (field
-//! table, example payload and schema of each version with a version picker, the diff between
+//! table, example payload, JSON Schema and `.proto` of each version with a version picker, the diff between
 //! any two versions with its compatibility verdict, producers, consumers, owner context, key,
 //! SLAs, deprecation, and the message's own flow chart).
 //!
@@ -602,7 +602,7 @@ fn message_page(catalog: &Catalog, m: &CatalogMessage) -> String {
     for v in &m.versions {
         let _ = writeln!(
             body,
-            "<section data-version=\"{0}\"{1}>\n{2}{3}<h3>JSON Schema</h3>\n<p class=\"muted\"><code>{4}</code></p>\n<pre class=\"schema\">{5}</pre>\n</section>",
+            "<section data-version=\"{0}\"{1}>\n{2}{3}<h3>JSON Schema</h3>\n<p class=\"muted\"><code>{4}</code></p>\n<pre class=\"schema\">{5}</pre>\n{6}</section>",
             v.version,
             if v.version == m.latest_version {
                 ""
@@ -612,7 +612,11 @@ fn message_page(catalog: &Catalog, m: &CatalogMessage) -> String {
             fields_table(v),
             example_block(v),
             escape(&v.schema_file),
-            escape(json_schema::to_pretty(&v.schema).trim_end())
+            escape(json_schema::to_pretty(&v.schema).trim_end()),
+            v.proto.as_deref().map_or_else(String::new, |proto| format!(
+                "<h3>proto3</h3>\n<pre class=\"schema proto\">{}</pre>\n",
+                escape(proto.trim_end())
+            ))
         );
     }
 

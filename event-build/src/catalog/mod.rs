@@ -21,8 +21,8 @@
 //! compatibility verdict under the message's mode and the upcaster that covers it ([`Verdict`]),
 //! and embedded in the page; a few lines of inline JavaScript switch between the precomputed
 //! pairs. Each version shows its field table (type, required, description, protobuf number, the
-//! version it appeared in) and an example payload (the registry's, else generated from the
-//! schema, checked against it).
+//! version it appeared in), an example payload (the registry's, else generated from the
+//! schema, checked against it), its JSON Schema and its `.proto`.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), event_build::Error> {
@@ -41,7 +41,7 @@ use serde_json::Value;
 use crate::compat::CompatibilityMode;
 use crate::error::Error;
 use crate::model::{Deprecation, MessageKind, Model, Owner, Sla, Source, Via};
-use crate::{example, json_schema};
+use crate::{example, json_schema, proto};
 
 pub mod asyncapi;
 pub mod diff;
@@ -137,6 +137,9 @@ pub struct CatalogVersion {
     pub schema_file: String,
     /// The JSON Schema.
     pub schema: Value,
+    /// The proto3 file: generated for a version in the code, the registry's for one only the
+    /// registry has (`None` when it has none).
+    pub proto: Option<String>,
     /// Every field (nested ones as `a.b`, `lines[].sku`), with its type, requiredness,
     /// description, protobuf number and the first version it appeared in.
     pub fields: Vec<diff::FieldRow>,
@@ -230,19 +233,19 @@ fn verdict(
     }
 }
 
-/// The registry's example of a version, when it has one that parses.
-fn registry_example(
+/// The registry's file `v<version>.<suffix>` of a version, when it has one.
+fn registry_file(
     registry: Option<&Path>,
     context: &str,
     name: &str,
     version: u32,
-) -> Option<Value> {
+    suffix: &str,
+) -> Option<String> {
     let path = registry?
         .join(context)
         .join(name)
-        .join(format!("v{version}.example.json"));
-    let text = std::fs::read_to_string(path).ok()?;
-    serde_json::from_str(&text).ok()
+        .join(format!("v{version}.{suffix}"));
+    std::fs::read_to_string(path).ok()
 }
 
 /// Fills what is derived from the schema: fields, example, and when each field appeared.
@@ -261,7 +264,12 @@ fn complete(
                 .or_insert(v.version);
             field.since = Some(since);
         }
-        match registry_example(registry, context, name, v.version) {
+        if v.proto.is_none() {
+            v.proto = registry_file(registry, context, name, v.version, "proto");
+        }
+        let stored = registry_file(registry, context, name, v.version, "example.json")
+            .and_then(|text| serde_json::from_str(&text).ok());
+        match stored {
             Some(example) => {
                 v.example = example;
                 v.example_from_registry = true;
@@ -478,6 +486,7 @@ impl Catalog {
                         dedupe_fields: m.dedupe_fields.clone(),
                         schema_file: m.schema_file.clone(),
                         schema: json_schema::message_schema(model, m),
+                        proto: Some(proto::message_proto(model, m)),
                         fields: Vec::new(),
                         example: Value::Null,
                         example_from_registry: false,
@@ -680,6 +689,7 @@ fn published_only(context: &str, name: &str, version: u32, schema: &Value) -> Ca
         dedupe_fields: Vec::new(),
         schema_file: format!("schemas/{context}/{name}/v{version}.schema.json"),
         schema: schema.clone(),
+        proto: None,
         fields: Vec::new(),
         example: Value::Null,
         example_from_registry: false,
