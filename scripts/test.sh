@@ -20,6 +20,9 @@ source scripts/servers.sh
 
 scripts/install-chromium.sh # chromium for event-build's catalog_browser test (it fails without it under CI)
 scripts/install-asyncapi-parser.sh # @asyncapi/parser for event-build's AsyncAPI validation (likewise)
+# kafka-python, the foreign Kafka producer of event-kafka's tests (likewise).
+python3 -c "import kafka" 2>/dev/null || python3 -m pip install --quiet kafka-python==3.0.12 >&2 \
+  || echo "warning: pip could not install kafka-python" >&2
 
 # --- Tests ---------------------------------------------------------------------------------------
 

@@ -75,7 +75,7 @@ pub mod mock;
 mod transport;
 
 pub use config::{KafkaConfig, Sasl, Secret, Tls, TopicCreator};
-pub use transport::KafkaTransport;
+pub use transport::{KafkaTransport, UNREADABLE_HEADERS};
 
 #[cfg(test)]
 mod tests;

@@ -81,16 +81,35 @@ fn bad_partition(topic: &str, partition: u32, count: u32) -> TransportError {
     )
 }
 
+/// The header that lists, by index, the headers of a Kafka record that could not be read.
+pub const UNREADABLE_HEADERS: &str = "x-evt-unreadable-headers";
+
 /// A stored Kafka message as a [`Record`] of `topic` (the name shared by the records of one
 /// cursor): headers verbatim in one block (a null value reads as empty). librdkafka owns the
 /// message's buffers, so key, headers and payload are copied once each.
+///
+/// Kafka allows any bytes in a header's name, but rdkafka's reader panics on a name that is not
+/// UTF-8 (`Headers::try_get` unwraps `to_str`). Such a header (only a foreign producer writes
+/// one) is left out, its index listed in [`UNREADABLE_HEADERS`], and the rest of the record is
+/// read: a panic here would stop the partition on that record for ever.
 pub(crate) fn to_record<M: Message>(message: &M, topic: &Arc<str>) -> Record {
     let headers = message
         .headers()
         .map(|headers| {
             let mut block = Headers::builder();
-            for h in headers.iter() {
-                block.push(h.key, h.value.unwrap_or_default());
+            let mut unreadable = Vec::new();
+            for idx in 0..headers.count() {
+                let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    headers
+                        .try_get(idx)
+                        .map(|h| block.push(h.key, h.value.unwrap_or_default()))
+                }));
+                if read.is_err() {
+                    unreadable.push(idx.to_string());
+                }
+            }
+            if !unreadable.is_empty() {
+                block.push(UNREADABLE_HEADERS, unreadable.join(",").as_bytes());
             }
             block.finish()
         })
