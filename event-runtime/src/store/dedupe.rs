@@ -3,7 +3,7 @@
 //! concurrent claim of the same key waits for that transaction to end.
 
 use std::collections::HashSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::Pool;
@@ -103,12 +103,13 @@ enum Op {
 /// changes but the number of statements (on SQLite each autocommitted mark was a transaction
 /// of its own, the consumer's main cost).
 ///
-/// The writer is a task of its own, started on first use; it ends when the last handle on the
-/// database is dropped. A request whose caller is dropped is still written (a mark is
+/// The writer is a task of its own, started on first use (and again on the current runtime if
+/// the runtime it ran on has shut down); it ends when the last handle on the database is
+/// dropped. A request whose caller is dropped is still written (a mark is
 /// idempotent, a check harmless).
 pub(crate) struct Batcher<DB: Exec> {
     pool: Pool<DB>,
-    queue: OnceLock<mpsc::UnboundedSender<Op>>,
+    queue: Mutex<Option<mpsc::UnboundedSender<Op>>>,
 }
 
 impl<DB: Exec> std::fmt::Debug for Batcher<DB> {
@@ -134,19 +135,29 @@ impl<DB: Exec> Batcher<DB> {
     pub(crate) fn new(pool: Pool<DB>) -> Self {
         Batcher {
             pool,
-            queue: OnceLock::new(),
+            queue: Mutex::new(None),
         }
     }
 
+    /// Queues `op` for the writer, starting one on the current runtime when there is none or
+    /// the last one is gone (its runtime shut down, say, while this database lives on).
     fn send(&self, op: Op) -> Result<(), TransportError> {
-        self.queue
-            .get_or_init(|| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(write_batches(self.pool.clone(), rx));
-                tx
-            })
-            .send(op)
-            .map_err(|_| gone("dedupe"))
+        let mut queue = self
+            .queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let op = match queue.as_ref() {
+            Some(tx) => match tx.send(op) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::SendError(op)) => op,
+            },
+            None => op,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(self.pool.clone(), rx));
+        let sent = tx.send(op).map_err(|_| gone("dedupe"));
+        *queue = Some(tx);
+        sent
     }
 
     /// Whether `key` is claimed for `group`.
@@ -212,6 +223,11 @@ async fn write_batches<DB: Exec>(pool: Pool<DB>, mut queue: mpsc::UnboundedRecei
 async fn mark_all<DB: Exec>(pool: &Pool<DB>, pairs: &[(&str, &str)]) -> Result<(), TransportError> {
     let error = |err| DB::error("mark dedupe keys".to_owned(), err);
     let now = now_ms();
+    // One lock order for every writer: two processes marking the same keys in different orders
+    // would otherwise deadlock on PostgreSQL.
+    let mut pairs = pairs.to_vec();
+    pairs.sort_unstable();
+    pairs.dedup();
     let mut sql = String::from("INSERT INTO evt_dedupe (grp, key, seen_ms) VALUES ");
     let mut values = Vec::with_capacity(pairs.len() * 3);
     for (i, (group, key)) in pairs.iter().enumerate() {

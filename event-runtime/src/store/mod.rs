@@ -221,3 +221,45 @@ mod scrub_tests {
         assert_eq!(text, "a postgresql://<redacted> and postgres://<redacted>");
     }
 }
+
+#[cfg(all(test, feature = "sqlite"))]
+mod dedupe_tests {
+    use super::Db;
+    use crate::transport::sqlite::SqliteTransport;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// The batched dedupe writer runs on the runtime that used the store first; when that
+    /// runtime is gone, the next use starts a writer on its own runtime instead of failing for
+    /// ever.
+    #[test]
+    fn dedupe_writes_outlive_the_runtime_that_started_the_writer() {
+        let path = std::env::temp_dir().join(format!(
+            "evt-dedupe-runtimes-{}-{}.db",
+            std::process::id(),
+            crate::transport::now_ms()
+        ));
+        let first = runtime();
+        let file = first.block_on(SqliteTransport::open(&path)).unwrap();
+        let db = Db::sqlite(&file);
+        first.block_on(db.mark("billing", "k-1")).unwrap();
+        drop(first);
+        let second = runtime();
+        second.block_on(async {
+            db.mark("billing", "k-2").await.unwrap();
+            assert!(db.seen("billing", "k-1").await.unwrap());
+            assert!(db.seen("billing", "k-2").await.unwrap());
+            assert!(!db.seen("billing", "k-3").await.unwrap());
+            assert!(!db.seen("shipping", "k-1").await.unwrap());
+        });
+        drop(second);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+    }
+}
