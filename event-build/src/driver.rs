@@ -131,7 +131,6 @@ impl Config {
             registry_files: Vec::new(),
         };
         if let Some(mut registry) = registry {
-            report.registry_files = registry.files();
             let candidates = candidates(&report.generated)
                 .map_err(|err| Error::from_registry(registry.dir(), err))?;
             let mut options = CheckOptions::new(self.today.unwrap_or_else(today_utc));
@@ -140,6 +139,8 @@ impl Config {
             let gate = registry
                 .check_and_update(&candidates, &options)
                 .map_err(|err| Error::from_registry(registry.dir(), err))?;
+            // After the gate: the files it just wrote (a new version, its example) are watched too.
+            report.registry_files = registry.files();
             report.registry = Some(gate);
         }
         if let (Some(dir), Some(_)) = (&self.catalog_dir, out_dir) {

@@ -31,11 +31,12 @@
 //!
 //! Every property, optional ones too (the first non-null branch of an `Option`), so the example
 //! shows the whole shape: a string is `"x"` (it is also a valid `char`) unless a `format`,
-//! `enum`, `const` or `pattern` (a few likely strings are tried) says more (`uuid`, `date-time`, `date`, `time`, `uri`, `ipv4`, `ipv6` get
-//! a valid value), an integer is 1 (or its `minimum`), a number 1.5, an array holds one item (or
-//! `minItems`), a map one entry under the key `"1"` (valid for string and integer keys), a `oneOf`
-//! or `anyOf` its first branch, `{}` (any value) `null`. References are followed into `$defs`;
-//! below a depth of 16 a recursive type takes its `null` or empty branch.
+//! `enum`, `const` or `pattern` (a few likely strings are tried) says more (`uuid`,
+//! `date-time`, `date`, `time`, `uri`, `ipv4`, `ipv6` get a valid value), an integer is 1 (or
+//! its `minimum`), a number 1.5, an array holds one item (or `minItems`), a map is empty (its
+//! key type is not in the schema), a `oneOf` or `anyOf` its first branch, `{}` (any value) `null` (and [`generated`] refuses to guess).
+//! References are followed into `$defs`; below a depth of 16 a recursive type takes its `null`,
+//! empty or leaf branch.
 //!
 //! # What the check reads
 //!
@@ -55,22 +56,59 @@ const MAX_DEPTH: usize = 16;
 
 /// An example payload for `schema` (a whole document, whose `$defs` its references point into).
 pub fn example(schema: &Value) -> Value {
-    Generator { root: schema }.value(schema, 0)
+    Generator::new(schema).value(schema, 0)
+}
+
+/// [`example`], or why it would only be a guess: the schema accepts any value somewhere (`{}`,
+/// what the emitter writes for a type it could not resolve), and `null` there may not decode
+/// into the type. The registry then asks for a hand-written example instead of storing one.
+pub fn generated(schema: &Value) -> Result<Value, String> {
+    let generator = Generator::new(schema);
+    let value = generator.value(schema, 0);
+    match generator.guessed.into_inner() {
+        None => Ok(value),
+        Some(place) => Err(format!(
+            "the schema accepts any value at {place} (a type the build could not resolve), so a generated value may not decode"
+        )),
+    }
 }
 
 struct Generator<'a> {
     root: &'a Value,
+    /// The first place where the schema accepts any value, if any.
+    guessed: std::cell::RefCell<Option<String>>,
 }
 
 impl<'a> Generator<'a> {
+    fn new(root: &'a Value) -> Self {
+        Generator {
+            root,
+            guessed: std::cell::RefCell::new(None),
+        }
+    }
+
     fn resolve(&self, reference: &str) -> Option<&'a Value> {
         resolve(self.root, reference)
+    }
+
+    /// Notes that the schema accepts any value here (the first such place is kept).
+    fn guess(&self, schema: &Value) -> Value {
+        let mut guessed = self.guessed.borrow_mut();
+        if guessed.is_none() {
+            let text = schema.to_string();
+            *guessed = Some(if text.chars().count() > 60 {
+                format!("{}...", text.chars().take(60).collect::<String>())
+            } else {
+                text
+            });
+        }
+        Value::Null
     }
 
     fn value(&self, schema: &'a Value, depth: usize) -> Value {
         let Some(map) = schema.as_object() else {
             // `true` or `false`: anything (or nothing) goes.
-            return Value::Null;
+            return self.guess(schema);
         };
         if let Some(value) = map.get("const") {
             return value.clone();
@@ -101,7 +139,7 @@ impl<'a> Generator<'a> {
                 .find(|t| *t != "null")
                 .unwrap_or("null"),
             _ if map.contains_key("properties") => "object",
-            _ => return Value::Null,
+            _ => return self.guess(schema),
         };
         match ty {
             "string" => string(map),
@@ -121,11 +159,17 @@ impl<'a> Generator<'a> {
         }
     }
 
-    /// The first branch that is not `null`, unless the type recurses too deep, then `null`.
+    /// The first branch that is not `null`; when the type recurses too deep, `null` or else a
+    /// branch that refers to no other type (the leaf of a recursive enum).
     fn branch(&self, branches: &'a [Value], depth: usize) -> Value {
         let is_null = |b: &Value| b.get("type").and_then(Value::as_str) == Some("null");
+        let is_leaf = |b: &Value| !b.to_string().contains("\"$ref\"");
         let chosen = if depth >= MAX_DEPTH {
-            branches.iter().find(|b| is_null(b)).or(branches.first())
+            branches
+                .iter()
+                .find(|b| is_null(b))
+                .or_else(|| branches.iter().find(|b| is_leaf(b)))
+                .or(branches.first())
         } else {
             branches.iter().find(|b| !is_null(b)).or(branches.first())
         };
@@ -163,11 +207,9 @@ impl<'a> Generator<'a> {
                 }
                 out.insert(name.clone(), self.value(schema, depth + 1));
             }
-        } else if let Some(values) = map.get("additionalProperties").filter(|v| v.is_object())
-            && depth < MAX_DEPTH
-        {
-            out.insert("1".into(), self.value(values, depth + 1));
         }
+        // A map (`additionalProperties` alone) stays empty: its keys may be numbers, UUIDs or
+        // enum variants, which the schema does not say.
         Value::Object(out)
     }
 }
@@ -326,17 +368,17 @@ impl Validator<'_> {
             Value::Object(map) => map,
             _ => return,
         };
-        if depth > 64 {
-            return push("the schema's references nest too deep".into());
+        if depth > 1024 {
+            return push("the payload nests deeper than 1024 levels".into());
         }
-        if let Some(reference) = map.get("$ref").and_then(Value::as_str) {
-            match resolve(self.root, reference) {
-                Some(target) => self.check(target, value, at, depth + 1, out),
-                None => out.push(Mismatch {
-                    at: at.to_owned(),
-                    message: format!("the schema's `$ref` {reference} points nowhere"),
-                }),
-            }
+        // A reference outside the document's `$defs` (an `$anchor`, another document) is not
+        // followed: what it says is not checked.
+        if let Some(target) = map
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|reference| resolve(self.root, reference))
+        {
+            self.check(target, value, at, depth + 1, out);
         }
         let mut push = |message: String| {
             out.push(Mismatch {
@@ -507,8 +549,26 @@ impl Validator<'_> {
         }
         for (name, value) in object {
             let place = format!("{at}/{}", name.replace('~', "~0").replace('/', "~1"));
+            let by_pattern: Vec<&Value> = map
+                .get("patternProperties")
+                .and_then(Value::as_object)
+                .map(|patterns| {
+                    patterns
+                        .iter()
+                        .filter(|(pattern, _)| {
+                            // A pattern the `regex` crate cannot read matches, unchecked.
+                            regex::Regex::new(pattern).map_or(true, |re| re.is_match(name))
+                        })
+                        .map(|(_, schema)| schema)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for schema in &by_pattern {
+                self.check(schema, value, &place, depth + 1, out);
+            }
             match properties.and_then(|p| p.get(name)) {
                 Some(schema) => self.check(schema, value, &place, depth + 1, out),
+                None if !by_pattern.is_empty() => {}
                 None => match map.get("additionalProperties") {
                     Some(Value::Bool(false)) => out.push(Mismatch {
                         at: at.to_owned(),
@@ -629,7 +689,7 @@ mod tests {
         let payload = example(&schema);
         assert_eq!(payload["price"], json!({ "amount": 1, "currency": "EUR" }));
         assert_eq!(payload["pair"], json!(["x", true]));
-        assert_eq!(payload["tags"], json!({ "1": 1 }));
+        assert_eq!(payload["tags"], json!({}));
         assert_eq!(payload["fixed"], json!([1.5, 1.5, 1.5]));
         assert_eq!(payload["status"], json!("Open"));
         assert_eq!(payload["any"], Value::Null);
@@ -666,5 +726,66 @@ mod tests {
                 "/lines/2/qty: expected an integer, found 1.5",
             ]
         );
+    }
+
+    #[test]
+    fn any_value_is_not_guessed_and_recursive_enums_end_in_a_leaf() {
+        let schema = json!({
+            "type": "object",
+            "properties": { "price": {}, "id": { "type": "string" } },
+            "required": ["price", "id"]
+        });
+        let why = generated(&schema).unwrap_err();
+        assert!(why.contains("accepts any value"), "{why}");
+        assert_eq!(example(&schema)["price"], Value::Null);
+
+        // enum Expr { Add(Box<Expr>, Box<Expr>), Lit(i64) }: no null branch to stop at.
+        let expr = json!({
+            "$defs": { "Expr": { "oneOf": [
+                { "type": "object", "additionalProperties": false, "required": ["Add"],
+                  "properties": { "Add": { "type": "array", "prefixItems": [
+                      { "$ref": "#/$defs/Expr" }, { "$ref": "#/$defs/Expr" }],
+                      "items": false, "minItems": 2, "maxItems": 2 } } },
+                { "type": "object", "additionalProperties": false, "required": ["Lit"],
+                  "properties": { "Lit": { "type": "integer" } } }
+            ] } },
+            "$ref": "#/$defs/Expr"
+        });
+        let payload = generated(&expr).unwrap();
+        assert_eq!(validate(&expr, &payload), Vec::new());
+        assert!(
+            payload.to_string().len() < 20_000,
+            "{}",
+            payload.to_string().len()
+        );
+    }
+
+    #[test]
+    fn user_schemas_are_not_refused_for_what_the_check_does_not_read() {
+        // Names matched by `patternProperties` are allowed beside `additionalProperties: false`;
+        // a reference outside `$defs` is not followed; deep payloads are fine.
+        let schema = json!({
+            "type": "object", "additionalProperties": false,
+            "patternProperties": { "^x-": { "type": "string" } },
+            "properties": { "other": { "$ref": "https://example.com/other.json" } }
+        });
+        assert_eq!(
+            validate(&schema, &json!({ "x-a": "1", "other": 5 })),
+            Vec::new()
+        );
+        assert_eq!(
+            validate(&schema, &json!({ "x-a": 1 }))[0].to_string(),
+            "/x-a: expected a string, found 1"
+        );
+        let list = json!({
+            "$defs": { "Node": { "type": "object", "properties": {
+                "next": { "anyOf": [{ "$ref": "#/$defs/Node" }, { "type": "null" }] } } } },
+            "$ref": "#/$defs/Node"
+        });
+        let mut deep = json!({ "next": null });
+        for _ in 0..40 {
+            deep = json!({ "next": deep });
+        }
+        assert_eq!(validate(&list, &deep), Vec::new());
     }
 }

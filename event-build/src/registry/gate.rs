@@ -309,18 +309,23 @@ impl Run<'_> {
             let text = match fs::read_to_string(&path) {
                 Ok(text) => text,
                 Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-                    let payload = example::example(&stored.schema);
-                    match example::validate(&stored.schema, &payload).first() {
-                        None => {
-                            self.writes.insert(path, pretty_json(&payload));
-                        }
-                        // A schema the generator cannot satisfy (a `pattern` none of its
-                        // candidates matches, say): the user writes the example.
-                        Some(mismatch) => self.report.warnings.push(format!(
-                            "{event} v{version}: no example could be generated from the schema ({mismatch}); write one to {}",
-                            path.display()
-                        )),
-                    }
+                    // A schema the generator can only guess at (any value somewhere) or cannot
+                    // satisfy (a `pattern` none of its candidates matches): the user writes the
+                    // example.
+                    let why = match example::generated(&stored.schema) {
+                        Ok(payload) => match example::validate(&stored.schema, &payload).first() {
+                            None => {
+                                self.writes.insert(path, pretty_json(&payload));
+                                continue;
+                            }
+                            Some(mismatch) => mismatch.to_string(),
+                        },
+                        Err(why) => why,
+                    };
+                    self.report.warnings.push(format!(
+                        "{event} v{version}: no example could be generated from the schema ({why}); write one to {}",
+                        path.display()
+                    ));
                     continue;
                 }
                 Err(err) => {
