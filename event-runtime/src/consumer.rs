@@ -675,6 +675,10 @@ impl<T: Transport> GroupRunner<T> {
                 }
             }
             RedeliverySource::Replay => {
+                // Cancelled (`evt requests cancel`) since this batch of requests was read.
+                if !self.dlq.redelivery_pending(redelivery.id).await? {
+                    return Ok(());
+                }
                 let records = self
                     .transport
                     .fetch(

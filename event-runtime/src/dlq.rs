@@ -497,10 +497,23 @@ impl DeadLetters {
         })
     }
 
+    /// Whether the redrive or replay request `id` is still pending: a consumer checks it before
+    /// delivering a replay it loaded earlier, so that a cancelled one is not delivered.
+    ///
+    /// # Errors
+    ///
+    /// The database error.
+    pub async fn redelivery_pending(&self, id: u64) -> Result<bool, TransportError> {
+        in_tx!(&self.db, read, "read a redelivery", |tx| {
+            letters::LetterTx::redelivery_pending(&mut tx, id).await
+        })
+    }
+
     /// Cancels pending replay requests: those of `ids` (every one: `None`), of `group` if
     /// given, before their consumer delivers them; returns the ids cancelled. Redrive requests
-    /// are not cancelled (their letter waits in `redriving` for the consumer's outcome); a
-    /// request the consumer already took is gone and not listed.
+    /// are not cancelled (their letter waits in `redriving` for the consumer's outcome). A replay
+    /// its consumer has read but not yet delivered is not delivered (the consumer checks before
+    /// each one); one being delivered at that moment completes.
     ///
     /// # Errors
     ///

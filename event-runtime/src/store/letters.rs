@@ -119,6 +119,11 @@ pub(crate) trait LetterTx: Send {
         &mut self,
         id: u64,
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Whether the redelivery `id` is still pending (not delivered, not cancelled).
+    fn redelivery_pending(
+        &mut self,
+        id: u64,
+    ) -> impl Future<Output = Result<bool, TransportError>> + Send;
 
     /// Letters, oldest first.
     fn list(

@@ -243,6 +243,10 @@ impl LetterTx for MemoryTx {
         Ok(())
     }
 
+    async fn redelivery_pending(&mut self, id: u64) -> Result<bool, TransportError> {
+        Ok(self.0.redeliveries.contains_key(&id))
+    }
+
     async fn delete_redelivery(&mut self, id: u64) -> Result<(), TransportError> {
         self.0.redeliveries.remove(&id);
         Ok(())

@@ -380,6 +380,16 @@ impl<DB: Exec> LetterTx for SqlTx<DB> {
         .map(drop)
     }
 
+    async fn redelivery_pending(&mut self, id: u64) -> Result<bool, TransportError> {
+        Ok(self
+            .row(
+                "SELECT id FROM evt_redeliveries WHERE id = ?",
+                args![id as i64],
+            )
+            .await?
+            .is_some())
+    }
+
     async fn delete_redelivery(&mut self, id: u64) -> Result<(), TransportError> {
         self.exec(
             "DELETE FROM evt_redeliveries WHERE id = ?",
