@@ -280,7 +280,8 @@ impl KafkaTransport {
         let topics = self.topics().await?;
         let mut out = Vec::new();
         for group in groups {
-            let consumer = self.group(&group)?;
+            // Not kept: a cluster may have many groups this process never uses.
+            let consumer = self.group_client(&group)?;
             let mut list = TopicPartitionList::new();
             for (topic, partitions) in &topics {
                 for partition in 0..*partitions {
@@ -335,23 +336,27 @@ impl KafkaTransport {
         Ok(groups)
     }
 
+    /// The client of `group` for positions (never subscribed), kept for the next call.
     fn group(&self, group: &str) -> Result<Arc<BaseConsumer>, TransportError> {
         let mut groups = lock(&self.inner.groups);
         if let Some(consumer) = groups.get(group) {
             return Ok(consumer.clone());
         }
-        let consumer: BaseConsumer = self
-            .inner
+        let consumer = Arc::new(self.group_client(group)?);
+        groups.insert(group.to_owned(), consumer.clone());
+        Ok(consumer)
+    }
+
+    /// A new client of `group` for positions, never subscribed.
+    fn group_client(&self, group: &str) -> Result<BaseConsumer, TransportError> {
+        self.inner
             .config
             .client_config()
             .set("group.id", self.inner.config.kafka_name(group))
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .create()
-            .map_err(|e| self.error(&format!("open group {group}"), &e))?;
-        let consumer = Arc::new(consumer);
-        groups.insert(group.to_owned(), consumer.clone());
-        Ok(consumer)
+            .map_err(|e| self.error(&format!("open group {group}"), &e))
     }
 
     /// A cursor of `topic`/`partition` positioned at `from`: an idle one already there, else

@@ -261,6 +261,20 @@ impl Db {
             let pool = sqlx::PgPool::connect(url)
                 .await
                 .map_err(|err| Error::msg(format!("cannot reach the PostgreSQL stores: {err}")))?;
+            // Refuse a database that holds no stores (a mistyped URL) rather than create the
+            // tables there, as opening the stores would.
+            let found: Option<String> =
+                sqlx::query_scalar("SELECT to_regclass('evt_dead_letters')::text")
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(|err| {
+                        Error::msg(format!("cannot read the PostgreSQL stores: {err}"))
+                    })?;
+            if found.is_none() {
+                return Err(Error::msg(
+                    "the PostgreSQL database given with --postgres has no evt_dead_letters table (in its search_path): give the database (and schema) of the application's `Stores::postgres`",
+                ));
+            }
             let dlq = DeadLetters::postgres(pool).await.map_err(|err| {
                 Error::msg(format!(
                     "cannot open the PostgreSQL stores: {}",

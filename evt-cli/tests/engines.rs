@@ -252,6 +252,23 @@ async fn nats_with_postgres_stores() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--postgres"), "{stderr}");
     assert!(stderr.contains("NATS"), "{stderr}");
+
+    // A database without the stores (a mistyped URL) is refused, not given new tables.
+    let (_, empty) = postgres_schema().await.unwrap();
+    let empty_url = format!("{pg_url}{sep}options=-c%20search_path%3D{empty}");
+    let out = evt(&[
+        "--nats",
+        &url,
+        "--prefix",
+        &prefix,
+        "--postgres",
+        &empty_url,
+        "dlq",
+        "list",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no evt_dead_letters table"), "{stderr}");
     running.stop().await;
 }
 
