@@ -115,7 +115,7 @@ fn context_href(root: &str, context: &str) -> String {
 }
 
 fn team_href(root: &str, team: &str) -> String {
-    format!("{root}teams/{}.html", escape(&slug(team)))
+    format!("{root}teams/{}.html", escape(&super::team_slug(team)))
 }
 
 /// A table of messages, one row each, linked from a page `root` levels down.
@@ -701,6 +701,20 @@ pub fn render(catalog: &Catalog) -> BTreeMap<String, String> {
 #[cfg(test)]
 mod tests {
     use super::escape;
+
+    #[test]
+    fn every_team_name_has_a_page_of_its_own() {
+        use super::super::team_slug;
+        let names = ["Team A", "Team_A", "Team/A", "team-a", "Équipe", "Équipé"];
+        let slugs: std::collections::BTreeSet<String> =
+            names.iter().map(|n| team_slug(n)).collect();
+        assert_eq!(slugs.len(), names.len(), "{slugs:?}");
+        assert_eq!(team_slug("Team A"), "Team_20A");
+        assert!(slugs.iter().all(|s| {
+            s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        }));
+    }
 
     #[test]
     fn escapes_markup_and_quotes() {

@@ -161,8 +161,9 @@ pub struct Verdict {
     pub from: u32,
     /// The newer version.
     pub to: u32,
-    /// `compatible`, `covered by upcaster` (only backward breaks, which the newer type's
-    /// upcaster chain reads around) or `breaking`.
+    /// `compatible`, `covered by upcaster` (only breaks the newer type's upcaster chain reads
+    /// around, as the gate waives them), `breaking`, or `unknown` (the `.proto` files could not
+    /// be compared).
     pub outcome: String,
     /// What breaks the mode, one line each.
     pub violations: Vec<String>,
@@ -178,13 +179,24 @@ fn verdict(
     to: &CatalogVersion,
 ) -> Verdict {
     use crate::compat::{self, Direction, SchemaVersion};
-    let violations = compat::check(
+    // The gate's check: the JSON schemas, and the `.proto` files when both versions have one.
+    fn version(v: &CatalogVersion, with_proto: bool) -> SchemaVersion<'_> {
+        match &v.proto {
+            Some(proto) if with_proto => SchemaVersion::with_proto(v.version, &v.schema, proto),
+            _ => SchemaVersion::json(v.version, &v.schema),
+        }
+    }
+    let with_proto = from.proto.is_some() && to.proto.is_some();
+    let checked = compat::check(
         name,
         mode,
-        &SchemaVersion::json(to.version, &to.schema),
-        &[SchemaVersion::json(from.version, &from.schema)],
-    )
-    .unwrap_or_default();
+        &version(to, with_proto),
+        &[version(from, with_proto)],
+    );
+    let (violations, unreadable) = match checked {
+        Ok(violations) => (violations, None),
+        Err(err) => (Vec::new(), Some(err.to_string())),
+    };
     let upcast_from = to
         .schema
         .pointer("/x-event/upcast_from")
@@ -196,11 +208,16 @@ fn verdict(
             to.version, from.version
         )
     });
+    // As the gate waives them: backward breaks, and protobuf ones when the mode promises
+    // nothing forward.
     let covered = upcaster.is_some()
-        && violations
-            .iter()
-            .all(|v| v.direction == Direction::Backward);
-    let outcome = if violations.is_empty() {
+        && violations.iter().all(|v| {
+            v.direction == Direction::Backward
+                || (v.direction == Direction::Wire && !mode.checks_forward())
+        });
+    let outcome = if unreadable.is_some() {
+        "unknown"
+    } else if violations.is_empty() {
         "compatible"
     } else if covered {
         "covered by upcaster"
@@ -223,6 +240,7 @@ fn verdict(
             };
             format!("{}: {place}: {}{detail}", v.direction, v.rule)
         })
+        .chain(unreadable.map(|err| format!("the .proto files could not be compared: {err}")))
         .collect();
     Verdict {
         from: from.version,
@@ -297,10 +315,24 @@ pub struct Team {
 }
 
 impl Team {
-    /// A file-name-safe slug of the name.
+    /// A file-name-safe slug of the name, one per name: letters, digits, `-` and `.` are
+    /// kept, every other byte is written `_xx` (so "Team A" and "Team_A" get different pages).
     pub fn slug(&self) -> String {
-        slug(&self.name)
+        team_slug(&self.name)
     }
+}
+
+/// See [`Team::slug`].
+pub fn team_slug(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'.' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("_{byte:02x}"));
+        }
+    }
+    out
 }
 
 /// A producer or a consumer.
