@@ -151,6 +151,10 @@ pub struct GroupStats {
     pub retries: AtomicU64,
     /// Replays and redrives processed.
     pub redelivered: AtomicU64,
+    /// Engine or store calls that failed and were retried: reading a position, fetching,
+    /// committing, or a delivery whose store could not be reached. Each streak of failures is
+    /// also logged (`tracing`, target `event_runtime::consumer`).
+    pub engine_errors: AtomicU64,
 }
 
 /// A snapshot of [`GroupStats`].
@@ -173,6 +177,8 @@ pub struct StatsSnapshot {
     pub retries: u64,
     /// Replays and redrives.
     pub redelivered: u64,
+    /// Failed engine or store calls, retried.
+    pub engine_errors: u64,
 }
 
 impl GroupStats {
@@ -187,6 +193,7 @@ impl GroupStats {
             dead_letter_copy_failures: self.dead_letter_copy_failures.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             redelivered: self.redelivered.load(Ordering::Relaxed),
+            engine_errors: self.engine_errors.load(Ordering::Relaxed),
         }
     }
 }

@@ -44,6 +44,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use super::{BoxFuture, CatchUnwind, GroupRunner};
 use crate::handler::Delivery;
 use crate::transport::{Record, Transport, TransportError};
+use std::sync::atomic::Ordering;
 
 /// The offsets of one partition read and not yet committable: which of them are done, and so
 /// the position that may be committed.
@@ -163,15 +164,22 @@ impl<T: Transport> GroupRunner<T> {
     ) {
         let topic: Arc<str> = Arc::from(topic);
         loop {
+            let mut failing = Failing::new(&self, "read the committed position", &topic, partition);
             let start = loop {
                 match self
                     .transport
                     .committed(&self.group, &topic, partition)
                     .await
                 {
-                    Ok(next) => break next,
+                    Ok(next) => {
+                        failing.recovered();
+                        break next;
+                    }
                     Err(_) if *shutdown.borrow() => return,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    Err(err) => {
+                        failing.failed(&err);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                 }
             };
             match self
@@ -213,13 +221,29 @@ impl<T: Transport> GroupRunner<T> {
         })
     }
 
-    fn commit(&self, topic: &Arc<str>, partition: u32, position: u64) -> BoxFuture<'static, u64> {
-        let (transport, group, topic) = (self.transport.clone(), self.group.clone(), topic.clone());
+    fn commit(
+        self: &Arc<Self>,
+        topic: &Arc<str>,
+        partition: u32,
+        position: u64,
+    ) -> BoxFuture<'static, u64> {
+        let (runner, topic) = (self.clone(), topic.clone());
         Box::pin(async move {
+            let mut failing = Failing::new(&runner, "commit", &topic, partition);
             loop {
-                match transport.commit(&group, &topic, partition, position).await {
-                    Ok(()) => return position,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                match runner
+                    .transport
+                    .commit(&runner.group, &topic, partition, position)
+                    .await
+                {
+                    Ok(()) => {
+                        failing.recovered();
+                        return position;
+                    }
+                    Err(err) => {
+                        failing.failed(&err);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
                 }
             }
         })
@@ -244,6 +268,7 @@ impl<T: Transport> GroupRunner<T> {
         let mut commit: Option<BoxFuture<'static, u64>> = None;
         let mut busy = false;
         let mut stopping: Option<tokio::time::Instant> = None;
+        let mut fetching = Failing::new(self, "fetch", &topic, partition);
         let exit = loop {
             if read.is_none() && stopping.is_none() {
                 let room = options
@@ -302,6 +327,10 @@ impl<T: Transport> GroupRunner<T> {
                 }
                 (permit, fetched) = async { read.as_mut().expect("guarded").await }, if read.is_some() => {
                     read = None;
+                    match &fetched {
+                        Ok(_) => fetching.recovered(),
+                        Err(err) => fetching.failed(err),
+                    }
                     match fetched {
                         Ok(records) if !records.is_empty() => {
                             wait_first = false;
@@ -421,12 +450,25 @@ impl<T: Transport> GroupRunner<T> {
         let runner = self.clone();
         let shutdown = shutdown.clone();
         let delivery = async move {
+            let mut failing = None;
             loop {
                 match runner.deliver(&record, Delivery::Live, false).await {
-                    Ok(()) => return (key, record.offset),
+                    Ok(()) => {
+                        if let Some(failing) = failing.as_mut() {
+                            Failing::recovered(failing);
+                        }
+                        return (key, record.offset);
+                    }
                     // Abandoned: redelivered from the committed position on the next start.
                     Err(_) if *shutdown.borrow() => std::future::pending::<()>().await,
-                    Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+                    Err(err) => {
+                        failing
+                            .get_or_insert_with(|| {
+                                Failing::new(&runner, "deliver", &record.topic, record.partition)
+                            })
+                            .failed(&err);
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
                 }
             }
         };
@@ -465,6 +507,71 @@ impl<T: Transport> GroupRunner<T> {
                 [b"\0dedupe:".as_slice(), id.as_bytes()].concat()
             }
         }))
+    }
+}
+
+/// A streak of failed engine or store calls of one consumer loop: each failure is counted in
+/// [`GroupStats::engine_errors`](super::GroupStats::engine_errors); the first, then the 8th,
+/// 16th, 32nd... are logged as warnings, and the recovery once, so an outage is visible without
+/// a line every 200 ms.
+struct Failing<'a, T: Transport> {
+    runner: &'a GroupRunner<T>,
+    operation: &'static str,
+    topic: &'a str,
+    partition: u32,
+    streak: u64,
+}
+
+impl<'a, T: Transport> Failing<'a, T> {
+    fn new(
+        runner: &'a GroupRunner<T>,
+        operation: &'static str,
+        topic: &'a str,
+        partition: u32,
+    ) -> Self {
+        Failing {
+            runner,
+            operation,
+            topic,
+            partition,
+            streak: 0,
+        }
+    }
+
+    fn failed(&mut self, err: &TransportError) {
+        self.streak += 1;
+        self.runner
+            .stats
+            .engine_errors
+            .fetch_add(1, Ordering::Relaxed);
+        let streak = self.streak;
+        if streak == 1 || streak.is_power_of_two() && streak >= 8 {
+            tracing::warn!(
+                target: "event_runtime::consumer",
+                group = %self.runner.group,
+                topic = self.topic,
+                partition = self.partition,
+                operation = self.operation,
+                failures = streak,
+                error = %err,
+                "consumer call failed; retrying",
+            );
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.streak > 0 {
+            tracing::info!(
+                target: "event_runtime::consumer",
+                group = %self.runner.group,
+                topic = self.topic,
+                partition = self.partition,
+                operation = self.operation,
+                failures = self.streak,
+                "consumer call succeeded again",
+            );
+            self.streak = 0;
+        }
     }
 }
 
