@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use event_runtime::app::GroupOptions;
@@ -20,14 +20,12 @@ use event_runtime::retry::RetryPolicy;
 use event_runtime::store::Dialect;
 use event_runtime::transport::memory::MemoryTransport;
 use event_runtime::transport::sqlite::SqliteTransport;
-use event_runtime::transport::{
-    OutgoingRecord, Position, Record, Transport, TransportError, TransportErrorKind,
-};
+use event_runtime::transport::{Record, Transport};
 use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError, Outbox, Stores};
 use serde::{Deserialize, Serialize};
 
 mod common;
-use common::{Seen, Step, recorder};
+use common::{Flaky, Seen, Step, recorder};
 
 /// What the inbox handler emits.
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -318,99 +316,6 @@ async fn sink_app<T: Transport, F: Fixture>(transport: T, db: &F, seen: &Seen) -
     app.partitions(4)
         .subscribe::<Step, _>("sink", recorder(seen.clone()));
     app
-}
-
-/// A fault injector around the memory engine: the first `fail` appends are refused (as an
-/// unreachable broker would), and every record appended is counted.
-#[derive(Clone)]
-struct Flaky {
-    inner: MemoryTransport,
-    fail: Arc<AtomicUsize>,
-    refused: Arc<AtomicUsize>,
-    appended: Arc<AtomicUsize>,
-}
-
-impl Flaky {
-    fn new(inner: MemoryTransport, fail: usize) -> Self {
-        Flaky {
-            inner,
-            fail: Arc::new(AtomicUsize::new(fail)),
-            refused: Arc::default(),
-            appended: Arc::default(),
-        }
-    }
-}
-
-impl Transport for Flaky {
-    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, TransportError> {
-        self.inner.ensure_topic(topic, partitions).await
-    }
-
-    async fn append(
-        &self,
-        topic: &str,
-        records: Vec<OutgoingRecord>,
-    ) -> Result<Vec<Position>, TransportError> {
-        if self
-            .fail
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            self.refused.fetch_add(1, Ordering::SeqCst);
-            return Err(TransportError::new(
-                TransportErrorKind::Unavailable,
-                format!("append to {topic}"),
-                "injected failure: broker unreachable",
-            ));
-        }
-        let count = records.len();
-        let positions = self.inner.append(topic, records).await?;
-        self.appended.fetch_add(count, Ordering::SeqCst);
-        Ok(positions)
-    }
-
-    async fn fetch(
-        &self,
-        topic: &str,
-        partition: u32,
-        from: u64,
-        max: usize,
-    ) -> Result<Vec<Record>, TransportError> {
-        self.inner.fetch(topic, partition, from, max).await
-    }
-
-    async fn wait(&self, topic: &str, partition: u32, from: u64, timeout: Duration) {
-        self.inner.wait(topic, partition, from, timeout).await;
-    }
-
-    async fn committed(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-    ) -> Result<u64, TransportError> {
-        self.inner.committed(group, topic, partition).await
-    }
-
-    async fn commit(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-        next_offset: u64,
-    ) -> Result<(), TransportError> {
-        self.inner
-            .commit(group, topic, partition, next_offset)
-            .await
-    }
-
-    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, TransportError> {
-        self.inner.end_offsets(topic).await
-    }
-
-    async fn topics(&self) -> Result<Vec<(String, u32)>, TransportError> {
-        self.inner.topics().await
-    }
 }
 
 /// Stages `per_account` steps of each of `accounts` accounts, one task per account, each step

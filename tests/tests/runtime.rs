@@ -15,7 +15,7 @@ use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError};
 use serde::{Deserialize, Serialize};
 
 mod common;
-use common::{Seen, Step, recorder, steps, tempdir};
+use common::{Flaky, Seen, Step, recorder, steps, tempdir};
 
 /// Emitted by the ledger when a step is handled.
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -751,102 +751,6 @@ async fn the_retention_task_trims_the_log_and_forgets_closed_dead_letters() {
     running.stop().await;
 }
 
-/// The in-memory engine with faults: its first `fetch_failures` fetches and `commit_failures`
-/// commits fail as an unreachable engine's would.
-#[derive(Clone)]
-struct Flaky {
-    inner: event_runtime::transport::memory::MemoryTransport,
-    fetch_failures: Arc<AtomicU32>,
-    commit_failures: Arc<AtomicU32>,
-}
-
-fn unreachable(operation: &str) -> event_runtime::transport::TransportError {
-    event_runtime::transport::TransportError::new(
-        event_runtime::transport::TransportErrorKind::Unavailable,
-        operation.to_owned(),
-        "injected: the engine is unreachable",
-    )
-}
-
-/// Takes one of `budget`'s failures, if any is left.
-fn take(budget: &AtomicU32) -> bool {
-    budget
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-        .is_ok()
-}
-
-impl Transport for Flaky {
-    async fn ensure_topic(
-        &self,
-        topic: &str,
-        partitions: u32,
-    ) -> Result<u32, event_runtime::transport::TransportError> {
-        self.inner.ensure_topic(topic, partitions).await
-    }
-
-    async fn append(
-        &self,
-        topic: &str,
-        records: Vec<OutgoingRecord>,
-    ) -> Result<Vec<event_runtime::transport::Position>, event_runtime::transport::TransportError>
-    {
-        self.inner.append(topic, records).await
-    }
-
-    async fn fetch(
-        &self,
-        topic: &str,
-        partition: u32,
-        from: u64,
-        max: usize,
-    ) -> Result<Vec<event_runtime::transport::Record>, event_runtime::transport::TransportError>
-    {
-        if take(&self.fetch_failures) {
-            return Err(unreachable("fetch"));
-        }
-        self.inner.fetch(topic, partition, from, max).await
-    }
-
-    async fn wait(&self, topic: &str, partition: u32, from: u64, timeout: Duration) {
-        self.inner.wait(topic, partition, from, timeout).await;
-    }
-
-    async fn committed(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-    ) -> Result<u64, event_runtime::transport::TransportError> {
-        self.inner.committed(group, topic, partition).await
-    }
-
-    async fn commit(
-        &self,
-        group: &str,
-        topic: &str,
-        partition: u32,
-        next_offset: u64,
-    ) -> Result<(), event_runtime::transport::TransportError> {
-        if take(&self.commit_failures) {
-            return Err(unreachable("commit"));
-        }
-        self.inner
-            .commit(group, topic, partition, next_offset)
-            .await
-    }
-
-    async fn end_offsets(
-        &self,
-        topic: &str,
-    ) -> Result<Vec<u64>, event_runtime::transport::TransportError> {
-        self.inner.end_offsets(topic).await
-    }
-
-    async fn topics(&self) -> Result<Vec<(String, u32)>, event_runtime::transport::TransportError> {
-        self.inner.topics().await
-    }
-}
-
 /// Counts the consumer's log events by level (target `event_runtime::consumer`), process-wide.
 struct ConsumerLog {
     warnings: AtomicU32,
@@ -883,11 +787,9 @@ async fn engine_failures_are_retried_counted_and_logged() {
     };
     // nextest runs each test in a process of its own.
     let _ = tracing::subscriber::set_global_default(&LOG);
-    let transport = Flaky {
-        inner: event_runtime::transport::memory::MemoryTransport::new(),
-        fetch_failures: Arc::new(AtomicU32::new(3)),
-        commit_failures: Arc::new(AtomicU32::new(2)),
-    };
+    let transport = Flaky::new(event_runtime::transport::memory::MemoryTransport::new(), 0)
+        .failing_fetches(3)
+        .failing_commits(2);
     let mut app = App::new(
         transport.clone(),
         event_runtime::app::Stores::in_memory().await.unwrap(),
@@ -912,8 +814,14 @@ async fn engine_failures_are_retried_counted_and_logged() {
     }
     assert!(running.wait_idle(Duration::from_secs(20)).await, "lag left");
     assert_eq!(handled.load(Ordering::SeqCst), 20);
-    assert_eq!(transport.fetch_failures.load(Ordering::SeqCst), 0);
-    assert_eq!(transport.commit_failures.load(Ordering::SeqCst), 0);
+    assert_eq!(
+        transport.fetches.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+    assert_eq!(
+        transport.commits.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
     assert_eq!(running.stats("g").unwrap().engine_errors, 5);
     // One streak of fetch failures and one of commit failures: a warning and a recovery each.
     assert_eq!(LOG.warnings.load(Ordering::SeqCst), 2);

@@ -1,7 +1,141 @@
 //! Helpers shared by the runtime tests (`runtime.rs`, `outbox.rs`, `crash.rs`) and the engine
 //! conformance tests (`conformance.rs`): the conformance kit's `Step` event, recording handler
-//! and temporary directories, and its lookup of the shared servers.
-#![allow(unused_imports, unreachable_pub)]
+//! and temporary directories, its lookup of the shared servers, and a fault injector around the
+//! memory engine (`Flaky`).
+#![allow(unused_imports, unreachable_pub, dead_code)] // each test binary uses a part
 
 pub use event_conformance::fixture::{HandlerFuture, Seen, Step, recorder, steps, tempdir};
 pub use event_conformance::servers::{postgres_schema, server_url};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use event_runtime::transport::memory::MemoryTransport;
+use event_runtime::transport::{
+    OutgoingRecord, Position, Record, Transport, TransportError, TransportErrorKind,
+};
+
+/// A fault injector around the memory engine: the next `appends`, `fetches` and `commits` calls
+/// (budgets, counted down) fail as an unreachable broker's would; refused appends and appended
+/// records are counted.
+#[derive(Clone)]
+pub struct Flaky {
+    pub inner: MemoryTransport,
+    pub appends: Arc<AtomicUsize>,
+    pub fetches: Arc<AtomicUsize>,
+    pub commits: Arc<AtomicUsize>,
+    pub refused: Arc<AtomicUsize>,
+    pub appended: Arc<AtomicUsize>,
+}
+
+impl Flaky {
+    /// `inner`, refusing its first `appends` appends.
+    pub fn new(inner: MemoryTransport, appends: usize) -> Self {
+        Flaky {
+            inner,
+            appends: Arc::new(AtomicUsize::new(appends)),
+            fetches: Arc::default(),
+            commits: Arc::default(),
+            refused: Arc::default(),
+            appended: Arc::default(),
+        }
+    }
+
+    /// Also fails the next `n` fetches.
+    pub fn failing_fetches(self, n: usize) -> Self {
+        self.fetches.store(n, Ordering::SeqCst);
+        self
+    }
+
+    /// Also fails the next `n` commits.
+    pub fn failing_commits(self, n: usize) -> Self {
+        self.commits.store(n, Ordering::SeqCst);
+        self
+    }
+}
+
+/// Takes one failure of `budget`, if any is left.
+fn take(budget: &AtomicUsize) -> bool {
+    budget
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
+}
+
+fn unreachable(operation: String) -> TransportError {
+    TransportError::new(
+        TransportErrorKind::Unavailable,
+        operation,
+        "injected failure: broker unreachable",
+    )
+}
+
+impl Transport for Flaky {
+    async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, TransportError> {
+        self.inner.ensure_topic(topic, partitions).await
+    }
+
+    async fn append(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+    ) -> Result<Vec<Position>, TransportError> {
+        if take(&self.appends) {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return Err(unreachable(format!("append to {topic}")));
+        }
+        let count = records.len();
+        let positions = self.inner.append(topic, records).await?;
+        self.appended.fetch_add(count, Ordering::SeqCst);
+        Ok(positions)
+    }
+
+    async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<Record>, TransportError> {
+        if take(&self.fetches) {
+            return Err(unreachable(format!("fetch from {topic}")));
+        }
+        self.inner.fetch(topic, partition, from, max).await
+    }
+
+    async fn wait(&self, topic: &str, partition: u32, from: u64, timeout: Duration) {
+        self.inner.wait(topic, partition, from, timeout).await;
+    }
+
+    async fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Result<u64, TransportError> {
+        self.inner.committed(group, topic, partition).await
+    }
+
+    async fn commit(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<(), TransportError> {
+        if take(&self.commits) {
+            return Err(unreachable(format!("commit on {topic}")));
+        }
+        self.inner
+            .commit(group, topic, partition, next_offset)
+            .await
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, TransportError> {
+        self.inner.end_offsets(topic).await
+    }
+
+    async fn topics(&self) -> Result<Vec<(String, u32)>, TransportError> {
+        self.inner.topics().await
+    }
+}
