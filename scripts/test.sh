@@ -28,7 +28,7 @@ python3 -c "import kafka" 2>/dev/null || python3 -m pip install --quiet kafka-py
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # The runtime's features are additive: every supported combination builds on its own.
-for features in "" "derive" "sqlite" "postgres" "sqlite,postgres"; do
+for features in "" "derive" "sqlite" "postgres" "sqlite,postgres" "http"; do
   echo "checking event-runtime with features [${features}]" >&2
   cargo check -q -p event-runtime --lib --no-default-features --features "$features"
 done

@@ -111,8 +111,13 @@ impl<M: Message> Envelope<M> {
     fn new(data: M) -> Self {
         let descriptor = data.descriptor();
         let id = EventId::now_v7();
+        // Created while serving a request: its correlation id and trace context.
+        let (correlation_id, trace) = match crate::request::current() {
+            Some(ctx) => (ctx.correlation_id, ctx.trace),
+            None => (id.to_string(), None),
+        };
         Envelope {
-            correlation_id: Some(id.to_string()),
+            correlation_id: Some(correlation_id),
             id,
             source: Cow::Owned(["/", descriptor.context].concat()),
             ty: Cow::Borrowed(descriptor.name),
@@ -123,7 +128,7 @@ impl<M: Message> Envelope<M> {
             dataschema: None,
             partition_key: data.partition_key(),
             causation_id: None,
-            trace: None,
+            trace,
             dedupe_key: data.dedupe_key(),
             sequence: None,
             extensions: BTreeMap::new(),

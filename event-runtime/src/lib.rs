@@ -111,6 +111,8 @@
 //!   [`handler`]: [`Handler`], [`Context`], `#[handler]`.
 //! - [`transport`]: the engine contract and the in-memory and SQLite engines.
 //! - [`dedupe`], [`dlq`], [`replay`], [`retry`]: idempotency, dead letters, replay, retries.
+//! - [`request`]: the correlation id and trace context of the HTTP request being served, which
+//!   the envelopes created while serving it carry (`CorrelationLayer` with the `http` feature).
 //! - [`outbox`]: the transactional outbox on SQLite and PostgreSQL (publish atomically with your
 //!   writes).
 //! - [`store`]: where dead letters, dedupe marks, the inbox and the outbox live (memory, SQLite,
@@ -121,7 +123,7 @@
 //!
 //! Additive: `derive` (default) re-exports the macros; `sqlite` (default) adds the embedded
 //! engine and SQLite stores (with the outbox); `postgres` (default) adds the PostgreSQL stores
-//! (with the outbox).
+//! (with the outbox); `http` adds the tower layer of [`request`].
 //! With none of them, [`App`] runs on the in-memory engine (or any other engine) with dead
 //! letters and dedupe marks in memory.
 
@@ -145,6 +147,7 @@ pub mod partition;
 pub mod publish;
 pub mod registry;
 pub mod replay;
+pub mod request;
 pub mod retry;
 pub mod store;
 pub mod testing;

@@ -828,3 +828,74 @@ async fn engine_failures_are_retried_counted_and_logged() {
     assert_eq!(LOG.infos.load(Ordering::SeqCst), 2);
     running.stop().await;
 }
+
+/// An HTTP request served behind `CorrelationLayer` publishes an event: the handler sees the
+/// request's correlation id and trace context on it, and the response names the id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_request_s_context_reaches_the_handler() {
+    use event_runtime::request::{CORRELATION_HEADER, CorrelationLayer};
+    use tower_layer::Layer as _;
+    use tower_service::Service as _;
+
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[derive(Clone)]
+    struct PlaceOrder(event_runtime::Publisher<event_runtime::transport::memory::MemoryTransport>);
+
+    impl tower_service::Service<http::Request<()>> for PlaceOrder {
+        type Response = http::Response<()>;
+        type Error = std::convert::Infallible;
+        type Future = std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<http::Response<()>, Self::Error>> + Send>,
+        >;
+
+        fn poll_ready(
+            &mut self,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            let publisher = self.0.clone();
+            Box::pin(async move {
+                publisher
+                    .publish(Envelope::event(Ping { n: 1 }))
+                    .await
+                    .unwrap();
+                Ok(http::Response::new(()))
+            })
+        }
+    }
+
+    let mut app = App::in_memory().await.unwrap();
+    // (correlation id, traceparent) of each event handled.
+    type Handled = Arc<Mutex<Vec<(Option<String>, Option<String>)>>>;
+    let seen: Handled = Arc::default();
+    let sink = seen.clone();
+    app.subscribe::<Ping, _>("audit", move |event: Envelope<Ping>, _ctx: Context| {
+        let sink = sink.clone();
+        async move {
+            sink.lock().unwrap().push((
+                event.correlation_id.clone(),
+                event.trace.as_ref().map(|t| t.traceparent.clone()),
+            ));
+            Ok::<(), HandlerError>(())
+        }
+    });
+    let running = app.start().await.unwrap();
+    let mut service = CorrelationLayer.layer(PlaceOrder(running.publisher()));
+    let request = http::Request::builder()
+        .header(CORRELATION_HEADER, "checkout-7")
+        .header("traceparent", TRACEPARENT)
+        .body(())
+        .unwrap();
+    let response = service.call(request).await.unwrap();
+    assert_eq!(response.headers()[CORRELATION_HEADER], "checkout-7");
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(Some("checkout-7".to_owned()), Some(TRACEPARENT.to_owned()))]
+    );
+    running.stop().await;
+}
