@@ -27,6 +27,10 @@ python3 -c "import kafka" 2>/dev/null || python3 -m pip install --quiet kafka-py
 # --- Tests ---------------------------------------------------------------------------------------
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# One build per run: incremental state would only fill the disk (it once took 33 GB of target/).
+if [ -n "${CI:-}" ]; then
+  export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi
 # The runtime's features are additive: every supported combination builds on its own.
 for features in "" "derive" "sqlite" "postgres" "sqlite,postgres" "http"; do
   echo "checking event-runtime with features [${features}]" >&2
