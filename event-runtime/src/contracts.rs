@@ -192,10 +192,9 @@ pub fn check_registry(dir: impl AsRef<Path>) -> Result<Report, Error> {
                 };
                 // The codec of that version: its own type's when it is still linked (a version
                 // may have changed codec), else the newest type's.
-                let content_type = inventory::iter::<Registration>
-                    .into_iter()
-                    .flat_map(|r| r.descriptors.iter())
-                    .find(|d| d.name == name && d.version == version)
+                let content_type = crate::registry::Registry::global()
+                    .ok()
+                    .and_then(|registry| registry.get(name, version))
                     .map_or(descriptor.content_type, |d| d.content_type);
                 if content_type != crate::codec::JSON {
                     report.skipped.push((
