@@ -22,6 +22,12 @@ use event_runtime::{Context, Delivery, Envelope, HandlerError};
 use crate::Engine;
 use crate::fixture::{Seen, Step, recorder, steps};
 
+mod instances;
+pub use instances::{
+    a_dead_instances_partitions_move_to_the_survivors, a_deposed_instance_never_commits_again,
+    instances_share_a_groups_partitions, slots_are_compare_and_set,
+};
+
 fn sorted(headers: &event_runtime::transport::Headers) -> Vec<(String, Vec<u8>)> {
     let mut headers: Vec<(String, Vec<u8>)> = headers
         .iter()

@@ -174,6 +174,10 @@ macro_rules! conformance_tests {
             replay_by_time_starts_at_the_engines_time_lookup,
             a_record_has_one_open_dead_letter,
             closed_dead_letters_are_deleted_after_their_retention,
+            instances_share_a_groups_partitions,
+            a_dead_instances_partitions_move_to_the_survivors,
+            a_deposed_instance_never_commits_again,
+            slots_are_compare_and_set,
         );
     };
 }

@@ -32,6 +32,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::cloudevents::Limits;
+use crate::consumer::share::Shared;
 use crate::consumer::{Activity, ErasedHandler, GroupRunner, GroupStats, Typed};
 use crate::deprecation::{DeprecatedUse, DeprecationPolicy, Deprecations};
 use crate::dlq::DeadLetters;
@@ -101,6 +102,12 @@ pub struct GroupOptions {
     /// `x-evt-dlq-attempts` headers. The copy is written before the letter is stored, so it
     /// exists at least once for every letter. Default on.
     pub dead_letter_topic: bool,
+    /// On an engine where instances share a group's partitions
+    /// ([`Transport::shares_partitions`]: memory, SQLite, NATS), how long an instance's claim on
+    /// a partition holds unless renewed (renewed every third of it). After an instance dies
+    /// without stopping, its partitions move to the others within about this time; an instance
+    /// cut off for longer loses them and starts no new handler. Default 10 s.
+    pub claim_ttl: Duration,
 }
 
 impl Default for GroupOptions {
@@ -117,6 +124,7 @@ impl Default for GroupOptions {
             inbox: false,
             dead_letter_unknown_types: false,
             dead_letter_topic: true,
+            claim_ttl: Duration::from_secs(10),
         }
     }
 }
@@ -139,9 +147,74 @@ pub enum AppError {
         /// Event type.
         event: String,
     },
+    /// An instance id ([`App::instance`]) that engines cannot carry.
+    #[error(
+        "instance id `{0}` is invalid: use 1 to 64 ASCII letters, digits, `-` or `_` (it becomes part of engine keys)"
+    )]
+    InvalidInstance(String),
     /// The engine failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+}
+
+/// The ids of the apps running in this process, so that two at once never share one.
+static INSTANCES: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
+
+/// Holds an instance id in [`INSTANCES`] while its app runs (or until it is dropped, as in a
+/// crash).
+#[derive(Debug)]
+struct InstanceId(Arc<str>);
+
+impl InstanceId {
+    /// `wanted`, or else this host's name with the process id; when an app of this process
+    /// runs under that id already, a suffix `-2`, `-3`...
+    fn take(wanted: Option<&str>) -> Self {
+        let base = wanted.map_or_else(default_instance, str::to_owned);
+        let mut taken = INSTANCES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut id = base.clone();
+        let mut n = 1;
+        while taken.contains(&id) {
+            n += 1;
+            id = format!("{base}-{n}");
+        }
+        taken.insert(id.clone());
+        InstanceId(Arc::from(id))
+    }
+}
+
+impl Drop for InstanceId {
+    fn drop(&mut self) {
+        INSTANCES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&*self.0);
+    }
+}
+
+/// `<host>-<pid>`, with what an engine key cannot hold replaced.
+fn default_instance() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_default();
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| if valid_instance_char(c) { c } else { '-' })
+        .take(40)
+        .collect();
+    let host = if host.is_empty() {
+        "host".to_owned()
+    } else {
+        host
+    };
+    format!("{host}-{}", std::process::id())
+}
+
+fn valid_instance_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
 
 struct Group {
@@ -164,6 +237,7 @@ pub struct App<T: Transport> {
     states: States,
     limits: Limits,
     retention: Retention,
+    instance: Option<String>,
     errors: Vec<AppError>,
 }
 
@@ -391,8 +465,25 @@ impl<T: Transport> App<T> {
             states: States::default(),
             limits: Limits::default(),
             retention: Retention::default(),
+            instance: None,
             errors: Vec::new(),
         }
+    }
+
+    /// This instance's id among the instances of its service: it names the claims it holds on
+    /// the groups' partitions ([`Transport::shares_partitions`]), and its logs. Keep it stable
+    /// across restarts of one instance (a pod or host name, like Kafka's `group.instance.id`):
+    /// a restart under the same id takes its partitions back at once, instead of waiting for
+    /// the claims of the process that died to lapse ([`GroupOptions::claim_ttl`]). Two
+    /// instances running at once must have different ids; in one process a suffix keeps them
+    /// apart. Default: `<host>-<pid>`. 1 to 64 ASCII letters, digits, `-` or `_`.
+    pub fn instance(&mut self, id: &str) -> &mut Self {
+        if id.is_empty() || id.len() > 64 || !id.chars().all(valid_instance_char) {
+            self.errors.push(AppError::InvalidInstance(id.to_owned()));
+        } else {
+            self.instance = Some(id.to_owned());
+        }
+        self
     }
 
     /// How long this app keeps dedupe marks, and how often it purges ([`Retention`]; default:
@@ -567,6 +658,9 @@ impl<T: Transport> App<T> {
             return Err(AppError::NotWired(not_wired));
         }
         let (shutdown, receiver) = watch::channel(false);
+        let instance = InstanceId::take(self.instance.as_deref());
+        let shared = self.transport.shares_partitions();
+        let mut shares = BTreeMap::new();
         let mut tasks = JoinSet::new();
         let mut stats = BTreeMap::new();
         let mut subscriptions = Vec::new();
@@ -597,18 +691,36 @@ impl<T: Transport> App<T> {
                 activity: activity.clone(),
                 limits: self.limits,
             });
+            let mut owned = Vec::new();
             for topic in topics {
                 let partitions = self.publisher.partitions_of(&topic).await?;
                 subscriptions.push((name.clone(), topic.clone(), partitions));
-                for partition in 0..partitions {
+                let topic: Arc<str> = Arc::from(topic);
+                owned.extend((0..partitions).map(|p| (topic.clone(), p)));
+            }
+            if shared {
+                let (leader, leads) = watch::channel(false);
+                let (view, viewed) = watch::channel(Shared::default());
+                shares.insert(name.clone(), viewed);
+                tasks.spawn(runner.clone().run_shared(
+                    instance.0.clone(),
+                    owned,
+                    leader,
+                    view,
+                    receiver.clone(),
+                ));
+                tasks.spawn(runner.run_redeliveries(Some(leads), receiver.clone()));
+            } else {
+                for (topic, partition) in owned {
                     tasks.spawn(runner.clone().run_partition(
-                        topic.clone(),
+                        topic.to_string(),
                         partition,
+                        None,
                         receiver.clone(),
                     ));
                 }
+                tasks.spawn(runner.run_redeliveries(None, receiver.clone()));
             }
-            tasks.spawn(runner.run_redeliveries(receiver.clone()));
         }
         #[cfg(any(feature = "sqlite", feature = "postgres"))]
         if let Some(outbox) = &self.outbox {
@@ -638,8 +750,10 @@ impl<T: Transport> App<T> {
             subscriptions,
             activity,
             retained,
+            shares,
             shutdown,
             tasks,
+            instance,
         })
     }
 }
@@ -745,11 +859,45 @@ pub struct Running<T: Transport> {
     subscriptions: Vec<(String, String, u32)>,
     activity: Arc<Activity>,
     retained: Arc<RetentionCounters>,
+    /// Per group, on an engine that shares partitions: what this instance owns.
+    shares: BTreeMap<String, watch::Receiver<Shared>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// Dropped after the tasks (fields drop in order), so a restarted app in this process can
+    /// take the id again only once these consumers are gone.
+    instance: InstanceId,
 }
 
 impl<T: Transport> Running<T> {
+    /// This instance's id ([`App::instance`]).
+    pub fn instance(&self) -> &str {
+        &self.instance.0
+    }
+
+    /// The partitions of `group` this instance consumes now, as `(topic, partition)`: all of
+    /// them on an engine that does not share partitions, else this instance's share as last
+    /// claimed ([`Transport::shares_partitions`]).
+    pub fn owned(&self, group: &str) -> Vec<(String, u32)> {
+        match self.shares.get(group) {
+            Some(view) => view.borrow().owned.clone(),
+            None => self
+                .subscriptions
+                .iter()
+                .filter(|(g, _, _)| g == group)
+                .flat_map(|(_, topic, n)| (0..*n).map(move |p| (topic.clone(), p)))
+                .collect(),
+        }
+    }
+
+    /// The live instances of `group` this instance saw at its last announcement (itself alone
+    /// on an engine that does not share partitions).
+    pub fn members(&self, group: &str) -> Vec<String> {
+        match self.shares.get(group) {
+            Some(view) => view.borrow().members.clone(),
+            None => vec![self.instance().to_owned()],
+        }
+    }
+
     /// Dedupe marks this app's retention task has forgotten so far ([`Retention`]).
     pub fn dedupe_marks_purged(&self) -> u64 {
         self.retention_stats().dedupe_marks

@@ -25,6 +25,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
 mod lanes;
+pub(crate) mod share;
 
 use crate::app::{GroupOptions, Publisher};
 use crate::cloudevents::Limits;
@@ -628,9 +629,24 @@ impl<T: Transport> GroupRunner<T> {
         Ok(true)
     }
 
-    /// Runs the redrive and replay requests of this group until shutdown.
-    pub(crate) async fn run_redeliveries(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Runs the redrive and replay requests of this group until shutdown; with `leader`, only
+    /// while it is true (the one instance of the group that owns its first partition), so
+    /// several instances do not run one request twice.
+    pub(crate) async fn run_redeliveries(
+        self: Arc<Self>,
+        mut leader: Option<watch::Receiver<bool>>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         while !*shutdown.borrow() {
+            if let Some(leader) = leader.as_mut()
+                && !*leader.borrow_and_update()
+            {
+                tokio::select! {
+                    _ = leader.changed() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
             let pending = self
                 .dlq
                 .pending_redeliveries(&self.group, 64)

@@ -899,3 +899,46 @@ async fn an_http_request_s_context_reaches_the_handler() {
     );
     running.stop().await;
 }
+
+/// An SQLite log file written before partitions were shared (positions without claims) opens
+/// with its positions intact, and its slots then work as a fresh file's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_file_from_before_claims_keeps_its_positions() {
+    use event_runtime::transport::Claim;
+    use event_runtime::transport::sqlite::SqliteTransport;
+    let path = tempdir("old_positions").join("log.db");
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE evt_positions (grp TEXT NOT NULL, topic TEXT NOT NULL, \
+             partition INTEGER NOT NULL, next_offset INTEGER NOT NULL, \
+             PRIMARY KEY (grp, topic, partition)) WITHOUT ROWID; \
+             INSERT INTO evt_positions VALUES ('g', 'ledger', 2, 41);",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let t = SqliteTransport::open(&path).await.unwrap();
+    assert_eq!(t.committed("g", "ledger", 2).await.unwrap(), 41);
+    let slot = t.slot("g", "ledger", 2).await.unwrap();
+    assert_eq!((slot.next_offset, &slot.claim), (41, &None));
+    let claim = Claim {
+        owner: "one".into(),
+        until_ms: i64::MAX,
+    };
+    let revision = t
+        .swap_slot("g", "ledger", 2, 42, Some(&claim), slot.revision)
+        .await
+        .unwrap()
+        .expect("the old row's revision");
+    let slot = t.slot("g", "ledger", 2).await.unwrap();
+    assert_eq!(
+        (slot.next_offset, slot.claim, slot.revision),
+        (42, Some(claim), revision)
+    );
+}

@@ -41,6 +41,7 @@ use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
+use super::share::Lease;
 use super::{BoxFuture, CatchUnwind, GroupRunner};
 use crate::handler::Delivery;
 use crate::transport::{Record, Transport, TransportError};
@@ -112,6 +113,8 @@ enum Exit {
     /// dead-lettered): its record would never be done, so start again from the committed
     /// position.
     Restart,
+    /// Another instance took the partition: what runs is abandoned at once.
+    Lost,
 }
 
 /// The lane a record runs in: its key, or none (a record whose key and id cannot be read,
@@ -131,15 +134,19 @@ struct Lanes {
     /// The records running: at most `slots`.
     running: FuturesUnordered<BoxFuture<'static, Finished>>,
     slots: usize,
+    /// The claim the partition runs under, when instances share the group's partitions: a
+    /// record's handler starts only while it holds.
+    lease: Option<Arc<Lease>>,
 }
 
 impl Lanes {
-    fn new(slots: usize) -> Self {
+    fn new(slots: usize, lease: Option<Arc<Lease>>) -> Self {
         Lanes {
             busy: HashMap::new(),
             ready: VecDeque::new(),
             running: FuturesUnordered::new(),
             slots: slots.max(1),
+            lease,
         }
     }
 }
@@ -155,14 +162,31 @@ type Read = BoxFuture<
 
 impl<T: Transport> GroupRunner<T> {
     /// Runs one partition until `shutdown` turns true, then drains its lanes (up to
-    /// [`crate::GroupOptions::drain_timeout`]) and commits what they finished.
+    /// [`crate::GroupOptions::drain_timeout`]) and commits what they finished. Under a claim
+    /// (`claimed`: the lease and the position it was taken at), commits go through the claim,
+    /// and the loop returns at once when the claim is lost.
     pub(crate) async fn run_partition(
         self: Arc<Self>,
         topic: String,
         partition: u32,
+        claimed: Option<(Arc<Lease>, u64)>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let topic: Arc<str> = Arc::from(topic);
+        if let Some((lease, mut start)) = claimed {
+            loop {
+                match self
+                    .run_lanes(topic.clone(), partition, start, Some(&lease), &mut shutdown)
+                    .await
+                {
+                    Exit::Shutdown | Exit::Lost => return,
+                    Exit::Restart => {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        start = lease.position().await;
+                    }
+                }
+            }
+        }
         loop {
             let mut failing = Failing::new(&self, "read the committed position", &topic, partition);
             let start = loop {
@@ -183,10 +207,10 @@ impl<T: Transport> GroupRunner<T> {
                 }
             };
             match self
-                .run_lanes(topic.clone(), partition, start, &mut shutdown)
+                .run_lanes(topic.clone(), partition, start, None, &mut shutdown)
                 .await
             {
-                Exit::Shutdown => return,
+                Exit::Shutdown | Exit::Lost => return,
                 Exit::Restart => tokio::time::sleep(Duration::from_millis(500)).await,
             }
         }
@@ -221,24 +245,40 @@ impl<T: Transport> GroupRunner<T> {
         })
     }
 
+    /// Commits `position`, through the claim when there is one; `None` when the claim was lost.
     fn commit(
         self: &Arc<Self>,
         topic: &Arc<str>,
         partition: u32,
         position: u64,
-    ) -> BoxFuture<'static, u64> {
-        let (runner, topic) = (self.clone(), topic.clone());
+        lease: Option<&Arc<Lease>>,
+    ) -> BoxFuture<'static, Option<u64>> {
+        let (runner, topic, lease) = (self.clone(), topic.clone(), lease.cloned());
         Box::pin(async move {
             let mut failing = Failing::new(&runner, "commit", &topic, partition);
             loop {
-                match runner
-                    .transport
-                    .commit(&runner.group, &topic, partition, position)
-                    .await
-                {
-                    Ok(()) => {
+                let written = match &lease {
+                    Some(lease) => {
+                        lease
+                            .write(
+                                &*runner.transport,
+                                (&runner.group, &topic, partition),
+                                Some(position),
+                                false,
+                            )
+                            .await
+                    }
+                    None => runner
+                        .transport
+                        .commit(&runner.group, &topic, partition, position)
+                        .await
+                        .map(|()| true),
+                };
+                match written {
+                    Ok(false) => return None,
+                    Ok(true) => {
                         failing.recovered();
-                        return position;
+                        return Some(position);
                     }
                     Err(err) => {
                         failing.failed(&err);
@@ -254,18 +294,19 @@ impl<T: Transport> GroupRunner<T> {
         topic: Arc<str>,
         partition: u32,
         start: u64,
+        lease: Option<&Arc<Lease>>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Exit {
         let options = &self.options;
         let mut window = Window::new(start);
         let mut committed = start;
-        let mut lanes = Lanes::new(options.concurrency);
+        let mut lanes = Lanes::new(options.concurrency, lease.cloned());
         let group_limit = options.max_in_flight_per_group.max(1);
         // Records read and not yet done; each holds one of the group's permits.
         let mut outstanding = 0usize;
         let mut read: Option<Read> = None;
         let mut wait_first = false;
-        let mut commit: Option<BoxFuture<'static, u64>> = None;
+        let mut commit: Option<BoxFuture<'static, Option<u64>>> = None;
         let mut busy = false;
         let mut stopping: Option<tokio::time::Instant> = None;
         let mut fetching = Failing::new(self, "fetch", &topic, partition);
@@ -282,7 +323,7 @@ impl<T: Transport> GroupRunner<T> {
                 }
             }
             if commit.is_none() && window.position() > committed {
-                commit = Some(self.commit(&topic, partition, window.position()));
+                commit = Some(self.commit(&topic, partition, window.position(), lease));
             }
             let now_busy = committed < window.read_to();
             if now_busy != busy {
@@ -322,8 +363,14 @@ impl<T: Transport> GroupRunner<T> {
                     }
                 }
                 position = async { commit.as_mut().expect("guarded").await }, if commit.is_some() => {
-                    committed = position;
                     commit = None;
+                    match position {
+                        Some(position) => committed = position,
+                        None => break Exit::Lost,
+                    }
+                }
+                () = async { lease.expect("guarded").lost().await }, if lease.is_some() => {
+                    break Exit::Lost;
                 }
                 (permit, fetched) = async { read.as_mut().expect("guarded").await }, if read.is_some() => {
                     read = None;
@@ -449,7 +496,11 @@ impl<T: Transport> GroupRunner<T> {
     ) {
         let runner = self.clone();
         let shutdown = shutdown.clone();
+        let lease = lanes.lease.clone();
         let delivery = async move {
+            if let Some(lease) = &lease {
+                lease.ready().await;
+            }
             let mut failing = None;
             loop {
                 match runner.deliver(&record, Delivery::Live, false).await {

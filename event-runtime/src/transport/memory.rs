@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::{
-    OutgoingRecord, Position, Record, Transport, TransportError, TransportErrorKind, now_ms,
+    Claim, OutgoingRecord, Position, Record, Slot, Transport, TransportError, TransportErrorKind,
+    now_ms,
 };
 
 struct Topic {
@@ -20,10 +21,32 @@ struct Topic {
 #[derive(Default)]
 struct State {
     topics: HashMap<String, Topic>,
-    positions: HashMap<(String, String, u32), u64>,
+    /// Slots by (group, topic, partition); a slot's revision is the value of `revisions` when it
+    /// was written.
+    positions: HashMap<(String, String, u32), Slot>,
+    revisions: u64,
+    /// Members by (group, instance), with the time their announcement lapses.
+    members: HashMap<(String, String), i64>,
 }
 
-/// The in-memory engine. Cloning shares the same log.
+impl State {
+    fn write(&mut self, key: (String, String, u32), next_offset: u64, claim: Option<Claim>) -> u64 {
+        self.revisions += 1;
+        let revision = self.revisions;
+        self.positions.insert(
+            key,
+            Slot {
+                next_offset,
+                claim,
+                revision,
+            },
+        );
+        revision
+    }
+}
+
+/// The in-memory engine. Cloning shares the same log, and apps on clones of one engine share
+/// its partitions as instances of one service would ([`Transport::shares_partitions`]).
 #[derive(Clone, Default)]
 pub struct MemoryTransport {
     state: Arc<Mutex<State>>,
@@ -168,8 +191,7 @@ impl Transport for MemoryTransport {
         Ok(state
             .positions
             .get(&(group.to_owned(), topic.to_owned(), partition))
-            .copied()
-            .unwrap_or(0))
+            .map_or(0, |slot| slot.next_offset))
     }
 
     async fn commit(
@@ -180,9 +202,71 @@ impl Transport for MemoryTransport {
         next_offset: u64,
     ) -> Result<(), TransportError> {
         let mut state = self.lock();
-        state
+        let key = (group.to_owned(), topic.to_owned(), partition);
+        let claim = state
             .positions
-            .insert((group.to_owned(), topic.to_owned(), partition), next_offset);
+            .get(&key)
+            .and_then(|slot| slot.claim.clone());
+        state.write(key, next_offset, claim);
+        Ok(())
+    }
+
+    fn shares_partitions(&self) -> bool {
+        true
+    }
+
+    async fn slot(&self, group: &str, topic: &str, partition: u32) -> Result<Slot, TransportError> {
+        let state = self.lock();
+        Ok(state
+            .positions
+            .get(&(group.to_owned(), topic.to_owned(), partition))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn swap_slot(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+        claim: Option<&Claim>,
+        expected: u64,
+    ) -> Result<Option<u64>, TransportError> {
+        let mut state = self.lock();
+        let key = (group.to_owned(), topic.to_owned(), partition);
+        let revision = state.positions.get(&key).map_or(0, |slot| slot.revision);
+        if revision != expected {
+            return Ok(None);
+        }
+        Ok(Some(state.write(key, next_offset, claim.cloned())))
+    }
+
+    async fn beat(
+        &self,
+        group: &str,
+        instance: &str,
+        until_ms: i64,
+    ) -> Result<Vec<String>, TransportError> {
+        let mut state = self.lock();
+        state
+            .members
+            .insert((group.to_owned(), instance.to_owned()), until_ms);
+        let now = now_ms();
+        let mut members: Vec<String> = state
+            .members
+            .iter()
+            .filter(|((g, _), until)| g == group && **until > now)
+            .map(|((_, instance), _)| instance.clone())
+            .collect();
+        members.sort();
+        Ok(members)
+    }
+
+    async fn leave(&self, group: &str, instance: &str) -> Result<(), TransportError> {
+        self.lock()
+            .members
+            .remove(&(group.to_owned(), instance.to_owned()));
         Ok(())
     }
 

@@ -105,6 +105,35 @@ impl Default for LogLimits {
     }
 }
 
+/// A consumer group's position on one partition, with the instance that claims the partition:
+/// what the instances of one service share partitions through ([`Transport::slot`]).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Slot {
+    /// The next offset the group will read.
+    pub next_offset: u64,
+    /// The instance that owns the partition, if any claimed it.
+    pub claim: Option<Claim>,
+    /// The engine's revision of the slot, which every write changes: 0 when it was never
+    /// written. [`Transport::swap_slot`] writes only over the revision it was given.
+    pub revision: u64,
+}
+
+/// An instance's claim on a partition, until a time it renews.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    /// The instance (see [`crate::App::instance`]).
+    pub owner: String,
+    /// The claim lapses at this time (ms since the Unix epoch) unless renewed.
+    pub until_ms: i64,
+}
+
+impl Claim {
+    /// Whether the claim still holds at `now_ms`.
+    pub fn live_at(&self, now_ms: i64) -> bool {
+        self.until_ms > now_ms
+    }
+}
+
 /// Why a transport call failed.
 #[derive(Debug, thiserror::Error)]
 #[error("{kind:?} on {operation}: {message}")]
@@ -174,6 +203,76 @@ pub trait Transport: Send + Sync + 'static {
     /// come in binary mode or as they were stored. Default `false`: binary mode.
     fn structured_records(&self) -> bool {
         false
+    }
+
+    /// Whether instances of a group share the partitions on this engine through claims
+    /// ([`Transport::slot`], [`Transport::swap_slot`], [`Transport::beat`]): each partition is
+    /// consumed by the one instance whose claim holds, and a commit lands only while it does.
+    /// The default `false`: every instance consumes every partition, so run one instance per
+    /// group on such an engine.
+    fn shares_partitions(&self) -> bool {
+        false
+    }
+
+    /// The slot of `group` on `partition`: its committed position with its claim and revision.
+    /// The default reads [`Transport::committed`], with no claim and revision 0.
+    fn slot(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> impl Future<Output = Result<Slot, TransportError>> + Send {
+        async move {
+            Ok(Slot {
+                next_offset: self.committed(group, topic, partition).await?,
+                claim: None,
+                revision: 0,
+            })
+        }
+    }
+
+    /// Writes the slot of `group` on `partition` (its position and claim) if its revision is
+    /// still `expected` (0: never written), and returns the new revision; `None` when the slot
+    /// changed since (another instance claimed it, or a plain [`Transport::commit`] wrote it).
+    /// Required where [`Transport::shares_partitions`] is true.
+    fn swap_slot(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+        claim: Option<&Claim>,
+        expected: u64,
+    ) -> impl Future<Output = Result<Option<u64>, TransportError>> + Send {
+        let _ = (partition, next_offset, claim, expected);
+        std::future::ready(Err(TransportError::new(
+            TransportErrorKind::Other,
+            format!("claim a partition of {topic} for {group}"),
+            "this engine does not share partitions between instances",
+        )))
+    }
+
+    /// Announces `instance` as a member of `group` until `until_ms`, and returns the members
+    /// whose announcement still holds, sorted. Required where [`Transport::shares_partitions`]
+    /// is true; the default answers `instance` alone.
+    fn beat(
+        &self,
+        group: &str,
+        instance: &str,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<Vec<String>, TransportError>> + Send {
+        let _ = (group, until_ms);
+        std::future::ready(Ok(vec![instance.to_owned()]))
+    }
+
+    /// Withdraws `instance` from `group` (it stopped), so the others take its share at once.
+    fn leave(
+        &self,
+        group: &str,
+        instance: &str,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send {
+        let _ = (group, instance);
+        std::future::ready(Ok(()))
     }
 
     /// Creates `topic` with `partitions` partitions if it does not exist, and returns its actual

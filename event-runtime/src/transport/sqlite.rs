@@ -19,8 +19,8 @@ use sqlx::sqlite::{
 use tokio::sync::Notify;
 
 use super::{
-    Bytes, Headers, LogLimits, OutgoingRecord, Position, Record, Transport, TransportError,
-    TransportErrorKind, now_ms,
+    Bytes, Claim, Headers, LogLimits, OutgoingRecord, Position, Record, Slot, Transport,
+    TransportError, TransportErrorKind, now_ms,
 };
 
 /// Every table of the embedded engine. Idempotent; run at open.
@@ -44,8 +44,24 @@ CREATE TABLE IF NOT EXISTS evt_positions (
     topic       TEXT NOT NULL,
     partition   INTEGER NOT NULL,
     next_offset INTEGER NOT NULL,
+    owner       TEXT,
+    until_ms    INTEGER,
+    revision    INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (grp, topic, partition)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS evt_members (
+    grp         TEXT NOT NULL,
+    instance    TEXT NOT NULL,
+    until_ms    INTEGER NOT NULL,
+    PRIMARY KEY (grp, instance)
+) WITHOUT ROWID;
+"#;
+
+/// Columns added to `evt_positions` after its first release, for files created before.
+const POSITION_CLAIMS: &str = r#"
+ALTER TABLE evt_positions ADD COLUMN owner TEXT;
+ALTER TABLE evt_positions ADD COLUMN until_ms INTEGER;
+ALTER TABLE evt_positions ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
 "#;
 
 /// The SQLite engine. Cloning shares the pool.
@@ -180,6 +196,18 @@ impl SqliteTransport {
             .execute(&pool)
             .await
             .map_err(|err| db_error("create schema", err))?;
+        let claims: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pragma_table_info('evt_positions') WHERE name = 'revision'",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(|err| db_error("read the schema", err))?;
+        if claims == 0 {
+            sqlx::raw_sql(POSITION_CLAIMS)
+                .execute(&pool)
+                .await
+                .map_err(|err| db_error("add claims to the positions", err))?;
+        }
         sqlx::raw_sql(crate::store::sqlite::SCHEMA)
             .execute(&pool)
             .await
@@ -447,7 +475,8 @@ impl Transport for SqliteTransport {
     ) -> Result<(), TransportError> {
         sqlx::query(
             "INSERT INTO evt_positions (grp, topic, partition, next_offset) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset",
+             ON CONFLICT (grp, topic, partition) DO UPDATE SET next_offset = excluded.next_offset, \
+             revision = evt_positions.revision + 1",
         )
         .bind(group)
         .bind(topic)
@@ -456,6 +485,117 @@ impl Transport for SqliteTransport {
         .execute(&self.pool)
         .await
         .map_err(|err| db_error(format!("commit {group} on {topic}/{partition}"), err))?;
+        Ok(())
+    }
+
+    /// Instances of a group share the file's partitions: the slots are rows of `evt_positions`
+    /// written with a compare-and-set on their revision, the members rows of `evt_members`, so
+    /// several processes on one file (or one file on a shared volume) never consume one
+    /// partition at once.
+    fn shares_partitions(&self) -> bool {
+        true
+    }
+
+    async fn slot(&self, group: &str, topic: &str, partition: u32) -> Result<Slot, TransportError> {
+        let row: Option<(i64, Option<String>, Option<i64>, i64)> = sqlx::query_as(
+            "SELECT next_offset, owner, until_ms, revision FROM evt_positions \
+             WHERE grp = ? AND topic = ? AND partition = ?",
+        )
+        .bind(group)
+        .bind(topic)
+        .bind(i64::from(partition))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|err| {
+            db_error(
+                format!("read the slot of {group} on {topic}/{partition}"),
+                err,
+            )
+        })?;
+        Ok(
+            row.map_or_else(Slot::default, |(next, owner, until_ms, revision)| Slot {
+                next_offset: next as u64,
+                claim: owner.map(|owner| Claim {
+                    owner,
+                    until_ms: until_ms.unwrap_or(0),
+                }),
+                revision: revision as u64,
+            }),
+        )
+    }
+
+    async fn swap_slot(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+        claim: Option<&Claim>,
+        expected: u64,
+    ) -> Result<Option<u64>, TransportError> {
+        let operation = || format!("claim {topic}/{partition} for {group}");
+        let (owner, until_ms) =
+            claim.map_or((None, None), |c| (Some(c.owner.as_str()), Some(c.until_ms)));
+        let query = sqlx::query(if expected == 0 {
+            "INSERT INTO evt_positions (grp, topic, partition, next_offset, owner, until_ms, revision) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT (grp, topic, partition) DO NOTHING"
+        } else {
+            "UPDATE evt_positions SET next_offset = ?4, owner = ?5, until_ms = ?6, revision = revision + 1 \
+             WHERE grp = ?1 AND topic = ?2 AND partition = ?3 AND revision = ?7"
+        })
+        .bind(group)
+        .bind(topic)
+        .bind(i64::from(partition))
+        .bind(next_offset as i64)
+        .bind(owner)
+        .bind(until_ms);
+        let query = if expected == 0 {
+            query
+        } else {
+            query.bind(expected as i64)
+        };
+        let written = query
+            .execute(&self.pool)
+            .await
+            .map_err(|err| db_error(operation(), err))?
+            .rows_affected();
+        Ok((written == 1).then_some(if expected == 0 { 1 } else { expected + 1 }))
+    }
+
+    async fn beat(
+        &self,
+        group: &str,
+        instance: &str,
+        until_ms: i64,
+    ) -> Result<Vec<String>, TransportError> {
+        let operation = || format!("announce {instance} in {group}");
+        sqlx::query(
+            "INSERT INTO evt_members (grp, instance, until_ms) VALUES (?, ?, ?) \
+             ON CONFLICT (grp, instance) DO UPDATE SET until_ms = excluded.until_ms",
+        )
+        .bind(group)
+        .bind(instance)
+        .bind(until_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(|err| db_error(operation(), err))?;
+        sqlx::query_scalar(
+            "SELECT instance FROM evt_members WHERE grp = ? AND until_ms > ? ORDER BY instance",
+        )
+        .bind(group)
+        .bind(now_ms())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|err| db_error(operation(), err))
+    }
+
+    async fn leave(&self, group: &str, instance: &str) -> Result<(), TransportError> {
+        sqlx::query("DELETE FROM evt_members WHERE grp = ? AND instance = ?")
+            .bind(group)
+            .bind(instance)
+            .execute(&self.pool)
+            .await
+            .map_err(|err| db_error(format!("withdraw {instance} from {group}"), err))?;
         Ok(())
     }
 

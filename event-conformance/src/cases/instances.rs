@@ -1,0 +1,337 @@
+//! Several instances of one service on one engine: the cases for an engine whose instances
+//! share a group's partitions ([`Transport::shares_partitions`]). On other engines they return
+//! at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use event_runtime::app::{GroupOptions, Running};
+use event_runtime::transport::{Claim, Transport};
+use event_runtime::{Context, Envelope};
+
+use crate::Engine;
+use crate::fixture::{HandlerFuture, Step, steps};
+
+/// Every handler run: (instance, account, seq).
+type Runs = Arc<Mutex<Vec<(String, String, u32)>>>;
+
+const PARTITIONS: u32 = 6;
+
+/// An instance `id` of a service whose group `g` records its runs in `runs`.
+async fn instance<E: Engine>(
+    engine: &E,
+    id: &str,
+    runs: &Runs,
+    claim_ttl: Duration,
+) -> Running<E::Transport> {
+    let mut app = engine.app().await;
+    let (runs, me) = (runs.clone(), id.to_owned());
+    app.instance(id)
+        .partitions(PARTITIONS)
+        .group_options(
+            "g",
+            GroupOptions {
+                claim_ttl,
+                drain_timeout: Duration::from_secs(5),
+                ..GroupOptions::default()
+            },
+        )
+        .subscribe::<Step, _>("g", move |event: Envelope<Step>, _ctx: Context| {
+            let (runs, me) = (runs.clone(), me.clone());
+            Box::pin(async move {
+                tokio::task::yield_now().await;
+                runs.lock()
+                    .unwrap()
+                    .push((me, event.data.account.clone(), event.data.seq));
+                Ok(())
+            }) as HandlerFuture
+        });
+    app.start().await.unwrap()
+}
+
+/// Waits until the instances own disjoint shares that cover every partition, each within one
+/// of an even share.
+async fn settled<T: Transport>(instances: &[&Running<T>], within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let shares: Vec<Vec<(String, u32)>> = instances.iter().map(|r| r.owned("g")).collect();
+        let all: BTreeSet<&(String, u32)> = shares.iter().flatten().collect();
+        let total: usize = shares.iter().map(Vec::len).sum();
+        let even = PARTITIONS as usize / instances.len();
+        if total == PARTITIONS as usize
+            && all.len() == total
+            && shares
+                .iter()
+                .all(|s| s.len() >= even && s.len() <= even + 1)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the instances did not settle on disjoint, even shares: {shares:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until every event of `expected` was handled at least once.
+async fn all_handled(runs: &Runs, expected: &BTreeSet<(String, u32)>, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let handled: BTreeSet<(String, u32)> = runs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, a, s)| (a.clone(), *s))
+            .collect();
+        if expected.is_subset(&handled) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} events handled",
+            handled.len(),
+            expected.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn keys(events: &[Envelope<Step>]) -> BTreeSet<(String, u32)> {
+    events
+        .iter()
+        .map(|e| (e.data.account.clone(), e.data.seq))
+        .collect()
+}
+
+/// Three instances of one group share its partitions: each owns a disjoint, even share, each
+/// handles events, no event is handled by two instances (or twice), and every account's events
+/// are handled in order by the one instance owning its partition.
+pub async fn instances_share_a_groups_partitions<E: Engine>(engine: E) {
+    if !engine.transport().await.shares_partitions() {
+        return;
+    }
+    let runs: Runs = Arc::default();
+    let ttl = Duration::from_secs(3);
+    let a = instance(&engine, "inst-a", &runs, ttl).await;
+    let b = instance(&engine, "inst-b", &runs, ttl).await;
+    let c = instance(&engine, "inst-c", &runs, ttl).await;
+    settled(&[&a, &b, &c], Duration::from_secs(20)).await;
+    for r in [&a, &b, &c] {
+        assert_eq!(r.members("g"), ["inst-a", "inst-b", "inst-c"]);
+    }
+    let events = steps(30, 10);
+    a.publisher().publish_all(events.clone()).await.unwrap();
+    all_handled(&runs, &keys(&events), Duration::from_secs(30)).await;
+    for r in [&a, &b, &c] {
+        assert!(r.wait_idle(Duration::from_secs(20)).await);
+    }
+    let runs = runs.lock().unwrap().clone();
+    assert_eq!(runs.len(), events.len(), "an event was handled twice");
+    let mut by_instance: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut order: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    let mut handler_of: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for (instance, account, seq) in &runs {
+        *by_instance.entry(instance).or_default() += 1;
+        order.entry(account).or_default().push(*seq);
+        handler_of.entry(account).or_default().insert(instance);
+    }
+    assert_eq!(
+        by_instance.len(),
+        3,
+        "every instance handles a share: {by_instance:?}"
+    );
+    for (account, seqs) in order {
+        assert_eq!(seqs, (0..10).collect::<Vec<_>>(), "{account} out of order");
+        assert_eq!(
+            handler_of[account].len(),
+            1,
+            "{account} ran on two instances"
+        );
+    }
+    for r in [a, b, c] {
+        r.stop().await;
+    }
+}
+
+/// An instance dies without stopping (its consumers aborted, its claims left to lapse): within
+/// about the claim's time the survivor owns every partition, and every event is handled.
+pub async fn a_dead_instances_partitions_move_to_the_survivors<E: Engine>(engine: E) {
+    if !engine.transport().await.shares_partitions() {
+        return;
+    }
+    let runs: Runs = Arc::default();
+    let ttl = Duration::from_millis(600);
+    let a = instance(&engine, "inst-a", &runs, ttl).await;
+    let b = instance(&engine, "inst-b", &runs, ttl).await;
+    settled(&[&a, &b], Duration::from_secs(20)).await;
+    let events = steps(30, 10);
+    a.publisher().publish_all(events.clone()).await.unwrap();
+    // A crash: b's tasks are aborted, its claims stay until they lapse.
+    drop(b);
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(20);
+    while a.owned("g").len() < PARTITIONS as usize {
+        assert!(Instant::now() < deadline, "a owns only {:?}", a.owned("g"));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let moved = killed.elapsed();
+    assert!(
+        moved >= ttl / 2,
+        "b's partitions were taken after {moved:?}, before its claims could lapse"
+    );
+    all_handled(&runs, &keys(&events), Duration::from_secs(30)).await;
+    assert!(a.wait_idle(Duration::from_secs(20)).await);
+    a.stop().await;
+}
+
+/// An instance whose claim was taken over (it was cut off past its claim's time and another
+/// instance claimed the partition) learns it at its next write, abandons the partition and
+/// never moves its position again.
+pub async fn a_deposed_instance_never_commits_again<E: Engine>(engine: E) {
+    let t = engine.transport().await;
+    if !t.shares_partitions() {
+        return;
+    }
+    let runs: Runs = Arc::default();
+    let a = instance(&engine, "inst-a", &runs, Duration::from_millis(900)).await;
+    settled(&[&a], Duration::from_secs(20)).await;
+    // Another instance takes partition 0 (as if a's claim had lapsed) and sets its position.
+    let slot = t.slot("g", "ledger", 0).await.unwrap();
+    assert_eq!(
+        slot.claim.as_ref().map(|c| c.owner.as_str()),
+        Some("inst-a")
+    );
+    let far = slot.claim.as_ref().unwrap().until_ms + 3_600_000;
+    let intruder = Claim {
+        owner: "intruder".into(),
+        until_ms: far,
+    };
+    let taken = t
+        .swap_slot("g", "ledger", 0, 0, Some(&intruder), slot.revision)
+        .await
+        .unwrap();
+    assert!(taken.is_some(), "the slot's revision is what a read gave");
+    // a renews within a third of its claim's time, fails, and abandons partition 0.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while a.owned("g").iter().any(|(_, p)| *p == 0) {
+        assert!(Instant::now() < deadline, "a still claims partition 0");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Events for every partition: a handles the other partitions' and none of partition 0's,
+    // and partition 0's slot stays as the intruder wrote it.
+    let events = steps(30, 2);
+    a.publisher().publish_all(events.clone()).await.unwrap();
+    let p0: BTreeSet<String> = events
+        .iter()
+        .filter(|e| {
+            event_runtime::partition::partition_for_key(e.data.account.as_bytes(), PARTITIONS) == 0
+        })
+        .map(|e| e.data.account.clone())
+        .collect();
+    assert!(!p0.is_empty());
+    let others = events.len() - 2 * p0.len();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let handled = runs.lock().unwrap().clone();
+        assert!(
+            handled.iter().all(|(_, account, _)| !p0.contains(account)),
+            "a handled an event of the partition it lost"
+        );
+        if handled.len() >= others {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {others} handled",
+            handled.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let after = t.slot("g", "ledger", 0).await.unwrap();
+    assert_eq!(
+        (after.next_offset, after.claim, after.revision),
+        (0, Some(intruder), taken.unwrap()),
+        "a wrote partition 0's slot after losing it"
+    );
+    a.stop().await;
+}
+
+/// The slots instances share partitions through: a compare-and-set on a revision, which every
+/// write changes (a plain commit too), and the members' announcements.
+pub async fn slots_are_compare_and_set<E: Engine>(engine: E) {
+    let t = engine.transport().await;
+    if !t.shares_partitions() {
+        return;
+    }
+    t.ensure_topic("slots", 2).await.unwrap();
+    let empty = t.slot("g", "slots", 1).await.unwrap();
+    assert_eq!(
+        (empty.next_offset, &empty.claim, empty.revision),
+        (0, &None, 0)
+    );
+    let claim = |owner: &str| Claim {
+        owner: owner.into(),
+        until_ms: 4_000_000_000_000,
+    };
+    let first = t
+        .swap_slot("g", "slots", 1, 5, Some(&claim("one")), 0)
+        .await
+        .unwrap()
+        .expect("a slot never written swaps over revision 0");
+    assert_eq!(
+        t.swap_slot("g", "slots", 1, 6, Some(&claim("two")), 0)
+            .await
+            .unwrap(),
+        None,
+        "a second writer over the same revision loses"
+    );
+    let slot = t.slot("g", "slots", 1).await.unwrap();
+    assert_eq!(
+        (slot.next_offset, slot.claim, slot.revision),
+        (5, Some(claim("one")), first)
+    );
+    assert_eq!(t.committed("g", "slots", 1).await.unwrap(), 5);
+    let second = t
+        .swap_slot("g", "slots", 1, 7, None, first)
+        .await
+        .unwrap()
+        .expect("the holder of the revision writes");
+    assert_ne!(second, first);
+    assert_eq!(t.committed("g", "slots", 1).await.unwrap(), 7);
+    // A plain commit (an operator's reset) changes the revision: the holder's next write fails.
+    t.commit("g", "slots", 1, 3).await.unwrap();
+    let reset = t.slot("g", "slots", 1).await.unwrap();
+    assert_eq!(reset.next_offset, 3);
+    assert_ne!(reset.revision, second);
+    assert_eq!(
+        t.swap_slot("g", "slots", 1, 9, None, second).await.unwrap(),
+        None
+    );
+    // Other groups and partitions have slots of their own.
+    assert_eq!(t.slot("g", "slots", 0).await.unwrap().revision, 0);
+    assert_eq!(t.slot("h", "slots", 1).await.unwrap().revision, 0);
+    // Members: announced until a time; one whose time passed is not live; leaving removes one.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert_eq!(t.beat("g", "m-b", now + 60_000).await.unwrap(), ["m-b"]);
+    assert_eq!(
+        t.beat("g", "m-a", now + 60_000).await.unwrap(),
+        ["m-a", "m-b"]
+    );
+    assert_eq!(
+        t.beat("g", "m-c", now - 1).await.unwrap(),
+        ["m-a", "m-b"],
+        "lapsed"
+    );
+    assert_eq!(
+        t.beat("h", "m-z", now + 60_000).await.unwrap(),
+        ["m-z"],
+        "per group"
+    );
+    t.leave("g", "m-b").await.unwrap();
+    assert_eq!(t.beat("g", "m-a", now + 60_000).await.unwrap(), ["m-a"]);
+}

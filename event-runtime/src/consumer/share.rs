@@ -1,0 +1,433 @@
+//! Several instances of one service sharing a group's partitions, on an engine that keeps
+//! claims ([`Transport::shares_partitions`]): the memory engine, SQLite, NATS JetStream.
+//!
+//! Each instance of a group runs one supervisor. Every round it announces itself
+//! ([`Transport::beat`]) and learns the live members; the group's partitions are dealt over the
+//! sorted members in turn, so every instance computes the same share for each. It then:
+//! - renews the claims it holds (a claim lapses `claim_ttl` after it was last written);
+//! - stops the loops of partitions that are no longer its share: they start nothing new, let
+//!   what runs finish (up to `drain_timeout`), commit, and only then is the claim released;
+//! - claims its share's partitions whose claim is free, lapsed or its own, with a
+//!   compare-and-set on the partition's slot ([`Transport::swap_slot`]), and starts their loops
+//!   from the position stored there.
+//!
+//! Fencing: a partition's position and claim live in one slot, and every write of it (a commit,
+//! a renewal) is conditional on the revision this instance last wrote. An instance that lost
+//! its claim (it was paused or cut off longer than `claim_ttl` and another took the partition)
+//! fails its next write, learns it, and abandons the partition at once: it can neither move the
+//! position nor start more handlers. It also starts no handler once its claim is past its
+//! renewal margin on its own clock, before it learns anything. What a deposed instance was
+//! running when it lost the claim may finish: that, and what a crash leaves unfinished, is the
+//! rebalance window in which an event can be handled twice (the dedupe store drops the second
+//! copy once the first is marked).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+
+use super::GroupRunner;
+use crate::transport::{Claim, Transport, TransportError, now_ms};
+
+/// A topic partition of a group.
+pub(crate) type PartitionId = (Arc<str>, u32);
+
+/// The claim this instance holds on one partition, shared by the supervisor (which renews and
+/// releases it) and the partition's loop (whose commits write through it).
+pub(crate) struct Lease {
+    instance: Arc<str>,
+    ttl: Duration,
+    /// The slot as this instance last wrote it: (revision, position).
+    slot: tokio::sync::Mutex<(u64, u64)>,
+    /// Handlers may start while the wall clock (ms) is before this: the claim's end less a
+    /// margin of a fifth of the ttl.
+    usable_until: AtomicI64,
+    /// When the claim lapses (ms), as last written.
+    until: AtomicI64,
+    lost: AtomicBool,
+    changed: Notify,
+}
+
+impl Lease {
+    fn new(instance: Arc<str>, ttl: Duration, revision: u64, position: u64, until_ms: i64) -> Self {
+        let lease = Lease {
+            instance,
+            ttl,
+            slot: tokio::sync::Mutex::new((revision, position)),
+            usable_until: AtomicI64::new(0),
+            until: AtomicI64::new(0),
+            lost: AtomicBool::new(false),
+            changed: Notify::new(),
+        };
+        lease.extend(until_ms);
+        lease
+    }
+
+    fn ttl_ms(&self) -> i64 {
+        i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX / 4)
+    }
+
+    fn extend(&self, until_ms: i64) {
+        self.until.store(until_ms, Ordering::Release);
+        self.usable_until
+            .store(until_ms - self.ttl_ms() / 5, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Whether a third of the claim's time has passed since it was last written.
+    fn renewal_due(&self) -> bool {
+        self.until.load(Ordering::Acquire) - now_ms() < self.ttl_ms() * 2 / 3
+    }
+
+    /// The position this instance last wrote.
+    pub(crate) async fn position(&self) -> u64 {
+        self.slot.lock().await.1
+    }
+
+    /// Whether the claim was lost to another writer.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    fn lose(&self) {
+        self.lost.store(true, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until handlers may start under this claim: at once while it holds with margin;
+    /// after the next renewal when it is close to lapsing; never once it is lost (the
+    /// partition's loop is then abandoned).
+    pub(crate) async fn ready(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if !self.is_lost() && now_ms() < self.usable_until.load(Ordering::Acquire) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Resolves once the claim is lost.
+    pub(crate) async fn lost(&self) {
+        loop {
+            let changed = self.changed.notified();
+            if self.is_lost() {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Writes the slot: `position` (or the last one written) under a renewed claim, or no
+    /// claim when `release`. `Ok(false)` when the slot changed since this instance last wrote
+    /// it: the claim is lost.
+    pub(crate) async fn write<T: Transport>(
+        &self,
+        transport: &T,
+        (group, topic, partition): (&str, &str, u32),
+        position: Option<u64>,
+        release: bool,
+    ) -> Result<bool, TransportError> {
+        let mut slot = self.slot.lock().await;
+        if self.is_lost() {
+            return Ok(false);
+        }
+        let next = position.unwrap_or(slot.1).max(slot.1);
+        let until_ms = now_ms() + self.ttl_ms();
+        let claim = Claim {
+            owner: self.instance.to_string(),
+            until_ms,
+        };
+        let claim = (!release).then_some(&claim);
+        match transport
+            .swap_slot(group, topic, partition, next, claim, slot.0)
+            .await?
+        {
+            Some(revision) => {
+                *slot = (revision, next);
+                if !release {
+                    self.extend(until_ms);
+                }
+                Ok(true)
+            }
+            None => {
+                self.lose();
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// The partitions `instance` should own: the group's partitions, sorted, dealt over the
+/// sorted `members` in turn, starting at a member picked by the group's name (so that groups
+/// with fewer partitions than members do not all load the first member).
+pub(crate) fn share_of(
+    group: &str,
+    partitions: &[PartitionId],
+    members: &[String],
+    instance: &str,
+) -> BTreeSet<PartitionId> {
+    let Some(me) = members.iter().position(|m| m == instance) else {
+        return BTreeSet::new();
+    };
+    let n = members.len();
+    let start = group.bytes().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    });
+    let mut sorted = partitions.to_vec();
+    sorted.sort();
+    sorted
+        .into_iter()
+        .enumerate()
+        .filter(|(j, _)| (j.wrapping_add(start)) % n == me)
+        .map(|(_, p)| p)
+        .collect()
+}
+
+/// A partition this instance runs.
+struct Owned {
+    lease: Arc<Lease>,
+    /// Turns true to drain the loop (the partition leaves this instance's share, or the app
+    /// stops).
+    drain: watch::Sender<bool>,
+    /// The loop's task id in the supervisor's set.
+    done: Arc<AtomicBool>,
+}
+
+/// What the supervisor shows of itself.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Shared {
+    /// The partitions this instance owns now.
+    pub(crate) owned: Vec<(String, u32)>,
+    /// The live members at the last announcement.
+    pub(crate) members: Vec<String>,
+}
+
+impl<T: Transport> GroupRunner<T> {
+    /// Runs this instance's share of `partitions` until `shutdown`, then drains and releases
+    /// it and leaves the group. `leader` is true while this instance owns the group's first
+    /// partition (it then runs the group's redrive and replay requests). See the module docs.
+    pub(crate) async fn run_shared(
+        self: Arc<Self>,
+        instance: Arc<str>,
+        partitions: Vec<PartitionId>,
+        leader: watch::Sender<bool>,
+        view: watch::Sender<Shared>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let ttl = self.options.claim_ttl.max(Duration::from_millis(30));
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
+        let first = partitions.iter().min().cloned();
+        let mut owned: BTreeMap<PartitionId, Owned> = BTreeMap::new();
+        let mut loops = JoinSet::new();
+        let mut share = BTreeSet::new();
+        let mut members = Vec::new();
+        let mut failing = 0u64;
+        while !*shutdown.borrow() {
+            // Announce; on an engine error keep the last share (the claims held lapse on their
+            // own if the engine stays away).
+            match self
+                .transport
+                .beat(&self.group, &instance, now_ms() + ttl_ms)
+                .await
+            {
+                Ok(live) => {
+                    if failing > 0 {
+                        tracing::info!(target: "event_runtime::consumer", group = %self.group, instance = %instance, failures = failing, "group membership reachable again");
+                        failing = 0;
+                    }
+                    share = share_of(&self.group, &partitions, &live, &instance);
+                    members = live;
+                }
+                Err(err) => {
+                    failing += 1;
+                    self.stats.engine_errors.fetch_add(1, Ordering::Relaxed);
+                    if failing == 1 || failing.is_power_of_two() {
+                        tracing::warn!(target: "event_runtime::consumer", group = %self.group, instance = %instance, failures = failing, error = %err, "could not announce this instance to its group; retrying");
+                    }
+                }
+            }
+            // Loops that ended: drained ones release their claim; lost ones are forgotten.
+            let ended: Vec<PartitionId> = owned
+                .iter()
+                .filter(|(_, o)| o.done.load(Ordering::Acquire))
+                .map(|(p, _)| p.clone())
+                .collect();
+            for partition in ended {
+                let o = owned.remove(&partition).expect("listed");
+                if !o.lease.is_lost() {
+                    let _ = o
+                        .lease
+                        .write(
+                            &*self.transport,
+                            (&self.group, &partition.0, partition.1),
+                            None,
+                            true,
+                        )
+                        .await;
+                }
+            }
+            // Renew what stays; drain what left the share.
+            for (partition, o) in &owned {
+                if !share.contains(partition) && !*o.drain.borrow() {
+                    tracing::info!(target: "event_runtime::consumer", group = %self.group, instance = %instance, topic = %partition.0, partition = partition.1, "partition leaves this instance: draining");
+                    let _ = o.drain.send(true);
+                }
+                if !o.lease.renewal_due() {
+                    continue;
+                }
+                match o
+                    .lease
+                    .write(
+                        &*self.transport,
+                        (&self.group, &partition.0, partition.1),
+                        None,
+                        false,
+                    )
+                    .await
+                {
+                    Ok(true) | Err(_) => {}
+                    Ok(false) => {
+                        tracing::warn!(target: "event_runtime::consumer", group = %self.group, instance = %instance, topic = %partition.0, partition = partition.1, "claim lost to another instance: partition abandoned");
+                    }
+                }
+            }
+            // Claim what is ours to take.
+            let wanted: Vec<PartitionId> = share
+                .iter()
+                .filter(|p| !owned.contains_key(*p))
+                .cloned()
+                .collect();
+            for partition in wanted {
+                if let Some(o) = self
+                    .claim(&instance, ttl, &partition, &mut loops, &shutdown)
+                    .await
+                {
+                    owned.insert(partition, o);
+                }
+            }
+            let leads = first
+                .as_ref()
+                .and_then(|f| owned.get(f))
+                .is_some_and(|o| !*o.drain.borrow());
+            leader.send_if_modified(|l| std::mem::replace(l, leads) != leads);
+            view.send_replace(Shared {
+                owned: owned.keys().map(|(t, p)| (t.to_string(), *p)).collect(),
+                members: members.clone(),
+            });
+            // Settled: the next renewal is due after a third of the ttl. Otherwise look again soon.
+            let settled = owned.len() == share.len() && owned.keys().all(|p| share.contains(p));
+            let pause = if settled {
+                ttl / 3
+            } else {
+                (ttl / 10).clamp(Duration::from_millis(10), Duration::from_millis(250))
+            };
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
+                Some(_) = loops.join_next(), if !loops.is_empty() => {}
+            }
+        }
+        // Stopping: every loop drains, then its claim is released and the instance leaves.
+        for o in owned.values() {
+            let _ = o.drain.send(true);
+        }
+        while loops.join_next().await.is_some() {}
+        for (partition, o) in &owned {
+            if !o.lease.is_lost() {
+                let _ = o
+                    .lease
+                    .write(
+                        &*self.transport,
+                        (&self.group, &partition.0, partition.1),
+                        None,
+                        true,
+                    )
+                    .await;
+            }
+        }
+        let _ = self.transport.leave(&self.group, &instance).await;
+        leader.send_replace(false);
+        view.send_replace(Shared::default());
+    }
+
+    /// Claims `partition` if its claim is free, lapsed or this instance's own, and starts its
+    /// loop from the position in its slot.
+    async fn claim(
+        self: &Arc<Self>,
+        instance: &Arc<str>,
+        ttl: Duration,
+        partition: &PartitionId,
+        loops: &mut JoinSet<()>,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Option<Owned> {
+        let (topic, number) = (&partition.0, partition.1);
+        let slot = self.transport.slot(&self.group, topic, number).await.ok()?;
+        let now = now_ms();
+        if let Some(claim) = &slot.claim
+            && claim.owner != **instance
+            && claim.live_at(now)
+        {
+            return None;
+        }
+        let lease = Arc::new(Lease::new(
+            instance.clone(),
+            ttl,
+            slot.revision,
+            slot.next_offset,
+            0,
+        ));
+        if !lease
+            .write(&*self.transport, (&self.group, topic, number), None, false)
+            .await
+            .ok()?
+        {
+            return None;
+        }
+        tracing::info!(target: "event_runtime::consumer", group = %self.group, instance = %instance, topic = %topic, partition = number, position = slot.next_offset, "partition claimed");
+        let (drain, drained) = watch::channel(*shutdown.borrow());
+        let done = Arc::new(AtomicBool::new(false));
+        let (runner, flag, claimed) = (self.clone(), done.clone(), lease.clone());
+        let topic = topic.to_string();
+        loops.spawn(async move {
+            runner
+                .run_partition(topic, number, Some((claimed, slot.next_offset)), drained)
+                .await;
+            flag.store(true, Ordering::Release);
+        });
+        Some(Owned { lease, drain, done })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(n: u32) -> Vec<PartitionId> {
+        (0..n).map(|p| (Arc::from("t"), p)).collect()
+    }
+
+    #[test]
+    fn every_partition_goes_to_exactly_one_member_and_shares_are_even() {
+        for n_members in 1..6 {
+            let members: Vec<String> = (0..n_members).map(|i| format!("i{i}")).collect();
+            let partitions = parts(8);
+            let mut seen = BTreeMap::new();
+            for m in &members {
+                let share = share_of("g", &partitions, &members, m);
+                assert!(share.len() >= 8 / n_members && share.len() <= 8usize.div_ceil(n_members));
+                for p in share {
+                    assert!(seen.insert(p, m.clone()).is_none(), "dealt twice");
+                }
+            }
+            assert_eq!(seen.len(), 8);
+        }
+        assert!(
+            share_of("g", &parts(4), &["a".into()], "b").is_empty(),
+            "not a member"
+        );
+    }
+}
