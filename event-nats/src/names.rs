@@ -90,6 +90,12 @@ impl Names {
         format!("{}-positions", self.prefix)
     }
 
+    /// The KV bucket of consumer-group members (key: group token, value: one
+    /// `<until_ms> <instance>` line per member).
+    pub(crate) fn members_bucket(&self) -> String {
+        format!("{}-members", self.prefix)
+    }
+
     /// The key of one group position: `<group>.<topic>.<partition>`.
     pub(crate) fn position_key(group: &str, topic: &str, partition: u32) -> String {
         format!("{}.{}.{partition}", token(group), token(topic))

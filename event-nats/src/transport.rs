@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use event_runtime::transport::{
-    OutgoingRecord, Position, Record, Transport, TransportError, TransportErrorKind,
+    Claim, OutgoingRecord, Position, Record, Slot, Transport, TransportError, TransportErrorKind,
 };
 use futures_util::StreamExt as _;
 
@@ -35,7 +35,10 @@ struct Inner {
     names: Names,
     redactor: Redactor,
     topics_kv: kv::Store,
+    /// Slots: `<next offset>`, or `<next offset> <until_ms> <owner>` while an instance claims
+    /// the partition; the entry's revision is the slot's.
     positions_kv: kv::Store,
+    members_kv: kv::Store,
     /// Topics whose partition count is known and whose streams were checked by this process.
     partitions: Mutex<HashMap<String, u32>>,
     /// Idle read cursors by (topic, partition).
@@ -547,6 +550,14 @@ impl NatsTransport {
             &redactor,
         )
         .await?;
+        let members_kv = open_bucket(
+            &js,
+            names.members_bucket(),
+            "event log consumer-group members: the instances of each group and until when",
+            &config,
+            &redactor,
+        )
+        .await?;
         Ok(NatsTransport {
             inner: Arc::new(Inner {
                 client,
@@ -555,6 +566,7 @@ impl NatsTransport {
                 redactor,
                 topics_kv,
                 positions_kv,
+                members_kv,
                 config,
                 partitions: Mutex::default(),
                 cursors: Mutex::default(),
@@ -676,6 +688,95 @@ async fn open_bucket(
         .await
         .map_err(|err| fail(&err))?;
     js.get_key_value(name).await.map_err(|err| fail(&err))
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A slot's value: `<next>` or `<next> <until_ms> <owner>`.
+fn parse_slot(value: &[u8]) -> Option<(u64, Option<Claim>)> {
+    let text = std::str::from_utf8(value).ok()?;
+    let mut parts = text.trim().splitn(3, ' ');
+    let next = parts.next()?.parse().ok()?;
+    let claim = match (parts.next(), parts.next()) {
+        (Some(until), Some(owner)) => Some(Claim {
+            owner: owner.to_owned(),
+            until_ms: until.parse().ok()?,
+        }),
+        (None, None) => None,
+        _ => return None,
+    };
+    Some((next, claim))
+}
+
+impl Inner {
+    /// Changes the members entry of `group` with `change` (a compare-and-set, retried on a
+    /// concurrent change), dropping members lapsed for over an hour, and returns the live
+    /// members, sorted.
+    async fn update_members(
+        &self,
+        group: &str,
+        change: impl Fn(&mut std::collections::BTreeMap<String, i64>),
+    ) -> Result<Vec<String>, TransportError> {
+        let op = || format!("update the members of {group}");
+        let key = token(group);
+        loop {
+            let entry = self
+                .members_kv
+                .entry(key.clone())
+                .await
+                .map_err(|err| self.error(op(), err))?
+                .filter(|e| e.operation == kv::Operation::Put);
+            let mut members: std::collections::BTreeMap<String, i64> = entry
+                .as_ref()
+                .map(|e| String::from_utf8_lossy(&e.value).into_owned())
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|line| {
+                    let (until, instance) = line.split_once(' ')?;
+                    Some((instance.to_owned(), until.parse().ok()?))
+                })
+                .collect();
+            change(&mut members);
+            let now = now_ms();
+            members.retain(|_, until| *until > now - 3_600_000);
+            let value: String = members
+                .iter()
+                .map(|(instance, until)| format!("{until} {instance}\n"))
+                .collect();
+            let written = match entry {
+                Some(entry) => match self
+                    .members_kv
+                    .update(key.clone(), Bytes::from(value), entry.revision)
+                    .await
+                {
+                    Ok(_) => true,
+                    Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => false,
+                    Err(err) => return Err(self.error(op(), err)),
+                },
+                None => match self
+                    .members_kv
+                    .create(key.clone(), Bytes::from(value))
+                    .await
+                {
+                    Ok(_) => true,
+                    Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => false,
+                    Err(err) => return Err(self.error(op(), err)),
+                },
+            };
+            if written {
+                return Ok(members
+                    .into_iter()
+                    .filter(|(_, until)| *until > now)
+                    .map(|(instance, _)| instance)
+                    .collect());
+            }
+        }
+    }
 }
 
 fn storage_type(storage: Storage) -> stream::StorageType {
@@ -905,16 +1006,13 @@ impl Transport for NatsTransport {
             })?;
         match value {
             None => Ok(0),
-            Some(value) => std::str::from_utf8(&value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .ok_or_else(|| {
-                    TransportError::new(
-                        TransportErrorKind::Corrupt,
-                        format!("read position of {group} on {topic}/{partition}"),
-                        "the stored position is not a number",
-                    )
-                }),
+            Some(value) => parse_slot(&value).map(|(next, _)| next).ok_or_else(|| {
+                TransportError::new(
+                    TransportErrorKind::Corrupt,
+                    format!("read position of {group} on {topic}/{partition}"),
+                    "the stored position is not a number",
+                )
+            }),
         }
     }
 
@@ -935,6 +1033,90 @@ impl Transport for NatsTransport {
             .await
             .map_err(|err| inner.error(format!("commit {group} on {topic}/{partition}"), err))?;
         Ok(())
+    }
+
+    /// Instances share partitions through the positions bucket: a slot is one KV entry, and
+    /// its compare-and-set is a KV update on the entry's revision (JetStream's expected last
+    /// subject sequence). Members are one entry per group, updated the same way.
+    fn shares_partitions(&self) -> bool {
+        true
+    }
+
+    async fn slot(&self, group: &str, topic: &str, partition: u32) -> Result<Slot, TransportError> {
+        let inner = &self.inner;
+        let op = || format!("read the slot of {group} on {topic}/{partition}");
+        let entry = inner
+            .positions_kv
+            .entry(Names::position_key(group, topic, partition))
+            .await
+            .map_err(|err| inner.error(op(), err))?;
+        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+            return Ok(Slot::default());
+        };
+        let (next_offset, claim) = parse_slot(&entry.value).ok_or_else(|| {
+            TransportError::new(
+                TransportErrorKind::Corrupt,
+                op(),
+                "the stored slot cannot be read",
+            )
+        })?;
+        Ok(Slot {
+            next_offset,
+            claim,
+            revision: entry.revision,
+        })
+    }
+
+    async fn swap_slot(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+        claim: Option<&Claim>,
+        expected: u64,
+    ) -> Result<Option<u64>, TransportError> {
+        let inner = &self.inner;
+        let op = || format!("claim {topic}/{partition} for {group}");
+        let key = Names::position_key(group, topic, partition);
+        let value = Bytes::from(match claim {
+            Some(claim) => format!("{next_offset} {} {}", claim.until_ms, claim.owner),
+            None => next_offset.to_string(),
+        });
+        if expected == 0 {
+            return match inner.positions_kv.create(key, value).await {
+                Ok(revision) => Ok(Some(revision)),
+                Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+                Err(err) => Err(inner.error(op(), err)),
+            };
+        }
+        match inner.positions_kv.update(key, value, expected).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(err) => Err(inner.error(op(), err)),
+        }
+    }
+
+    async fn beat(
+        &self,
+        group: &str,
+        instance: &str,
+        until_ms: i64,
+    ) -> Result<Vec<String>, TransportError> {
+        self.inner
+            .update_members(group, |members| {
+                members.insert(instance.to_owned(), until_ms);
+            })
+            .await
+    }
+
+    async fn leave(&self, group: &str, instance: &str) -> Result<(), TransportError> {
+        self.inner
+            .update_members(group, |members| {
+                members.remove(instance);
+            })
+            .await
+            .map(drop)
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, TransportError> {

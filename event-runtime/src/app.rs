@@ -638,7 +638,10 @@ impl<T: Transport> App<T> {
 
     /// Validates the registry and the wiring, creates the topics, and starts every group; with
     /// SQL stores, also the outbox's relay ([`crate::outbox`]), which publishes what was
-    /// staged (before this start too) and stops with the app.
+    /// staged (before this start too) and stops with the app. On an engine where instances
+    /// share partitions ([`Transport::shares_partitions`]), it returns once each group made its
+    /// first round of claims: alone, this instance then owns every partition; beside running
+    /// instances, it takes its share as they hand it over (see docs/delivery.md).
     ///
     /// # Errors
     ///
@@ -725,6 +728,12 @@ impl<T: Transport> App<T> {
         #[cfg(any(feature = "sqlite", feature = "postgres"))]
         if let Some(outbox) = &self.outbox {
             tasks.spawn(outbox.relay(self.publisher.clone(), activity.clone(), receiver.clone()));
+        }
+        // Each group's first round of claims is made before `start` returns: this instance
+        // then owns its share (all of it, alone), and the retention below already sees the
+        // groups' positions.
+        for viewed in shares.values_mut() {
+            let _ = viewed.changed().await;
         }
         let retained = Arc::new(RetentionCounters::default());
         // The inbox's claims are dedupe marks too, in the log's file on the SQLite engine.
