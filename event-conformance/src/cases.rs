@@ -939,9 +939,15 @@ pub async fn sequenced_mode_parks_later_events_of_a_failed_key_until_redrive<E: 
     assert_eq!(
         audit,
         [
-            ("dead-lettered".to_owned(), "consumer:seq".to_owned()),
+            (
+                "dead-lettered".to_owned(),
+                format!("consumer:seq@{}", running.instance())
+            ),
             ("redrive-requested".to_owned(), "alice".to_owned()),
-            ("resolved".to_owned(), "consumer:seq".to_owned()),
+            (
+                "resolved".to_owned(),
+                format!("consumer:seq@{}", running.instance())
+            ),
         ]
     );
     running.stop().await;
@@ -1006,6 +1012,7 @@ pub async fn a_record_has_one_open_dead_letter<E: Engine>(engine: E) {
         attempts: 1,
         first_failure_ms: 1,
         parked_behind: None,
+        instance: None,
     };
     let first = dlq.put(letter("g")).await.unwrap();
     let mut again = letter("g");
@@ -1068,6 +1075,7 @@ pub async fn closed_dead_letters_are_deleted_after_their_retention<E: Engine>(en
         attempts: 1,
         first_failure_ms: 1,
         parked_behind: None,
+        instance: None,
     };
     let closed = dlq.put(letter(1)).await.unwrap();
     let open = dlq.put(letter(2)).await.unwrap();

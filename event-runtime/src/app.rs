@@ -678,6 +678,7 @@ impl<T: Transport> App<T> {
             stats.insert(name.clone(), group_stats.clone());
             let runner = Arc::new(GroupRunner {
                 group: Arc::from(name.as_str()),
+                instance: instance.0.clone(),
                 in_flight: Arc::new(tokio::sync::Semaphore::new(
                     group.options.max_in_flight_per_group.max(1),
                 )),
@@ -705,13 +706,11 @@ impl<T: Transport> App<T> {
                 let (leader, leads) = watch::channel(false);
                 let (view, viewed) = watch::channel(Shared::default());
                 shares.insert(name.clone(), viewed);
-                tasks.spawn(runner.clone().run_shared(
-                    instance.0.clone(),
-                    owned,
-                    leader,
-                    view,
-                    receiver.clone(),
-                ));
+                tasks.spawn(
+                    runner
+                        .clone()
+                        .run_shared(owned, leader, view, receiver.clone()),
+                );
                 tasks.spawn(runner.run_redeliveries(Some(leads), receiver.clone()));
             } else {
                 for (topic, partition) in owned {

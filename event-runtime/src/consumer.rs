@@ -266,6 +266,8 @@ fn error_chain(err: &dyn std::error::Error) -> Vec<String> {
 /// One consumer group, shared by its partition loops.
 pub(crate) struct GroupRunner<T: Transport> {
     pub(crate) group: Arc<str>,
+    /// This instance's id ([`crate::App::instance`]), in logs and audit entries.
+    pub(crate) instance: Arc<str>,
     pub(crate) options: GroupOptions,
     pub(crate) handlers: HashMap<String, Arc<dyn ErasedHandler>>,
     pub(crate) transport: Arc<T>,
@@ -346,6 +348,7 @@ impl<T: Transport> GroupRunner<T> {
                 attempts: failed.attempts,
                 first_failure_ms: failed.first_failure_ms,
                 parked_behind: failed.parked_behind,
+                instance: Some(self.instance.to_string()),
                 record,
             })
             .await
@@ -682,7 +685,11 @@ impl<T: Transport> GroupRunner<T> {
                 let Some(letter) = letter else {
                     return self
                         .dlq
-                        .finish_redelivery(redelivery, Some(&["dead letter not found".to_owned()]))
+                        .finish_redelivery(
+                            redelivery,
+                            Some(&["dead letter not found".to_owned()]),
+                            Some(&self.instance),
+                        )
                         .await;
                 };
                 match self
@@ -691,10 +698,18 @@ impl<T: Transport> GroupRunner<T> {
                 {
                     Outcome::Failed(failed) => {
                         self.dlq
-                            .finish_redelivery(redelivery, Some(&failed.chain))
+                            .finish_redelivery(
+                                redelivery,
+                                Some(&failed.chain),
+                                Some(&self.instance),
+                            )
                             .await
                     }
-                    _ => self.dlq.finish_redelivery(redelivery, None).await,
+                    _ => {
+                        self.dlq
+                            .finish_redelivery(redelivery, None, Some(&self.instance))
+                            .await
+                    }
                 }
             }
             RedeliverySource::Replay => {
@@ -715,7 +730,9 @@ impl<T: Transport> GroupRunner<T> {
                     self.deliver(&record, Delivery::Replay, redelivery.bypass_dedupe)
                         .await?;
                 }
-                self.dlq.finish_redelivery(redelivery, None).await
+                self.dlq
+                    .finish_redelivery(redelivery, None, Some(&self.instance))
+                    .await
             }
         }
     }

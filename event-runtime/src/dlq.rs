@@ -202,6 +202,9 @@ pub struct NewDeadLetter {
     pub first_failure_ms: i64,
     /// Parked behind, for sequenced mode.
     pub parked_behind: Option<u64>,
+    /// The instance that dead-lettered it ([`crate::App::instance`]): the audit entry's actor is
+    /// `consumer:<group>@<instance>` (`consumer:<group>` without one).
+    pub instance: Option<String>,
 }
 
 /// An operator action on a letter.
@@ -529,7 +532,8 @@ impl DeadLetters {
     }
 
     /// Closes a redelivery. For a redrive, `failure` (the new error chain) sends the letter back
-    /// to `dead`; success resolves it and queues the letters parked behind it.
+    /// to `dead`; success resolves it and queues the letters parked behind it. `instance` (the
+    /// instance that ran it) goes into the audit entry's actor, as in [`NewDeadLetter::instance`].
     ///
     /// # Errors
     ///
@@ -538,9 +542,10 @@ impl DeadLetters {
         &self,
         redelivery: &Redelivery,
         failure: Option<&[String]>,
+        instance: Option<&str>,
     ) -> Result<(), TransportError> {
         in_tx!(&self.db, write, "finish redelivery", |tx| {
-            letters::finish_redelivery(&mut tx, redelivery, failure).await
+            letters::finish_redelivery(&mut tx, redelivery, failure, instance).await
         })
     }
 

@@ -12,7 +12,7 @@ use event_nats::{NatsConfig, NatsTransport};
 use event_runtime::dlq::DeadLetters;
 use event_runtime::transport::sqlite::SqliteTransport;
 use event_runtime::transport::{
-    OutgoingRecord, Position, Record, Transport, TransportError, TransportErrorKind,
+    OutgoingRecord, Position, Record, Slot, Transport, TransportError, TransportErrorKind,
 };
 
 /// Why a command failed.
@@ -93,6 +93,14 @@ impl Engine {
 impl Transport for Engine {
     fn structured_records(&self) -> bool {
         each!(self, t => t.structured_records())
+    }
+
+    fn shares_partitions(&self) -> bool {
+        each!(self, t => t.shares_partitions())
+    }
+
+    async fn slot(&self, group: &str, topic: &str, partition: u32) -> Result<Slot, TransportError> {
+        each!(self, t => t.slot(group, topic, partition).await)
     }
 
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> Result<u32, TransportError> {

@@ -40,6 +40,26 @@ pub(crate) async fn lag(db: &Db, json: bool) -> Result<(), Error> {
     let lags = lag_of(&db.transport, &subscriptions)
         .await
         .map_err(|e| db.fail(e))?;
+    // Which instance consumes each partition, where instances share them through claims: the
+    // claim's owner while it holds.
+    let mut owners = Vec::with_capacity(lags.len());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    for l in &lags {
+        let owner = if db.transport.shares_partitions() {
+            db.transport
+                .slot(&l.group, &l.topic, l.partition)
+                .await
+                .map_err(|e| db.fail(e))?
+                .claim
+                .filter(|c| c.live_at(now))
+                .map(|c| c.owner)
+        } else {
+            None
+        };
+        owners.push(owner);
+    }
     let depth: BTreeMap<String, u64> = match db.dlq_if_any() {
         Some(dlq) => dlq
             .depth()
@@ -84,7 +104,8 @@ pub(crate) async fn lag(db: &Db, json: bool) -> Result<(), Error> {
     if json {
         let partitions: Vec<Value> = lags
             .iter()
-            .map(|l| {
+            .zip(&owners)
+            .map(|(l, owner)| {
                 json!({
                     "group": l.group,
                     "topic": l.topic,
@@ -92,6 +113,7 @@ pub(crate) async fn lag(db: &Db, json: bool) -> Result<(), Error> {
                     "committed": l.committed,
                     "end": l.end,
                     "lag": l.lag(),
+                    "owner": owner,
                 })
             })
             .collect();
@@ -119,8 +141,16 @@ pub(crate) async fn lag(db: &Db, json: bool) -> Result<(), Error> {
         return Ok(());
     }
     if !lags.is_empty() {
-        let mut table = Table::new(&["GROUP", "TOPIC", "PARTITION", "COMMITTED", "END", "LAG"]);
-        for l in &lags {
+        let mut table = Table::new(&[
+            "GROUP",
+            "TOPIC",
+            "PARTITION",
+            "COMMITTED",
+            "END",
+            "LAG",
+            "OWNER",
+        ]);
+        for (l, owner) in lags.iter().zip(&owners) {
             table.row(vec![
                 clean(&l.group),
                 clean(&l.topic),
@@ -128,6 +158,7 @@ pub(crate) async fn lag(db: &Db, json: bool) -> Result<(), Error> {
                 l.committed.to_string(),
                 l.end.to_string(),
                 l.lag().to_string(),
+                owner.as_deref().map_or_else(|| "-".to_owned(), clean),
             ]);
         }
         table.write(&mut out)?;

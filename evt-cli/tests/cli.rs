@@ -233,6 +233,7 @@ async fn dead_letters_are_listed_shown_and_redriven_into_a_running_app() {
     assert!(text(db, &["dlq", "list", "--group", "shipping"]).contains("no open dead letters"));
 
     let shown = text(db, &["dlq", "show", &id_text]);
+    let billing = format!("consumer:billing@{}", shop.running.instance());
     for expected in [
         "reason         card declined",
         "1. card declined",
@@ -241,7 +242,7 @@ async fn dead_letters_are_listed_shown_and_redriven_into_a_running_app() {
         "\"order_id\": \"o-bad\"",
         "audit trail:",
         "dead-lettered",
-        "consumer:billing",
+        billing.as_str(),
     ] {
         assert!(shown.contains(expected), "no `{expected}` in\n{shown}");
     }
@@ -251,7 +252,7 @@ async fn dead_letters_are_listed_shown_and_redriven_into_a_running_app() {
     assert_eq!(detail["payload"]["value"]["total_cents"], 999);
     assert_eq!(
         actions(&detail),
-        [("dead-lettered".to_owned(), "consumer:billing".to_owned())]
+        [("dead-lettered".to_owned(), billing.clone())]
     );
 
     let lag = json(db, &["lag"]);
@@ -275,9 +276,9 @@ async fn dead_letters_are_listed_shown_and_redriven_into_a_running_app() {
     assert_eq!(
         actions(&detail),
         [
-            ("dead-lettered".to_owned(), "consumer:billing".to_owned()),
+            ("dead-lettered".to_owned(), billing.clone()),
             ("redrive-requested".to_owned(), "alice".to_owned()),
-            ("resolved".to_owned(), "consumer:billing".to_owned()),
+            ("resolved".to_owned(), billing.clone()),
         ]
     );
     assert!(
@@ -310,6 +311,14 @@ async fn dead_letters_are_listed_shown_and_redriven_into_a_running_app() {
     let partitions = lag["partitions"].as_array().unwrap();
     assert_eq!(partitions.len(), 2, "{lag}");
     assert!(partitions.iter().all(|p| p["lag"] == 0), "{lag}");
+    // The app's instance claims every partition it consumes.
+    assert!(
+        partitions
+            .iter()
+            .all(|p| p["owner"] == shop.running.instance()),
+        "{lag}"
+    );
+    assert!(text(db, &["lag"]).contains(shop.running.instance()));
     assert_eq!(
         partitions
             .iter()

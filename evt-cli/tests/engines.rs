@@ -91,7 +91,7 @@ async fn shop<T: Transport + Clone>(transport: T, stores: Stores) -> (Running<T>
 
 /// Lists, shows, lags, tails and redrives through `evt` with `target` (the engine and store
 /// flags), while the app runs; the app resolves the redriven letter.
-async fn operate(broken: &AtomicBool, target: &[&str]) {
+async fn operate(broken: &AtomicBool, target: &[&str], owner: Option<&str>) {
     let with = |args: &[&str]| -> Vec<String> {
         target.iter().chain(args).map(|s| (*s).to_owned()).collect()
     };
@@ -132,6 +132,17 @@ async fn operate(broken: &AtomicBool, target: &[&str]) {
         .map(|p| p["committed"].as_u64().unwrap())
         .sum();
     assert_eq!(committed, 3, "{lag}");
+    // The instance consuming each partition, where instances share them through claims.
+    let owners: Vec<&Value> = lag["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["group"] == "billing")
+        .map(|p| &p["owner"])
+        .collect();
+    assert!(!owners.is_empty());
+    let expected = owner.map_or(Value::Null, |o| Value::String(o.to_owned()));
+    assert!(owners.iter().all(|o| **o == expected), "{lag}");
 
     let out = evt(&with(&[
         "tail",
@@ -243,6 +254,7 @@ async fn nats_with_postgres_stores() {
             "--postgres",
             &stores_url,
         ],
+        Some(running.instance()),
     )
     .await;
 
@@ -286,6 +298,7 @@ async fn kafka_with_sqlite_stores() {
     operate(
         &broken,
         &["--kafka", &servers, "--prefix", &prefix, "--db", &db],
+        None,
     )
     .await;
     running.stop().await;

@@ -600,6 +600,7 @@ impl<'a, T: Transport> Failing<'a, T> {
             tracing::warn!(
                 target: "event_runtime::consumer",
                 group = %self.runner.group,
+                instance = %self.runner.instance,
                 topic = self.topic,
                 partition = self.partition,
                 operation = self.operation,
@@ -615,6 +616,7 @@ impl<'a, T: Transport> Failing<'a, T> {
             tracing::info!(
                 target: "event_runtime::consumer",
                 group = %self.runner.group,
+                instance = %self.runner.instance,
                 topic = self.topic,
                 partition = self.partition,
                 operation = self.operation,

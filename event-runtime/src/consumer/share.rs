@@ -212,12 +212,12 @@ impl<T: Transport> GroupRunner<T> {
     /// partition (it then runs the group's redrive and replay requests). See the module docs.
     pub(crate) async fn run_shared(
         self: Arc<Self>,
-        instance: Arc<str>,
         partitions: Vec<PartitionId>,
         leader: watch::Sender<bool>,
         view: watch::Sender<Shared>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let instance = self.instance.clone();
         let ttl = self.options.claim_ttl.max(Duration::from_millis(30));
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
         let first = partitions.iter().min().cloned();

@@ -234,7 +234,7 @@ pub(crate) async fn put(
     };
     let id = tx.insert(&letter, status).await?;
     let reason = letter.error_chain.first().cloned().unwrap_or_default();
-    let consumer = format!("consumer:{}", letter.group);
+    let consumer = consumer_actor(&letter.group, letter.instance.as_deref());
     tx.audit(
         id,
         "dead-lettered",
@@ -364,17 +364,26 @@ pub(crate) async fn cancel_replays(
     Ok(cancelled)
 }
 
+/// The audit actor of a consumer: `consumer:<group>`, with `@<instance>` when known.
+fn consumer_actor(group: &str, instance: Option<&str>) -> String {
+    match instance {
+        Some(instance) => format!("consumer:{group}@{instance}"),
+        None => format!("consumer:{group}"),
+    }
+}
+
 /// See [`crate::dlq::DeadLetters::finish_redelivery`].
 pub(crate) async fn finish_redelivery(
     tx: &mut impl LetterTx,
     redelivery: &Redelivery,
     failure: Option<&[String]>,
+    instance: Option<&str>,
 ) -> Result<(), TransportError> {
     tx.delete_redelivery(redelivery.id).await?;
     let Some(letter_id) = redelivery.letter_id else {
         return Ok(());
     };
-    let actor = format!("consumer:{}", redelivery.group);
+    let actor = consumer_actor(&redelivery.group, instance);
     // Lock the letter first: a concurrent redrive request waits for this to finish.
     tx.letter_for_update(letter_id).await?;
     match failure {
