@@ -55,6 +55,17 @@ impl Ledger {
         .unwrap_or(0)
     }
 
+    /// Ledger rows per instance.
+    async fn by_instance(&self) -> std::collections::BTreeMap<String, i64> {
+        let sql = "SELECT instance, COUNT(*) FROM ledger GROUP BY instance";
+        let rows: Vec<(String, i64)> = match self {
+            Ledger::Sqlite(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+            Ledger::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+        }
+        .unwrap_or_default();
+        rows.into_iter().collect()
+    }
+
     async fn rows(&self) -> Vec<(String, String, i64)> {
         let sql = "SELECT event_id, account, seq FROM ledger ORDER BY row_id";
         match self {
@@ -102,7 +113,7 @@ async fn sqlite_ledger(db: &std::path::Path) -> sqlx::SqlitePool {
         .unwrap()
         .pool()
         .clone();
-    sqlx::query("CREATE TABLE ledger (row_id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, account TEXT NOT NULL, seq INTEGER NOT NULL)")
+    sqlx::query("CREATE TABLE ledger (row_id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, account TEXT NOT NULL, seq INTEGER NOT NULL, instance TEXT NOT NULL)")
         .execute(&pool)
         .await
         .unwrap();
@@ -115,7 +126,7 @@ async fn ledger_schema() -> (sqlx::PgPool, String) {
         .await
         .expect("EVT_POSTGRES_URL was checked");
     sqlx::raw_sql(
-        "CREATE TABLE ledger (row_id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, account TEXT NOT NULL, seq BIGINT NOT NULL)",
+        "CREATE TABLE ledger (row_id BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, account TEXT NOT NULL, seq BIGINT NOT NULL, instance TEXT NOT NULL)",
     )
     .execute(&pool)
     .await
@@ -274,10 +285,14 @@ async fn check_postings<T: Transport>(log: &T, relayed: bool) {
 }
 
 fn spawn(engine: &str, env: &[(&str, String)]) -> Child {
+    spawn_with(engine, env, delay_ms(engine))
+}
+
+fn spawn_with(engine: &str, env: &[(&str, String)], delay_ms: &str) -> Child {
     Command::new(env!("CARGO_BIN_EXE_crash_consumer"))
         .arg(engine)
         .arg(EVENTS.to_string())
-        .arg(delay_ms(engine))
+        .arg(delay_ms)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .spawn()
         .expect("consumer binary starts")
@@ -341,7 +356,11 @@ async fn kill_and_restart(
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success());
+    check_ledger(ledger, events).await;
+}
 
+/// The ledger holds every event exactly once, in order per account.
+async fn check_ledger(ledger: &Ledger, events: &[Envelope<Entry>]) {
     // Every event exactly once...
     let rows = ledger.rows().await;
     let mut ids: Vec<&str> = rows.iter().map(|(id, _, _)| id.as_str()).collect();
@@ -367,4 +386,213 @@ async fn kill_and_restart(
         sorted.sort_unstable();
         assert_eq!(seqs, sorted, "order broken for acct-{account}");
     }
+}
+
+/// The NATS consumer's environment on a new prefix and ledger schema with `events` published:
+/// the transport, the environment and the ledger.
+async fn nats_run() -> Option<(
+    event_nats::NatsTransport,
+    Vec<(&'static str, String)>,
+    Ledger,
+    Vec<Envelope<Entry>>,
+)> {
+    let (Some(nats), Some(pg)) = (
+        common::server_url("EVT_NATS_URL"),
+        common::server_url("EVT_POSTGRES_URL"),
+    ) else {
+        return None;
+    };
+    let (pool, schema) = ledger_schema().await;
+    let (transport, prefix, events) = produce_on_nats(&nats).await;
+    let env = vec![
+        ("CRASH_NATS_URL", nats),
+        ("CRASH_PREFIX", prefix),
+        ("CRASH_POSTGRES_URL", pg),
+        ("CRASH_SCHEMA", schema),
+    ];
+    Some((transport, env, Ledger::Postgres(pool), events))
+}
+
+/// Starts instance `id` of the NATS consumer with claims of `ttl_ms` and a 100 ms handler.
+fn instance(env: &[(&'static str, String)], id: &str, ttl_ms: u64) -> Child {
+    let mut env = env.to_vec();
+    env.push(("CRASH_INSTANCE", id.to_owned()));
+    env.push(("CRASH_CLAIM_TTL_MS", ttl_ms.to_string()));
+    spawn_with("nats", &env, "100")
+}
+
+/// A consumer process, killed if the test ends (or fails) before it exits.
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = Command::new("kill")
+                .arg("-CONT")
+                .arg(self.0.id().to_string())
+                .status();
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Waits until every instance of `ids` has booked something.
+async fn all_booked(ledger: &Ledger, ids: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts = ledger.by_instance().await;
+        if ids
+            .iter()
+            .all(|id| counts.get(*id).copied().unwrap_or(0) > 0)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every instance booked: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits for `child` to exit successfully.
+async fn finishes(child: &mut Child, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "{name} exited with {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The owners of the ledger topic's partitions for the consumer's group, as claimed now.
+async fn owners(transport: &event_nats::NatsTransport) -> Vec<Option<String>> {
+    let mut owners = Vec::new();
+    for partition in 0..8 {
+        let slot = transport
+            .slot("ledger-writer", "ledger", partition)
+            .await
+            .unwrap();
+        owners.push(slot.claim.map(|c| c.owner));
+    }
+    owners
+}
+
+/// Three processes of one service on NATS share the group's partitions (each books a share),
+/// and when one is SIGKILLed mid-stream the other two take its partitions once its claims lapse:
+/// the inbox ledger ends with every event exactly once, in order per account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nats_instances_share_the_work_and_survive_a_kill() {
+    let Some((transport, env, ledger, events)) = nats_run().await else {
+        return;
+    };
+    let mut one = Running(instance(&env, "one", 1500));
+    let mut two = Running(instance(&env, "two", 1500));
+    let mut three = Running(instance(&env, "three", 1500));
+    // Settled: each owns 2 or 3 of the 8 partitions, and each booked some of its share.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let owned = owners(&transport).await;
+        let shares = ["one", "two", "three"]
+            .map(|id| owned.iter().filter(|o| o.as_deref() == Some(id)).count());
+        if shares.iter().all(|n| (2..=3).contains(n)) && shares.iter().sum::<usize>() == 8 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no even shares: {owned:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    all_booked(&ledger, &["one", "two", "three"]).await;
+    two.kill().expect("SIGKILL");
+    two.wait().unwrap();
+    let killed = Instant::now();
+    let at_kill = ledger.handled().await;
+    assert!(at_kill < i64::from(EVENTS), "the kill landed after the end");
+    // The survivors own every partition within the claim's time and a few rounds.
+    let deadline = killed + Duration::from_secs(10);
+    loop {
+        let owned = owners(&transport).await;
+        if owned
+            .iter()
+            .all(|o| matches!(o.as_deref(), Some("one" | "three")))
+        {
+            eprintln!("partitions moved {:?} after the kill", killed.elapsed());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "two's partitions did not move: {owned:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    finishes(&mut one, "one").await;
+    finishes(&mut three, "three").await;
+    check_ledger(&ledger, &events).await;
+    eprintln!("booked per instance: {:?}", ledger.by_instance().await);
+}
+
+/// An instance SIGSTOPped past its claims' time loses its partitions to the other, which goes on
+/// booking; SIGCONTed, it abandons what it lost (no position, no new handler there) and the
+/// ledger still ends with every event exactly once, in order per account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nats_instance_paused_past_its_claims_loses_them_and_doubles_nothing() {
+    let Some((transport, env, ledger, events)) = nats_run().await else {
+        return;
+    };
+    let mut one = Running(instance(&env, "one", 1000));
+    let mut two = Running(instance(&env, "two", 1000));
+    all_booked(&ledger, &["one", "two"]).await;
+    let signal = |sig: &str, child: &Child| {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill(1)");
+        assert!(status.success());
+    };
+    signal("STOP", &one);
+    let stopped = Instant::now();
+    let deadline = stopped + Duration::from_secs(10);
+    loop {
+        let owned = owners(&transport).await;
+        if owned.iter().all(|o| o.as_deref() == Some("two")) {
+            eprintln!("partitions moved {:?} after the stop", stopped.elapsed());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "one's partitions did not move: {owned:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let booked = ledger.handled().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ledger.handled().await == booked && ledger.handled().await < i64::from(EVENTS) {
+        assert!(
+            Instant::now() < deadline,
+            "two booked nothing while one was stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    signal("CONT", &one);
+    finishes(&mut one, "one").await;
+    finishes(&mut two, "two").await;
+    check_ledger(&ledger, &events).await;
+    eprintln!("booked per instance: {:?}", ledger.by_instance().await);
 }

@@ -16,6 +16,10 @@
 //! For `nats` and `kafka` the stores (dedupe claims, dead letters) and the `ledger` table are in
 //! PostgreSQL, at `CRASH_POSTGRES_URL` in the schema `CRASH_SCHEMA`: the inbox transaction is a
 //! PostgreSQL one.
+//!
+//! `CRASH_INSTANCE` names the instance (default `crash-consumer`: one instance, restarted), which
+//! each ledger row records; `CRASH_CLAIM_TTL_MS` sets `GroupOptions::claim_ttl`. Several
+//! processes with different instances share the group's partitions (`tests/tests/instances.rs`).
 
 use std::time::Duration;
 
@@ -54,8 +58,17 @@ fn options() -> GroupOptions {
         inbox: true,
         concurrency: 4,
         batch: 16,
+        claim_ttl: std::env::var("CRASH_CLAIM_TTL_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map_or(GroupOptions::default().claim_ttl, Duration::from_millis),
         ..GroupOptions::default()
     }
+}
+
+/// This instance's id: `CRASH_INSTANCE`, or `crash-consumer` (one instance restarted).
+fn instance() -> String {
+    std::env::var("CRASH_INSTANCE").unwrap_or_else(|_| "crash-consumer".to_owned())
 }
 
 /// A pool on the PostgreSQL schema of the test.
@@ -77,7 +90,7 @@ where
 {
     // The id of this instance across its restarts (a pod name would do), so a restart after a
     // SIGKILL takes its partitions back at once instead of waiting for its claims to lapse.
-    app.instance("crash-consumer");
+    app.instance(&instance());
     let running = app.start().await?;
     loop {
         if rows().await? >= expected && running.wait_idle(Duration::from_millis(1)).await {
@@ -107,12 +120,15 @@ async fn on_postgres<T: Transport>(
                     .transaction::<sqlx::Postgres>()
                     .await
                     .ok_or("inbox mode expected")?;
-                sqlx::query("INSERT INTO ledger (event_id, account, seq) VALUES ($1, $2, $3)")
-                    .bind(event.id.to_string())
-                    .bind(&event.data.account)
-                    .bind(i64::from(event.data.seq))
-                    .execute(&mut **tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO ledger (event_id, account, seq, instance) VALUES ($1, $2, $3, $4)",
+                )
+                .bind(event.id.to_string())
+                .bind(&event.data.account)
+                .bind(i64::from(event.data.seq))
+                .bind(instance())
+                .execute(&mut **tx)
+                .await?;
                 drop(tx);
                 ctx.publish(Posted {
                     account: event.data.account.clone(),
@@ -140,12 +156,15 @@ fn book_in_sqlite<T: Transport>(app: &mut App<T>, delay: Duration) {
                     .transaction::<sqlx::Sqlite>()
                     .await
                     .ok_or("inbox mode expected")?;
-                sqlx::query("INSERT INTO ledger (event_id, account, seq) VALUES (?, ?, ?)")
-                    .bind(event.id.to_string())
-                    .bind(&event.data.account)
-                    .bind(event.data.seq)
-                    .execute(&mut **tx)
-                    .await?;
+                sqlx::query(
+                    "INSERT INTO ledger (event_id, account, seq, instance) VALUES (?, ?, ?, ?)",
+                )
+                .bind(event.id.to_string())
+                .bind(&event.data.account)
+                .bind(event.data.seq)
+                .bind(instance())
+                .execute(&mut **tx)
+                .await?;
                 drop(tx);
                 ctx.publish(Posted {
                     account: event.data.account.clone(),
