@@ -178,6 +178,7 @@ macro_rules! conformance_tests {
             a_dead_instances_partitions_move_to_the_survivors,
             a_deposed_instance_never_commits_again,
             slots_are_compare_and_set,
+            redrives_run_once_across_instances,
         );
     };
 }

@@ -703,15 +703,10 @@ impl<T: Transport> App<T> {
                 owned.extend((0..partitions).map(|p| (topic.clone(), p)));
             }
             if shared {
-                let (leader, leads) = watch::channel(false);
                 let (view, viewed) = watch::channel(Shared::default());
-                shares.insert(name.clone(), viewed);
-                tasks.spawn(
-                    runner
-                        .clone()
-                        .run_shared(owned, leader, view, receiver.clone()),
-                );
-                tasks.spawn(runner.run_redeliveries(Some(leads), receiver.clone()));
+                shares.insert(name.clone(), viewed.clone());
+                tasks.spawn(runner.clone().run_shared(owned, view, receiver.clone()));
+                tasks.spawn(runner.run_redeliveries(Some(viewed), receiver.clone()));
             } else {
                 for (topic, partition) in owned {
                     tasks.spawn(runner.clone().run_partition(

@@ -632,43 +632,45 @@ impl<T: Transport> GroupRunner<T> {
         Ok(true)
     }
 
-    /// Runs the redrive and replay requests of this group until shutdown; with `leader`, only
-    /// while it is true (the one instance of the group that owns its first partition), so
-    /// several instances do not run one request twice.
+    /// Runs the redrive and replay requests of this group until shutdown. Where instances
+    /// share partitions (`owned`), each runs the requests of the partitions it owns, so a
+    /// request runs on one instance (a request finished twice across a handover is recorded
+    /// once: see `letters::finish_redelivery`).
     pub(crate) async fn run_redeliveries(
         self: Arc<Self>,
-        mut leader: Option<watch::Receiver<bool>>,
+        owned: Option<watch::Receiver<share::Shared>>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         while !*shutdown.borrow() {
-            if let Some(leader) = leader.as_mut()
-                && !*leader.borrow_and_update()
-            {
-                tokio::select! {
-                    _ = leader.changed() => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
             let pending = self
                 .dlq
                 .pending_redeliveries(&self.group, 64)
                 .await
                 .unwrap_or_default();
-            if pending.is_empty() {
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
-                    _ = shutdown.changed() => {}
-                }
-                continue;
-            }
+            let mut ran = false;
             for redelivery in pending {
+                if let Some(owned) = &owned
+                    && !owned
+                        .borrow()
+                        .owned
+                        .iter()
+                        .any(|(t, p)| *t == redelivery.topic && *p == redelivery.partition)
+                {
+                    continue;
+                }
+                ran = true;
                 self.activity.begin();
                 let result = self.redeliver(&redelivery).await;
                 self.activity.end();
                 if result.is_err() {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     break;
+                }
+            }
+            if !ran {
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = shutdown.changed() => {}
                 }
             }
         }

@@ -7,8 +7,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_runtime::app::{GroupOptions, Running};
+use event_runtime::dlq::{LetterFilter, LetterStatus, Selection};
 use event_runtime::transport::{Claim, Transport};
-use event_runtime::{Context, Envelope};
+use event_runtime::{Context, Envelope, HandlerError};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::Engine;
 use crate::fixture::{HandlerFuture, Step, steps};
@@ -25,6 +27,17 @@ async fn instance<E: Engine>(
     runs: &Runs,
     claim_ttl: Duration,
 ) -> Running<E::Transport> {
+    failing_instance(engine, id, runs, claim_ttl, Arc::default()).await
+}
+
+/// As [`instance`], refusing every account's first step while `broken` is set.
+async fn failing_instance<E: Engine>(
+    engine: &E,
+    id: &str,
+    runs: &Runs,
+    claim_ttl: Duration,
+    broken: Arc<AtomicBool>,
+) -> Running<E::Transport> {
     let mut app = engine.app().await;
     let (runs, me) = (runs.clone(), id.to_owned());
     app.instance(id)
@@ -39,8 +52,12 @@ async fn instance<E: Engine>(
         )
         .subscribe::<Step, _>("g", move |event: Envelope<Step>, _ctx: Context| {
             let (runs, me) = (runs.clone(), me.clone());
+            let refuse = event.data.seq == 0 && broken.load(Ordering::SeqCst);
             Box::pin(async move {
                 tokio::task::yield_now().await;
+                if refuse {
+                    return Err(HandlerError::permanent("refused"));
+                }
                 runs.lock()
                     .unwrap()
                     .push((me, event.data.account.clone(), event.data.seq));
@@ -334,4 +351,82 @@ pub async fn slots_are_compare_and_set<E: Engine>(engine: E) {
     );
     t.leave("g", "m-b").await.unwrap();
     assert_eq!(t.beat("g", "m-a", now + 60_000).await.unwrap(), ["m-a"]);
+}
+
+/// Dead letters of two instances' partitions, redriven at once: each request runs on the one
+/// instance owning its record's partition, so every letter is resolved once and every event's
+/// redrive is handled once.
+pub async fn redrives_run_once_across_instances<E: Engine>(engine: E) {
+    if !engine.transport().await.shares_partitions() {
+        return;
+    }
+    let runs: Runs = Arc::default();
+    let broken = Arc::new(AtomicBool::new(true));
+    let ttl = Duration::from_secs(3);
+    let a = failing_instance(&engine, "inst-a", &runs, ttl, broken.clone()).await;
+    let b = failing_instance(&engine, "inst-b", &runs, ttl, broken.clone()).await;
+    settled(&[&a, &b], Duration::from_secs(20)).await;
+    a.publisher().publish_all(steps(12, 2)).await.unwrap();
+    for r in [&a, &b] {
+        assert!(r.wait_idle(Duration::from_secs(20)).await);
+    }
+    let dlq = a.dead_letters().clone();
+    let letters = dlq.list(&LetterFilter::default()).await.unwrap();
+    assert_eq!(letters.len(), 12, "every account's first step");
+    broken.store(false, Ordering::SeqCst);
+    dlq.request_redrive(Some("g"), Selection::All, "ops")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let open = dlq.list(&LetterFilter::default()).await.unwrap();
+        if open.is_empty() && a.wait_idle(Duration::from_millis(1)).await {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} letters still open",
+            open.len()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut actors = BTreeSet::new();
+    for letter in &letters {
+        assert_eq!(
+            dlq.get(letter.id).await.unwrap().unwrap().status,
+            LetterStatus::Resolved
+        );
+        let resolved: Vec<String> = dlq
+            .audit(letter.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.action == "resolved")
+            .map(|e| e.actor)
+            .collect();
+        assert_eq!(
+            resolved.len(),
+            1,
+            "letter {} resolved {resolved:?}",
+            letter.id
+        );
+        actors.extend(resolved);
+    }
+    assert_eq!(
+        actors,
+        BTreeSet::from([
+            "consumer:g@inst-a".to_owned(),
+            "consumer:g@inst-b".to_owned()
+        ]),
+        "each instance redrives the letters of its partitions"
+    );
+    let firsts = runs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, _, seq)| *seq == 0)
+        .count();
+    assert_eq!(firsts, 12, "a redriven event was handled twice");
+    a.stop().await;
+    b.stop().await;
 }

@@ -1,7 +1,8 @@
 //! Several instances of one service sharing a group's partitions, on an engine that keeps
 //! claims ([`Transport::shares_partitions`]): the memory engine, SQLite, NATS JetStream.
 //!
-//! Each instance of a group runs one supervisor. Every round it announces itself
+//! Each instance of a group runs one supervisor. Every round (a sixth of `claim_ttl`, at most a
+//! second; more often while its share is not settled) it announces itself
 //! ([`Transport::beat`]) and learns the live members; the group's partitions are dealt over the
 //! sorted members in turn, so every instance computes the same share for each. It then:
 //! - renews the claims it holds (a claim lapses `claim_ttl` after it was last written);
@@ -208,19 +209,16 @@ pub(crate) struct Shared {
 
 impl<T: Transport> GroupRunner<T> {
     /// Runs this instance's share of `partitions` until `shutdown`, then drains and releases
-    /// it and leaves the group. `leader` is true while this instance owns the group's first
-    /// partition (it then runs the group's redrive and replay requests). See the module docs.
+    /// it and leaves the group; `view` shows what it owns. See the module docs.
     pub(crate) async fn run_shared(
         self: Arc<Self>,
         partitions: Vec<PartitionId>,
-        leader: watch::Sender<bool>,
         view: watch::Sender<Shared>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let instance = self.instance.clone();
         let ttl = self.options.claim_ttl.max(Duration::from_millis(30));
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
-        let first = partitions.iter().min().cloned();
         let mut owned: BTreeMap<PartitionId, Owned> = BTreeMap::new();
         let mut loops = JoinSet::new();
         let mut share = BTreeSet::new();
@@ -309,19 +307,15 @@ impl<T: Transport> GroupRunner<T> {
                     owned.insert(partition, o);
                 }
             }
-            let leads = first
-                .as_ref()
-                .and_then(|f| owned.get(f))
-                .is_some_and(|o| !*o.drain.borrow());
-            leader.send_if_modified(|l| std::mem::replace(l, leads) != leads);
             view.send_replace(Shared {
                 owned: owned.keys().map(|(t, p)| (t.to_string(), *p)).collect(),
                 members: members.clone(),
             });
-            // Settled: the next renewal is due after a third of the ttl. Otherwise look again soon.
+            // Settled: look again after a sixth of the ttl (at most a second), so that a member
+            // that joins gets its share soon; renewals are made when due. Otherwise soon.
             let settled = owned.len() == share.len() && owned.keys().all(|p| share.contains(p));
             let pause = if settled {
-                ttl / 3
+                (ttl / 6).min(Duration::from_secs(1))
             } else {
                 (ttl / 10).clamp(Duration::from_millis(10), Duration::from_millis(250))
             };
@@ -350,7 +344,6 @@ impl<T: Transport> GroupRunner<T> {
             }
         }
         let _ = self.transport.leave(&self.group, &instance).await;
-        leader.send_replace(false);
         view.send_replace(Shared::default());
     }
 

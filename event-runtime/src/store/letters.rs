@@ -115,10 +115,11 @@ pub(crate) trait LetterTx: Send {
         bypass_dedupe: bool,
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
     /// Removes a redelivery request.
+    /// Deletes the redelivery `id`; whether it was there.
     fn delete_redelivery(
         &mut self,
         id: u64,
-    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+    ) -> impl Future<Output = Result<bool, TransportError>> + Send;
     /// Whether the redelivery `id` is still pending (not delivered, not cancelled).
     fn redelivery_pending(
         &mut self,
@@ -379,8 +380,10 @@ pub(crate) async fn finish_redelivery(
     failure: Option<&[String]>,
     instance: Option<&str>,
 ) -> Result<(), TransportError> {
-    tx.delete_redelivery(redelivery.id).await?;
-    let Some(letter_id) = redelivery.letter_id else {
+    // Gone: cancelled, or finished by another instance (a handover while it ran): its outcome
+    // is recorded once.
+    let pending = tx.delete_redelivery(redelivery.id).await?;
+    let Some(letter_id) = redelivery.letter_id.filter(|_| pending) else {
         return Ok(());
     };
     let actor = consumer_actor(&redelivery.group, instance);

@@ -247,9 +247,8 @@ impl LetterTx for MemoryTx {
         Ok(self.0.redeliveries.contains_key(&id))
     }
 
-    async fn delete_redelivery(&mut self, id: u64) -> Result<(), TransportError> {
-        self.0.redeliveries.remove(&id);
-        Ok(())
+    async fn delete_redelivery(&mut self, id: u64) -> Result<bool, TransportError> {
+        Ok(self.0.redeliveries.remove(&id).is_some())
     }
 
     async fn list(&mut self, filter: &LetterFilter) -> Result<Vec<DeadLetter>, TransportError> {

@@ -390,13 +390,13 @@ impl<DB: Exec> LetterTx for SqlTx<DB> {
             .is_some())
     }
 
-    async fn delete_redelivery(&mut self, id: u64) -> Result<(), TransportError> {
+    async fn delete_redelivery(&mut self, id: u64) -> Result<bool, TransportError> {
         self.exec(
             "DELETE FROM evt_redeliveries WHERE id = ?",
             args![id as i64],
         )
         .await
-        .map(drop)
+        .map(|deleted| deleted == 1)
     }
 
     async fn list(&mut self, filter: &LetterFilter) -> Result<Vec<DeadLetter>, TransportError> {
