@@ -27,7 +27,7 @@ fn assert_the_story(stdout: &str) {
         "malformed: binary-mode CloudEvents message has no `specversion` attribute",
         "permanent: order o-1003: product `gift-card` is not in the catalog",
         "inventory  reserved 1 line(s) for o-1003 (redriven)",
-        "resolved  dead-lettered by consumer:inventory -> redrive-requested by quickstart -> resolved by consumer:inventory",
+        "resolved  dead-lettered by consumer:inventory@shop-1 -> redrive-requested by quickstart -> resolved by consumer:inventory@shop-1",
     ] {
         assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
     }

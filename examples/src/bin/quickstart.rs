@@ -220,7 +220,10 @@ async fn shop<T: Transport>(
             .map(String::from)
             .collect(),
     )));
-    app.partitions(4)
+    // The instance's id (a pod name, say): it names the partitions this process claims and
+    // appears in the dead letters' audit entries.
+    app.instance("shop-1")
+        .partitions(4)
         .with_state(catalog.clone())
         .register(charge)
         .register(reserve)
