@@ -41,6 +41,13 @@
 //! - **Positions** are Kafka consumer-group offsets: `commit` commits an explicit offset list
 //!   for group `<group>` (a consumer with that `group.id` that never subscribes), `committed`
 //!   reads it back. So Kafka tooling (`kafka-consumer-groups`) shows the groups' lag.
+//! - **Several instances** of an app's group are members of the Kafka group `<group>`
+//!   ([`Sharing::Engine`](event_runtime::transport::Sharing::Engine)): per instance a client
+//!   that subscribes with the `cooperative-sticky` assignor (session timeout = the group's
+//!   `claim_ttl`) and pauses what it is assigned, so it only holds the membership. The app's
+//!   commits go through it (the coordinator checks its generation), and a revocation waits for
+//!   the app to drain and release the partition. See docs/delivery.md, "Running several
+//!   instances", for what tansu 0.6 does not check.
 //! - **`end_offsets`** are the high watermarks; **`topics`** the cluster metadata, without
 //!   internal (`__`) topics.
 //!
@@ -71,6 +78,7 @@
 //! - Dead letters and dedupe marks live in the app's [`event_runtime::Stores`].
 
 mod config;
+mod group;
 pub mod mock;
 mod transport;
 

@@ -1,12 +1,13 @@
 //! [`KafkaTransport`]: the runtime's transport contract on a Kafka cluster.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use event_runtime::transport::{
-    Bytes, Headers, OutgoingRecord, Position, Record, Transport, TransportError,
-    TransportErrorKind, offset_for_time_by_bisection,
+    Bytes, Claim, Headers, OutgoingRecord, Position, Record, Sharing, Slot, Transport,
+    TransportError, TransportErrorKind, offset_for_time_by_bisection,
 };
 use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -18,9 +19,13 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
+use crate::group::{Member, Refused};
 
 /// Idle read cursors kept per partition.
 const CURSORS_PER_PARTITION: usize = 4;
+/// How long a revocation waits for the runtime to drain and release its partitions before the
+/// coordinator may hand them over: beyond the runtime's default drain (10 s) and a round.
+const REVOKE_WITHIN: Duration = Duration::from_secs(15);
 /// The consumer group of read cursors. They only `assign`, never join or commit.
 const READER_GROUP: &str = "event-kafka-reader";
 
@@ -35,6 +40,9 @@ struct Cursor {
     buffered: VecDeque<Record>,
 }
 
+/// A group member of one instance, with the session it was made with.
+type Joined = (Arc<Member>, Duration);
+
 struct Inner {
     config: KafkaConfig,
     producer: FutureProducer,
@@ -43,6 +51,10 @@ struct Inner {
     topics: Mutex<HashMap<String, u32>>,
     cursors: Mutex<HashMap<(String, u32), Vec<Cursor>>>,
     groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    /// Group members of the instances on this transport, by (group, instance), with the
+    /// session they were made with.
+    members: Mutex<HashMap<(String, String), Joined>>,
+    epochs: Arc<AtomicU64>,
 }
 
 /// The Kafka engine. Cloning shares the clients. See the crate docs.
@@ -170,6 +182,8 @@ impl KafkaTransport {
                 topics: Mutex::default(),
                 cursors: Mutex::default(),
                 groups: Mutex::default(),
+                members: Mutex::default(),
+                epochs: Arc::default(),
             }),
         })
     }
@@ -446,6 +460,78 @@ impl KafkaTransport {
         }
     }
 
+    /// The member of `group` for `instance`, joined for `topics` (Kafka names) with a session of
+    /// `ttl`; a member made for other topics or another session is replaced.
+    async fn member(
+        &self,
+        group: &str,
+        instance: &str,
+        topics: Vec<String>,
+        ttl: Duration,
+    ) -> Result<Arc<Member>, TransportError> {
+        let key = (group.to_owned(), instance.to_owned());
+        let stale = {
+            let mut members = lock(&self.inner.members);
+            match members.get(&key) {
+                Some((member, session)) if member.topics() == topics && *session == ttl => {
+                    return Ok(member.clone());
+                }
+                _ => members.remove(&key),
+            }
+        };
+        if let Some((stale, _)) = stale {
+            // Leaving joins a thread and closes the client: off the async workers.
+            let _ = tokio::task::spawn_blocking(move || drop(stale)).await;
+        }
+        let (config, kafka_group) = (
+            self.inner.config.clone(),
+            self.inner.config.kafka_name(group),
+        );
+        let (instance_id, epochs) = (instance.to_owned(), self.inner.epochs.clone());
+        let revoke_within = REVOKE_WITHIN;
+        let operation = format!("join group {group}");
+        let member = tokio::task::spawn_blocking(move || {
+            Member::join(
+                &config,
+                &kafka_group,
+                &instance_id,
+                topics,
+                ttl,
+                revoke_within,
+                epochs,
+            )
+        })
+        .await
+        .map_err(|join| {
+            TransportError::new(
+                TransportErrorKind::Other,
+                operation.clone(),
+                join.to_string(),
+            )
+        })?
+        .map_err(|e| self.error(&operation, &e))?;
+        let member = Arc::new(member);
+        lock(&self.inner.members).insert(key, (member.clone(), ttl));
+        Ok(member)
+    }
+
+    /// The member of `group` holding `partition` of `topic` (Kafka name), with its instance
+    /// and session, and the partition's epoch.
+    fn holder(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> Option<(String, Arc<Member>, Duration, u64)> {
+        let members = lock(&self.inner.members);
+        members.iter().filter(|((g, _), _)| g == group).find_map(
+            |((_, instance), (member, ttl))| {
+                let epoch = member.epoch(topic, partition as i32)?;
+                Some((instance.clone(), member.clone(), *ttl, epoch))
+            },
+        )
+    }
+
     /// The high watermark of one partition.
     async fn high(&self, topic: &str, partition: u32) -> Result<u64, TransportError> {
         let name = self.inner.config.kafka_name(topic);
@@ -717,6 +803,104 @@ impl Transport for KafkaTransport {
             consumer.commit(&list, CommitMode::Sync)
         })
         .await
+    }
+
+    /// Kafka's consumer-group protocol assigns the partitions: see the crate docs.
+    fn sharing(&self) -> Sharing {
+        Sharing::Engine
+    }
+
+    async fn assignment(
+        &self,
+        group: &str,
+        instance: &str,
+        topics: &[(String, u32)],
+        ttl: Duration,
+    ) -> Result<Vec<(String, u32)>, TransportError> {
+        let config = &self.inner.config;
+        let mut names: Vec<String> = topics.iter().map(|(t, _)| config.kafka_name(t)).collect();
+        names.sort();
+        names.dedup();
+        let member = self.member(group, instance, names, ttl).await?;
+        Ok(member
+            .assignment()
+            .into_iter()
+            .filter_map(|(topic, partition)| {
+                Some((
+                    config.app_name(&topic)?.to_owned(),
+                    u32::try_from(partition).ok()?,
+                ))
+            })
+            .collect())
+    }
+
+    /// The committed offset, with this transport's member of `group` that holds the partition
+    /// (if any) as the claim, and the partition's epoch there as the revision.
+    async fn slot(&self, group: &str, topic: &str, partition: u32) -> Result<Slot, TransportError> {
+        let next_offset = self.committed(group, topic, partition).await?;
+        let name = self.inner.config.kafka_name(topic);
+        Ok(match self.holder(group, &name, partition) {
+            Some((owner, _, ttl, epoch)) => Slot {
+                next_offset,
+                claim: Some(Claim {
+                    owner,
+                    until_ms: event_runtime_now_ms()
+                        + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4),
+                }),
+                revision: epoch,
+            },
+            None => Slot {
+                next_offset,
+                claim: None,
+                revision: 0,
+            },
+        })
+    }
+
+    /// Commits through the member that holds the partition under the epoch `expected`;
+    /// `None` when no member here does (any more) or the coordinator fenced it.
+    async fn swap_slot(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+        next_offset: u64,
+        claim: Option<&Claim>,
+        expected: u64,
+    ) -> Result<Option<u64>, TransportError> {
+        let name = self.inner.config.kafka_name(topic);
+        let Some((_, member, _, epoch)) = self.holder(group, &name, partition) else {
+            return Ok(None);
+        };
+        if epoch != expected {
+            return Ok(None);
+        }
+        let release = claim.is_none();
+        let operation = format!("commit the position of {group} on {topic}");
+        let written = tokio::task::spawn_blocking(move || {
+            member.write(&name, partition as i32, next_offset, epoch, release)
+        })
+        .await
+        .map_err(|join| {
+            TransportError::new(
+                TransportErrorKind::Other,
+                operation.clone(),
+                join.to_string(),
+            )
+        })?
+        .map_err(|e| self.error(&operation, &e))?;
+        Ok(match written {
+            Ok(()) => Some(expected),
+            Err(Refused::NotAssigned | Refused::Fenced) => None,
+        })
+    }
+
+    async fn leave(&self, group: &str, instance: &str) -> Result<(), TransportError> {
+        let member = lock(&self.inner.members).remove(&(group.to_owned(), instance.to_owned()));
+        if let Some(member) = member {
+            let _ = tokio::task::spawn_blocking(move || drop(member)).await;
+        }
+        Ok(())
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<u64>, TransportError> {

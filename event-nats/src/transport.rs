@@ -8,7 +8,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use event_runtime::transport::{
-    Claim, OutgoingRecord, Position, Record, Slot, Transport, TransportError, TransportErrorKind,
+    Claim, OutgoingRecord, Position, Record, Sharing, Slot, Transport, TransportError,
+    TransportErrorKind,
 };
 use futures_util::StreamExt as _;
 
@@ -1038,8 +1039,8 @@ impl Transport for NatsTransport {
     /// Instances share partitions through the positions bucket: a slot is one KV entry, and
     /// its compare-and-set is a KV update on the entry's revision (JetStream's expected last
     /// subject sequence). Members are one entry per group, updated the same way.
-    fn shares_partitions(&self) -> bool {
-        true
+    fn sharing(&self) -> Sharing {
+        Sharing::Claims
     }
 
     async fn slot(&self, group: &str, topic: &str, partition: u32) -> Result<Slot, TransportError> {

@@ -45,7 +45,7 @@ use crate::registry::{Registry, RegistryError};
 use crate::retry::{PublishRetry, RetryPolicy};
 use crate::store::Db;
 use crate::transport::memory::MemoryTransport;
-use crate::transport::{LogLimits, Transport, TransportError, command_topic, event_topic};
+use crate::transport::{LogLimits, Sharing, Transport, TransportError, command_topic, event_topic};
 
 #[cfg(feature = "sqlite")]
 use crate::transport::sqlite::SqliteTransport;
@@ -103,7 +103,7 @@ pub struct GroupOptions {
     /// exists at least once for every letter. Default on.
     pub dead_letter_topic: bool,
     /// On an engine where instances share a group's partitions
-    /// ([`Transport::shares_partitions`]: memory, SQLite, NATS), how long an instance's claim on
+    /// ([`Transport::sharing`]: memory, SQLite, NATS, Kafka), how long an instance's claim on
     /// a partition holds unless renewed (renewed every third of it). After an instance dies
     /// without stopping, its partitions move to the others within about this time; an instance
     /// cut off for longer loses them and starts no new handler. Default 10 s.
@@ -471,7 +471,7 @@ impl<T: Transport> App<T> {
     }
 
     /// This instance's id among the instances of its service: it names the claims it holds on
-    /// the groups' partitions ([`Transport::shares_partitions`]), and its logs. Keep it stable
+    /// the groups' partitions ([`Transport::sharing`]), and its logs. Keep it stable
     /// across restarts of one instance (a pod or host name, like Kafka's `group.instance.id`):
     /// a restart under the same id takes its partitions back at once, instead of waiting for
     /// the claims of the process that died to lapse ([`GroupOptions::claim_ttl`]). Two
@@ -639,7 +639,7 @@ impl<T: Transport> App<T> {
     /// Validates the registry and the wiring, creates the topics, and starts every group; with
     /// SQL stores, also the outbox's relay ([`crate::outbox`]), which publishes what was
     /// staged (before this start too) and stops with the app. On an engine where instances
-    /// share partitions ([`Transport::shares_partitions`]), it returns once each group made its
+    /// share partitions ([`Transport::sharing`]), it returns once each group made its
     /// first round of claims: alone, this instance then owns every partition; beside running
     /// instances, it takes its share as they hand it over (see docs/delivery.md).
     ///
@@ -662,7 +662,7 @@ impl<T: Transport> App<T> {
         }
         let (shutdown, receiver) = watch::channel(false);
         let instance = InstanceId::take(self.instance.as_deref());
-        let shared = self.transport.shares_partitions();
+        let shared = self.transport.sharing() != Sharing::None;
         let mut shares = BTreeMap::new();
         let mut tasks = JoinSet::new();
         let mut stats = BTreeMap::new();
@@ -879,7 +879,7 @@ impl<T: Transport> Running<T> {
 
     /// The partitions of `group` this instance consumes now, as `(topic, partition)`: all of
     /// them on an engine that does not share partitions, else this instance's share as last
-    /// claimed ([`Transport::shares_partitions`]).
+    /// claimed ([`Transport::sharing`]).
     pub fn owned(&self, group: &str) -> Vec<(String, u32)> {
         match self.shares.get(group) {
             Some(view) => view.borrow().owned.clone(),

@@ -12,7 +12,7 @@ use event_nats::{NatsConfig, NatsTransport};
 use event_runtime::dlq::DeadLetters;
 use event_runtime::transport::sqlite::SqliteTransport;
 use event_runtime::transport::{
-    OutgoingRecord, Position, Record, Slot, Transport, TransportError, TransportErrorKind,
+    OutgoingRecord, Position, Record, Sharing, Slot, Transport, TransportError, TransportErrorKind,
 };
 
 /// Why a command failed.
@@ -95,8 +95,8 @@ impl Transport for Engine {
         each!(self, t => t.structured_records())
     }
 
-    fn shares_partitions(&self) -> bool {
-        each!(self, t => t.shares_partitions())
+    fn sharing(&self) -> Sharing {
+        each!(self, t => t.sharing())
     }
 
     async fn slot(&self, group: &str, topic: &str, partition: u32) -> Result<Slot, TransportError> {

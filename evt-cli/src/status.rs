@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 
 use event_runtime::app::lag_of;
-use event_runtime::transport::Transport;
+use event_runtime::transport::{Sharing, Transport};
 use serde_json::{Value, json};
 
 use crate::db::{Db, Error};
@@ -47,7 +47,7 @@ pub(crate) async fn lag(db: &Db, json: bool) -> Result<(), Error> {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     for l in &lags {
-        let owner = if db.transport.shares_partitions() {
+        let owner = if db.transport.sharing() != Sharing::None {
             db.transport
                 .slot(&l.group, &l.topic, l.partition)
                 .await

@@ -213,6 +213,9 @@ async fn kafka_consumer_killed_at_random_points_loses_nothing_and_doubles_nothin
         ("CRASH_PREFIX", prefix),
         ("CRASH_POSTGRES_URL", pg),
         ("CRASH_SCHEMA", schema),
+        // A restarted process is a new member of the Kafka group: it gets the partitions once
+        // the killed one's session lapses.
+        ("CRASH_CLAIM_TTL_MS", "2000".to_owned()),
     ];
     kill_and_restart("kafka", &env, &Ledger::Postgres(pool), &events).await;
     check_postings(&transport, true).await;
@@ -415,10 +418,16 @@ async fn nats_run() -> Option<(
 
 /// Starts instance `id` of the NATS consumer with claims of `ttl_ms` and a 100 ms handler.
 fn instance(env: &[(&'static str, String)], id: &str, ttl_ms: u64) -> Child {
+    instance_on("nats", env, id, ttl_ms)
+}
+
+/// Starts instance `id` of the consumer on `engine` with claims (or Kafka sessions) of `ttl_ms`
+/// and a 100 ms handler.
+fn instance_on(engine: &str, env: &[(&'static str, String)], id: &str, ttl_ms: u64) -> Child {
     let mut env = env.to_vec();
     env.push(("CRASH_INSTANCE", id.to_owned()));
     env.push(("CRASH_CLAIM_TTL_MS", ttl_ms.to_string()));
-    spawn_with("nats", &env, "100")
+    spawn_with(engine, &env, "100")
 }
 
 /// A consumer process, killed if the test ends (or fails) before it exits.
@@ -595,4 +604,51 @@ async fn a_nats_instance_paused_past_its_claims_loses_them_and_doubles_nothing()
     finishes(&mut two, "two").await;
     check_ledger(&ledger, &events).await;
     eprintln!("booked per instance: {:?}", ledger.by_instance().await);
+}
+
+/// Three processes of one service on Kafka are members of one consumer group whose coordinator
+/// deals them the partitions (each books a share); one is SIGKILLed mid-stream, and once its
+/// session lapses the others get its partitions: the inbox ledger ends with every event exactly
+/// once, in order per account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_kafka_instances_share_the_work_and_survive_a_kill() {
+    let (Some(kafka), Some(pg)) = (
+        common::server_url("EVT_KAFKA_BOOTSTRAP"),
+        common::server_url("EVT_POSTGRES_URL"),
+    ) else {
+        return;
+    };
+    let prefix = format!("crash{}", uuid::Uuid::now_v7().simple());
+    let (pool, schema) = ledger_schema().await;
+    let config = event_kafka::KafkaConfig::new(&kafka)
+        .prefix(&prefix)
+        .client_option("batch.num.messages", "1");
+    let app = App::new(
+        event_kafka::KafkaTransport::connect(config).unwrap(),
+        Stores::in_memory().await.unwrap(),
+    );
+    let events = produce(&app).await;
+    drop(app);
+    let env = vec![
+        ("CRASH_KAFKA_BOOTSTRAP", kafka),
+        ("CRASH_PREFIX", prefix),
+        ("CRASH_POSTGRES_URL", pg),
+        ("CRASH_SCHEMA", schema),
+    ];
+    let ledger = Ledger::Postgres(pool);
+    let mut one = Running(instance_on("kafka", &env, "one", 3000));
+    let mut two = Running(instance_on("kafka", &env, "two", 3000));
+    let mut three = Running(instance_on("kafka", &env, "three", 3000));
+    all_booked(&ledger, &["one", "two", "three"]).await;
+    two.kill().expect("SIGKILL");
+    two.wait().unwrap();
+    let at_kill = ledger.handled().await;
+    assert!(at_kill < i64::from(EVENTS), "the kill landed after the end");
+    finishes(&mut one, "one").await;
+    finishes(&mut three, "three").await;
+    check_ledger(&ledger, &events).await;
+    eprintln!(
+        "killed at {at_kill} booked; booked per instance: {:?}",
+        ledger.by_instance().await
+    );
 }

@@ -1,5 +1,6 @@
-//! Several instances of one service sharing a group's partitions, on an engine that keeps
-//! claims ([`Transport::shares_partitions`]): the memory engine, SQLite, NATS JetStream.
+//! Several instances of one service sharing a group's partitions ([`Transport::sharing`]): by
+//! claims on the memory engine, SQLite and NATS JetStream, by the engine's own assignment on
+//! Kafka.
 //!
 //! Each instance of a group runs one supervisor. Every round (a sixth of `claim_ttl`, at most a
 //! second; more often while its share is not settled) it announces itself
@@ -21,6 +22,12 @@
 //! running when it lost the claim may finish: that, and what a crash leaves unfinished, is the
 //! rebalance window in which an event can be handled twice (the dedupe store drops the second
 //! copy once the first is marked).
+//!
+//! Where the engine assigns partitions itself ([`Sharing::Engine`], Kafka), the round asks it
+//! for this instance's assignment ([`Transport::assignment`]) instead of dealing the partitions,
+//! and the rest is the same: a slot's claim is this instance's while the engine assigns it the
+//! partition, a write of it fails once it does not, and a partition the engine revokes is
+//! drained and then released, which lets the engine hand it over.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -31,7 +38,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 use super::GroupRunner;
-use crate::transport::{Claim, Transport, TransportError, now_ms};
+use crate::transport::{Claim, Sharing, Transport, TransportError, now_ms};
 
 /// A topic partition of a group.
 pub(crate) type PartitionId = (Arc<str>, u32);
@@ -219,25 +226,52 @@ impl<T: Transport> GroupRunner<T> {
         let instance = self.instance.clone();
         let ttl = self.options.claim_ttl.max(Duration::from_millis(30));
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4);
+        let engine_assigns = self.transport.sharing() == Sharing::Engine;
+        let mut topics: Vec<(String, u32)> = Vec::new();
+        for (topic, _) in &partitions {
+            match topics.iter_mut().find(|(t, _)| **t == **topic) {
+                Some((_, count)) => *count += 1,
+                None => topics.push((topic.to_string(), 1)),
+            }
+        }
         let mut owned: BTreeMap<PartitionId, Owned> = BTreeMap::new();
         let mut loops = JoinSet::new();
         let mut share = BTreeSet::new();
         let mut members = Vec::new();
         let mut failing = 0u64;
         while !*shutdown.borrow() {
-            // Announce; on an engine error keep the last share (the claims held lapse on their
-            // own if the engine stays away).
-            match self
-                .transport
-                .beat(&self.group, &instance, now_ms() + ttl_ms)
-                .await
-            {
-                Ok(live) => {
+            // Announce (or ask the engine); on an engine error keep the last share (the claims
+            // held lapse on their own if the engine stays away).
+            let round = if engine_assigns {
+                self.transport
+                    .assignment(&self.group, &instance, &topics, ttl)
+                    .await
+                    .map(|assigned| {
+                        let assigned: BTreeSet<PartitionId> = assigned
+                            .into_iter()
+                            .map(|(t, p)| (Arc::from(t), p))
+                            .collect();
+                        // Only what this group reads, should the engine say more.
+                        let share = partitions
+                            .iter()
+                            .filter(|p| assigned.contains(*p))
+                            .cloned()
+                            .collect();
+                        (share, Vec::new())
+                    })
+            } else {
+                self.transport
+                    .beat(&self.group, &instance, now_ms() + ttl_ms)
+                    .await
+                    .map(|live| (share_of(&self.group, &partitions, &live, &instance), live))
+            };
+            match round {
+                Ok((dealt, live)) => {
                     if failing > 0 {
                         tracing::info!(target: "event_runtime::consumer", group = %self.group, instance = %instance, failures = failing, "group membership reachable again");
                         failing = 0;
                     }
-                    share = share_of(&self.group, &partitions, &live, &instance);
+                    share = dealt;
                     members = live;
                 }
                 Err(err) => {

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::{
-    Claim, OutgoingRecord, Position, Record, Slot, Transport, TransportError, TransportErrorKind,
-    now_ms,
+    Claim, OutgoingRecord, Position, Record, Sharing, Slot, Transport, TransportError,
+    TransportErrorKind, now_ms,
 };
 
 struct Topic {
@@ -46,7 +46,7 @@ impl State {
 }
 
 /// The in-memory engine. Cloning shares the same log, and apps on clones of one engine share
-/// its partitions as instances of one service would ([`Transport::shares_partitions`]).
+/// its partitions as instances of one service would ([`Transport::sharing`]).
 #[derive(Clone, Default)]
 pub struct MemoryTransport {
     state: Arc<Mutex<State>>,
@@ -211,8 +211,8 @@ impl Transport for MemoryTransport {
         Ok(())
     }
 
-    fn shares_partitions(&self) -> bool {
-        true
+    fn sharing(&self) -> Sharing {
+        Sharing::Claims
     }
 
     async fn slot(&self, group: &str, topic: &str, partition: u32) -> Result<Slot, TransportError> {

@@ -105,6 +105,21 @@ impl Default for LogLimits {
     }
 }
 
+/// How the instances of one consumer group share an engine's partitions
+/// ([`Transport::sharing`]; docs/delivery.md, "Running several instances").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sharing {
+    /// They do not: every instance consumes every partition.
+    None,
+    /// Through claims in the partitions' slots ([`Transport::slot`], [`Transport::swap_slot`]),
+    /// dealt by the runtime over the live members ([`Transport::beat`]): memory, SQLite, NATS.
+    Claims,
+    /// The engine assigns the partitions to the members itself ([`Transport::assignment`]):
+    /// Kafka's consumer-group protocol. A slot's claim is this instance's while the partition
+    /// is assigned to it, and a write of it succeeds only then.
+    Engine,
+}
+
 /// A consumer group's position on one partition, with the instance that claims the partition:
 /// what the instances of one service share partitions through ([`Transport::slot`]).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -205,13 +220,32 @@ pub trait Transport: Send + Sync + 'static {
         false
     }
 
-    /// Whether instances of a group share the partitions on this engine through claims
-    /// ([`Transport::slot`], [`Transport::swap_slot`], [`Transport::beat`]): each partition is
-    /// consumed by the one instance whose claim holds, and a commit lands only while it does.
-    /// The default `false`: every instance consumes every partition, so run one instance per
-    /// group on such an engine.
-    fn shares_partitions(&self) -> bool {
-        false
+    /// How the instances of a group share this engine's partitions. The default
+    /// [`Sharing::None`]: every instance consumes every partition, so run one instance per group
+    /// on such an engine.
+    fn sharing(&self) -> Sharing {
+        Sharing::None
+    }
+
+    /// Where the engine assigns partitions itself ([`Sharing::Engine`]): joins `group` as
+    /// `instance` to consume `topics` (with their partition counts) on the first call, losing
+    /// its membership when it stops answering for `ttl`, and returns the partitions assigned to
+    /// this instance now, as `(topic, partition)`. A partition being revoked is no longer
+    /// listed; the engine waits for its release ([`Transport::swap_slot`] without a claim)
+    /// before it hands it to another member.
+    fn assignment(
+        &self,
+        group: &str,
+        instance: &str,
+        topics: &[(String, u32)],
+        ttl: Duration,
+    ) -> impl Future<Output = Result<Vec<(String, u32)>, TransportError>> + Send {
+        let _ = (instance, topics, ttl);
+        std::future::ready(Err(TransportError::new(
+            TransportErrorKind::Other,
+            format!("join {group}"),
+            "this engine does not assign partitions",
+        )))
     }
 
     /// The slot of `group` on `partition`: its committed position with its claim and revision.
@@ -234,7 +268,7 @@ pub trait Transport: Send + Sync + 'static {
     /// Writes the slot of `group` on `partition` (its position and claim) if its revision is
     /// still `expected` (0: never written), and returns the new revision; `None` when the slot
     /// changed since (another instance claimed it, or a plain [`Transport::commit`] wrote it).
-    /// Required where [`Transport::shares_partitions`] is true.
+    /// Required where [`Transport::sharing`] is not [`Sharing::None`].
     fn swap_slot(
         &self,
         group: &str,
@@ -253,8 +287,8 @@ pub trait Transport: Send + Sync + 'static {
     }
 
     /// Announces `instance` as a member of `group` until `until_ms`, and returns the members
-    /// whose announcement still holds, sorted. Required where [`Transport::shares_partitions`]
-    /// is true; the default answers `instance` alone.
+    /// whose announcement still holds, sorted. Required for [`Sharing::Claims`]; the default
+    /// answers `instance` alone.
     fn beat(
         &self,
         group: &str,

@@ -19,7 +19,7 @@ use sqlx::sqlite::{
 use tokio::sync::Notify;
 
 use super::{
-    Bytes, Claim, Headers, LogLimits, OutgoingRecord, Position, Record, Slot, Transport,
+    Bytes, Claim, Headers, LogLimits, OutgoingRecord, Position, Record, Sharing, Slot, Transport,
     TransportError, TransportErrorKind, now_ms,
 };
 
@@ -492,8 +492,8 @@ impl Transport for SqliteTransport {
     /// written with a compare-and-set on their revision, the members rows of `evt_members`, so
     /// several processes on one file (or one file on a shared volume) never consume one
     /// partition at once.
-    fn shares_partitions(&self) -> bool {
-        true
+    fn sharing(&self) -> Sharing {
+        Sharing::Claims
     }
 
     async fn slot(&self, group: &str, topic: &str, partition: u32) -> Result<Slot, TransportError> {
