@@ -6,19 +6,21 @@
 # benchmark). Prints the ratios; asserts nothing. Release builds: the first run takes several
 # minutes on 2 cores.
 #
-# Usage: scripts/bench.sh [codec|runtime|callgrind|nats|kafka|postgres_inbox|peers ...] (default: all)
+# Usage: scripts/bench.sh [codec|runtime|callgrind|nats|kafka|postgres_inbox|peers|instances ...]
+# (default: all). `instances`: 1, 2 and 4 instances of a service on every engine, and failover.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
-  benches=(codec runtime callgrind nats kafka postgres_inbox peers)
+  benches=(codec runtime callgrind nats kafka postgres_inbox peers instances)
 fi
 # Only the servers the chosen benchmarks need.
 EVT_SERVERS=""
 for bench in "${benches[@]}"; do
   case "$bench" in
     nats | peers) EVT_SERVERS="$EVT_SERVERS nats" ;;
+    instances) EVT_SERVERS="$EVT_SERVERS nats kafka" ;;
     kafka) EVT_SERVERS="$EVT_SERVERS kafka" ;;
     postgres_inbox) EVT_SERVERS="$EVT_SERVERS postgres" ;;
   esac
@@ -39,8 +41,9 @@ for bench in "${benches[@]}"; do
     nats) crate=event-nats ;;
     kafka) crate=event-kafka ;;
     peers) crate=event-bench-peers ;;
+    instances) crate=event-tests ;;
     *)
-      echo "unknown benchmark: $bench (codec, runtime, callgrind, nats, kafka, postgres_inbox, peers)" >&2
+      echo "unknown benchmark: $bench (codec, runtime, callgrind, nats, kafka, postgres_inbox, peers, instances)" >&2
       exit 2
       ;;
   esac
