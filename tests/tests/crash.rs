@@ -189,13 +189,19 @@ async fn nats_consumer_with_sqlite_stores_killed_at_random_points_loses_nothing_
     check_postings(&transport, true).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kafka_consumer_killed_at_random_points_loses_nothing_and_doubles_nothing() {
+/// The Kafka consumer's environment on a new prefix and ledger schema with the events
+/// published: the transport, the environment, the ledger and the events.
+async fn kafka_run() -> Option<(
+    event_kafka::KafkaTransport,
+    Vec<(&'static str, String)>,
+    Ledger,
+    Vec<Envelope<Entry>>,
+)> {
     let (Some(kafka), Some(pg)) = (
         common::server_url("EVT_KAFKA_BOOTSTRAP"),
         common::server_url("EVT_POSTGRES_URL"),
     ) else {
-        return;
+        return None;
     };
     let prefix = format!("crash{}", uuid::Uuid::now_v7().simple());
     let (pool, schema) = ledger_schema().await;
@@ -213,11 +219,19 @@ async fn kafka_consumer_killed_at_random_points_loses_nothing_and_doubles_nothin
         ("CRASH_PREFIX", prefix),
         ("CRASH_POSTGRES_URL", pg),
         ("CRASH_SCHEMA", schema),
-        // A restarted process is a new member of the Kafka group: it gets the partitions once
-        // the killed one's session lapses.
-        ("CRASH_CLAIM_TTL_MS", "2000".to_owned()),
     ];
-    kill_and_restart("kafka", &env, &Ledger::Postgres(pool), &events).await;
+    Some((transport, env, Ledger::Postgres(pool), events))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_consumer_killed_at_random_points_loses_nothing_and_doubles_nothing() {
+    let Some((transport, mut env, ledger, events)) = kafka_run().await else {
+        return;
+    };
+    // A restarted process is a new member of the Kafka group: it gets the partitions once the
+    // killed one's session lapses.
+    env.push(("CRASH_CLAIM_TTL_MS", "2000".to_owned()));
+    kill_and_restart("kafka", &env, &ledger, &events).await;
     check_postings(&transport, true).await;
 }
 
@@ -612,30 +626,9 @@ async fn a_nats_instance_paused_past_its_claims_loses_them_and_doubles_nothing()
 /// once, in order per account.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_kafka_instances_share_the_work_and_survive_a_kill() {
-    let (Some(kafka), Some(pg)) = (
-        common::server_url("EVT_KAFKA_BOOTSTRAP"),
-        common::server_url("EVT_POSTGRES_URL"),
-    ) else {
+    let Some((_, env, ledger, events)) = kafka_run().await else {
         return;
     };
-    let prefix = format!("crash{}", uuid::Uuid::now_v7().simple());
-    let (pool, schema) = ledger_schema().await;
-    let config = event_kafka::KafkaConfig::new(&kafka)
-        .prefix(&prefix)
-        .client_option("batch.num.messages", "1");
-    let app = App::new(
-        event_kafka::KafkaTransport::connect(config).unwrap(),
-        Stores::in_memory().await.unwrap(),
-    );
-    let events = produce(&app).await;
-    drop(app);
-    let env = vec![
-        ("CRASH_KAFKA_BOOTSTRAP", kafka),
-        ("CRASH_PREFIX", prefix),
-        ("CRASH_POSTGRES_URL", pg),
-        ("CRASH_SCHEMA", schema),
-    ];
-    let ledger = Ledger::Postgres(pool);
     let mut one = Running(instance_on("kafka", &env, "one", 3000));
     let mut two = Running(instance_on("kafka", &env, "two", 3000));
     let mut three = Running(instance_on("kafka", &env, "three", 3000));

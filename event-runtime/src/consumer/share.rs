@@ -290,17 +290,7 @@ impl<T: Transport> GroupRunner<T> {
                 .collect();
             for partition in ended {
                 let o = owned.remove(&partition).expect("listed");
-                if !o.lease.is_lost() {
-                    let _ = o
-                        .lease
-                        .write(
-                            &*self.transport,
-                            (&self.group, &partition.0, partition.1),
-                            None,
-                            true,
-                        )
-                        .await;
-                }
+                self.release(&partition, &o).await;
             }
             // Renew what stays; drain what left the share.
             for (partition, o) in &owned {
@@ -365,20 +355,26 @@ impl<T: Transport> GroupRunner<T> {
         }
         while loops.join_next().await.is_some() {}
         for (partition, o) in &owned {
-            if !o.lease.is_lost() {
-                let _ = o
-                    .lease
-                    .write(
-                        &*self.transport,
-                        (&self.group, &partition.0, partition.1),
-                        None,
-                        true,
-                    )
-                    .await;
-            }
+            self.release(partition, o).await;
         }
         let _ = self.transport.leave(&self.group, &instance).await;
         view.send_replace(Shared::default());
+    }
+
+    /// Releases the claim on `partition` (its loop ended), unless it was lost: the last
+    /// position written stays, with no owner. A failure leaves the claim to lapse.
+    async fn release(&self, partition: &PartitionId, o: &Owned) {
+        if !o.lease.is_lost() {
+            let _ = o
+                .lease
+                .write(
+                    &*self.transport,
+                    (&self.group, &partition.0, partition.1),
+                    None,
+                    true,
+                )
+                .await;
+        }
     }
 
     /// Claims `partition` if its claim is free, lapsed or this instance's own, and starts its
