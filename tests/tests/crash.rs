@@ -430,11 +430,6 @@ async fn nats_run() -> Option<(
     Some((transport, env, Ledger::Postgres(pool), events))
 }
 
-/// Starts instance `id` of the NATS consumer with claims of `ttl_ms` and a 100 ms handler.
-fn instance(env: &[(&'static str, String)], id: &str, ttl_ms: u64) -> Child {
-    instance_on("nats", env, id, ttl_ms)
-}
-
 /// Starts instance `id` of the consumer on `engine` with claims (or Kafka sessions) of `ttl_ms`
 /// and a 100 ms handler.
 fn instance_on(engine: &str, env: &[(&'static str, String)], id: &str, ttl_ms: u64) -> Child {
@@ -526,48 +521,69 @@ async fn three_nats_instances_share_the_work_and_survive_a_kill() {
     let Some((transport, env, ledger, events)) = nats_run().await else {
         return;
     };
-    let mut one = Running(instance(&env, "one", 1500));
-    let mut two = Running(instance(&env, "two", 1500));
-    let mut three = Running(instance(&env, "three", 1500));
-    // Settled: each owns 2 or 3 of the 8 partitions, and each booked some of its share.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let owned = owners(&transport).await;
-        let shares = ["one", "two", "three"]
-            .map(|id| owned.iter().filter(|o| o.as_deref() == Some(id)).count());
-        if shares.iter().all(|n| (2..=3).contains(n)) && shares.iter().sum::<usize>() == 8 {
-            break;
+    second_of_three_killed("nats", &env, 1500, Some(&transport), &ledger, &events).await;
+}
+
+/// Starts instances `one`, `two` and `three` on `engine` (claims or sessions of `ttl_ms`), waits
+/// until each booked (and, with `slots`, until each owns 2 or 3 of the 8 partitions), SIGKILLs
+/// `two` mid-stream (with `slots`: waits until the others own its partitions), and checks that
+/// the other two finish with every event booked exactly once, in order per account.
+async fn second_of_three_killed(
+    engine: &str,
+    env: &[(&'static str, String)],
+    ttl_ms: u64,
+    slots: Option<&event_nats::NatsTransport>,
+    ledger: &Ledger,
+    events: &[Envelope<Entry>],
+) {
+    let mut one = Running(instance_on(engine, env, "one", ttl_ms));
+    let mut two = Running(instance_on(engine, env, "two", ttl_ms));
+    let mut three = Running(instance_on(engine, env, "three", ttl_ms));
+    if let Some(transport) = slots {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let owned = owners(transport).await;
+            let shares = ["one", "two", "three"]
+                .map(|id| owned.iter().filter(|o| o.as_deref() == Some(id)).count());
+            if shares.iter().all(|n| (2..=3).contains(n)) && shares.iter().sum::<usize>() == 8 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no even shares: {owned:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(Instant::now() < deadline, "no even shares: {owned:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    all_booked(&ledger, &["one", "two", "three"]).await;
+    all_booked(ledger, &["one", "two", "three"]).await;
     two.kill().expect("SIGKILL");
     two.wait().unwrap();
     let killed = Instant::now();
     let at_kill = ledger.handled().await;
     assert!(at_kill < i64::from(EVENTS), "the kill landed after the end");
-    // The survivors own every partition within the claim's time and a few rounds.
-    let deadline = killed + Duration::from_secs(10);
-    loop {
-        let owned = owners(&transport).await;
-        if owned
-            .iter()
-            .all(|o| matches!(o.as_deref(), Some("one" | "three")))
-        {
-            eprintln!("partitions moved {:?} after the kill", killed.elapsed());
-            break;
+    if let Some(transport) = slots {
+        // The survivors own every partition within the claim's time and a few rounds.
+        let deadline = killed + Duration::from_secs(10);
+        loop {
+            let owned = owners(transport).await;
+            if owned
+                .iter()
+                .all(|o| matches!(o.as_deref(), Some("one" | "three")))
+            {
+                eprintln!("partitions moved {:?} after the kill", killed.elapsed());
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "two's partitions did not move: {owned:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(
-            Instant::now() < deadline,
-            "two's partitions did not move: {owned:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     finishes(&mut one, "one").await;
     finishes(&mut three, "three").await;
-    check_ledger(&ledger, &events).await;
-    eprintln!("booked per instance: {:?}", ledger.by_instance().await);
+    check_ledger(ledger, events).await;
+    eprintln!(
+        "killed at {at_kill} booked; booked per instance: {:?}",
+        ledger.by_instance().await
+    );
 }
 
 /// An instance SIGSTOPped past its claims' time loses its partitions to the other, which goes on
@@ -578,8 +594,8 @@ async fn a_nats_instance_paused_past_its_claims_loses_them_and_doubles_nothing()
     let Some((transport, env, ledger, events)) = nats_run().await else {
         return;
     };
-    let mut one = Running(instance(&env, "one", 1000));
-    let mut two = Running(instance(&env, "two", 1000));
+    let mut one = Running(instance_on("nats", &env, "one", 1000));
+    let mut two = Running(instance_on("nats", &env, "two", 1000));
     all_booked(&ledger, &["one", "two"]).await;
     let signal = |sig: &str, child: &Child| {
         let status = Command::new("kill")
@@ -629,19 +645,5 @@ async fn three_kafka_instances_share_the_work_and_survive_a_kill() {
     let Some((_, env, ledger, events)) = kafka_run().await else {
         return;
     };
-    let mut one = Running(instance_on("kafka", &env, "one", 3000));
-    let mut two = Running(instance_on("kafka", &env, "two", 3000));
-    let mut three = Running(instance_on("kafka", &env, "three", 3000));
-    all_booked(&ledger, &["one", "two", "three"]).await;
-    two.kill().expect("SIGKILL");
-    two.wait().unwrap();
-    let at_kill = ledger.handled().await;
-    assert!(at_kill < i64::from(EVENTS), "the kill landed after the end");
-    finishes(&mut one, "one").await;
-    finishes(&mut three, "three").await;
-    check_ledger(&ledger, &events).await;
-    eprintln!(
-        "killed at {at_kill} booked; booked per instance: {:?}",
-        ledger.by_instance().await
-    );
+    second_of_three_killed("kafka", &env, 3000, None, &ledger, &events).await;
 }
