@@ -179,6 +179,7 @@ macro_rules! conformance_tests {
             a_deposed_instance_never_commits_again,
             slots_are_compare_and_set,
             redrives_run_once_across_instances,
+            a_stopping_instance_keeps_its_claims_while_it_drains,
         );
     };
 }

@@ -24,8 +24,9 @@ use crate::group::{Member, Refused};
 /// Idle read cursors kept per partition.
 const CURSORS_PER_PARTITION: usize = 4;
 /// How long a revocation waits for the runtime to drain and release its partitions before the
-/// coordinator may hand them over: beyond the runtime's default drain (10 s) and a round.
-const REVOKE_WITHIN: Duration = Duration::from_secs(15);
+/// coordinator may hand them over: well beyond the runtime's default drain (10 s) and a round,
+/// for groups that raise `drain_timeout` (it ends as soon as they are released).
+const REVOKE_WITHIN: Duration = Duration::from_secs(60);
 /// The consumer group of read cursors. They only `assign`, never join or commit.
 const READER_GROUP: &str = "event-kafka-reader";
 

@@ -193,7 +193,8 @@ impl Drop for InstanceId {
     }
 }
 
-/// `<host>-<pid>`, with what an engine key cannot hold replaced.
+/// `<host>-<pid>-<random>` (the random part once per process: containers on one host network
+/// can share a host name and pid), with what an engine key cannot hold replaced.
 fn default_instance() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
@@ -210,7 +211,13 @@ fn default_instance() -> String {
     } else {
         host
     };
-    format!("{host}-{}", std::process::id())
+    static SUFFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    // The last hex digits of a UUIDv7 are random.
+    let suffix = SUFFIX.get_or_init(|| {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        id[id.len() - 6..].to_owned()
+    });
+    format!("{host}-{}-{suffix}", std::process::id())
 }
 
 fn valid_instance_char(c: char) -> bool {
@@ -476,7 +483,7 @@ impl<T: Transport> App<T> {
     /// a restart under the same id takes its partitions back at once, instead of waiting for
     /// the claims of the process that died to lapse ([`GroupOptions::claim_ttl`]). Two
     /// instances running at once must have different ids; in one process a suffix keeps them
-    /// apart. Default: `<host>-<pid>`. 1 to 64 ASCII letters, digits, `-` or `_`.
+    /// apart. Default: `<host>-<pid>-<random>`. 1 to 64 ASCII letters, digits, `-` or `_`.
     pub fn instance(&mut self, id: &str) -> &mut Self {
         if id.is_empty() || id.len() > 64 || !id.chars().all(valid_instance_char) {
             self.errors.push(AppError::InvalidInstance(id.to_owned()));

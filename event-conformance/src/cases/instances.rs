@@ -30,7 +30,11 @@ async fn instance<E: Engine>(
     failing_instance(engine, id, runs, claim_ttl, Arc::default()).await
 }
 
-/// As [`instance`], refusing every account's first step while `broken` is set.
+/// How long the handler takes for the account `slow`.
+const SLOW: Duration = Duration::from_secs(2);
+
+/// As [`instance`], refusing every account's first step while `broken` is set. The account
+/// `slow` takes [`SLOW`] per step, recorded as `slow-started` when it starts.
 async fn failing_instance<E: Engine>(
     engine: &E,
     id: &str,
@@ -55,6 +59,12 @@ async fn failing_instance<E: Engine>(
             let refuse = event.data.seq == 0 && broken.load(Ordering::SeqCst);
             Box::pin(async move {
                 tokio::task::yield_now().await;
+                if event.data.account == "slow" {
+                    runs.lock()
+                        .unwrap()
+                        .push((me.clone(), "slow-started".into(), event.data.seq));
+                    tokio::time::sleep(SLOW).await;
+                }
                 if refuse {
                     return Err(HandlerError::permanent("refused"));
                 }
@@ -441,4 +451,60 @@ pub async fn redrives_run_once_across_instances<E: Engine>(engine: E) {
     assert_eq!(firsts, 12, "a redriven event was handled twice");
     a.stop().await;
     b.stop().await;
+}
+
+/// An instance stops while one of its handlers runs longer than its claim's time: it keeps
+/// renewing the claim while it drains, so the other instance takes the partition only once it
+/// is released, and the event is handled once.
+pub async fn a_stopping_instance_keeps_its_claims_while_it_drains<E: Engine>(engine: E) {
+    if engine.transport().await.sharing() != Sharing::Claims {
+        return;
+    }
+    let runs: Runs = Arc::default();
+    let ttl = Duration::from_millis(500);
+    let a = instance(&engine, "inst-a", &runs, ttl).await;
+    let b = instance(&engine, "inst-b", &runs, ttl).await;
+    settled(&[&a, &b], Duration::from_secs(20)).await;
+    a.publisher()
+        .publish(Envelope::event(Step {
+            account: "slow".into(),
+            seq: 0,
+        }))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let runner = loop {
+        let started = runs
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, account, _)| account == "slow-started")
+            .map(|(instance, _, _)| instance.clone());
+        if let Some(instance) = started {
+            break instance;
+        }
+        assert!(Instant::now() < deadline, "the slow handler never started");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    // Stop the instance running it: its drain outlasts the claim's time four times over.
+    let (stopping, staying) = if runner == "inst-a" { (a, b) } else { (b, a) };
+    stopping.stop().await;
+    assert!(staying.wait_idle(Duration::from_secs(10)).await);
+    let runs = runs.lock().unwrap().clone();
+    let starts = runs.iter().filter(|(_, a, _)| a == "slow-started").count();
+    let done = runs.iter().filter(|(_, a, _)| a == "slow").count();
+    assert_eq!(
+        (starts, done),
+        (1, 1),
+        "the slow event ran on both instances: {runs:?}"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while staying.owned("g").len() < PARTITIONS as usize {
+        assert!(
+            Instant::now() < deadline,
+            "the partitions were not handed over"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    staying.stop().await;
 }

@@ -205,6 +205,15 @@ struct Owned {
     done: Arc<AtomicBool>,
 }
 
+/// Sets its flag when dropped: a partition loop ended.
+struct Ended(Arc<AtomicBool>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
 /// What the supervisor shows of itself.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Shared {
@@ -349,15 +358,51 @@ impl<T: Transport> GroupRunner<T> {
                 Some(_) = loops.join_next(), if !loops.is_empty() => {}
             }
         }
-        // Stopping: every loop drains, then its claim is released and the instance leaves.
+        // Stopping: every loop drains; each claim is renewed while its loop drains (so it never
+        // lapses under a handler still running) and released as soon as the loop ends. On an
+        // engine of claims the instance leaves first, so the others deal its partitions to
+        // themselves at once and take each as it is released; on Kafka leaving closes the
+        // member, whose commits the drains still need, so it leaves last.
         for o in owned.values() {
             let _ = o.drain.send(true);
         }
-        while loops.join_next().await.is_some() {}
-        for (partition, o) in &owned {
-            self.release(partition, o).await;
+        if !engine_assigns {
+            let _ = self.transport.leave(&self.group, &instance).await;
         }
-        let _ = self.transport.leave(&self.group, &instance).await;
+        loop {
+            let ended: Vec<PartitionId> = owned
+                .iter()
+                .filter(|(_, o)| o.done.load(Ordering::Acquire))
+                .map(|(p, _)| p.clone())
+                .collect();
+            for partition in ended {
+                let o = owned.remove(&partition).expect("listed");
+                self.release(&partition, &o).await;
+            }
+            if owned.is_empty() {
+                break;
+            }
+            for (partition, o) in &owned {
+                if o.lease.renewal_due() {
+                    let _ = o
+                        .lease
+                        .write(
+                            &*self.transport,
+                            (&self.group, &partition.0, partition.1),
+                            None,
+                            false,
+                        )
+                        .await;
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep((ttl / 10).clamp(Duration::from_millis(10), Duration::from_millis(250))) => {}
+                Some(_) = loops.join_next(), if !loops.is_empty() => {}
+            }
+        }
+        if engine_assigns {
+            let _ = self.transport.leave(&self.group, &instance).await;
+        }
         view.send_replace(Shared::default());
     }
 
@@ -416,10 +461,11 @@ impl<T: Transport> GroupRunner<T> {
         let (runner, flag, claimed) = (self.clone(), done.clone(), lease.clone());
         let topic = topic.to_string();
         loops.spawn(async move {
+            // Set however the loop ends (a panic too), so the partition is released.
+            let _ended = Ended(flag);
             runner
                 .run_partition(topic, number, Some((claimed, slot.next_offset)), drained)
                 .await;
-            flag.store(true, Ordering::Release);
         });
         Some(Owned { lease, drain, done })
     }

@@ -58,11 +58,17 @@ CREATE TABLE IF NOT EXISTS evt_members (
 "#;
 
 /// Columns added to `evt_positions` after its first release, for files created before.
-const POSITION_CLAIMS: &str = r#"
-ALTER TABLE evt_positions ADD COLUMN owner TEXT;
-ALTER TABLE evt_positions ADD COLUMN until_ms INTEGER;
-ALTER TABLE evt_positions ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
-"#;
+const POSITION_CLAIMS: [(&str, &str); 3] = [
+    ("owner", "ALTER TABLE evt_positions ADD COLUMN owner TEXT"),
+    (
+        "until_ms",
+        "ALTER TABLE evt_positions ADD COLUMN until_ms INTEGER",
+    ),
+    (
+        "revision",
+        "ALTER TABLE evt_positions ADD COLUMN revision INTEGER NOT NULL DEFAULT 1",
+    ),
+];
 
 /// The SQLite engine. Cloning shares the pool.
 #[derive(Clone, Debug)]
@@ -196,17 +202,22 @@ impl SqliteTransport {
             .execute(&pool)
             .await
             .map_err(|err| db_error("create schema", err))?;
-        let claims: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pragma_table_info('evt_positions') WHERE name = 'revision'",
-        )
-        .fetch_one(&pool)
-        .await
-        .map_err(|err| db_error("read the schema", err))?;
-        if claims == 0 {
-            sqlx::raw_sql(POSITION_CLAIMS)
-                .execute(&pool)
-                .await
-                .map_err(|err| db_error("add claims to the positions", err))?;
+        // Each missing column on its own, so a migration cut short is finished by the next
+        // open; another process adding the same column at once is not a failure.
+        for (column, alter) in POSITION_CLAIMS {
+            let present: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pragma_table_info('evt_positions') WHERE name = ?",
+            )
+            .bind(column)
+            .fetch_one(&pool)
+            .await
+            .map_err(|err| db_error("read the schema", err))?;
+            if present == 0
+                && let Err(err) = sqlx::raw_sql(alter).execute(&pool).await
+                && !err.to_string().contains("duplicate column")
+            {
+                return Err(db_error("add claims to the positions", err));
+            }
         }
         sqlx::raw_sql(crate::store::sqlite::SCHEMA)
             .execute(&pool)
