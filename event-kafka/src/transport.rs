@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use event_runtime::transport::{
     Bytes, Claim, Headers, OutgoingRecord, Position, Record, Sharing, Slot, Transport,
-    TransportError, TransportErrorKind, offset_for_time_by_bisection,
+    TransportError, TransportErrorKind, now_ms, offset_for_time_by_bisection,
 };
 use rdkafka::Message;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -630,7 +630,7 @@ impl Transport for KafkaTransport {
         if let Some(bad) = records.iter().find(|r| r.partition >= count) {
             return Err(bad_partition(topic, bad.partition, count));
         }
-        let timestamp = event_runtime_now_ms();
+        let timestamp = now_ms();
         let name = self.inner.config.kafka_name(topic);
         let mut deliveries = Vec::with_capacity(records.len());
         for record in &records {
@@ -845,8 +845,7 @@ impl Transport for KafkaTransport {
                 next_offset,
                 claim: Some(Claim {
                     owner,
-                    until_ms: event_runtime_now_ms()
-                        + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4),
+                    until_ms: now_ms() + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 4),
                 }),
                 revision: epoch,
             },
@@ -973,11 +972,4 @@ impl Transport for KafkaTransport {
         all.sort();
         Ok(all)
     }
-}
-
-/// Milliseconds since the Unix epoch (the record timestamp, `CreateTime`).
-fn event_runtime_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }

@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use event_runtime::transport::{
     Claim, OutgoingRecord, Position, Record, Sharing, Slot, Transport, TransportError,
-    TransportErrorKind,
+    TransportErrorKind, now_ms,
 };
 use futures_util::StreamExt as _;
 
@@ -689,13 +689,6 @@ async fn open_bucket(
         .await
         .map_err(|err| fail(&err))?;
     js.get_key_value(name).await.map_err(|err| fail(&err))
-}
-
-/// Milliseconds since the Unix epoch, now.
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// A slot's value: `<next>` or `<next> <until_ms> <owner>`.

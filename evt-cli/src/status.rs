@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Write};
 
 use event_runtime::app::lag_of;
-use event_runtime::transport::{Sharing, Transport};
+use event_runtime::transport::{Sharing, Transport, now_ms};
 use serde_json::{Value, json};
 
 use crate::db::{Db, Error};
@@ -43,9 +43,7 @@ pub(crate) async fn lag(db: &Db, json: bool) -> Result<(), Error> {
     // Which instance consumes each partition, where instances share them through claims: the
     // claim's owner while it holds.
     let mut owners = Vec::with_capacity(lags.len());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = now_ms();
     for l in &lags {
         let owner = if db.transport.sharing() != Sharing::None {
             db.transport

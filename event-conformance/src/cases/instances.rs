@@ -352,10 +352,7 @@ pub async fn slots_are_compare_and_set<E: Engine>(engine: E) {
     assert_eq!(t.slot("g", "slots", 0).await.unwrap().revision, 0);
     assert_eq!(t.slot("h", "slots", 1).await.unwrap().revision, 0);
     // Members: announced until a time; one whose time passed is not live; leaving removes one.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = event_runtime::transport::now_ms();
     assert_eq!(t.beat("g", "m-b", now + 60_000).await.unwrap(), ["m-b"]);
     assert_eq!(
         t.beat("g", "m-a", now + 60_000).await.unwrap(),

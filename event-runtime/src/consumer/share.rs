@@ -50,9 +50,6 @@ pub(crate) struct Lease {
     ttl: Duration,
     /// The slot as this instance last wrote it: (revision, position).
     slot: tokio::sync::Mutex<(u64, u64)>,
-    /// Handlers may start while the wall clock (ms) is before this: the claim's end less a
-    /// margin of a fifth of the ttl.
-    usable_until: AtomicI64,
     /// When the claim lapses (ms), as last written.
     until: AtomicI64,
     lost: AtomicBool,
@@ -65,7 +62,6 @@ impl Lease {
             instance,
             ttl,
             slot: tokio::sync::Mutex::new((revision, position)),
-            usable_until: AtomicI64::new(0),
             until: AtomicI64::new(0),
             lost: AtomicBool::new(false),
             changed: Notify::new(),
@@ -80,8 +76,6 @@ impl Lease {
 
     fn extend(&self, until_ms: i64) {
         self.until.store(until_ms, Ordering::Release);
-        self.usable_until
-            .store(until_ms - self.ttl_ms() / 5, Ordering::Release);
         self.changed.notify_waiters();
     }
 
@@ -111,7 +105,9 @@ impl Lease {
     pub(crate) async fn ready(&self) {
         loop {
             let changed = self.changed.notified();
-            if !self.is_lost() && now_ms() < self.usable_until.load(Ordering::Acquire) {
+            // Usable while the claim's end is more than a fifth of the ttl away.
+            let usable_until = self.until.load(Ordering::Acquire) - self.ttl_ms() / 5;
+            if !self.is_lost() && now_ms() < usable_until {
                 return;
             }
             changed.await;
@@ -291,41 +287,15 @@ impl<T: Transport> GroupRunner<T> {
                     }
                 }
             }
-            // Loops that ended: drained ones release their claim; lost ones are forgotten.
-            let ended: Vec<PartitionId> = owned
-                .iter()
-                .filter(|(_, o)| o.done.load(Ordering::Acquire))
-                .map(|(p, _)| p.clone())
-                .collect();
-            for partition in ended {
-                let o = owned.remove(&partition).expect("listed");
-                self.release(&partition, &o).await;
-            }
-            // Renew what stays; drain what left the share.
+            // Loops that ended release their claims; drain what left the share; renew the rest.
+            self.release_ended(&mut owned).await;
             for (partition, o) in &owned {
                 if !share.contains(partition) && !*o.drain.borrow() {
                     tracing::info!(target: "event_runtime::consumer", group = %self.group, instance = %instance, topic = %partition.0, partition = partition.1, "partition leaves this instance: draining");
                     let _ = o.drain.send(true);
                 }
-                if !o.lease.renewal_due() {
-                    continue;
-                }
-                match o
-                    .lease
-                    .write(
-                        &*self.transport,
-                        (&self.group, &partition.0, partition.1),
-                        None,
-                        false,
-                    )
-                    .await
-                {
-                    Ok(true) | Err(_) => {}
-                    Ok(false) => {
-                        tracing::warn!(target: "event_runtime::consumer", group = %self.group, instance = %instance, topic = %partition.0, partition = partition.1, "claim lost to another instance: partition abandoned");
-                    }
-                }
             }
+            self.renew_due(&owned).await;
             // Claim what is ours to take.
             let wanted: Vec<PartitionId> = share
                 .iter()
@@ -370,31 +340,11 @@ impl<T: Transport> GroupRunner<T> {
             let _ = self.transport.leave(&self.group, &instance).await;
         }
         loop {
-            let ended: Vec<PartitionId> = owned
-                .iter()
-                .filter(|(_, o)| o.done.load(Ordering::Acquire))
-                .map(|(p, _)| p.clone())
-                .collect();
-            for partition in ended {
-                let o = owned.remove(&partition).expect("listed");
-                self.release(&partition, &o).await;
-            }
+            self.release_ended(&mut owned).await;
             if owned.is_empty() {
                 break;
             }
-            for (partition, o) in &owned {
-                if o.lease.renewal_due() {
-                    let _ = o
-                        .lease
-                        .write(
-                            &*self.transport,
-                            (&self.group, &partition.0, partition.1),
-                            None,
-                            false,
-                        )
-                        .await;
-                }
-            }
+            self.renew_due(&owned).await;
             tokio::select! {
                 () = tokio::time::sleep((ttl / 10).clamp(Duration::from_millis(10), Duration::from_millis(250))) => {}
                 Some(_) = loops.join_next(), if !loops.is_empty() => {}
@@ -406,20 +356,48 @@ impl<T: Transport> GroupRunner<T> {
         view.send_replace(Shared::default());
     }
 
-    /// Releases the claim on `partition` (its loop ended), unless it was lost: the last
-    /// position written stays, with no owner. A failure leaves the claim to lapse.
-    async fn release(&self, partition: &PartitionId, o: &Owned) {
-        if !o.lease.is_lost() {
-            let _ = o
-                .lease
-                .write(
-                    &*self.transport,
-                    (&self.group, &partition.0, partition.1),
-                    None,
-                    true,
-                )
-                .await;
+    /// Releases the claims of the partitions whose loops ended (unless lost: those are only
+    /// forgotten) and forgets them: the last position written stays, with no owner. A failed
+    /// release leaves the claim to lapse.
+    async fn release_ended(&self, owned: &mut BTreeMap<PartitionId, Owned>) {
+        let ended: Vec<PartitionId> = owned
+            .iter()
+            .filter(|(_, o)| o.done.load(Ordering::Acquire))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for partition in ended {
+            let o = owned.remove(&partition).expect("listed");
+            if !o.lease.is_lost() {
+                let _ = self.write(&partition, &o, true).await;
+            }
         }
+    }
+
+    /// Renews the claims a third of whose time has passed. One found taken is lost: its loop
+    /// abandons the partition.
+    async fn renew_due(&self, owned: &BTreeMap<PartitionId, Owned>) {
+        for (partition, o) in owned {
+            if o.lease.renewal_due() && matches!(self.write(partition, o, false).await, Ok(false)) {
+                tracing::warn!(target: "event_runtime::consumer", group = %self.group, instance = %self.instance, topic = %partition.0, partition = partition.1, "claim lost to another instance: partition abandoned");
+            }
+        }
+    }
+
+    /// Writes the slot of `partition` under its lease: renewed, or released.
+    async fn write(
+        &self,
+        partition: &PartitionId,
+        o: &Owned,
+        release: bool,
+    ) -> Result<bool, TransportError> {
+        o.lease
+            .write(
+                &*self.transport,
+                (&self.group, &partition.0, partition.1),
+                None,
+                release,
+            )
+            .await
     }
 
     /// Claims `partition` if its claim is free, lapsed or this instance's own, and starts its

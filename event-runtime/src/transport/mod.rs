@@ -462,8 +462,9 @@ pub const CORRUPT_HEADERS: &str = "x-evt-corrupt-headers";
 
 pub use crate::cloudevents::decode_record;
 
-/// Milliseconds since the Unix epoch, now.
-pub(crate) fn now_ms() -> i64 {
+/// Milliseconds since the Unix epoch, now: the clock of record timestamps and claims, for every
+/// engine.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
