@@ -252,7 +252,8 @@ impl Member {
     }
 
     /// Commits `next_offset` for `partition` if it is assigned here under `epoch`, and marks it
-    /// released when `release`. Blocking: call it off the async workers.
+    /// released when `release` (also when the commit fails: the runtime has drained it).
+    /// Blocking: call it off the async workers.
     pub(crate) fn write(
         &self,
         topic: &str,
@@ -267,7 +268,9 @@ impl Member {
         }
         let mut list = TopicPartitionList::new();
         list.add_partition_offset(topic, partition, Offset::Offset(next_offset as i64))?;
-        match self.consumer.commit(&list, CommitMode::Sync) {
+        let committed = self.consumer.commit(&list, CommitMode::Sync);
+        let mut assigned = self.state.lock();
+        match committed {
             Ok(()) => {}
             Err(KafkaError::ConsumerCommit(
                 RDKafkaErrorCode::IllegalGeneration
@@ -275,9 +278,17 @@ impl Member {
                 | RDKafkaErrorCode::FencedInstanceId
                 | RDKafkaErrorCode::StaleMemberEpoch,
             )) => return Ok(Err(Refused::Fenced)),
-            Err(err) => return Err(err),
+            Err(err) => {
+                // The runtime drained the partition and runs nothing more on it: a revocation
+                // must not wait its whole bound for a commit that failed (the next owner
+                // resumes from the last committed position: redelivery, never loss).
+                if release && let Some(held) = assigned.held.get_mut(&key) {
+                    held.released = true;
+                    self.state.released.notify_all();
+                }
+                return Err(err);
+            }
         }
-        let mut assigned = self.state.lock();
         match assigned.held.get_mut(&key) {
             Some(held) if held.epoch == epoch => {
                 if release {

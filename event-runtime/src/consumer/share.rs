@@ -40,6 +40,9 @@ use tokio::task::JoinSet;
 use super::GroupRunner;
 use crate::transport::{Claim, Sharing, Transport, TransportError, now_ms};
 
+/// How often a failed claim release is retried before the claim is left to lapse.
+const RELEASE_RETRIES: u32 = 3;
+
 /// A topic partition of a group.
 pub(crate) type PartitionId = (Arc<str>, u32);
 
@@ -357,8 +360,8 @@ impl<T: Transport> GroupRunner<T> {
     }
 
     /// Releases the claims of the partitions whose loops ended (unless lost: those are only
-    /// forgotten) and forgets them: the last position written stays, with no owner. A failed
-    /// release leaves the claim to lapse.
+    /// forgotten) and forgets them: the last position written stays, with no owner. A release
+    /// that keeps failing (after `RELEASE_RETRIES` retries) leaves the claim to lapse.
     async fn release_ended(&self, owned: &mut BTreeMap<PartitionId, Owned>) {
         let ended: Vec<PartitionId> = owned
             .iter()
@@ -367,8 +370,21 @@ impl<T: Transport> GroupRunner<T> {
             .collect();
         for partition in ended {
             let o = owned.remove(&partition).expect("listed");
-            if !o.lease.is_lost() {
-                let _ = self.write(&partition, &o, true).await;
+            let mut attempt = 0;
+            while !o.lease.is_lost() {
+                match self.write(&partition, &o, true).await {
+                    Ok(_) => break,
+                    // A short retry: a claim left to lapse keeps the partition idle for a ttl.
+                    Err(err) if attempt < RELEASE_RETRIES => {
+                        attempt += 1;
+                        tracing::debug!(target: "event_runtime::consumer", group = %self.group, instance = %self.instance, topic = %partition.0, partition = partition.1, error = %err, attempt, "releasing a claim failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(50) * attempt).await;
+                    }
+                    Err(err) => {
+                        tracing::warn!(target: "event_runtime::consumer", group = %self.group, instance = %self.instance, topic = %partition.0, partition = partition.1, error = %err, "could not release a claim: it lapses after its time");
+                        break;
+                    }
+                }
             }
         }
     }

@@ -211,6 +211,12 @@ async fn on_sqlite_stores<T: Transport>(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
+    // The runtime's warnings (failed writes, lost claims), tagged with the instance.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
     let args: Vec<String> = std::env::args().collect();
     let [_, engine, expected, delay_ms] = args.as_slice() else {
         return Err(
