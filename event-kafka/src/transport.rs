@@ -807,6 +807,10 @@ impl Transport for KafkaTransport {
     }
 
     /// Kafka's consumer-group protocol assigns the partitions: see the crate docs.
+    fn system(&self) -> &'static str {
+        "kafka"
+    }
+
     fn sharing(&self) -> Sharing {
         Sharing::Engine
     }

@@ -1032,6 +1032,10 @@ impl Transport for NatsTransport {
     /// Instances share partitions through the positions bucket: a slot is one KV entry, and
     /// its compare-and-set is a KV update on the entry's revision (JetStream's expected last
     /// subject sequence). Members are one entry per group, updated the same way.
+    fn system(&self) -> &'static str {
+        "nats"
+    }
+
     fn sharing(&self) -> Sharing {
         Sharing::Claims
     }

@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
+use tracing::Instrument;
 
 mod lanes;
 pub(crate) mod share;
@@ -239,6 +240,8 @@ pub(crate) struct FailedRecord {
     parked_behind: Option<u64>,
     /// When the first attempt failed (earlier than now after retries).
     first_failure_ms: i64,
+    /// The record's `process` span, under which the dead letter is settled.
+    span: tracing::Span,
 }
 
 fn decode_kind(kind: DecodeErrorKind) -> ReasonKind {
@@ -300,8 +303,14 @@ impl<T: Transport> GroupRunner<T> {
             Outcome::Skipped => self.stats.skipped.fetch_add(1, Ordering::Relaxed),
             Outcome::Unknown => self.stats.unknown_types.fetch_add(1, Ordering::Relaxed),
             Outcome::Failed(failed) => {
+                crate::telemetry::failed(&failed.span, failed.reason_kind.as_str());
+                let settle = crate::telemetry::settle_span(
+                    &failed.span,
+                    &record.topic,
+                    failed.reason_kind.as_str(),
+                );
                 // Boxed: the rare path's futures stay out of every delivery's future.
-                Box::pin(self.dead_letter(record.clone(), *failed)).await?;
+                Box::pin(self.dead_letter(record.clone(), *failed).instrument(settle)).await?;
                 self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed)
             }
         };
@@ -413,6 +422,7 @@ impl<T: Transport> GroupRunner<T> {
             attempts,
             parked_behind: None,
             first_failure_ms: now_ms(),
+            span: tracing::Span::none(),
         }))
     }
 
@@ -449,6 +459,35 @@ impl<T: Transport> GroupRunner<T> {
             }
         };
         self.publisher.deprecations.consumed(&raw.ty, raw.version);
+        let span = crate::telemetry::process_span(
+            self.transport.system(),
+            &self.group,
+            record,
+            &raw,
+            delivery != Delivery::Live,
+        );
+        let mut outcome = self
+            .process_decoded(record, raw, delivery, bypass_dedupe)
+            .instrument(span.clone())
+            .await?;
+        match &mut outcome {
+            Outcome::Handled => crate::telemetry::outcome(&span, "handled"),
+            Outcome::Duplicate => crate::telemetry::outcome(&span, "duplicate"),
+            Outcome::Skipped => crate::telemetry::outcome(&span, "skipped"),
+            Outcome::Unknown => crate::telemetry::outcome(&span, "unknown_type"),
+            Outcome::Failed(failed) => failed.span = span,
+        }
+        Ok(outcome)
+    }
+
+    /// [`Self::process`] after the record decoded, in its `process` span.
+    async fn process_decoded(
+        &self,
+        record: &Record,
+        raw: RawEnvelope,
+        delivery: Delivery,
+        bypass_dedupe: bool,
+    ) -> Result<Outcome, TransportError> {
         let Some(handler) = self.handlers.get(raw.ty.as_ref()).cloned() else {
             if self.registry.latest(&raw.ty).is_some() {
                 return Ok(Outcome::Skipped);
@@ -484,6 +523,7 @@ impl<T: Transport> GroupRunner<T> {
                 attempts: 0,
                 parked_behind: Some(blocking),
                 first_failure_ms: now_ms(),
+                span: tracing::Span::none(),
             })));
         }
         let dedupe_key = raw.effective_dedupe_key().into_owned();
@@ -494,6 +534,7 @@ impl<T: Transport> GroupRunner<T> {
         let mut attempt = 1;
         let mut first_failure = None;
         loop {
+            tracing::Span::current().record("evt.delivery.attempt", attempt);
             let result = self
                 .attempt(
                     &*handler,

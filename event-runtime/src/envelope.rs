@@ -111,11 +111,13 @@ impl<M: Message> Envelope<M> {
     fn new(data: M) -> Self {
         let descriptor = data.descriptor();
         let id = EventId::now_v7();
-        // Created while serving a request: its correlation id and trace context.
+        // Created while serving a request: its correlation id and trace context; inside an
+        // OpenTelemetry span (a handler's `process`, an HTTP server span), that span's context.
         let (correlation_id, trace) = match crate::request::current() {
             Some(ctx) => (ctx.correlation_id, ctx.trace),
             None => (id.to_string(), None),
         };
+        let trace = crate::telemetry::current_trace().or(trace);
         Envelope {
             correlation_id: Some(correlation_id),
             id,
@@ -179,8 +181,9 @@ impl<M> Envelope<M> {
             self.correlation_id = causation.correlation_id;
         }
         self.causation_id = causation.causation_id;
-        if causation.trace.is_some() {
-            self.trace = causation.trace;
+        // The creation context: the current span's (see `Envelope::event`), else the cause's.
+        if let Some(trace) = crate::telemetry::current_trace().or(causation.trace) {
+            self.trace = Some(trace);
         }
         self
     }

@@ -150,6 +150,7 @@ pub mod replay;
 pub mod request;
 pub mod retry;
 pub mod store;
+pub mod telemetry;
 pub mod testing;
 pub mod transport;
 

@@ -113,6 +113,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use sqlx::{Pool, Transaction};
 use tokio::sync::{Notify, watch};
@@ -653,7 +654,9 @@ impl<T: Transport, DB: Exec> Relay<T, DB> {
         }
         let mut appended: Vec<i64> = Vec::new();
         for (topic, ids, records) in runs {
-            match self.publisher.transport_ref().append(&topic, records).await {
+            let transport = self.publisher.transport_ref();
+            let span = crate::telemetry::relay_span(transport.system(), &topic, &records);
+            match transport.append(&topic, records).instrument(span).await {
                 Ok(_) => appended.extend(ids),
                 Err(err) => {
                     failure = Some((ids, err));

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
+use tracing::Instrument;
 
 use crate::cloudevents::binary::{self, BinaryMessage, Binding};
 use crate::deprecation::Deprecations;
@@ -163,6 +164,35 @@ impl<T: Transport> Publisher<T> {
         }
     }
 
+    /// Appends `records` to `topic` in a `send` span whose context rides in their
+    /// `traceparent` headers ([`crate::telemetry`]); outside any span, the span is a child of
+    /// `created`, the envelopes' creation context.
+    pub(crate) async fn append(
+        &self,
+        topic: &str,
+        records: Vec<OutgoingRecord>,
+        created: Option<&crate::envelope::TraceContext>,
+    ) -> Result<Vec<Position>, TransportError> {
+        let span =
+            crate::telemetry::send_span(self.transport.system(), topic, records.len(), created);
+        let records = Self::stamped(&span, records);
+        self.transport.append(topic, records).instrument(span).await
+    }
+
+    /// `records` with `span`'s context in their protocol headers, when it has one.
+    pub(crate) fn stamped(
+        span: &tracing::Span,
+        mut records: Vec<OutgoingRecord>,
+    ) -> Vec<OutgoingRecord> {
+        if !span.is_disabled() {
+            let _entered = span.enter();
+            for record in &mut records {
+                record.headers = crate::telemetry::stamp(std::mem::take(&mut record.headers));
+            }
+        }
+        records
+    }
+
     /// The record for an envelope encoded earlier (the outbox's rows), partitioned exactly as
     /// [`Publisher::publish`] partitions it (`id` is the event id, `envelope.id.to_string()`).
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -236,7 +266,9 @@ impl<T: Transport> Publisher<T> {
                     partitions,
                     self.transport.structured_records(),
                 )?;
-                let positions = self.transport.append(topic, vec![record]).await?;
+                let positions = self
+                    .append(topic, vec![record], envelope.trace.as_ref())
+                    .await?;
                 Ok(positions[0])
             })
             .await
@@ -274,7 +306,8 @@ impl<T: Transport> Publisher<T> {
                 }
                 let mut positions = Vec::with_capacity(envelopes.len());
                 for (topic, records) in by_topic {
-                    positions.extend(self.transport.append(topic, records).await?);
+                    let created = envelopes.first().and_then(|e| e.trace.as_ref());
+                    positions.extend(self.append(topic, records, created).await?);
                 }
                 Ok(positions)
             })
@@ -294,7 +327,9 @@ impl<T: Transport> Publisher<T> {
         self.retry
             .run(|| async {
                 let record = self.record(topic, envelope).await?;
-                let positions = self.transport.append(topic, vec![record]).await?;
+                let positions = self
+                    .append(topic, vec![record], envelope.trace.as_ref())
+                    .await?;
                 Ok(positions[0])
             })
             .await
@@ -305,7 +340,7 @@ impl<T: Transport> Publisher<T> {
         emitted: Vec<Emitted>,
     ) -> Result<(), TransportError> {
         for (topic, records) in self.group_emitted(emitted).await? {
-            self.transport.append(&topic, records).await?;
+            self.append(&topic, records, None).await?;
         }
         Ok(())
     }
@@ -370,7 +405,12 @@ impl<T: Transport> Publisher<T> {
             by_topic.entry(item.topic).or_default().push(record);
         }
         for (topic, records) in by_topic {
-            crate::transport::sqlite::SqliteTransport::append_on(conn, &topic, records).await?;
+            let span =
+                crate::telemetry::send_span(self.transport.system(), &topic, records.len(), None);
+            let records = Self::stamped(&span, records);
+            crate::transport::sqlite::SqliteTransport::append_on(conn, &topic, records)
+                .instrument(span)
+                .await?;
         }
         Ok(())
     }

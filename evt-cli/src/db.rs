@@ -99,6 +99,10 @@ impl Transport for Engine {
         each!(self, t => t.sharing())
     }
 
+    fn system(&self) -> &'static str {
+        each!(self, t => t.system())
+    }
+
     async fn slot(&self, group: &str, topic: &str, partition: u32) -> Result<Slot, TransportError> {
         each!(self, t => t.slot(group, topic, partition).await)
     }

@@ -211,6 +211,10 @@ impl Transport for MemoryTransport {
         Ok(())
     }
 
+    fn system(&self) -> &'static str {
+        "evt_memory"
+    }
+
     fn sharing(&self) -> Sharing {
         Sharing::Claims
     }

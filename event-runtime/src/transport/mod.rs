@@ -227,6 +227,12 @@ pub trait Transport: Send + Sync + 'static {
         Sharing::None
     }
 
+    /// The engine's name in telemetry: OpenTelemetry's `messaging.system` (`kafka`, `nats`;
+    /// `evt_memory` and `evt_sqlite` for the embedded engines). Default `evt`.
+    fn system(&self) -> &'static str {
+        "evt"
+    }
+
     /// Where the engine assigns partitions itself ([`Sharing::Engine`]): joins `group` as
     /// `instance` to consume `topics` (with their partition counts) on the first call, losing
     /// its membership when it stops answering for `ttl`, and returns the partitions assigned to

@@ -503,6 +503,10 @@ impl Transport for SqliteTransport {
     /// written with a compare-and-set on their revision, the members rows of `evt_members`, so
     /// several processes on one file (or one file on a shared volume) never consume one
     /// partition at once.
+    fn system(&self) -> &'static str {
+        "evt_sqlite"
+    }
+
     fn sharing(&self) -> Sharing {
         Sharing::Claims
     }

@@ -1,0 +1,284 @@
+//! Traces after the OpenTelemetry messaging semantic conventions.
+//!
+//! The runtime opens [`tracing`] spans (target `event_runtime::telemetry`); any subscriber sees
+//! them, and with the `otel` feature and `tracing-opentelemetry`'s layer installed they become
+//! OpenTelemetry spans of one trace across processes:
+//!
+//! | span | kind | when |
+//! |---|---|---|
+//! | `send {topic}` | producer | an append of one or more envelopes (publish, emitted events, the outbox relay) |
+//! | `process {topic}` | consumer | one record delivered to a group: dedupe, the handler with its retries, its emitted events |
+//! | `settle {topic}` | internal | a record given up on: the dead letter written |
+//!
+//! Attributes: `messaging.system`, `messaging.operation.type` and `messaging.operation.name`,
+//! `messaging.destination.name` (the topic), `messaging.destination.partition.id`,
+//! `messaging.consumer.group.name`, `messaging.message.id`,
+//! `messaging.message.conversation_id` (the correlation id), `messaging.batch.message_count`
+//! (send), `error.type` (the dead letter's reason); ours: `evt.type`, `evt.delivery.attempt`,
+//! `evt.causation_id`, `evt.replay` (a replay or redrive), `evt.outcome` (`handled`,
+//! `duplicate`, `skipped`, `unknown_type`, `dead_lettered`). These names are frozen by a snapshot
+//! test: dashboards depend on them.
+//!
+//! **Context per hop.** An envelope's CloudEvents `traceparent` is the context it was created in
+//! (the request's, or the `process` span of the handler that emitted it) and never changes. The
+//! `send` span's own context rides beside it in the record's protocol header `traceparent` (and
+//! `tracestate`), rewritten at every hop. The outbox relay writes no such header (its `send`
+//! is a root span linked to each row's creation context), so the relay is never a consumer's
+//! parent: the row keeps the context the event was created in.
+//!
+//! **Parent or link.** A record delivered live within [`PARENT_WITHIN`] of its creation is
+//! processed as a child of its producer (the header's context, else the envelope's). An older
+//! record, a replay or a redrive starts a new trace with a link to the producer: a backlog
+//! drained an hour later, or a replay next week, would otherwise stretch one trace over hours.
+//! A malformed `traceparent` or `tracestate` is ignored (W3C Trace Context), never fatal.
+
+use std::time::Duration;
+
+use crate::envelope::{RawEnvelope, TraceContext};
+use crate::transport::Headers;
+
+/// How young a live record must be to be processed as a child of its producer; older ones are
+/// processed in a new trace, linked to the producer.
+pub const PARENT_WITHIN: Duration = Duration::from_secs(60);
+
+/// The `process` span of `record`, delivered to `group` (not entered). Its remote parent (or
+/// link) is the previous hop's context from the protocol header `traceparent`, else the
+/// envelope's creation context.
+pub(crate) fn process_span(
+    system: &'static str,
+    group: &str,
+    record: &crate::transport::Record,
+    raw: &RawEnvelope,
+    replay: bool,
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "event_runtime::telemetry",
+        "process",
+        otel.name = %format_args!("process {}", record.topic),
+        otel.kind = "consumer",
+        otel.status_code = tracing::field::Empty,
+        messaging.system = system,
+        messaging.operation.type = "process",
+        messaging.operation.name = "process",
+        messaging.destination.name = &*record.topic,
+        messaging.destination.partition.id = %record.partition,
+        messaging.consumer.group.name = group,
+        messaging.message.id = %raw.id,
+        messaging.message.conversation_id = raw.correlation_id.as_deref(),
+        evt.r#type = raw.ty.as_ref(),
+        evt.causation_id = raw.causation_id.as_deref(),
+        evt.replay = replay,
+        evt.delivery.attempt = tracing::field::Empty,
+        evt.outcome = tracing::field::Empty,
+        error.r#type = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        let young = !replay
+            && (time::OffsetDateTime::now_utc() - raw.time)
+                < time::Duration::try_from(PARENT_WITHIN).unwrap_or(time::Duration::MAX);
+        let hop = hop_context(&record.headers);
+        otel::join(&span, hop.as_ref().or(raw.trace.as_ref()), young);
+    }
+    span
+}
+
+/// The `settle` span of a record given up on, under its `process` span.
+pub(crate) fn settle_span(parent: &tracing::Span, topic: &str, reason: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: "event_runtime::telemetry",
+        parent: parent,
+        "settle",
+        otel.name = %format_args!("settle {topic}"),
+        otel.kind = "internal",
+        messaging.operation.type = "settle",
+        messaging.operation.name = "dead_letter",
+        messaging.destination.name = topic,
+        error.r#type = reason,
+    )
+}
+
+/// The `send` span of an append of `count` envelopes to `topic` (not entered): a child of the
+/// current span, or outside any of the envelopes' creation context `created`.
+pub(crate) fn send_span(
+    system: &'static str,
+    topic: &str,
+    count: usize,
+    created: Option<&TraceContext>,
+) -> tracing::Span {
+    let outside = created.is_some() && otel::current().is_none();
+    let span = tracing::info_span!(
+        target: "event_runtime::telemetry",
+        "send",
+        otel.name = %format_args!("send {topic}"),
+        otel.kind = "producer",
+        messaging.system = system,
+        messaging.operation.type = "send",
+        messaging.operation.name = "send",
+        messaging.destination.name = topic,
+        messaging.batch.message_count = count,
+    );
+    if outside && !span.is_disabled() {
+        otel::join(&span, created, true);
+    }
+    span
+}
+
+/// The `send` span of the outbox relay appending `records` to `topic`: a root, linked to each
+/// record's creation context (its CloudEvents `traceparent`). It stamps no `traceparent`
+/// header: the consumer's parent stays the context the event was created in.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn relay_span(
+    system: &'static str,
+    topic: &str,
+    records: &[crate::transport::OutgoingRecord],
+) -> tracing::Span {
+    let span = tracing::info_span!(
+        target: "event_runtime::telemetry",
+        parent: None,
+        "send",
+        otel.name = %format_args!("send {topic}"),
+        otel.kind = "producer",
+        messaging.system = system,
+        messaging.operation.type = "send",
+        messaging.operation.name = "send",
+        messaging.destination.name = topic,
+        messaging.batch.message_count = records.len(),
+    );
+    if !span.is_disabled() {
+        for record in records {
+            let created = trace_in(&record.headers, "ce_traceparent", "ce_tracestate");
+            otel::join(&span, created.as_ref(), false);
+        }
+    }
+    span
+}
+
+/// Records how a `process` span ended.
+pub(crate) fn outcome(span: &tracing::Span, outcome: &'static str) {
+    span.record("evt.outcome", outcome);
+}
+
+/// Records a `process` span's failure: `error.type` and an error status.
+pub(crate) fn failed(span: &tracing::Span, reason: &str) {
+    span.record("evt.outcome", "dead_lettered");
+    span.record("error.type", reason);
+    span.record("otel.status_code", "error");
+}
+
+/// The trace context of the current span, when there is an OpenTelemetry one: what envelopes
+/// created now carry as their creation context.
+pub(crate) fn current_trace() -> Option<TraceContext> {
+    otel::current()
+}
+
+/// `headers` with the current span's context in the protocol headers `traceparent` and
+/// `tracestate` (replacing the previous hop's); as they were without one.
+pub(crate) fn stamp(headers: Headers) -> Headers {
+    match otel::current() {
+        Some(trace) => {
+            let mut headers = headers.with("traceparent", trace.traceparent.as_bytes());
+            if let Some(state) = &trace.tracestate {
+                headers = headers.with("tracestate", state.as_bytes());
+            }
+            headers
+        }
+        None => headers,
+    }
+}
+
+/// The previous hop's context from the protocol headers, if well formed.
+fn hop_context(headers: &Headers) -> Option<TraceContext> {
+    trace_in(headers, "traceparent", "tracestate")
+}
+
+/// The trace context in the headers `parent` and `state`, if well formed.
+fn trace_in(headers: &Headers, parent: &str, state: &str) -> Option<TraceContext> {
+    let traceparent = std::str::from_utf8(headers.get(parent)?).ok()?;
+    if !crate::request::valid_traceparent(traceparent) {
+        return None;
+    }
+    Some(TraceContext {
+        traceparent: traceparent.to_owned(),
+        tracestate: headers
+            .get(state)
+            .and_then(|s| std::str::from_utf8(s).ok())
+            .map(str::to_owned),
+    })
+}
+
+#[cfg(feature = "otel")]
+mod otel {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use crate::envelope::TraceContext;
+
+    /// Makes `span` a child of `remote` (`parent`) or links it to `remote` (a new trace).
+    pub(super) fn join(span: &tracing::Span, remote: Option<&TraceContext>, parent: bool) {
+        let Some(remote) = remote.and_then(parse) else {
+            return;
+        };
+        if parent {
+            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(remote));
+        } else {
+            span.add_link(remote);
+        }
+    }
+
+    /// The current span's context, when valid.
+    pub(super) fn current() -> Option<TraceContext> {
+        let cx = tracing::Span::current().context();
+        let span = cx.span();
+        let sc = span.span_context();
+        if !sc.is_valid() {
+            return None;
+        }
+        let state = sc.trace_state().header();
+        Some(TraceContext {
+            traceparent: format!(
+                "00-{}-{}-{:02x}",
+                sc.trace_id(),
+                sc.span_id(),
+                sc.trace_flags().to_u8()
+            ),
+            tracestate: (!state.is_empty()).then_some(state),
+        })
+    }
+
+    /// A well-formed `traceparent` (and `tracestate`, dropped when malformed) as a remote span
+    /// context.
+    fn parse(trace: &TraceContext) -> Option<SpanContext> {
+        if !crate::request::valid_traceparent(&trace.traceparent) {
+            return None;
+        }
+        let mut parts = trace.traceparent.split('-').skip(1);
+        let trace_id = TraceId::from_hex(parts.next()?).ok()?;
+        let span_id = SpanId::from_hex(parts.next()?).ok()?;
+        let flags = u8::from_str_radix(parts.next()?, 16).ok()?;
+        let state = trace
+            .tracestate
+            .as_deref()
+            .and_then(|s| s.parse::<TraceState>().ok())
+            .unwrap_or_default();
+        Some(SpanContext::new(
+            trace_id,
+            span_id,
+            TraceFlags::new(flags & 1),
+            true,
+            state,
+        ))
+    }
+}
+
+#[cfg(not(feature = "otel"))]
+mod otel {
+    use crate::envelope::TraceContext;
+
+    pub(super) fn join(_: &tracing::Span, _: Option<&TraceContext>, _: bool) {}
+
+    pub(super) fn current() -> Option<TraceContext> {
+        None
+    }
+}

@@ -1,0 +1,429 @@
+//! Traces through OpenTelemetry's in-memory exporter: the spans' names and attributes (frozen:
+//! dashboards depend on them), and the parent/child/link structure from a request through two
+//! hops of events, through the outbox, from a foreign producer, and for old records and replays.
+//!
+//! Each test runs in a process of its own (nextest), so each installs its own global subscriber.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use event_runtime::envelope::TraceContext;
+use event_runtime::transport::Transport;
+use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError};
+use opentelemetry::trace::{SpanId, SpanKind, TraceId, TracerProvider as _};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
+use serde::{Deserialize, Serialize};
+use tracing_subscriber::layer::SubscriberExt;
+
+mod common;
+
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "orders")]
+struct OrderPlaced {
+    #[event(key)]
+    order: String,
+}
+
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "shipping")]
+struct OrderShipped {
+    #[event(key)]
+    order: String,
+}
+
+/// Installs the OpenTelemetry layer over an in-memory exporter as the global subscriber.
+fn install() -> (SdkTracerProvider, InMemorySpanExporter) {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    tracing::subscriber::set_global_default(subscriber).expect("one subscriber per process");
+    (provider, exporter)
+}
+
+/// The app of the tests: `shipping` ships every placed order, `mail` reads every shipment.
+async fn shop<T: Transport>(app: &mut App<T>) {
+    app.subscribe::<OrderPlaced, _>(
+        "shipping",
+        |event: Envelope<OrderPlaced>, ctx: Context| async move {
+            ctx.publish(OrderShipped {
+                order: event.data.order,
+            })?;
+            Ok::<(), HandlerError>(())
+        },
+    );
+    app.subscribe::<OrderShipped, _>(
+        "mail",
+        |_event: Envelope<OrderShipped>, _ctx: Context| async move { Ok::<(), HandlerError>(()) },
+    );
+}
+
+/// The finished spans, once `count` of them have ended.
+async fn spans(exporter: &InMemorySpanExporter, count: usize) -> Vec<SpanData> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let spans = exporter.get_finished_spans().unwrap();
+        if spans.len() >= count {
+            return spans;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} of {count} spans: {:?}",
+            spans.len(),
+            spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn named<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
+    let found: Vec<&SpanData> = spans.iter().filter(|s| s.name == name).collect();
+    assert_eq!(found.len(), 1, "one `{name}` span: {spans:#?}");
+    found[0]
+}
+
+fn attributes(span: &SpanData) -> BTreeMap<String, String> {
+    span.attributes
+        .iter()
+        .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+        .collect()
+}
+
+const FOREIGN: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+/// One request publishes an order; `shipping` handles it and emits a shipment, which `mail`
+/// handles: one trace, request -> send -> process -> send -> process, each span a child of the
+/// one before, with the messaging attributes the conventions name.
+async fn one_request_is_one_trace_across_two_hops<T: Transport>(
+    exporter: &InMemorySpanExporter,
+    mut app: App<T>,
+    system: &str,
+) {
+    shop(&mut app).await;
+    let running = app.start().await.unwrap();
+    {
+        let request = tracing::info_span!("POST /orders", otel.kind = "server");
+        let publisher = running.publisher();
+        let ctx = event_runtime::request::RequestContext::new("req-7", None);
+        let publish = event_runtime::request::scope(ctx, async {
+            publisher
+                .publish(Envelope::event(OrderPlaced {
+                    order: "o-1".into(),
+                }))
+                .await
+                .unwrap();
+        });
+        tracing::Instrument::instrument(publish, request).await;
+    }
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let spans = spans(exporter, 5).await;
+    let request = named(&spans, "POST /orders");
+    let send_orders = named(&spans, "send orders");
+    let process_orders = named(&spans, "process orders");
+    let send_shipping = named(&spans, "send shipping");
+    let process_shipping = named(&spans, "process shipping");
+    let trace = request.span_context.trace_id();
+    for span in [send_orders, process_orders, send_shipping, process_shipping] {
+        assert_eq!(span.span_context.trace_id(), trace, "{}", span.name);
+    }
+    let parent = |child: &SpanData, parent: &SpanData| {
+        assert_eq!(
+            child.parent_span_id,
+            parent.span_context.span_id(),
+            "{} is a child of {}",
+            child.name,
+            parent.name
+        );
+    };
+    parent(send_orders, request);
+    parent(process_orders, send_orders);
+    parent(send_shipping, process_orders);
+    parent(process_shipping, send_shipping);
+    assert!(process_orders.parent_span_is_remote);
+    assert_eq!(send_orders.span_kind, SpanKind::Producer);
+    assert_eq!(process_orders.span_kind, SpanKind::Consumer);
+
+    // Frozen names and values: a rename breaks dashboards.
+    let process = attributes(process_orders);
+    let keys: BTreeSet<&str> = process.keys().map(String::as_str).collect();
+    let expected: BTreeSet<&str> = [
+        "messaging.system",
+        "messaging.operation.type",
+        "messaging.operation.name",
+        "messaging.destination.name",
+        "messaging.destination.partition.id",
+        "messaging.consumer.group.name",
+        "messaging.message.id",
+        "messaging.message.conversation_id",
+        "evt.type",
+        "evt.replay",
+        "evt.delivery.attempt",
+        "evt.outcome",
+    ]
+    .into_iter()
+    .collect();
+    assert!(
+        expected.is_subset(&keys),
+        "missing {:?}",
+        expected.difference(&keys).collect::<Vec<_>>()
+    );
+    assert_eq!(process["messaging.system"], system);
+    assert_eq!(process["messaging.operation.type"], "process");
+    assert_eq!(process["messaging.destination.name"], "orders");
+    assert_eq!(process["messaging.consumer.group.name"], "shipping");
+    assert_eq!(process["messaging.message.conversation_id"], "req-7");
+    assert_eq!(process["evt.type"], "orders.order_placed");
+    assert_eq!(process["evt.replay"], "false");
+    assert_eq!(process["evt.delivery.attempt"], "1");
+    assert_eq!(process["evt.outcome"], "handled");
+    let shipped = attributes(process_shipping);
+    assert_eq!(shipped["messaging.message.conversation_id"], "req-7");
+    assert_eq!(
+        shipped["evt.causation_id"], process["messaging.message.id"],
+        "the shipment was caused by the order"
+    );
+    let send = attributes(send_orders);
+    assert_eq!(send["messaging.operation.type"], "send");
+    assert_eq!(send["messaging.destination.name"], "orders");
+    assert_eq!(send["messaging.batch.message_count"], "1");
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_is_one_trace_across_two_hops_in_memory() {
+    let (_provider, exporter) = install();
+    let app = App::in_memory().await.unwrap();
+    one_request_is_one_trace_across_two_hops(&exporter, app, "evt_memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_is_one_trace_across_two_hops_on_sqlite() {
+    let (_provider, exporter) = install();
+    let dir = common::tempdir("telemetry");
+    let app = App::embedded(dir.join("log.db")).await.unwrap();
+    one_request_is_one_trace_across_two_hops(&exporter, app, "evt_sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_is_one_trace_across_two_hops_on_nats() {
+    let Some(url) = common::server_url("EVT_NATS_URL") else {
+        return;
+    };
+    let (_provider, exporter) = install();
+    let prefix = format!("tel{}", uuid::Uuid::now_v7().simple());
+    let transport =
+        event_nats::NatsTransport::connect(event_nats::NatsConfig::new(url).prefix(&prefix))
+            .await
+            .unwrap();
+    let app = App::new(
+        transport,
+        event_runtime::app::Stores::in_memory().await.unwrap(),
+    );
+    one_request_is_one_trace_across_two_hops(&exporter, app, "nats").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_request_is_one_trace_across_two_hops_on_kafka() {
+    let Some(bootstrap) = common::server_url("EVT_KAFKA_BOOTSTRAP") else {
+        return;
+    };
+    let (_provider, exporter) = install();
+    let prefix = format!("tel{}", uuid::Uuid::now_v7().simple());
+    let transport = event_kafka::KafkaTransport::connect(
+        event_kafka::KafkaConfig::new(bootstrap).prefix(&prefix),
+    )
+    .unwrap();
+    let app = App::new(
+        transport,
+        event_runtime::app::Stores::in_memory().await.unwrap(),
+    );
+    one_request_is_one_trace_across_two_hops(&exporter, app, "kafka").await;
+}
+
+/// A foreign producer's record carries only its CloudEvents `traceparent` (no per-hop header):
+/// the consumer joins that trace as its child. A malformed `tracestate` beside it is dropped,
+/// not fatal. Our own publisher, outside any span, sends such an envelope as a child of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_traceparent_is_the_parent_and_a_bad_tracestate_is_dropped() {
+    let (_provider, exporter) = install();
+    let transport = event_runtime::transport::memory::MemoryTransport::new();
+    let mut app = App::new(
+        transport.clone(),
+        event_runtime::app::Stores::in_memory().await.unwrap(),
+    );
+    shop(&mut app).await;
+    let running = app.start().await.unwrap();
+    let foreign_trace = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+    let foreign_span = SpanId::from_hex("00f067aa0ba902b7").unwrap();
+    let envelope = |order: &str| {
+        Envelope::event(OrderPlaced {
+            order: order.into(),
+        })
+        .with_trace(TraceContext {
+            traceparent: FOREIGN.to_owned(),
+            tracestate: Some("not a=valid,,state!".to_owned()),
+        })
+    };
+    // The foreign producer: CloudEvents binary mode, written straight to the engine.
+    let message = event_runtime::cloudevents::binary::to_binary(
+        &envelope("o-2"),
+        event_runtime::cloudevents::binary::Binding::Kafka,
+    )
+    .unwrap();
+    assert!(message.headers.get("traceparent").is_none());
+    transport
+        .append(
+            "orders",
+            vec![event_runtime::transport::OutgoingRecord {
+                partition: 0,
+                key: message.key,
+                headers: message.headers,
+                payload: message.payload,
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let spans = spans(&exporter, 3).await;
+    let process = named(&spans, "process orders");
+    assert_eq!(process.span_context.trace_id(), foreign_trace);
+    assert_eq!(process.parent_span_id, foreign_span);
+    assert!(process.parent_span_is_remote);
+    assert_eq!(attributes(process)["evt.outcome"], "handled");
+
+    // Our publisher, outside any span: its `send` continues the envelope's trace.
+    exporter.reset();
+    running.publisher().publish(envelope("o-3")).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let spans = self::spans(&exporter, 4).await;
+    let send = named(&spans, "send orders");
+    let process = named(&spans, "process orders");
+    assert_eq!(send.span_context.trace_id(), foreign_trace);
+    assert_eq!(send.parent_span_id, foreign_span);
+    assert_eq!(process.parent_span_id, send.span_context.span_id());
+    running.stop().await;
+}
+
+/// A record older than `PARENT_WITHIN`, and a replay, start a new trace linked to the producer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_record_starts_a_new_trace_linked_to_its_producer() {
+    let (_provider, exporter) = install();
+    let mut app = App::in_memory().await.unwrap();
+    shop(&mut app).await;
+    let running = app.start().await.unwrap();
+    let mut envelope = Envelope::event(OrderPlaced {
+        order: "o-3".into(),
+    })
+    .with_trace(TraceContext {
+        traceparent: FOREIGN.to_owned(),
+        tracestate: None,
+    });
+    envelope.time -= event_runtime::telemetry::PARENT_WITHIN * 2;
+    running.publisher().publish(envelope).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let spans = spans(&exporter, 4).await;
+    let process = named(&spans, "process orders");
+    let foreign = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+    assert_ne!(process.span_context.trace_id(), foreign);
+    assert_eq!(process.parent_span_id, SpanId::INVALID);
+    let links: Vec<TraceId> = process
+        .links
+        .iter()
+        .map(|l| l.span_context.trace_id())
+        .collect();
+    assert_eq!(links, vec![foreign], "linked to the producer");
+    running.stop().await;
+}
+
+/// A handler failing for good: its `process` span ends with an error status and `error.type`,
+/// and a `settle` span under it writes the dead letter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_is_settled_under_its_process_span() {
+    let (_provider, exporter) = install();
+    let mut app = App::in_memory().await.unwrap();
+    app.subscribe::<OrderPlaced, _>(
+        "shipping",
+        |_event: Envelope<OrderPlaced>, _ctx: Context| async move {
+            Err::<(), _>(HandlerError::permanent("no such warehouse"))
+        },
+    );
+    let running = app.start().await.unwrap();
+    running
+        .publisher()
+        .publish(Envelope::event(OrderPlaced {
+            order: "o-4".into(),
+        }))
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let spans = spans(&exporter, 3).await;
+    let process = named(&spans, "process orders");
+    let settle = named(&spans, "settle orders");
+    assert_eq!(settle.parent_span_id, process.span_context.span_id());
+    let attrs = attributes(process);
+    assert_eq!(attrs["evt.outcome"], "dead_lettered");
+    assert_eq!(attrs["error.type"], "permanent");
+    assert!(
+        matches!(process.status, opentelemetry::trace::Status::Error { .. }),
+        "{:?}",
+        process.status
+    );
+    assert_eq!(attributes(settle)["error.type"], "permanent");
+    running.stop().await;
+}
+
+/// Through the transactional outbox (SQLite stores on the memory engine, inbox mode): the
+/// shipment is processed as a child of the `process` span that created it, never of the relay,
+/// whose `send` is a root linked to that creation context.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_outbox_the_creator_is_the_parent_not_the_relay() {
+    let (_provider, exporter) = install();
+    let dir = common::tempdir("telemetry");
+    let file = event_runtime::transport::sqlite::SqliteTransport::open(dir.join("stores.db"))
+        .await
+        .unwrap();
+    let mut app = App::new(
+        event_runtime::transport::memory::MemoryTransport::new(),
+        event_runtime::app::Stores::sqlite(&file),
+    );
+    app.group_options(
+        "shipping",
+        event_runtime::app::GroupOptions {
+            inbox: true,
+            ..Default::default()
+        },
+    );
+    shop(&mut app).await;
+    let running = app.start().await.unwrap();
+    running
+        .publisher()
+        .publish(Envelope::event(OrderPlaced {
+            order: "o-5".into(),
+        }))
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let spans = spans(&exporter, 4).await;
+    let process_orders = named(&spans, "process orders");
+    let relay = named(&spans, "send shipping");
+    let process_shipping = named(&spans, "process shipping");
+    assert_eq!(
+        process_shipping.parent_span_id,
+        process_orders.span_context.span_id(),
+        "the creator is the parent"
+    );
+    assert_eq!(
+        process_shipping.span_context.trace_id(),
+        process_orders.span_context.trace_id()
+    );
+    assert_eq!(relay.parent_span_id, SpanId::INVALID, "the relay is a root");
+    let links: Vec<SpanId> = relay
+        .links
+        .iter()
+        .map(|l| l.span_context.span_id())
+        .collect();
+    assert_eq!(links, vec![process_orders.span_context.span_id()]);
+    running.stop().await;
+}
