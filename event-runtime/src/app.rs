@@ -460,6 +460,7 @@ impl<T: Transport> App<T> {
                     DeprecationPolicy::default(),
                     Registry::global().ok(),
                 )),
+                sent: Arc::default(),
             },
             transport,
             dlq,
@@ -917,6 +918,79 @@ impl<T: Transport> Running<T> {
     /// ([`crate::deprecation`]).
     pub fn deprecated_uses(&self) -> Vec<DeprecatedUse> {
         self.publisher.deprecations.uses()
+    }
+
+    /// The app's metrics ([`crate::metrics`]): counters, lag, DLQ depth, outbox backlog.
+    #[cfg(feature = "prometheus")]
+    pub fn metrics(&self) -> crate::metrics::Metrics<T> {
+        crate::metrics::Metrics::new(
+            self.transport.clone(),
+            self.stats.clone(),
+            self.subscriptions.clone(),
+            self.dlq.clone(),
+            self.publisher.sent.clone(),
+            self.publisher.deprecations.clone(),
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            self.outbox.clone(),
+        )
+    }
+
+    /// Serves the app's metrics at `GET /metrics` on `addr` in the OpenMetrics text format,
+    /// until the app stops; returns the bound address (`127.0.0.1:0` picks a free port). A
+    /// scrape reads the engine and the stores (lag, DLQ depth, outbox): when they fail, it
+    /// answers 503 with the error.
+    ///
+    /// # Errors
+    ///
+    /// When `addr` cannot be bound.
+    #[cfg(feature = "prometheus")]
+    pub async fn serve_metrics(
+        &mut self,
+        addr: impl tokio::net::ToSocketAddrs,
+    ) -> std::io::Result<std::net::SocketAddr> {
+        use axum::http::{StatusCode, header::CONTENT_TYPE};
+        use axum::response::IntoResponse;
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let metrics = self.metrics();
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    match metrics.encode().await {
+                        Ok(text) => (
+                            [(
+                                CONTENT_TYPE,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )],
+                            text,
+                        )
+                            .into_response(),
+                        Err(err) => {
+                            (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response()
+                        }
+                    }
+                }
+            }),
+        );
+        let mut shutdown = self.shutdown.subscribe();
+        self.tasks.spawn(async move {
+            let stopped = async move {
+                while !*shutdown.borrow_and_update() {
+                    if shutdown.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            if let Err(err) = axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::warn!(target: "event_runtime::metrics", error = %err, "the metrics endpoint stopped");
+            }
+        });
+        Ok(local)
     }
 
     /// What this app's retention task has deleted so far ([`Retention`]).

@@ -157,6 +157,12 @@ pub struct GroupStats {
     /// committing, or a delivery whose store could not be reached. Each streak of failures is
     /// also logged (`tracing`, target `event_runtime::consumer`).
     pub engine_errors: AtomicU64,
+    /// Deliveries running now (a record's dedupe check, handler with its retries, dead letter).
+    pub in_flight: AtomicU64,
+    /// How long each delivery took, whatever its outcome (`messaging.process.duration`).
+    pub process_duration: crate::telemetry::Histogram,
+    /// Dead letters written, by reason ([`ReasonKind::as_str`]).
+    pub dead_letters_by_reason: std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>,
 }
 
 /// A snapshot of [`GroupStats`].
@@ -219,6 +225,29 @@ impl Activity {
     pub(crate) fn end(&self) {
         self.changes.fetch_add(1, Ordering::SeqCst);
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Counts a delivery in flight while it lives, and records its duration when dropped.
+struct Timed<'a> {
+    stats: &'a GroupStats,
+    started: std::time::Instant,
+}
+
+impl<'a> Timed<'a> {
+    fn start(stats: &'a GroupStats) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Timed {
+            stats,
+            started: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for Timed<'_> {
+    fn drop(&mut self) {
+        self.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.stats.process_duration.observe(self.started.elapsed());
     }
 }
 
@@ -297,6 +326,7 @@ impl<T: Transport> GroupRunner<T> {
         delivery: Delivery,
         bypass_dedupe: bool,
     ) -> Result<(), TransportError> {
+        let _timed = Timed::start(&self.stats);
         match self.process(record, delivery, bypass_dedupe).await? {
             Outcome::Handled => self.stats.handled.fetch_add(1, Ordering::Relaxed),
             Outcome::Duplicate => self.stats.duplicates.fetch_add(1, Ordering::Relaxed),
@@ -304,6 +334,13 @@ impl<T: Transport> GroupRunner<T> {
             Outcome::Unknown => self.stats.unknown_types.fetch_add(1, Ordering::Relaxed),
             Outcome::Failed(failed) => {
                 crate::telemetry::failed(&failed.span, failed.reason_kind.as_str());
+                *self
+                    .stats
+                    .dead_letters_by_reason
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .entry(failed.reason_kind.as_str())
+                    .or_default() += 1;
                 let settle = crate::telemetry::settle_span(
                     &failed.span,
                     &record.topic,

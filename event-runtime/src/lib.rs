@@ -141,6 +141,8 @@ pub mod envelope;
 pub mod error;
 pub mod handler;
 pub mod message;
+#[cfg(feature = "prometheus")]
+pub mod metrics;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod outbox;
 pub mod partition;

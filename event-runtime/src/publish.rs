@@ -41,6 +41,8 @@ pub struct Publisher<T> {
     pub(crate) topics: Arc<Mutex<HashMap<String, u32>>>,
     pub(crate) retry: PublishRetry,
     pub(crate) deprecations: Arc<Deprecations>,
+    /// What was sent, per topic (the metrics).
+    pub(crate) sent: Arc<crate::telemetry::Sent>,
 }
 
 impl<T> Clone for Publisher<T> {
@@ -51,6 +53,7 @@ impl<T> Clone for Publisher<T> {
             topics: self.topics.clone(),
             retry: self.retry,
             deprecations: self.deprecations.clone(),
+            sent: self.sent.clone(),
         }
     }
 }
@@ -176,7 +179,20 @@ impl<T: Transport> Publisher<T> {
         let span =
             crate::telemetry::send_span(self.transport.system(), topic, records.len(), created);
         let records = Self::stamped(&span, records);
-        self.transport.append(topic, records).instrument(span).await
+        let sent = self.sent.to(topic);
+        let count = records.len() as u64;
+        let started = std::time::Instant::now();
+        let result = self.transport.append(topic, records).instrument(span).await;
+        sent.duration.observe(started.elapsed());
+        match &result {
+            Ok(_) => sent
+                .records
+                .fetch_add(count, std::sync::atomic::Ordering::Relaxed),
+            Err(_) => sent
+                .errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
+        result
     }
 
     /// `records` with `span`'s context in their protocol headers, when it has one.

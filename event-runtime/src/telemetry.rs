@@ -282,3 +282,130 @@ mod otel {
         None
     }
 }
+
+/// The upper bounds, in seconds, of the buckets of every duration histogram the runtime keeps
+/// (OpenTelemetry's recommended boundaries for messaging durations, from 5 ms to 10 s, with
+/// finer ones below).
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// A duration histogram with the fixed [`DURATION_BUCKETS`]: a few relaxed atomic adds per
+/// observation, read at scrape time.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); the last counts those above every bound.
+    buckets: [std::sync::atomic::AtomicU64; DURATION_BUCKETS.len() + 1],
+    sum_nanos: std::sync::atomic::AtomicU64,
+}
+
+/// A read of a [`Histogram`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HistogramSnapshot {
+    /// `(upper bound, observations at or below it)`, cumulative, for each of
+    /// [`DURATION_BUCKETS`].
+    pub buckets: Vec<(f64, u64)>,
+    /// Every observation.
+    pub count: u64,
+    /// Their sum, in seconds.
+    pub sum: f64,
+}
+
+impl Histogram {
+    /// Records one duration.
+    pub fn observe(&self, duration: Duration) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let seconds = duration.as_secs_f64();
+        let bucket = DURATION_BUCKETS
+            .iter()
+            .position(|bound| seconds <= *bound)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.buckets[bucket].fetch_add(1, Relaxed);
+        self.sum_nanos.fetch_add(
+            u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+    }
+
+    /// Reads it.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut cumulative = 0;
+        let mut buckets = Vec::with_capacity(DURATION_BUCKETS.len());
+        for (bound, count) in DURATION_BUCKETS.iter().zip(&self.buckets) {
+            cumulative += count.load(Relaxed);
+            buckets.push((*bound, cumulative));
+        }
+        let count = cumulative + self.buckets[DURATION_BUCKETS.len()].load(Relaxed);
+        HistogramSnapshot {
+            buckets,
+            count,
+            sum: self.sum_nanos.load(Relaxed) as f64 / 1e9,
+        }
+    }
+}
+
+/// What a publisher sent, per topic: records and the duration of each append.
+#[derive(Debug, Default)]
+pub(crate) struct Sent {
+    topics: std::sync::Mutex<std::collections::BTreeMap<String, std::sync::Arc<SentTo>>>,
+}
+
+/// What was sent to one topic.
+#[derive(Debug, Default)]
+pub struct SentTo {
+    /// Records appended.
+    pub records: std::sync::atomic::AtomicU64,
+    /// Appends that failed.
+    pub errors: std::sync::atomic::AtomicU64,
+    /// The duration of each append (`send`).
+    pub duration: Histogram,
+}
+
+impl Sent {
+    /// The counters of `topic`.
+    pub(crate) fn to(&self, topic: &str) -> std::sync::Arc<SentTo> {
+        let mut topics = self
+            .topics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(sent) = topics.get(topic) {
+            return sent.clone();
+        }
+        topics.entry(topic.to_owned()).or_default().clone()
+    }
+
+    /// Every topic's counters.
+    pub(crate) fn all(&self) -> Vec<(String, std::sync::Arc<SentTo>)> {
+        self.topics
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(t, s)| (t.clone(), s.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_histogram_counts_cumulatively_per_bound() {
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_secs(20));
+        let s = h.snapshot();
+        assert_eq!(s.count, 4);
+        assert_eq!(s.buckets[0], (0.0005, 1));
+        assert_eq!(s.buckets[3], (0.005, 3));
+        assert_eq!(
+            s.buckets.last(),
+            Some(&(10.0, 3)),
+            "20 s is above every bound"
+        );
+        assert!((s.sum - 20.0063).abs() < 1e-9, "{}", s.sum);
+    }
+}
