@@ -32,10 +32,17 @@ if [ -n "${CI:-}" ]; then
   export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 fi
 # The runtime's features are additive: every supported combination builds on its own.
-for features in "" "derive" "sqlite" "postgres" "sqlite,postgres" "http"; do
+for features in "" "derive" "sqlite" "postgres" "sqlite,postgres" "http" "otel" "prometheus"; do
   echo "checking event-runtime with features [${features}]" >&2
   cargo check -q -p event-runtime --lib --no-default-features --features "$features"
 done
+# Two versions of an OpenTelemetry crate in one build export nothing, silently.
+otel_twice="$(cargo tree -d --workspace -e normal,dev | grep -E '^(opentelemetry[a-z_-]*|tracing-opentelemetry) v' || true)"
+if [ -n "$otel_twice" ]; then
+  echo "two versions of an OpenTelemetry crate (cargo tree -d):" >&2
+  echo "$otel_twice" >&2
+  exit 1
+fi
 # Unit, integration, compile-fail (trybuild) and property tests.
 cargo nextest run --workspace --no-fail-fast
 # nextest does not run doc tests; the crate docs' examples are tests too.

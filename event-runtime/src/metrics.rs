@@ -557,15 +557,13 @@ impl Collector for Constant {
                 })
             }),
         )?;
-        if let Some(backlog) = s.outbox_backlog {
-            gauge(
-                e,
-                "evt_outbox_backlog",
-                "Outbox rows staged and not yet relayed.",
-                None,
-                [(Vec::new(), backlog as i64)],
-            )?;
-        }
+        gauge(
+            e,
+            "evt_outbox_backlog",
+            "Outbox rows staged and not yet relayed (none without SQL stores).",
+            None,
+            s.outbox_backlog.map(|backlog| (Vec::new(), backlog as i64)),
+        )?;
         counter(
             e,
             "evt_deprecated_uses",

@@ -196,5 +196,33 @@ async fn the_endpoint_shows_dead_letters_lag_stalls_and_what_was_sent() {
         8.0,
         "every billing partition is ok"
     );
+
+    // The Grafana dashboard in docs/ asks only for metrics the endpoint exposes.
+    let dashboard = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/grafana-dashboard.json"
+    ))
+    .unwrap();
+    let mut asked = std::collections::BTreeSet::new();
+    for word in dashboard.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if (word.starts_with("evt_")
+            || word.starts_with("messaging_client_")
+            || word.starts_with("messaging_process_"))
+            && !word.ends_with("_name")
+        {
+            asked.insert(word);
+        }
+    }
+    assert!(asked.len() >= 10, "{asked:?}");
+    for name in asked {
+        let family = ["_total", "_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|suffix| name.strip_suffix(suffix))
+            .unwrap_or(name);
+        assert!(
+            body.contains(&format!("# TYPE {family} ")),
+            "the dashboard asks for {name}, which the endpoint does not expose"
+        );
+    }
     drop(running);
 }
