@@ -6,14 +6,15 @@
 # benchmark). Prints the ratios; asserts nothing. Release builds: the first run takes several
 # minutes on 2 cores.
 #
-# Usage: scripts/bench.sh [codec|runtime|callgrind|nats|kafka|postgres_inbox|peers|instances ...]
+# Usage: scripts/bench.sh [codec|runtime|callgrind|nats|kafka|postgres_inbox|peers|instances|telemetry ...]
 # (default: all). `instances`: 1, 2 and 4 instances of a service on every engine, and failover.
+# `telemetry`: traces off, not sampled and sampled on the in-memory engine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
-  benches=(codec runtime callgrind nats kafka postgres_inbox peers instances)
+  benches=(codec runtime callgrind nats kafka postgres_inbox peers instances telemetry)
 fi
 # Only the servers the chosen benchmarks need.
 EVT_SERVERS=""
@@ -41,9 +42,9 @@ for bench in "${benches[@]}"; do
     nats) crate=event-nats ;;
     kafka) crate=event-kafka ;;
     peers) crate=event-bench-peers ;;
-    instances) crate=event-tests ;;
+    instances | telemetry) crate=event-tests ;;
     *)
-      echo "unknown benchmark: $bench (codec, runtime, callgrind, nats, kafka, postgres_inbox, peers, instances)" >&2
+      echo "unknown benchmark: $bench (codec, runtime, callgrind, nats, kafka, postgres_inbox, peers, instances, telemetry)" >&2
       exit 2
       ;;
   esac

@@ -1,0 +1,152 @@
+//! The cost of traces on the consumer's hot path: the in-memory engine, saturated (publish in
+//! batches, a handler that returns at once), with no subscriber (the baseline), with the
+//! OpenTelemetry layer and a sampler that samples nothing, and with every span sampled and
+//! exported (a batch processor over an exporter that drops what it gets). Goals: not sampled
+//! within 3 % of the baseline, sampled within 10 %. The metrics' hot-path counters (relaxed
+//! atomics) are always on and so part of every mode.
+//!
+//! Each mode runs the same app on a current-thread runtime inside a scoped subscriber, rounds
+//! interleaved, the median round kept. `cargo bench -p event-tests --bench telemetry` (or
+//! `scripts/bench.sh telemetry`). Prints nanoseconds per event and the ratios; asserts nothing.
+
+use std::time::{Duration, Instant};
+
+use event_runtime::app::GroupOptions;
+use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
+use serde::{Deserialize, Serialize};
+use tracing_subscriber::layer::SubscriberExt;
+
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "bench_telemetry")]
+struct Tick {
+    #[event(key)]
+    key: String,
+    n: u64,
+}
+
+const EVENTS: u64 = 20_000;
+const KEYS: u64 = 64;
+const ROUNDS: usize = 5;
+
+/// Drops every span it is given.
+#[derive(Debug)]
+struct Drop;
+
+impl SpanExporter for Drop {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        std::hint::black_box(batch);
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mode {
+    Off,
+    NotSampled,
+    Sampled,
+}
+
+/// Seconds to publish and handle `EVENTS` events.
+fn run(mode: Mode) -> f64 {
+    let provider = match mode {
+        Mode::Off => None,
+        Mode::NotSampled => Some(
+            SdkTracerProvider::builder()
+                .with_sampler(Sampler::AlwaysOff)
+                .build(),
+        ),
+        Mode::Sampled => Some(
+            SdkTracerProvider::builder()
+                .with_sampler(Sampler::AlwaysOn)
+                .with_batch_exporter(Drop)
+                .build(),
+        ),
+    };
+    let dispatch = match &provider {
+        None => tracing::Dispatch::none(),
+        Some(provider) => tracing::Dispatch::new(
+            tracing_subscriber::registry()
+                .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("bench"))),
+        ),
+    };
+    let seconds = tracing::dispatcher::with_default(&dispatch, || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let mut app = App::in_memory().await.unwrap();
+                app.group_options(
+                    "g",
+                    GroupOptions {
+                        concurrency: 64,
+                        ..GroupOptions::default()
+                    },
+                )
+                .subscribe::<Tick, _>(
+                    "g",
+                    |event: Envelope<Tick>, _ctx: Context| async move {
+                        std::hint::black_box(event.data.n);
+                        Ok::<(), HandlerError>(())
+                    },
+                );
+                let running = app.start().await.unwrap();
+                let publisher = running.publisher();
+                let started = Instant::now();
+                for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(500) {
+                    let batch = chunk
+                        .iter()
+                        .map(|n| {
+                            Envelope::event(Tick {
+                                key: format!("k{}", n % KEYS),
+                                n: *n,
+                            })
+                        })
+                        .collect();
+                    publisher.publish_all(batch).await.unwrap();
+                }
+                assert!(running.wait_idle(Duration::from_secs(120)).await);
+                let seconds = started.elapsed().as_secs_f64();
+                assert_eq!(running.stats("g").unwrap().handled, EVENTS);
+                running.stop().await;
+                seconds
+            })
+    });
+    if let Some(provider) = provider {
+        let _ = provider.shutdown();
+    }
+    seconds
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let modes = [Mode::Off, Mode::NotSampled, Mode::Sampled];
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
+    run(Mode::Off); // warm-up
+    for _ in 0..ROUNDS {
+        for (i, mode) in modes.iter().enumerate() {
+            times[i].push(run(*mode));
+        }
+    }
+    let base = median(times[0].clone());
+    println!(
+        "telemetry on the in-memory engine, {EVENTS} events over {KEYS} keys, median of {ROUNDS} interleaved rounds:"
+    );
+    for (mode, t) in modes.iter().zip(times) {
+        let m = median(t);
+        println!(
+            "  {:<12} {:>8.0} ns/event  {:>9.0} events/s  {:.3}x the baseline's time",
+            format!("{mode:?}"),
+            m * 1e9 / EVENTS as f64,
+            EVENTS as f64 / m,
+            m / base
+        );
+    }
+}
