@@ -67,6 +67,8 @@ pub(crate) enum Command {
     Lag,
     /// Topics with their partition counts and end offsets.
     Topics,
+    /// The causal tree of every event of one correlation id, with what each group did with it.
+    Trace(TraceArgs),
     /// The event schemas of a crate and its schema registry.
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -216,6 +218,16 @@ pub(crate) struct ReplayArgs {
     /// Only list what would be queued.
     #[arg(long)]
     pub(crate) dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TraceArgs {
+    /// The correlation id (an HTTP request's `X-Correlation-Id`, or the first event's id).
+    #[arg(value_name = "CORRELATION_ID")]
+    pub(crate) correlation_id: String,
+    /// Print a Mermaid flowchart instead of the tree.
+    #[arg(long)]
+    pub(crate) mermaid: bool,
 }
 
 #[derive(Debug, Args)]

@@ -103,6 +103,22 @@
 //! evt --json schema check --crate . --registry schemas
 //! ```
 //!
+//! # `evt trace <correlation-id>`
+//!
+//! Every event of one correlation (read from the log, so complete whatever a tracing backend
+//! sampled), each under the event that caused it, with the time since its cause and what each
+//! group reading its topic did: `handled`, `pending`, or its dead letter (status, attempts,
+//! reason). `--json` nests the same tree; `--mermaid` prints a flowchart. It reads every topic:
+//! on a large log it takes as long as reading it.
+//!
+//! ```text
+//! evt --db shop.db trace 0b4e3c1e-7b1f-4c0e-9d7e-0d1f2a3b4c5d
+//! orders.order_placed v1  orders/3@0  id=0193...  2026-12-03T21:40:00.120Z  key=o-1
+//! ├─ [billing] handled
+//! └─ shipping.order_shipped v1  shipping/5@0  id=0193...  2026-12-03T21:40:00.131Z  +11 ms  key=o-1
+//!    └─ [mail] dead (letter 1, 3 attempts): smtp refused
+//! ```
+//!
 //! # `evt topics`
 //!
 //! Every topic with its partition count, the end offset of each partition and the total.
@@ -119,6 +135,7 @@ mod replay;
 mod schema;
 mod status;
 mod tail;
+mod trace;
 
 use std::process::ExitCode;
 
@@ -176,6 +193,7 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Tail(args) => tail::run(&db, &args, json).await,
         Command::Lag => status::lag(&db, json).await,
         Command::Topics => status::topics(&db, json).await,
+        Command::Trace(args) => trace::run(&db, &args, json).await,
         Command::Schema(_) => unreachable!("handled before the engine file is opened"),
     }
 }

@@ -700,3 +700,108 @@ async fn errors_name_the_problem_and_exit_with_1() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(json(&db, &["topics"])["topics"], Value::Array(vec![]));
 }
+
+/// `evt trace` draws every event of one correlation under its cause, with what each group did:
+/// a request placed two orders; billing cancelled one (a caused event) and dead-lettered the
+/// other; an event of another correlation stays out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_draws_one_correlation_with_each_groups_outcome() {
+    let dir = TempDir::new("trace");
+    let db = dir.0.join("shop.db");
+    let mut app = App::embedded(&db).await.unwrap();
+    app.partitions(2)
+        .subscribe::<OrderPlaced, _>(
+            "billing",
+            |event: Envelope<OrderPlaced>, ctx: Context| async move {
+                match event.data.order_id.as_str() {
+                    "o-bad" => Err(HandlerError::permanent("card declined")),
+                    "o-1" => {
+                        ctx.publish(OrderCancelled {
+                            order_id: event.data.order_id,
+                        })?;
+                        Ok(())
+                    }
+                    _ => Ok(()),
+                }
+            },
+        )
+        .subscribe::<OrderCancelled, _>(
+            "billing",
+            |_event: Envelope<OrderCancelled>, _ctx: Context| async move { Ok(()) },
+        );
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    let request = event_runtime::request::RequestContext::new("req-9", None);
+    event_runtime::request::scope(request, async {
+        for order_id in ["o-1", "o-bad"] {
+            publisher
+                .publish(Envelope::event(OrderPlaced {
+                    order_id: order_id.into(),
+                    total_cents: 1,
+                }))
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    publisher
+        .publish(Envelope::event(OrderPlaced {
+            order_id: "o-other".into(),
+            total_cents: 1,
+        }))
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    running.stop().await;
+
+    let out = text(&db, &["trace", "req-9"]);
+    let all = lines(&out);
+    assert_eq!(all.len(), 6, "{out}");
+    assert!(
+        all[0].starts_with("shop.order_placed v1") && all[0].contains("key=o-1"),
+        "{out}"
+    );
+    assert_eq!(all[1], "├─ [billing] handled", "{out}");
+    assert!(
+        all[2].starts_with("└─ shop.order_cancelled v1") && all[2].contains(" ms"),
+        "the cancellation hangs under its cause: {out}"
+    );
+    assert_eq!(all[3], "   └─ [billing] handled", "{out}");
+    assert!(all[4].contains("key=o-bad"), "{out}");
+    assert!(
+        all[5].starts_with("└─ [billing] dead (letter ") && all[5].contains("card declined"),
+        "{out}"
+    );
+    assert!(!out.contains("o-other"), "{out}");
+
+    let doc = json(&db, &["trace", "req-9"]);
+    assert_eq!(doc["events"], 3);
+    let roots = doc["roots"].as_array().unwrap();
+    assert_eq!(roots.len(), 2);
+    assert_eq!(roots[0]["caused"][0]["type"], "shop.order_cancelled");
+    assert_eq!(roots[0]["caused"][0]["causation_id"], roots[0]["id"]);
+    assert_eq!(roots[1]["groups"][0]["outcome"], "dead_lettered");
+    assert_eq!(roots[1]["groups"][0]["attempts"], 1);
+
+    let mermaid = text(&db, &["trace", "req-9", "--mermaid"]);
+    assert!(mermaid.starts_with("flowchart TD\n"), "{mermaid}");
+    let cancelled = mermaid
+        .lines()
+        .find(|l| l.contains("shop.order_cancelled"))
+        .and_then(|l| l.trim().split('[').next())
+        .unwrap();
+    assert!(
+        mermaid.contains(&format!("e0 --> {cancelled}\n")),
+        "{mermaid}"
+    );
+    assert_eq!(mermaid.matches("-->").count(), 1, "{mermaid}");
+    assert!(mermaid.contains("billing: dead"), "{mermaid}");
+
+    let missing = evt(&db, &["trace", "req-none"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        failure(&missing).contains("no event with correlation id `req-none`"),
+        "{}",
+        failure(&missing)
+    );
+}
