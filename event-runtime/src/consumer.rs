@@ -504,7 +504,7 @@ impl<T: Transport> GroupRunner<T> {
             delivery != Delivery::Live,
         );
         let mut outcome = self
-            .process_decoded(record, raw, delivery, bypass_dedupe)
+            .process_decoded(record, raw, delivery, bypass_dedupe, &span)
             .instrument(span.clone())
             .await?;
         match &mut outcome {
@@ -517,13 +517,14 @@ impl<T: Transport> GroupRunner<T> {
         Ok(outcome)
     }
 
-    /// [`Self::process`] after the record decoded, in its `process` span.
+    /// [`Self::process`] after the record decoded, in its `process` span `span`.
     async fn process_decoded(
         &self,
         record: &Record,
         raw: RawEnvelope,
         delivery: Delivery,
         bypass_dedupe: bool,
+        span: &tracing::Span,
     ) -> Result<Outcome, TransportError> {
         let Some(handler) = self.handlers.get(raw.ty.as_ref()).cloned() else {
             if self.registry.latest(&raw.ty).is_some() {
@@ -571,7 +572,7 @@ impl<T: Transport> GroupRunner<T> {
         let mut attempt = 1;
         let mut first_failure = None;
         loop {
-            tracing::Span::current().record("evt.delivery.attempt", attempt);
+            span.record("evt.delivery.attempt", attempt);
             let result = self
                 .attempt(
                     &*handler,

@@ -173,12 +173,12 @@ impl<T: Transport> Publisher<T> {
     pub(crate) async fn append(
         &self,
         topic: &str,
-        records: Vec<OutgoingRecord>,
+        mut records: Vec<OutgoingRecord>,
         created: Option<&crate::envelope::TraceContext>,
     ) -> Result<Vec<Position>, TransportError> {
         let span =
             crate::telemetry::send_span(self.transport.system(), topic, records.len(), created);
-        let records = Self::stamped(&span, records);
+        crate::telemetry::stamp(&span, &mut records);
         let sent = self.sent.to(topic);
         let count = records.len() as u64;
         let started = std::time::Instant::now();
@@ -193,20 +193,6 @@ impl<T: Transport> Publisher<T> {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         };
         result
-    }
-
-    /// `records` with `span`'s context in their protocol headers, when it has one.
-    pub(crate) fn stamped(
-        span: &tracing::Span,
-        mut records: Vec<OutgoingRecord>,
-    ) -> Vec<OutgoingRecord> {
-        if !span.is_disabled() {
-            let _entered = span.enter();
-            for record in &mut records {
-                record.headers = crate::telemetry::stamp(std::mem::take(&mut record.headers));
-            }
-        }
-        records
     }
 
     /// The record for an envelope encoded earlier (the outbox's rows), partitioned exactly as
@@ -420,10 +406,10 @@ impl<T: Transport> Publisher<T> {
             })?;
             by_topic.entry(item.topic).or_default().push(record);
         }
-        for (topic, records) in by_topic {
+        for (topic, mut records) in by_topic {
             let span =
                 crate::telemetry::send_span(self.transport.system(), &topic, records.len(), None);
-            let records = Self::stamped(&span, records);
+            crate::telemetry::stamp(&span, &mut records);
             crate::transport::sqlite::SqliteTransport::append_on(conn, &topic, records)
                 .instrument(span)
                 .await?;

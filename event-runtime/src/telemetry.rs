@@ -97,6 +97,25 @@ pub(crate) fn settle_span(parent: &tracing::Span, topic: &str, reason: &str) -> 
     )
 }
 
+/// A `send` span of `count` envelopes to `topic`, with the parent given (`parent: None` for a
+/// root) or the current span's.
+macro_rules! send_span {
+    ($system:expr, $topic:expr, $count:expr $(, parent: $parent:expr)?) => {
+        tracing::info_span!(
+            target: "event_runtime::telemetry",
+            $(parent: $parent,)?
+            "send",
+            otel.name = %format_args!("send {}", $topic),
+            otel.kind = "producer",
+            messaging.system = $system,
+            messaging.operation.type = "send",
+            messaging.operation.name = "send",
+            messaging.destination.name = $topic,
+            messaging.batch.message_count = $count,
+        )
+    };
+}
+
 /// The `send` span of an append of `count` envelopes to `topic` (not entered): a child of the
 /// current span, or outside any of the envelopes' creation context `created`.
 pub(crate) fn send_span(
@@ -105,19 +124,8 @@ pub(crate) fn send_span(
     count: usize,
     created: Option<&TraceContext>,
 ) -> tracing::Span {
-    let outside = created.is_some() && otel::current().is_none();
-    let span = tracing::info_span!(
-        target: "event_runtime::telemetry",
-        "send",
-        otel.name = %format_args!("send {topic}"),
-        otel.kind = "producer",
-        messaging.system = system,
-        messaging.operation.type = "send",
-        messaging.operation.name = "send",
-        messaging.destination.name = topic,
-        messaging.batch.message_count = count,
-    );
-    if outside && !span.is_disabled() {
+    let span = send_span!(system, topic, count);
+    if created.is_some() && !span.is_disabled() && otel::current().is_none() {
         otel::join(&span, created, true);
     }
     span
@@ -132,18 +140,7 @@ pub(crate) fn relay_span(
     topic: &str,
     records: &[crate::transport::OutgoingRecord],
 ) -> tracing::Span {
-    let span = tracing::info_span!(
-        target: "event_runtime::telemetry",
-        parent: None,
-        "send",
-        otel.name = %format_args!("send {topic}"),
-        otel.kind = "producer",
-        messaging.system = system,
-        messaging.operation.type = "send",
-        messaging.operation.name = "send",
-        messaging.destination.name = topic,
-        messaging.batch.message_count = records.len(),
-    );
+    let span = send_span!(system, topic, records.len(), parent: None);
     if !span.is_disabled() {
         for record in records {
             let created = trace_in(&record.headers, "ce_traceparent", "ce_tracestate");
@@ -171,18 +168,24 @@ pub(crate) fn current_trace() -> Option<TraceContext> {
     otel::current()
 }
 
-/// `headers` with the current span's context in the protocol headers `traceparent` and
-/// `tracestate` (replacing the previous hop's); as they were without one.
-pub(crate) fn stamp(headers: Headers) -> Headers {
-    match otel::current() {
-        Some(trace) => {
-            let mut headers = headers.with("traceparent", trace.traceparent.as_bytes());
-            if let Some(state) = &trace.tracestate {
-                headers = headers.with("tracestate", state.as_bytes());
-            }
-            headers
+/// Writes `span`'s context into the protocol headers `traceparent` and `tracestate` of every
+/// record (replacing the previous hop's), read once for the batch; leaves them as they are when
+/// the span has none.
+pub(crate) fn stamp(span: &tracing::Span, records: &mut [crate::transport::OutgoingRecord]) {
+    if span.is_disabled() || records.is_empty() {
+        return;
+    }
+    let Some(trace) = otel::of(span) else {
+        return;
+    };
+    for record in records {
+        let mut headers = record
+            .headers
+            .with("traceparent", trace.traceparent.as_bytes());
+        if let Some(state) = &trace.tracestate {
+            headers = headers.with("tracestate", state.as_bytes());
         }
-        None => headers,
+        record.headers = headers;
     }
 }
 
@@ -229,7 +232,12 @@ mod otel {
 
     /// The current span's context, when valid.
     pub(super) fn current() -> Option<TraceContext> {
-        let cx = tracing::Span::current().context();
+        of(&tracing::Span::current())
+    }
+
+    /// `span`'s context, when valid.
+    pub(super) fn of(span: &tracing::Span) -> Option<TraceContext> {
+        let cx = span.context();
         let span = cx.span();
         let sc = span.span_context();
         if !sc.is_valid() {
@@ -279,6 +287,10 @@ mod otel {
     pub(super) fn join(_: &tracing::Span, _: Option<&TraceContext>, _: bool) {}
 
     pub(super) fn current() -> Option<TraceContext> {
+        None
+    }
+
+    pub(super) fn of(_: &tracing::Span) -> Option<TraceContext> {
         None
     }
 }
@@ -376,6 +388,7 @@ impl Sent {
     }
 
     /// Every topic's counters.
+    #[cfg(feature = "prometheus")]
     pub(crate) fn all(&self) -> Vec<(String, std::sync::Arc<SentTo>)> {
         self.topics
             .lock()
