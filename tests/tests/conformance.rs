@@ -132,6 +132,15 @@ mod postgres_stores {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn opening_the_stores_beside_a_writing_app_does_not_wait() {
+        event_conformance::run::<crate::PgStores, _, _>(
+            "opening_the_stores_beside_a_writing_app_does_not_wait",
+            super::postgres_open_beside_a_writer,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_credentials_in_debug_or_errors() {
         event_conformance::run::<crate::PgStores, _, _>(
             "no_credentials_in_debug_or_errors",
@@ -254,6 +263,29 @@ async fn postgres_inbox_has_its_effect_once(backend: PgStores) {
         .unwrap();
     assert_eq!(marks, 6);
     running.stop().await;
+}
+
+/// `evt` opens the stores while the app runs: the open must neither wait for nor deadlock with
+/// an app transaction that writes a dead letter and a dedupe mark (it did, when the open ran
+/// `CREATE INDEX IF NOT EXISTS`, which locks its table, on every start).
+async fn postgres_open_beside_a_writer(backend: PgStores) {
+    let mut app = backend.pool.begin().await.unwrap();
+    sqlx::query("INSERT INTO evt_dedupe (grp, key, seen_ms) VALUES ('g', 'k', 0)")
+        .execute(&mut *app)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE evt_dead_letters SET status = status")
+        .execute(&mut *app)
+        .await
+        .unwrap();
+    let opened = tokio::time::timeout(
+        Duration::from_secs(5),
+        Stores::postgres(backend.pool.clone()),
+    )
+    .await
+    .expect("opening the stores waited for the app's transaction");
+    opened.unwrap();
+    app.commit().await.unwrap();
 }
 
 /// The stores never print or report the connection settings: neither their `Debug` output nor

@@ -17,12 +17,43 @@ use crate::transport::{TransportError, TransportErrorKind};
 const SCHEMA: &str = include_str!("../../migrations/postgres.sql");
 
 /// Creates the stores' tables if they do not exist (idempotent, safe to run concurrently).
+///
+/// Runs the DDL only when one of the schema's tables or indexes is missing from the current
+/// schema. `CREATE INDEX IF NOT EXISTS` takes a SHARE lock on its table before it looks for the
+/// index, so running the DDL beside a live app (`evt` opening the stores while the app writes a
+/// dead letter and a dedupe mark in one transaction) can deadlock with the app's writes.
 pub(crate) async fn ensure_schema(pool: &sqlx::PgPool) -> Result<(), TransportError> {
+    let names = schema_relations(SCHEMA);
+    let present: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_class \
+         WHERE relnamespace = current_schema()::regnamespace AND relname = ANY($1)",
+    )
+    .bind(&names)
+    .fetch_one(pool)
+    .await
+    .map_err(|err| pg_error("look up the PostgreSQL stores' schema", err))?;
+    if usize::try_from(present).is_ok_and(|present| present == names.len()) {
+        return Ok(());
+    }
     sqlx::raw_sql(SCHEMA)
         .execute(pool)
         .await
         .map_err(|err| pg_error("create the PostgreSQL stores' schema", err))?;
     Ok(())
+}
+
+/// The tables and indexes `schema` creates, by name.
+fn schema_relations(schema: &str) -> Vec<String> {
+    schema
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start();
+            line.strip_prefix("CREATE TABLE IF NOT EXISTS ")
+                .or_else(|| line.strip_prefix("CREATE INDEX IF NOT EXISTS "))
+        })
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The stores in PostgreSQL: the pool, and the dedupe checks and marks written in batches.
@@ -165,5 +196,33 @@ pub(crate) fn pg_error(operation: impl Into<String>, err: sqlx::Error) -> Transp
         error
     } else {
         error.with_source(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schema_names_every_table_and_index_it_creates() {
+        let names = schema_relations(SCHEMA);
+        let creates = SCHEMA
+            .lines()
+            .filter(|line| line.trim_start().starts_with("CREATE "))
+            .count();
+        assert_eq!(names.len(), creates, "{names:?}");
+        for table in [
+            "evt_dedupe",
+            "evt_dead_letters",
+            "evt_dlq_audit",
+            "evt_redeliveries",
+            "evt_outbox",
+        ] {
+            assert!(
+                names.iter().any(|name| name == table),
+                "{table} missing from {names:?}"
+            );
+        }
+        assert!(names.contains(&"evt_dedupe_seen".to_owned()), "{names:?}");
     }
 }
