@@ -71,4 +71,44 @@ CREATE TABLE IF NOT EXISTS evt_outbox (
     attempts    BIGINT NOT NULL DEFAULT 0,
     last_error  TEXT
 );
+-- Saga instances (event_runtime::saga): one row per (saga, key), its state as JSON, written with
+-- the inbox transaction of the message that moved it; `version` counts transitions, `timers`
+-- maps each pending timer's name to the version that scheduled it (its token).
+CREATE TABLE IF NOT EXISTS evt_sagas (
+    saga        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    version     BIGINT NOT NULL,
+    status      TEXT NOT NULL,
+    state       BYTEA NOT NULL,
+    timers      TEXT NOT NULL,
+    reason      TEXT,
+    created_ms  BIGINT NOT NULL,
+    updated_ms  BIGINT NOT NULL,
+    PRIMARY KEY (saga, key)
+);
+CREATE INDEX IF NOT EXISTS evt_sagas_status ON evt_sagas (saga, status);
+-- One row per transition: what moved the instance, to which version and status.
+CREATE TABLE IF NOT EXISTS evt_saga_history (
+    id           BIGSERIAL PRIMARY KEY,
+    saga         TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    version      BIGINT NOT NULL,
+    message_type TEXT NOT NULL,
+    message_id   TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    at_ms        BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evt_saga_history_instance ON evt_saga_history (saga, key, id);
+-- Pending timers, fired through the log when due (deleted in the transaction that fires them).
+CREATE TABLE IF NOT EXISTS evt_saga_timers (
+    saga           TEXT NOT NULL,
+    key            TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    token          BIGINT NOT NULL,
+    due_ms         BIGINT NOT NULL,
+    correlation_id TEXT,
+    causation_id   TEXT,
+    PRIMARY KEY (saga, key, name)
+);
+CREATE INDEX IF NOT EXISTS evt_saga_timers_due ON evt_saga_timers (due_ms);
 COMMIT;

@@ -71,3 +71,43 @@ CREATE TABLE IF NOT EXISTS evt_leases (
     holder      TEXT NOT NULL,
     until_ms    INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- Saga instances (event_runtime::saga): one row per (saga, key), its state as JSON, written with
+-- the inbox transaction of the message that moved it; `version` counts transitions, `timers`
+-- maps each pending timer's name to the version that scheduled it (its token).
+CREATE TABLE IF NOT EXISTS evt_sagas (
+    saga        TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    version     INTEGER NOT NULL,
+    status      TEXT NOT NULL,
+    state       BLOB NOT NULL,
+    timers      TEXT NOT NULL,
+    reason      TEXT,
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    PRIMARY KEY (saga, key)
+);
+CREATE INDEX IF NOT EXISTS evt_sagas_status ON evt_sagas (saga, status);
+-- One row per transition: what moved the instance, to which version and status.
+CREATE TABLE IF NOT EXISTS evt_saga_history (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    saga         TEXT NOT NULL,
+    key          TEXT NOT NULL,
+    version      INTEGER NOT NULL,
+    message_type TEXT NOT NULL,
+    message_id   TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    at_ms        INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evt_saga_history_instance ON evt_saga_history (saga, key, id);
+-- Pending timers, fired through the log when due (deleted in the transaction that fires them).
+CREATE TABLE IF NOT EXISTS evt_saga_timers (
+    saga           TEXT NOT NULL,
+    key            TEXT NOT NULL,
+    name           TEXT NOT NULL,
+    token          INTEGER NOT NULL,
+    due_ms         INTEGER NOT NULL,
+    correlation_id TEXT,
+    causation_id   TEXT,
+    PRIMARY KEY (saga, key, name)
+);
+CREATE INDEX IF NOT EXISTS evt_saga_timers_due ON evt_saga_timers (due_ms);

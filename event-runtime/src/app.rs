@@ -152,6 +152,14 @@ pub enum AppError {
         "instance id `{0}` is invalid: use 1 to 64 ASCII letters, digits, `-` or `_` (it becomes part of engine keys)"
     )]
     InvalidInstance(String),
+    /// A saga ([`App::saga`]) wired on stores without transactions.
+    #[error(
+        "saga `{0}` needs SQL stores: its state, effects and timers commit in one transaction; use the embedded SQLite engine, Stores::sqlite or Stores::postgres"
+    )]
+    SagaStores(&'static str),
+    /// Two sagas with one name.
+    #[error("two sagas are named `{0}`")]
+    DuplicateSaga(&'static str),
     /// The engine failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
@@ -246,6 +254,8 @@ pub struct App<T: Transport> {
     retention: Retention,
     instance: Option<String>,
     errors: Vec<AppError>,
+    /// Per saga wired with [`App::saga`]: the messages it discarded.
+    sagas: BTreeMap<&'static str, Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// How long an app keeps what its log and stores accumulate; a task of [`App::start`] enforces
@@ -475,6 +485,7 @@ impl<T: Transport> App<T> {
             retention: Retention::default(),
             instance: None,
             errors: Vec::new(),
+            sagas: BTreeMap::new(),
         }
     }
 
@@ -569,6 +580,29 @@ impl<T: Transport> App<T> {
                 event,
             });
         }
+        self
+    }
+
+    /// Wires saga `S` ([`crate::saga`]): its group `saga.<name>` in inbox mode, subscribed to
+    /// the messages [`crate::saga::Saga::messages`] lists and to its timers; [`App::start`]
+    /// then also runs the task that fires due timers.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub fn saga<S: crate::saga::Saga>(&mut self) -> &mut Self {
+        if self.sagas.contains_key(S::NAME) {
+            self.errors.push(AppError::DuplicateSaga(S::NAME));
+            return self;
+        }
+        let group = crate::saga::group_of(S::NAME);
+        let mut on = crate::saga::Messages::<S>::new();
+        S::messages(&mut on);
+        self.sagas.insert(S::NAME, on.discarded.clone());
+        for route in on.routes {
+            self.subscribe_erased(&group, route.descriptors, route.handler);
+        }
+        let timers: Arc<dyn ErasedHandler> = Arc::new(Typed::<crate::saga::TimerFired, _>::new(
+            crate::saga::Timers::<S>::new(),
+        ));
+        self.subscribe_erased(&group, crate::saga::timer_descriptors(S::NAME), timers);
         self
     }
 
@@ -668,6 +702,18 @@ impl<T: Transport> App<T> {
         if !not_wired.is_empty() {
             return Err(AppError::NotWired(not_wired));
         }
+        if let Some(saga) = self.sagas.keys().next()
+            && self.inbox.is_none()
+        {
+            return Err(AppError::SagaStores(saga));
+        }
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        for saga in self.sagas.keys() {
+            // A saga's transitions are its inbox transactions, whatever the options say.
+            if let Some(group) = self.groups.get_mut(&crate::saga::group_of(saga)) {
+                group.options.inbox = true;
+            }
+        }
         let (shutdown, receiver) = watch::channel(false);
         let instance = InstanceId::take(self.instance.as_deref());
         let shared = self.transport.sharing() != Sharing::None;
@@ -731,6 +777,14 @@ impl<T: Transport> App<T> {
         if let Some(outbox) = &self.outbox {
             tasks.spawn(outbox.relay(self.publisher.clone(), activity.clone(), receiver.clone()));
         }
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        if let Some(inbox) = self.inbox.clone().filter(|_| !self.sagas.is_empty()) {
+            tasks.spawn(crate::saga::timers::fire(
+                inbox,
+                self.publisher.clone(),
+                receiver.clone(),
+            ));
+        }
         // Each group's first round of claims is made before `start` returns: this instance
         // then owns its share (all of it, alone), and the retention below already sees the
         // groups' positions.
@@ -765,6 +819,8 @@ impl<T: Transport> App<T> {
             shutdown,
             tasks,
             instance,
+            sagas: self.sagas,
+            inbox: self.inbox,
         })
     }
 }
@@ -874,12 +930,33 @@ pub struct Running<T: Transport> {
     shares: BTreeMap<String, watch::Receiver<Shared>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// Per saga: the messages it discarded.
+    sagas: BTreeMap<&'static str, Arc<std::sync::atomic::AtomicU64>>,
+    /// Where the sagas' instances are ([`Running::sagas`]).
+    inbox: Option<crate::store::inbox::Inbox>,
     /// Dropped after the tasks (fields drop in order), so a restarted app in this process can
     /// take the id again only once these consumers are gone.
     instance: InstanceId,
 }
 
 impl<T: Transport> Running<T> {
+    /// The saga instances in the stores the sagas write to (the inbox's database); `None`
+    /// without SQL stores.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub fn sagas(&self) -> Option<crate::saga::Sagas> {
+        self.inbox.as_ref().map(|inbox| crate::saga::Sagas {
+            db: inbox.db.clone(),
+        })
+    }
+
+    /// Messages saga `saga` dropped under [`crate::saga::Unknown::Discard`] (or as a second
+    /// start of a finished instance) since the app started; `None` for a saga not wired.
+    pub fn saga_discarded(&self, saga: &str) -> Option<u64> {
+        self.sagas
+            .get(saga)
+            .map(|count| count.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
     /// This instance's id ([`App::instance`]).
     pub fn instance(&self) -> &str {
         &self.instance.0

@@ -108,7 +108,7 @@ pub struct RawData(pub Vec<u8>);
 pub type RawEnvelope = Envelope<RawData>;
 
 impl<M: Message> Envelope<M> {
-    fn new(data: M) -> Self {
+    pub(crate) fn new(data: M) -> Self {
         let descriptor = data.descriptor();
         let id = EventId::now_v7();
         // Created while serving a request: its correlation id and trace context; inside an

@@ -151,6 +151,8 @@ pub mod registry;
 pub mod replay;
 pub mod request;
 pub mod retry;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub mod saga;
 pub mod store;
 pub mod telemetry;
 pub mod testing;

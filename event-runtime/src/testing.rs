@@ -49,7 +49,7 @@ use crate::envelope::Envelope;
 use crate::handler::{Context, Delivery, Handler, States};
 use crate::message::Message;
 
-fn context(group: &str, envelope: &Envelope<impl Sized>, delivery: Delivery) -> Context {
+pub(crate) fn context(group: &str, envelope: &Envelope<impl Sized>, delivery: Delivery) -> Context {
     Context {
         group: Arc::from(group),
         delivery,

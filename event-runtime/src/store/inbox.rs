@@ -73,6 +73,49 @@ where
     Ok(true)
 }
 
+/// Work done in one writing transaction of the stores' database, whatever it is (the saga timer
+/// poller's): it writes on `conn` and returns the events to emit in the same transaction.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) trait Work: Sync {
+    /// Whether there is work: read outside the writing transaction, so that looking for none
+    /// never takes the writer's lock.
+    fn wanted<DB: Exec>(
+        &self,
+        pool: &Pool<DB>,
+    ) -> impl Future<Output = Result<bool, TransportError>> + Send;
+    /// The work, on the transaction's connection; the events to emit with it.
+    fn run<DB: Exec>(
+        &self,
+        conn: &mut DB::Connection,
+    ) -> impl Future<Output = Result<Vec<Emitted>, TransportError>> + Send;
+}
+
+/// Runs `work`, when it is wanted, in one writing transaction on `pool`, emits what it returns
+/// through `emit` and commits; how many events it emitted.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+async fn transact<DB: Exec>(
+    pool: &Pool<DB>,
+    writer: Option<&tokio::sync::Mutex<()>>,
+    operation: &str,
+    emit: &impl EmitIn<DB>,
+    work: &impl Work,
+) -> Result<usize, TransportError> {
+    if !work.wanted::<DB>(pool).await? {
+        return Ok(0);
+    }
+    let error = |err| DB::error(operation.to_owned(), err);
+    let _writer = match writer {
+        Some(writer) => Some(writer.lock().await),
+        None => None,
+    };
+    let mut tx: Transaction<'static, DB> = DB::begin_write(pool).await.map_err(error)?;
+    let emitted = work.run::<DB>(&mut tx).await?;
+    let count = emitted.len();
+    emit.emit(&mut tx, emitted).await?;
+    tx.commit().await.map_err(error)?;
+    Ok(count)
+}
+
 use super::Db;
 use crate::publish::Publisher;
 use crate::transport::{Transport, TransportErrorKind};
@@ -126,6 +169,38 @@ pub(crate) struct Inbox {
 }
 
 impl Inbox {
+    /// Runs `work` in one transaction of the inbox's database, its events emitted where this
+    /// inbox emits them (see [`transact`]).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) async fn transact<T: Transport>(
+        &self,
+        publisher: &Publisher<T>,
+        operation: &str,
+        work: &impl Work,
+    ) -> Result<usize, TransportError> {
+        let _ = publisher;
+        match &self.db {
+            Db::Memory(_) => Err(TransportError::new(
+                TransportErrorKind::Other,
+                operation.to_owned(),
+                "stores in memory have no transactions",
+            )),
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(db) => {
+                let emit = if self.local_log {
+                    SqliteEmit::LocalLog(publisher)
+                } else {
+                    SqliteEmit::Outbox
+                };
+                transact(&db.pool, Some(&db.writer), operation, &emit, work).await
+            }
+            #[cfg(feature = "postgres")]
+            Db::Postgres(crate::store::postgres::PgDb { pool, .. }) => {
+                transact(pool, None, operation, &ToOutbox, work).await
+            }
+        }
+    }
+
     /// One inbox attempt (see [`attempt`]).
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn attempt<T, F, Fut, E>(

@@ -1,0 +1,754 @@
+//! Sagas: orchestrated workflows whose state, effects and timers commit in one transaction.
+//!
+//! A saga is a serialisable Rust type (its state) with a name. Each message it reacts to names
+//! the instance it belongs to (its key, usually an order or booking id) and moves that
+//! instance by a pure function: (state, message, [`Step`]) -> [`Transition`]. The function does
+//! no I/O: it sends commands, publishes events and schedules or cancels timers through the
+//! [`Step`], and all of that — the incoming message's dedupe claim, the new state (with its
+//! version), the emitted messages and the timer rows — commits in one transaction of the
+//! stores' database (the inbox, [`crate::GroupOptions::inbox`]). Nothing is replayed, so a
+//! deploy that changes a handler cannot break running instances with non-determinism errors.
+//!
+//! ```
+//! use std::time::Duration;
+//! use event_runtime::saga::{On, Saga, SagaTest, Messages, Status, Step, Transition, Unknown};
+//! use event_runtime::{Command, DomainEvent, HandlerError};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(DomainEvent, Serialize, Deserialize, Clone, Debug)]
+//! #[event(context = "orders")]
+//! struct OrderPlaced { #[event(key)] order: String, cents: u64 }
+//!
+//! #[derive(DomainEvent, Serialize, Deserialize, Clone, Debug)]
+//! #[event(context = "payments")]
+//! struct PaymentCaptured { #[event(key)] order: String }
+//!
+//! #[derive(Command, Serialize, Deserialize, Clone, Debug, PartialEq)]
+//! #[command(context = "payments")]
+//! struct Charge { #[command(key)] order: String, cents: u64 }
+//!
+//! /// The checkout of one order.
+//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! enum Checkout { Charging, Paid, TimedOut }
+//!
+//! impl Saga for Checkout {
+//!     const NAME: &'static str = "checkout";
+//!     fn messages(on: &mut Messages<Self>) {
+//!         on.on::<OrderPlaced>().on::<PaymentCaptured>();
+//!     }
+//!     fn timeout(self, timer: &str, _step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+//!         Ok(Transition::fail(Checkout::TimedOut, format!("timer {timer} fired")))
+//!     }
+//! }
+//!
+//! impl On<OrderPlaced> for Checkout {
+//!     const UNKNOWN: Unknown = Unknown::Start;
+//!     fn key(event: &OrderPlaced) -> String { event.order.clone() }
+//!     fn start(event: &OrderPlaced, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+//!         step.send(Charge { order: event.order.clone(), cents: event.cents })?;
+//!         step.schedule("payment", Duration::from_secs(30));
+//!         Ok(Transition::next(Checkout::Charging))
+//!     }
+//!     fn handle(self, _: &OrderPlaced, _: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+//!         Ok(Transition::next(self))
+//!     }
+//! }
+//!
+//! impl On<PaymentCaptured> for Checkout {
+//!     fn key(event: &PaymentCaptured) -> String { event.order.clone() }
+//!     fn handle(self, _: &PaymentCaptured, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+//!         step.cancel("payment");
+//!         Ok(Transition::complete(Checkout::Paid))
+//!     }
+//! }
+//!
+//! // The test kit: no broker, a virtual clock.
+//! let mut test = SagaTest::<Checkout>::new();
+//! test.when(OrderPlaced { order: "o-1".into(), cents: 500 }).unwrap();
+//! assert_eq!(test.sent::<Charge>(), [Charge { order: "o-1".into(), cents: 500 }]);
+//! test.advance(Duration::from_secs(31)).unwrap();
+//! assert_eq!(test.status("o-1"), Some(Status::Failed));
+//! ```
+//!
+//! Wire it with [`crate::App::saga`]: the saga runs as the consumer group `saga.<name>` in inbox
+//! mode, so it needs SQL stores (the embedded SQLite engine, [`crate::Stores::sqlite`] or
+//! [`crate::Stores::postgres`]).
+//!
+//! # Timers
+//!
+//! [`Step::schedule`] writes a row in `evt_saga_timers` in the transition's transaction. A task
+//! of every running app fires due rows: in one transaction it deletes them and appends a timer
+//! message to the saga's timer topic (`evt.saga.<name>`, through the outbox or, on the SQLite
+//! engine, the log itself), which the saga's group consumes like any other message. A timer
+//! carries the version of the transition that scheduled it (its token); the instance keeps the
+//! token of each pending timer, so a timer that was cancelled or scheduled again, or whose
+//! instance has finished, drops itself when it arrives: none fires after completion.
+//!
+//! # Several instances of a service
+//!
+//! Each transition loads the instance row with `SELECT ... FOR UPDATE` (PostgreSQL; SQLite has
+//! one writer) and writes it back only at the version it read; a concurrent writer makes the
+//! attempt fail transiently, and the retry sees the new state. Messages for one instance can
+//! arrive on different topics and partitions, so this check, not the partitioning, is what
+//! keeps one writer per instance.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::envelope::Causation;
+use crate::error::EncodeError;
+use crate::handler::{Context, HandlerError};
+use crate::message::{Command, DomainEvent, Message};
+
+mod run;
+pub(crate) mod store;
+mod testing;
+pub(crate) mod timers;
+
+pub(crate) use run::Timers;
+pub use store::{HistoryEntry, InstanceRecord};
+pub use testing::SagaTest;
+pub(crate) use timers::{TimerFired, descriptors as timer_descriptors};
+
+/// A long-running process coordinated by messages: its state type.
+///
+/// The state is stored as JSON (`serde_json`) between transitions.
+pub trait Saga: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// Stable name: the consumer group is `saga.<NAME>`, the rows in `evt_sagas` carry it.
+    /// Renaming a saga orphans its running instances.
+    const NAME: &'static str;
+
+    /// Lists the messages the saga reacts to: `on.on::<A>().on::<B>()`, one per [`On`]
+    /// implementation.
+    fn messages(on: &mut Messages<Self>);
+
+    /// A timer this instance scheduled is due (and still current: not cancelled, scheduled
+    /// again, or outlived by the instance). The default fails the message permanently: a saga
+    /// that schedules timers handles them.
+    ///
+    /// # Errors
+    ///
+    /// A [`HandlerError`]: transient to retry, permanent to dead-letter the timer message.
+    fn timeout(self, timer: &str, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+        let _ = step;
+        Err(HandlerError::permanent(format!(
+            "saga `{}` scheduled timer `{timer}` but does not handle timeouts (Saga::timeout)",
+            Self::NAME
+        )))
+    }
+}
+
+/// What a message does when it finds no running instance of the saga under its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unknown {
+    /// No instance: start one with [`On::start`]. A finished instance: discard the message (a
+    /// second start for a key whose saga ended; a new key starts a new saga).
+    Start,
+    /// Dead-letter the message, with the saga, the key and whether the instance is missing or
+    /// finished as the reason. The default.
+    DeadLetter,
+    /// Drop the message, log it and count it ([`crate::Running::saga_discarded`]).
+    Discard,
+    /// No instance yet: fail transiently, so the message is retried (the message that starts
+    /// the saga may still be on its way) and dead-lettered when the retries run out. A finished
+    /// instance: dead-letter at once (retrying cannot help).
+    Retry,
+}
+
+/// How a saga reacts to messages of type `M`.
+pub trait On<M: Message>: Saga {
+    /// The policy for a message with no running instance. Default [`Unknown::DeadLetter`].
+    const UNKNOWN: Unknown = Unknown::DeadLetter;
+
+    /// The instance `message` belongs to.
+    fn key(message: &M) -> String;
+
+    /// Starts an instance (called only when [`On::UNKNOWN`] is [`Unknown::Start`] and no
+    /// instance has this key).
+    ///
+    /// # Errors
+    ///
+    /// A [`HandlerError`]; the default is a permanent one (this message does not start the
+    /// saga).
+    fn start(message: &M, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+        let _ = (message, step);
+        Err(HandlerError::permanent(format!(
+            "saga `{}` has UNKNOWN = Start for this message but no On::start",
+            Self::NAME
+        )))
+    }
+
+    /// Moves a running instance.
+    ///
+    /// # Errors
+    ///
+    /// A [`HandlerError`]: transient to retry (the transaction rolls back: no state change, no
+    /// effect), permanent to dead-letter the message.
+    fn handle(self, message: &M, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError>;
+}
+
+/// Where an instance stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Status {
+    /// Waiting for messages or timers.
+    Running,
+    /// Ended successfully.
+    Completed,
+    /// Ended unsuccessfully (after its compensations, if any).
+    Failed,
+}
+
+impl Status {
+    /// `running`, `completed`, `failed`: the stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Completed => "completed",
+            Status::Failed => "failed",
+        }
+    }
+
+    /// The status stored as `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "running" => Some(Status::Running),
+            "completed" => Some(Status::Completed),
+            "failed" => Some(Status::Failed),
+            _ => None,
+        }
+    }
+
+    /// Completed or failed: the instance takes no more messages and its timers are gone.
+    pub fn is_finished(self) -> bool {
+        self != Status::Running
+    }
+}
+
+/// The outcome of one reaction: the new state and where the instance stands.
+#[derive(Debug)]
+pub struct Transition<S> {
+    pub(crate) state: S,
+    pub(crate) status: Status,
+    pub(crate) reason: Option<String>,
+}
+
+impl<S> Transition<S> {
+    /// The instance goes on in `state`.
+    pub fn next(state: S) -> Self {
+        Transition {
+            state,
+            status: Status::Running,
+            reason: None,
+        }
+    }
+
+    /// The instance ends successfully in `state`; its pending timers are cancelled.
+    pub fn complete(state: S) -> Self {
+        Transition {
+            state,
+            status: Status::Completed,
+            reason: None,
+        }
+    }
+
+    /// The instance ends unsuccessfully in `state`, for `reason`; its pending timers are
+    /// cancelled.
+    pub fn fail(state: S, reason: impl Into<String>) -> Self {
+        Transition {
+            state,
+            status: Status::Failed,
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+/// A change to one of an instance's timers, in the order the handler asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum TimerChange {
+    At(SystemTime),
+    Cancel,
+}
+
+/// What a reaction may do besides returning the new state: send commands, publish events,
+/// schedule and cancel timers, and read the transition's clock. Everything it does commits with
+/// the transition, or not at all.
+pub struct Step<'a> {
+    pub(crate) key: &'a str,
+    pub(crate) now: SystemTime,
+    pub(crate) ctx: &'a Context,
+    pub(crate) timers: Vec<(String, TimerChange)>,
+}
+
+impl std::fmt::Debug for Step<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Step")
+            .field("key", &self.key)
+            .field("now", &self.now)
+            .field("timers", &self.timers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Step<'_> {
+    /// The instance's key.
+    pub fn key(&self) -> &str {
+        self.key
+    }
+
+    /// The transition's time: read once, before the reaction runs (the test kit's virtual
+    /// clock under [`SagaTest`]). Use it instead of the system clock.
+    pub fn now(&self) -> SystemTime {
+        self.now
+    }
+
+    /// The correlation and causation the emitted messages carry.
+    pub fn causation(&self) -> &Causation {
+        self.ctx.causation()
+    }
+
+    /// Sends `command` when the transition commits.
+    ///
+    /// # Errors
+    ///
+    /// When the command cannot be encoded, or its version is past its sunset.
+    pub fn send<C: Command>(&mut self, command: C) -> Result<(), EncodeError> {
+        self.ctx.send(command)
+    }
+
+    /// Publishes `event` when the transition commits.
+    ///
+    /// # Errors
+    ///
+    /// When the event cannot be encoded, or its version is past its sunset.
+    pub fn publish<E: DomainEvent>(&mut self, event: E) -> Result<(), EncodeError> {
+        self.ctx.publish(event)
+    }
+
+    /// Schedules the timer `timer` of this instance `after` from [`Step::now`], replacing a
+    /// pending one of the same name. When it is due, [`Saga::timeout`] runs with its name.
+    pub fn schedule(&mut self, timer: &str, after: Duration) {
+        let at = self.now + after;
+        self.schedule_at(timer, at);
+    }
+
+    /// Schedules the timer `timer` at `at` (see [`Step::schedule`]).
+    pub fn schedule_at(&mut self, timer: &str, at: SystemTime) {
+        self.timers.push((timer.to_owned(), TimerChange::At(at)));
+    }
+
+    /// Cancels the pending timer `timer`, if any: it will not fire, even if it is already on
+    /// its way.
+    pub fn cancel(&mut self, timer: &str) {
+        self.timers.push((timer.to_owned(), TimerChange::Cancel));
+    }
+}
+
+/// The messages a saga reacts to, listed by [`Saga::messages`].
+pub struct Messages<S> {
+    pub(crate) routes: Vec<Route>,
+    /// Messages dropped by [`Unknown::Discard`] (or a second start), shared by the routes.
+    pub(crate) discarded: Arc<std::sync::atomic::AtomicU64>,
+    _saga: PhantomData<fn() -> S>,
+}
+
+impl<S> std::fmt::Debug for Messages<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(
+                self.routes
+                    .iter()
+                    .flat_map(|r| r.descriptors.iter().map(|d| d.name)),
+            )
+            .finish()
+    }
+}
+
+/// One message type's route into a saga.
+pub(crate) struct Route {
+    pub(crate) descriptors: &'static [crate::message::Descriptor],
+    pub(crate) handler: Arc<dyn crate::consumer::ErasedHandler>,
+}
+
+impl<S: Saga> Messages<S> {
+    pub(crate) fn new() -> Self {
+        Messages {
+            routes: Vec::new(),
+            discarded: Arc::default(),
+            _saga: PhantomData,
+        }
+    }
+
+    /// The saga reacts to `M` (see [`On`]).
+    pub fn on<M: Message>(&mut self) -> &mut Self
+    where
+        S: On<M>,
+    {
+        self.routes.push(Route {
+            descriptors: M::DESCRIPTORS,
+            handler: Arc::new(crate::consumer::Typed::<M, run::Reaction<S, M>>::new(
+                run::Reaction::new(self.discarded.clone()),
+            )),
+        });
+        self
+    }
+}
+
+/// The consumer group a saga runs as: `saga.<name>`.
+pub fn group_of(saga: &str) -> String {
+    format!("saga.{saga}")
+}
+
+/// The topic a saga's timers fire on: `evt.saga.<name>`.
+pub fn timer_topic(saga: &str) -> String {
+    format!("evt.saga.{saga}")
+}
+
+/// One stored instance: its state, version, status and pending timers (name -> token).
+#[derive(Debug)]
+pub(crate) struct Instance<S> {
+    pub(crate) state: S,
+    pub(crate) version: i64,
+    pub(crate) status: Status,
+    pub(crate) timers: BTreeMap<String, i64>,
+}
+
+/// What to do with one message or timer, decided before anything is written.
+pub(crate) enum Decision<S> {
+    /// Write this transition.
+    Apply(Transition<S>),
+    /// Drop the message: the reason, for the log.
+    Drop(String),
+    /// Drop the message and count it ([`Unknown::Discard`]).
+    Discard(String),
+}
+
+/// The reaction of instance `loaded` of saga `S` to `message`, after the message's
+/// [`On::UNKNOWN`] policy.
+pub(crate) fn decide_message<S: On<M>, M: Message>(
+    loaded: Option<Instance<S>>,
+    message: &M,
+    step: &mut Step<'_>,
+) -> Result<Decision<S>, HandlerError> {
+    let name = message.descriptor().name;
+    let missing = |finished: Option<Status>| {
+        let what = match finished {
+            None => format!("no instance of saga `{}` has key `{}`", S::NAME, step.key),
+            Some(status) => format!(
+                "the instance of saga `{}` with key `{}` is {}",
+                S::NAME,
+                step.key,
+                status.as_str()
+            ),
+        };
+        format!("{name}: {what}")
+    };
+    match loaded {
+        Some(instance) if instance.status == Status::Running => {
+            S::handle(instance.state, message, step).map(Decision::Apply)
+        }
+        Some(instance) => {
+            let reason = missing(Some(instance.status));
+            match S::UNKNOWN {
+                Unknown::Start | Unknown::Discard => Ok(Decision::Discard(reason)),
+                Unknown::DeadLetter | Unknown::Retry => Err(HandlerError::permanent(reason)),
+            }
+        }
+        None => match S::UNKNOWN {
+            Unknown::Start => S::start(message, step).map(Decision::Apply),
+            Unknown::DeadLetter => Err(HandlerError::permanent(missing(None))),
+            Unknown::Discard => Ok(Decision::Discard(missing(None))),
+            Unknown::Retry => Err(HandlerError::transient(missing(None))),
+        },
+    }
+}
+
+/// The reaction of instance `loaded` of saga `S` to its timer `timer` scheduled at version
+/// `token`: dropped unless the instance runs and that timer is still pending with that token.
+pub(crate) fn decide_timer<S: Saga>(
+    loaded: Option<Instance<S>>,
+    timer: &str,
+    token: i64,
+    step: &mut Step<'_>,
+) -> Result<Decision<S>, HandlerError> {
+    match loaded {
+        Some(instance)
+            if instance.status == Status::Running && instance.timers.get(timer) == Some(&token) =>
+        {
+            S::timeout(instance.state, timer, step).map(Decision::Apply)
+        }
+        Some(instance) => Ok(Decision::Drop(format!(
+            "timer `{timer}` of saga `{}` key `{}` (token {token}) is stale: the instance is {} with timers {:?}",
+            S::NAME,
+            step.key,
+            instance.status.as_str(),
+            instance.timers
+        ))),
+        None => Ok(Decision::Drop(format!(
+            "timer `{timer}` of saga `{}` key `{}` has no instance",
+            S::NAME,
+            step.key
+        ))),
+    }
+}
+
+/// What a transition writes: the instance after it, and the timer rows to set or delete.
+#[derive(Debug)]
+pub(crate) struct Written {
+    pub(crate) version: i64,
+    pub(crate) status: Status,
+    pub(crate) state: Vec<u8>,
+    pub(crate) timers: BTreeMap<String, i64>,
+    pub(crate) reason: Option<String>,
+    /// Timer rows to write (name, due) and to delete (name).
+    pub(crate) schedule: Vec<(String, SystemTime)>,
+    pub(crate) cancel: Vec<String>,
+}
+
+/// Applies `transition` to an instance at `version` (0: new) with pending `timers` and the
+/// timer changes the reaction asked for.
+pub(crate) fn written<S: Saga>(
+    version: i64,
+    mut timers: BTreeMap<String, i64>,
+    transition: Transition<S>,
+    changes: Vec<(String, TimerChange)>,
+) -> Result<Written, HandlerError> {
+    let state = serde_json::to_vec(&transition.state).map_err(|err| {
+        HandlerError::permanent(format!(
+            "the state of saga `{}` cannot be stored as JSON: {err}",
+            S::NAME
+        ))
+    })?;
+    let version = version + 1;
+    let mut due: BTreeMap<String, Option<SystemTime>> = BTreeMap::new();
+    for (name, change) in changes {
+        match change {
+            TimerChange::At(at) => {
+                timers.insert(name.clone(), version);
+                due.insert(name, Some(at));
+            }
+            TimerChange::Cancel => {
+                if timers.remove(&name).is_some() || due.contains_key(&name) {
+                    due.insert(name, None);
+                }
+            }
+        }
+    }
+    if transition.status.is_finished() {
+        // A finished instance has no timers: every pending row goes.
+        for name in std::mem::take(&mut timers).into_keys() {
+            due.insert(name, None);
+        }
+    }
+    let mut schedule = Vec::new();
+    let mut cancel = Vec::new();
+    for (name, at) in due {
+        match at {
+            Some(at) if timers.contains_key(&name) => schedule.push((name, at)),
+            _ => cancel.push(name),
+        }
+    }
+    Ok(Written {
+        version,
+        status: transition.status,
+        state,
+        timers,
+        reason: transition.reason,
+        schedule,
+        cancel,
+    })
+}
+
+/// Milliseconds since the Unix epoch of `at` (0 before it).
+pub(crate) fn epoch_ms(at: SystemTime) -> i64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The saga instances in the stores, for operators and tests: read-only.
+#[derive(Clone, Debug)]
+pub struct Sagas {
+    pub(crate) db: crate::store::Db,
+}
+
+impl Sagas {
+    /// The instance of `saga` with `key`.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails, or a row does not decode.
+    pub async fn instance(
+        &self,
+        saga: &str,
+        key: &str,
+    ) -> Result<Option<InstanceRecord>, crate::transport::TransportError> {
+        match &self.db {
+            #[cfg(feature = "sqlite")]
+            crate::store::Db::Sqlite(db) => store::instance(&db.pool, saga, key).await,
+            #[cfg(feature = "postgres")]
+            crate::store::Db::Postgres(db) => store::instance(&db.pool, saga, key).await,
+            crate::store::Db::Memory(_) => Ok(None),
+        }
+    }
+
+    /// The instances of `saga` (every saga when `None`) with `status` (any when `None`),
+    /// oldest first, at most `limit`.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails, or a row does not decode.
+    pub async fn list(
+        &self,
+        saga: Option<&str>,
+        status: Option<Status>,
+        limit: usize,
+    ) -> Result<Vec<InstanceRecord>, crate::transport::TransportError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        match &self.db {
+            #[cfg(feature = "sqlite")]
+            crate::store::Db::Sqlite(db) => store::instances(&db.pool, saga, status, limit).await,
+            #[cfg(feature = "postgres")]
+            crate::store::Db::Postgres(db) => store::instances(&db.pool, saga, status, limit).await,
+            crate::store::Db::Memory(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// The transitions of the instance of `saga` with `key`, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails, or a row does not decode.
+    pub async fn history(
+        &self,
+        saga: &str,
+        key: &str,
+    ) -> Result<Vec<HistoryEntry>, crate::transport::TransportError> {
+        match &self.db {
+            #[cfg(feature = "sqlite")]
+            crate::store::Db::Sqlite(db) => store::history(&db.pool, saga, key).await,
+            #[cfg(feature = "postgres")]
+            crate::store::Db::Postgres(db) => store::history(&db.pool, saga, key).await,
+            crate::store::Db::Memory(_) => Ok(Vec::new()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Count(u32);
+
+    impl Saga for Count {
+        const NAME: &'static str = "count";
+        fn messages(_: &mut Messages<Self>) {}
+    }
+
+    fn at(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn a_timer_scheduled_gets_the_transitions_version_as_its_token() {
+        let w = written::<Count>(
+            4,
+            BTreeMap::from([("old".to_owned(), 2)]),
+            Transition::next(Count(1)),
+            vec![("pay".to_owned(), TimerChange::At(at(10)))],
+        )
+        .unwrap();
+        assert_eq!(w.version, 5);
+        assert_eq!(
+            w.timers,
+            BTreeMap::from([("old".to_owned(), 2), ("pay".to_owned(), 5)])
+        );
+        assert_eq!(w.schedule, [("pay".to_owned(), at(10))]);
+        assert!(w.cancel.is_empty());
+        assert_eq!(w.state, b"1");
+    }
+
+    #[test]
+    fn the_last_change_to_a_timer_wins_within_a_transition() {
+        let w = written::<Count>(
+            1,
+            BTreeMap::from([("pay".to_owned(), 1)]),
+            Transition::next(Count(0)),
+            vec![
+                ("pay".to_owned(), TimerChange::Cancel),
+                ("ship".to_owned(), TimerChange::At(at(5))),
+                ("ship".to_owned(), TimerChange::Cancel),
+                ("pay".to_owned(), TimerChange::At(at(7))),
+            ],
+        )
+        .unwrap();
+        assert_eq!(w.timers, BTreeMap::from([("pay".to_owned(), 2)]));
+        assert_eq!(w.schedule, [("pay".to_owned(), at(7))]);
+        assert_eq!(w.cancel, ["ship"]);
+    }
+
+    #[test]
+    fn a_finished_instance_keeps_no_timer() {
+        for transition in [
+            Transition::complete(Count(0)),
+            Transition::fail(Count(0), "no"),
+        ] {
+            let w = written::<Count>(
+                3,
+                BTreeMap::from([("pay".to_owned(), 2)]),
+                transition,
+                vec![("later".to_owned(), TimerChange::At(at(1)))],
+            )
+            .unwrap();
+            assert!(w.timers.is_empty(), "{w:?}");
+            assert!(w.schedule.is_empty(), "{w:?}");
+            assert_eq!(w.cancel, ["later", "pay"]);
+        }
+    }
+
+    #[test]
+    fn a_stale_or_orphan_timer_is_dropped_and_a_current_one_runs() {
+        let ctx = crate::testing::context(
+            "saga.count",
+            &crate::Envelope::event(TimerFired {
+                saga: "count".into(),
+                key: "k".into(),
+                timer: "pay".into(),
+                token: 1,
+            }),
+            crate::handler::Delivery::Live,
+        );
+        let mut step = Step {
+            key: "k",
+            now: at(0),
+            ctx: &ctx,
+            timers: Vec::new(),
+        };
+        let instance = |status, token| Instance {
+            state: Count(0),
+            version: 3,
+            status,
+            timers: BTreeMap::from([("pay".to_owned(), token)]),
+        };
+        let dropped = |decision: Decision<Count>| matches!(decision, Decision::Drop(_));
+        // Scheduled again since (token 2 pending, 1 fired).
+        let d = decide_timer::<Count>(Some(instance(Status::Running, 2)), "pay", 1, &mut step);
+        assert!(dropped(d.unwrap()));
+        // The instance finished.
+        let d = decide_timer::<Count>(Some(instance(Status::Completed, 1)), "pay", 1, &mut step);
+        assert!(dropped(d.unwrap()));
+        // No instance.
+        assert!(dropped(
+            decide_timer::<Count>(None, "pay", 1, &mut step).unwrap()
+        ));
+        // Current: the saga's timeout runs (the default refuses, naming the timer).
+        let err = decide_timer::<Count>(Some(instance(Status::Running, 1)), "pay", 1, &mut step)
+            .err()
+            .expect("the default timeout fails");
+        assert!(err.to_string().contains("timer `pay`"), "{err}");
+    }
+}

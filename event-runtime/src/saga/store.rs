@@ -1,0 +1,312 @@
+//! Saga instances in any SQL database, written once: `evt_sagas` (one row per instance),
+//! `evt_saga_history` (one row per transition) and `evt_saga_timers` (pending timers).
+
+use std::collections::BTreeMap;
+
+use super::{Instance, Saga, Status, Written, epoch_ms};
+use crate::handler::HandlerError;
+use crate::store::sql::{Exec, args};
+use crate::transport::now_ms;
+
+/// The instance of saga `S` with `key`, locked until the transaction ends (PostgreSQL; SQLite's
+/// writer holds the whole file).
+pub(crate) async fn load<DB: Exec, S: Saga>(
+    conn: &mut DB::Connection,
+    key: &str,
+) -> Result<Option<Instance<S>>, HandlerError> {
+    let error = |err| DB::error(format!("load saga {} instance {key}", S::NAME), err);
+    let Some(row) = DB::row(
+        conn,
+        DB::sql(
+            "SELECT version, status, state, timers FROM evt_sagas \
+             WHERE saga = ? AND key = ? FOR UPDATE",
+        ),
+        args![S::NAME, key],
+    )
+    .await
+    .map_err(error)?
+    else {
+        return Ok(None);
+    };
+    let status = DB::text(&row, "status").map_err(error)?;
+    let corrupt = |what: String| {
+        HandlerError::permanent(format!(
+            "the stored instance of saga `{}` with key `{key}` cannot be read: {what}",
+            S::NAME
+        ))
+    };
+    let status =
+        Status::parse(&status).ok_or_else(|| corrupt(format!("unknown status `{status}`")))?;
+    let state = DB::blob(&row, "state").map_err(error)?;
+    let state: S = serde_json::from_slice(&state).map_err(|err| {
+        corrupt(format!(
+            "its state does not decode as this code's type: {err}"
+        ))
+    })?;
+    let timers = DB::text(&row, "timers").map_err(error)?;
+    let timers: BTreeMap<String, i64> = serde_json::from_str(&timers)
+        .map_err(|err| corrupt(format!("its timers are malformed: {err}")))?;
+    Ok(Some(Instance {
+        state,
+        version: DB::int(&row, "version").map_err(error)?,
+        status,
+        timers,
+    }))
+}
+
+/// What caused a transition: recorded in the history and on the timers it schedules.
+pub(crate) struct Cause<'a> {
+    pub(crate) message_type: &'a str,
+    pub(crate) message_id: &'a str,
+    pub(crate) correlation_id: Option<&'a str>,
+}
+
+/// Writes `written` for the instance of `saga` with `key` that was at version `read` (0: none):
+/// the row (only if still at `read`), the history entry and the timer rows.
+pub(crate) async fn save<DB: Exec>(
+    conn: &mut DB::Connection,
+    saga: &str,
+    key: &str,
+    read: i64,
+    written: &Written,
+    cause: &Cause<'_>,
+) -> Result<(), HandlerError> {
+    let error = |err| DB::error(format!("save saga {saga} instance {key}"), err);
+    let now = now_ms();
+    let timers = serde_json::to_string(&written.timers).expect("a map of strings to integers");
+    let status = written.status.as_str();
+    let changed = if read == 0 {
+        DB::exec(
+            conn,
+            DB::sql(
+                "INSERT INTO evt_sagas (saga, key, version, status, state, timers, reason, created_ms, updated_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (saga, key) DO NOTHING",
+            ),
+            args![
+                saga,
+                key,
+                written.version,
+                status,
+                &written.state,
+                &timers,
+                &written.reason,
+                now,
+                now
+            ],
+        )
+        .await
+    } else {
+        DB::exec(
+            conn,
+            DB::sql(
+                "UPDATE evt_sagas SET version = ?, status = ?, state = ?, timers = ?, reason = ?, updated_ms = ? \
+                 WHERE saga = ? AND key = ? AND version = ?",
+            ),
+            args![
+                written.version,
+                status,
+                &written.state,
+                &timers,
+                &written.reason,
+                now,
+                saga,
+                key,
+                read
+            ],
+        )
+        .await
+    }
+    .map_err(error)?;
+    if changed != 1 {
+        // Another writer moved the instance since it was read: the retry reads its state.
+        return Err(HandlerError::transient(format!(
+            "saga `{saga}` instance `{key}` changed while this message was handled (read version {read})"
+        )));
+    }
+    DB::exec(
+        conn,
+        DB::sql(
+            "INSERT INTO evt_saga_history (saga, key, version, message_type, message_id, status, at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ),
+        args![
+            saga,
+            key,
+            written.version,
+            cause.message_type,
+            cause.message_id,
+            status,
+            now
+        ],
+    )
+    .await
+    .map_err(error)?;
+    for name in &written.cancel {
+        DB::exec(
+            conn,
+            DB::sql("DELETE FROM evt_saga_timers WHERE saga = ? AND key = ? AND name = ?"),
+            args![saga, key, name],
+        )
+        .await
+        .map_err(error)?;
+    }
+    for (name, at) in &written.schedule {
+        DB::exec(
+            conn,
+            DB::sql(
+                "INSERT INTO evt_saga_timers (saga, key, name, token, due_ms, correlation_id, causation_id) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (saga, key, name) DO UPDATE SET \
+                 token = excluded.token, due_ms = excluded.due_ms, \
+                 correlation_id = excluded.correlation_id, causation_id = excluded.causation_id",
+            ),
+            args![
+                saga,
+                key,
+                name,
+                written.version,
+                epoch_ms(*at),
+                cause.correlation_id,
+                cause.message_id
+            ],
+        )
+        .await
+        .map_err(error)?;
+    }
+    Ok(())
+}
+
+/// One stored instance, as operators see it ([`super::Sagas`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct InstanceRecord {
+    /// The saga's name.
+    pub saga: String,
+    /// The instance's key.
+    pub key: String,
+    /// Transitions made.
+    pub version: i64,
+    /// Where it stands.
+    pub status: Status,
+    /// Its state, as stored (JSON).
+    pub state: serde_json::Value,
+    /// Why it failed, for a failed instance.
+    pub reason: Option<String>,
+    /// Pending timers by name, with the version that scheduled each.
+    pub timers: BTreeMap<String, i64>,
+    /// When it started and last moved, in milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    /// See `created_ms`.
+    pub updated_ms: i64,
+}
+
+/// One transition of an instance.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The version it made.
+    pub version: i64,
+    /// The wire type of the message that caused it, or `timer:<name>`.
+    pub message_type: String,
+    /// That message's id.
+    pub message_id: String,
+    /// The status after it.
+    pub status: Status,
+    /// When, in milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
+const INSTANCE_COLUMNS: &str = "SELECT saga, key, version, status, state, timers, reason, created_ms, updated_ms FROM evt_sagas";
+
+fn instance_of<DB: Exec>(row: &DB::Row) -> Result<InstanceRecord, sqlx::Error> {
+    let decode = |what: &str, err: &dyn std::fmt::Display| {
+        sqlx::Error::Decode(format!("evt_sagas.{what}: {err}").into())
+    };
+    let status = DB::text(row, "status")?;
+    Ok(InstanceRecord {
+        saga: DB::text(row, "saga")?,
+        key: DB::text(row, "key")?,
+        version: DB::int(row, "version")?,
+        status: Status::parse(&status).ok_or_else(|| decode("status", &status))?,
+        state: serde_json::from_slice(&DB::blob(row, "state")?)
+            .map_err(|err| decode("state", &err))?,
+        reason: DB::opt_text(row, "reason")?,
+        timers: serde_json::from_str(&DB::text(row, "timers")?)
+            .map_err(|err| decode("timers", &err))?,
+        created_ms: DB::int(row, "created_ms")?,
+        updated_ms: DB::int(row, "updated_ms")?,
+    })
+}
+
+/// The instance of `saga` with `key`.
+pub(crate) async fn instance<DB: Exec>(
+    pool: &sqlx::Pool<DB>,
+    saga: &str,
+    key: &str,
+) -> Result<Option<InstanceRecord>, crate::transport::TransportError> {
+    let error = |err| DB::error(format!("read saga {saga} instance {key}"), err);
+    let mut conn = pool.acquire().await.map_err(error)?;
+    let sql = DB::sql_owned(format!("{INSTANCE_COLUMNS} WHERE saga = ? AND key = ?"));
+    let row = DB::row(&mut conn, &sql, args![saga, key])
+        .await
+        .map_err(error)?;
+    row.map(|row| instance_of::<DB>(&row))
+        .transpose()
+        .map_err(error)
+}
+
+/// The instances of `saga` (every saga when `None`) with `status` (any when `None`), oldest
+/// first, at most `limit`.
+pub(crate) async fn instances<DB: Exec>(
+    pool: &sqlx::Pool<DB>,
+    saga: Option<&str>,
+    status: Option<Status>,
+    limit: i64,
+) -> Result<Vec<InstanceRecord>, crate::transport::TransportError> {
+    let error = |err| DB::error("list saga instances".to_owned(), err);
+    let mut conn = pool.acquire().await.map_err(error)?;
+    let sql = DB::sql_owned(format!(
+        "{INSTANCE_COLUMNS} WHERE (? IS NULL OR saga = ?) AND (? IS NULL OR status = ?) \
+         ORDER BY created_ms, saga, key LIMIT ?"
+    ));
+    let status = status.map(Status::as_str);
+    let rows = DB::rows(&mut conn, &sql, args![saga, saga, status, status, limit])
+        .await
+        .map_err(error)?;
+    rows.iter()
+        .map(|row| instance_of::<DB>(row))
+        .collect::<Result<_, _>>()
+        .map_err(error)
+}
+
+/// The transitions of the instance of `saga` with `key`, oldest first.
+pub(crate) async fn history<DB: Exec>(
+    pool: &sqlx::Pool<DB>,
+    saga: &str,
+    key: &str,
+) -> Result<Vec<HistoryEntry>, crate::transport::TransportError> {
+    let error = |err| DB::error(format!("read saga {saga} instance {key} history"), err);
+    let mut conn = pool.acquire().await.map_err(error)?;
+    let rows = DB::rows(
+        &mut conn,
+        DB::sql(
+            "SELECT version, message_type, message_id, status, at_ms FROM evt_saga_history \
+             WHERE saga = ? AND key = ? ORDER BY id",
+        ),
+        args![saga, key],
+    )
+    .await
+    .map_err(error)?;
+    rows.iter()
+        .map(|row| {
+            let status = DB::text(row, "status")?;
+            Ok(HistoryEntry {
+                version: DB::int(row, "version")?,
+                message_type: DB::text(row, "message_type")?,
+                message_id: DB::text(row, "message_id")?,
+                status: Status::parse(&status).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("evt_saga_history.status: {status}").into())
+                })?,
+                at_ms: DB::int(row, "at_ms")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(error)
+}
