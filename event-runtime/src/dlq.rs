@@ -353,6 +353,14 @@ impl DeadLetters {
         Ok(DeadLetters::on(Db::postgres(pool).await?))
     }
 
+    /// The saga instances kept in the same stores ([`crate::saga`]), for operators.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub fn sagas(&self) -> crate::saga::Sagas {
+        crate::saga::Sagas {
+            db: self.db.clone(),
+        }
+    }
+
     /// Stores a dead letter; returns its id. The same record of the same group still open is
     /// that letter, updated (it failed again), not a second one; a letter to park behind its
     /// key's open letter is parked behind the oldest one still open, or queued for delivery

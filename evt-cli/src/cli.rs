@@ -72,6 +72,35 @@ pub(crate) enum Command {
     /// The event schemas of a crate and its schema registry.
     #[command(subcommand)]
     Schema(SchemaCommand),
+    /// Saga instances: list them, show one with its state, timers and history.
+    #[command(subcommand)]
+    Saga(SagaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SagaCommand {
+    /// Instances, oldest first.
+    List(SagaListArgs),
+    /// One instance: its state, pending timers and every transition.
+    Show {
+        /// The saga's name (`Saga::NAME`).
+        saga: String,
+        /// The instance's key.
+        key: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SagaListArgs {
+    /// Only instances of this saga.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) saga: Option<String>,
+    /// Only instances with this status.
+    #[arg(long, value_name = "STATUS", value_parser = ["running", "completed", "failed"])]
+    pub(crate) status: Option<String>,
+    /// At most this many [default: 100].
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub(crate) limit: usize,
 }
 
 #[derive(Debug, Subcommand)]

@@ -119,6 +119,24 @@
 //!    └─ [mail] dead (letter 1, 3 attempts): smtp refused
 //! ```
 //!
+//! # `evt saga list [--saga NAME] [--status running|completed|failed] [--limit N]`
+//!
+//! Saga instances in the stores, oldest first: saga, key, status, version (transitions made),
+//! pending timers, last change and, for a failed one, the reason.
+//!
+//! ```text
+//! evt --db shop.db saga list --status running
+//! ```
+//!
+//! # `evt saga show <saga> <key>`
+//!
+//! One instance: its status, state (JSON), pending timers with the version that scheduled each,
+//! and every transition with the message that caused it.
+//!
+//! ```text
+//! evt --db shop.db saga show checkout o-17
+//! ```
+//!
 //! # `evt topics`
 //!
 //! Every topic with its partition count, the end offset of each partition and the total.
@@ -132,6 +150,7 @@ mod db;
 mod dlq;
 mod output;
 mod replay;
+mod saga;
 mod schema;
 mod status;
 mod tail;
@@ -141,7 +160,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command, DlqCommand, RequestsCommand, SchemaCommand};
+use crate::cli::{Cli, Command, DlqCommand, RequestsCommand, SagaCommand, SchemaCommand};
 use crate::db::Error;
 
 fn main() -> ExitCode {
@@ -194,6 +213,8 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Lag => status::lag(&db, json).await,
         Command::Topics => status::topics(&db, json).await,
         Command::Trace(args) => trace::run(&db, &args, json).await,
+        Command::Saga(SagaCommand::List(args)) => saga::list(&db, &args, json).await,
+        Command::Saga(SagaCommand::Show { saga, key }) => saga::show(&db, &saga, &key, json).await,
         Command::Schema(_) => unreachable!("handled before the engine file is opened"),
     }
 }

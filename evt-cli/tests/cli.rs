@@ -805,3 +805,120 @@ async fn trace_draws_one_correlation_with_each_groups_outcome() {
         failure(&missing)
     );
 }
+
+/// Follows each order until it is cancelled; reminds an hour after it was placed.
+#[derive(Serialize, Deserialize, Debug)]
+struct Tracker {
+    cents: u64,
+}
+
+impl event_runtime::saga::Saga for Tracker {
+    const NAME: &'static str = "tracker";
+
+    fn messages(on: &mut event_runtime::saga::Messages<Self>) {
+        on.on::<OrderPlaced>().on::<OrderCancelled>();
+    }
+}
+
+impl event_runtime::saga::On<OrderPlaced> for Tracker {
+    const UNKNOWN: event_runtime::saga::Unknown = event_runtime::saga::Unknown::Start;
+
+    fn key(event: &OrderPlaced) -> String {
+        event.order_id.clone()
+    }
+
+    fn start(
+        event: &OrderPlaced,
+        step: &mut event_runtime::saga::Step<'_>,
+    ) -> Result<event_runtime::saga::Transition<Self>, HandlerError> {
+        step.schedule("remind", Duration::from_secs(3600));
+        Ok(event_runtime::saga::Transition::next(Tracker {
+            cents: event.total_cents,
+        }))
+    }
+
+    fn handle(
+        self,
+        _: &OrderPlaced,
+        _: &mut event_runtime::saga::Step<'_>,
+    ) -> Result<event_runtime::saga::Transition<Self>, HandlerError> {
+        Ok(event_runtime::saga::Transition::next(self))
+    }
+}
+
+impl event_runtime::saga::On<OrderCancelled> for Tracker {
+    fn key(event: &OrderCancelled) -> String {
+        event.order_id.clone()
+    }
+
+    fn handle(
+        self,
+        _: &OrderCancelled,
+        _: &mut event_runtime::saga::Step<'_>,
+    ) -> Result<event_runtime::saga::Transition<Self>, HandlerError> {
+        Ok(event_runtime::saga::Transition::fail(self, "cancelled"))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saga_list_and_show_read_instances_their_timers_and_history() {
+    let dir = TempDir::new("saga");
+    let db = dir.0.join("shop.db");
+    let mut app = App::embedded(&db).await.unwrap();
+    app.saga::<Tracker>();
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    for (order_id, total_cents) in [("o-1", 100), ("o-2", 250)] {
+        publisher
+            .publish(Envelope::event(OrderPlaced {
+                order_id: order_id.into(),
+                total_cents,
+            }))
+            .await
+            .unwrap();
+    }
+    publisher
+        .publish(Envelope::event(OrderCancelled {
+            order_id: "o-2".into(),
+        }))
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    running.stop().await;
+
+    let all = json(&db, &["saga", "list"]);
+    let all = all["instances"].as_array().unwrap();
+    assert_eq!(all.len(), 2, "{all:?}");
+    let running_only = json(&db, &["saga", "list", "--status", "running"]);
+    let running_only = running_only["instances"].as_array().unwrap();
+    assert_eq!(running_only.len(), 1, "{running_only:?}");
+    assert_eq!(running_only[0]["key"], "o-1");
+    assert_eq!(running_only[0]["state"]["cents"], 100);
+    assert_eq!(running_only[0]["timers"]["remind"], 1);
+
+    let shown = json(&db, &["saga", "show", "tracker", "o-2"]);
+    assert_eq!(shown["status"], "failed");
+    assert_eq!(shown["reason"], "cancelled");
+    assert_eq!(shown["timers"], serde_json::json!({}), "{shown}");
+    let history: Vec<&str> = shown["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["message_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["shop.order_placed", "shop.order_cancelled"]);
+
+    let table = text(&db, &["saga", "list", "--saga", "tracker"]);
+    assert!(table.starts_with("SAGA"), "{table}");
+    assert!(table.contains("o-1") && table.contains("remind"), "{table}");
+    let out = text(&db, &["saga", "show", "tracker", "o-2"]);
+    assert!(out.contains("reason    cancelled"), "{out}");
+    assert!(out.contains("shop.order_cancelled"), "{out}");
+
+    let missing = evt(&db, &["saga", "show", "tracker", "nope"]);
+    let message = failure(&missing);
+    assert!(
+        message.contains("no instance of saga `tracker` with key `nope`"),
+        "{message}"
+    );
+}

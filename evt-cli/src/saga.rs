@@ -1,0 +1,145 @@
+//! `evt saga list` and `evt saga show`: the saga instances in the application's stores.
+
+use std::io::{self, Write};
+
+use event_runtime::saga::{InstanceRecord, Status};
+use serde_json::{Value, json};
+
+use crate::cli::SagaListArgs;
+use crate::db::{Db, Error};
+use crate::output::{self, Table, clean, or_dash, time_ms, truncate};
+
+fn instance_json(instance: &InstanceRecord) -> Value {
+    json!({
+        "saga": instance.saga,
+        "key": instance.key,
+        "status": instance.status.as_str(),
+        "version": instance.version,
+        "state": instance.state,
+        "reason": instance.reason,
+        "timers": instance.timers,
+        "created": time_ms(instance.created_ms),
+        "updated": time_ms(instance.updated_ms),
+    })
+}
+
+fn timers_text(instance: &InstanceRecord) -> String {
+    if instance.timers.is_empty() {
+        "-".to_owned()
+    } else {
+        clean(
+            &instance
+                .timers
+                .keys()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }
+}
+
+pub(crate) async fn list(db: &Db, args: &SagaListArgs, json: bool) -> Result<(), Error> {
+    let status = args
+        .status
+        .as_deref()
+        .map(|s| Status::parse(s).expect("clap accepts only running, completed and failed"));
+    let instances = db
+        .dlq()?
+        .sagas()
+        .list(args.saga.as_deref(), status, args.limit)
+        .await
+        .map_err(|e| db.fail_store(e))?;
+    if json {
+        output::print_json(&json!({
+            "instances": instances.iter().map(instance_json).collect::<Vec<_>>(),
+        }))?;
+        return Ok(());
+    }
+    let mut out = io::stdout().lock();
+    if instances.is_empty() {
+        writeln!(out, "no saga instances")?;
+        return Ok(());
+    }
+    let mut table = Table::new(&[
+        "SAGA", "KEY", "STATUS", "VERSION", "TIMERS", "UPDATED", "REASON",
+    ]);
+    for instance in &instances {
+        table.row(vec![
+            clean(&instance.saga),
+            truncate(&clean(&instance.key), 32),
+            instance.status.as_str().to_owned(),
+            instance.version.to_string(),
+            timers_text(instance),
+            time_ms(instance.updated_ms),
+            truncate(&or_dash(instance.reason.as_deref()), 60),
+        ]);
+    }
+    table.write(&mut out)?;
+    Ok(())
+}
+
+pub(crate) async fn show(db: &Db, saga: &str, key: &str, json: bool) -> Result<(), Error> {
+    let sagas = db.dlq()?.sagas();
+    let instance = sagas
+        .instance(saga, key)
+        .await
+        .map_err(|e| db.fail_store(e))?
+        .ok_or_else(|| {
+            Error::msg(format!(
+                "no instance of saga `{}` with key `{}` in {}",
+                clean(saga),
+                clean(key),
+                db.stores_name()
+            ))
+        })?;
+    let history = sagas
+        .history(saga, key)
+        .await
+        .map_err(|e| db.fail_store(e))?;
+    if json {
+        let mut value = instance_json(&instance);
+        value["history"] = history
+            .iter()
+            .map(|h| {
+                json!({
+                    "version": h.version,
+                    "message_type": h.message_type,
+                    "message_id": h.message_id,
+                    "status": h.status.as_str(),
+                    "at": time_ms(h.at_ms),
+                })
+            })
+            .collect();
+        output::print_json(&value)?;
+        return Ok(());
+    }
+    let mut out = io::stdout().lock();
+    writeln!(out, "saga      {}", clean(&instance.saga))?;
+    writeln!(out, "key       {}", clean(&instance.key))?;
+    writeln!(out, "status    {}", instance.status.as_str())?;
+    writeln!(out, "version   {}", instance.version)?;
+    writeln!(out, "started   {}", time_ms(instance.created_ms))?;
+    writeln!(out, "updated   {}", time_ms(instance.updated_ms))?;
+    if let Some(reason) = &instance.reason {
+        writeln!(out, "reason    {}", clean(reason))?;
+    }
+    writeln!(out, "timers    {}", timers_text(&instance))?;
+    let state = serde_json::to_string_pretty(&instance.state).expect("JSON values print");
+    writeln!(out, "state")?;
+    for line in state.lines() {
+        writeln!(out, "  {}", clean(line))?;
+    }
+    writeln!(out, "history")?;
+    let mut table = Table::new(&["VERSION", "MESSAGE", "ID", "STATUS", "AT"]);
+    for h in &history {
+        table.row(vec![
+            h.version.to_string(),
+            clean(&h.message_type),
+            clean(&h.message_id),
+            h.status.as_str().to_owned(),
+            time_ms(h.at_ms),
+        ]);
+    }
+    table.write(&mut out)?;
+    Ok(())
+}
