@@ -1,6 +1,6 @@
 //! The quickstart (the README's first command) runs to the end on the embedded engine and, with
-//! only `EVT_NATS_URL` set, on NATS JetStream: the flow, the dead letters with their reasons and
-//! the redrive all show up.
+//! only `EVT_NATS_URL` set, on NATS JetStream: the flow, the dead letters with their reasons,
+//! the redrive and the checkout saga's four endings (with their compensations) all show up.
 
 use std::process::Command;
 
@@ -28,6 +28,14 @@ fn assert_the_story(stdout: &str) {
         "permanent: order o-1003: product `gift-card` is not in the catalog",
         "inventory  reserved 1 line(s) for o-1003 (redriven)",
         "resolved  dead-lettered by consumer:inventory@shop-1 -> redrive-requested by quickstart -> resolved by consumer:inventory@shop-1",
+        "saga checkout c-2001 completed after 4 transitions",
+        "saga checkout c-2002 failed after 3 transitions: card declined: card reported stolen",
+        "saga checkout c-2003 failed after 3 transitions: no answer from the payment provider",
+        "saga checkout c-2004 failed after 4 transitions: shipping refused: no carrier delivers to Atlantis",
+        "payments   refunded  39.90 EUR for c-2004",
+        "inventory  released the stock of c-2002",
+        "inventory  released the stock of c-2003",
+        "inventory  released the stock of c-2004",
     ] {
         assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
     }

@@ -11,6 +11,17 @@
 //! warehouse does not stock landing in the dead-letter queue with their reasons, fixes the
 //! catalog, redrives the order, and finishes by itself.
 //!
+//! Beside it, the same steps orchestrated: a checkout saga (`Checkout`) holds stock, charges
+//! the card with a payment timeout and books a shipment, and compensates (releases the stock,
+//! refunds the card) when a step fails. Its state, the commands it sends and its timers commit
+//! in one transaction per message:
+//!
+//! ```text
+//! CheckoutRequested ─► HoldStock ─► StockHeld ─► ChargeCard ─► CardCharged ─► BookShipment ─► ShipmentBooked: completed
+//!                                                    │ CardDeclined, or no answer in 1 s ─► ReleaseStock: failed
+//!                                                    └─────────── ShipmentRefused ─► RefundCard + ReleaseStock: failed
+//! ```
+//!
 //! Run it with `cargo run -p event-examples --bin quickstart`.
 
 use std::collections::BTreeSet;
@@ -18,9 +29,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_runtime::dlq::{LetterFilter, Selection};
+use event_runtime::saga::{Messages, On, Saga, Step, Transition, Unknown};
 use event_runtime::transport::sqlite::SqliteTransport;
 use event_runtime::transport::{Bytes, OutgoingRecord, Transport};
-use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError, Stores, handler};
+use event_runtime::{App, Command, Context, DomainEvent, Envelope, HandlerError, Stores, handler};
 use serde::{Deserialize, Serialize};
 
 /// One line of an order.
@@ -158,6 +170,434 @@ async fn ship(event: Envelope<StockReserved>, ctx: Context) -> Result<(), Handle
     Ok(())
 }
 
+// ---------------------------------------------------------------------------------------------
+// The orchestrated checkout: a saga and its participants.
+// ---------------------------------------------------------------------------------------------
+
+/// A customer checked out; the checkout saga takes it from here.
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(
+    context = "checkout",
+    owner(team = "checkout", contact = "#checkout-oncall")
+)]
+struct CheckoutRequested {
+    #[event(key)]
+    order_id: String,
+    customer: String,
+    lines: Vec<Line>,
+    total_cents: u64,
+    address: String,
+}
+
+/// Inventory: hold the stock of an order.
+#[derive(Command, Serialize, Deserialize, Debug, Clone)]
+#[command(context = "inventory")]
+struct HoldStock {
+    #[command(key)]
+    order_id: String,
+    lines: Vec<Line>,
+}
+
+/// Inventory: release what was held for an order (a compensation).
+#[derive(Command, Serialize, Deserialize, Debug, Clone)]
+#[command(context = "inventory")]
+struct ReleaseStock {
+    #[command(key)]
+    order_id: String,
+}
+
+/// Inventory held the stock of an order.
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "inventory")]
+struct StockHeld {
+    #[event(key)]
+    order_id: String,
+}
+
+/// Payments: charge the customer's card.
+#[derive(Command, Serialize, Deserialize, Debug, Clone)]
+#[command(context = "payments")]
+struct ChargeCard {
+    #[command(key)]
+    order_id: String,
+    customer: String,
+    amount_cents: u64,
+}
+
+/// Payments: give the money back (a compensation).
+#[derive(Command, Serialize, Deserialize, Debug, Clone)]
+#[command(context = "payments")]
+struct RefundCard {
+    #[command(key)]
+    order_id: String,
+    amount_cents: u64,
+}
+
+/// The card was charged.
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "payments")]
+struct CardCharged {
+    #[event(key)]
+    order_id: String,
+}
+
+/// The card was declined.
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "payments")]
+struct CardDeclined {
+    #[event(key)]
+    order_id: String,
+    reason: String,
+}
+
+/// Shipping: book a carrier to the address.
+#[derive(Command, Serialize, Deserialize, Debug, Clone)]
+#[command(context = "shipping")]
+struct BookShipment {
+    #[command(key)]
+    order_id: String,
+    address: String,
+}
+
+/// A carrier was booked.
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "shipping")]
+struct ShipmentBooked {
+    #[event(key)]
+    order_id: String,
+    carrier: String,
+}
+
+/// No carrier takes the order.
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "shipping")]
+struct ShipmentRefused {
+    #[event(key)]
+    order_id: String,
+    reason: String,
+}
+
+/// How long the checkout waits for the payment provider.
+const PAYMENT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// One order's checkout: where it stands, and what a compensation needs to know.
+#[derive(Serialize, Deserialize, Debug)]
+enum Checkout {
+    Holding {
+        customer: String,
+        total_cents: u64,
+        address: String,
+    },
+    Charging {
+        total_cents: u64,
+        address: String,
+    },
+    Shipping {
+        total_cents: u64,
+    },
+    Shipped {
+        carrier: String,
+    },
+    Compensated {
+        why: String,
+    },
+}
+
+impl Saga for Checkout {
+    const NAME: &'static str = "checkout";
+
+    fn messages(on: &mut Messages<Self>) {
+        on.on::<CheckoutRequested>()
+            .on::<StockHeld>()
+            .on::<CardCharged>()
+            .on::<CardDeclined>()
+            .on::<ShipmentBooked>()
+            .on::<ShipmentRefused>();
+    }
+
+    fn timeout(self, _timer: &str, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+        match self {
+            Checkout::Charging { .. } => {
+                compensate(step, "no answer from the payment provider", None)
+            }
+            other => Ok(Transition::next(other)),
+        }
+    }
+}
+
+/// Undoes what was done: refunds `refund` cents if the card was charged, releases the stock.
+fn compensate(
+    step: &mut Step<'_>,
+    why: &str,
+    refund: Option<u64>,
+) -> Result<Transition<Checkout>, HandlerError> {
+    let order_id = step.key().to_owned();
+    if let Some(amount_cents) = refund {
+        step.send(RefundCard {
+            order_id: order_id.clone(),
+            amount_cents,
+        })?;
+    }
+    step.send(ReleaseStock { order_id })?;
+    let why = why.to_owned();
+    Ok(Transition::fail(
+        Checkout::Compensated { why: why.clone() },
+        why,
+    ))
+}
+
+impl On<CheckoutRequested> for Checkout {
+    const UNKNOWN: Unknown = Unknown::Start;
+
+    fn key(event: &CheckoutRequested) -> String {
+        event.order_id.clone()
+    }
+
+    fn start(
+        event: &CheckoutRequested,
+        step: &mut Step<'_>,
+    ) -> Result<Transition<Self>, HandlerError> {
+        step.send(HoldStock {
+            order_id: event.order_id.clone(),
+            lines: event.lines.clone(),
+        })?;
+        Ok(Transition::next(Checkout::Holding {
+            customer: event.customer.clone(),
+            total_cents: event.total_cents,
+            address: event.address.clone(),
+        }))
+    }
+
+    fn handle(
+        self,
+        _: &CheckoutRequested,
+        _: &mut Step<'_>,
+    ) -> Result<Transition<Self>, HandlerError> {
+        // The same checkout requested again: already under way.
+        Ok(Transition::next(self))
+    }
+}
+
+impl On<StockHeld> for Checkout {
+    fn key(event: &StockHeld) -> String {
+        event.order_id.clone()
+    }
+
+    fn handle(
+        self,
+        event: &StockHeld,
+        step: &mut Step<'_>,
+    ) -> Result<Transition<Self>, HandlerError> {
+        let Checkout::Holding {
+            customer,
+            total_cents,
+            address,
+        } = self
+        else {
+            return Ok(Transition::next(self));
+        };
+        step.send(ChargeCard {
+            order_id: event.order_id.clone(),
+            customer,
+            amount_cents: total_cents,
+        })?;
+        step.schedule("payment", PAYMENT_TIMEOUT);
+        Ok(Transition::next(Checkout::Charging {
+            total_cents,
+            address,
+        }))
+    }
+}
+
+impl On<CardCharged> for Checkout {
+    fn key(event: &CardCharged) -> String {
+        event.order_id.clone()
+    }
+
+    fn handle(
+        self,
+        event: &CardCharged,
+        step: &mut Step<'_>,
+    ) -> Result<Transition<Self>, HandlerError> {
+        let Checkout::Charging {
+            total_cents,
+            address,
+        } = self
+        else {
+            return Ok(Transition::next(self));
+        };
+        step.cancel("payment");
+        step.send(BookShipment {
+            order_id: event.order_id.clone(),
+            address,
+        })?;
+        Ok(Transition::next(Checkout::Shipping { total_cents }))
+    }
+}
+
+impl On<CardDeclined> for Checkout {
+    fn key(event: &CardDeclined) -> String {
+        event.order_id.clone()
+    }
+
+    fn handle(
+        self,
+        event: &CardDeclined,
+        step: &mut Step<'_>,
+    ) -> Result<Transition<Self>, HandlerError> {
+        step.cancel("payment");
+        compensate(step, &format!("card declined: {}", event.reason), None)
+    }
+}
+
+impl On<ShipmentBooked> for Checkout {
+    fn key(event: &ShipmentBooked) -> String {
+        event.order_id.clone()
+    }
+
+    fn handle(
+        self,
+        event: &ShipmentBooked,
+        _: &mut Step<'_>,
+    ) -> Result<Transition<Self>, HandlerError> {
+        Ok(Transition::complete(Checkout::Shipped {
+            carrier: event.carrier.clone(),
+        }))
+    }
+}
+
+impl On<ShipmentRefused> for Checkout {
+    fn key(event: &ShipmentRefused) -> String {
+        event.order_id.clone()
+    }
+
+    fn handle(
+        self,
+        event: &ShipmentRefused,
+        step: &mut Step<'_>,
+    ) -> Result<Transition<Self>, HandlerError> {
+        let Checkout::Shipping { total_cents } = self else {
+            return Ok(Transition::next(self));
+        };
+        compensate(
+            step,
+            &format!("shipping refused: {}", event.reason),
+            Some(total_cents),
+        )
+    }
+}
+
+/// Inventory holds stock for a checkout.
+#[handler(group = "inventory")]
+async fn hold_stock(command: Envelope<HoldStock>, ctx: Context) -> Result<(), HandlerError> {
+    println!(
+        "[{}] inventory  held {} line(s) for {}",
+        corr(&ctx),
+        command.data.lines.len(),
+        command.data.order_id
+    );
+    ctx.publish(StockHeld {
+        order_id: command.data.order_id,
+    })?;
+    Ok(())
+}
+
+/// Inventory releases a checkout's stock.
+#[handler(group = "inventory")]
+async fn release_stock(command: Envelope<ReleaseStock>, ctx: Context) -> Result<(), HandlerError> {
+    println!(
+        "[{}] inventory  released the stock of {}",
+        corr(&ctx),
+        command.data.order_id
+    );
+    Ok(())
+}
+
+/// Payments charges a checkout's card: mallory's card is stolen, oscar's bank never answers.
+#[handler(group = "payments")]
+async fn charge_card(command: Envelope<ChargeCard>, ctx: Context) -> Result<(), HandlerError> {
+    let ChargeCard {
+        order_id,
+        customer,
+        amount_cents,
+    } = command.data;
+    match customer.as_str() {
+        "mallory" => {
+            println!("[{}] payments   declined {order_id}", corr(&ctx));
+            ctx.publish(CardDeclined {
+                order_id,
+                reason: "card reported stolen".into(),
+            })?;
+        }
+        "oscar" => println!(
+            "[{}] payments   no answer from the bank for {order_id}",
+            corr(&ctx)
+        ),
+        _ => {
+            println!(
+                "[{}] payments   charged {:>6.2} EUR for {order_id}",
+                corr(&ctx),
+                amount_cents as f64 / 100.0
+            );
+            ctx.publish(CardCharged { order_id })?;
+        }
+    }
+    Ok(())
+}
+
+/// Payments refunds a checkout.
+#[handler(group = "payments")]
+async fn refund_card(command: Envelope<RefundCard>, ctx: Context) -> Result<(), HandlerError> {
+    println!(
+        "[{}] payments   refunded {:>6.2} EUR for {}",
+        corr(&ctx),
+        command.data.amount_cents as f64 / 100.0,
+        command.data.order_id
+    );
+    Ok(())
+}
+
+/// Shipping books a carrier, except to Atlantis.
+#[handler(group = "shipping")]
+async fn book_shipment(command: Envelope<BookShipment>, ctx: Context) -> Result<(), HandlerError> {
+    let BookShipment { order_id, address } = command.data;
+    if address == "Atlantis" {
+        println!(
+            "[{}] shipping   no carrier goes to {address} for {order_id}",
+            corr(&ctx)
+        );
+        ctx.publish(ShipmentRefused {
+            order_id,
+            reason: format!("no carrier delivers to {address}"),
+        })?;
+    } else {
+        println!("[{}] shipping   booked parcel for {order_id}", corr(&ctx));
+        ctx.publish(ShipmentBooked {
+            order_id,
+            carrier: "parcel".into(),
+        })?;
+    }
+    Ok(())
+}
+
+fn checkout(
+    id: &str,
+    customer: &str,
+    total_cents: u64,
+    address: &str,
+) -> Envelope<CheckoutRequested> {
+    Envelope::event(CheckoutRequested {
+        order_id: id.into(),
+        customer: customer.into(),
+        lines: vec![Line {
+            sku: "mug".into(),
+            quantity: 1,
+        }],
+        total_cents,
+        address: address.into(),
+    })
+}
+
 fn order(
     id: &str,
     customer: &str,
@@ -227,7 +667,13 @@ async fn shop<T: Transport>(
         .with_state(catalog.clone())
         .register(charge)
         .register(reserve)
-        .register(ship);
+        .register(ship)
+        .register(hold_stock)
+        .register(release_stock)
+        .register(charge_card)
+        .register(refund_card)
+        .register(book_shipment)
+        .saga::<Checkout>();
     let running = app.start().await?;
     let publisher = running.publisher();
 
@@ -301,6 +747,45 @@ async fn shop<T: Transport>(
         return Err("the redrive did not finish within 10 s".into());
     }
 
+    println!("\n== the same steps orchestrated: a checkout saga with compensations");
+    let checkouts = [
+        checkout("c-2001", "ada", 1_240, "Lyon"),
+        checkout("c-2002", "mallory", 990, "Oslo"),
+        checkout("c-2003", "oscar", 3_100, "Porto"),
+        checkout("c-2004", "nemo", 3_990, "Atlantis"),
+    ];
+    for request in checkouts {
+        publisher.publish(request).await?;
+    }
+    let sagas = running.sagas().expect("the stores are SQL");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let finished = loop {
+        let all = sagas.list(Some("checkout"), None, 10).await?;
+        if all.len() == 4 && all.iter().all(|i| i.status.is_finished()) {
+            break all;
+        }
+        if std::time::Instant::now() > deadline {
+            return Err("the checkouts did not finish within 15 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for instance in &finished {
+        println!(
+            "   saga checkout {} {} after {} transitions{}",
+            instance.key,
+            instance.status.as_str(),
+            instance.version,
+            instance
+                .reason
+                .as_deref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        );
+    }
+    if !running.wait_idle(Duration::from_secs(10)).await {
+        return Err("the compensations did not finish within 10 s".into());
+    }
+
     println!("\n== state at the end");
     for letter in dlq
         .list(&LetterFilter {
@@ -322,14 +807,21 @@ async fn shop<T: Transport>(
             trail.join(" -> ")
         );
     }
+    let mut behind: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
     for lag in running.lag().await?.iter().filter(|l| l.end > 0) {
-        println!(
-            "   lag {:<9} {:<9} p{} committed {} of {}",
-            lag.group, lag.topic, lag.partition, lag.committed, lag.end
-        );
+        let group = behind.entry(lag.group.clone()).or_default();
+        group.0 += lag.lag();
+        group.1 += lag.end;
+    }
+    for (group, (lag, records)) in behind {
+        println!("   group {group:<13} {lag} of {records} record(s) behind");
     }
     println!(
         "\ninspect the log: cargo run -p evt-cli -- dlq list --db {}",
+        db.display()
+    );
+    println!(
+        "and the sagas:   cargo run -p evt-cli -- saga show checkout c-2004 --db {}",
         db.display()
     );
     running.stop().await;
