@@ -820,6 +820,7 @@ impl<T: Transport> App<T> {
             tasks,
             instance,
             sagas: self.sagas,
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
             inbox: self.inbox,
         })
     }
@@ -933,6 +934,7 @@ pub struct Running<T: Transport> {
     /// Per saga: the messages it discarded.
     sagas: BTreeMap<&'static str, Arc<std::sync::atomic::AtomicU64>>,
     /// Where the sagas' instances are ([`Running::sagas`]).
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     inbox: Option<crate::store::inbox::Inbox>,
     /// Dropped after the tasks (fields drop in order), so a restarted app in this process can
     /// take the id again only once these consumers are gone.
@@ -1009,6 +1011,8 @@ impl<T: Transport> Running<T> {
             self.publisher.deprecations.clone(),
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             self.outbox.clone(),
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            self.sagas().map(|store| (store, self.sagas.clone())),
         )
     }
 

@@ -28,6 +28,10 @@
 //! | `evt_send_errors_total` | counter | system, destination |
 //! | `evt_outbox_backlog` | gauge | rows staged and not yet relayed (SQL stores) |
 //! | `evt_deprecated_uses_total` | counter | `type`, `version`, `direction` (`published`, `consumed`) |
+//! | `evt_saga_instances` | gauge | `saga`, `status` (`running`, `completed`, `failed`) |
+//! | `evt_saga_timers_pending` | gauge | `saga` |
+//! | `evt_saga_timer_lateness_seconds` | gauge | `saga`: how long the earliest pending timer is overdue (0 when none is) |
+//! | `evt_saga_discarded_total` | counter | `saga`: messages dropped by `Unknown::Discard` |
 //!
 //! Durations use the buckets [`crate::telemetry::DURATION_BUCKETS`].
 //!
@@ -133,6 +137,27 @@ pub struct Snapshot {
     pub outbox_backlog: Option<u64>,
     /// Deprecated versions in use.
     pub deprecated: Vec<DeprecatedUse>,
+    /// Per saga.
+    pub sagas: Vec<SagaMetrics>,
+}
+
+/// One saga's instances and timers.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SagaMetrics {
+    /// The saga's name.
+    pub saga: String,
+    /// Instances running, completed and failed.
+    pub running: u64,
+    /// See `running`.
+    pub completed: u64,
+    /// See `running`.
+    pub failed: u64,
+    /// Timers pending.
+    pub timers_pending: u64,
+    /// How long the earliest pending timer is overdue, in seconds (0 when none is).
+    pub timer_lateness_seconds: f64,
+    /// Messages dropped by `Unknown::Discard` in this process.
+    pub discarded: u64,
 }
 
 /// A sample of one partition's positions, for the status.
@@ -152,8 +177,15 @@ pub struct Metrics<T: Transport> {
     pub(crate) deprecations: Arc<crate::deprecation::Deprecations>,
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) outbox: Option<crate::outbox::Outbox>,
+    /// The sagas' store and each wired saga's discard count.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub(crate) sagas: Option<(crate::saga::Sagas, Discarded)>,
     history: Arc<Mutex<Windows>>,
 }
+
+/// Per wired saga: the messages it discarded.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) type Discarded = BTreeMap<&'static str, Arc<std::sync::atomic::AtomicU64>>;
 
 /// The status window of each (group, topic, partition).
 type Windows = HashMap<(String, String, u32), VecDeque<Sample>>;
@@ -172,6 +204,8 @@ impl<T: Transport> Clone for Metrics<T> {
             deprecations: self.deprecations.clone(),
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             outbox: self.outbox.clone(),
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            sagas: self.sagas.clone(),
             history: self.history.clone(),
         }
     }
@@ -187,6 +221,10 @@ impl<T: Transport> Metrics<T> {
         sent: Arc<Sent>,
         deprecations: Arc<crate::deprecation::Deprecations>,
         #[cfg(any(feature = "sqlite", feature = "postgres"))] outbox: Option<crate::outbox::Outbox>,
+        #[cfg(any(feature = "sqlite", feature = "postgres"))] sagas: Option<(
+            crate::saga::Sagas,
+            Discarded,
+        )>,
     ) -> Self {
         Metrics {
             transport,
@@ -197,6 +235,8 @@ impl<T: Transport> Metrics<T> {
             deprecations,
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             outbox,
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            sagas,
             history: Arc::default(),
         }
     }
@@ -253,6 +293,13 @@ impl<T: Transport> Metrics<T> {
         };
         #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
         let outbox_backlog = None;
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        let sagas = match &self.sagas {
+            Some((store, discarded)) => saga_metrics(store, discarded).await?,
+            None => Vec::new(),
+        };
+        #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
+        let sagas = Vec::new();
         Ok(Snapshot {
             system: self.transport.system(),
             groups,
@@ -271,6 +318,7 @@ impl<T: Transport> Metrics<T> {
                 .collect(),
             outbox_backlog,
             deprecated: self.deprecations.uses(),
+            sagas,
         })
     }
 
@@ -312,6 +360,50 @@ impl<T: Transport> Metrics<T> {
     pub fn register(snapshot: Snapshot, registry: &mut Registry) {
         registry.register_collector(Box::new(Constant(snapshot)));
     }
+}
+
+/// Each saga's instances by status, its timers and discards: the wired sagas, and any other
+/// saga with rows in the store.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+async fn saga_metrics(
+    store: &crate::saga::Sagas,
+    discarded: &Discarded,
+) -> Result<Vec<SagaMetrics>, TransportError> {
+    use crate::saga::Status as S;
+    let mut by_saga: BTreeMap<String, SagaMetrics> = discarded
+        .iter()
+        .map(|(saga, count)| {
+            let metrics = SagaMetrics {
+                saga: (*saga).to_owned(),
+                discarded: count.load(std::sync::atomic::Ordering::Relaxed),
+                ..SagaMetrics::default()
+            };
+            ((*saga).to_owned(), metrics)
+        })
+        .collect();
+    let entry = |by_saga: &mut BTreeMap<String, SagaMetrics>, saga: String| {
+        by_saga.entry(saga.clone()).or_insert_with(|| SagaMetrics {
+            saga,
+            ..SagaMetrics::default()
+        });
+    };
+    for (saga, status, n) in store.counts().await? {
+        entry(&mut by_saga, saga.clone());
+        let metrics = by_saga.get_mut(&saga).expect("just inserted");
+        match status {
+            S::Running => metrics.running = n,
+            S::Completed => metrics.completed = n,
+            S::Failed => metrics.failed = n,
+        }
+    }
+    let now = now_ms();
+    for (saga, pending, earliest) in store.timers().await? {
+        entry(&mut by_saga, saga.clone());
+        let metrics = by_saga.get_mut(&saga).expect("just inserted");
+        metrics.timers_pending = pending;
+        metrics.timer_lateness_seconds = (now - earliest).max(0) as f64 / 1000.0;
+    }
+    Ok(by_saga.into_values().collect())
 }
 
 /// Burrow's rules over a window of samples, oldest first (see the module docs).
@@ -581,6 +673,45 @@ impl Collector for Constant {
                     (labels("consumed"), d.consumed),
                 ]
             }),
+        )?;
+        let saga = |m: &SagaMetrics| ("saga", m.saga.clone());
+        gauge(
+            e,
+            "evt_saga_instances",
+            "Saga instances in the stores, by status.",
+            None,
+            s.sagas.iter().flat_map(|m| {
+                [
+                    ("running", m.running),
+                    ("completed", m.completed),
+                    ("failed", m.failed),
+                ]
+                .map(|(status, n)| (vec![saga(m), ("status", status.to_owned())], n as i64))
+            }),
+        )?;
+        gauge(
+            e,
+            "evt_saga_timers_pending",
+            "Saga timers scheduled and not yet fired.",
+            None,
+            s.sagas
+                .iter()
+                .map(|m| (vec![saga(m)], m.timers_pending as i64)),
+        )?;
+        gauge(
+            e,
+            "evt_saga_timer_lateness",
+            "How long the saga's earliest pending timer is overdue (0 when none is).",
+            Some(&Unit::Seconds),
+            s.sagas
+                .iter()
+                .map(|m| (vec![saga(m)], m.timer_lateness_seconds)),
+        )?;
+        counter(
+            e,
+            "evt_saga_discarded",
+            "Messages a saga dropped under its Unknown::Discard policy (or a second start).",
+            s.sagas.iter().map(|m| (vec![saga(m)], m.discarded)),
         )?;
         Ok(())
     }

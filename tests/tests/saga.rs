@@ -392,6 +392,26 @@ async fn checkout<T: Transport>(mut app: App<T>, prefix: &str) {
         .await
         .unwrap();
     assert!(running_now.is_empty(), "{running_now:?}");
+
+    let metrics = running.metrics();
+    let snapshot = metrics.refresh().await.unwrap();
+    let checkout = snapshot
+        .sagas
+        .iter()
+        .find(|m| m.saga == "checkout")
+        .expect("the wired saga has metrics");
+    assert_eq!(
+        (checkout.running, checkout.completed, checkout.failed),
+        (0, 1, 2),
+        "{checkout:?}"
+    );
+    assert_eq!(checkout.timers_pending, 0);
+    assert_eq!(checkout.timer_lateness_seconds, 0.0);
+    let body = metrics.encode().await.unwrap();
+    assert!(
+        body.contains("evt_saga_instances{saga=\"checkout\",status=\"failed\"} 2"),
+        "{body}"
+    );
     running.stop().await;
 }
 

@@ -617,6 +617,42 @@ impl Sagas {
         }
     }
 
+    /// How many instances each saga has in each status: `(saga, status, count)`.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails.
+    pub async fn counts(
+        &self,
+    ) -> Result<Vec<(String, Status, u64)>, crate::transport::TransportError> {
+        match &self.db {
+            #[cfg(feature = "sqlite")]
+            crate::store::Db::Sqlite(db) => store::counts(&db.pool).await,
+            #[cfg(feature = "postgres")]
+            crate::store::Db::Postgres(db) => store::counts(&db.pool).await,
+            crate::store::Db::Memory(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// Pending timers per saga, with the due time of the earliest in milliseconds since the
+    /// Unix epoch: `(saga, pending, earliest_ms)`. A due time in the past is a timer not yet
+    /// fired: its age is the timers' lateness.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails.
+    pub async fn timers(
+        &self,
+    ) -> Result<Vec<(String, u64, i64)>, crate::transport::TransportError> {
+        match &self.db {
+            #[cfg(feature = "sqlite")]
+            crate::store::Db::Sqlite(db) => store::timer_counts(&db.pool).await,
+            #[cfg(feature = "postgres")]
+            crate::store::Db::Postgres(db) => store::timer_counts(&db.pool).await,
+            crate::store::Db::Memory(_) => Ok(Vec::new()),
+        }
+    }
+
     /// The transitions of the instance of `saga` with `key`, oldest first.
     ///
     /// # Errors

@@ -310,3 +310,59 @@ pub(crate) async fn history<DB: Exec>(
         .collect::<Result<_, sqlx::Error>>()
         .map_err(error)
 }
+
+/// Instances per saga and status: `(saga, status, count)`.
+pub(crate) async fn counts<DB: Exec>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<Vec<(String, Status, u64)>, crate::transport::TransportError> {
+    let error = |err| DB::error("count saga instances".to_owned(), err);
+    let mut conn = pool.acquire().await.map_err(error)?;
+    let rows = DB::rows(
+        &mut conn,
+        DB::sql("SELECT saga, status, COUNT(*) AS n FROM evt_sagas GROUP BY saga, status"),
+        args![],
+    )
+    .await
+    .map_err(error)?;
+    let mut counts = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let status = DB::text(row, "status").map_err(error)?;
+        let Some(status) = Status::parse(&status) else {
+            continue;
+        };
+        let n = DB::int(row, "n").map_err(error)?;
+        counts.push((
+            DB::text(row, "saga").map_err(error)?,
+            status,
+            u64::try_from(n).unwrap_or(0),
+        ));
+    }
+    Ok(counts)
+}
+
+/// Pending timers per saga, with the due time of the earliest: `(saga, pending, earliest_ms)`.
+pub(crate) async fn timer_counts<DB: Exec>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<Vec<(String, u64, i64)>, crate::transport::TransportError> {
+    let error = |err| DB::error("count saga timers".to_owned(), err);
+    let mut conn = pool.acquire().await.map_err(error)?;
+    let rows = DB::rows(
+        &mut conn,
+        DB::sql(
+            "SELECT saga, COUNT(*) AS n, MIN(due_ms) AS due FROM evt_saga_timers GROUP BY saga",
+        ),
+        args![],
+    )
+    .await
+    .map_err(error)?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                DB::text(row, "saga")?,
+                u64::try_from(DB::int(row, "n")?).unwrap_or(0),
+                DB::int(row, "due")?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(error)
+}
