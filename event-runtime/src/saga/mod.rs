@@ -569,6 +569,26 @@ pub(crate) fn epoch_ms(at: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// `$sql` on the stores' SQL pool, bound to `$pool`, whichever database; `$memory` for stores
+/// in memory (which keep no sagas).
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $sql:expr, memory => $memory:expr) => {
+        match $db {
+            #[cfg(feature = "sqlite")]
+            crate::store::Db::Sqlite(db) => {
+                let $pool = &db.pool;
+                $sql
+            }
+            #[cfg(feature = "postgres")]
+            crate::store::Db::Postgres(db) => {
+                let $pool = &db.pool;
+                $sql
+            }
+            crate::store::Db::Memory(_) => $memory,
+        }
+    };
+}
+
 /// The saga instances in the stores, for operators and tests: read-only.
 #[derive(Clone, Debug)]
 pub struct Sagas {
@@ -586,13 +606,7 @@ impl Sagas {
         saga: &str,
         key: &str,
     ) -> Result<Option<InstanceRecord>, crate::transport::TransportError> {
-        match &self.db {
-            #[cfg(feature = "sqlite")]
-            crate::store::Db::Sqlite(db) => store::instance(&db.pool, saga, key).await,
-            #[cfg(feature = "postgres")]
-            crate::store::Db::Postgres(db) => store::instance(&db.pool, saga, key).await,
-            crate::store::Db::Memory(_) => Ok(None),
-        }
+        on_pool!(&self.db, pool => store::instance(pool, saga, key).await, memory => Ok(None))
     }
 
     /// The instances of `saga` (every saga when `None`) with `status` (any when `None`),
@@ -608,13 +622,7 @@ impl Sagas {
         limit: usize,
     ) -> Result<Vec<InstanceRecord>, crate::transport::TransportError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        match &self.db {
-            #[cfg(feature = "sqlite")]
-            crate::store::Db::Sqlite(db) => store::instances(&db.pool, saga, status, limit).await,
-            #[cfg(feature = "postgres")]
-            crate::store::Db::Postgres(db) => store::instances(&db.pool, saga, status, limit).await,
-            crate::store::Db::Memory(_) => Ok(Vec::new()),
-        }
+        on_pool!(&self.db, pool => store::instances(pool, saga, status, limit).await, memory => Ok(Vec::new()))
     }
 
     /// How many instances each saga has in each status: `(saga, status, count)`.
@@ -625,13 +633,7 @@ impl Sagas {
     pub async fn counts(
         &self,
     ) -> Result<Vec<(String, Status, u64)>, crate::transport::TransportError> {
-        match &self.db {
-            #[cfg(feature = "sqlite")]
-            crate::store::Db::Sqlite(db) => store::counts(&db.pool).await,
-            #[cfg(feature = "postgres")]
-            crate::store::Db::Postgres(db) => store::counts(&db.pool).await,
-            crate::store::Db::Memory(_) => Ok(Vec::new()),
-        }
+        on_pool!(&self.db, pool => store::counts(pool).await, memory => Ok(Vec::new()))
     }
 
     /// Pending timers per saga, with the due time of the earliest in milliseconds since the
@@ -644,13 +646,7 @@ impl Sagas {
     pub async fn timers(
         &self,
     ) -> Result<Vec<(String, u64, i64)>, crate::transport::TransportError> {
-        match &self.db {
-            #[cfg(feature = "sqlite")]
-            crate::store::Db::Sqlite(db) => store::timer_counts(&db.pool).await,
-            #[cfg(feature = "postgres")]
-            crate::store::Db::Postgres(db) => store::timer_counts(&db.pool).await,
-            crate::store::Db::Memory(_) => Ok(Vec::new()),
-        }
+        on_pool!(&self.db, pool => store::timer_counts(pool).await, memory => Ok(Vec::new()))
     }
 
     /// The transitions of the instance of `saga` with `key`, oldest first.
@@ -663,13 +659,7 @@ impl Sagas {
         saga: &str,
         key: &str,
     ) -> Result<Vec<HistoryEntry>, crate::transport::TransportError> {
-        match &self.db {
-            #[cfg(feature = "sqlite")]
-            crate::store::Db::Sqlite(db) => store::history(&db.pool, saga, key).await,
-            #[cfg(feature = "postgres")]
-            crate::store::Db::Postgres(db) => store::history(&db.pool, saga, key).await,
-            crate::store::Db::Memory(_) => Ok(Vec::new()),
-        }
+        on_pool!(&self.db, pool => store::history(pool, saga, key).await, memory => Ok(Vec::new()))
     }
 }
 
