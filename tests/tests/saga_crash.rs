@@ -1,0 +1,222 @@
+//! Saga crash tests: the coordinator process (`src/bin/crash_saga.rs`: the `order` saga and its
+//! three participants) is killed with SIGKILL at random points while sagas are in flight, and
+//! started again, several times: on the SQLite engine (everything in one file) and on NATS with
+//! PostgreSQL stores. Afterwards every saga has completed, every step's effect is in the
+//! participants' ledger exactly once, the timers survived the kills, and nothing was
+//! dead-lettered.
+
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use event_runtime::dlq::{DeadLetters, LetterFilter};
+use event_runtime::saga::Status;
+use event_runtime::transport::Transport;
+use event_runtime::{App, DomainEvent, Envelope, Stores};
+use serde::{Deserialize, Serialize};
+
+mod common;
+
+/// The same wire type the coordinator binary reads.
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "crash_orders", name = "crash_orders.opened")]
+struct Opened {
+    #[event(key)]
+    order: String,
+}
+
+const SAGAS: u64 = 200;
+const KILLS: usize = 5;
+
+/// The participants' ledger: the SQLite file, or a PostgreSQL schema.
+enum Ledger {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+const CREATE_LEDGER: &str = "CREATE TABLE saga_ledger (step TEXT NOT NULL, order_id TEXT NOT NULL, command_id TEXT NOT NULL)";
+const COUNT_ROWS: &str = "SELECT COUNT(*) FROM saga_ledger";
+const PER_STEP: &str =
+    "SELECT step, COUNT(*), COUNT(DISTINCT order_id) FROM saga_ledger GROUP BY step ORDER BY step";
+
+impl Ledger {
+    async fn rows(&self) -> i64 {
+        match self {
+            Ledger::Sqlite(pool) => sqlx::query_scalar(COUNT_ROWS).fetch_one(pool).await,
+            Ledger::Postgres(pool) => sqlx::query_scalar(COUNT_ROWS).fetch_one(pool).await,
+        }
+        .unwrap()
+    }
+
+    /// `(step, rows, distinct orders)` per step.
+    async fn per_step(&self) -> Vec<(String, i64, i64)> {
+        match self {
+            Ledger::Sqlite(pool) => sqlx::query_as(PER_STEP).fetch_all(pool).await,
+            Ledger::Postgres(pool) => sqlx::query_as(PER_STEP).fetch_all(pool).await,
+        }
+        .unwrap()
+    }
+}
+
+async fn open_orders<T: Transport>(app: &App<T>) {
+    let publisher = app.publisher();
+    for n in 0..SAGAS {
+        publisher
+            .publish(Envelope::event(Opened {
+                order: format!("o-{n}"),
+            }))
+            .await
+            .unwrap();
+    }
+}
+
+fn spawn(engine: &str, env: &[(&str, String)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_crash_saga"))
+        .arg(engine)
+        .arg(SAGAS.to_string())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .spawn()
+        .expect("the coordinator binary starts")
+}
+
+/// A pseudo-random number in `0..bound` (SplitMix64 over a seed from the clock).
+fn random(state: &mut u64, bound: u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) % bound
+}
+
+/// Kills the coordinator at random points after it made progress, `KILLS` times (fewer if the
+/// sagas all finish first), runs it to completion, then checks the sagas, the ledger and the
+/// dead letters.
+async fn kill_and_restart(
+    engine: &str,
+    env: &[(&str, String)],
+    ledger: &Ledger,
+    dlq: &DeadLetters,
+) {
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let total = 3 * SAGAS as i64;
+    let mut mid_stream = 0;
+    for round in 0..KILLS {
+        let before = ledger.rows().await;
+        if before == total {
+            break;
+        }
+        let mut child = spawn(engine, env);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut exited = false;
+        while ledger.rows().await == before && Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                assert!(
+                    status.success(),
+                    "{engine} coordinator failed in round {round}"
+                );
+                exited = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if !exited {
+            tokio::time::sleep(Duration::from_millis(random(&mut seed, 300))).await;
+            child.kill().expect("SIGKILL");
+        }
+        child.wait().unwrap();
+        let after = ledger.rows().await;
+        if after > before && after < total {
+            mid_stream += 1;
+        }
+        eprintln!("round {round}: killed with {after} of {total} steps booked");
+    }
+    assert!(mid_stream >= 2, "only {mid_stream} kills landed mid-stream");
+
+    let started = Instant::now();
+    let mut child = spawn(engine, env);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the sagas did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success());
+    eprintln!(
+        "the last run finished the sagas left in flight in {} ms",
+        started.elapsed().as_millis()
+    );
+
+    let counts = dlq.sagas().counts().await.unwrap();
+    assert_eq!(
+        counts,
+        [("order".to_owned(), Status::Completed, SAGAS)],
+        "every saga completed, none left running or failed"
+    );
+    let sagas = SAGAS as i64;
+    assert_eq!(
+        ledger.per_step().await,
+        [
+            ("charge".to_owned(), sagas, sagas),
+            ("reserve".to_owned(), sagas, sagas),
+            ("ship".to_owned(), sagas, sagas),
+        ],
+        "each step's effect once per order"
+    );
+    let letters = dlq.list(&LetterFilter::default()).await.unwrap();
+    assert!(letters.is_empty(), "{letters:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_saga_coordinator_killed_at_random_points_completes_every_saga_once() {
+    let db = common::tempdir("saga-crash").join("log.db");
+    let app = App::embedded(&db).await.unwrap();
+    open_orders(&app).await;
+    drop(app);
+    let file = event_runtime::transport::sqlite::SqliteTransport::open(&db)
+        .await
+        .unwrap();
+    sqlx::query(CREATE_LEDGER)
+        .execute(file.pool())
+        .await
+        .unwrap();
+    let env = vec![("CRASH_DB", db.display().to_string())];
+    let ledger = Ledger::Sqlite(file.pool().clone());
+    kill_and_restart("sqlite", &env, &ledger, &DeadLetters::new(&file)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_saga_coordinator_with_postgres_killed_at_random_points_completes_every_saga_once() {
+    let (Some(nats), Some(pg)) = (
+        common::server_url("EVT_NATS_URL"),
+        common::server_url("EVT_POSTGRES_URL"),
+    ) else {
+        return;
+    };
+    let (pool, schema) = common::postgres_schema()
+        .await
+        .expect("EVT_POSTGRES_URL was checked");
+    sqlx::query(CREATE_LEDGER).execute(&pool).await.unwrap();
+    let prefix = format!("sagacrash{}", uuid::Uuid::now_v7().simple());
+    let transport = event_nats::NatsTransport::connect(
+        event_nats::NatsConfig::new(nats.clone()).prefix(&prefix),
+    )
+    .await
+    .unwrap();
+    let app = App::new(transport, Stores::in_memory().await.unwrap());
+    open_orders(&app).await;
+    drop(app);
+    let env = vec![
+        ("CRASH_NATS_URL", nats),
+        ("CRASH_PREFIX", prefix),
+        ("CRASH_POSTGRES_URL", pg),
+        ("CRASH_SCHEMA", schema),
+    ];
+    let dlq = DeadLetters::postgres(pool.clone()).await.unwrap();
+    kill_and_restart("nats", &env, &Ledger::Postgres(pool), &dlq).await;
+}
