@@ -130,8 +130,8 @@
 //!
 //! # `evt saga show <saga> <key>`
 //!
-//! One instance: its status, state (JSON), pending timers with the version that scheduled each,
-//! and every transition with the message that caused it.
+//! One instance: its status, state (JSON), pending timers (with `--json`, the version that
+//! scheduled each), and every transition with the message that caused it.
 //!
 //! ```text
 //! evt --db shop.db saga show checkout o-17

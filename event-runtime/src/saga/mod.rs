@@ -77,20 +77,25 @@
 //! # Timers
 //!
 //! [`Step::schedule`] writes a row in `evt_saga_timers` in the transition's transaction. A task
-//! of every running app fires due rows: in one transaction it deletes them and appends a timer
-//! message to the saga's timer topic (`evt.saga.<name>`, through the outbox or, on the SQLite
+//! of every running app that wires a saga fires the due rows of the database: in one
+//! transaction it deletes them and appends a timer message to the saga's timer topic (`evt.saga.<name>`, through the outbox or, on the SQLite
 //! engine, the log itself), which the saga's group consumes like any other message. A timer
 //! carries the version of the transition that scheduled it (its token); the instance keeps the
-//! token of each pending timer, so a timer that was cancelled or scheduled again, or whose
-//! instance has finished, drops itself when it arrives: none fires after completion.
+//! token of each pending timer (and forgets it when it fires), so a timer that was cancelled or
+//! scheduled again, or whose instance has finished, or that already fired, drops itself when
+//! it arrives: none fires after completion, and none twice.
 //!
 //! # Several instances of a service
 //!
-//! Each transition loads the instance row with `SELECT ... FOR UPDATE` (PostgreSQL; SQLite has
-//! one writer) and writes it back only at the version it read; a concurrent writer makes the
-//! attempt fail transiently, and the retry sees the new state. Messages for one instance can
-//! arrive on different topics and partitions, so this check, not the partitioning, is what
-//! keeps one writer per instance.
+//! Every instance of the service must use the same stores' database (PostgreSQL, or the one
+//! SQLite file of the embedded engine): the saga's state lives there. Each transition loads the
+//! instance row with `SELECT ... FOR UPDATE` (PostgreSQL; SQLite has one writer) and writes it
+//! back only at the version it read; a concurrent writer makes the attempt fail transiently,
+//! and the retry sees the new state. Messages for one instance can arrive on different topics
+//! and partitions, so this check, not the partitioning, is what keeps one writer per instance.
+//!
+//! A replay or redrive of the saga's group that bypasses dedupe runs its transitions again
+//! (against the current state, with their effects): replay a saga's group only to repair it.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -152,7 +157,8 @@ pub enum Unknown {
     /// Dead-letter the message, with the saga, the key and whether the instance is missing or
     /// finished as the reason. The default.
     DeadLetter,
-    /// Drop the message, log it and count it ([`crate::Running::saga_discarded`]).
+    /// Drop the message, log it and count it ([`crate::Running::saga_discarded`]; the count is
+    /// of attempts, so a discard whose commit failed and was retried counts twice).
     Discard,
     /// No instance yet: fail transiently, so the message is retried (the message that starts
     /// the saga may still be on its way) and dead-lettered when the retries run out. A finished
@@ -332,7 +338,9 @@ impl Step<'_> {
     /// Schedules the timer `timer` of this instance `after` from [`Step::now`], replacing a
     /// pending one of the same name. When it is due, [`Saga::timeout`] runs with its name.
     pub fn schedule(&mut self, timer: &str, after: Duration) {
-        let at = self.now + after;
+        // Past the year 292 million, the end of what a row's milliseconds hold: never.
+        let never = SystemTime::UNIX_EPOCH + Duration::from_millis(i64::MAX as u64);
+        let at = self.now.checked_add(after).unwrap_or(never).min(never);
         self.schedule_at(timer, at);
     }
 
@@ -479,6 +487,9 @@ pub(crate) fn decide_timer<S: Saga>(
         Some(instance)
             if instance.status == Status::Running && instance.timers.get(timer) == Some(&token) =>
         {
+            // It fired: no longer pending (a timeout that schedules it again adds it back).
+            step.timers
+                .insert(0, (timer.to_owned(), TimerChange::Cancel));
             S::timeout(instance.state, timer, step).map(Decision::Apply)
         }
         Some(instance) => Ok(Decision::Drop(format!(
@@ -600,7 +611,7 @@ impl Sagas {
     ///
     /// # Errors
     ///
-    /// When the database fails, or a row does not decode.
+    /// When the database fails, or a row does not decode. Cancelling it only stops the read.
     pub async fn instance(
         &self,
         saga: &str,
@@ -614,7 +625,7 @@ impl Sagas {
     ///
     /// # Errors
     ///
-    /// When the database fails, or a row does not decode.
+    /// When the database fails, or a row does not decode. Cancelling it only stops the read.
     pub async fn list(
         &self,
         saga: Option<&str>,
@@ -629,7 +640,7 @@ impl Sagas {
     ///
     /// # Errors
     ///
-    /// When the database fails.
+    /// When the database fails. Cancelling it only stops the read.
     pub async fn counts(
         &self,
     ) -> Result<Vec<(String, Status, u64)>, crate::transport::TransportError> {
@@ -642,7 +653,7 @@ impl Sagas {
     ///
     /// # Errors
     ///
-    /// When the database fails.
+    /// When the database fails. Cancelling it only stops the read.
     pub async fn timers(
         &self,
     ) -> Result<Vec<(String, u64, i64)>, crate::transport::TransportError> {
@@ -653,7 +664,7 @@ impl Sagas {
     ///
     /// # Errors
     ///
-    /// When the database fails, or a row does not decode.
+    /// When the database fails, or a row does not decode. Cancelling it only stops the read.
     pub async fn history(
         &self,
         saga: &str,
@@ -734,6 +745,125 @@ mod tests {
             assert!(w.schedule.is_empty(), "{w:?}");
             assert_eq!(w.cancel, ["later", "pay"]);
         }
+    }
+
+    /// Counts its timeouts and goes on.
+    #[derive(Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Tick(u32);
+
+    impl Saga for Tick {
+        const NAME: &'static str = "tick";
+        fn messages(_: &mut Messages<Self>) {}
+        fn timeout(self, _: &str, _: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+            Ok(Transition::next(Tick(self.0 + 1)))
+        }
+    }
+
+    #[test]
+    fn a_fired_timer_is_no_longer_pending_and_its_second_delivery_drops() {
+        let ctx = crate::testing::context(
+            "saga.tick",
+            &crate::Envelope::event(TimerFired {
+                saga: "tick".into(),
+                key: "k".into(),
+                timer: "t".into(),
+                token: 1,
+            }),
+            crate::handler::Delivery::Live,
+        );
+        let step = |ctx| Step {
+            key: "k",
+            now: at(0),
+            ctx,
+            timers: Vec::new(),
+        };
+        let timers = BTreeMap::from([("t".to_owned(), 1), ("other".to_owned(), 1)]);
+        let loaded = Instance {
+            state: Tick(0),
+            version: 1,
+            status: Status::Running,
+            timers: timers.clone(),
+        };
+        let mut first = step(&ctx);
+        let Decision::Apply(transition) =
+            decide_timer::<Tick>(Some(loaded), "t", 1, &mut first).unwrap()
+        else {
+            panic!("a current timer runs the timeout");
+        };
+        let w = written::<Tick>(1, timers, transition, first.timers).unwrap();
+        assert_eq!(w.timers, BTreeMap::from([("other".to_owned(), 1)]));
+        assert_eq!(w.state, b"1");
+        // The same TimerFired again (a redelivery past the dedupe window, a replay).
+        let again = Instance {
+            state: Tick(1),
+            version: w.version,
+            status: Status::Running,
+            timers: w.timers,
+        };
+        let mut second = step(&ctx);
+        let d = decide_timer::<Tick>(Some(again), "t", 1, &mut second).unwrap();
+        assert!(matches!(d, Decision::Drop(_)));
+    }
+
+    #[test]
+    fn a_timeout_that_schedules_its_timer_again_keeps_it_with_the_new_token() {
+        let ctx = crate::testing::context(
+            "saga.tick",
+            &crate::Envelope::event(TimerFired {
+                saga: "tick".into(),
+                key: "k".into(),
+                timer: "t".into(),
+                token: 1,
+            }),
+            crate::handler::Delivery::Live,
+        );
+        let mut step = Step {
+            key: "k",
+            now: at(0),
+            ctx: &ctx,
+            timers: Vec::new(),
+        };
+        let timers = BTreeMap::from([("t".to_owned(), 1)]);
+        let loaded = Instance {
+            state: Tick(0),
+            version: 4,
+            status: Status::Running,
+            timers: timers.clone(),
+        };
+        let Decision::Apply(transition) =
+            decide_timer::<Tick>(Some(loaded), "t", 1, &mut step).unwrap()
+        else {
+            panic!("a current timer runs the timeout");
+        };
+        step.schedule("t", Duration::from_secs(1));
+        let w = written::<Tick>(4, timers, transition, step.timers).unwrap();
+        assert_eq!(w.timers, BTreeMap::from([("t".to_owned(), 5)]));
+        assert_eq!(w.schedule, [("t".to_owned(), at(1000))]);
+    }
+
+    #[test]
+    fn a_schedule_past_the_end_of_time_saturates() {
+        let ctx = crate::testing::context(
+            "saga.tick",
+            &crate::Envelope::event(TimerFired {
+                saga: "tick".into(),
+                key: "k".into(),
+                timer: "t".into(),
+                token: 1,
+            }),
+            crate::handler::Delivery::Live,
+        );
+        let mut step = Step {
+            key: "k",
+            now: at(0),
+            ctx: &ctx,
+            timers: Vec::new(),
+        };
+        step.schedule("t", Duration::MAX);
+        let TimerChange::At(due) = step.timers[0].1 else {
+            panic!("scheduled");
+        };
+        assert_eq!(epoch_ms(due), i64::MAX);
     }
 
     #[test]

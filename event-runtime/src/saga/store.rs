@@ -263,7 +263,7 @@ pub(crate) async fn instances<DB: Exec>(
     let error = |err| DB::error("list saga instances".to_owned(), err);
     let mut conn = pool.acquire().await.map_err(error)?;
     let sql = DB::sql_owned(format!(
-        "{INSTANCE_COLUMNS} WHERE (? IS NULL OR saga = ?) AND (? IS NULL OR status = ?) \
+        "{INSTANCE_COLUMNS} WHERE (CAST(? AS TEXT) IS NULL OR saga = ?) AND (CAST(? AS TEXT) IS NULL OR status = ?) \
          ORDER BY created_ms, saga, key LIMIT ?"
     ));
     let status = status.map(Status::as_str);

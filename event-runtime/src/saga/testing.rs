@@ -22,7 +22,8 @@ struct Stored {
 /// Runs a saga's reactions as the runtime does — the same decisions, the [`super::Unknown`]
 /// policies, the state stored as JSON between messages, timers with tokens — against a virtual
 /// clock, in memory. A reaction that fails leaves the instance, its timers and the effects as
-/// they were, as the rolled-back transaction does.
+/// they were, as the rolled-back transaction does (a failed timeout stays due, as the runtime
+/// retries it).
 pub struct SagaTest<S> {
     now: SystemTime,
     instances: BTreeMap<String, Stored>,
@@ -112,9 +113,13 @@ impl<S: Saga> SagaTest<S> {
                 timer: timer.clone(),
                 token,
             });
-            self.react(&key, &envelope, |loaded, step| {
+            let fired = self.react(&key, &envelope, |loaded, step| {
                 decide_timer::<S>(loaded, &timer, token, step)
-            })?;
+            });
+            if let Err(err) = fired {
+                self.due.insert((key, timer), (at, token));
+                return Err(err);
+            }
         }
         self.now = until;
         Ok(())

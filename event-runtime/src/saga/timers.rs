@@ -4,8 +4,9 @@
 //! scheduled it. [`fire`] takes the due rows in one writing transaction of the stores, deletes
 //! them and emits one [`TimerFired`] per row in that same transaction (into the outbox, or the
 //! log itself on the SQLite engine): a timer fires once, or its row stays to fire later. Every
-//! instance of a service runs the task; on PostgreSQL the rows are taken `FOR UPDATE`, so two
-//! never fire the same row.
+//! app that wires a saga runs the task, and it fires the due rows of every saga in its
+//! database (the message goes to that saga's topic); on PostgreSQL the rows are taken
+//! `FOR UPDATE SKIP LOCKED`, so two instances never fire the same row nor wait for each other.
 
 use std::time::Duration;
 
@@ -176,7 +177,7 @@ impl Work for Due {
             conn,
             DB::sql(
                 "SELECT saga, key, name, token, correlation_id, causation_id FROM evt_saga_timers \
-                 WHERE due_ms <= ? ORDER BY due_ms LIMIT ? FOR UPDATE",
+                 WHERE due_ms <= ? ORDER BY due_ms LIMIT ? FOR UPDATE SKIP LOCKED",
             ),
             args![self.now_ms, limit],
         )

@@ -31,8 +31,8 @@ impl sealed::Sealed for sqlx::Postgres {}
 #[doc(hidden)]
 pub trait Sql: sqlx::Database {
     /// A statement written for every dialect, adapted to this one: `?` placeholders numbered
-    /// (`$1`, `$2`, ... on PostgreSQL); a trailing ` FOR UPDATE` dropped where the writer holds
-    /// the whole database (SQLite).
+    /// (`$1`, `$2`, ... on PostgreSQL); a trailing ` FOR UPDATE` (or ` FOR UPDATE SKIP LOCKED`)
+    /// dropped where the writer holds the whole database (SQLite).
     fn sql(text: &'static str) -> &'static str;
     /// A statement taking one text parameter that serialises, until the transaction ends, every
     /// transaction passing the same text; `None` where a writing transaction already holds the

@@ -33,7 +33,9 @@ pub(crate) fn db_error(operation: impl Into<String>, err: sqlx::Error) -> Transp
 impl Sql for Sqlite {
     // SQLite has no row locks (the writer holds the whole file): `FOR UPDATE` is dropped.
     fn sql(text: &'static str) -> &'static str {
-        text.strip_suffix(" FOR UPDATE").unwrap_or(text)
+        text.strip_suffix(" FOR UPDATE SKIP LOCKED")
+            .or_else(|| text.strip_suffix(" FOR UPDATE"))
+            .unwrap_or(text)
     }
 
     const LOCK_KEY: Option<&'static str> = None;
