@@ -9,6 +9,7 @@
 //! | `send {topic}` | producer | an append of one or more envelopes (publish, emitted events, the outbox relay) |
 //! | `process {topic}` | consumer | one record delivered to a group: dedupe, the handler with its retries, its emitted events |
 //! | `settle {topic}` | internal | a record given up on: the dead letter written |
+//! | `saga {name}` | internal | one saga transition, under its message's `process` span ([`crate::saga`]) |
 //!
 //! Attributes: `messaging.system`, `messaging.operation.type` and `messaging.operation.name`,
 //! `messaging.destination.name` (the topic), `messaging.destination.partition.id`,
@@ -16,8 +17,10 @@
 //! `messaging.message.conversation_id` (the correlation id), `messaging.batch.message_count`
 //! (send), `error.type` (the dead letter's reason); ours: `evt.type`, `evt.delivery.attempt`,
 //! `evt.causation_id`, `evt.replay` (a replay or redrive), `evt.outcome` (`handled`,
-//! `duplicate`, `skipped`, `unknown_type`, `dead_lettered`). These names are frozen by a snapshot
-//! test: dashboards depend on them.
+//! `duplicate`, `skipped`, `unknown_type`, `dead_lettered`); on `saga` spans `evt.saga.name`,
+//! `evt.saga.key`, `evt.saga.version` (after the transition), `evt.saga.status` and
+//! `evt.saga.decision` (`applied`, `dropped`: a stale timer, `discarded`). These names are
+//! frozen by a snapshot test: dashboards depend on them.
 //!
 //! **Context per hop.** An envelope's CloudEvents `traceparent` is the context it was created in
 //! (the request's, or the `process` span of the handler that emitted it) and never changes. The
@@ -80,6 +83,23 @@ pub(crate) fn process_span(
         otel::join(&span, hop.as_ref().or(raw.trace.as_ref()), young);
     }
     span
+}
+
+/// The `saga` span of one transition of instance `key` of saga `name`, under the current span
+/// (the message's `process` span); its outcome fields are recorded by the transition.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) fn saga_span(name: &str, key: &str) -> tracing::Span {
+    tracing::info_span!(
+        target: "event_runtime::telemetry",
+        "saga",
+        otel.name = %format_args!("saga {name}"),
+        otel.kind = "internal",
+        evt.saga.name = name,
+        evt.saga.key = key,
+        evt.saga.version = tracing::field::Empty,
+        evt.saga.status = tracing::field::Empty,
+        evt.saga.decision = tracing::field::Empty,
+    )
 }
 
 /// The `settle` span of a record given up on, under its `process` span.

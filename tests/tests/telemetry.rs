@@ -427,3 +427,119 @@ async fn through_the_outbox_the_creator_is_the_parent_not_the_relay() {
     assert_eq!(links, vec![process_orders.span_context.span_id()]);
     running.stop().await;
 }
+
+/// Follows an order until it ships.
+#[derive(Serialize, Deserialize, Debug)]
+struct Delivery {
+    placed: bool,
+}
+
+impl event_runtime::saga::Saga for Delivery {
+    const NAME: &'static str = "delivery";
+
+    fn messages(on: &mut event_runtime::saga::Messages<Self>) {
+        on.on::<OrderPlaced>().on::<OrderShipped>();
+    }
+}
+
+impl event_runtime::saga::On<OrderPlaced> for Delivery {
+    const UNKNOWN: event_runtime::saga::Unknown = event_runtime::saga::Unknown::Start;
+
+    fn key(event: &OrderPlaced) -> String {
+        event.order.clone()
+    }
+
+    fn start(
+        _: &OrderPlaced,
+        _: &mut event_runtime::saga::Step<'_>,
+    ) -> Result<event_runtime::saga::Transition<Self>, HandlerError> {
+        Ok(event_runtime::saga::Transition::next(Delivery {
+            placed: true,
+        }))
+    }
+
+    fn handle(
+        self,
+        _: &OrderPlaced,
+        _: &mut event_runtime::saga::Step<'_>,
+    ) -> Result<event_runtime::saga::Transition<Self>, HandlerError> {
+        Ok(event_runtime::saga::Transition::next(self))
+    }
+}
+
+impl event_runtime::saga::On<OrderShipped> for Delivery {
+    const UNKNOWN: event_runtime::saga::Unknown = event_runtime::saga::Unknown::Discard;
+
+    fn key(event: &OrderShipped) -> String {
+        event.order.clone()
+    }
+
+    fn handle(
+        self,
+        _: &OrderShipped,
+        _: &mut event_runtime::saga::Step<'_>,
+    ) -> Result<event_runtime::saga::Transition<Self>, HandlerError> {
+        Ok(event_runtime::saga::Transition::complete(self))
+    }
+}
+
+/// Each saga transition is a `saga {name}` span under its message's `process` span, with the
+/// instance, the version and status it moved to, and whether it applied or was discarded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saga_transition_is_a_span_under_its_process_span() {
+    let (_provider, exporter) = install();
+    let dir = common::tempdir("telemetry-saga");
+    let mut app = App::embedded(dir.join("log.db")).await.unwrap();
+    app.saga::<Delivery>();
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    publisher
+        .publish(Envelope::event(OrderPlaced {
+            order: "o-7".into(),
+        }))
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    for order in ["o-7", "o-unknown"] {
+        publisher
+            .publish(Envelope::event(OrderShipped {
+                order: order.into(),
+            }))
+            .await
+            .unwrap();
+    }
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    running.stop().await;
+    // Per message: send, process, saga.
+    let spans = spans(&exporter, 9).await;
+    let sagas: Vec<&SpanData> = spans.iter().filter(|s| s.name == "saga delivery").collect();
+    assert_eq!(
+        sagas.len(),
+        3,
+        "{:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    let started = sagas
+        .iter()
+        .find(|s| attributes(s).get("evt.saga.version").map(String::as_str) == Some("1"))
+        .expect("the start");
+    let attrs = attributes(started);
+    assert_eq!(attrs["evt.saga.name"], "delivery");
+    assert_eq!(attrs["evt.saga.key"], "o-7");
+    assert_eq!(attrs["evt.saga.status"], "running");
+    assert_eq!(attrs["evt.saga.decision"], "applied");
+    assert_eq!(started.span_kind, SpanKind::Internal);
+    let process = named(&spans, "process orders");
+    assert_eq!(started.parent_span_id, process.span_context.span_id());
+    let completed = sagas
+        .iter()
+        .find(|s| attributes(s).get("evt.saga.version").map(String::as_str) == Some("2"))
+        .expect("the completion");
+    assert_eq!(attributes(completed)["evt.saga.status"], "completed");
+    let discarded = sagas
+        .iter()
+        .find(|s| attributes(s)["evt.saga.key"] == "o-unknown")
+        .expect("the discarded message");
+    assert_eq!(attributes(discarded)["evt.saga.decision"], "discarded");
+    assert!(!attributes(discarded).contains_key("evt.saga.version"));
+}

@@ -13,6 +13,7 @@ use crate::envelope::Envelope;
 use crate::handler::{Context, Handler, HandlerError};
 use crate::message::Message;
 use crate::store::sql::Exec;
+use tracing::Instrument;
 
 /// Saga `S` reacting to messages of type `M`.
 pub(crate) struct Reaction<S, M> {
@@ -95,13 +96,18 @@ where
     S: Saga,
     F: FnOnce(Option<Instance<S>>, &mut Step<'_>) -> Result<Decision<S>, HandlerError> + Send,
 {
+    let span = crate::telemetry::saga_span(S::NAME, key);
     #[cfg(feature = "sqlite")]
     if let Some(mut tx) = ctx.transaction::<sqlx::Sqlite>().await {
-        return in_transaction::<S, sqlx::Sqlite, F>(&mut tx, ctx, key, cause, decide).await;
+        return in_transaction::<S, sqlx::Sqlite, F>(&mut tx, ctx, key, cause, decide)
+            .instrument(span)
+            .await;
     }
     #[cfg(feature = "postgres")]
     if let Some(mut tx) = ctx.transaction::<sqlx::Postgres>().await {
-        return in_transaction::<S, sqlx::Postgres, F>(&mut tx, ctx, key, cause, decide).await;
+        return in_transaction::<S, sqlx::Postgres, F>(&mut tx, ctx, key, cause, decide)
+            .instrument(span)
+            .await;
     }
     let _ = (key, cause, decide);
     Err(HandlerError::permanent(format!(
@@ -138,6 +144,10 @@ where
         Decision::Apply(transition) => {
             let written = super::written::<S>(read, timers, transition, step.timers)?;
             store::save::<DB>(conn, S::NAME, key, read, &written, cause).await?;
+            let span = tracing::Span::current();
+            span.record("evt.saga.version", written.version);
+            span.record("evt.saga.status", written.status.as_str());
+            span.record("evt.saga.decision", "applied");
             tracing::debug!(
                 target: "event_runtime::saga",
                 saga = S::NAME,
@@ -150,10 +160,12 @@ where
             Ok(false)
         }
         Decision::Drop(reason) => {
+            tracing::Span::current().record("evt.saga.decision", "dropped");
             tracing::debug!(target: "event_runtime::saga", saga = S::NAME, key, reason, "message dropped");
             Ok(false)
         }
         Decision::Discard(reason) => {
+            tracing::Span::current().record("evt.saga.decision", "discarded");
             tracing::info!(target: "event_runtime::saga", saga = S::NAME, key, reason, "message discarded");
             Ok(true)
         }
