@@ -293,6 +293,12 @@ pub struct Retention {
     /// after they were closed. Open letters are never deleted. Default 30 days; `None` keeps
     /// them forever.
     pub closed_letters: Option<Duration>,
+    /// Finished saga instances (completed or failed), with their history, are deleted this long
+    /// after their last transition. Running ones are never deleted. A message for a deleted
+    /// instance finds none (under `Unknown::Start` it would start a new one), so keep this
+    /// longer than any redelivery or replay of a saga's messages. Default 30 days; `None` keeps
+    /// them forever.
+    pub finished_sagas: Option<Duration>,
     /// How often the task runs. Default 1 hour.
     pub every: Duration,
 }
@@ -304,6 +310,7 @@ impl Default for Retention {
             log: LogLimits::default(),
             topics: BTreeMap::new(),
             closed_letters: Some(Duration::from_secs(30 * 24 * 3600)),
+            finished_sagas: Some(Duration::from_secs(30 * 24 * 3600)),
             every: Duration::from_secs(3600),
         }
     }
@@ -342,6 +349,8 @@ pub struct RetentionStats {
     pub records: u64,
     /// Closed dead letters deleted.
     pub closed_letters: u64,
+    /// Finished saga instances deleted.
+    pub finished_sagas: u64,
 }
 
 #[derive(Debug, Default)]
@@ -349,6 +358,7 @@ struct RetentionCounters {
     dedupe_marks: AtomicU64,
     records: AtomicU64,
     closed_letters: AtomicU64,
+    finished_sagas: AtomicU64,
 }
 
 #[cfg(feature = "sqlite")]
@@ -861,6 +871,20 @@ async fn retain<T: Transport>(r: Retainer<T>, mut shutdown: watch::Receiver<bool
         {
             r.counters.closed_letters.fetch_add(n, Relaxed);
         }
+        if let Some(age) = r.retention.finished_sagas {
+            for db in &r.dbs {
+                match db.purge_finished_sagas(age).await {
+                    Ok(n) => {
+                        r.counters.finished_sagas.fetch_add(n, Relaxed);
+                    }
+                    Err(err) => tracing::warn!(
+                        target: "event_runtime::saga",
+                        error = %err,
+                        "deleting finished saga instances failed; the next round tries again"
+                    ),
+                }
+            }
+        }
         tokio::select! {
             () = tokio::time::sleep(r.retention.every) => {}
             _ = shutdown.changed() => {}
@@ -1081,6 +1105,7 @@ impl<T: Transport> Running<T> {
             dedupe_marks: self.retained.dedupe_marks.load(Relaxed),
             records: self.retained.records.load(Relaxed),
             closed_letters: self.retained.closed_letters.load(Relaxed),
+            finished_sagas: self.retained.finished_sagas.load(Relaxed),
         }
     }
 

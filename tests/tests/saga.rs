@@ -558,3 +558,80 @@ fn the_test_kit_runs_the_checkout_on_a_virtual_clock() {
     assert_eq!(test.sent::<ReleaseStock>().len(), 1);
     assert_eq!(test.effects(), 3, "reserve, charge, release");
 }
+
+/// Completes as soon as it starts.
+#[derive(Serialize, Deserialize, Debug)]
+struct Instant_;
+
+impl Saga for Instant_ {
+    const NAME: &'static str = "instant";
+
+    fn messages(on: &mut Messages<Self>) {
+        on.on::<OrderPlaced>();
+    }
+}
+
+impl On<OrderPlaced> for Instant_ {
+    const UNKNOWN: Unknown = Unknown::Start;
+
+    fn key(event: &OrderPlaced) -> String {
+        event.order.clone()
+    }
+
+    fn start(_: &OrderPlaced, _: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+        Ok(Transition::complete(Instant_))
+    }
+
+    fn handle(self, _: &OrderPlaced, _: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+        Ok(Transition::complete(self))
+    }
+}
+
+/// The retention task deletes finished instances (with their history) past
+/// `Retention::finished_sagas`, and never a running one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_instances_are_deleted_after_their_retention_and_running_ones_kept() {
+    let dir = common::tempdir("saga-retention");
+    let mut app = App::embedded(dir.join("shop.db")).await.unwrap();
+    app.retention(event_runtime::app::Retention {
+        finished_sagas: Some(Duration::ZERO),
+        every: Duration::from_millis(25),
+        ..event_runtime::app::Retention::default()
+    })
+    // Checkout stays running (no participant answers); instant completes at once.
+    .saga::<Checkout>()
+    .saga::<Instant_>();
+    let running = app.start().await.unwrap();
+    for order in ["r-1", "r-2"] {
+        running
+            .publisher()
+            .publish(Envelope::event(OrderPlaced {
+                order: order.into(),
+                cents: 1,
+            }))
+            .await
+            .unwrap();
+    }
+    let sagas = running.sagas().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while running.retention_stats().finished_sagas < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "finished instances never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        sagas
+            .list(Some("instant"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(sagas.history("instant", "r-1").await.unwrap().is_empty());
+    let kept = sagas.list(Some("checkout"), None, 10).await.unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    assert!(kept.iter().all(|i| i.status == Status::Running));
+    assert_eq!(sagas.history("checkout", "r-1").await.unwrap().len(), 1);
+    running.stop().await;
+}

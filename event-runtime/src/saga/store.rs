@@ -366,3 +366,33 @@ pub(crate) async fn timer_counts<DB: Exec>(
         .collect::<Result<_, sqlx::Error>>()
         .map_err(error)
 }
+
+/// Deletes the instances finished before `cutoff_ms` (their last transition), with their
+/// history, in one transaction; how many instances.
+pub(crate) async fn purge_finished<DB: Exec>(
+    pool: &sqlx::Pool<DB>,
+    cutoff_ms: i64,
+) -> Result<u64, crate::transport::TransportError> {
+    let error = |err| DB::error("delete finished saga instances".to_owned(), err);
+    let mut tx = DB::begin_write(pool).await.map_err(error)?;
+    DB::exec(
+        &mut tx,
+        DB::sql(
+            "DELETE FROM evt_saga_history WHERE EXISTS (SELECT 1 FROM evt_sagas s \
+             WHERE s.saga = evt_saga_history.saga AND s.key = evt_saga_history.key \
+             AND s.status <> 'running' AND s.updated_ms < ?)",
+        ),
+        args![cutoff_ms],
+    )
+    .await
+    .map_err(error)?;
+    let deleted = DB::exec(
+        &mut tx,
+        DB::sql("DELETE FROM evt_sagas WHERE status <> 'running' AND updated_ms < ?"),
+        args![cutoff_ms],
+    )
+    .await
+    .map_err(error)?;
+    tx.commit().await.map_err(error)?;
+    Ok(deleted)
+}

@@ -159,6 +159,24 @@ impl Db {
         }
     }
 
+    /// Deletes saga instances finished more than `age` ago, with their history; how many.
+    pub(crate) async fn purge_finished_sagas(&self, age: Duration) -> Result<u64, TransportError> {
+        let cutoff =
+            crate::transport::now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        match self {
+            Db::Memory(_) => {
+                let _ = cutoff;
+                Ok(0)
+            }
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(db) => Box::pin(crate::saga::store::purge_finished(&db.pool, cutoff)).await,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(postgres::PgDb { pool, .. }) => {
+                Box::pin(crate::saga::store::purge_finished(pool, cutoff)).await
+            }
+        }
+    }
+
     /// Forgets dedupe marks older than `retention`; how many.
     pub(crate) async fn purge_dedupe(&self, retention: Duration) -> Result<u64, TransportError> {
         match self {
