@@ -252,7 +252,8 @@ impl Member {
     }
 
     /// Commits `next_offset` for `partition` if it is assigned here under `epoch`, and marks it
-    /// released when `release` (also when the commit fails: the runtime has drained it).
+    /// released when `release` (also when the commit fails: the runtime has drained it), or
+    /// when the coordinator fences the commit (the runtime then abandons the partition).
     /// Blocking: call it off the async workers.
     pub(crate) fn write(
         &self,
@@ -277,7 +278,20 @@ impl Member {
                 | RDKafkaErrorCode::UnknownMemberId
                 | RDKafkaErrorCode::FencedInstanceId
                 | RDKafkaErrorCode::StaleMemberEpoch,
-            )) => return Ok(Err(Refused::Fenced)),
+            )) => {
+                // A refused write makes the runtime abandon the partition (its claim is lost,
+                // and no release follows): a revocation of it must not wait its whole bound
+                // for a release that will never come. This happened under a rebalance, when a
+                // commit raced the generation change; the next owner resumes from the last
+                // committed position (redelivery, never loss).
+                if let Some(held) = assigned.held.get_mut(&key)
+                    && held.epoch == epoch
+                {
+                    held.released = true;
+                    self.state.released.notify_all();
+                }
+                return Ok(Err(Refused::Fenced));
+            }
             Err(err) => {
                 // The runtime drained the partition and runs nothing more on it: a revocation
                 // must not wait its whole bound for a commit that failed (the next owner
