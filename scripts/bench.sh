@@ -6,15 +6,16 @@
 # benchmark). Prints the ratios; asserts nothing. Release builds: the first run takes several
 # minutes on 2 cores.
 #
-# Usage: scripts/bench.sh [codec|runtime|callgrind|nats|kafka|postgres_inbox|peers|instances|telemetry ...]
+# Usage: scripts/bench.sh [codec|runtime|callgrind|nats|kafka|postgres_inbox|peers|instances|telemetry|saga ...]
 # (default: all). `instances`: 1, 2 and 4 instances of a service on every engine, and failover.
-# `telemetry`: traces off, not sampled and sampled on the in-memory engine.
+# `telemetry`: traces off, not sampled and sampled on the in-memory engine. `saga`: saga
+# transitions vs the same transaction by hand (SQLite, PostgreSQL), and timer lateness.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 benches=("$@")
 if [ ${#benches[@]} -eq 0 ]; then
-  benches=(codec runtime callgrind nats kafka postgres_inbox peers instances telemetry)
+  benches=(codec runtime callgrind nats kafka postgres_inbox peers instances telemetry saga)
 fi
 # Only the servers the chosen benchmarks need.
 EVT_SERVERS=""
@@ -23,7 +24,7 @@ for bench in "${benches[@]}"; do
     nats | peers) EVT_SERVERS="$EVT_SERVERS nats" ;;
     instances) EVT_SERVERS="$EVT_SERVERS nats kafka" ;;
     kafka) EVT_SERVERS="$EVT_SERVERS kafka" ;;
-    postgres_inbox) EVT_SERVERS="$EVT_SERVERS postgres" ;;
+    postgres_inbox | saga) EVT_SERVERS="$EVT_SERVERS postgres" ;;
   esac
 done
 export EVT_SERVERS
@@ -42,9 +43,9 @@ for bench in "${benches[@]}"; do
     nats) crate=event-nats ;;
     kafka) crate=event-kafka ;;
     peers) crate=event-bench-peers ;;
-    instances | telemetry) crate=event-tests ;;
+    instances | telemetry | saga) crate=event-tests ;;
     *)
-      echo "unknown benchmark: $bench (codec, runtime, callgrind, nats, kafka, postgres_inbox, peers, instances, telemetry)" >&2
+      echo "unknown benchmark: $bench (codec, runtime, callgrind, nats, kafka, postgres_inbox, peers, instances, telemetry, saga)" >&2
       exit 2
       ;;
   esac
