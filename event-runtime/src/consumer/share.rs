@@ -161,6 +161,15 @@ impl Lease {
                 Ok(true)
             }
             None => {
+                tracing::warn!(
+                    target: "event_runtime::consumer",
+                    group,
+                    instance = %self.instance,
+                    topic,
+                    partition,
+                    release,
+                    "the engine refused this instance's write of the partition (another instance owns it now, or the engine fenced this one): partition abandoned"
+                );
                 self.lose();
                 Ok(false)
             }
@@ -393,8 +402,9 @@ impl<T: Transport> GroupRunner<T> {
     /// abandons the partition.
     async fn renew_due(&self, owned: &BTreeMap<PartitionId, Owned>) {
         for (partition, o) in owned {
-            if o.lease.renewal_due() && matches!(self.write(partition, o, false).await, Ok(false)) {
-                tracing::warn!(target: "event_runtime::consumer", group = %self.group, instance = %self.instance, topic = %partition.0, partition = partition.1, "claim lost to another instance: partition abandoned");
+            // A claim found taken is lost (logged by the write): its loop abandons it.
+            if o.lease.renewal_due() {
+                let _ = self.write(partition, o, false).await;
             }
         }
     }
