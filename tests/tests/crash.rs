@@ -315,15 +315,6 @@ fn spawn_with(engine: &str, env: &[(&str, String)], delay_ms: &str) -> Child {
         .expect("consumer binary starts")
 }
 
-/// A pseudo-random number in `0..bound` (SplitMix64 over a seed from the clock).
-fn random(state: &mut u64, bound: u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) % bound
-}
-
 /// Starts the consumer, kills it at random points after it made progress, `KILLS` times, then
 /// runs it to completion, and checks the ledger: every event once, in order per account.
 async fn kill_and_restart(
@@ -332,10 +323,7 @@ async fn kill_and_restart(
     ledger: &Ledger,
     events: &[Envelope<Entry>],
 ) {
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let mut seed = common::seed();
     let mut kills_mid_stream = 0;
     for round in 0..KILLS {
         let before = ledger.handled().await;
@@ -348,7 +336,7 @@ async fn kill_and_restart(
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        tokio::time::sleep(Duration::from_millis(random(&mut seed, 150))).await;
+        tokio::time::sleep(Duration::from_millis(common::random(&mut seed, 150))).await;
         child.kill().expect("SIGKILL");
         child.wait().unwrap();
         let after = ledger.handled().await;

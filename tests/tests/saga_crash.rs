@@ -78,15 +78,6 @@ fn spawn(engine: &str, env: &[(&str, String)]) -> Child {
         .expect("the coordinator binary starts")
 }
 
-/// A pseudo-random number in `0..bound` (SplitMix64 over a seed from the clock).
-fn random(state: &mut u64, bound: u64) -> u64 {
-    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) % bound
-}
-
 /// Kills the coordinator at random points after it made progress, `KILLS` times (fewer if the
 /// sagas all finish first), runs it to completion, then checks the sagas, the ledger and the
 /// dead letters.
@@ -96,10 +87,7 @@ async fn kill_and_restart(
     ledger: &Ledger,
     dlq: &DeadLetters,
 ) {
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
+    let mut seed = common::seed();
     let total = 3 * SAGAS as i64;
     let mut mid_stream = 0;
     for round in 0..KILLS {
@@ -122,7 +110,7 @@ async fn kill_and_restart(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         if !exited {
-            tokio::time::sleep(Duration::from_millis(random(&mut seed, 300))).await;
+            tokio::time::sleep(Duration::from_millis(common::random(&mut seed, 300))).await;
             child.kill().expect("SIGKILL");
         }
         child.wait().unwrap();

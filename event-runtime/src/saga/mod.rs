@@ -507,9 +507,46 @@ pub(crate) fn decide_timer<S: Saga>(
     }
 }
 
+/// What one message or timer does to an instance: the rows to write, or why nothing is.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Written(Written),
+    Dropped(String),
+    Discarded(String),
+}
+
+/// Runs `decide` on instance `loaded` of saga `S` with `key`, at `now`, emitting through `ctx`:
+/// the one place the runtime and the test kit turn a decision into what they store.
+pub(crate) fn transit<S: Saga>(
+    loaded: Option<Instance<S>>,
+    key: &str,
+    now: SystemTime,
+    ctx: &Context,
+    decide: impl FnOnce(Option<Instance<S>>, &mut Step<'_>) -> Result<Decision<S>, HandlerError>,
+) -> Result<Outcome, HandlerError> {
+    let (read, timers) = loaded
+        .as_ref()
+        .map(|instance| (instance.version, instance.timers.clone()))
+        .unwrap_or_default();
+    let mut step = Step {
+        key,
+        now,
+        ctx,
+        timers: Vec::new(),
+    };
+    Ok(match decide(loaded, &mut step)? {
+        Decision::Apply(transition) => {
+            Outcome::Written(written::<S>(read, timers, transition, step.timers)?)
+        }
+        Decision::Drop(reason) => Outcome::Dropped(reason),
+        Decision::Discard(reason) => Outcome::Discarded(reason),
+    })
+}
+
 /// What a transition writes: the instance after it, and the timer rows to set or delete.
 #[derive(Debug)]
 pub(crate) struct Written {
+    /// The version it writes: one past the version it read (0: no instance).
     pub(crate) version: i64,
     pub(crate) status: Status,
     pub(crate) state: Vec<u8>,
@@ -690,6 +727,30 @@ mod tests {
         SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
     }
 
+    /// A handler's context for a timer message.
+    fn timer_context() -> Context {
+        crate::testing::context(
+            "saga.test",
+            &crate::Envelope::event(TimerFired {
+                saga: "test".into(),
+                key: "k".into(),
+                timer: "t".into(),
+                token: 1,
+            }),
+            crate::handler::Delivery::Live,
+        )
+    }
+
+    /// A step of instance `k` at time 0, in `ctx`.
+    fn step(ctx: &Context) -> Step<'_> {
+        Step {
+            key: "k",
+            now: at(0),
+            ctx,
+            timers: Vec::new(),
+        }
+    }
+
     #[test]
     fn a_timer_scheduled_gets_the_transitions_version_as_its_token() {
         let w = written::<Count>(
@@ -761,22 +822,7 @@ mod tests {
 
     #[test]
     fn a_fired_timer_is_no_longer_pending_and_its_second_delivery_drops() {
-        let ctx = crate::testing::context(
-            "saga.tick",
-            &crate::Envelope::event(TimerFired {
-                saga: "tick".into(),
-                key: "k".into(),
-                timer: "t".into(),
-                token: 1,
-            }),
-            crate::handler::Delivery::Live,
-        );
-        let step = |ctx| Step {
-            key: "k",
-            now: at(0),
-            ctx,
-            timers: Vec::new(),
-        };
+        let ctx = timer_context();
         let timers = BTreeMap::from([("t".to_owned(), 1), ("other".to_owned(), 1)]);
         let loaded = Instance {
             state: Tick(0),
@@ -807,22 +853,8 @@ mod tests {
 
     #[test]
     fn a_timeout_that_schedules_its_timer_again_keeps_it_with_the_new_token() {
-        let ctx = crate::testing::context(
-            "saga.tick",
-            &crate::Envelope::event(TimerFired {
-                saga: "tick".into(),
-                key: "k".into(),
-                timer: "t".into(),
-                token: 1,
-            }),
-            crate::handler::Delivery::Live,
-        );
-        let mut step = Step {
-            key: "k",
-            now: at(0),
-            ctx: &ctx,
-            timers: Vec::new(),
-        };
+        let ctx = timer_context();
+        let mut step = step(&ctx);
         let timers = BTreeMap::from([("t".to_owned(), 1)]);
         let loaded = Instance {
             state: Tick(0),
@@ -843,22 +875,8 @@ mod tests {
 
     #[test]
     fn a_schedule_past_the_end_of_time_saturates() {
-        let ctx = crate::testing::context(
-            "saga.tick",
-            &crate::Envelope::event(TimerFired {
-                saga: "tick".into(),
-                key: "k".into(),
-                timer: "t".into(),
-                token: 1,
-            }),
-            crate::handler::Delivery::Live,
-        );
-        let mut step = Step {
-            key: "k",
-            now: at(0),
-            ctx: &ctx,
-            timers: Vec::new(),
-        };
+        let ctx = timer_context();
+        let mut step = step(&ctx);
         step.schedule("t", Duration::MAX);
         let TimerChange::At(due) = step.timers[0].1 else {
             panic!("scheduled");
@@ -868,22 +886,8 @@ mod tests {
 
     #[test]
     fn a_stale_or_orphan_timer_is_dropped_and_a_current_one_runs() {
-        let ctx = crate::testing::context(
-            "saga.count",
-            &crate::Envelope::event(TimerFired {
-                saga: "count".into(),
-                key: "k".into(),
-                timer: "pay".into(),
-                token: 1,
-            }),
-            crate::handler::Delivery::Live,
-        );
-        let mut step = Step {
-            key: "k",
-            now: at(0),
-            ctx: &ctx,
-            timers: Vec::new(),
-        };
+        let ctx = timer_context();
+        let mut step = step(&ctx);
         let instance = |status, token| Instance {
             state: Count(0),
             version: 3,

@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use super::store::{self, Cause};
-use super::{Decision, Instance, On, Saga, Step, TimerFired, decide_message, decide_timer};
+use super::{
+    Decision, Instance, On, Outcome, Saga, Step, TimerFired, decide_message, decide_timer,
+};
 use crate::envelope::Envelope;
 use crate::handler::{Context, Handler, HandlerError};
 use crate::message::Message;
@@ -130,20 +132,9 @@ where
     F: FnOnce(Option<Instance<S>>, &mut Step<'_>) -> Result<Decision<S>, HandlerError>,
 {
     let loaded = store::load::<DB, S>(conn, key).await?;
-    let (read, timers) = loaded
-        .as_ref()
-        .map(|instance| (instance.version, instance.timers.clone()))
-        .unwrap_or_default();
-    let mut step = Step {
-        key,
-        now: SystemTime::now(),
-        ctx,
-        timers: Vec::new(),
-    };
-    match decide(loaded, &mut step)? {
-        Decision::Apply(transition) => {
-            let written = super::written::<S>(read, timers, transition, step.timers)?;
-            store::save::<DB>(conn, S::NAME, key, read, &written, cause).await?;
+    match super::transit::<S>(loaded, key, SystemTime::now(), ctx, decide)? {
+        Outcome::Written(written) => {
+            store::save::<DB>(conn, S::NAME, key, &written, cause).await?;
             let span = tracing::Span::current();
             span.record("evt.saga.version", written.version);
             span.record("evt.saga.status", written.status.as_str());
@@ -159,12 +150,12 @@ where
             );
             Ok(false)
         }
-        Decision::Drop(reason) => {
+        Outcome::Dropped(reason) => {
             tracing::Span::current().record("evt.saga.decision", "dropped");
             tracing::debug!(target: "event_runtime::saga", saga = S::NAME, key, reason, "message dropped");
             Ok(false)
         }
-        Decision::Discard(reason) => {
+        Outcome::Discarded(reason) => {
             tracing::Span::current().record("evt.saga.decision", "discarded");
             tracing::info!(target: "event_runtime::saga", saga = S::NAME, key, reason, "message discarded");
             Ok(true)

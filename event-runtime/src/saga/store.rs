@@ -61,16 +61,17 @@ pub(crate) struct Cause<'a> {
     pub(crate) correlation_id: Option<&'a str>,
 }
 
-/// Writes `written` for the instance of `saga` with `key` that was at version `read` (0: none):
-/// the row (only if still at `read`), the history entry and the timer rows.
+/// Writes `written` for the instance of `saga` with `key`: the row (only if still at the
+/// version the transition read, one below `written.version`; 0: none), the history entry and
+/// the timer rows.
 pub(crate) async fn save<DB: Exec>(
     conn: &mut DB::Connection,
     saga: &str,
     key: &str,
-    read: i64,
     written: &Written,
     cause: &Cause<'_>,
 ) -> Result<(), HandlerError> {
+    let read = written.version - 1;
     let error = |err| DB::error(format!("save saga {saga} instance {key}"), err);
     let now = now_ms();
     let timers = serde_json::to_string(&written.timers).expect("a map of strings to integers");

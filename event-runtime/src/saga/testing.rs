@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use super::{
-    Decision, Instance, On, Saga, Status, Step, TimerFired, decide_message, decide_timer, group_of,
-    written,
+    Decision, Instance, On, Outcome, Saga, Status, Step, TimerFired, decide_message, decide_timer,
+    group_of, transit,
 };
 use crate::envelope::Envelope;
 use crate::handler::{Delivery, Emitted, HandlerError};
@@ -143,20 +143,8 @@ impl<S: Saga> SagaTest<S> {
             }),
             None => None,
         };
-        let (read, timers) = loaded
-            .as_ref()
-            .map(|instance| (instance.version, instance.timers.clone()))
-            .unwrap_or_default();
-        let mut step = Step {
-            key,
-            now: self.now,
-            ctx: &ctx,
-            timers: Vec::new(),
-        };
-        match decide(loaded, &mut step)? {
-            Decision::Apply(transition) => {
-                let changes = std::mem::take(&mut step.timers);
-                let written = written::<S>(read, timers, transition, changes)?;
+        match transit::<S>(loaded, key, self.now, &ctx, decide)? {
+            Outcome::Written(written) => {
                 for name in &written.cancel {
                     self.due.remove(&(key.to_owned(), name.clone()));
                 }
@@ -181,8 +169,8 @@ impl<S: Saga> SagaTest<S> {
                 );
                 self.effects.extend(emitted);
             }
-            Decision::Drop(_) => {}
-            Decision::Discard(_) => self.discarded += 1,
+            Outcome::Dropped(_) => {}
+            Outcome::Discarded(_) => self.discarded += 1,
         }
         Ok(())
     }

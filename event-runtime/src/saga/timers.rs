@@ -206,15 +206,18 @@ impl Work for Due {
             .await
             .map_err(error)?;
             let topic = super::timer_topic(&fired.saga);
-            let mut envelope = Envelope::event(fired).with_causation(causation);
-            envelope.dedupe_key = envelope.data.dedupe_key();
-            let envelope = envelope.to_raw().map_err(|err| {
-                TransportError::new(
-                    TransportErrorKind::Other,
-                    "fire saga timers",
-                    err.to_string(),
-                )
-            })?;
+            // The dedupe key is the timer's (saga, key, name, token): a copy of this append
+            // (a relay retry) is dropped downstream.
+            let envelope = Envelope::event(fired)
+                .with_causation(causation)
+                .to_raw()
+                .map_err(|err| {
+                    TransportError::new(
+                        TransportErrorKind::Other,
+                        "fire saga timers",
+                        err.to_string(),
+                    )
+                })?;
             emitted.push(Emitted { topic, envelope });
         }
         Ok(emitted)

@@ -51,14 +51,7 @@ where
     E: From<TransportError>,
 {
     let error = |err| E::from(DB::error(format!("inbox of {group}"), err));
-    // One inbox transaction at a time per SQLite file in this process (SQLite has one writer
-    // anyway): the others wait here instead of failing on the busy timeout while a slow handler
-    // holds the lock.
-    let _writer = match writer {
-        Some(writer) => Some(writer.lock().await),
-        None => None,
-    };
-    let mut tx: Transaction<'static, DB> = DB::begin_write(pool).await.map_err(error)?;
+    let (_writer, mut tx) = begin(pool, writer).await.map_err(error)?;
     let claimed = super::dedupe::claim::<DB>(&mut tx, group, dedupe_key).await?;
     if !claimed && !bypass_dedupe {
         tx.rollback().await.map_err(error)?;
@@ -71,6 +64,28 @@ where
     emit.emit(&mut tx, emitted).await?;
     tx.commit().await.map_err(error)?;
     Ok(true)
+}
+
+/// Begins a writing transaction on `pool`, first taking `writer` (SQLite's): one writing
+/// transaction at a time per SQLite file in this process (SQLite has one writer anyway), so the
+/// others wait here instead of failing on the busy timeout while a slow handler holds the lock.
+/// Hold the guard as long as the transaction.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+async fn begin<'w, DB: Exec>(
+    pool: &Pool<DB>,
+    writer: Option<&'w tokio::sync::Mutex<()>>,
+) -> Result<
+    (
+        Option<tokio::sync::MutexGuard<'w, ()>>,
+        Transaction<'static, DB>,
+    ),
+    sqlx::Error,
+> {
+    let guard = match writer {
+        Some(writer) => Some(writer.lock().await),
+        None => None,
+    };
+    Ok((guard, DB::begin_write(pool).await?))
 }
 
 /// Work done in one writing transaction of the stores' database, whatever it is (the saga timer
@@ -104,11 +119,7 @@ async fn transact<DB: Exec>(
         return Ok(0);
     }
     let error = |err| DB::error(operation.to_owned(), err);
-    let _writer = match writer {
-        Some(writer) => Some(writer.lock().await),
-        None => None,
-    };
-    let mut tx: Transaction<'static, DB> = DB::begin_write(pool).await.map_err(error)?;
+    let (_writer, mut tx) = begin(pool, writer).await.map_err(error)?;
     let emitted = work.run::<DB>(&mut tx).await?;
     let count = emitted.len();
     emit.emit(&mut tx, emitted).await?;
@@ -168,6 +179,32 @@ pub(crate) struct Inbox {
     pub(crate) local_log: bool,
 }
 
+/// `$body` with `$pool`, `$writer` and `$emit` bound to `$inbox`'s database, its SQLite writer
+/// lock and where its emitted events go, whichever the database; `$memory` for stores in
+/// memory, which have no transactions.
+macro_rules! on_inbox {
+    ($inbox:expr, $publisher:expr, |$pool:ident, $writer:ident, $emit:ident| $body:expr, memory => $memory:expr) => {
+        match &$inbox.db {
+            Db::Memory(_) => $memory,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(db) => {
+                let $emit = if $inbox.local_log {
+                    SqliteEmit::LocalLog($publisher)
+                } else {
+                    SqliteEmit::Outbox
+                };
+                let ($pool, $writer) = (&db.pool, Some(&*db.writer));
+                $body
+            }
+            #[cfg(feature = "postgres")]
+            Db::Postgres(crate::store::postgres::PgDb { pool, .. }) => {
+                let ($pool, $writer, $emit) = (pool, None, ToOutbox);
+                $body
+            }
+        }
+    };
+}
+
 impl Inbox {
     /// Runs `work` in one transaction of the inbox's database, its events emitted where this
     /// inbox emits them (see [`transact`]).
@@ -179,26 +216,16 @@ impl Inbox {
         work: &impl Work,
     ) -> Result<usize, TransportError> {
         let _ = publisher;
-        match &self.db {
-            Db::Memory(_) => Err(TransportError::new(
+        on_inbox!(
+            self,
+            publisher,
+            |pool, writer, emit| transact(pool, writer, operation, &emit, work).await,
+            memory => Err(TransportError::new(
                 TransportErrorKind::Other,
                 operation.to_owned(),
                 "stores in memory have no transactions",
-            )),
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(db) => {
-                let emit = if self.local_log {
-                    SqliteEmit::LocalLog(publisher)
-                } else {
-                    SqliteEmit::Outbox
-                };
-                transact(&db.pool, Some(&db.writer), operation, &emit, work).await
-            }
-            #[cfg(feature = "postgres")]
-            Db::Postgres(crate::store::postgres::PgDb { pool, .. }) => {
-                transact(pool, None, operation, &ToOutbox, work).await
-            }
-        }
+            ))
+        )
     }
 
     /// One inbox attempt (see [`attempt`]).
@@ -219,45 +246,25 @@ impl Inbox {
         E: From<TransportError>,
     {
         let _ = (publisher, dedupe_key, bypass_dedupe, &call, &kept);
-        match &self.db {
-            Db::Memory(_) => Err(E::from(TransportError::new(
+        on_inbox!(
+            self,
+            publisher,
+            |pool, writer, emit| attempt(
+                pool,
+                writer,
+                group,
+                dedupe_key,
+                bypass_dedupe,
+                &emit,
+                call,
+                kept
+            )
+            .await,
+            memory => Err(E::from(TransportError::new(
                 TransportErrorKind::Other,
                 format!("inbox of {group}"),
                 "stores in memory have no inbox",
-            ))),
-            #[cfg(feature = "sqlite")]
-            Db::Sqlite(db) => {
-                let emit = if self.local_log {
-                    SqliteEmit::LocalLog(publisher)
-                } else {
-                    SqliteEmit::Outbox
-                };
-                attempt(
-                    &db.pool,
-                    Some(&db.writer),
-                    group,
-                    dedupe_key,
-                    bypass_dedupe,
-                    &emit,
-                    call,
-                    kept,
-                )
-                .await
-            }
-            #[cfg(feature = "postgres")]
-            Db::Postgres(crate::store::postgres::PgDb { pool, .. }) => {
-                attempt(
-                    pool,
-                    None,
-                    group,
-                    dedupe_key,
-                    bypass_dedupe,
-                    &ToOutbox,
-                    call,
-                    kept,
-                )
-                .await
-            }
-        }
+            )))
+        )
     }
 }
