@@ -12,6 +12,7 @@ use syn::{DeriveInput, parse_macro_input};
 mod expand;
 mod fallback;
 mod handler;
+mod saga;
 
 /// Derives `DomainEvent` for a struct (one event type) or an enum (one event type per variant).
 /// See `event_runtime` for the attributes.
@@ -34,4 +35,12 @@ pub fn derive_command(input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn handler(args: TokenStream, item: TokenStream) -> TokenStream {
     handler::expand(args.into(), item.into()).into()
+}
+
+/// Declares an orchestrated saga on an `impl` block: `#[start]` functions create an instance
+/// from a message, `#[step(...)]` functions return the command of each step, in order. See
+/// `event_runtime::saga` for the attributes and the rules.
+#[proc_macro_attribute]
+pub fn saga(args: TokenStream, item: TokenStream) -> TokenStream {
+    saga::expand(args.into(), item.into()).into()
 }

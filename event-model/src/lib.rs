@@ -31,6 +31,7 @@ pub mod attr;
 pub mod check;
 mod ctxt;
 pub mod handler;
+pub mod saga;
 pub mod suggest;
 
 pub use ctxt::Ctxt;

@@ -180,3 +180,6 @@ pub use event_derive::Command;
 /// `#[handler(group = "...")]` on an `async fn(Envelope<E>, Context) -> Result<(), HandlerError>`.
 #[cfg(feature = "derive")]
 pub use event_derive::handler;
+/// `#[saga(key = ...)]` on an `impl` block: an orchestrated saga (see [`mod@saga`]).
+#[cfg(feature = "derive")]
+pub use event_derive::saga;

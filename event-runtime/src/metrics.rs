@@ -28,7 +28,7 @@
 //! | `evt_send_errors_total` | counter | system, destination |
 //! | `evt_outbox_backlog` | gauge | rows staged and not yet relayed (SQL stores) |
 //! | `evt_deprecated_uses_total` | counter | `type`, `version`, `direction` (`published`, `consumed`) |
-//! | `evt_saga_instances` | gauge | `saga`, `status` (`running`, `completed`, `failed`) |
+//! | `evt_saga_instances` | gauge | `saga`, `status` (`running`, `completed`, `failed`, `stuck`) |
 //! | `evt_saga_timers_pending` | gauge | `saga` |
 //! | `evt_saga_timer_lateness_seconds` | gauge | `saga`: how long the earliest pending timer is overdue (0 when none is) |
 //! | `evt_saga_discarded_total` | counter | `saga`: messages dropped by `Unknown::Discard` |
@@ -146,12 +146,14 @@ pub struct Snapshot {
 pub struct SagaMetrics {
     /// The saga's name.
     pub saga: String,
-    /// Instances running, completed and failed.
+    /// Instances running, completed, failed and stuck.
     pub running: u64,
     /// See `running`.
     pub completed: u64,
     /// See `running`.
     pub failed: u64,
+    /// See `running`.
+    pub stuck: u64,
     /// Timers pending.
     pub timers_pending: u64,
     /// How long the earliest pending timer is overdue, in seconds (0 when none is).
@@ -394,6 +396,7 @@ async fn saga_metrics(
             S::Running => metrics.running = n,
             S::Completed => metrics.completed = n,
             S::Failed => metrics.failed = n,
+            S::Stuck => metrics.stuck = n,
         }
     }
     let now = now_ms();
@@ -685,6 +688,7 @@ impl Collector for Constant {
                     ("running", m.running),
                     ("completed", m.completed),
                     ("failed", m.failed),
+                    ("stuck", m.stuck),
                 ]
                 .map(|(status, n)| (vec![saga(m), ("status", status.to_owned())], n as i64))
             }),

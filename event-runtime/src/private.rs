@@ -3,6 +3,7 @@
 pub use core::convert::From;
 pub use core::option::Option::{self, None, Some};
 pub use core::result::Result::{self, Err, Ok};
+pub use core::time::Duration;
 pub use inventory;
 pub use serde;
 pub use std::string::String;
@@ -19,6 +20,11 @@ pub use crate::message::{
 };
 pub use crate::partition::KeyPart;
 pub use crate::registry::Registration;
+
+/// What `#[saga]` implements.
+pub mod saga {
+    pub use crate::saga::{Handles, Messages, Orchestrated, Role, Step, StepKind, StepSpec, Steps};
+}
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

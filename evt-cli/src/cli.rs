@@ -96,7 +96,7 @@ pub(crate) struct SagaListArgs {
     #[arg(long, value_name = "NAME")]
     pub(crate) saga: Option<String>,
     /// Only instances with this status.
-    #[arg(long, value_name = "STATUS", value_parser = ["running", "completed", "failed"])]
+    #[arg(long, value_name = "STATUS", value_parser = ["running", "completed", "failed", "stuck"])]
     pub(crate) status: Option<String>,
     /// At most this many [default: 100].
     #[arg(long, value_name = "N", default_value_t = 100)]

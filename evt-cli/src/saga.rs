@@ -42,7 +42,7 @@ pub(crate) async fn list(db: &Db, args: &SagaListArgs, json: bool) -> Result<(),
     let status = args
         .status
         .as_deref()
-        .map(|s| Status::parse(s).expect("clap accepts only running, completed and failed"));
+        .map(|s| Status::parse(s).expect("clap accepts only running, completed, failed and stuck"));
     let instances = db
         .dlq()?
         .sagas()

@@ -111,11 +111,13 @@ use crate::handler::{Context, HandlerError};
 use crate::message::{Command, DomainEvent, Message};
 
 mod run;
+mod steps;
 pub(crate) mod store;
 mod testing;
 pub(crate) mod timers;
 
 pub(crate) use run::Timers;
+pub use steps::{Handles, Orchestrated, Phase, Role, StepKind, StepSpec, Steps};
 pub use store::{HistoryEntry, InstanceRecord};
 pub use testing::SagaTest;
 pub(crate) use timers::{TimerFired, descriptors as timer_descriptors};
@@ -207,6 +209,9 @@ pub enum Status {
     Completed,
     /// Ended unsuccessfully (after its compensations, if any).
     Failed,
+    /// Waiting for an operator: a step or a compensation that keeps getting no answer. It
+    /// still takes messages (a late answer moves it on).
+    Stuck,
 }
 
 impl Status {
@@ -216,6 +221,7 @@ impl Status {
             Status::Running => "running",
             Status::Completed => "completed",
             Status::Failed => "failed",
+            Status::Stuck => "stuck",
         }
     }
 
@@ -225,13 +231,14 @@ impl Status {
             "running" => Some(Status::Running),
             "completed" => Some(Status::Completed),
             "failed" => Some(Status::Failed),
+            "stuck" => Some(Status::Stuck),
             _ => None,
         }
     }
 
     /// Completed or failed: the instance takes no more messages and its timers are gone.
     pub fn is_finished(self) -> bool {
-        self != Status::Running
+        matches!(self, Status::Completed | Status::Failed)
     }
 }
 
@@ -259,6 +266,16 @@ impl<S> Transition<S> {
             state,
             status: Status::Completed,
             reason: None,
+        }
+    }
+
+    /// The instance waits for an operator in `state`, for `reason` (it keeps its timers and
+    /// still takes messages).
+    pub fn stuck(state: S, reason: impl Into<String>) -> Self {
+        Transition {
+            state,
+            status: Status::Stuck,
+            reason: Some(reason.into()),
         }
     }
 
@@ -456,7 +473,7 @@ pub(crate) fn decide_message<S: On<M>, M: Message>(
         format!("{name}: {what}")
     };
     match loaded {
-        Some(instance) if instance.status == Status::Running => {
+        Some(instance) if !instance.status.is_finished() => {
             S::handle(instance.state, message, step).map(Decision::Apply)
         }
         Some(instance) => {
@@ -485,7 +502,7 @@ pub(crate) fn decide_timer<S: Saga>(
 ) -> Result<Decision<S>, HandlerError> {
     match loaded {
         Some(instance)
-            if instance.status == Status::Running && instance.timers.get(timer) == Some(&token) =>
+            if !instance.status.is_finished() && instance.timers.get(timer) == Some(&token) =>
         {
             // It fired: no longer pending (a timeout that schedules it again adds it back).
             step.timers

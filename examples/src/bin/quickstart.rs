@@ -11,15 +11,16 @@
 //! warehouse does not stock landing in the dead-letter queue with their reasons, fixes the
 //! catalog, redrives the order, and finishes by itself.
 //!
-//! Beside it, the same steps orchestrated: a checkout saga (`Checkout`) holds stock, charges
-//! the card with a payment timeout and books a shipment, and compensates (releases the stock,
-//! refunds the card) when a step fails. Its state, the commands it sends and its timers commit
-//! in one transaction per message:
+//! Beside it, the same steps orchestrated: a checkout saga (`Checkout`, declared with
+//! `#[saga]`) holds stock, charges the card with a payment timeout and books a shipment (the
+//! pivot), and compensates in reverse order (refunds the card, releases the stock) when a step
+//! fails. Its state, the commands it sends and its timers commit in one transaction per message:
 //!
 //! ```text
 //! CheckoutRequested ─► HoldStock ─► StockHeld ─► ChargeCard ─► CardCharged ─► BookShipment ─► ShipmentBooked: completed
-//!                                                    │ CardDeclined, or no answer in 1 s ─► ReleaseStock: failed
-//!                                                    └─────────── ShipmentRefused ─► RefundCard + ReleaseStock: failed
+//!                                                    │ CardDeclined ─► ReleaseStock: failed
+//!                                                    │ no answer in 1 s ─► RefundCard, ReleaseStock: failed
+//!                                                    └─────────── ShipmentRefused ─► RefundCard, ReleaseStock: failed
 //! ```
 //!
 //! Run it with `cargo run -p event-examples --bin quickstart`.
@@ -29,10 +30,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use event_runtime::dlq::{LetterFilter, Selection};
-use event_runtime::saga::{Messages, On, Saga, Step, Transition, Unknown};
+use event_runtime::saga::Orchestrated;
 use event_runtime::transport::sqlite::SqliteTransport;
 use event_runtime::transport::{Bytes, OutgoingRecord, Transport};
-use event_runtime::{App, Command, Context, DomainEvent, Envelope, HandlerError, Stores, handler};
+use event_runtime::{
+    App, Command, Context, DomainEvent, Envelope, HandlerError, Stores, handler, saga,
+};
 use serde::{Deserialize, Serialize};
 
 /// One line of an order.
@@ -277,213 +280,97 @@ struct ShipmentRefused {
     reason: String,
 }
 
-/// How long the checkout waits for the payment provider.
-const PAYMENT_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// One order's checkout: where it stands, and what a compensation needs to know.
+/// One order's checkout: what its steps and their compensations need to know.
 #[derive(Serialize, Deserialize, Debug)]
-enum Checkout {
-    Holding {
-        customer: String,
-        total_cents: u64,
-        address: String,
-    },
-    Charging {
-        total_cents: u64,
-        address: String,
-    },
-    Shipping {
-        total_cents: u64,
-    },
-    Shipped {
-        carrier: String,
-    },
-    Compensated {
-        why: String,
-    },
+struct Checkout {
+    order_id: String,
+    customer: String,
+    lines: Vec<Line>,
+    total_cents: u64,
+    address: String,
+    carrier: Option<String>,
 }
 
-impl Saga for Checkout {
-    const NAME: &'static str = "checkout";
-
-    fn messages(on: &mut Messages<Self>) {
-        on.on::<CheckoutRequested>()
-            .on::<StockHeld>()
-            .on::<CardCharged>()
-            .on::<CardDeclined>()
-            .on::<ShipmentBooked>()
-            .on::<ShipmentRefused>();
-    }
-
-    fn timeout(self, _timer: &str, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
-        match self {
-            Checkout::Charging { .. } => {
-                compensate(step, "no answer from the payment provider", None)
-            }
-            other => Ok(Transition::next(other)),
-        }
-    }
-}
-
-/// Undoes what was done: refunds `refund` cents if the card was charged, releases the stock.
-fn compensate(
-    step: &mut Step<'_>,
-    why: &str,
-    refund: Option<u64>,
-) -> Result<Transition<Checkout>, HandlerError> {
-    let order_id = step.key().to_owned();
-    if let Some(amount_cents) = refund {
-        step.send(RefundCard {
-            order_id: order_id.clone(),
-            amount_cents,
-        })?;
-    }
-    step.send(ReleaseStock { order_id })?;
-    let why = why.to_owned();
-    Ok(Transition::fail(
-        Checkout::Compensated { why: why.clone() },
-        why,
-    ))
-}
-
-impl On<CheckoutRequested> for Checkout {
-    const UNKNOWN: Unknown = Unknown::Start;
-
-    fn key(event: &CheckoutRequested) -> String {
-        event.order_id.clone()
-    }
-
-    fn start(
-        event: &CheckoutRequested,
-        step: &mut Step<'_>,
-    ) -> Result<Transition<Self>, HandlerError> {
-        step.send(HoldStock {
+/// Hold the stock, charge the card, book a carrier: each step a command that expects a reply,
+/// a fault or a timeout. The booking is the pivot: once a carrier is booked the order ships,
+/// and before that a failure undoes what was done, in reverse order.
+#[saga(key = order_id)]
+impl Checkout {
+    #[start]
+    fn requested(event: &CheckoutRequested) -> Self {
+        Checkout {
             order_id: event.order_id.clone(),
-            lines: event.lines.clone(),
-        })?;
-        Ok(Transition::next(Checkout::Holding {
             customer: event.customer.clone(),
+            lines: event.lines.clone(),
             total_cents: event.total_cents,
             address: event.address.clone(),
-        }))
+            carrier: None,
+        }
     }
 
-    fn handle(
-        self,
-        _: &CheckoutRequested,
-        _: &mut Step<'_>,
-    ) -> Result<Transition<Self>, HandlerError> {
-        // The same checkout requested again: already under way.
-        Ok(Transition::next(self))
-    }
-}
-
-impl On<StockHeld> for Checkout {
-    fn key(event: &StockHeld) -> String {
-        event.order_id.clone()
+    #[step(reply = StockHeld, fault = none, timeout = "5s", compensate = release_stock)]
+    fn hold_stock(&self) -> HoldStock {
+        HoldStock {
+            order_id: self.order_id.clone(),
+            lines: self.lines.clone(),
+        }
     }
 
-    fn handle(
-        self,
-        event: &StockHeld,
-        step: &mut Step<'_>,
-    ) -> Result<Transition<Self>, HandlerError> {
-        let Checkout::Holding {
-            customer,
-            total_cents,
-            address,
-        } = self
-        else {
-            return Ok(Transition::next(self));
-        };
-        step.send(ChargeCard {
-            order_id: event.order_id.clone(),
-            customer,
-            amount_cents: total_cents,
-        })?;
-        step.schedule("payment", PAYMENT_TIMEOUT);
-        Ok(Transition::next(Checkout::Charging {
-            total_cents,
-            address,
-        }))
-    }
-}
-
-impl On<CardCharged> for Checkout {
-    fn key(event: &CardCharged) -> String {
-        event.order_id.clone()
+    fn release_stock(&self) -> ReleaseStock {
+        ReleaseStock {
+            order_id: self.order_id.clone(),
+        }
     }
 
-    fn handle(
-        self,
-        event: &CardCharged,
-        step: &mut Step<'_>,
-    ) -> Result<Transition<Self>, HandlerError> {
-        let Checkout::Charging {
-            total_cents,
-            address,
-        } = self
-        else {
-            return Ok(Transition::next(self));
-        };
-        step.cancel("payment");
-        step.send(BookShipment {
-            order_id: event.order_id.clone(),
-            address,
-        })?;
-        Ok(Transition::next(Checkout::Shipping { total_cents }))
-    }
-}
-
-impl On<CardDeclined> for Checkout {
-    fn key(event: &CardDeclined) -> String {
-        event.order_id.clone()
+    // A timeout refunds too: the charge may have gone through (payments refunds only what
+    // it charged).
+    #[step(
+        reply = CardCharged,
+        fault = CardDeclined,
+        on_fault = declined,
+        timeout = "1s",
+        compensate = refund_card
+    )]
+    fn charge_card(&self) -> ChargeCard {
+        ChargeCard {
+            order_id: self.order_id.clone(),
+            customer: self.customer.clone(),
+            amount_cents: self.total_cents,
+        }
     }
 
-    fn handle(
-        self,
-        event: &CardDeclined,
-        step: &mut Step<'_>,
-    ) -> Result<Transition<Self>, HandlerError> {
-        step.cancel("payment");
-        compensate(step, &format!("card declined: {}", event.reason), None)
-    }
-}
-
-impl On<ShipmentBooked> for Checkout {
-    fn key(event: &ShipmentBooked) -> String {
-        event.order_id.clone()
+    fn declined(&self, event: &CardDeclined) -> String {
+        format!("card declined: {}", event.reason)
     }
 
-    fn handle(
-        self,
-        event: &ShipmentBooked,
-        _: &mut Step<'_>,
-    ) -> Result<Transition<Self>, HandlerError> {
-        Ok(Transition::complete(Checkout::Shipped {
-            carrier: event.carrier.clone(),
-        }))
-    }
-}
-
-impl On<ShipmentRefused> for Checkout {
-    fn key(event: &ShipmentRefused) -> String {
-        event.order_id.clone()
+    fn refund_card(&self) -> RefundCard {
+        RefundCard {
+            order_id: self.order_id.clone(),
+            amount_cents: self.total_cents,
+        }
     }
 
-    fn handle(
-        self,
-        event: &ShipmentRefused,
-        step: &mut Step<'_>,
-    ) -> Result<Transition<Self>, HandlerError> {
-        let Checkout::Shipping { total_cents } = self else {
-            return Ok(Transition::next(self));
-        };
-        compensate(
-            step,
-            &format!("shipping refused: {}", event.reason),
-            Some(total_cents),
-        )
+    #[step(
+        pivot,
+        reply = ShipmentBooked,
+        on_reply = booked,
+        fault = ShipmentRefused,
+        on_fault = refused,
+        timeout = "5s"
+    )]
+    fn book_shipment(&self) -> BookShipment {
+        BookShipment {
+            order_id: self.order_id.clone(),
+            address: self.address.clone(),
+        }
+    }
+
+    fn booked(&mut self, event: &ShipmentBooked) {
+        self.carrier = Some(event.carrier.clone());
+    }
+
+    fn refused(&self, event: &ShipmentRefused) -> String {
+        format!("shipping refused: {}", event.reason)
     }
 }
 
@@ -673,7 +560,7 @@ async fn shop<T: Transport>(
         .register(charge_card)
         .register(refund_card)
         .register(book_shipment)
-        .saga::<Checkout>();
+        .saga::<Orchestrated<Checkout>>();
     let running = app.start().await?;
     let publisher = running.publisher();
 

@@ -1,0 +1,376 @@
+//! Orchestration in Richardson's terms: a saga as named steps, each a command that expects a
+//! reply, a fault or a timeout. Steps before the pivot are compensatable, the pivot is the point
+//! of no return, steps after it are retriable. `#[saga]` derives [`Steps`] and [`Handles`] from
+//! an `impl` block; [`Orchestrated`] runs them as a [`Saga`].
+//!
+//! The rules, per step kind:
+//!
+//! | step | reply | fault | timeout |
+//! |---|---|---|---|
+//! | compensatable | next step | compensate the steps done | compensate the steps done and this one |
+//! | pivot | next step (no way back) | compensate the steps done | send again, then stuck |
+//! | retriable | next step | send again, then stuck | send again, then stuck |
+//! | compensation | previous compensation | - | send again, then stuck |
+//!
+//! A timed-out compensatable step is compensated too: its command may have taken effect, so
+//! its compensation must be safe to run for something that never happened (the participant
+//! keys it by the saga's key). A step "sent again" sends a new command: participants are
+//! idempotent by the saga's key, as they must be under at-least-once delivery anyway.
+//!
+//! Compensations run in the reverse order of the steps. A compensation that declares its reply
+//! (`compensated = ...`) is awaited before the one before it is sent; one that does not is sent
+//! and left to the participant (the outbox delivers it at least once).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Messages, On, Saga, Step, Transition, Unknown};
+use crate::handler::HandlerError;
+use crate::message::Message;
+
+/// Where a step stands relative to the pivot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepKind {
+    /// Before the pivot: undone by its compensation when a later step fails.
+    Compensatable,
+    /// The go/no-go step: once it succeeded the saga only moves forward.
+    Pivot,
+    /// After the pivot: retried until it succeeds (or the saga is stuck).
+    Retriable,
+}
+
+/// One step as declared: what the catalog draws and the orchestrator follows.
+#[derive(Clone, Copy, Debug)]
+pub struct StepSpec {
+    /// The step's stable name (its function's name). Stored in running instances: renaming a
+    /// step orphans the instances in it.
+    pub name: &'static str,
+    /// Compensatable, pivot or retriable.
+    pub kind: StepKind,
+    /// The command it sends (Rust type name).
+    pub command: &'static str,
+    /// The message that says it succeeded (Rust type name).
+    pub reply: &'static str,
+    /// The message that says it failed (`None`: the participant never refuses).
+    pub fault: Option<&'static str>,
+    /// How long it waits for the reply or the fault.
+    pub timeout: Duration,
+    /// Its compensation (the function's name; `None`: none needed, or not compensatable).
+    pub compensation: Option<&'static str>,
+    /// The message that says the compensation is done (`None`: sent, not awaited).
+    pub compensated: Option<&'static str>,
+}
+
+/// What a message means to an orchestrated saga.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// It starts an instance.
+    Start,
+    /// The reply of the named step.
+    Reply(&'static str),
+    /// The fault of the named step.
+    Fault(&'static str),
+    /// The reply of the named step's compensation.
+    Compensated(&'static str),
+}
+
+/// A saga declared as steps: derived by `#[saga]`, run as [`Orchestrated`].
+pub trait Steps: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static {
+    /// The saga's name (see [`Saga::NAME`]).
+    const NAME: &'static str;
+    /// The steps, in order.
+    const STEPS: &'static [StepSpec];
+    /// How many times a command that timed out is sent before the instance is stuck.
+    const ATTEMPTS: u32 = 5;
+
+    /// Sends the command of step `name`.
+    ///
+    /// # Errors
+    ///
+    /// When the command cannot be encoded.
+    fn request(&self, name: &str, step: &mut Step<'_>) -> Result<(), HandlerError>;
+
+    /// Sends the compensation of step `name` (nothing when it has none).
+    ///
+    /// # Errors
+    ///
+    /// When the command cannot be encoded.
+    fn compensate(&self, name: &str, step: &mut Step<'_>) -> Result<(), HandlerError>;
+
+    /// Lists the messages: `on.on::<A>()...`, one per [`Handles`] implementation.
+    fn messages(on: &mut Messages<Orchestrated<Self>>);
+}
+
+/// How an orchestrated saga reads messages of type `M`.
+pub trait Handles<M: Message>: Steps {
+    /// What `M` means to the saga (one meaning per message type).
+    const ROLE: Role;
+
+    /// The instance `message` belongs to.
+    fn key(message: &M) -> String;
+
+    /// The data of a new instance (called for [`Role::Start`] only).
+    ///
+    /// # Errors
+    ///
+    /// The default refuses: `M` does not start the saga.
+    fn start(message: &M) -> Result<Self, HandlerError> {
+        let _ = message;
+        Err(HandlerError::permanent(format!(
+            "saga `{}`: this message does not start it",
+            Self::NAME
+        )))
+    }
+
+    /// Records what a reply says (the step's `on_reply` function; nothing by default).
+    fn record(&mut self, message: &M) {
+        let _ = message;
+    }
+
+    /// Why a fault failed its step (the step's `on_fault` function; `None`: the reason names
+    /// the step and the message type).
+    fn explain(&self, message: &M) -> Option<String> {
+        let _ = message;
+        None
+    }
+}
+
+/// Which way an orchestrated instance moves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Through the steps.
+    Forward,
+    /// Back through the compensations.
+    Compensating,
+}
+
+/// The stored form of an orchestrated saga: the user's data and where the instance stands.
+/// Wire it with `App::saga::<Orchestrated<YourSaga>>()`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(bound(deserialize = "D: serde::de::DeserializeOwned"))]
+pub struct Orchestrated<D> {
+    /// The saga's own data.
+    pub data: D,
+    /// The step under way (forward) or being compensated (empty: none).
+    pub step: String,
+    /// Forward or compensating.
+    pub phase: Phase,
+    /// The compensatable steps done, in order (the ones a failure undoes).
+    pub done: Vec<String>,
+    /// Times the current command was sent.
+    pub attempts: u32,
+    /// Why the instance compensates, or is stuck.
+    pub failure: Option<String>,
+}
+
+fn spec<D: Steps>(name: &str) -> Option<(usize, &'static StepSpec)> {
+    D::STEPS.iter().enumerate().find(|(_, s)| s.name == name)
+}
+
+/// The timer of a compensation: `undo:<step>`.
+fn undo_timer(name: &str) -> String {
+    format!("undo:{name}")
+}
+
+impl<D: Steps> Orchestrated<D> {
+    /// Sends step `index` (or completes the saga past the last one).
+    fn enter(
+        mut self,
+        index: usize,
+        step: &mut Step<'_>,
+    ) -> Result<Transition<Self>, HandlerError> {
+        let Some(spec) = D::STEPS.get(index) else {
+            self.step.clear();
+            return Ok(Transition::complete(self));
+        };
+        self.step = spec.name.to_owned();
+        self.attempts = 0;
+        self.resend(spec, step)
+    }
+
+    /// Sends the current step's command again (with its timer).
+    fn resend(
+        mut self,
+        spec: &StepSpec,
+        step: &mut Step<'_>,
+    ) -> Result<Transition<Self>, HandlerError> {
+        if self.attempts >= D::ATTEMPTS {
+            let why = format!(
+                "step `{}` got no answer after {} attempts",
+                spec.name, self.attempts
+            );
+            self.failure = Some(why.clone());
+            return Ok(Transition::stuck(self, why));
+        }
+        self.attempts += 1;
+        self.data.request(spec.name, step)?;
+        step.schedule(spec.name, spec.timeout);
+        Ok(Transition::next(self))
+    }
+
+    /// Starts compensating, for `why`; `including` the current step when it may have happened.
+    fn fail(
+        mut self,
+        why: String,
+        including: bool,
+        step: &mut Step<'_>,
+    ) -> Result<Transition<Self>, HandlerError> {
+        step.cancel(&self.step);
+        if including && !self.step.is_empty() {
+            let current = std::mem::take(&mut self.step);
+            self.done.push(current);
+        }
+        self.phase = Phase::Compensating;
+        self.failure = Some(why);
+        self.unwind(step)
+    }
+
+    /// Sends the compensation of the last step done; fails the saga when none is left.
+    fn unwind(mut self, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+        while let Some(name) = self.done.pop() {
+            let Some((_, spec)) = spec::<D>(&name) else {
+                return Err(HandlerError::permanent(format!(
+                    "saga `{}` has no step `{name}` any more: a removed step stays declared until no instance is in it",
+                    D::NAME
+                )));
+            };
+            if spec.compensation.is_none() {
+                continue;
+            }
+            self.data.compensate(spec.name, step)?;
+            if spec.compensated.is_some() {
+                self.step = name;
+                self.attempts = 1;
+                step.schedule(&undo_timer(spec.name), spec.timeout);
+                return Ok(Transition::next(self));
+            }
+        }
+        self.step.clear();
+        let why = self.failure.clone().unwrap_or_default();
+        Ok(Transition::fail(self, why))
+    }
+
+    /// `message` (of `D`'s type `M`) reached a running instance.
+    fn answer<M>(
+        mut self,
+        message: &M,
+        step: &mut Step<'_>,
+    ) -> Result<Transition<Self>, HandlerError>
+    where
+        D: Handles<M>,
+        M: Message,
+    {
+        let current = |name: &str| self.step == name;
+        match D::ROLE {
+            Role::Start => Ok(Transition::next(self)),
+            Role::Reply(name) if self.phase == Phase::Forward && current(name) => {
+                step.cancel(name);
+                self.data.record(message);
+                let Some((index, spec)) = spec::<D>(name) else {
+                    return Ok(Transition::next(self));
+                };
+                if spec.kind == StepKind::Compensatable {
+                    self.done.push(name.to_owned());
+                }
+                self.failure = None;
+                self.enter(index + 1, step)
+            }
+            Role::Fault(name) if self.phase == Phase::Forward && current(name) => {
+                let Some((_, spec)) = spec::<D>(name) else {
+                    return Ok(Transition::next(self));
+                };
+                let why = self.data.explain(message).unwrap_or_else(|| {
+                    format!("step `{name}` failed: {}", message.descriptor().name)
+                });
+                match spec.kind {
+                    StepKind::Compensatable | StepKind::Pivot => self.fail(why, false, step),
+                    StepKind::Retriable => {
+                        self.failure = Some(why);
+                        self.resend(spec, step)
+                    }
+                }
+            }
+            Role::Compensated(name) if self.phase == Phase::Compensating && current(name) => {
+                step.cancel(&undo_timer(name));
+                self.unwind(step)
+            }
+            // A late or repeated answer, for a step the instance is no longer in: nothing to do.
+            Role::Reply(_) | Role::Fault(_) | Role::Compensated(_) => Ok(Transition::next(self)),
+        }
+    }
+}
+
+impl<D: Steps> Saga for Orchestrated<D> {
+    const NAME: &'static str = D::NAME;
+
+    fn messages(on: &mut Messages<Self>) {
+        D::messages(on);
+    }
+
+    fn timeout(self, timer: &str, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+        if let Some(name) = timer.strip_prefix("undo:") {
+            let Some((_, spec)) = spec::<D>(name) else {
+                return Ok(Transition::next(self));
+            };
+            if self.phase != Phase::Compensating || self.step != name {
+                return Ok(Transition::next(self));
+            }
+            let mut this = self;
+            if this.attempts >= D::ATTEMPTS {
+                let why = format!(
+                    "the compensation of step `{name}` got no answer after {} attempts",
+                    this.attempts
+                );
+                return Ok(Transition::stuck(this, why));
+            }
+            this.attempts += 1;
+            this.data.compensate(name, step)?;
+            step.schedule(timer, spec.timeout);
+            return Ok(Transition::next(this));
+        }
+        let Some((_, spec)) = spec::<D>(timer) else {
+            return Ok(Transition::next(self));
+        };
+        if self.phase != Phase::Forward || self.step != timer {
+            return Ok(Transition::next(self));
+        }
+        match spec.kind {
+            StepKind::Compensatable => {
+                let why = format!("step `{timer}` timed out after {:?}", spec.timeout);
+                self.fail(why, true, step)
+            }
+            StepKind::Pivot | StepKind::Retriable => self.resend(spec, step),
+        }
+    }
+}
+
+impl<D: Handles<M>, M: Message> On<M> for Orchestrated<D> {
+    // A late reply for a finished instance is expected (it timed out, or was compensated).
+    const UNKNOWN: Unknown = match D::ROLE {
+        Role::Start => Unknown::Start,
+        _ => Unknown::Discard,
+    };
+
+    fn key(message: &M) -> String {
+        D::key(message)
+    }
+
+    fn start(message: &M, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+        let data = D::start(message)?;
+        Orchestrated {
+            data,
+            step: String::new(),
+            phase: Phase::Forward,
+            done: Vec::new(),
+            attempts: 0,
+            failure: None,
+        }
+        .enter(0, step)
+    }
+
+    fn handle(self, message: &M, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+        self.answer(message, step)
+    }
+}
