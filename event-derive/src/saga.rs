@@ -106,9 +106,11 @@ fn generate(saga: &SagaImpl<'_>) -> TokenStream {
     let key_field = &saga.key;
     let key_type = &saga.key_type;
     let handles = messages.iter().map(|(message, role, body)| {
+        // Spanned at the message type: a message without the key field, or with one of
+        // another type, is reported where the saga names that message.
+        let field = syn::Ident::new(&key_field.to_string(), message.span());
         let key = quote_spanned! {message.span()=>
-            let key: &#key_type = &message.#key_field;
-            ::std::string::ToString::to_string(key)
+            __ev::saga::key::<#key_type>(&message.#field)
         };
         quote! {
             #[automatically_derived]

@@ -226,6 +226,7 @@ pub fn parse<'a>(cx: &Ctxt, args: TokenStream, item: &'a syn::ItemImpl) -> Optio
         .collect();
     let mut starts = Vec::new();
     let mut steps = Vec::new();
+    let mut step_attrs = 0;
     for func in &functions {
         check_pure(cx, func);
         for attr in &func.attrs {
@@ -233,10 +234,11 @@ pub fn parse<'a>(cx: &Ctxt, args: TokenStream, item: &'a syn::ItemImpl) -> Optio
                 if let Some(start) = parse_start(cx, attr, func) {
                     starts.push(start);
                 }
-            } else if attr.path().is_ident("step")
-                && let Some(step) = parse_step(cx, attr, func)
-            {
-                steps.push(step);
+            } else if attr.path().is_ident("step") {
+                step_attrs += 1;
+                if let Some(step) = parse_step(cx, attr, func) {
+                    steps.push(step);
+                }
             }
         }
     }
@@ -248,7 +250,7 @@ pub fn parse<'a>(cx: &Ctxt, args: TokenStream, item: &'a syn::ItemImpl) -> Optio
             ),
         );
     }
-    if steps.is_empty() {
+    if step_attrs == 0 {
         cx.error_spanned_by(
             &item.self_ty,
             format!("saga `{name}` has no step: mark each function that returns a step's command with #[step(reply = ..., fault = ..., timeout = \"...\")]"),

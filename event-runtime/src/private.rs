@@ -24,6 +24,11 @@ pub use crate::registry::Registration;
 /// What `#[saga]` implements.
 pub mod saga {
     pub use crate::saga::{Handles, Messages, Orchestrated, Role, Step, StepKind, StepSpec, Steps};
+
+    /// A message's key field as the instance's key; a type error here points at the message.
+    pub fn key<K: ToString + ?Sized>(field: &K) -> String {
+        field.to_string()
+    }
 }
 
 use serde::Serialize;

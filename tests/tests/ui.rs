@@ -17,6 +17,7 @@ fn ui() {
         "key",
         "kind",
         "name",
+        "saga",
         "serde",
         "shape",
         "sla",

@@ -103,7 +103,7 @@ pub trait Steps: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
 }
 
 /// How an orchestrated saga reads messages of type `M`.
-pub trait Handles<M: Message>: Steps {
+pub trait Handles<M: Message> {
     /// What `M` means to the saga (one meaning per message type).
     const ROLE: Role;
 
@@ -115,11 +115,13 @@ pub trait Handles<M: Message>: Steps {
     /// # Errors
     ///
     /// The default refuses: `M` does not start the saga.
-    fn start(message: &M) -> Result<Self, HandlerError> {
-        let _ = message;
+    fn start(message: &M) -> Result<Self, HandlerError>
+    where
+        Self: Sized,
+    {
         Err(HandlerError::permanent(format!(
-            "saga `{}`: this message does not start it",
-            Self::NAME
+            "message `{}` does not start this saga",
+            message.descriptor().name
         )))
     }
 
@@ -346,7 +348,7 @@ impl<D: Steps> Saga for Orchestrated<D> {
     }
 }
 
-impl<D: Handles<M>, M: Message> On<M> for Orchestrated<D> {
+impl<D: Steps + Handles<M>, M: Message> On<M> for Orchestrated<D> {
     // A late reply for a finished instance is expected (it timed out, or was compensated).
     const UNKNOWN: Unknown = match D::ROLE {
         Role::Start => Unknown::Start,

@@ -1,0 +1,15 @@
+include!("messages.in");
+
+#[derive(Serialize, Deserialize)]
+struct Checkout { order_id: String }
+
+#[saga(key = order_id)]
+impl Checkout {
+    #[start]
+    fn requested(event: &CheckoutRequested) -> Self { Checkout { order_id: event.order_id.clone() } }
+
+    #[step(reply = StockHeld, fault = FraudSuspected, timeout = "5s", compensate = none)]
+    fn hold(&self) -> HoldStock { HoldStock { order_id: self.order_id.clone() } }
+}
+
+fn main() {}
