@@ -255,21 +255,37 @@ impl<D: Steps> Orchestrated<D> {
     }
 
     /// `message` (of `D`'s type `M`) reached a running instance.
-    fn answer<M>(
-        mut self,
-        message: &M,
-        step: &mut Step<'_>,
-    ) -> Result<Transition<Self>, HandlerError>
+    fn answer<M>(self, message: &M, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError>
     where
         D: Handles<M>,
         M: Message,
     {
+        let what = message.descriptor().name;
+        self.on_role(
+            D::ROLE,
+            |data| data.record(message),
+            |data| data.explain(message),
+            what,
+            step,
+        )
+    }
+
+    /// An answer in `role` reached a running instance: `record` keeps what a reply says,
+    /// `explain` says why a fault failed its step, `what` names the message.
+    pub(crate) fn on_role(
+        mut self,
+        role: Role,
+        record: impl FnOnce(&mut D),
+        explain: impl FnOnce(&D) -> Option<String>,
+        what: &str,
+        step: &mut Step<'_>,
+    ) -> Result<Transition<Self>, HandlerError> {
         let current = |name: &str| self.step == name;
-        match D::ROLE {
+        match role {
             Role::Start => Ok(Transition::next(self)),
             Role::Reply(name) if self.phase == Phase::Forward && current(name) => {
                 step.cancel(name);
-                self.data.record(message);
+                record(&mut self.data);
                 let Some((index, spec)) = spec::<D>(name) else {
                     return Ok(Transition::next(self));
                 };
@@ -283,9 +299,8 @@ impl<D: Steps> Orchestrated<D> {
                 let Some((_, spec)) = spec::<D>(name) else {
                     return Ok(Transition::next(self));
                 };
-                let why = self.data.explain(message).unwrap_or_else(|| {
-                    format!("step `{name}` failed: {}", message.descriptor().name)
-                });
+                let why =
+                    explain(&self.data).unwrap_or_else(|| format!("step `{name}` failed: {what}"));
                 match spec.kind {
                     StepKind::Compensatable | StepKind::Pivot => self.fail(why, false, step),
                     StepKind::Retriable => {

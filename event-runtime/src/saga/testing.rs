@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use super::{
-    Decision, Instance, On, Outcome, Saga, Status, Step, TimerFired, decide_message, decide_timer,
-    group_of, transit,
+    Decision, Handles, Instance, On, Orchestrated, Outcome, Role, Saga, Status, Step, StepKind,
+    StepSpec, Steps, TimerFired, decide_message, decide_timer, group_of, transit,
 };
 use crate::envelope::Envelope;
 use crate::handler::{Delivery, Emitted, HandlerError};
@@ -223,6 +223,11 @@ impl<S: Saga> SagaTest<S> {
         self.effects_of::<E>()
     }
 
+    /// The CloudEvents types of the messages sent or published so far, in order.
+    pub fn effect_types(&self) -> Vec<&str> {
+        self.effects.iter().map(|e| &*e.envelope.ty).collect()
+    }
+
     /// How many messages were sent or published so far, of any type.
     pub fn effects(&self) -> usize {
         self.effects.len()
@@ -250,4 +255,260 @@ impl<S: Saga> SagaTest<S> {
             })
             .collect()
     }
+}
+
+/// The test kit of an orchestrated saga: answers by step, and the checks derived from its
+/// declared structure.
+impl<D: Steps> SagaTest<Orchestrated<D>> {
+    /// Step `step` of instance `key` gets its reply (as if the reply message arrived; its
+    /// `on_reply` function does not run, having no message).
+    ///
+    /// # Errors
+    ///
+    /// The transition's error.
+    pub fn reply(&mut self, key: &str, step: &'static str) -> Result<(), HandlerError> {
+        self.answer(key, Role::Reply(step))
+    }
+
+    /// Step `step` of instance `key` gets its fault.
+    ///
+    /// # Errors
+    ///
+    /// The transition's error.
+    pub fn fault(&mut self, key: &str, step: &'static str) -> Result<(), HandlerError> {
+        self.answer(key, Role::Fault(step))
+    }
+
+    /// The compensation of step `step` of instance `key` gets its reply.
+    ///
+    /// # Errors
+    ///
+    /// The transition's error.
+    pub fn compensated(&mut self, key: &str, step: &'static str) -> Result<(), HandlerError> {
+        self.answer(key, Role::Compensated(step))
+    }
+
+    fn answer(&mut self, key: &str, role: Role) -> Result<(), HandlerError> {
+        let envelope = Envelope::event(TimerFired {
+            saga: D::NAME.to_owned(),
+            key: key.to_owned(),
+            timer: format!("{role:?}"),
+            token: 0,
+        });
+        self.react(key, &envelope, |loaded, step| match loaded {
+            Some(instance) if !instance.status.is_finished() => instance
+                .state
+                .on_role(role, |_| {}, |_| None, "(test kit)", step)
+                .map(Decision::Apply),
+            _ => Ok(Decision::Drop(format!("no running instance `{key}`"))),
+        })
+    }
+
+    /// The checks derived from the saga's declared steps, on instances started by `start`:
+    ///
+    /// - every step answered: the saga completes, with no timer left;
+    /// - each step failed in turn (by its fault, and by its timeout): a compensatable step or
+    ///   the pivot unwinds the steps done (and a timed-out compensatable step itself) by their
+    ///   compensations in reverse order, answering the awaited ones, and ends failed with no
+    ///   timer left; the pivot or a retriable step that times out is sent again, and is stuck
+    ///   after [`Steps::ATTEMPTS`] sends;
+    /// - every answer delivered twice: the second changes neither the state nor the effects.
+    ///
+    /// # Errors
+    ///
+    /// What went wrong, naming the step and the check.
+    pub fn check_structure<M>(start: &M) -> Result<(), String>
+    where
+        M: Message + Clone,
+        D: Handles<M>,
+    {
+        let key = <D as Handles<M>>::key(start);
+        let started = || -> Result<Self, String> {
+            let mut test = Self::new();
+            test.when(start.clone())
+                .map_err(|e| format!("the start failed: {e}"))?;
+            // Delivered twice: nothing new.
+            test.twice(&key, "the start", |t| t.when(start.clone()))?;
+            Ok(test)
+        };
+        let fail = |step: &str, check: &str, why: String| {
+            Err(format!("saga `{}`, step `{step}`, {check}: {why}", D::NAME))
+        };
+        // The happy path.
+        let mut test = started()?;
+        for spec in D::STEPS {
+            test.reply(&key, spec.name).map_err(|e| e.to_string())?;
+            test.twice(&key, spec.name, |t| t.reply(&key, spec.name))?;
+        }
+        if test.status(&key) != Some(Status::Completed) || !test.timers(&key).is_empty() {
+            return fail(
+                "(all)",
+                "every step answered",
+                format!(
+                    "status {:?}, timers {:?}",
+                    test.status(&key),
+                    test.timers(&key)
+                ),
+            );
+        }
+        for (index, spec) in D::STEPS.iter().enumerate() {
+            let ways: &[(&str, bool)] = match (spec.kind, spec.fault.is_some()) {
+                (StepKind::Retriable, _) => &[("timeout", true)],
+                (_, true) => &[("fault", false), ("timeout", true)],
+                (_, false) => &[("timeout", true)],
+            };
+            for &(way, timeout) in ways {
+                let mut test = started()?;
+                for before in &D::STEPS[..index] {
+                    test.reply(&key, before.name).map_err(|e| e.to_string())?;
+                }
+                test.clear_effects();
+                let resent = timeout && spec.kind != StepKind::Compensatable;
+                if resent {
+                    for attempt in 1..D::ATTEMPTS {
+                        test.advance(spec.timeout).map_err(|e| e.to_string())?;
+                        if test.effects() != attempt as usize {
+                            return fail(
+                                spec.name,
+                                "timeout",
+                                format!(
+                                    "attempt {} sent {} command(s), not one more",
+                                    attempt + 1,
+                                    test.effects()
+                                ),
+                            );
+                        }
+                    }
+                    test.advance(spec.timeout).map_err(|e| e.to_string())?;
+                    if test.status(&key) != Some(Status::Stuck) {
+                        return fail(
+                            spec.name,
+                            "timeout",
+                            format!(
+                                "after {} sends the instance is {:?}, not stuck",
+                                D::ATTEMPTS,
+                                test.status(&key)
+                            ),
+                        );
+                    }
+                    // A late reply moves it on.
+                    test.reply(&key, spec.name).map_err(|e| e.to_string())?;
+                    if test.status(&key) == Some(Status::Stuck) {
+                        return fail(spec.name, "timeout", "a late reply left it stuck".into());
+                    }
+                    continue;
+                }
+                let data = test.state(&key).map(|s| s.data);
+                if timeout {
+                    test.advance(spec.timeout).map_err(|e| e.to_string())?;
+                } else {
+                    test.fault(&key, spec.name).map_err(|e| e.to_string())?;
+                    test.twice(&key, spec.name, |t| t.fault(&key, spec.name))?;
+                }
+                // The unwind: the compensations of the steps done, in reverse order.
+                let mut undone: Vec<&StepSpec> = D::STEPS[..index]
+                    .iter()
+                    .filter(|s| s.kind == StepKind::Compensatable)
+                    .collect();
+                if timeout && spec.kind == StepKind::Compensatable {
+                    undone.push(spec);
+                }
+                let mut expected = Vec::new();
+                for undo in undone.iter().rev().filter(|s| s.compensation.is_some()) {
+                    let Some(data) = &data else { break };
+                    let types = compensation_types(data, &key, undo.name)?;
+                    if types.is_empty() {
+                        return fail(
+                            undo.name,
+                            "compensation",
+                            format!(
+                                "its compensation `{}` sends nothing",
+                                undo.compensation.unwrap_or_default()
+                            ),
+                        );
+                    }
+                    expected.extend(types);
+                    while test.state(&key).is_some_and(|s| s.step == undo.name)
+                        && undo.compensated.is_some()
+                    {
+                        test.compensated(&key, undo.name)
+                            .map_err(|e| e.to_string())?;
+                        test.twice(&key, undo.name, |t| t.compensated(&key, undo.name))?;
+                    }
+                }
+                let sent = test.effect_types();
+                if sent != expected {
+                    return fail(
+                        spec.name,
+                        way,
+                        format!(
+                            "the unwind sent {sent:?}, expected {expected:?} (the compensations of the steps done, in reverse order)"
+                        ),
+                    );
+                }
+                if test.status(&key) != Some(Status::Failed) || !test.timers(&key).is_empty() {
+                    return fail(
+                        spec.name,
+                        way,
+                        format!(
+                            "after the unwind the instance is {:?} with timers {:?}, not failed with none",
+                            test.status(&key),
+                            test.timers(&key)
+                        ),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `again` (an answer delivered a second time) and checks it changed neither the
+    /// state nor the effects.
+    fn twice(
+        &mut self,
+        key: &str,
+        what: &str,
+        again: impl FnOnce(&mut Self) -> Result<(), HandlerError>,
+    ) -> Result<(), String> {
+        let before = (
+            self.instances.get(key).map(|s| s.state.clone()),
+            self.effects.len(),
+        );
+        again(self).map_err(|e| format!("{what} delivered twice failed: {e}"))?;
+        let after = (
+            self.instances.get(key).map(|s| s.state.clone()),
+            self.effects.len(),
+        );
+        if before != after {
+            return Err(format!(
+                "saga `{}`: {what} delivered twice changed the state or sent again",
+                D::NAME
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The types of what the compensation of step `name` sends for `data`.
+fn compensation_types<D: Steps>(data: &D, key: &str, name: &str) -> Result<Vec<String>, String> {
+    let envelope = Envelope::event(TimerFired {
+        saga: D::NAME.to_owned(),
+        key: key.to_owned(),
+        timer: name.to_owned(),
+        token: 0,
+    });
+    let ctx = crate::testing::context(&group_of(D::NAME), &envelope, Delivery::Live);
+    let mut step = Step {
+        key,
+        now: SystemTime::UNIX_EPOCH,
+        ctx: &ctx,
+        timers: Vec::new(),
+    };
+    data.compensate(name, &mut step)
+        .map_err(|e| e.to_string())?;
+    let emitted = ctx
+        .emitted
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    Ok(emitted.iter().map(|e| e.envelope.ty.to_string()).collect())
 }
