@@ -22,6 +22,7 @@ pub use crate::partition::KeyPart;
 pub use crate::registry::Registration;
 
 /// What `#[saga]` implements.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 pub mod saga {
     pub use crate::saga::{Handles, Messages, Orchestrated, Role, Step, StepKind, StepSpec, Steps};
 

@@ -72,7 +72,7 @@ pub(crate) enum Command {
     /// The event schemas of a crate and its schema registry.
     #[command(subcommand)]
     Schema(SchemaCommand),
-    /// Saga instances: list them, show one with its state, timers and history.
+    /// Saga instances: list them, show one with its state, timers and history, repair one.
     #[command(subcommand)]
     Saga(SagaCommand),
 }
@@ -88,6 +88,24 @@ pub(crate) enum SagaCommand {
         /// The instance's key.
         key: String,
     },
+    /// Send a stuck instance's current command (or compensation) again, with fresh attempts.
+    Resume(RepairArgs),
+    /// Take an instance's current step (or compensation) as answered and go on.
+    Skip(RepairArgs),
+    /// Undo an instance now: compensate its steps done (not past the pivot).
+    Compensate(RepairArgs),
+}
+
+/// One instance to repair.
+#[derive(Debug, Args)]
+pub(crate) struct RepairArgs {
+    /// The saga's name.
+    pub(crate) saga: String,
+    /// The instance's key.
+    pub(crate) key: String,
+    /// Who is acting, for the instance's history [default: $USER, else "cli"].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) actor: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -199,14 +217,19 @@ pub(crate) struct ActArgs {
 
 impl ActArgs {
     pub(crate) fn actor(&self) -> String {
-        self.actor
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .or_else(|| std::env::var("USERNAME").ok())
-            .map(|name| name.trim().to_owned())
-            .filter(|name| !name.is_empty())
-            .unwrap_or_else(|| "cli".to_owned())
+        actor(self.actor.as_deref())
     }
+}
+
+/// `given`, else $USER (or $USERNAME), else "cli".
+pub(crate) fn actor(given: Option<&str>) -> String {
+    given
+        .map(str::to_owned)
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("USERNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "cli".to_owned())
 }
 
 #[derive(Debug, Args)]

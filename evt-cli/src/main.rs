@@ -137,6 +137,20 @@
 //! evt --db shop.db saga show checkout o-17
 //! ```
 //!
+//! # `evt saga resume|skip|compensate <saga> <key> [--actor NAME]`
+//!
+//! Repairs an instance of a `#[saga]` saga: `resume` sends its current command (or
+//! compensation) again with fresh attempts (a stuck instance runs again), `skip` takes the
+//! current step (or compensation) as answered, `compensate` undoes the steps done (refused past
+//! the pivot). The repair is queued at the instance's current version and a running app with
+//! the saga applies it within its timer poll; if the instance moved in between, the repair
+//! drops itself. It shows in `saga show` as a transition by `timer:repair:<action>:<actor>`;
+//! one the saga refuses is dead-lettered with the reason.
+//!
+//! ```text
+//! evt --db shop.db saga resume checkout o-17 --actor alice
+//! ```
+//!
 //! # `evt topics`
 //!
 //! Every topic with its partition count, the end offset of each partition and the total.
@@ -159,6 +173,7 @@ mod trace;
 use std::process::ExitCode;
 
 use clap::Parser;
+use event_runtime::saga::Repair;
 
 use crate::cli::{Cli, Command, DlqCommand, RequestsCommand, SagaCommand, SchemaCommand};
 use crate::db::Error;
@@ -215,6 +230,15 @@ async fn run(cli: Cli) -> Result<(), Error> {
         Command::Trace(args) => trace::run(&db, &args, json).await,
         Command::Saga(SagaCommand::List(args)) => saga::list(&db, &args, json).await,
         Command::Saga(SagaCommand::Show { saga, key }) => saga::show(&db, &saga, &key, json).await,
+        Command::Saga(SagaCommand::Resume(args)) => {
+            saga::repair(&db, Repair::Resume, &args, json).await
+        }
+        Command::Saga(SagaCommand::Skip(args)) => {
+            saga::repair(&db, Repair::Skip, &args, json).await
+        }
+        Command::Saga(SagaCommand::Compensate(args)) => {
+            saga::repair(&db, Repair::Compensate, &args, json).await
+        }
         Command::Schema(_) => unreachable!("handled before the engine file is opened"),
     }
 }

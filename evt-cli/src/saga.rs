@@ -1,11 +1,11 @@
-//! `evt saga list` and `evt saga show`: the saga instances in the application's stores.
+//! `evt saga list`, `show` and the repairs: the saga instances in the application's stores.
 
 use std::io::{self, Write};
 
-use event_runtime::saga::{InstanceRecord, Status};
+use event_runtime::saga::{InstanceRecord, Repair, Status};
 use serde_json::{Value, json};
 
-use crate::cli::SagaListArgs;
+use crate::cli::{RepairArgs, SagaListArgs};
 use crate::db::{Db, Error};
 use crate::output::{self, Table, clean, or_dash, time_ms, truncate};
 
@@ -141,5 +141,50 @@ pub(crate) async fn show(db: &Db, saga: &str, key: &str, json: bool) -> Result<(
         ]);
     }
     table.write(&mut out)?;
+    Ok(())
+}
+
+/// Queues `repair` of one instance (see `evt saga resume`).
+pub(crate) async fn repair(
+    db: &Db,
+    repair: Repair,
+    args: &RepairArgs,
+    json: bool,
+) -> Result<(), Error> {
+    let actor = crate::cli::actor(args.actor.as_deref());
+    let sagas = db.dlq()?.sagas();
+    let instance = sagas
+        .instance(&args.saga, &args.key)
+        .await
+        .map_err(|e| db.fail_store(e))?;
+    let queued = sagas
+        .request_repair(&args.saga, &args.key, repair, &actor)
+        .await
+        .map_err(|e| db.fail_store(e))?;
+    let Some(instance) = instance.filter(|_| queued) else {
+        return Err(Error::msg(format!(
+            "no unfinished instance of saga `{}` has key `{}` (see `evt saga list --saga {}`)",
+            args.saga, args.key, args.saga
+        )));
+    };
+    if json {
+        output::print_json(&json!({
+            "queued": repair.as_str(),
+            "saga": args.saga,
+            "key": args.key,
+            "version": instance.version,
+            "actor": actor,
+        }))?;
+        return Ok(());
+    }
+    writeln!(
+        io::stdout().lock(),
+        "queued `{}` of saga {} {} at version {} ({}) by {actor}: a running app with the saga applies it within its timer poll",
+        repair.as_str(),
+        clean(&args.saga),
+        clean(&args.key),
+        instance.version,
+        instance.status.as_str()
+    )?;
     Ok(())
 }

@@ -1,13 +1,25 @@
 //! `#[saga]`: an orchestrated checkout declared as steps. The test kit runs it on a virtual
 //! clock: the unwinds in reverse order, the timed-out step compensated too, the pivot sent again
 //! and then stuck, an awaited compensation, answers delivered twice, and the structure check
-//! derived from the declared steps (which fails for a saga whose compensation sends nothing).
+//! derived from the declared steps (which fails for a saga whose compensation sends nothing),
+//! the operator's repairs; then the same kind of saga on the embedded SQLite engine and with
+//! PostgreSQL stores on NATS and on Kafka: completed, compensated, stuck on a participant that
+//! does not answer, and resumed by a repair.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use event_runtime::saga::{Messages, Orchestrated, SagaTest, Status, Step, StepSpec, Steps};
-use event_runtime::{Command, DomainEvent, HandlerError, saga};
+use event_runtime::saga::{
+    Messages, Orchestrated, Repair, SagaTest, Status, Step, StepSpec, Steps,
+};
+use event_runtime::transport::Transport;
+use event_runtime::{
+    App, Command, Context, DomainEvent, Envelope, HandlerError, Running, Stores, saga,
+};
 use serde::{Deserialize, Serialize};
+
+mod common;
 
 #[derive(DomainEvent, Serialize, Deserialize, Clone, Debug)]
 #[event(context = "checkout")]
@@ -434,4 +446,275 @@ fn the_structure_check_fails_when_a_compensation_sends_nothing() {
         err.contains("step `charge`, compensation: its compensation `refund` sends nothing"),
         "{err}"
     );
+}
+
+#[test]
+fn an_operator_resumes_a_stuck_release_or_skips_it() {
+    let stuck = |key: &str| {
+        let mut test = Kit::new();
+        test.when(order(key)).unwrap();
+        test.when(held(key)).unwrap();
+        test.when(CardDeclined { order: key.into() }).unwrap();
+        for _ in 0..3 {
+            test.advance(Duration::from_secs(5)).unwrap();
+        }
+        assert_eq!(test.status(key), Some(Status::Stuck));
+        test
+    };
+    // Resume: the release is sent again, with fresh attempts, and its answer ends the unwind.
+    let mut test = stuck("o-10");
+    test.repair("o-10", Repair::Resume).unwrap();
+    assert_eq!(test.status("o-10"), Some(Status::Running));
+    assert_eq!(test.sent::<ReleaseStock>().len(), 4);
+    assert_eq!(test.timers("o-10").len(), 1, "the release's timer again");
+    test.when(StockReleased {
+        order: "o-10".into(),
+    })
+    .unwrap();
+    assert_eq!(test.status("o-10"), Some(Status::Failed));
+    // Skip: the release counts as done (an operator released the stock by hand).
+    let mut test = stuck("o-11");
+    test.repair("o-11", Repair::Skip).unwrap();
+    assert_eq!(test.status("o-11"), Some(Status::Failed));
+    assert_eq!(test.sent::<ReleaseStock>().len(), 3);
+    // Nothing left to repair on a finished instance: the repair drops itself.
+    let version = test.version("o-11");
+    test.repair("o-11", Repair::Resume).unwrap();
+    assert_eq!(test.version("o-11"), version);
+}
+
+#[test]
+fn an_operator_compensates_before_the_pivot_and_not_after_it() {
+    let mut test = Kit::new();
+    test.when(order("o-12")).unwrap();
+    test.when(held("o-12")).unwrap();
+    test.clear_effects();
+    // Waiting for the charge: undo it (it may have happened) and the hold.
+    test.repair("o-12", Repair::Compensate).unwrap();
+    assert_eq!(sent(&test), ["refund", "release"]);
+    assert_eq!(
+        test.state("o-12").unwrap().failure.as_deref(),
+        Some("compensated by an operator")
+    );
+    // Compensating already: a second compensate is refused, naming why.
+    let err = test.repair("o-12", Repair::Compensate).unwrap_err();
+    assert!(err.to_string().contains("compensating already"), "{err}");
+
+    let mut shipped = Kit::new();
+    shipped.when(order("o-13")).unwrap();
+    shipped.when(held("o-13")).unwrap();
+    shipped.when(charged("o-13")).unwrap();
+    shipped
+        .when(ShipmentBooked {
+            order: "o-13".into(),
+        })
+        .unwrap();
+    let err = shipped.repair("o-13", Repair::Compensate).unwrap_err();
+    assert!(err.to_string().contains("past the pivot"), "{err}");
+    // Skipping the receipt finishes it.
+    shipped.repair("o-13", Repair::Skip).unwrap();
+    assert_eq!(shipped.status("o-13"), Some(Status::Completed));
+}
+
+/// The checkout with short timeouts, for the engines: hold (awaited release) -> charge (pivot).
+#[derive(Serialize, Deserialize, Debug)]
+struct QuickCheckout {
+    order: String,
+}
+
+#[saga(name = "quick_checkout", key = order, attempts = 2)]
+impl QuickCheckout {
+    #[start]
+    fn requested(event: &CheckoutRequested) -> Self {
+        QuickCheckout {
+            order: event.order.clone(),
+        }
+    }
+
+    #[step(
+        reply = StockHeld,
+        fault = none,
+        timeout = "300ms",
+        compensate = release,
+        compensated = StockReleased
+    )]
+    fn hold(&self) -> HoldStock {
+        HoldStock {
+            order: self.order.clone(),
+        }
+    }
+
+    fn release(&self) -> ReleaseStock {
+        ReleaseStock {
+            order: self.order.clone(),
+        }
+    }
+
+    #[step(pivot, reply = CardCharged, fault = CardDeclined, timeout = "5s")]
+    fn charge(&self) -> ChargeCard {
+        ChargeCard {
+            order: self.order.clone(),
+        }
+    }
+}
+
+/// Inventory holds and (once `answer_releases` is set) acknowledges releases; payments
+/// declines orders whose key ends in `-declined`.
+fn participants<T: Transport>(app: &mut App<T>, answer_releases: &Arc<AtomicBool>) {
+    app.subscribe(
+        "inventory",
+        |cmd: Envelope<HoldStock>, ctx: Context| async move {
+            ctx.publish(StockHeld {
+                order: cmd.data.order,
+            })?;
+            Ok::<(), HandlerError>(())
+        },
+    );
+    let answer = answer_releases.clone();
+    app.subscribe(
+        "inventory",
+        move |cmd: Envelope<ReleaseStock>, ctx: Context| {
+            let answer = answer.load(Ordering::SeqCst);
+            async move {
+                if answer {
+                    ctx.publish(StockReleased {
+                        order: cmd.data.order,
+                    })?;
+                }
+                Ok::<(), HandlerError>(())
+            }
+        },
+    );
+    app.subscribe(
+        "payments",
+        |cmd: Envelope<ChargeCard>, ctx: Context| async move {
+            let order = cmd.data.order;
+            if order.ends_with("-declined") {
+                ctx.publish(CardDeclined { order })?;
+            } else {
+                ctx.publish(CardCharged { order })?;
+            }
+            Ok::<(), HandlerError>(())
+        },
+    );
+}
+
+/// Waits until instance `order` has `status`.
+async fn reaches<T: Transport>(
+    running: &Running<T>,
+    order: &str,
+    status: Status,
+) -> event_runtime::saga::InstanceRecord {
+    let sagas = running.sagas().expect("SQL stores");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let instance = sagas.instance("quick_checkout", order).await.unwrap();
+        if let Some(instance) = instance.filter(|i| i.status == status) {
+            return instance;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "quick_checkout {order} never became {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn stuck_and_resumed<T: Transport>(mut app: App<T>, prefix: &str) {
+    let answer_releases = Arc::new(AtomicBool::new(false));
+    app.saga::<Orchestrated<QuickCheckout>>();
+    participants(&mut app, &answer_releases);
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    let (ok, declined) = (format!("{prefix}-ok"), format!("{prefix}-declined"));
+    for order in [&ok, &declined] {
+        publisher
+            .publish(Envelope::event(CheckoutRequested {
+                order: order.clone(),
+                cents: 100,
+            }))
+            .await
+            .unwrap();
+    }
+    reaches(&running, &ok, Status::Completed).await;
+    // Declined, and the release is never acknowledged: sent twice, then stuck.
+    let stuck = reaches(&running, &declined, Status::Stuck).await;
+    assert_eq!(
+        stuck.reason.as_deref(),
+        Some("the compensation of step `hold` got no answer after 2 attempts")
+    );
+    let sagas = running.sagas().unwrap();
+    // The participant is fixed; an operator resumes the instance.
+    answer_releases.store(true, Ordering::SeqCst);
+    assert!(
+        sagas
+            .request_repair("quick_checkout", &declined, Repair::Resume, "ops")
+            .await
+            .unwrap()
+    );
+    let failed = reaches(&running, &declined, Status::Failed).await;
+    assert_eq!(
+        failed.reason.as_deref(),
+        Some("step `charge` failed: payments.card_declined")
+    );
+    let history = sagas.history("quick_checkout", &declined).await.unwrap();
+    let causes: Vec<&str> = history.iter().map(|h| h.message_type.as_str()).collect();
+    assert!(
+        causes.contains(&"timer:repair:resume:ops"),
+        "the repair is in the history: {causes:?}"
+    );
+    assert_eq!(
+        causes.last(),
+        Some(&"inventory.stock_released"),
+        "{causes:?}"
+    );
+    // A finished instance takes no repair.
+    assert!(
+        !sagas
+            .request_repair("quick_checkout", &declined, Repair::Resume, "ops")
+            .await
+            .unwrap()
+    );
+    running.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_and_resumed_on_the_embedded_engine() {
+    let dir = common::tempdir("saga-steps");
+    let app = App::embedded(dir.join("shop.db")).await.unwrap();
+    stuck_and_resumed(app, "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_and_resumed_on_nats_with_postgres_stores() {
+    let Some(url) = common::server_url("EVT_NATS_URL") else {
+        return;
+    };
+    let Some((pool, _)) = common::postgres_schema().await else {
+        return;
+    };
+    let prefix = format!("steps{}", uuid::Uuid::now_v7().simple());
+    let transport =
+        event_nats::NatsTransport::connect(event_nats::NatsConfig::new(url).prefix(&prefix))
+            .await
+            .unwrap();
+    let app = App::new(transport, Stores::postgres(pool).await.unwrap());
+    stuck_and_resumed(app, "nats").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_and_resumed_on_kafka_with_postgres_stores() {
+    let Some(bootstrap) = common::server_url("EVT_KAFKA_BOOTSTRAP") else {
+        return;
+    };
+    let Some((pool, _)) = common::postgres_schema().await else {
+        return;
+    };
+    let prefix = format!("steps{}", uuid::Uuid::now_v7().simple());
+    let transport = event_kafka::KafkaTransport::connect(
+        event_kafka::KafkaConfig::new(bootstrap).prefix(&prefix),
+    )
+    .unwrap();
+    let app = App::new(transport, Stores::postgres(pool).await.unwrap());
+    stuck_and_resumed(app, "kafka").await;
 }

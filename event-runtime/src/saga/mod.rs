@@ -148,7 +148,61 @@ pub trait Saga: Serialize + DeserializeOwned + Send + Sync + 'static {
             Self::NAME
         )))
     }
+
+    /// An operator asked for `repair` of this instance (see [`Repair`]). The default refuses:
+    /// the repair's message is dead-lettered with the reason.
+    ///
+    /// # Errors
+    ///
+    /// A [`HandlerError`]: permanent when the repair does not apply.
+    fn repair(self, repair: Repair, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+        let _ = step;
+        Err(HandlerError::permanent(format!(
+            "saga `{}` has no `{}` repair (sagas declared with #[saga] have them)",
+            Self::NAME,
+            repair.as_str()
+        )))
+    }
 }
+
+/// An operator's repair of an instance (`evt saga resume|skip|compensate`, or
+/// [`Sagas::request_repair`]). It reaches the saga as a timer named `repair:<action>:<actor>`
+/// carrying the instance's version when it was asked: if the instance moved since, the repair
+/// drops itself (the operator looked at a state that is gone). The transition it makes is in
+/// the instance's history like any other, with the action and the actor as its message type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repair {
+    /// Send the current step's command (or compensation) again, with its attempts reset.
+    Resume,
+    /// Take the current step (or compensation) as answered and go on.
+    Skip,
+    /// Undo now: compensate the steps done (and the current one, if it can be compensated).
+    Compensate,
+}
+
+impl Repair {
+    /// `resume`, `skip`, `compensate`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Repair::Resume => "resume",
+            Repair::Skip => "skip",
+            Repair::Compensate => "compensate",
+        }
+    }
+
+    /// The action named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "resume" => Some(Repair::Resume),
+            "skip" => Some(Repair::Skip),
+            "compensate" => Some(Repair::Compensate),
+            _ => None,
+        }
+    }
+}
+
+/// The prefix of a repair's timer name.
+pub(crate) const REPAIR: &str = "repair:";
 
 /// What a message does when it finds no running instance of the saga under its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -500,6 +554,33 @@ pub(crate) fn decide_timer<S: Saga>(
     token: i64,
     step: &mut Step<'_>,
 ) -> Result<Decision<S>, HandlerError> {
+    if let Some(asked) = timer.strip_prefix(REPAIR) {
+        let action = asked.split(':').next().unwrap_or_default();
+        let Some(repair) = Repair::parse(action) else {
+            return Err(HandlerError::permanent(format!(
+                "unknown repair `{action}` for saga `{}` key `{}`",
+                S::NAME,
+                step.key
+            )));
+        };
+        return match loaded {
+            Some(instance) if !instance.status.is_finished() && instance.version == token => {
+                S::repair(instance.state, repair, step).map(Decision::Apply)
+            }
+            Some(instance) => Ok(Decision::Drop(format!(
+                "repair `{asked}` of saga `{}` key `{}` asked at version {token} is stale: the instance is {} at version {}",
+                S::NAME,
+                step.key,
+                instance.status.as_str(),
+                instance.version
+            ))),
+            None => Ok(Decision::Drop(format!(
+                "repair `{asked}` of saga `{}` key `{}` has no instance",
+                S::NAME,
+                step.key
+            ))),
+        };
+    }
     match loaded {
         Some(instance)
             if !instance.status.is_finished() && instance.timers.get(timer) == Some(&token) =>
@@ -712,6 +793,24 @@ impl Sagas {
         &self,
     ) -> Result<Vec<(String, u64, i64)>, crate::transport::TransportError> {
         on_pool!(&self.db, pool => store::timer_counts(pool).await, memory => Ok(Vec::new()))
+    }
+
+    /// Queues `repair` of the instance of `saga` with `key`, by `actor`, at the instance's
+    /// current version (see [`Repair`]): a running app with the saga applies it within its
+    /// timer poll. `false` when no unfinished instance has that key.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails. Cancelling it before it returns may leave the repair queued
+    /// or not.
+    pub async fn request_repair(
+        &self,
+        saga: &str,
+        key: &str,
+        repair: Repair,
+        actor: &str,
+    ) -> Result<bool, crate::transport::TransportError> {
+        on_pool!(&self.db, pool => store::request_repair(pool, saga, key, repair, actor).await, memory => Ok(false))
     }
 
     /// The transitions of the instance of `saga` with `key`, oldest first.

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Messages, On, Saga, Step, Transition, Unknown};
+use super::{Messages, On, Repair, Saga, Step, Transition, Unknown};
 use crate::handler::HandlerError;
 use crate::message::Message;
 
@@ -192,23 +192,34 @@ impl<D: Steps> Orchestrated<D> {
         self.resend(spec, step)
     }
 
-    /// Sends the current step's command again (with its timer).
+    /// Sends the current step's command, or its compensation when compensating, again (with
+    /// its timer); stuck once it was sent [`Steps::ATTEMPTS`] times.
     fn resend(
         mut self,
         spec: &StepSpec,
         step: &mut Step<'_>,
     ) -> Result<Transition<Self>, HandlerError> {
+        let undoing = self.phase == Phase::Compensating;
         if self.attempts >= D::ATTEMPTS {
-            let why = format!(
-                "step `{}` got no answer after {} attempts",
-                spec.name, self.attempts
-            );
-            self.failure = Some(why.clone());
+            let what = if undoing {
+                format!("the compensation of step `{}`", spec.name)
+            } else {
+                format!("step `{}`", spec.name)
+            };
+            let why = format!("{what} got no answer after {} attempts", self.attempts);
+            if !undoing {
+                self.failure = Some(why.clone());
+            }
             return Ok(Transition::stuck(self, why));
         }
         self.attempts += 1;
-        self.data.request(spec.name, step)?;
-        step.schedule(spec.name, spec.timeout);
+        if undoing {
+            self.data.compensate(spec.name, step)?;
+            step.schedule(&undo_timer(spec.name), spec.timeout);
+        } else {
+            self.data.request(spec.name, step)?;
+            step.schedule(spec.name, spec.timeout);
+        }
         Ok(Transition::next(self))
     }
 
@@ -229,7 +240,8 @@ impl<D: Steps> Orchestrated<D> {
         self.unwind(step)
     }
 
-    /// Sends the compensation of the last step done; fails the saga when none is left.
+    /// Sends the compensations of the steps done, last first, up to one that is awaited;
+    /// fails the saga when none is left.
     fn unwind(mut self, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
         while let Some(name) = self.done.pop() {
             let Some((_, spec)) = spec::<D>(&name) else {
@@ -241,13 +253,12 @@ impl<D: Steps> Orchestrated<D> {
             if spec.compensation.is_none() {
                 continue;
             }
-            self.data.compensate(spec.name, step)?;
             if spec.compensated.is_some() {
                 self.step = name;
-                self.attempts = 1;
-                step.schedule(&undo_timer(spec.name), spec.timeout);
-                return Ok(Transition::next(self));
+                self.attempts = 0;
+                return self.resend(spec, step);
             }
+            self.data.compensate(spec.name, step)?;
         }
         self.step.clear();
         let why = self.failure.clone().unwrap_or_default();
@@ -327,38 +338,66 @@ impl<D: Steps> Saga for Orchestrated<D> {
     }
 
     fn timeout(self, timer: &str, step: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
-        if let Some(name) = timer.strip_prefix("undo:") {
-            let Some((_, spec)) = spec::<D>(name) else {
-                return Ok(Transition::next(self));
-            };
-            if self.phase != Phase::Compensating || self.step != name {
-                return Ok(Transition::next(self));
-            }
-            let mut this = self;
-            if this.attempts >= D::ATTEMPTS {
-                let why = format!(
-                    "the compensation of step `{name}` got no answer after {} attempts",
-                    this.attempts
-                );
-                return Ok(Transition::stuck(this, why));
-            }
-            this.attempts += 1;
-            this.data.compensate(name, step)?;
-            step.schedule(timer, spec.timeout);
-            return Ok(Transition::next(this));
-        }
-        let Some((_, spec)) = spec::<D>(timer) else {
+        let (name, undoing) = match timer.strip_prefix("undo:") {
+            Some(name) => (name, true),
+            None => (timer, false),
+        };
+        let Some((_, spec)) = spec::<D>(name) else {
             return Ok(Transition::next(self));
         };
-        if self.phase != Phase::Forward || self.step != timer {
+        if self.step != name || (self.phase == Phase::Compensating) != undoing {
             return Ok(Transition::next(self));
         }
-        match spec.kind {
-            StepKind::Compensatable => {
-                let why = format!("step `{timer}` timed out after {:?}", spec.timeout);
-                self.fail(why, true, step)
+        if !undoing && spec.kind == StepKind::Compensatable {
+            let why = format!("step `{name}` timed out after {:?}", spec.timeout);
+            return self.fail(why, true, step);
+        }
+        self.resend(spec, step)
+    }
+
+    fn repair(
+        mut self,
+        repair: Repair,
+        step: &mut Step<'_>,
+    ) -> Result<Transition<Self>, HandlerError> {
+        let current = spec::<D>(&self.step).map(|(_, spec)| spec);
+        let refuse = |why: String| {
+            Err(HandlerError::permanent(format!(
+                "saga `{}` key `{}`: no `{}` repair: {why}",
+                D::NAME,
+                step.key,
+                repair.as_str()
+            )))
+        };
+        match (repair, current) {
+            (Repair::Resume | Repair::Skip, None) => {
+                refuse("the instance waits for no step".to_owned())
             }
-            StepKind::Pivot | StepKind::Retriable => self.resend(spec, step),
+            (Repair::Resume, Some(spec)) => {
+                self.attempts = 0;
+                self.resend(spec, step)
+            }
+            (Repair::Skip, Some(spec)) => {
+                let role = match self.phase {
+                    Phase::Forward => Role::Reply(spec.name),
+                    Phase::Compensating => Role::Compensated(spec.name),
+                };
+                let by = format!("repair `skip` of step `{}`", spec.name);
+                self.on_role(role, |_| {}, |_| None, &by, step)
+            }
+            (Repair::Compensate, _) if self.phase == Phase::Compensating => refuse(
+                "it is compensating already (resume or skip its current compensation)".to_owned(),
+            ),
+            (Repair::Compensate, Some(spec)) if spec.kind == StepKind::Retriable => {
+                refuse(format!(
+                    "step `{}` is past the pivot: the saga only goes forward (resume or skip)",
+                    spec.name
+                ))
+            }
+            (Repair::Compensate, current) => {
+                let including = current.is_some_and(|spec| spec.kind == StepKind::Compensatable);
+                self.fail("compensated by an operator".to_owned(), including, step)
+            }
         }
     }
 }

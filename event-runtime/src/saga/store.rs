@@ -253,6 +253,34 @@ pub(crate) async fn instance<DB: Exec>(
         .map_err(error)
 }
 
+/// Queues repair `action` by `actor` for the instance of `saga` with `key`, at its current
+/// version: a timer row due now, which the timer task fires through the log like any other.
+/// Whether an unfinished instance was there to repair.
+pub(crate) async fn request_repair<DB: Exec>(
+    pool: &sqlx::Pool<DB>,
+    saga: &str,
+    key: &str,
+    action: super::Repair,
+    actor: &str,
+) -> Result<bool, crate::transport::TransportError> {
+    let error = |err| DB::error(format!("queue a repair of saga {saga} instance {key}"), err);
+    let mut conn = pool.acquire().await.map_err(error)?;
+    let name = format!("{}{}:{actor}", super::REPAIR, action.as_str());
+    let queued = DB::exec(
+        &mut conn,
+        DB::sql(
+            "INSERT INTO evt_saga_timers (saga, key, name, token, due_ms) \
+             SELECT saga, key, ?, version, ? FROM evt_sagas \
+             WHERE saga = ? AND key = ? AND status IN ('running', 'stuck') \
+             ON CONFLICT (saga, key, name) DO UPDATE SET token = excluded.token, due_ms = excluded.due_ms",
+        ),
+        args![name.as_str(), now_ms(), saga, key],
+    )
+    .await
+    .map_err(error)?;
+    Ok(queued > 0)
+}
+
 /// The instances of `saga` (every saga when `None`) with `status` (any when `None`), oldest
 /// first, at most `limit`.
 pub(crate) async fn instances<DB: Exec>(

@@ -125,6 +125,26 @@ impl<S: Saga> SagaTest<S> {
         Ok(())
     }
 
+    /// An operator's `repair` of instance `key`, asked at its current version (see
+    /// [`super::Repair`]).
+    ///
+    /// # Errors
+    ///
+    /// The saga's refusal (a permanent error: the repair would be dead-lettered).
+    pub fn repair(&mut self, key: &str, repair: super::Repair) -> Result<(), HandlerError> {
+        let token = self.version(key).unwrap_or(0);
+        let timer = format!("{}{}:test", super::REPAIR, repair.as_str());
+        let envelope = Envelope::event(TimerFired {
+            saga: S::NAME.to_owned(),
+            key: key.to_owned(),
+            timer: timer.clone(),
+            token,
+        });
+        self.react(key, &envelope, |loaded, step| {
+            decide_timer::<S>(loaded, &timer, token, step)
+        })
+    }
+
     fn react<M>(
         &mut self,
         key: &str,
