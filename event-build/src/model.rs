@@ -43,8 +43,19 @@
 //!     "message": { "name": ..., "version": ... }, "rust_type": "PaymentCaptured",
 //!     "via": "publish" | "send" | "envelope_event" | "envelope_command",
 //!     "function": "payments::charge", "group": "payments"?,   // group: the enclosing handler's
+//!     "source": { ... } } ],
+//!   "sagas": [ {                                   // #[saga(...)] impl blocks
+//!     "name": "checkout", "group": "saga.checkout", "rust_type": "Checkout", "key": "order_id",
+//!     "attempts": 5, "doc": "..."?,
+//!     "starts": [ <saga message> ],
+//!     "steps": [ { "name": "hold_stock", "kind": "compensatable" | "pivot" | "retriable",
+//!       "command": <saga message>, "reply": <saga message>, "fault": <saga message>?,
+//!       "timeout_ms": 5000, "compensation": { "function": "release_stock",
+//!       "command": <saga message>? }?, "compensated": <saga message>? } ],
 //!     "source": { ... } } ]
 //! }
+//!
+//! <saga message> = { "rust_type": "StockHeld", "messages": [ { "name": ..., "version": ... } ] }
 //!
 //! <shape> = { "shape": "struct", "fields": [<field>], "additional": <ty>?, "reserved": [7]?,
 //!             "reserved_names": ["coupon"]? }
@@ -93,6 +104,9 @@ pub struct Model {
     pub handlers: Vec<Handler>,
     /// Every place that creates a message to publish or send.
     pub producers: Vec<Producer>,
+    /// Every `#[saga]` (its messages are also among the handlers and producers, in its group).
+    #[serde(default)]
+    pub sagas: Vec<Saga>,
 }
 
 impl Model {
@@ -570,4 +584,78 @@ pub struct Producer {
     pub group: Option<String>,
     /// Where.
     pub source: Source,
+}
+
+/// An orchestrated saga: a `#[saga(...)]` impl block.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Saga {
+    /// Its name (`saga(name = ...)`, else the type's in snake case).
+    pub name: String,
+    /// Its consumer group: `saga.<name>`.
+    pub group: String,
+    /// The state type.
+    pub rust_type: String,
+    /// The key field of its messages.
+    pub key: String,
+    /// Sends of a command before the instance is stuck.
+    pub attempts: u32,
+    /// The doc comment of the impl block.
+    pub doc: Option<String>,
+    /// The messages that start it.
+    pub starts: Vec<SagaMessage>,
+    /// Its steps, in order.
+    pub steps: Vec<SagaStep>,
+    /// Where it is declared.
+    pub source: Source,
+}
+
+/// A message a saga names, as written, and the wire messages it is.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SagaMessage {
+    /// The type as written.
+    pub rust_type: String,
+    /// Empty when the type is not a message declared in this crate.
+    pub messages: Vec<MessageRef>,
+}
+
+/// Where a step stands relative to the pivot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// Before the pivot.
+    Compensatable,
+    /// The point of no return.
+    Pivot,
+    /// After the pivot.
+    Retriable,
+}
+
+/// One `#[step(...)]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SagaStep {
+    /// The function's name.
+    pub name: String,
+    /// Compensatable, pivot or retriable.
+    pub kind: StepKind,
+    /// The command it sends.
+    pub command: SagaMessage,
+    /// Its reply.
+    pub reply: SagaMessage,
+    /// Its fault, if the participant can refuse.
+    pub fault: Option<SagaMessage>,
+    /// How long it waits.
+    pub timeout_ms: u64,
+    /// Its compensation.
+    pub compensation: Option<SagaCompensation>,
+    /// The compensation's reply, when awaited.
+    pub compensated: Option<SagaMessage>,
+}
+
+/// A step's compensation function and the command it returns.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SagaCompensation {
+    /// The function's name.
+    pub function: String,
+    /// The command it sends (`None` when its return type could not be read).
+    pub command: Option<SagaMessage>,
 }

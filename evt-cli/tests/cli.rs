@@ -921,4 +921,49 @@ async fn saga_list_and_show_read_instances_their_timers_and_history() {
         message.contains("no instance of saga `tracker` with key `nope`"),
         "{message}"
     );
+
+    // Repairs: refused for a finished instance, queued for a running one. The tracker is
+    // hand-written (not #[saga]) and has no repairs: the app dead-letters the repair, saying
+    // why, when it runs again.
+    let finished = evt(&db, &["saga", "resume", "tracker", "o-2"]);
+    assert_eq!(finished.status.code(), Some(1));
+    assert!(
+        failure(&finished).contains("no unfinished instance of saga `tracker` has key `o-2`"),
+        "{}",
+        failure(&finished)
+    );
+    let queued = json(
+        &db,
+        &["saga", "resume", "tracker", "o-1", "--actor", "alice"],
+    );
+    assert_eq!(queued["queued"], "resume");
+    assert_eq!(queued["version"], 1);
+    assert_eq!(queued["actor"], "alice");
+    let mut app = App::embedded(&db).await.unwrap();
+    app.saga::<Tracker>();
+    let running = app.start().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let letter = loop {
+        let letters = running
+            .dead_letters()
+            .list(&event_runtime::dlq::LetterFilter::default())
+            .await
+            .unwrap();
+        if let Some(letter) = letters.into_iter().find(|l| l.group == "saga.tracker") {
+            break letter;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the repair never arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    running.stop().await;
+    assert!(
+        letter
+            .reason
+            .contains("saga `tracker` has no `resume` repair"),
+        "{}",
+        letter.reason
+    );
 }

@@ -306,6 +306,44 @@ fn flows(catalog: &Catalog) -> String {
     let mut body = String::new();
     let _ = writeln!(body, "<h1>Flows between contexts</h1>");
     body.push_str(&diagram(&mermaid::catalog_flowchart(catalog)));
+    for saga in &catalog.sagas {
+        let _ = writeln!(
+            body,
+            "<h2 id=\"saga-{}\">Saga <code>{}</code></h2>\n<p>Consumer group <a href=\"{}\"><code>{}</code></a>, key <code>{}</code>, {} attempts per command.</p>",
+            escape(&saga.name),
+            escape(&saga.name),
+            context_href("", &saga.group),
+            escape(&saga.group),
+            escape(&saga.key),
+            saga.attempts
+        );
+        if let Some(doc) = &saga.doc {
+            let _ = writeln!(body, "<p>{}</p>", escape(doc));
+        }
+        body.push_str(&diagram(&mermaid::saga_flowchart(saga)));
+        let _ = writeln!(
+            body,
+            "<table>\n<tr><th>step</th><th>kind</th><th>command</th><th>reply</th><th>fault</th><th>timeout</th><th>compensation</th></tr>"
+        );
+        for step in &saga.steps {
+            let code = |text: &str| format!("<code>{}</code>", escape(text));
+            let _ = writeln!(
+                body,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} ms</td><td>{}</td></tr>",
+                code(&step.name),
+                super::markdown::step_kind(step.kind),
+                code(&step.command.rust_type),
+                code(&step.reply.rust_type),
+                step.fault.as_ref().map_or_else(|| "-".to_owned(), |f| code(&f.rust_type)),
+                step.timeout_ms,
+                step.compensation.as_ref().map_or_else(|| "-".to_owned(), |c| code(&c.function)),
+            );
+        }
+        let _ = writeln!(body, "</table>");
+    }
+    if !catalog.sagas.is_empty() {
+        let _ = writeln!(body, "<h2>Messages between contexts</h2>");
+    }
     let _ = writeln!(
         body,
         "<table>\n<tr><th>from</th><th>message</th><th>kind</th><th>to</th></tr>"

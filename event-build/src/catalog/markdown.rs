@@ -210,6 +210,53 @@ pub fn render(catalog: &Catalog) -> String {
     out.push_str(&mermaid::catalog_flowchart(catalog));
     let _ = writeln!(out, "```");
     let _ = writeln!(out);
+    for saga in &catalog.sagas {
+        let _ = writeln!(
+            out,
+            "## Saga `{}` (group `{}`, key `{}`)",
+            saga.name, saga.group, saga.key
+        );
+        let _ = writeln!(out);
+        if let Some(doc) = &saga.doc {
+            let _ = writeln!(out, "{doc}");
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(out, "```mermaid");
+        out.push_str(&mermaid::saga_flowchart(saga));
+        let _ = writeln!(out, "```");
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "| step | kind | command | reply | fault | timeout | compensation |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+        for step in &saga.steps {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | `{}` | `{}` | {} | {} ms | {} |",
+                step.name,
+                step_kind(step.kind),
+                step.command.rust_type,
+                step.reply.rust_type,
+                step.fault
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |f| format!("`{}`", f.rust_type)),
+                step.timeout_ms,
+                step.compensation.as_ref().map_or_else(
+                    || "-".to_owned(),
+                    |c| format!(
+                        "`{}`{}",
+                        c.function,
+                        step.compensated
+                            .as_ref()
+                            .map(|m| format!(", awaits `{}`", m.rust_type))
+                            .unwrap_or_default()
+                    )
+                ),
+            );
+        }
+        let _ = writeln!(out);
+    }
     for context in &catalog.contexts {
         let owned: Vec<&CatalogMessage> = catalog
             .messages
@@ -246,4 +293,13 @@ pub fn render(catalog: &Catalog) -> String {
         out.pop();
     }
     out
+}
+
+/// `compensatable`, `pivot`, `retriable`.
+pub(crate) fn step_kind(kind: crate::model::StepKind) -> &'static str {
+    match kind {
+        crate::model::StepKind::Compensatable => "compensatable",
+        crate::model::StepKind::Pivot => "pivot",
+        crate::model::StepKind::Retriable => "retriable",
+    }
 }

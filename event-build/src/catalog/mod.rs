@@ -73,6 +73,8 @@ pub struct Catalog {
     pub messages: Vec<CatalogMessage>,
     /// The flows between contexts, sorted.
     pub flows: Vec<Flow>,
+    /// The `#[saga]` sagas, as scanned.
+    pub sagas: Vec<crate::model::Saga>,
 }
 
 /// One message name with all its versions.
@@ -686,6 +688,7 @@ impl Catalog {
             contexts: contexts.into_iter().collect(),
             messages,
             flows: flows.into_iter().collect(),
+            sagas: model.sagas.clone(),
         })
     }
 

@@ -13,7 +13,10 @@ use super::Builder;
 use super::index::{Item, Target};
 use super::load::FnItem;
 use crate::error::{Diagnostic, Location};
-use crate::model::{Handler, MessageRef, Producer, Source, Via};
+use crate::model::{
+    Handler, MessageRef, Producer, Saga, SagaCompensation, SagaMessage, SagaStep, Source, StepKind,
+    Via,
+};
 
 /// Messages by type item, and by (type item, variant) for event enums.
 pub(crate) struct MessageIndex {
@@ -166,23 +169,7 @@ impl Builder<'_> {
                     }
                     Ok(()) => {
                         if let Some((handler_group, event)) = parsed {
-                            let refs = match &event {
-                                syn::Type::Path(p) if p.qself.is_none() => {
-                                    let segments: Vec<String> = p
-                                        .path
-                                        .segments
-                                        .iter()
-                                        .map(|s| s.ident.to_string())
-                                        .collect();
-                                    match self.resolve_type_item(module, &segments) {
-                                        Some(ty) => {
-                                            messages.by_type.get(&ty).cloned().unwrap_or_default()
-                                        }
-                                        None => Vec::new(),
-                                    }
-                                }
-                                _ => Vec::new(),
-                            };
+                            let refs = self.message_refs(module, &event, messages);
                             handlers.push(Handler {
                                 function: function_name.clone(),
                                 group: handler_group.clone(),
@@ -222,6 +209,161 @@ impl Builder<'_> {
             }
         }
         (handlers, producers)
+    }
+
+    /// The wire messages the type `ty`, written in `module`, is (every variant of an event
+    /// enum); empty when it is not a message declared in this crate.
+    fn message_refs(
+        &self,
+        module: usize,
+        ty: &syn::Type,
+        messages: &MessageIndex,
+    ) -> Vec<MessageRef> {
+        let syn::Type::Path(p) = ty else {
+            return Vec::new();
+        };
+        if p.qself.is_some() {
+            return Vec::new();
+        }
+        let segments: Vec<String> = p
+            .path
+            .segments
+            .iter()
+            .map(|s| s.ident.to_string())
+            .collect();
+        self.resolve_type_item(module, &segments)
+            .and_then(|ty| messages.by_type.get(&ty).cloned())
+            .unwrap_or_default()
+    }
+
+    /// The `#[saga]` impl blocks: each one's model, and its messages as handlers (the ones it
+    /// reads) and producers (the commands its steps and compensations send) in its group.
+    pub(crate) fn sagas(
+        &mut self,
+        messages: &MessageIndex,
+    ) -> (Vec<Saga>, Vec<Handler>, Vec<Producer>) {
+        let index = self.index;
+        let mut sagas = Vec::new();
+        let mut handlers = Vec::new();
+        let mut producers = Vec::new();
+        for block in &index.loaded.sagas {
+            let module = block.module;
+            let file = index.loaded.files[index.loaded.modules[module].file]
+                .display
+                .clone();
+            let cx = Ctxt::new();
+            let parsed = event_model::saga::parse(&cx, block.args.clone(), &block.item);
+            let model = parsed.map(|parsed| {
+                let message = |ty: &syn::Type| SagaMessage {
+                    rust_type: super::types::type_string(ty),
+                    messages: self.message_refs(module, ty, messages),
+                };
+                let rust_type = super::types::type_string(&block.item.self_ty);
+                let mut qualified = index.loaded.modules[module].path.clone();
+                qualified.push(rust_type.clone());
+                let prefix = qualified.join("::");
+                let group = format!("saga.{}", parsed.name);
+                let at = |span: proc_macro2::Span| Source {
+                    file: display(&file),
+                    line: span.start().line,
+                };
+                let mut consume = |function: &syn::Ident, ty: &syn::Type| {
+                    handlers.push(Handler {
+                        function: format!("{prefix}::{function}"),
+                        group: group.clone(),
+                        doc: None,
+                        event_type: super::types::type_string(ty),
+                        messages: self.message_refs(module, ty, messages),
+                        source: at(function.span()),
+                    });
+                };
+                for start in &parsed.starts {
+                    consume(&start.func.sig.ident, start.message);
+                }
+                for step in &parsed.steps {
+                    let f = &step.func.sig.ident;
+                    consume(f, &step.reply);
+                    if let Some(fault) = &step.fault {
+                        consume(f, fault);
+                    }
+                    if let Some(done) = &step.compensated {
+                        consume(f, done);
+                    }
+                }
+                let mut send = |function: &syn::Ident, ty: &syn::Type| {
+                    for message in self.message_refs(module, ty, messages) {
+                        producers.push(Producer {
+                            message,
+                            rust_type: super::types::type_string(ty),
+                            via: Via::Send,
+                            function: format!("{prefix}::{function}"),
+                            module: index.loaded.modules[module].path.join("::"),
+                            group: Some(group.clone()),
+                            source: at(function.span()),
+                        });
+                    }
+                };
+                let returns = |name: &syn::Ident| {
+                    block.item.items.iter().find_map(|item| match item {
+                        syn::ImplItem::Fn(f) if f.sig.ident == *name => match &f.sig.output {
+                            syn::ReturnType::Type(_, ty) => Some((&f.sig.ident, &**ty)),
+                            syn::ReturnType::Default => None,
+                        },
+                        _ => None,
+                    })
+                };
+                let mut steps = Vec::new();
+                for step in &parsed.steps {
+                    send(&step.func.sig.ident, step.command);
+                    let compensation = step.compensate.as_ref().map(|f| {
+                        let command = returns(f).map(|(ident, ty)| {
+                            send(ident, ty);
+                            message(ty)
+                        });
+                        SagaCompensation {
+                            function: f.to_string(),
+                            command,
+                        }
+                    });
+                    steps.push(SagaStep {
+                        name: step.func.sig.ident.to_string(),
+                        kind: if step.pivot.is_some() {
+                            StepKind::Pivot
+                        } else if step.compensatable {
+                            StepKind::Compensatable
+                        } else {
+                            StepKind::Retriable
+                        },
+                        command: message(step.command),
+                        reply: message(&step.reply),
+                        fault: step.fault.as_ref().map(message),
+                        timeout_ms: step.timeout_ms,
+                        compensation,
+                        compensated: step.compensated.as_ref().map(message),
+                    });
+                }
+                Saga {
+                    name: parsed.name.clone(),
+                    group: group.clone(),
+                    rust_type,
+                    key: parsed.key.to_string(),
+                    attempts: parsed.attempts.unwrap_or(5),
+                    doc: event_model::attr::doc_comment(&block.item.attrs),
+                    starts: parsed.starts.iter().map(|s| message(s.message)).collect(),
+                    steps,
+                    source: at(block.attr_span),
+                }
+            });
+            match cx.check() {
+                Err(err) => {
+                    let location = Location::from_span(&file, block.attr_span);
+                    self.errors
+                        .extend(Diagnostic::from_syn_at(&file, err, Some(&location)));
+                }
+                Ok(()) => sagas.extend(model),
+            }
+        }
+        (sagas, handlers, producers)
     }
 
     fn resolve_type_item(&self, module: usize, segments: &[String]) -> Option<usize> {

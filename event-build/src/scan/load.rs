@@ -59,6 +59,16 @@ pub(crate) enum FnItem {
     },
 }
 
+/// An `impl` block under `#[saga(...)]`.
+pub(crate) struct SagaItem {
+    pub(crate) module: usize,
+    /// The attribute's arguments.
+    pub(crate) args: proc_macro2::TokenStream,
+    /// The attribute, for locations.
+    pub(crate) attr_span: proc_macro2::Span,
+    pub(crate) item: syn::ItemImpl,
+}
+
 /// Everything read, in the order read.
 #[derive(Default)]
 pub(crate) struct Loaded {
@@ -67,6 +77,7 @@ pub(crate) struct Loaded {
     pub(crate) types: Vec<TypeItem>,
     pub(crate) aliases: Vec<AliasItem>,
     pub(crate) fns: Vec<FnItem>,
+    pub(crate) sagas: Vec<SagaItem>,
     pub(crate) errors: Vec<Diagnostic>,
     pub(crate) warnings: Vec<Diagnostic>,
 }
@@ -195,6 +206,18 @@ impl Loader {
                 }
                 syn::Item::Fn(item) => self.out.fns.push(FnItem::Free { module, item }),
                 syn::Item::Impl(item) => {
+                    if let Some(attr) = item.attrs.iter().find(|a| is_saga_attr(a)) {
+                        let args = match &attr.meta {
+                            syn::Meta::List(list) => list.tokens.clone(),
+                            _ => proc_macro2::TokenStream::new(),
+                        };
+                        self.out.sagas.push(SagaItem {
+                            module,
+                            args,
+                            attr_span: syn::spanned::Spanned::span(attr),
+                            item: item.clone(),
+                        });
+                    }
                     let self_ty = match &*item.self_ty {
                         syn::Type::Path(p) => p
                             .path
@@ -329,6 +352,11 @@ fn item_attrs(item: &syn::Item) -> &[syn::Attribute] {
         syn::Item::Mod(i) => &i.attrs,
         _ => &[],
     }
+}
+
+/// `#[saga(...)]` (or `#[event_runtime::saga(...)]`).
+fn is_saga_attr(attr: &syn::Attribute) -> bool {
+    attr.path().segments.last().is_some_and(|s| s.ident == "saga")
 }
 
 /// `#[cfg(test)]`: test-only items are not part of the crate's contracts.

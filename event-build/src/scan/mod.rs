@@ -496,6 +496,9 @@ impl Builder<'_> {
             }
         }
         let (mut handlers, mut producers) = self.flows(&message_index);
+        let (sagas, saga_handlers, saga_producers) = self.sagas(&message_index);
+        handlers.extend(saga_handlers);
+        producers.extend(saga_producers);
         handlers.sort_by(|a, b| {
             (&a.group, &a.function, &a.source).cmp(&(&b.group, &b.function, &b.source))
         });
@@ -561,6 +564,7 @@ impl Builder<'_> {
             types,
             handlers,
             producers,
+            sagas,
         };
         (model, self.errors, warnings)
     }

@@ -836,3 +836,130 @@ fn a_bare_time_offset_date_time_warns_that_it_is_not_rfc_3339() {
         }
     );
 }
+
+#[test]
+fn a_saga_is_scanned_with_its_steps_and_its_messages_as_consumers_and_producers() {
+    let model = model(
+        r#"
+        use event_runtime::{Command, DomainEvent, saga};
+
+        #[derive(DomainEvent)]
+        #[event(context = "checkout")]
+        struct Requested { #[event(key)] order: String }
+        #[derive(Command)]
+        #[command(context = "inventory")]
+        struct Hold { #[command(key)] order: String }
+        #[derive(Command)]
+        #[command(context = "inventory")]
+        struct Release { #[command(key)] order: String }
+        #[derive(DomainEvent)]
+        #[event(context = "inventory")]
+        struct Held { #[event(key)] order: String }
+        #[derive(Command)]
+        #[command(context = "payments")]
+        struct Charge { #[command(key)] order: String }
+        #[derive(DomainEvent)]
+        #[event(context = "payments")]
+        struct Charged { #[event(key)] order: String }
+        #[derive(DomainEvent)]
+        #[event(context = "payments")]
+        struct Declined { #[event(key)] order: String }
+
+        struct Checkout { order: String }
+
+        /// Holds, then charges.
+        #[saga(key = order)]
+        impl Checkout {
+            #[start]
+            fn requested(event: &Requested) -> Self { Checkout { order: event.order.clone() } }
+
+            #[step(reply = Held, fault = none, timeout = "5s", compensate = release)]
+            fn hold(&self) -> Hold { Hold { order: self.order.clone() } }
+
+            fn release(&self) -> Release { Release { order: self.order.clone() } }
+
+            #[step(pivot, reply = Charged, fault = Declined, timeout = "1m")]
+            fn charge(&self) -> Charge { Charge { order: self.order.clone() } }
+        }
+        "#,
+    );
+    assert_eq!(model.sagas.len(), 1);
+    let saga = &model.sagas[0];
+    assert_eq!(
+        (saga.name.as_str(), saga.group.as_str(), saga.key.as_str()),
+        ("checkout", "saga.checkout", "order")
+    );
+    assert_eq!(saga.doc.as_deref(), Some("Holds, then charges."));
+    assert_eq!(saga.starts[0].messages[0].name, "checkout.requested");
+    let steps: Vec<(&str, crate::model::StepKind, &str, u64)> = saga
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.kind, s.command.messages[0].name.as_str(), s.timeout_ms))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("hold", crate::model::StepKind::Compensatable, "inventory.hold", 5_000),
+            ("charge", crate::model::StepKind::Pivot, "payments.charge", 60_000),
+        ]
+    );
+    let release = saga.steps[0].compensation.as_ref().unwrap();
+    assert_eq!(release.function, "release");
+    assert_eq!(
+        release.command.as_ref().unwrap().messages[0].name,
+        "inventory.release"
+    );
+    // The saga's group consumes the start, the replies and the fault, and sends the commands.
+    let consumed: Vec<&str> = model
+        .handlers
+        .iter()
+        .filter(|h| h.group == "saga.checkout")
+        .map(|h| h.messages[0].name.as_str())
+        .collect();
+    assert_eq!(
+        consumed,
+        ["checkout.requested", "inventory.held", "payments.charged", "payments.declined"]
+    );
+    let sent: Vec<(&str, &str)> = model
+        .producers
+        .iter()
+        .filter(|p| p.group.as_deref() == Some("saga.checkout"))
+        .map(|p| (p.message.name.as_str(), p.function.as_str()))
+        .collect();
+    assert_eq!(
+        sent,
+        [
+            ("inventory.hold", "Checkout::hold"),
+            ("inventory.release", "Checkout::release"),
+            ("payments.charge", "Checkout::charge"),
+        ]
+    );
+    // Drawn: the pivot thick, the fault of the pivot unwinding into the release.
+    let chart = crate::catalog::mermaid::saga_flowchart(saga);
+    assert!(chart.contains("s1 -.->|\"Declined\"| u0"), "{chart}");
+    assert!(chart.contains("s0 -.->|\"timeout 5s\"| u0"), "{chart}");
+    assert!(chart.contains("s1 -.->|\"timeout 1m: again\"| s1"), "{chart}");
+    assert!(chart.contains("u0 --> failed"), "{chart}");
+    assert!(chart.contains("class s1 pivot"), "{chart}");
+}
+
+#[test]
+fn a_saga_whose_structure_is_wrong_fails_the_build_at_its_line() {
+    let err = TempCrate::new(&[(
+        "src/lib.rs",
+        r#"use event_runtime::saga;
+struct Checkout;
+
+#[saga(key = order)]
+impl Checkout {
+    #[step(reply = Held, timeout = "5s", compensate = none)]
+    fn hold(&self) -> Hold { Hold }
+}
+"#,
+    )])
+    .generate()
+    .unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("has no start message"), "{text}");
+    assert!(text.contains("src/lib.rs:5:"), "{text}");
+}

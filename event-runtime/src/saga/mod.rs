@@ -74,6 +74,72 @@
 //! mode, so it needs SQL stores (the embedded SQLite engine, [`crate::Stores::sqlite`] or
 //! [`crate::Stores::postgres`]).
 //!
+//! # Orchestration: `#[saga]`
+//!
+//! A saga that is a sequence of requests with undo steps is declared, not hand-written: each
+//! `#[step]` returns the command it sends and names its reply, its fault, its timeout and its
+//! compensation; the steps before the `pivot` are compensated in reverse order when a later one
+//! fails, the ones after it are retried. [`Orchestrated`] runs it (the table of what a reply, a
+//! fault and a timeout do is in `docs/architecture.md#sagas`); the macro refuses at compile
+//! time a structure that cannot be run safely.
+//!
+//! ```
+//! use event_runtime::saga::{Orchestrated, SagaTest, Status};
+//! use event_runtime::{Command, DomainEvent, saga};
+//! use serde::{Deserialize, Serialize};
+//!
+//! # #[derive(DomainEvent, Serialize, Deserialize, Clone)]
+//! # #[event(context = "orders")]
+//! # struct OrderPlaced { #[event(key)] order: String, cents: u64 }
+//! # #[derive(Command, Serialize, Deserialize)]
+//! # #[command(context = "inventory")]
+//! # struct HoldStock { #[command(key)] order: String }
+//! # #[derive(Command, Serialize, Deserialize)]
+//! # #[command(context = "inventory")]
+//! # struct ReleaseStock { #[command(key)] order: String }
+//! # #[derive(DomainEvent, Serialize, Deserialize)]
+//! # #[event(context = "inventory")]
+//! # struct StockHeld { #[event(key)] order: String }
+//! # #[derive(Command, Serialize, Deserialize)]
+//! # #[command(context = "payments")]
+//! # struct Charge { #[command(key)] order: String, cents: u64 }
+//! # #[derive(DomainEvent, Serialize, Deserialize)]
+//! # #[event(context = "payments")]
+//! # struct Charged { #[event(key)] order: String }
+//! # #[derive(DomainEvent, Serialize, Deserialize)]
+//! # #[event(context = "payments")]
+//! # struct Declined { #[event(key)] order: String }
+//! #[derive(Serialize, Deserialize)]
+//! struct Checkout { order: String, cents: u64 }
+//!
+//! #[saga(key = order)]
+//! impl Checkout {
+//!     #[start]
+//!     fn placed(event: &OrderPlaced) -> Self {
+//!         Checkout { order: event.order.clone(), cents: event.cents }
+//!     }
+//!
+//!     #[step(reply = StockHeld, fault = none, timeout = "5s", compensate = release)]
+//!     fn hold(&self) -> HoldStock { HoldStock { order: self.order.clone() } }
+//!
+//!     fn release(&self) -> ReleaseStock { ReleaseStock { order: self.order.clone() } }
+//!
+//!     #[step(pivot, reply = Charged, fault = Declined, timeout = "30s")]
+//!     fn charge(&self) -> Charge { Charge { order: self.order.clone(), cents: self.cents } }
+//! }
+//!
+//! let placed = OrderPlaced { order: "o-1".into(), cents: 500 };
+//! // Every step failed in turn, every answer delivered twice: see `check_structure`.
+//! SagaTest::<Orchestrated<Checkout>>::check_structure(&placed).unwrap();
+//!
+//! let mut test = SagaTest::<Orchestrated<Checkout>>::new();
+//! test.when(placed).unwrap();
+//! test.when(StockHeld { order: "o-1".into() }).unwrap();
+//! test.when(Declined { order: "o-1".into() }).unwrap();
+//! assert_eq!(test.effect_types(), ["inventory.hold_stock", "payments.charge", "inventory.release_stock"]);
+//! assert_eq!(test.status("o-1"), Some(Status::Failed));
+//! ```
+//!
 //! # Timers
 //!
 //! [`Step::schedule`] writes a row in `evt_saga_timers` in the transition's transaction. A task
@@ -475,6 +541,24 @@ impl<S: Saga> Messages<S> {
         });
         self
     }
+}
+
+/// The CloudEvents types saga `S` reads (every version's name once, in its listing order):
+/// what its group subscribes to, besides its timers.
+pub fn message_types<S: Saga>() -> Vec<&'static str> {
+    let mut on = Messages::<S>::new();
+    S::messages(&mut on);
+    let mut names: Vec<&'static str> = Vec::new();
+    for name in on
+        .routes
+        .iter()
+        .flat_map(|r| r.descriptors.iter().map(|d| d.name))
+    {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 /// The consumer group a saga runs as: `saga.<name>`.
