@@ -197,12 +197,17 @@ fn every_page_loads_without_console_errors_and_the_diagrams_render() {
         if rendered.is_empty() {
             failures.push(format!("{page}: no mermaid container in the DOM"));
         }
-        for diagram in &rendered {
+        for (i, diagram) in rendered.iter().enumerate() {
             if !diagram.contains("<svg") {
                 failures.push(format!(
                     "{page}: the diagram did not render:\n{}",
                     diagram.chars().take(400).collect::<String>()
                 ));
+                continue;
+            }
+            // The first diagram of a page is its flows between contexts; the flows page then
+            // draws each saga.
+            if i > 0 {
                 continue;
             }
             for context in contexts {
@@ -211,7 +216,26 @@ fn every_page_loads_without_console_errors_and_the_diagrams_render() {
                 }
             }
         }
+        if page == "flows.html" {
+            for saga in &catalog.sagas {
+                let drawn = rendered.iter().skip(1).any(|d| {
+                    d.contains("<svg")
+                        && saga
+                            .steps
+                            .iter()
+                            .all(|step| d.contains(&step.command.rust_type))
+                        && d.contains(">failed<")
+                });
+                if !drawn {
+                    failures.push(format!(
+                        "{page}: saga {} is not drawn with its steps' commands and its end",
+                        saga.name
+                    ));
+                }
+            }
+        }
     }
+    assert!(!catalog.sagas.is_empty(), "the fixture declares a saga");
     // The inline script ran: the diff shown by default is the newest pair, the others hidden.
     let profile = temp_dir("profile");
     let order = load(

@@ -122,6 +122,7 @@ fn the_fixture_scans_without_warnings_other_than_the_expected_ones() {
         read,
         [
             "src/lib.rs",
+            "src/checkout.rs",
             "src/common.rs",
             "src/orders.rs",
             "src/orders/audit.rs",

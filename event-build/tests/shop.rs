@@ -110,9 +110,11 @@ fn the_build_finds_every_declared_handler() {
             )
         })
         .collect();
+    // A saga's messages are its group's (checked against the derive below).
     let mut built: Vec<(String, String, Vec<String>)> = model
         .handlers
         .iter()
+        .filter(|h| !h.group.starts_with("saga."))
         .map(|h| {
             (
                 h.group.clone(),
@@ -127,6 +129,63 @@ fn the_build_finds_every_declared_handler() {
     declared.sort();
     built.sort();
     assert_eq!(built, declared);
+}
+
+/// The build's reading of the `#[saga]` block is the derive's: the same name, steps, kinds,
+/// timeouts and compensations, and the saga's group reads the messages the runtime wires.
+#[test]
+fn the_build_reads_the_saga_as_the_derive_does() {
+    use event_runtime::saga::{Orchestrated, StepKind, Steps};
+    let model = generated().model;
+    let [saga] = model.sagas.as_slice() else {
+        panic!("one saga in the fixture: {:?}", model.sagas);
+    };
+    assert_eq!(saga.name, <shop::checkout::Checkout as Steps>::NAME);
+    let derived: Vec<(String, String, u64, Option<String>)> =
+        <shop::checkout::Checkout as Steps>::STEPS
+            .iter()
+            .map(|s| {
+                let kind = match s.kind {
+                    StepKind::Compensatable => "compensatable",
+                    StepKind::Pivot => "pivot",
+                    StepKind::Retriable => "retriable",
+                };
+                (
+                    s.name.to_owned(),
+                    kind.to_owned(),
+                    u64::try_from(s.timeout.as_millis()).unwrap(),
+                    s.compensation.map(str::to_owned),
+                )
+            })
+            .collect();
+    let built: Vec<(String, String, u64, Option<String>)> = saga
+        .steps
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                serde_json::to_value(s.kind)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+                s.timeout_ms,
+                s.compensation.as_ref().map(|c| c.function.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(built, derived);
+    let mut wired = event_runtime::saga::message_types::<Orchestrated<shop::checkout::Checkout>>();
+    wired.sort_unstable();
+    let mut read: Vec<&str> = model
+        .handlers
+        .iter()
+        .filter(|h| h.group == saga.group)
+        .flat_map(|h| h.messages.iter().map(|m| m.name.as_str()))
+        .collect();
+    read.sort_unstable();
+    read.dedup();
+    assert_eq!(read, wired);
 }
 
 /// A JSON Schema validator for the subset event-build writes (`$ref` to `$defs`, `type`,

@@ -334,9 +334,13 @@ fn flows(catalog: &Catalog) -> String {
                 super::markdown::step_kind(step.kind),
                 code(&step.command.rust_type),
                 code(&step.reply.rust_type),
-                step.fault.as_ref().map_or_else(|| "-".to_owned(), |f| code(&f.rust_type)),
+                step.fault
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |f| code(&f.rust_type)),
                 step.timeout_ms,
-                step.compensation.as_ref().map_or_else(|| "-".to_owned(), |c| code(&c.function)),
+                step.compensation
+                    .as_ref()
+                    .map_or_else(|| "-".to_owned(), |c| code(&c.function)),
             );
         }
         let _ = writeln!(body, "</table>");

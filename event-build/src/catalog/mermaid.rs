@@ -120,14 +120,10 @@ pub fn saga_flowchart(saga: &Saga) -> String {
             label(&step.name),
             label(&step.command.rust_type)
         ));
-        if let Some(command) = step
-            .compensation
-            .as_ref()
-            .and_then(|c| c.command.as_ref())
-        {
+        if let Some(command) = step.compensation.as_ref().and_then(|c| c.command.as_ref()) {
             out.push_str(&format!(
                 "  u{i}[\"{}<br/>{}\"]\n",
-                label(&step.compensation.as_ref().map_or("", |c| &c.function)),
+                label(step.compensation.as_ref().map_or("", |c| &c.function)),
                 label(&command.rust_type)
             ));
         }

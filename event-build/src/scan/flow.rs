@@ -267,28 +267,33 @@ impl Builder<'_> {
                     file: display(&file),
                     line: span.start().line,
                 };
-                let mut consume = |function: &syn::Ident, ty: &syn::Type| {
+                // One consumer per function: a start reads its message, a step its reply, its
+                // fault and its compensation's reply.
+                let mut consume = |function: &syn::Ident, types: &[&syn::Type]| {
                     handlers.push(Handler {
                         function: format!("{prefix}::{function}"),
                         group: group.clone(),
                         doc: None,
-                        event_type: super::types::type_string(ty),
-                        messages: self.message_refs(module, ty, messages),
+                        event_type: types
+                            .iter()
+                            .map(super::types::type_string)
+                            .collect::<Vec<_>>()
+                            .join(" | "),
+                        messages: types
+                            .iter()
+                            .flat_map(|ty| self.message_refs(module, ty, messages))
+                            .collect(),
                         source: at(function.span()),
                     });
                 };
                 for start in &parsed.starts {
-                    consume(&start.func.sig.ident, start.message);
+                    consume(&start.func.sig.ident, &[start.message]);
                 }
                 for step in &parsed.steps {
-                    let f = &step.func.sig.ident;
-                    consume(f, &step.reply);
-                    if let Some(fault) = &step.fault {
-                        consume(f, fault);
-                    }
-                    if let Some(done) = &step.compensated {
-                        consume(f, done);
-                    }
+                    let mut types = vec![&step.reply];
+                    types.extend(&step.fault);
+                    types.extend(&step.compensated);
+                    consume(&step.func.sig.ident, &types);
                 }
                 let mut send = |function: &syn::Ident, ty: &syn::Type| {
                     for message in self.message_refs(module, ty, messages) {

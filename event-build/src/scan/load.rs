@@ -356,7 +356,10 @@ fn item_attrs(item: &syn::Item) -> &[syn::Attribute] {
 
 /// `#[saga(...)]` (or `#[event_runtime::saga(...)]`).
 fn is_saga_attr(attr: &syn::Attribute) -> bool {
-    attr.path().segments.last().is_some_and(|s| s.ident == "saga")
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == "saga")
 }
 
 /// `#[cfg(test)]`: test-only items are not part of the crate's contracts.
