@@ -119,30 +119,50 @@ const STEP_ARGS: &[&str] = &[
     "on_fault",
 ];
 
-/// Calls and paths a saga's functions may not use: they must be pure (no clock, randomness,
-/// threads or I/O), so that a transition depends on the state and the message alone.
-const IMPURE: &[(&[&str], &str)] = &[
-    (&["SystemTime", "now"], "reads the clock"),
-    (&["Instant", "now"], "reads the clock"),
-    (&["Utc", "now"], "reads the clock"),
-    (&["Local", "now"], "reads the clock"),
-    (&["OffsetDateTime", "now_utc"], "reads the clock"),
-    (&["thread_rng"], "draws random numbers"),
-    (&["rand", "random"], "draws random numbers"),
-    (&["rng"], "draws random numbers"),
-    (&["Uuid", "new_v4"], "draws random numbers"),
-    (&["Uuid", "now_v7"], "reads the clock"),
-    (&["spawn"], "spawns a task or a thread"),
-    (&["spawn_blocking"], "spawns a task or a thread"),
-    (&["fs"], "does file I/O"),
-    (&["File"], "does file I/O"),
-    (&["TcpStream"], "does network I/O"),
-    (&["UdpSocket"], "does network I/O"),
-    (&["TcpListener"], "does network I/O"),
-    (&["reqwest"], "does network I/O"),
-    (&["env", "var"], "reads the environment"),
-    (&["sleep"], "waits on the clock"),
-];
+/// Why the path `path` (its segments, as written) makes a saga function impure, if it does:
+/// the clock, randomness, threads and tasks, file or network I/O, the environment. Only
+/// qualified paths and the few free functions that are unambiguous count, so a field, a local
+/// or a method named `fs`, `rng`, `spawn` or `sleep` does not.
+fn impure(path: &[&str]) -> Option<&'static str> {
+    let ends = |tail: &[&str]| path.ends_with(tail);
+    let has = |pair: [&str; 2]| path.windows(2).any(|w| w == pair);
+    let first = path.first().copied().unwrap_or_default();
+    let qualified = path.len() > 1;
+    if ["SystemTime", "Instant", "Utc", "Local"]
+        .iter()
+        .any(|clock| ends(&[*clock, "now"]))
+        || ends(&["OffsetDateTime", "now_utc"])
+        || ends(&["Uuid", "now_v7"])
+    {
+        Some("reads the clock")
+    } else if (first == "rand" && qualified) || path == ["thread_rng"] || ends(&["Uuid", "new_v4"])
+    {
+        Some("draws random numbers")
+    } else if ends(&["thread", "spawn"])
+        || ends(&["tokio", "spawn"])
+        || ends(&["task", "spawn"])
+        || ends(&["task", "spawn_blocking"])
+        || ends(&["task", "spawn_local"])
+    {
+        Some("spawns a task or a thread")
+    } else if (matches!(first, "fs" | "File") && qualified)
+        || has(["std", "fs"])
+        || has(["tokio", "fs"])
+    {
+        Some("does file I/O")
+    } else if (matches!(first, "TcpStream" | "UdpSocket" | "TcpListener" | "reqwest") && qualified)
+        || has(["std", "net"])
+        || has(["tokio", "net"])
+    {
+        Some("does network I/O")
+    } else if ends(&["env", "var"]) || ends(&["env", "var_os"]) || ends(&["env", "vars"]) {
+        Some("reads the environment")
+    } else if ends(&["thread", "sleep"]) || ends(&["time", "sleep"]) {
+        Some("waits on the clock")
+    } else {
+        None
+    }
+}
 
 /// Parses `args` (the attribute's arguments) and `item` and checks the saga's structure.
 pub fn parse<'a>(cx: &Ctxt, args: TokenStream, item: &'a syn::ItemImpl) -> Option<SagaImpl<'a>> {
@@ -568,60 +588,127 @@ fn check_pure(cx: &Ctxt, func: &syn::ImplItemFn) {
 }
 
 fn scan(cx: &Ctxt, func: &str, tokens: TokenStream) {
-    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
-    // The path segments read so far: `a :: b :: c`.
+    // The path being read (`a::b::c`), and what came before its next token.
     let mut path: Vec<(String, Span)> = Vec::new();
     let mut colons = 0;
-    let mut previous_dot = false;
-    for token in &tokens {
+    let mut after_dot = false;
+    let flush = |path: &mut Vec<(String, Span)>| {
+        let words: Vec<&str> = path.iter().map(|(w, _)| w.as_str()).collect();
+        if let (Some(what), Some((_, span))) = (impure(&words), path.last()) {
+            cx.error_at(
+                *span,
+                format!("`{}` in saga function `{func}` {what}: a saga's functions are pure, so a transition depends only on the state and the message (take times and ids from the message; the runtime does the I/O)", words.join("::")),
+            );
+        }
+        path.clear();
+    };
+    for token in tokens {
         match token {
             TokenTree::Ident(ident) => {
                 let word = ident.to_string();
-                if previous_dot && word == "await" {
-                    cx.error_at(ident.span(), format!("`.await` in saga function `{func}`: a saga's functions are pure and synchronous (no I/O); the runtime does the I/O after the transition commits"));
-                }
-                if colons != 2 {
-                    path.clear();
-                }
-                path.push((word, ident.span()));
-                colons = 0;
-                let words: Vec<&str> = path.iter().map(|(w, _)| w.as_str()).collect();
-                for (pattern, what) in IMPURE {
-                    if words.ends_with(pattern) {
-                        let shown = pattern.join("::");
-                        cx.error_at(
-                            ident.span(),
-                            format!("`{shown}` in saga function `{func}` {what}: a saga's functions are pure, so a transition depends only on the state and the message (take times and ids from the message; the runtime does the I/O)"),
-                        );
+                if after_dot {
+                    // A field or a method: not a path.
+                    if word == "await" {
+                        cx.error_at(ident.span(), format!("`.await` in saga function `{func}`: a saga's functions are pure and synchronous (no I/O); the runtime does the I/O after the transition commits"));
                     }
+                    flush(&mut path);
+                } else if colons == 2 {
+                    path.push((word, ident.span()));
+                } else {
+                    flush(&mut path);
+                    path.push((word, ident.span()));
                 }
-                previous_dot = false;
+                colons = 0;
+                after_dot = false;
             }
             TokenTree::Punct(p) if p.as_char() == ':' => {
                 colons += 1;
-                previous_dot = false;
+                if colons > 2 {
+                    flush(&mut path);
+                    colons = 1;
+                }
+                after_dot = false;
             }
             TokenTree::Punct(p) => {
-                previous_dot = p.as_char() == '.';
-                path.clear();
+                flush(&mut path);
                 colons = 0;
+                after_dot = p.as_char() == '.';
             }
             TokenTree::Group(group) => {
+                flush(&mut path);
                 scan(cx, func, group.stream());
-                path.clear();
                 colons = 0;
-                previous_dot = false;
+                after_dot = false;
             }
             TokenTree::Literal(_) => {
-                path.clear();
+                flush(&mut path);
                 colons = 0;
-                previous_dot = false;
+                after_dot = false;
             }
         }
     }
+    flush(&mut path);
 }
 
 /// The attributes `#[saga]` reads on functions, to strip before the impl is emitted.
 pub fn is_saga_attr(attr: &syn::Attribute) -> bool {
     attr.path().is_ident("start") || attr.path().is_ident("step")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(body: TokenStream) -> Vec<String> {
+        let cx = Ctxt::new();
+        scan(&cx, "f", body);
+        match cx.check() {
+            Ok(()) => Vec::new(),
+            Err(err) => err.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn clocks_randomness_spawns_and_io_are_refused_by_path() {
+        for body in [
+            quote::quote!(let t = std::time::SystemTime::now();),
+            quote::quote!(let t = Instant::now();),
+            quote::quote!(let n: u8 = rand::random();),
+            quote::quote!(let r = thread_rng();),
+            quote::quote!(tokio::spawn(async {});),
+            quote::quote!(let s = std::fs::read_to_string("x");),
+            quote::quote!(let s = fs::read("x");),
+            quote::quote!(let f = File::open("x");),
+            quote::quote!(let c = TcpStream::connect("x");),
+            quote::quote!(let v = std::env::var("X");),
+            quote::quote!(std::thread::sleep(d);),
+            quote::quote!(let x = y.await;),
+        ] {
+            assert_eq!(errors(body.clone()).len(), 1, "{body}");
+        }
+    }
+
+    #[test]
+    fn fields_locals_methods_and_struct_fields_with_those_names_are_fine() {
+        for body in [
+            quote::quote!(let rng = self.rng; let fs = self.fs.clone();),
+            quote::quote!(let handle = self.pool.spawn(); x.sleep();),
+            quote::quote!(Cmd {
+                sleep: 1,
+                spawn: true,
+                fs: 2
+            }),
+            quote::quote!(match k {
+                Kind::File => 1,
+                _ => 2,
+            }),
+            quote::quote!(let now = self.now; let t = event.at;),
+        ] {
+            assert!(
+                errors(body.clone()).is_empty(),
+                "{body}: {:?}",
+                errors(body.clone())
+            );
+        }
+    }
 }

@@ -665,6 +665,9 @@ impl<T: Transport, DB: Exec> Relay<T, DB> {
             }
         }
 
+        if !appended.is_empty() {
+            crate::crash::point("outbox.after_append");
+        }
         let failed = failure.as_ref().map(|(ids, err)| (ids.as_slice(), err));
         match held {
             // The lock's transaction: if it fails now, the lock goes with it, and the rows are

@@ -92,7 +92,7 @@ pub(crate) enum SagaCommand {
     Resume(RepairArgs),
     /// Take an instance's current step (or compensation) as answered and go on.
     Skip(RepairArgs),
-    /// Undo an instance now: compensate its steps done (not past the pivot).
+    /// Undo an instance now: compensate its steps done (refused at or past the pivot).
     Compensate(RepairArgs),
 }
 

@@ -141,7 +141,7 @@
 //!
 //! Repairs an instance of a `#[saga]` saga: `resume` sends its current command (or
 //! compensation) again with fresh attempts (a stuck instance runs again), `skip` takes the
-//! current step (or compensation) as answered, `compensate` undoes the steps done (refused past
+//! current step (or compensation) as answered, `compensate` undoes the steps done (refused at or past
 //! the pivot). The repair is queued at the instance's current version and a running app with
 //! the saga applies it within its timer poll; if the instance moved in between, the repair
 //! drops itself. It shows in `saga show` as a transition by `timer:repair:<action>:<actor>`;

@@ -1,10 +1,14 @@
-//! Saga crash tests: the coordinator process (`src/bin/crash_saga.rs`: the `order` saga and its
-//! three participants) is killed with SIGKILL at random points while sagas are in flight, and
-//! started again, several times: on the SQLite engine (everything in one file) and on NATS with
-//! PostgreSQL stores. Afterwards every saga has completed, every step's effect is in the
-//! participants' ledger exactly once, the timers survived the kills, and nothing was
-//! dead-lettered.
+//! Saga crash tests: the coordinator process (`src/bin/crash_saga.rs`: the hand-written `order`
+//! saga, the `#[saga]` `checkout` with an awaited compensation, and their participants) first
+//! aborts at each named boundary (before an inbox commit, after it before the record is
+//! acknowledged, and on NATS and Kafka between an outbox append and its delete), then is killed
+//! with SIGKILL at random points while sagas are in flight, and started again each time: on the
+//! SQLite engine (everything in one file), and with PostgreSQL stores on NATS and on Kafka.
+//! Afterwards every `order` has completed, every `checkout` has completed or fully compensated
+//! (odd orders are declined), every step's and compensation's effect is in the participants'
+//! ledger exactly once, the timers survived, and nothing was dead-lettered.
 
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -78,21 +82,54 @@ fn spawn(engine: &str, env: &[(&str, String)]) -> Child {
         .expect("the coordinator binary starts")
 }
 
-/// Kills the coordinator at random points after it made progress, `KILLS` times (fewer if the
+/// Every step's and compensation's effect, once per order: `order` books reserve, charge and
+/// ship; `checkout` books hold and pay, and unhold for the declined (odd) half.
+const TOTAL: i64 = 5 * SAGAS as i64 + SAGAS as i64 / 2;
+
+/// Aborts the coordinator at each of `points` (the `crash-points` boundaries: a random hit of
+/// each), then kills it at random points after it made progress, `KILLS` times (fewer if the
 /// sagas all finish first), runs it to completion, then checks the sagas, the ledger and the
 /// dead letters.
 async fn kill_and_restart(
     engine: &str,
     env: &[(&str, String)],
+    points: &[&str],
     ledger: &Ledger,
     dlq: &DeadLetters,
 ) {
     let mut seed = common::seed();
-    let total = 3 * SAGAS as i64;
+    for point in points {
+        let before = ledger.rows().await;
+        let after_hits = 1 + common::random(&mut seed, 10);
+        let mut crash_env = env.to_vec();
+        crash_env.push(("EVT_CRASH_POINT", (*point).to_owned()));
+        crash_env.push(("EVT_CRASH_AFTER", after_hits.to_string()));
+        let mut child = spawn(engine, &crash_env);
+        let started = Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "{engine} coordinator never reached {point}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_eq!(
+            status.signal(),
+            Some(6),
+            "{engine} coordinator should abort at {point} (hit {after_hits}): {status:?}"
+        );
+        eprintln!(
+            "{point} (hit {after_hits}): aborted with {} of {TOTAL} effects booked (was {before})",
+            ledger.rows().await
+        );
+    }
     let mut mid_stream = 0;
     for round in 0..KILLS {
         let before = ledger.rows().await;
-        if before == total {
+        if before == TOTAL {
             break;
         }
         let mut child = spawn(engine, env);
@@ -115,10 +152,10 @@ async fn kill_and_restart(
         }
         child.wait().unwrap();
         let after = ledger.rows().await;
-        if after > before && after < total {
+        if after > before && after < TOTAL {
             mid_stream += 1;
         }
-        eprintln!("round {round}: killed with {after} of {total} steps booked");
+        eprintln!("round {round}: killed with {after} of {TOTAL} effects booked");
     }
     assert!(mid_stream >= 2, "only {mid_stream} kills landed mid-stream");
 
@@ -140,19 +177,27 @@ async fn kill_and_restart(
         started.elapsed().as_millis()
     );
 
-    let counts = dlq.sagas().counts().await.unwrap();
+    let mut counts = dlq.sagas().counts().await.unwrap();
+    counts.sort();
     assert_eq!(
         counts,
-        [("order".to_owned(), Status::Completed, SAGAS)],
-        "every saga completed, none left running or failed"
+        [
+            ("checkout".to_owned(), Status::Completed, SAGAS / 2),
+            ("checkout".to_owned(), Status::Failed, SAGAS / 2),
+            ("order".to_owned(), Status::Completed, SAGAS),
+        ],
+        "every order completed, every checkout completed or compensated, none left running"
     );
-    let sagas = SAGAS as i64;
+    let (sagas, half) = (SAGAS as i64, SAGAS as i64 / 2);
     assert_eq!(
         ledger.per_step().await,
         [
             ("charge".to_owned(), sagas, sagas),
+            ("hold".to_owned(), sagas, sagas),
+            ("pay".to_owned(), sagas, sagas),
             ("reserve".to_owned(), sagas, sagas),
             ("ship".to_owned(), sagas, sagas),
+            ("unhold".to_owned(), half, half),
         ],
         "each step's effect once per order"
     );
@@ -175,7 +220,8 @@ async fn sqlite_saga_coordinator_killed_at_random_points_completes_every_saga_on
         .unwrap();
     let env = vec![("CRASH_DB", db.display().to_string())];
     let ledger = Ledger::Sqlite(file.pool().clone());
-    kill_and_restart("sqlite", &env, &ledger, &DeadLetters::new(&file)).await;
+    let points = ["inbox.before_commit", "inbox.after_commit"];
+    kill_and_restart("sqlite", &env, &points, &ledger, &DeadLetters::new(&file)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,5 +252,44 @@ async fn nats_saga_coordinator_with_postgres_killed_at_random_points_completes_e
         ("CRASH_SCHEMA", schema),
     ];
     let dlq = DeadLetters::postgres(pool.clone()).await.unwrap();
-    kill_and_restart("nats", &env, &Ledger::Postgres(pool), &dlq).await;
+    kill_and_restart("nats", &env, &OUTBOX_POINTS, &Ledger::Postgres(pool), &dlq).await;
+}
+
+/// The boundaries of an engine whose stores are not its log: the outbox's too.
+const OUTBOX_POINTS: [&str; 3] = [
+    "inbox.before_commit",
+    "inbox.after_commit",
+    "outbox.after_append",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_saga_coordinator_with_postgres_killed_at_random_points_completes_every_saga_once() {
+    let (Some(bootstrap), Some(pg)) = (
+        common::server_url("EVT_KAFKA_BOOTSTRAP"),
+        common::server_url("EVT_POSTGRES_URL"),
+    ) else {
+        return;
+    };
+    let (pool, schema) = common::postgres_schema()
+        .await
+        .expect("EVT_POSTGRES_URL was checked");
+    sqlx::query(CREATE_LEDGER).execute(&pool).await.unwrap();
+    let prefix = format!("sagacrash{}", uuid::Uuid::now_v7().simple());
+    let transport = event_kafka::KafkaTransport::connect(
+        event_kafka::KafkaConfig::new(bootstrap.clone()).prefix(&prefix),
+    )
+    .unwrap();
+    let app = App::new(transport, Stores::in_memory().await.unwrap());
+    open_orders(&app).await;
+    drop(app);
+    let env = vec![
+        ("CRASH_KAFKA_BOOTSTRAP", bootstrap),
+        ("CRASH_PREFIX", prefix),
+        ("CRASH_POSTGRES_URL", pg),
+        ("CRASH_SCHEMA", schema),
+        // A killed process's group session lapses in 3 s, so the next one gets its partitions.
+        ("CRASH_CLAIM_TTL_MS", "3000".to_owned()),
+    ];
+    let dlq = DeadLetters::postgres(pool.clone()).await.unwrap();
+    kill_and_restart("kafka", &env, &OUTBOX_POINTS, &Ledger::Postgres(pool), &dlq).await;
 }

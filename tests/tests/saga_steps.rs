@@ -360,6 +360,15 @@ fn an_unanswered_release_is_sent_again_then_the_instance_is_stuck_until_the_answ
     );
     test.advance(Duration::from_secs(600)).unwrap();
     assert_eq!(test.status("o-5"), Some(Status::Stuck));
+    // A late duplicate neither un-sticks it nor moves its version (a queued repair stays valid).
+    let version = test.version("o-5");
+    test.when(CardDeclined {
+        order: "o-5".into(),
+    })
+    .unwrap();
+    test.when(order("o-5")).unwrap();
+    assert_eq!(test.status("o-5"), Some(Status::Stuck));
+    assert_eq!(test.version("o-5"), version);
     // The participant finally answers: the unwind goes on and ends.
     test.when(StockReleased {
         order: "o-5".into(),
@@ -511,6 +520,14 @@ fn an_operator_compensates_before_the_pivot_and_not_after_it() {
         .unwrap();
     let err = shipped.repair("o-13", Repair::Compensate).unwrap_err();
     assert!(err.to_string().contains("past the pivot"), "{err}");
+
+    // At the pivot the booking's outcome is unknown: compensating could undo a shipped order.
+    let mut booking = Kit::new();
+    booking.when(order("o-14")).unwrap();
+    booking.when(held("o-14")).unwrap();
+    booking.when(charged("o-14")).unwrap();
+    let err = booking.repair("o-14", Repair::Compensate).unwrap_err();
+    assert!(err.to_string().contains("is the pivot"), "{err}");
     // Skipping the receipt finishes it.
     shipped.repair("o-13", Repair::Skip).unwrap();
     assert_eq!(shipped.status("o-13"), Some(Status::Completed));

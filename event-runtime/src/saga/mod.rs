@@ -242,7 +242,7 @@ pub enum Repair {
     Resume,
     /// Take the current step (or compensation) as answered and go on.
     Skip,
-    /// Undo now: compensate the steps done (and the current one, if it can be compensated).
+    /// Undo now: compensate the steps done and the current one (refused at and past the pivot).
     Compensate,
 }
 
@@ -368,15 +368,30 @@ pub struct Transition<S> {
     pub(crate) state: S,
     pub(crate) status: Status,
     pub(crate) reason: Option<String>,
+    /// [`Transition::unchanged`]: keep the stored status and reason.
+    pub(crate) unchanged: bool,
 }
 
 impl<S> Transition<S> {
+    /// Nothing happens: the instance keeps its state, status and reason. When the reaction
+    /// changed no timer and emitted nothing, nothing is written at all (no new version, no
+    /// history row), so a late or repeated message leaves no trace but a log line.
+    pub fn unchanged(state: S) -> Self {
+        Transition {
+            state,
+            status: Status::Running,
+            reason: None,
+            unchanged: true,
+        }
+    }
+
     /// The instance goes on in `state`.
     pub fn next(state: S) -> Self {
         Transition {
             state,
             status: Status::Running,
             reason: None,
+            unchanged: false,
         }
     }
 
@@ -386,6 +401,7 @@ impl<S> Transition<S> {
             state,
             status: Status::Completed,
             reason: None,
+            unchanged: false,
         }
     }
 
@@ -396,6 +412,7 @@ impl<S> Transition<S> {
             state,
             status: Status::Stuck,
             reason: Some(reason.into()),
+            unchanged: false,
         }
     }
 
@@ -406,6 +423,7 @@ impl<S> Transition<S> {
             state,
             status: Status::Failed,
             reason: Some(reason.into()),
+            unchanged: false,
         }
     }
 }
@@ -577,6 +595,7 @@ pub(crate) struct Instance<S> {
     pub(crate) state: S,
     pub(crate) version: i64,
     pub(crate) status: Status,
+    pub(crate) reason: Option<String>,
     pub(crate) timers: BTreeMap<String, i64>,
 }
 
@@ -706,10 +725,16 @@ pub(crate) fn transit<S: Saga>(
     ctx: &Context,
     decide: impl FnOnce(Option<Instance<S>>, &mut Step<'_>) -> Result<Decision<S>, HandlerError>,
 ) -> Result<Outcome, HandlerError> {
-    let (read, timers) = loaded
+    let (read, timers, kept) = loaded
         .as_ref()
-        .map(|instance| (instance.version, instance.timers.clone()))
-        .unwrap_or_default();
+        .map(|instance| {
+            (
+                instance.version,
+                instance.timers.clone(),
+                (instance.status, instance.reason.clone()),
+            )
+        })
+        .unwrap_or((0, BTreeMap::new(), (Status::Running, None)));
     let mut step = Step {
         key,
         now,
@@ -717,6 +742,28 @@ pub(crate) fn transit<S: Saga>(
         timers: Vec::new(),
     };
     Ok(match decide(loaded, &mut step)? {
+        Decision::Apply(transition) if transition.unchanged => {
+            let emitted = ctx
+                .emitted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .len();
+            if step.timers.is_empty() && emitted == 0 {
+                Outcome::Dropped(format!(
+                    "saga `{}` key `{key}`: the message changed nothing",
+                    S::NAME
+                ))
+            } else {
+                let (status, reason) = kept;
+                let transition = Transition {
+                    status,
+                    reason,
+                    unchanged: false,
+                    ..transition
+                };
+                Outcome::Written(written::<S>(read, timers, transition, step.timers)?)
+            }
+        }
         Decision::Apply(transition) => {
             Outcome::Written(written::<S>(read, timers, transition, step.timers)?)
         }
@@ -1026,6 +1073,7 @@ mod tests {
         let timers = BTreeMap::from([("t".to_owned(), 1), ("other".to_owned(), 1)]);
         let loaded = Instance {
             state: Tick(0),
+            reason: None,
             version: 1,
             status: Status::Running,
             timers: timers.clone(),
@@ -1042,6 +1090,7 @@ mod tests {
         // The same TimerFired again (a redelivery past the dedupe window, a replay).
         let again = Instance {
             state: Tick(1),
+            reason: None,
             version: w.version,
             status: Status::Running,
             timers: w.timers,
@@ -1058,6 +1107,7 @@ mod tests {
         let timers = BTreeMap::from([("t".to_owned(), 1)]);
         let loaded = Instance {
             state: Tick(0),
+            reason: None,
             version: 4,
             status: Status::Running,
             timers: timers.clone(),
@@ -1090,6 +1140,7 @@ mod tests {
         let mut step = step(&ctx);
         let instance = |status, token| Instance {
             state: Count(0),
+            reason: None,
             version: 3,
             status,
             timers: BTreeMap::from([("pay".to_owned(), token)]),

@@ -177,6 +177,20 @@ fn undo_timer(name: &str) -> String {
 }
 
 impl<D: Steps> Orchestrated<D> {
+    /// Fails (permanently, naming it) when the instance is in a step this code no longer
+    /// declares: a removed step stays declared until no instance is in it.
+    fn declared(&self) -> Result<(), HandlerError> {
+        if self.step.is_empty() || spec::<D>(&self.step).is_some() {
+            return Ok(());
+        }
+        Err(HandlerError::permanent(format!(
+            "saga `{}`: the instance is in step `{}`, which this code does not declare any more \
+             (declare it again until no instance is in it)",
+            D::NAME,
+            self.step
+        )))
+    }
+
     /// Sends step `index` (or completes the saga past the last one).
     fn enter(
         mut self,
@@ -210,6 +224,12 @@ impl<D: Steps> Orchestrated<D> {
             if !undoing {
                 self.failure = Some(why.clone());
             }
+            // A fault can make it stuck while the last send's timer is still pending.
+            step.cancel(&if undoing {
+                undo_timer(spec.name)
+            } else {
+                spec.name.to_owned()
+            });
             return Ok(Transition::stuck(self, why));
         }
         self.attempts += 1;
@@ -291,14 +311,16 @@ impl<D: Steps> Orchestrated<D> {
         what: &str,
         step: &mut Step<'_>,
     ) -> Result<Transition<Self>, HandlerError> {
+        self.declared()?;
         let current = |name: &str| self.step == name;
         match role {
-            Role::Start => Ok(Transition::next(self)),
+            // A start for a running instance: a duplicate.
+            Role::Start => Ok(Transition::unchanged(self)),
             Role::Reply(name) if self.phase == Phase::Forward && current(name) => {
                 step.cancel(name);
                 record(&mut self.data);
                 let Some((index, spec)) = spec::<D>(name) else {
-                    return Ok(Transition::next(self));
+                    return Ok(Transition::unchanged(self));
                 };
                 if spec.kind == StepKind::Compensatable {
                     self.done.push(name.to_owned());
@@ -308,7 +330,7 @@ impl<D: Steps> Orchestrated<D> {
             }
             Role::Fault(name) if self.phase == Phase::Forward && current(name) => {
                 let Some((_, spec)) = spec::<D>(name) else {
-                    return Ok(Transition::next(self));
+                    return Ok(Transition::unchanged(self));
                 };
                 let why =
                     explain(&self.data).unwrap_or_else(|| format!("step `{name}` failed: {what}"));
@@ -325,7 +347,9 @@ impl<D: Steps> Orchestrated<D> {
                 self.unwind(step)
             }
             // A late or repeated answer, for a step the instance is no longer in: nothing to do.
-            Role::Reply(_) | Role::Fault(_) | Role::Compensated(_) => Ok(Transition::next(self)),
+            Role::Reply(_) | Role::Fault(_) | Role::Compensated(_) => {
+                Ok(Transition::unchanged(self))
+            }
         }
     }
 }
@@ -342,11 +366,12 @@ impl<D: Steps> Saga for Orchestrated<D> {
             Some(name) => (name, true),
             None => (timer, false),
         };
+        self.declared()?;
         let Some((_, spec)) = spec::<D>(name) else {
-            return Ok(Transition::next(self));
+            return Ok(Transition::unchanged(self));
         };
         if self.step != name || (self.phase == Phase::Compensating) != undoing {
-            return Ok(Transition::next(self));
+            return Ok(Transition::unchanged(self));
         }
         if !undoing && spec.kind == StepKind::Compensatable {
             let why = format!("step `{name}` timed out after {:?}", spec.timeout);
@@ -360,6 +385,7 @@ impl<D: Steps> Saga for Orchestrated<D> {
         repair: Repair,
         step: &mut Step<'_>,
     ) -> Result<Transition<Self>, HandlerError> {
+        self.declared()?;
         let current = spec::<D>(&self.step).map(|(_, spec)| spec);
         let refuse = |why: String| {
             Err(HandlerError::permanent(format!(
@@ -388,10 +414,16 @@ impl<D: Steps> Saga for Orchestrated<D> {
             (Repair::Compensate, _) if self.phase == Phase::Compensating => refuse(
                 "it is compensating already (resume or skip its current compensation)".to_owned(),
             ),
-            (Repair::Compensate, Some(spec)) if spec.kind == StepKind::Retriable => {
+            (Repair::Compensate, Some(spec)) if spec.kind != StepKind::Compensatable => {
                 refuse(format!(
-                    "step `{}` is past the pivot: the saga only goes forward (resume or skip)",
-                    spec.name
+                    "step `{}` is {}: its outcome is unknown or cannot be undone, so the saga \
+                     only goes forward (resume it, or skip it if it happened)",
+                    spec.name,
+                    if spec.kind == StepKind::Pivot {
+                        "the pivot"
+                    } else {
+                        "past the pivot"
+                    }
                 ))
             }
             (Repair::Compensate, current) => {

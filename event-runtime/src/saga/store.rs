@@ -18,7 +18,7 @@ pub(crate) async fn load<DB: Exec, S: Saga>(
     let Some(row) = DB::row(
         conn,
         DB::sql(
-            "SELECT version, status, state, timers FROM evt_sagas \
+            "SELECT version, status, state, timers, reason FROM evt_sagas \
              WHERE saga = ? AND key = ? FOR UPDATE",
         ),
         args![S::NAME, key],
@@ -50,6 +50,7 @@ pub(crate) async fn load<DB: Exec, S: Saga>(
         state,
         version: DB::int(&row, "version").map_err(error)?,
         status,
+        reason: DB::opt_text(&row, "reason").map_err(error)?,
         timers,
     }))
 }
@@ -409,7 +410,7 @@ pub(crate) async fn purge_finished<DB: Exec>(
         DB::sql(
             "DELETE FROM evt_saga_history WHERE EXISTS (SELECT 1 FROM evt_sagas s \
              WHERE s.saga = evt_saga_history.saga AND s.key = evt_saga_history.key \
-             AND s.status <> 'running' AND s.updated_ms < ?)",
+             AND s.status IN ('completed', 'failed') AND s.updated_ms < ?)",
         ),
         args![cutoff_ms],
     )
@@ -417,7 +418,7 @@ pub(crate) async fn purge_finished<DB: Exec>(
     .map_err(error)?;
     let deleted = DB::exec(
         &mut tx,
-        DB::sql("DELETE FROM evt_sagas WHERE status <> 'running' AND updated_ms < ?"),
+        DB::sql("DELETE FROM evt_sagas WHERE status IN ('completed', 'failed') AND updated_ms < ?"),
         args![cutoff_ms],
     )
     .await

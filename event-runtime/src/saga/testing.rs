@@ -16,6 +16,7 @@ struct Stored {
     state: Vec<u8>,
     version: i64,
     status: Status,
+    reason: Option<String>,
     timers: BTreeMap<String, i64>,
 }
 
@@ -159,6 +160,7 @@ impl<S: Saga> SagaTest<S> {
                 })?,
                 version: stored.version,
                 status: stored.status,
+                reason: stored.reason.clone(),
                 timers: stored.timers.clone(),
             }),
             None => None,
@@ -178,6 +180,7 @@ impl<S: Saga> SagaTest<S> {
                         state: written.state,
                         version: written.version,
                         status: written.status,
+                        reason: written.reason,
                         timers: written.timers,
                     },
                 );

@@ -62,7 +62,9 @@ where
     let mut tx = Arc::try_unwrap(shared).map_err(|_| kept())?.into_inner();
     // Dropping `tx` on an error below rolls the effect back, and the emitted events with it.
     emit.emit(&mut tx, emitted).await?;
+    crate::crash::point("inbox.before_commit");
     tx.commit().await.map_err(error)?;
+    crate::crash::point("inbox.after_commit");
     Ok(true)
 }
 

@@ -1,21 +1,27 @@
-//! A saga coordinator process for the crash tests (`tests/tests/crash.rs`): the checkout saga
-//! `order` (open -> reserve -> charge -> a timer -> ship) with its three participants, each a
-//! group in inbox mode that writes one row per step into the table `saga_ledger` in its inbox
-//! transaction. It exits 0 once `expected` instances have completed and the app is idle. The
-//! tests kill it with SIGKILL at random points and start it again.
+//! A saga coordinator process for the crash tests (`tests/tests/saga_crash.rs`): two sagas
+//! started by the same `Opened` event, with their participants, each a group in inbox mode that
+//! writes one row per step into the table `saga_ledger` in its inbox transaction:
+//!
+//! - `order`, written by hand: open -> reserve -> charge -> a timer -> ship;
+//! - `checkout`, declared with `#[saga]`: hold (compensated by an awaited unhold) -> pay (the
+//!   pivot; declined for odd order numbers, which unwinds the hold).
+//!
+//! It exits 0 once `expected` instances of each saga have finished and the app is idle. The
+//! tests kill it with SIGKILL at random points, or make it abort at a named boundary
+//! (`EVT_CRASH_POINT`, the runtime's `crash-points` feature), and start it again.
 //!
 //! Usage: `crash_saga <engine> <expected>`, the engine being
 //!
 //! - `sqlite`: the log, the stores, the saga tables and the ledger in the SQLite file `CRASH_DB`;
-//! - `nats`: the log on the NATS server `CRASH_NATS_URL` under the prefix `CRASH_PREFIX`; the
-//!   stores, the saga tables and the ledger in PostgreSQL at `CRASH_POSTGRES_URL`, schema
-//!   `CRASH_SCHEMA`.
+//! - `nats` or `kafka`: the log on the NATS server `CRASH_NATS_URL` (or the Kafka bootstrap
+//!   `CRASH_KAFKA_BOOTSTRAP`) under the prefix `CRASH_PREFIX`; the stores, the saga tables and
+//!   the ledger in PostgreSQL at `CRASH_POSTGRES_URL`, schema `CRASH_SCHEMA`.
 
 use std::time::Duration;
 
-use event_runtime::saga::{Messages, On, Saga, Status, Step, Transition, Unknown};
+use event_runtime::saga::{Messages, On, Orchestrated, Saga, Status, Step, Transition, Unknown};
 use event_runtime::transport::Transport;
-use event_runtime::{App, Command, Context, DomainEvent, Envelope, HandlerError, Stores};
+use event_runtime::{App, Command, Context, DomainEvent, Envelope, HandlerError, Stores, saga};
 use serde::{Deserialize, Serialize};
 
 /// A checkout opens (what the test publishes).
@@ -151,6 +157,98 @@ impl On<Charged> for Order {
     }
 }
 
+#[derive(Command, Serialize, Deserialize, Debug, Clone)]
+#[command(context = "crash_checkout", name = "crash_checkout.hold")]
+struct Hold {
+    #[command(key)]
+    order: String,
+}
+
+#[derive(Command, Serialize, Deserialize, Debug, Clone)]
+#[command(context = "crash_checkout", name = "crash_checkout.unhold")]
+struct Unhold {
+    #[command(key)]
+    order: String,
+}
+
+#[derive(Command, Serialize, Deserialize, Debug, Clone)]
+#[command(context = "crash_checkout", name = "crash_checkout.pay")]
+struct Pay {
+    #[command(key)]
+    order: String,
+}
+
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "crash_checkout", name = "crash_checkout.held")]
+struct Held {
+    #[event(key)]
+    order: String,
+}
+
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "crash_checkout", name = "crash_checkout.unheld")]
+struct Unheld {
+    #[event(key)]
+    order: String,
+}
+
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "crash_checkout", name = "crash_checkout.paid")]
+struct Paid {
+    #[event(key)]
+    order: String,
+}
+
+#[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
+#[event(context = "crash_checkout", name = "crash_checkout.declined")]
+struct Declined {
+    #[event(key)]
+    order: String,
+}
+
+/// The declared saga. Its timeouts are far longer than a run, so no command is sent twice and
+/// the ledger can count each step's effect once.
+#[derive(Serialize, Deserialize, Debug)]
+struct Checkout {
+    order: String,
+}
+
+#[saga(key = order)]
+impl Checkout {
+    #[start]
+    fn opened(event: &Opened) -> Self {
+        Checkout {
+            order: event.order.clone(),
+        }
+    }
+
+    #[step(
+        reply = Held,
+        fault = none,
+        timeout = "10m",
+        compensate = unhold,
+        compensated = Unheld
+    )]
+    fn hold(&self) -> Hold {
+        Hold {
+            order: self.order.clone(),
+        }
+    }
+
+    fn unhold(&self) -> Unhold {
+        Unhold {
+            order: self.order.clone(),
+        }
+    }
+
+    #[step(pivot, reply = Paid, fault = Declined, timeout = "10m")]
+    fn pay(&self) -> Pay {
+        Pay {
+            order: self.order.clone(),
+        }
+    }
+}
+
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 fn var(name: &str) -> Result<String, Error> {
@@ -181,13 +279,25 @@ async fn book(ctx: &Context, step: &str, order: &str, id: String) -> Result<(), 
     Ok(())
 }
 
-fn participants<T: Transport>(app: &mut App<T>) {
-    let inbox = event_runtime::GroupOptions {
+/// Inbox mode, with claims (Kafka sessions) of `CRASH_CLAIM_TTL_MS` if set: how soon a killed
+/// process's partitions are free for the next one.
+fn options() -> event_runtime::GroupOptions {
+    let defaults = event_runtime::GroupOptions::default();
+    event_runtime::GroupOptions {
         inbox: true,
-        ..event_runtime::GroupOptions::default()
-    };
+        claim_ttl: std::env::var("CRASH_CLAIM_TTL_MS")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map_or(defaults.claim_ttl, Duration::from_millis),
+        ..defaults
+    }
+}
+
+fn participants<T: Transport>(app: &mut App<T>) {
+    let inbox = options();
     app.group_options("crash-stock", inbox.clone())
         .group_options("crash-pay", inbox.clone())
+        .group_options("crash-checkout", inbox.clone())
         .group_options("crash-ship", inbox)
         .subscribe(
             "crash-stock",
@@ -215,24 +325,72 @@ fn participants<T: Transport>(app: &mut App<T>) {
                 book(&ctx, "ship", &cmd.data.order, cmd.id.to_string()).await?;
                 Ok::<(), HandlerError>(())
             },
+        )
+        .subscribe(
+            "crash-checkout",
+            |cmd: Envelope<Hold>, ctx: Context| async move {
+                book(&ctx, "hold", &cmd.data.order, cmd.id.to_string()).await?;
+                ctx.publish(Held {
+                    order: cmd.data.order,
+                })?;
+                Ok::<(), HandlerError>(())
+            },
+        )
+        .subscribe(
+            "crash-checkout",
+            |cmd: Envelope<Unhold>, ctx: Context| async move {
+                book(&ctx, "unhold", &cmd.data.order, cmd.id.to_string()).await?;
+                ctx.publish(Unheld {
+                    order: cmd.data.order,
+                })?;
+                Ok::<(), HandlerError>(())
+            },
+        )
+        .subscribe(
+            "crash-checkout",
+            |cmd: Envelope<Pay>, ctx: Context| async move {
+                book(&ctx, "pay", &cmd.data.order, cmd.id.to_string()).await?;
+                let odd = cmd
+                    .data
+                    .order
+                    .rsplit('-')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .is_some_and(|n| n % 2 == 1);
+                let order = cmd.data.order;
+                if odd {
+                    ctx.publish(Declined { order })?;
+                } else {
+                    ctx.publish(Paid { order })?;
+                }
+                Ok::<(), HandlerError>(())
+            },
         );
 }
 
 /// Runs `app` until `expected` instances completed and every order shipped.
 async fn until_done<T: Transport>(mut app: App<T>, expected: u64) -> Result<(), Error> {
-    app.instance("crash-saga").saga::<Order>();
+    app.instance("crash-saga")
+        .group_options("saga.order", options())
+        .group_options("saga.checkout", options())
+        .saga::<Order>()
+        .saga::<Orchestrated<Checkout>>();
     participants(&mut app);
     let running = app.start().await?;
     let sagas = running.sagas().ok_or("SQL stores expected")?;
     loop {
-        let completed = sagas
-            .counts()
-            .await?
-            .into_iter()
-            .filter(|(saga, status, _)| saga == "order" && *status == Status::Completed)
-            .map(|(_, _, n)| n)
-            .sum::<u64>();
-        if completed >= expected && running.wait_idle(Duration::from_millis(1)).await {
+        let counts = sagas.counts().await?;
+        let finished = |name: &str| {
+            counts
+                .iter()
+                .filter(|(saga, status, _)| saga == name && status.is_finished())
+                .map(|(_, _, n)| n)
+                .sum::<u64>()
+        };
+        if finished("order") >= expected
+            && finished("checkout") >= expected
+            && running.wait_idle(Duration::from_millis(1)).await
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -245,23 +403,32 @@ async fn until_done<T: Transport>(mut app: App<T>, expected: u64) -> Result<(), 
 async fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().collect();
     let [_, engine, expected] = args.as_slice() else {
-        return Err("usage: crash_saga <sqlite|nats> <expected>".into());
+        return Err("usage: crash_saga <sqlite|nats|kafka> <expected>".into());
     };
     let expected: u64 = expected.parse()?;
     match engine.as_str() {
         "sqlite" => until_done(App::embedded(var("CRASH_DB")?).await?, expected).await,
-        "nats" => {
+        "nats" | "kafka" => {
             let options: sqlx::postgres::PgConnectOptions = var("CRASH_POSTGRES_URL")?.parse()?;
             let schema = var("CRASH_SCHEMA")?;
             let pool = sqlx::postgres::PgPoolOptions::new()
                 .max_connections(8)
                 .connect_with(options.options([("search_path", schema.as_str())]))
                 .await?;
-            let transport = event_nats::NatsTransport::connect(
-                event_nats::NatsConfig::new(var("CRASH_NATS_URL")?).prefix(&var("CRASH_PREFIX")?),
-            )
-            .await?;
-            until_done(App::new(transport, Stores::postgres(pool).await?), expected).await
+            let stores = Stores::postgres(pool).await?;
+            let prefix = var("CRASH_PREFIX")?;
+            if engine == "nats" {
+                let transport = event_nats::NatsTransport::connect(
+                    event_nats::NatsConfig::new(var("CRASH_NATS_URL")?).prefix(&prefix),
+                )
+                .await?;
+                until_done(App::new(transport, stores), expected).await
+            } else {
+                let transport = event_kafka::KafkaTransport::connect(
+                    event_kafka::KafkaConfig::new(var("CRASH_KAFKA_BOOTSTRAP")?).prefix(&prefix),
+                )?;
+                until_done(App::new(transport, stores), expected).await
+            }
         }
         other => Err(format!("unknown engine `{other}`").into()),
     }

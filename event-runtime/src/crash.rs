@@ -1,0 +1,42 @@
+//! Crash points, for crash tests: with the `crash-points` feature, a process whose environment
+//! has `EVT_CRASH_POINT=<name>` aborts (SIGABRT, no unwinding, no cleanup: like a SIGKILL at
+//! that exact line) the `EVT_CRASH_AFTER`-th time (default 1) it reaches the point `<name>`.
+//! Without the feature a point compiles to nothing.
+//!
+//! The points:
+//!
+//! | name | where |
+//! |---|---|
+//! | `inbox.before_commit` | an inbox transaction (a handler's, a saga transition's) wrote everything and is about to commit |
+//! | `inbox.after_commit` | it committed; the record is not acknowledged yet (the position is not committed) |
+//! | `outbox.after_append` | the relay appended rows to the log and has not deleted them from the outbox yet |
+
+/// Aborts the process here if the environment asks for it (see the module docs).
+#[cfg(feature = "crash-points")]
+pub(crate) fn point(name: &str) {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static AT: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static HITS: AtomicU64 = AtomicU64::new(0);
+    let at = AT.get_or_init(|| {
+        let point = std::env::var("EVT_CRASH_POINT").ok()?;
+        let after = std::env::var("EVT_CRASH_AFTER")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        Some((point, after))
+    });
+    if let Some((point, after)) = at
+        && point == name
+        && HITS.fetch_add(1, Ordering::SeqCst) + 1 >= *after
+    {
+        eprintln!("crash point `{name}` reached (hit {after}): aborting");
+        std::process::abort();
+    }
+}
+
+/// Nothing: crash points are compiled in with the `crash-points` feature only.
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub(crate) fn point(_name: &str) {}
