@@ -134,6 +134,7 @@ pub mod cloudevents;
 pub mod codec;
 pub mod consumer;
 pub mod contracts;
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 mod crash;
 pub mod dedupe;
 pub mod deprecation;

@@ -19,7 +19,7 @@
 
 use std::time::Duration;
 
-use event_runtime::saga::{Messages, On, Orchestrated, Saga, Status, Step, Transition, Unknown};
+use event_runtime::saga::{Messages, On, Orchestrated, Saga, Step, Transition, Unknown};
 use event_runtime::transport::Transport;
 use event_runtime::{App, Command, Context, DomainEvent, Envelope, HandlerError, Stores, saga};
 use serde::{Deserialize, Serialize};
@@ -368,8 +368,30 @@ fn participants<T: Transport>(app: &mut App<T>) {
         );
 }
 
-/// Runs `app` until `expected` instances completed and every order shipped.
-async fn until_done<T: Transport>(mut app: App<T>, expected: u64) -> Result<(), Error> {
+/// The participants' ledger, read to know when every effect is booked.
+enum Ledger {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl Ledger {
+    async fn rows(&self) -> Result<i64, Error> {
+        const COUNT: &str = "SELECT COUNT(*) FROM saga_ledger";
+        Ok(match self {
+            Ledger::Sqlite(pool) => sqlx::query_scalar(COUNT).fetch_one(pool).await?,
+            Ledger::Postgres(pool) => sqlx::query_scalar(COUNT).fetch_one(pool).await?,
+        })
+    }
+}
+
+/// Runs `app` until `expected` instances of each saga finished, every effect is booked (five
+/// per order, and an unhold for each declined, odd, order) and the app is idle.
+async fn until_done<T: Transport>(
+    mut app: App<T>,
+    expected: u64,
+    ledger: Ledger,
+) -> Result<(), Error> {
+    let effects = i64::try_from(5 * expected + expected / 2)?;
     app.instance("crash-saga")
         .group_options("saga.order", options())
         .group_options("saga.checkout", options())
@@ -389,6 +411,7 @@ async fn until_done<T: Transport>(mut app: App<T>, expected: u64) -> Result<(), 
         };
         if finished("order") >= expected
             && finished("checkout") >= expected
+            && ledger.rows().await? >= effects
             && running.wait_idle(Duration::from_millis(1)).await
         {
             break;
@@ -407,7 +430,15 @@ async fn main() -> Result<(), Error> {
     };
     let expected: u64 = expected.parse()?;
     match engine.as_str() {
-        "sqlite" => until_done(App::embedded(var("CRASH_DB")?).await?, expected).await,
+        "sqlite" => {
+            let db = var("CRASH_DB")?;
+            let app = App::embedded(&db).await?;
+            let ledger = sqlx::SqlitePool::connect_with(
+                sqlx::sqlite::SqliteConnectOptions::new().filename(&db),
+            )
+            .await?;
+            until_done(app, expected, Ledger::Sqlite(ledger)).await
+        }
         "nats" | "kafka" => {
             let options: sqlx::postgres::PgConnectOptions = var("CRASH_POSTGRES_URL")?.parse()?;
             let schema = var("CRASH_SCHEMA")?;
@@ -415,19 +446,20 @@ async fn main() -> Result<(), Error> {
                 .max_connections(8)
                 .connect_with(options.options([("search_path", schema.as_str())]))
                 .await?;
-            let stores = Stores::postgres(pool).await?;
+            let stores = Stores::postgres(pool.clone()).await?;
+            let ledger = Ledger::Postgres(pool);
             let prefix = var("CRASH_PREFIX")?;
             if engine == "nats" {
                 let transport = event_nats::NatsTransport::connect(
                     event_nats::NatsConfig::new(var("CRASH_NATS_URL")?).prefix(&prefix),
                 )
                 .await?;
-                until_done(App::new(transport, stores), expected).await
+                until_done(App::new(transport, stores), expected, ledger).await
             } else {
                 let transport = event_kafka::KafkaTransport::connect(
                     event_kafka::KafkaConfig::new(var("CRASH_KAFKA_BOOTSTRAP")?).prefix(&prefix),
                 )?;
-                until_done(App::new(transport, stores), expected).await
+                until_done(App::new(transport, stores), expected, ledger).await
             }
         }
         other => Err(format!("unknown engine `{other}`").into()),
