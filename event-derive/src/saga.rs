@@ -53,6 +53,19 @@ fn generate(saga: &SagaImpl<'_>) -> TokenStream {
     let name = &saga.name;
     let specs = saga.steps.iter().map(spec);
     let attempts = saga.attempts.map(|n| quote!(const ATTEMPTS: u32 = #n;));
+    let state_version = saga
+        .state_version
+        .map(|n| quote!(const STATE_VERSION: u32 = #n;));
+    let state_upcast = saga.state_upcast.as_ref().map(|f| {
+        quote! {
+            fn upcast_data(
+                from: u32,
+                data: __ev::serde_json::Value,
+            ) -> __ev::Result<__ev::serde_json::Value, __ev::UpcastError> {
+                Self::#f(from, data)
+            }
+        }
+    });
     let requests = saga.steps.iter().map(|s| {
         let f = &s.func.sig.ident;
         let step = f.to_string();
@@ -147,6 +160,8 @@ fn generate(saga: &SagaImpl<'_>) -> TokenStream {
                 const NAME: &'static str = #name;
                 const STEPS: &'static [__ev::saga::StepSpec] = &[#(#specs),*];
                 #attempts
+                #state_version
+                #state_upcast
 
                 fn request(&self, name: &str, step: &mut __ev::saga::Step<'_>) -> __ev::Result<(), __ev::HandlerError> {
                     match name {

@@ -42,6 +42,11 @@ pub struct SagaImpl<'a> {
     pub key_type: syn::Type,
     /// `attempts = N`: sends of a command that gets no answer before the instance is stuck.
     pub attempts: Option<u32>,
+    /// `state_version = N`: the version of the data's stored form (1 when not given).
+    pub state_version: Option<u32>,
+    /// `state_upcast = f`: `fn f(from: u32, data: serde_json::Value) -> Result<serde_json::Value,
+    /// UpcastError>` lifts the data stored at `from` to `from + 1`.
+    pub state_upcast: Option<syn::Ident>,
     /// `crate = "..."`.
     pub crate_path: Option<syn::Path>,
     /// The impl block.
@@ -107,7 +112,14 @@ fn or_none<T: syn::parse::Parse>(input: syn::parse::ParseStream<'_>) -> syn::Res
     }
 }
 
-const SAGA_ARGS: &[&str] = &["name", "key", "attempts", "crate"];
+const SAGA_ARGS: &[&str] = &[
+    "name",
+    "key",
+    "attempts",
+    "state_version",
+    "state_upcast",
+    "crate",
+];
 const STEP_ARGS: &[&str] = &[
     "reply",
     "fault",
@@ -169,6 +181,8 @@ pub fn parse<'a>(cx: &Ctxt, args: TokenStream, item: &'a syn::ItemImpl) -> Optio
     let mut name: Option<String> = None;
     let mut key: Option<(syn::Ident, Option<syn::Type>)> = None;
     let mut attempts = None;
+    let mut state_version: Option<(u32, Span)> = None;
+    let mut state_upcast: Option<syn::Ident> = None;
     let mut crate_path = None;
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("name") {
@@ -191,6 +205,15 @@ pub fn parse<'a>(cx: &Ctxt, args: TokenStream, item: &'a syn::ItemImpl) -> Optio
                 return Err(syn::Error::new(lit.span(), "`attempts` must be at least 1"));
             }
             attempts = Some(n);
+        } else if meta.path.is_ident("state_version") {
+            let lit: syn::LitInt = meta.value()?.parse()?;
+            let n: u32 = lit.base10_parse()?;
+            if n == 0 {
+                return Err(syn::Error::new(lit.span(), "`state_version` starts at 1"));
+            }
+            state_version = Some((n, lit.span()));
+        } else if meta.path.is_ident("state_upcast") {
+            state_upcast = Some(meta.value()?.parse()?);
         } else if meta.path.is_ident("crate") {
             let lit: syn::LitStr = meta.value()?.parse()?;
             crate_path = Some(lit.parse()?);
@@ -277,12 +300,29 @@ pub fn parse<'a>(cx: &Ctxt, args: TokenStream, item: &'a syn::ItemImpl) -> Optio
         );
     }
     check_structure(cx, &functions, &mut steps);
+    match (&state_version, &state_upcast) {
+        (Some((version, span)), None) if *version > 1 => cx.error_at(
+            *span,
+            format!("state version {version} needs `state_upcast = f` to read the instances stored at older versions: `fn f(from: u32, data: serde_json::Value) -> Result<serde_json::Value, UpcastError>`"),
+        ),
+        (None | Some((1, _)), Some(f)) => cx.error_spanned_by(
+            f,
+            "`state_upcast` without `state_version` above 1: there is no older stored form to lift",
+        ),
+        (_, Some(f)) if !functions.iter().any(|func| func.sig.ident == *f) => cx.error_spanned_by(
+            f,
+            format!("no function `{f}` in this impl block: add `fn {f}(from: u32, data: serde_json::Value) -> Result<serde_json::Value, UpcastError>`"),
+        ),
+        _ => {}
+    }
     check_meanings(cx, &starts, &steps);
     Some(SagaImpl {
         name,
         key,
         key_type,
         attempts,
+        state_version: state_version.map(|(n, _)| n),
+        state_upcast,
         crate_path,
         item,
         starts,

@@ -82,6 +82,8 @@ CREATE TABLE IF NOT EXISTS evt_sagas (
     state       BYTEA NOT NULL,
     timers      TEXT NOT NULL,
     reason      TEXT,
+    -- The version of the state's stored form (Saga::STATE_VERSION when it was written).
+    state_version BIGINT NOT NULL DEFAULT 1,
     created_ms  BIGINT NOT NULL,
     updated_ms  BIGINT NOT NULL,
     PRIMARY KEY (saga, key)

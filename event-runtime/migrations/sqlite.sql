@@ -82,6 +82,8 @@ CREATE TABLE IF NOT EXISTS evt_sagas (
     state       BLOB NOT NULL,
     timers      TEXT NOT NULL,
     reason      TEXT,
+    -- The version of the state's stored form (Saga::STATE_VERSION when it was written).
+    state_version INTEGER NOT NULL DEFAULT 1,
     created_ms  INTEGER NOT NULL,
     updated_ms  INTEGER NOT NULL,
     PRIMARY KEY (saga, key)

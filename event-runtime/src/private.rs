@@ -6,12 +6,13 @@ pub use core::result::Result::{self, Err, Ok};
 pub use core::time::Duration;
 pub use inventory;
 pub use serde;
+pub use serde_json;
 pub use std::string::String;
 pub use std::vec::Vec;
 
 pub use crate::codec::{Json, JsonUpcastFn, PayloadCodec, Protobuf};
 pub use crate::envelope::Envelope;
-pub use crate::error::{DecodeError, EncodeError, PayloadError};
+pub use crate::error::{DecodeError, EncodeError, PayloadError, UpcastError};
 pub use crate::handler::{
     Context, DeclaredHandler, Handler, HandlerDecl, HandlerError, HandlerSpec,
 };

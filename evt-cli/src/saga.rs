@@ -16,6 +16,7 @@ fn instance_json(instance: &InstanceRecord) -> Value {
         "status": instance.status.as_str(),
         "version": instance.version,
         "state": instance.state,
+        "state_version": instance.state_version,
         "reason": instance.reason,
         "timers": instance.timers,
         "created": time_ms(instance.created_ms),

@@ -184,7 +184,7 @@ pub(crate) mod timers;
 
 pub(crate) use run::Timers;
 pub use steps::{Handles, Orchestrated, Phase, Role, StepKind, StepSpec, Steps};
-pub use store::{HistoryEntry, InstanceRecord};
+pub use store::{HistoryEntry, InstanceRecord, Unreadable};
 pub use testing::SagaTest;
 pub(crate) use timers::{TimerFired, descriptors as timer_descriptors};
 
@@ -213,6 +213,46 @@ pub trait Saga: Serialize + DeserializeOwned + Send + Sync + 'static {
             "saga `{}` scheduled timer `{timer}` but does not handle timeouts (Saga::timeout)",
             Self::NAME
         )))
+    }
+
+    /// The version of the state's stored form: 1 until a change to the type stops reading
+    /// what running instances stored. Raise it then, and lift the older forms in
+    /// [`Saga::upcast_state`]. Every row records the version it was written at.
+    const STATE_VERSION: u32 = 1;
+
+    /// Lifts a stored state of version `from` (below [`Saga::STATE_VERSION`]) to the JSON of
+    /// version `from + 1`, as an event's JSON upcaster lifts a payload. The default has none.
+    ///
+    /// # Errors
+    ///
+    /// When the state cannot be lifted: the instance's next transition fails permanently,
+    /// naming the saga, the key and the versions, and [`Sagas::check`] reports it.
+    fn upcast_state(
+        from: u32,
+        state: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::error::UpcastError> {
+        let _ = state;
+        Err(crate::error::UpcastError::new(format!(
+            "saga `{}` has no upcaster from state version {from} (Saga::upcast_state)",
+            Self::NAME
+        )))
+    }
+
+    /// Whether this code can carry on the instance in `self`, beyond decoding it (a
+    /// `#[saga]`: its current step is still declared). Used by [`Sagas::check`].
+    ///
+    /// # Errors
+    ///
+    /// Why it cannot.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// Whether a pending timer named `timer` means something to this code. Used by
+    /// [`Sagas::check`]; the default takes every name.
+    fn knows_timer(timer: &str) -> bool {
+        let _ = timer;
+        true
     }
 
     /// An operator asked for `repair` of this instance (see [`Repair`]). The default refuses:
@@ -777,6 +817,8 @@ pub(crate) fn transit<S: Saga>(
 pub(crate) struct Written {
     /// The version it writes: one past the version it read (0: no instance).
     pub(crate) version: i64,
+    /// The state's stored form ([`Saga::STATE_VERSION`]).
+    pub(crate) state_version: u32,
     pub(crate) status: Status,
     pub(crate) state: Vec<u8>,
     pub(crate) timers: BTreeMap<String, i64>,
@@ -831,6 +873,7 @@ pub(crate) fn written<S: Saga>(
     }
     Ok(Written {
         version,
+        state_version: S::STATE_VERSION,
         status: transition.status,
         state,
         timers,
@@ -942,6 +985,21 @@ impl Sagas {
         actor: &str,
     ) -> Result<bool, crate::transport::TransportError> {
         on_pool!(&self.db, pool => store::request_repair(pool, saga, key, repair, actor).await, memory => Ok(false))
+    }
+
+    /// Loads every unfinished instance of saga `S` and every pending timer with this code, as
+    /// its next transition would: the state lifted from its stored version and decoded, its
+    /// step still declared, its timers understood. Run it in CI against a copy of production's
+    /// stores before deploying a change to a saga: each problem is an instance that the new
+    /// code would fail. Finished instances take no more messages and are not read.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails. Cancelling it only stops the read.
+    pub async fn check<S: Saga>(
+        &self,
+    ) -> Result<Vec<Unreadable>, crate::transport::TransportError> {
+        on_pool!(&self.db, pool => store::check::<_, S>(pool).await, memory => Ok(Vec::new()))
     }
 
     /// The transitions of the instance of `saga` with `key`, oldest first.

@@ -83,6 +83,25 @@ pub trait Steps: Serialize + serde::de::DeserializeOwned + Send + Sync + 'static
     const STEPS: &'static [StepSpec];
     /// How many times a command that timed out is sent before the instance is stuck.
     const ATTEMPTS: u32 = 5;
+    /// The version of the data's stored form (see [`Saga::STATE_VERSION`]).
+    const STATE_VERSION: u32 = 1;
+
+    /// Lifts the data stored at version `from` to version `from + 1` (see
+    /// [`Saga::upcast_state`]); `#[saga(state_version = N, state_upcast = f)]` names `f`.
+    ///
+    /// # Errors
+    ///
+    /// When the data cannot be lifted. The default has no upcaster.
+    fn upcast_data(
+        from: u32,
+        data: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::error::UpcastError> {
+        let _ = data;
+        Err(crate::error::UpcastError::new(format!(
+            "saga `{}` has no upcaster from state version {from} (state_upcast)",
+            Self::NAME
+        )))
+    }
 
     /// Sends the command of step `name`.
     ///
@@ -356,6 +375,29 @@ impl<D: Steps> Orchestrated<D> {
 
 impl<D: Steps> Saga for Orchestrated<D> {
     const NAME: &'static str = D::NAME;
+    const STATE_VERSION: u32 = D::STATE_VERSION;
+
+    /// The orchestration's own fields keep their form; the data is lifted by
+    /// [`Steps::upcast_data`].
+    fn upcast_state(
+        from: u32,
+        mut state: serde_json::Value,
+    ) -> Result<serde_json::Value, crate::error::UpcastError> {
+        let data = state
+            .get_mut("data")
+            .ok_or_else(|| crate::error::UpcastError::new("the stored state has no `data`"))?;
+        *data = D::upcast_data(from, data.take())?;
+        Ok(state)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        self.declared().map_err(|err| err.to_string())
+    }
+
+    fn knows_timer(timer: &str) -> bool {
+        let name = timer.strip_prefix("undo:").unwrap_or(timer);
+        spec::<D>(name).is_some()
+    }
 
     fn messages(on: &mut Messages<Self>) {
         D::messages(on);

@@ -18,7 +18,7 @@ pub(crate) async fn load<DB: Exec, S: Saga>(
     let Some(row) = DB::row(
         conn,
         DB::sql(
-            "SELECT version, status, state, timers, reason FROM evt_sagas \
+            "SELECT version, status, state, state_version, timers, reason FROM evt_sagas \
              WHERE saga = ? AND key = ? FOR UPDATE",
         ),
         args![S::NAME, key],
@@ -37,12 +37,9 @@ pub(crate) async fn load<DB: Exec, S: Saga>(
     };
     let status =
         Status::parse(&status).ok_or_else(|| corrupt(format!("unknown status `{status}`")))?;
-    let state = DB::blob(&row, "state").map_err(error)?;
-    let state: S = serde_json::from_slice(&state).map_err(|err| {
-        corrupt(format!(
-            "its state does not decode as this code's type: {err}"
-        ))
-    })?;
+    let stored = DB::int(&row, "state_version").map_err(error)?;
+    let state: S =
+        decode_state::<S>(&DB::blob(&row, "state").map_err(error)?, stored).map_err(corrupt)?;
     let timers = DB::text(&row, "timers").map_err(error)?;
     let timers: BTreeMap<String, i64> = serde_json::from_str(&timers)
         .map_err(|err| corrupt(format!("its timers are malformed: {err}")))?;
@@ -60,6 +57,35 @@ pub(crate) struct Cause<'a> {
     pub(crate) message_type: &'a str,
     pub(crate) message_id: &'a str,
     pub(crate) correlation_id: Option<&'a str>,
+}
+
+/// The state of saga `S` stored at version `stored`: lifted through [`Saga::upcast_state`] to
+/// this code's version, then decoded; or why not.
+pub(crate) fn decode_state<S: Saga>(bytes: &[u8], stored: i64) -> Result<S, String> {
+    let current = i64::from(S::STATE_VERSION);
+    if stored > current {
+        return Err(format!(
+            "its state was written at version {stored} by newer code; this code reads up to version {current}"
+        ));
+    }
+    if stored == current {
+        return serde_json::from_slice(bytes)
+            .map_err(|err| format!("its state does not decode as this code's type: {err}"));
+    }
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|err| format!("its state (version {stored}) is not JSON: {err}"))?;
+    for from in stored.max(1)..current {
+        let from = u32::try_from(from).unwrap_or(u32::MAX);
+        value = S::upcast_state(from, value).map_err(|err| {
+            format!(
+                "its state cannot be lifted from version {from} to {}: {err}",
+                from + 1
+            )
+        })?;
+    }
+    serde_json::from_value(value).map_err(|err| {
+        format!("its state, lifted from version {stored} to {current}, does not decode: {err}")
+    })
 }
 
 /// Writes `written` for the instance of `saga` with `key`: the row (only if still at the
@@ -81,8 +107,8 @@ pub(crate) async fn save<DB: Exec>(
         DB::exec(
             conn,
             DB::sql(
-                "INSERT INTO evt_sagas (saga, key, version, status, state, timers, reason, created_ms, updated_ms) \
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (saga, key) DO NOTHING",
+                "INSERT INTO evt_sagas (saga, key, version, status, state, state_version, timers, reason, created_ms, updated_ms) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (saga, key) DO NOTHING",
             ),
             args![
                 saga,
@@ -90,6 +116,7 @@ pub(crate) async fn save<DB: Exec>(
                 written.version,
                 status,
                 &written.state,
+                i64::from(written.state_version),
                 &timers,
                 &written.reason,
                 now,
@@ -101,13 +128,14 @@ pub(crate) async fn save<DB: Exec>(
         DB::exec(
             conn,
             DB::sql(
-                "UPDATE evt_sagas SET version = ?, status = ?, state = ?, timers = ?, reason = ?, updated_ms = ? \
+                "UPDATE evt_sagas SET version = ?, status = ?, state = ?, state_version = ?, timers = ?, reason = ?, updated_ms = ? \
                  WHERE saga = ? AND key = ? AND version = ?",
             ),
             args![
                 written.version,
                 status,
                 &written.state,
+                i64::from(written.state_version),
                 &timers,
                 &written.reason,
                 now,
@@ -190,6 +218,9 @@ pub struct InstanceRecord {
     pub status: Status,
     /// Its state, as stored (JSON).
     pub state: serde_json::Value,
+    /// The version of the state's stored form ([`super::Saga::STATE_VERSION`] of the code
+    /// that wrote it).
+    pub state_version: u32,
     /// Why it failed, for a failed instance.
     pub reason: Option<String>,
     /// Pending timers by name, with the version that scheduled each.
@@ -215,7 +246,7 @@ pub struct HistoryEntry {
     pub at_ms: i64,
 }
 
-const INSTANCE_COLUMNS: &str = "SELECT saga, key, version, status, state, timers, reason, created_ms, updated_ms FROM evt_sagas";
+const INSTANCE_COLUMNS: &str = "SELECT saga, key, version, status, state, state_version, timers, reason, created_ms, updated_ms FROM evt_sagas";
 
 fn instance_of<DB: Exec>(row: &DB::Row) -> Result<InstanceRecord, sqlx::Error> {
     let decode = |what: &str, err: &dyn std::fmt::Display| {
@@ -229,6 +260,8 @@ fn instance_of<DB: Exec>(row: &DB::Row) -> Result<InstanceRecord, sqlx::Error> {
         status: Status::parse(&status).ok_or_else(|| decode("status", &status))?,
         state: serde_json::from_slice(&DB::blob(row, "state")?)
             .map_err(|err| decode("state", &err))?,
+        state_version: u32::try_from(DB::int(row, "state_version")?)
+            .map_err(|err| decode("state_version", &err))?,
         reason: DB::opt_text(row, "reason")?,
         timers: serde_json::from_str(&DB::text(row, "timers")?)
             .map_err(|err| decode("timers", &err))?,
@@ -425,4 +458,67 @@ pub(crate) async fn purge_finished<DB: Exec>(
     .map_err(error)?;
     tx.commit().await.map_err(error)?;
     Ok(deleted)
+}
+
+/// One instance or timer that the code being checked could not carry on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unreadable {
+    /// The instance's key.
+    pub key: String,
+    /// The pending timer, when the problem is a timer.
+    pub timer: Option<String>,
+    /// What is wrong.
+    pub why: String,
+}
+
+/// Every unfinished instance of `S` and its pending timers, read with this code.
+pub(crate) async fn check<DB: Exec, S: Saga>(
+    pool: &sqlx::Pool<DB>,
+) -> Result<Vec<Unreadable>, crate::transport::TransportError> {
+    let error = |err| DB::error(format!("check saga {}", S::NAME), err);
+    let mut conn = pool.acquire().await.map_err(error)?;
+    let rows = DB::rows(
+        &mut conn,
+        DB::sql(
+            "SELECT key, state, state_version FROM evt_sagas \
+             WHERE saga = ? AND status IN ('running', 'stuck') ORDER BY key",
+        ),
+        args![S::NAME],
+    )
+    .await
+    .map_err(error)?;
+    let mut problems = Vec::new();
+    for row in &rows {
+        let key = DB::text(row, "key").map_err(error)?;
+        let stored = DB::int(row, "state_version").map_err(error)?;
+        let why = match decode_state::<S>(&DB::blob(row, "state").map_err(error)?, stored) {
+            Ok(state) => state.check().err(),
+            Err(why) => Some(why),
+        };
+        if let Some(why) = why {
+            problems.push(Unreadable {
+                key,
+                timer: None,
+                why,
+            });
+        }
+    }
+    let timers = DB::rows(
+        &mut conn,
+        DB::sql("SELECT key, name FROM evt_saga_timers WHERE saga = ? ORDER BY key, name"),
+        args![S::NAME],
+    )
+    .await
+    .map_err(error)?;
+    for row in &timers {
+        let name = DB::text(row, "name").map_err(error)?;
+        if !name.starts_with(super::REPAIR) && !S::knows_timer(&name) {
+            problems.push(Unreadable {
+                key: DB::text(row, "key").map_err(error)?,
+                why: format!("timer `{name}` means nothing to this code"),
+                timer: Some(name),
+            });
+        }
+    }
+    Ok(problems)
 }

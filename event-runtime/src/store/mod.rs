@@ -46,6 +46,14 @@ pub use sql::Dialect;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Columns added to the stores' tables after the tables' first release, as `(table, column,
+/// declaration)`: a store opened on a database created before adds each one that is missing
+/// (the declaration reads the same in SQLite and PostgreSQL; the migrations create new tables
+/// with them).
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] =
+    &[("evt_sagas", "state_version", "BIGINT NOT NULL DEFAULT 1")];
+
 use crate::dedupe::{DedupeStore, MemoryDedupe};
 use crate::transport::TransportError;
 

@@ -32,13 +32,32 @@ pub(crate) async fn ensure_schema(pool: &sqlx::PgPool) -> Result<(), TransportEr
     .fetch_one(pool)
     .await
     .map_err(|err| pg_error("look up the PostgreSQL stores' schema", err))?;
-    if usize::try_from(present).is_ok_and(|present| present == names.len()) {
-        return Ok(());
+    if !usize::try_from(present).is_ok_and(|present| present == names.len()) {
+        sqlx::raw_sql(SCHEMA)
+            .execute(pool)
+            .await
+            .map_err(|err| pg_error("create the PostgreSQL stores' schema", err))?;
     }
-    sqlx::raw_sql(SCHEMA)
-        .execute(pool)
+    // Only a missing column takes the table's lock, as only a missing table or index does above.
+    for (table, column, declaration) in super::ADDED_COLUMNS {
+        let present: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2",
+        )
+        .bind(table)
+        .bind(column)
+        .fetch_one(pool)
         .await
-        .map_err(|err| pg_error("create the PostgreSQL stores' schema", err))?;
+        .map_err(|err| pg_error("look up the PostgreSQL stores' columns", err))?;
+        if present == 0 {
+            let alter =
+                format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {declaration}");
+            sqlx::raw_sql(sqlx::AssertSqlSafe(alter))
+                .execute(pool)
+                .await
+                .map_err(|err| pg_error(format!("add {table}.{column}"), err))?;
+        }
+    }
     Ok(())
 }
 

@@ -223,6 +223,24 @@ impl SqliteTransport {
             .execute(&pool)
             .await
             .map_err(|err| db_error("create the stores' schema", err))?;
+        for (table, column, declaration) in crate::store::ADDED_COLUMNS {
+            let present: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?")
+                    .bind(table)
+                    .bind(column)
+                    .fetch_one(&pool)
+                    .await
+                    .map_err(|err| db_error("read the schema", err))?;
+            let alter = format!("ALTER TABLE {table} ADD COLUMN {column} {declaration}");
+            if present == 0
+                && let Err(err) = sqlx::raw_sql(sqlx::AssertSqlSafe(alter))
+                    .execute(&pool)
+                    .await
+                && !err.to_string().contains("duplicate column")
+            {
+                return Err(db_error(format!("add {table}.{column}"), err));
+            }
+        }
         Ok(SqliteTransport {
             pool,
             appended: Arc::new(Notify::new()),
