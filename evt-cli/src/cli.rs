@@ -116,6 +116,9 @@ pub(crate) struct SagaListArgs {
     /// Only instances with this status.
     #[arg(long, value_name = "STATUS", value_parser = ["running", "completed", "failed", "stuck"])]
     pub(crate) status: Option<String>,
+    /// Only stuck instances: the ones waiting for an operator (same as `--status stuck`).
+    #[arg(long, conflicts_with = "status")]
+    pub(crate) stuck: bool,
     /// At most this many [default: 100].
     #[arg(long, value_name = "N", default_value_t = 100)]
     pub(crate) limit: usize,

@@ -119,7 +119,7 @@
 //!    └─ [mail] dead (letter 1, 3 attempts): smtp refused
 //! ```
 //!
-//! # `evt saga list [--saga NAME] [--status running|completed|failed|stuck] [--limit N]`
+//! # `evt saga list [--saga NAME] [--status running|completed|failed|stuck | --stuck] [--limit N]`
 //!
 //! Saga instances in the stores, oldest first: saga, key, status, version (transitions made),
 //! pending timers, last change and, for a failed one, the reason.

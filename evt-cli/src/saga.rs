@@ -40,10 +40,13 @@ fn timers_text(instance: &InstanceRecord) -> String {
 }
 
 pub(crate) async fn list(db: &Db, args: &SagaListArgs, json: bool) -> Result<(), Error> {
-    let status = args
-        .status
-        .as_deref()
-        .map(|s| Status::parse(s).expect("clap accepts only running, completed, failed and stuck"));
+    let status = if args.stuck {
+        Some(Status::Stuck)
+    } else {
+        args.status.as_deref().map(|s| {
+            Status::parse(s).expect("clap accepts only running, completed, failed and stuck")
+        })
+    };
     let instances = db
         .dlq()?
         .sagas()

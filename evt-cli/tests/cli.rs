@@ -889,6 +889,8 @@ async fn saga_list_and_show_read_instances_their_timers_and_history() {
     let all = json(&db, &["saga", "list"]);
     let all = all["instances"].as_array().unwrap();
     assert_eq!(all.len(), 2, "{all:?}");
+    let stuck = json(&db, &["saga", "list", "--stuck"]);
+    assert_eq!(stuck["instances"], serde_json::json!([]), "{stuck}");
     let running_only = json(&db, &["saga", "list", "--status", "running"]);
     let running_only = running_only["instances"].as_array().unwrap();
     assert_eq!(running_only.len(), 1, "{running_only:?}");

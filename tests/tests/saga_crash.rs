@@ -3,8 +3,7 @@
 //! aborts at each named boundary (before an inbox commit, after it before the record is
 //! acknowledged, and on NATS and Kafka between an outbox append and its delete), then is killed
 //! with SIGKILL at random points while sagas are in flight, and started again each time: on the
-//! SQLite engine (everything in one file), and with PostgreSQL stores on NATS (and on Kafka,
-//! ignored for now: see its test).
+//! SQLite engine (everything in one file), and with PostgreSQL stores on NATS and on Kafka.
 //! Afterwards every `order` has completed, every `checkout` has completed or fully compensated
 //! (odd orders are declined), every step's and compensation's effect is in the participants'
 //! ledger exactly once, the timers survived, and nothing was dead-lettered.
@@ -295,14 +294,11 @@ const OUTBOX_POINTS: [&str; 3] = [
     "outbox.after_append",
 ];
 
-/// Fails today, with or without the crash points: after a few SIGKILLs and restarts the last
-/// run stops making progress on some partitions (in three runs: 2 to 37 sagas left running,
-/// no dead letter, 60 s without a new ledger row). Six consumer groups of one process rejoin
-/// tansu 0.6 after each kill; the consumer test with one group passes. Kept to reproduce it
-/// (`cargo nextest run -p event-tests --test saga_crash kafka --run-ignored all` with the
-/// servers of scripts/servers.sh), until the scale-out issue finds why.
+/// On tansu the coordinator produces one record per batch (tansu 0.6 reads a partition from the
+/// first batch at or after the offset asked for, so a reader resuming inside a batch of several
+/// records would skip the rest of it) and holds 6 s sessions (tansu pauses a rejoining member
+/// for 3 s without counting it as contact: shorter sessions expire during the join).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "stalls on tansu after repeated kills of a process with six consumer groups (issue 10)"]
 async fn kafka_saga_coordinator_with_postgres_killed_at_random_points_completes_every_saga_once() {
     let Some(bootstrap) = common::server_url("EVT_KAFKA_BOOTSTRAP") else {
         return;
@@ -315,8 +311,8 @@ async fn kafka_saga_coordinator_with_postgres_killed_at_random_points_completes_
             prefix,
         )
     };
-    // A killed process's group session lapses in 3 s, so the next one gets its partitions.
-    let session = [("CRASH_CLAIM_TTL_MS", "3000".to_owned())];
+    // A killed process's group session lapses in 6 s, so the next one gets its partitions.
+    let session = [("CRASH_CLAIM_TTL_MS", "6000".to_owned())];
     on_postgres(
         "kafka",
         ("CRASH_KAFKA_BOOTSTRAP", bootstrap.clone()),

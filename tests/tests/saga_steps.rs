@@ -729,7 +729,9 @@ async fn stuck_and_resumed_on_kafka_with_postgres_stores() {
     };
     let prefix = format!("steps{}", uuid::Uuid::now_v7().simple());
     let transport = event_kafka::KafkaTransport::connect(
-        event_kafka::KafkaConfig::new(bootstrap).prefix(&prefix),
+        event_kafka::KafkaConfig::new(bootstrap)
+            .prefix(&prefix)
+            .client_option("batch.num.messages", "1"),
     )
     .unwrap();
     let app = App::new(transport, Stores::postgres(pool).await.unwrap());

@@ -456,9 +456,13 @@ async fn main() -> Result<(), Error> {
                 .await?;
                 until_done(App::new(transport, stores), expected, ledger).await
             } else {
-                let transport = event_kafka::KafkaTransport::connect(
-                    event_kafka::KafkaConfig::new(var("CRASH_KAFKA_BOOTSTRAP")?).prefix(&prefix),
-                )?;
+                // One record per produce batch: tansu 0.6 reads a partition from the first
+                // batch that starts at or after the offset asked for, so a reader resuming
+                // inside a batch of several records would skip the rest of that batch.
+                let config = event_kafka::KafkaConfig::new(var("CRASH_KAFKA_BOOTSTRAP")?)
+                    .prefix(&prefix)
+                    .client_option("batch.num.messages", "1");
+                let transport = event_kafka::KafkaTransport::connect(config)?;
                 until_done(App::new(transport, stores), expected, ledger).await
             }
         }
