@@ -28,6 +28,7 @@ struct Opened {
     order: String,
 }
 
+/// Orders opened per test (each starts both sagas).
 const SAGAS: u64 = 200;
 const KILLS: usize = 5;
 
@@ -62,8 +63,12 @@ impl Ledger {
 }
 
 async fn open_orders<T: Transport>(app: &App<T>) {
+    open_some(app, SAGAS).await;
+}
+
+async fn open_some<T: Transport>(app: &App<T>, sagas: u64) {
     let publisher = app.publisher();
-    for n in 0..SAGAS {
+    for n in 0..sagas {
         publisher
             .publish(Envelope::event(Opened {
                 order: format!("o-{n}"),
@@ -74,9 +79,13 @@ async fn open_orders<T: Transport>(app: &App<T>) {
 }
 
 fn spawn(engine: &str, env: &[(&str, String)]) -> Child {
+    spawn_for(engine, SAGAS, env)
+}
+
+fn spawn_for(engine: &str, sagas: u64, env: &[(&str, String)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_crash_saga"))
         .arg(engine)
-        .arg(SAGAS.to_string())
+        .arg(sagas.to_string())
         .envs(env.iter().map(|(k, v)| (k, v)))
         .spawn()
         .expect("the coordinator binary starts")
@@ -215,6 +224,73 @@ async fn kill_and_restart(
     );
     let letters = dlq.list(&LetterFilter::default()).await.unwrap();
     assert!(letters.is_empty(), "{letters:?}");
+}
+
+/// The bound this test states: 1,000 checkouts in flight (and the 1,000 orders beside them)
+/// finish within it after a restart, on the SQLite engine of this 2-core machine.
+const RESUME_BOUND: Duration = Duration::from_secs(45);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_thousand_sagas_in_flight_resume_within_the_bound_after_a_kill() {
+    const THOUSAND: u64 = 1_000;
+    let db = common::tempdir("saga-thousand").join("log.db");
+    let app = App::embedded(&db).await.unwrap();
+    open_some(&app, THOUSAND).await;
+    drop(app);
+    let file = event_runtime::transport::sqlite::SqliteTransport::open(&db)
+        .await
+        .unwrap();
+    sqlx::query(CREATE_LEDGER)
+        .execute(file.pool())
+        .await
+        .unwrap();
+    let ledger = Ledger::Sqlite(file.pool().clone());
+    let env = vec![("CRASH_DB", db.display().to_string())];
+    let total = 5 * THOUSAND as i64 + THOUSAND as i64 / 2;
+    // Killed once a fifth of the effects are booked: most sagas are started and not finished.
+    let mut child = spawn_for("sqlite", THOUSAND, &env);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while ledger.rows().await < total / 5 {
+        assert!(Instant::now() < deadline, "no progress before the kill");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    let sagas = DeadLetters::new(&file).sagas();
+    let in_flight: u64 = sagas
+        .counts()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|(_, status, _)| !status.is_finished())
+        .map(|(_, _, n)| n)
+        .sum();
+    let started = Instant::now();
+    let mut child = spawn_for("sqlite", THOUSAND, &env);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > RESUME_BOUND {
+            let _ = child.kill();
+            panic!(
+                "{in_flight} sagas in flight did not finish within {RESUME_BOUND:?}: ledger {:?}",
+                ledger.per_step().await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success());
+    let unbooked_at_restart = total - total / 5;
+    eprintln!(
+        "{in_flight} sagas in flight after the kill (up to {unbooked_at_restart} effects to book) finished in {} ms (bound {RESUME_BOUND:?})",
+        started.elapsed().as_millis()
+    );
+    assert!(
+        in_flight >= 500,
+        "only {in_flight} sagas were in flight at the kill"
+    );
+    assert_eq!(ledger.rows().await, total, "each effect once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,8 @@
 //! new code lifts older states through its upcasters (`Saga::upcast_state`, or
 //! `#[saga(state_version, state_upcast)]`), and `Sagas::check` loads every unfinished instance
 //! and pending timer with the new code before it is deployed, naming each one it would fail.
-//! Stores created before the column existed get it when opened (SQLite and PostgreSQL).
+//! Stores created before the column existed get it when opened (SQLite and PostgreSQL). A replay
+//! of a saga's group re-runs nothing unless the saga asks (`Saga::REPLAYS`).
 
 use std::time::Duration;
 
@@ -366,4 +367,87 @@ async fn a_postgres_schema_created_before_state_versions_gets_the_column_when_op
         serde_json::json!({"count": 5, "label": "lifted"})
     );
     assert_eq!(old.state_version, 2);
+}
+
+/// The tally, but its replays run again (`Saga::REPLAYS`).
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct TallyReplayed(u32);
+
+impl Saga for TallyReplayed {
+    const NAME: &'static str = "tally";
+    const REPLAYS: bool = true;
+    fn messages(on: &mut Messages<Self>) {
+        on.on::<Counted>();
+    }
+}
+
+impl On<Counted> for TallyReplayed {
+    const UNKNOWN: Unknown = Unknown::Start;
+    fn key(event: &Counted) -> String {
+        event.key.clone()
+    }
+    fn start(_: &Counted, _: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+        Ok(Transition::next(TallyReplayed(1)))
+    }
+    fn handle(self, _: &Counted, _: &mut Step<'_>) -> Result<Transition<Self>, HandlerError> {
+        Ok(Transition::next(TallyReplayed(self.0 + 1)))
+    }
+}
+
+/// Counts `a` three times with saga `S`, then replays every `Counted` record into the saga's
+/// group with dedupe bypassed: the tally's state after the replay.
+async fn replayed<S: On<Counted>>() -> serde_json::Value {
+    let db = common::tempdir("saga-replay").join("shop.db");
+    let mut app = App::embedded(&db).await.unwrap();
+    app.saga::<S>();
+    let running = app.start().await.unwrap();
+    for _ in 0..3 {
+        running
+            .publisher()
+            .publish(Envelope::event(Counted { key: "a".into() }))
+            .await
+            .unwrap();
+    }
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    let ends = running.transport().end_offsets("tally").await.unwrap();
+    let records: Vec<(String, u32, u64)> = ends
+        .iter()
+        .enumerate()
+        .flat_map(|(p, end)| (0..*end).map(move |o| ("tally".to_owned(), p as u32, o)))
+        .collect();
+    assert_eq!(records.len(), 3);
+    let queued = running
+        .dead_letters()
+        .request_replay("saga.tally", &records, true)
+        .await
+        .unwrap();
+    assert_eq!(queued, 3);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !running
+        .dead_letters()
+        .pending_redeliveries("saga.tally", 1)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(std::time::Instant::now() < deadline, "the replay never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    let state = running
+        .sagas()
+        .unwrap()
+        .instance("tally", "a")
+        .await
+        .unwrap()
+        .unwrap()
+        .state;
+    running.stop().await;
+    state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_re_runs_no_saga_transition_unless_the_saga_asks() {
+    assert_eq!(replayed::<TallyV1>().await, serde_json::json!(3));
+    assert_eq!(replayed::<TallyReplayed>().await, serde_json::json!(6));
 }

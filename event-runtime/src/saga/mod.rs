@@ -160,8 +160,9 @@
 //! and the retry sees the new state. Messages for one instance can arrive on different topics
 //! and partitions, so this check, not the partitioning, is what keeps one writer per instance.
 //!
-//! A replay or redrive of the saga's group that bypasses dedupe runs its transitions again
-//! (against the current state, with their effects): replay a saga's group only to repair it.
+//! A replay of the saga's group re-runs nothing unless the saga sets [`Saga::REPLAYS`] (then a
+//! replay that bypasses dedupe runs its transitions again, against the current state, with
+//! their effects). A redriven dead letter runs: it never ran.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -214,6 +215,13 @@ pub trait Saga: Serialize + DeserializeOwned + Send + Sync + 'static {
             Self::NAME
         )))
     }
+
+    /// Whether a replayed message (a replay request's redelivery, [`crate::Delivery::Replay`])
+    /// runs its transition again, with its effects. Default `false`: a replay of the saga's
+    /// group re-sends no command and moves no instance, even when it bypasses dedupe; each
+    /// replayed message is logged and skipped. A redriven dead letter always runs (it never
+    /// ran). Set it for a saga whose replay is how you repair it.
+    const REPLAYS: bool = false;
 
     /// The version of the state's stored form: 1 until a change to the type stops reading
     /// what running instances stored. Raise it then, and lift the older forms in

@@ -32,9 +32,27 @@ impl<S, M> Reaction<S, M> {
     }
 }
 
+/// Whether `ctx` is a replay that saga `S` does not re-run ([`super::Saga::REPLAYS`]); logs it.
+fn skipped_replay<S: Saga>(ctx: &Context, key: &str, what: &str) -> bool {
+    let skip = ctx.delivery() == crate::handler::Delivery::Replay && !S::REPLAYS;
+    if skip {
+        tracing::info!(
+            target: "event_runtime::saga",
+            saga = S::NAME,
+            key,
+            message = what,
+            "replayed message skipped: the saga does not re-run transitions on replay (Saga::REPLAYS)"
+        );
+    }
+    skip
+}
+
 impl<S: On<M>, M: Message> Handler<M> for Reaction<S, M> {
     async fn handle(&self, event: Envelope<M>, ctx: Context) -> Result<(), HandlerError> {
         let key = S::key(&event.data);
+        if skipped_replay::<S>(&ctx, &key, event.data.descriptor().name) {
+            return Ok(());
+        }
         let id = event.id.to_string();
         let cause = Cause {
             message_type: event.data.descriptor().name,
@@ -64,6 +82,9 @@ impl<S> Timers<S> {
 impl<S: Saga> Handler<TimerFired> for Timers<S> {
     async fn handle(&self, event: Envelope<TimerFired>, ctx: Context) -> Result<(), HandlerError> {
         let fired = &event.data;
+        if skipped_replay::<S>(&ctx, &fired.key, &fired.timer) {
+            return Ok(());
+        }
         if fired.saga != S::NAME {
             return Err(HandlerError::permanent(format!(
                 "a timer of saga `{}` reached saga `{}`",
