@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use event_runtime::dlq::LetterFilter;
 use event_runtime::saga::{Messages, On, Saga, Status, Step, Transition, Unknown};
 use event_runtime::transport::Transport;
-use event_runtime::{App, Command, Context, DomainEvent, Envelope, HandlerError, Running, Stores};
+use event_runtime::{App, Command, Context, DomainEvent, Envelope, HandlerError, Running};
 use serde::{Deserialize, Serialize};
 
 mod common;
@@ -424,37 +424,17 @@ async fn checkout_on_the_embedded_engine() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkout_on_nats_with_postgres_stores() {
-    let Some(url) = common::server_url("EVT_NATS_URL") else {
+    let Some(app) = common::nats_with_postgres().await else {
         return;
     };
-    let Some((pool, _)) = common::postgres_schema().await else {
-        return;
-    };
-    let prefix = format!("saga{}", uuid::Uuid::now_v7().simple());
-    let transport =
-        event_nats::NatsTransport::connect(event_nats::NatsConfig::new(url).prefix(&prefix))
-            .await
-            .unwrap();
-    let app = App::new(transport, Stores::postgres(pool).await.unwrap());
     checkout(app, "nats").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkout_on_kafka_with_postgres_stores() {
-    let Some(bootstrap) = common::server_url("EVT_KAFKA_BOOTSTRAP") else {
+    let Some(app) = common::kafka_with_postgres().await else {
         return;
     };
-    let Some((pool, _)) = common::postgres_schema().await else {
-        return;
-    };
-    let prefix = format!("saga{}", uuid::Uuid::now_v7().simple());
-    let transport = event_kafka::KafkaTransport::connect(
-        event_kafka::KafkaConfig::new(bootstrap)
-            .prefix(&prefix)
-            .client_option("batch.num.messages", "1"),
-    )
-    .unwrap();
-    let app = App::new(transport, Stores::postgres(pool).await.unwrap());
     checkout(app, "kafka").await;
 }
 

@@ -156,3 +156,30 @@ pub fn random(state: &mut u64, bound: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     (z ^ (z >> 31)) % bound
 }
+
+/// An app on the NATS server at `EVT_NATS_URL` under a fresh prefix, with PostgreSQL stores in
+/// a fresh schema; `None` without those servers.
+pub async fn nats_with_postgres() -> Option<event_runtime::App<event_nats::NatsTransport>> {
+    let url = server_url("EVT_NATS_URL")?;
+    let (pool, _) = postgres_schema().await?;
+    let prefix = format!("app{}", uuid::Uuid::now_v7().simple());
+    let config = event_nats::NatsConfig::new(url).prefix(&prefix);
+    let transport = event_nats::NatsTransport::connect(config).await.unwrap();
+    let stores = event_runtime::Stores::postgres(pool).await.unwrap();
+    Some(event_runtime::App::new(transport, stores))
+}
+
+/// An app on the Kafka broker at `EVT_KAFKA_BOOTSTRAP` under a fresh prefix (one record per
+/// produce batch, for tansu 0.6: see docs/architecture.md), with PostgreSQL stores in a fresh
+/// schema; `None` without those servers.
+pub async fn kafka_with_postgres() -> Option<event_runtime::App<event_kafka::KafkaTransport>> {
+    let bootstrap = server_url("EVT_KAFKA_BOOTSTRAP")?;
+    let (pool, _) = postgres_schema().await?;
+    let prefix = format!("app{}", uuid::Uuid::now_v7().simple());
+    let config = event_kafka::KafkaConfig::new(bootstrap)
+        .prefix(&prefix)
+        .client_option("batch.num.messages", "1");
+    let transport = event_kafka::KafkaTransport::connect(config).unwrap();
+    let stores = event_runtime::Stores::postgres(pool).await.unwrap();
+    Some(event_runtime::App::new(transport, stores))
+}
