@@ -153,7 +153,7 @@ fn key_parts<'a>(fields: impl Iterator<Item = &'a Field<'a>>) -> Vec<TokenStream
         .map(|field| {
             // The argument too, field name included: rustc reports an unsatisfied bound on the
             // argument's span.
-            let span = field.ty.span();
+            let span = at(field.ty.span());
             let mut member = field.member.clone();
             match &mut member {
                 syn::Member::Named(ident) => ident.set_span(span),
@@ -171,8 +171,15 @@ fn computed_key(container: &Container<'_>) -> Option<TokenStream> {
         );
     }
     container.attrs.key_with.as_ref().map(
-        |path| quote_spanned!(path.span()=> __ev::Some(__ev::key(&[__ev::key_part(&#path(self))]))),
+        |path| quote_spanned!(at(path.span())=> __ev::Some(__ev::key(&[__ev::key_part(&#path(self))]))),
     )
+}
+
+/// `span`'s place with the call site's hygiene: generated code that names `self`, `buf` or
+/// `data` there still resolves them to the impl's own bindings when the user's tokens come from
+/// a `macro_rules!` (whose hygiene would hide them), and a diagnostic still points at the place.
+fn at(span: Span) -> Span {
+    Span::call_site().located_at(span)
 }
 
 fn binding(i: usize, span: Span) -> syn::Ident {
@@ -352,7 +359,7 @@ fn expand_struct(
             Some(with) => quote_spanned!(with.span()=> #with(__prev)),
             None => quote_spanned!(prev.span()=> <Self as __ev::From<#prev>>::from(__prev)),
         };
-        quote_spanned! {prev.span()=>
+        quote_spanned! {at(prev.span())=>
             let __prev = <#prev as __ev::Message>::decode_payload(name, version, data)?;
             __ev::Ok(#lift)
         }
@@ -366,8 +373,8 @@ fn expand_struct(
     // What `__ev::encode` and `__ev::decode` do, but through the codec tokens shared with the
     // descriptor's content type (see `codec_impl`).
     let (codec, codec_span) = codec;
-    let encode = quote_spanned!(*codec_span=> #codec::encode(self, buf));
-    let decode = quote_spanned!(*codec_span=> #codec::decode(data));
+    let encode = quote_spanned!(at(*codec_span)=> #codec::encode(self, buf));
+    let decode = quote_spanned!(at(*codec_span)=> #codec::decode(data));
     // JSON payloads of the current version can be read in the same pass as the envelope.
     let in_place = match &container.attrs.codec {
         Some(codec) if codec.value == Codec::Protobuf => TokenStream::new(),
@@ -469,7 +476,7 @@ fn expand_enum(
     let enum_name = container.ident.to_string();
     // At the type's name, like the struct codec: a missing `Serialize` is reported there, once
     // (the calls are identical but for their arguments' values, so the diagnostics collapse).
-    let span = container.ident.span();
+    let span = at(container.ident.span());
     let encode_variant = indices.iter().zip(&serde_names).map(|(i, serde_name)| {
         quote_spanned!(span=> __ev::encode_variant(&Self::DESCRIPTORS[#i], #serde_name, self, buf))
     });
