@@ -30,7 +30,7 @@ fn assert_the_story(stdout: &str) {
         "resolved  dead-lettered by consumer:inventory@shop-1 -> redrive-requested by quickstart -> resolved by consumer:inventory@shop-1",
         "saga checkout c-2001 completed after 4 transitions",
         "saga checkout c-2002 failed after 3 transitions: card declined: card reported stolen",
-        "saga checkout c-2003 failed after 3 transitions: step `charge_card` timed out after 1s",
+        "saga checkout c-2003 failed after 3 transitions: step `charge_card` timed out after 3s",
         "saga checkout c-2004 failed after 4 transitions: shipping refused: no carrier delivers to Atlantis",
         "payments   refunded  39.90 EUR for c-2004",
         // The charge timed out: it may have gone through, so it is compensated too.

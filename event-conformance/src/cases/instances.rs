@@ -77,6 +77,16 @@ async fn failing_instance<E: Engine>(
     app.start().await.unwrap()
 }
 
+/// Claims of 3 s, or Kafka sessions of 6 s: tansu pauses a rejoining member for 3 s without
+/// counting it as contact, so a 3 s session can expire during its own rejoin and the group
+/// never settles (seen once in CI: one instance with half the partitions, the rest unowned).
+fn claims(sharing: Sharing) -> Duration {
+    match sharing {
+        Sharing::Engine => Duration::from_secs(6),
+        _ => Duration::from_secs(3),
+    }
+}
+
 /// Waits until the instances own disjoint shares that cover every partition, each within one
 /// of an even share.
 async fn settled<T: Transport>(instances: &[&Running<T>], within: Duration) {
@@ -140,7 +150,7 @@ pub async fn instances_share_a_groups_partitions<E: Engine>(engine: E) {
         return;
     }
     let runs: Runs = Arc::default();
-    let ttl = Duration::from_secs(3);
+    let ttl = claims(engine.transport().await.sharing());
     let a = instance(&engine, "inst-a", &runs, ttl).await;
     let b = instance(&engine, "inst-b", &runs, ttl).await;
     let c = instance(&engine, "inst-c", &runs, ttl).await;
@@ -381,7 +391,7 @@ pub async fn redrives_run_once_across_instances<E: Engine>(engine: E) {
     }
     let runs: Runs = Arc::default();
     let broken = Arc::new(AtomicBool::new(true));
-    let ttl = Duration::from_secs(3);
+    let ttl = claims(engine.transport().await.sharing());
     let a = failing_instance(&engine, "inst-a", &runs, ttl, broken.clone()).await;
     let b = failing_instance(&engine, "inst-b", &runs, ttl, broken.clone()).await;
     settled(&[&a, &b], Duration::from_secs(20)).await;

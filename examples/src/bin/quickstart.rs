@@ -19,7 +19,7 @@
 //! ```text
 //! CheckoutRequested ─► HoldStock ─► StockHeld ─► ChargeCard ─► CardCharged ─► BookShipment ─► ShipmentBooked: completed
 //!                                                    │ CardDeclined ─► ReleaseStock: failed
-//!                                                    │ no answer in 1 s ─► RefundCard, ReleaseStock: failed
+//!                                                    │ no answer in 3 s ─► RefundCard, ReleaseStock: failed
 //!                                                    └─────────── ShipmentRefused ─► RefundCard, ReleaseStock: failed
 //! ```
 //!
@@ -328,7 +328,7 @@ impl Checkout {
         reply = CardCharged,
         fault = CardDeclined,
         on_fault = declined,
-        timeout = "1s",
+        timeout = "3s",
         compensate = refund_card
     )]
     fn charge_card(&self) -> ChargeCard {
