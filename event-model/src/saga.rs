@@ -7,15 +7,15 @@
 //! let item: syn::ItemImpl = syn::parse_quote! {
 //!     impl Checkout {
 //!         #[start]
-//!         fn requested(event: &CheckoutRequested) -> Self { todo!() }
+//!         fn requested(event: &CheckoutRequested) -> Self { Checkout }
 //!
 //!         #[step(reply = StockHeld, fault = none, timeout = "5s", compensate = release)]
-//!         fn hold(&self) -> HoldStock { todo!() }
+//!         fn hold(&self) -> HoldStock { HoldStock }
 //!
-//!         fn release(&self) -> ReleaseStock { todo!() }
+//!         fn release(&self) -> ReleaseStock { ReleaseStock }
 //!
 //!         #[step(pivot, reply = CardCharged, fault = CardDeclined, timeout = "30s")]
-//!         fn charge(&self) -> ChargeCard { todo!() }
+//!         fn charge(&self) -> ChargeCard { ChargeCard }
 //!     }
 //! };
 //! let cx = Ctxt::new();

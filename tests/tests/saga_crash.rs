@@ -62,10 +62,6 @@ impl Ledger {
     }
 }
 
-async fn open_orders<T: Transport>(app: &App<T>) {
-    open_some(app, SAGAS).await;
-}
-
 async fn open_some<T: Transport>(app: &App<T>, sagas: u64) {
     let publisher = app.publisher();
     for n in 0..sagas {
@@ -91,9 +87,14 @@ fn spawn_for(engine: &str, sagas: u64, env: &[(&str, String)]) -> Child {
         .expect("the coordinator binary starts")
 }
 
-/// Every step's and compensation's effect, once per order: `order` books reserve, charge and
-/// ship; `checkout` books hold and pay, and unhold for the declined (odd) half.
-const TOTAL: i64 = 5 * SAGAS as i64 + SAGAS as i64 / 2;
+/// Every step's and compensation's effect for `sagas` orders, once each: `order` books
+/// reserve, charge and ship; `checkout` books hold and pay, and unhold for the declined (odd)
+/// half.
+const fn effects(sagas: u64) -> i64 {
+    5 * sagas as i64 + sagas as i64 / 2
+}
+
+const TOTAL: i64 = effects(SAGAS);
 
 /// Aborts the coordinator at each of `points` (the `crash-points` boundaries: a random hit of
 /// each), then kills it at random points after it made progress, `KILLS` times (fewer if the
@@ -233,16 +234,19 @@ async fn kill_and_restart(
     assert!(letters.is_empty(), "{letters:?}");
 }
 
-/// The bound this test states: 1,000 checkouts in flight (and the 1,000 orders beside them)
-/// finish within it after a restart, on the SQLite engine of this 2-core machine.
-const RESUME_BOUND: Duration = Duration::from_secs(45);
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_thousand_sagas_in_flight_resume_within_the_bound_after_a_kill() {
-    const THOUSAND: u64 = 1_000;
-    let db = common::tempdir("saga-thousand").join("log.db");
+/// A fresh SQLite engine file with `sagas` orders opened and an empty ledger: the engine, the
+/// ledger and the coordinator's environment.
+async fn on_sqlite(
+    name: &str,
+    sagas: u64,
+) -> (
+    event_runtime::transport::sqlite::SqliteTransport,
+    Ledger,
+    Vec<(&'static str, String)>,
+) {
+    let db = common::tempdir(name).join("log.db");
     let app = App::embedded(&db).await.unwrap();
-    open_some(&app, THOUSAND).await;
+    open_some(&app, sagas).await;
     drop(app);
     let file = event_runtime::transport::sqlite::SqliteTransport::open(&db)
         .await
@@ -252,8 +256,18 @@ async fn sqlite_a_thousand_sagas_in_flight_resume_within_the_bound_after_a_kill(
         .await
         .unwrap();
     let ledger = Ledger::Sqlite(file.pool().clone());
-    let env = vec![("CRASH_DB", db.display().to_string())];
-    let total = 5 * THOUSAND as i64 + THOUSAND as i64 / 2;
+    (file, ledger, vec![("CRASH_DB", db.display().to_string())])
+}
+
+/// The bound this test states: 1,000 checkouts in flight (and the 1,000 orders beside them)
+/// finish within it after a restart, on the SQLite engine of this 2-core machine.
+const RESUME_BOUND: Duration = Duration::from_secs(45);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_thousand_sagas_in_flight_resume_within_the_bound_after_a_kill() {
+    const THOUSAND: u64 = 1_000;
+    let (file, ledger, env) = on_sqlite("saga-thousand", THOUSAND).await;
+    let total = effects(THOUSAND);
     // Killed once a fifth of the effects are booked: most sagas are started and not finished.
     let mut child = spawn_for("sqlite", THOUSAND, &env);
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -302,19 +316,7 @@ async fn sqlite_a_thousand_sagas_in_flight_resume_within_the_bound_after_a_kill(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_saga_coordinator_killed_at_random_points_completes_every_saga_once() {
-    let db = common::tempdir("saga-crash").join("log.db");
-    let app = App::embedded(&db).await.unwrap();
-    open_orders(&app).await;
-    drop(app);
-    let file = event_runtime::transport::sqlite::SqliteTransport::open(&db)
-        .await
-        .unwrap();
-    sqlx::query(CREATE_LEDGER)
-        .execute(file.pool())
-        .await
-        .unwrap();
-    let env = vec![("CRASH_DB", db.display().to_string())];
-    let ledger = Ledger::Sqlite(file.pool().clone());
+    let (file, ledger, env) = on_sqlite("saga-crash", SAGAS).await;
     let points = ["inbox.before_commit", "inbox.after_commit"];
     kill_and_restart("sqlite", &env, &points, &ledger, &DeadLetters::new(&file)).await;
 }
@@ -336,7 +338,7 @@ async fn on_postgres<T: Transport>(
     sqlx::query(CREATE_LEDGER).execute(&pool).await.unwrap();
     let (transport, prefix) = open.await;
     let app = App::new(transport, Stores::in_memory().await.unwrap());
-    open_orders(&app).await;
+    open_some(&app, SAGAS).await;
     drop(app);
     let mut env = vec![
         server,
