@@ -573,6 +573,59 @@ pub async fn events_sharing_a_dedupe_key_are_handled_once<E: Engine>(engine: E) 
     running.stop().await;
 }
 
+/// Two records with one dedupe key in flight at once (different partition keys, so different
+/// lanes, maybe partitions): the first claims the key before its handler runs, the second waits
+/// for that claim instead of running too, then finds the key marked. Before claims, both passed
+/// the check and both handlers ran.
+pub async fn a_dedupe_key_in_flight_is_handled_once<E: Engine>(engine: E) {
+    let mut app = engine.app().await;
+    let started = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let (count, held) = (started.clone(), gate.clone());
+    app.partitions(2)
+        .subscribe::<Step, _>("g", move |_: Envelope<Step>, _: Context| {
+            let (count, gate) = (count.clone(), held.clone());
+            async move {
+                count.fetch_add(1, Ordering::SeqCst);
+                gate.acquire().await.unwrap().forget();
+                Ok::<(), HandlerError>(())
+            }
+        });
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    for account in ["a", "b"] {
+        let mut envelope = Envelope::event(Step {
+            account: account.into(),
+            seq: 0,
+        });
+        envelope.dedupe_key = Some("transfer-9".into());
+        publisher.publish(envelope).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while running.stats("g").unwrap().claim_waits == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the second record never waited for the claim"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        1,
+        "one handler runs while the other record waits for its key"
+    );
+    gate.add_permits(2);
+    assert!(running.wait_idle(Duration::from_secs(30)).await);
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        1,
+        "the waiting record found the key marked"
+    );
+    let stats = running.stats("g").unwrap();
+    assert_eq!((stats.handled, stats.duplicates), (1, 1), "{stats:?}");
+    running.stop().await;
+}
+
 /// A producer that could not confirm a publish sends it again: same event id, one effect.
 pub async fn a_producer_retry_has_its_effect_once<E: Engine>(engine: E) {
     let mut app = engine.app().await;

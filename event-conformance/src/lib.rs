@@ -165,6 +165,7 @@ macro_rules! conformance_tests {
             nothing_is_lost_with_concurrent_producers,
             a_producer_retry_has_its_effect_once,
             events_sharing_a_dedupe_key_are_handled_once,
+            a_dedupe_key_in_flight_is_handled_once,
             poison_goes_to_the_dlq_without_blocking_other_records,
             a_type_added_to_the_context_later_is_skipped_and_counted,
             sequenced_mode_parks_later_events_of_a_failed_key_until_redrive,

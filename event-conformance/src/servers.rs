@@ -1,6 +1,6 @@
 //! Real servers for an engine's tests: the shared servers of the test run, found through the
 //! environment ([`server_url`], [`postgres_schema`]), and servers of a test's own that it can
-//! kill and restart ([`NatsServer`], [`Tansu`]), on a free loopback port.
+//! kill and restart ([`NatsServer`], [`Tansu`], [`PostgresServer`]), on a free loopback port.
 //!
 //! `scripts/servers.sh` (sourced by `scripts/test.sh`) installs and starts the shared servers and
 //! exports where they are: `EVT_NATS_URL`, `EVT_POSTGRES_URL`, `EVT_KAFKA_BOOTSTRAP`, and the
@@ -27,6 +27,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -118,6 +119,11 @@ struct Process {
 
 impl Process {
     fn start(&mut self) {
+        self.start_as(None);
+    }
+
+    /// Starts it, as the user `uid`/`gid` when given.
+    fn start_as(&mut self, user: Option<(u32, u32)>) {
         assert!(self.child.is_none(), "{} is already running", self.name);
         let (stdout, stderr) = match &self.logs {
             Some(dir) => {
@@ -128,7 +134,11 @@ impl Process {
             }
             None => (Stdio::null(), Stdio::null()),
         };
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some((uid, gid)) = user {
+            command.uid(uid).gid(gid);
+        }
+        let mut child = command
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(stdout)
@@ -148,6 +158,16 @@ impl Process {
             std::thread::sleep(Duration::from_millis(20));
         }
         self.child = Some(child);
+    }
+
+    /// Sends `signal` (a `kill -s` name) and waits for the process to exit.
+    fn stop_with(&mut self, signal: &str) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-s", signal, &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
     }
 
     fn kill(&mut self) {
@@ -337,5 +357,141 @@ impl Tansu {
     /// SIGKILL. Does nothing when it is not running.
     pub fn kill(&mut self) {
         self.process.kill();
+    }
+}
+
+/// A PostgreSQL server of the test's own (a new cluster in a directory of the test's, trust
+/// authentication, `fsync=off`), on a free loopback port, run as the `postgres` user; killed when
+/// dropped. For tests that take the database away under load: [`PostgresServer::restart`]
+/// stops it as a crash does (immediate shutdown, recovery at the next start).
+#[derive(Debug)]
+pub struct PostgresServer {
+    process: Process,
+    user: (u32, u32),
+}
+
+impl PostgresServer {
+    /// The directory of the newest installed PostgreSQL's `initdb` and `postgres`
+    /// (`/usr/lib/postgresql/<major>/bin`, Debian's layout), with the `postgres` user's ids;
+    /// `None` to skip: not installed, or not root (the server refuses to run as root, and only
+    /// root can run it as `postgres`).
+    ///
+    /// # Panics
+    ///
+    /// When there is none and `CI` is set.
+    pub fn binaries() -> Option<(PathBuf, (u32, u32))> {
+        let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let major = entry.file_name().to_str()?.parse().ok()?;
+                let bin = entry.path().join("bin");
+                bin.join("initdb").is_file().then_some((major, bin))
+            })
+            .collect();
+        dirs.sort();
+        let user = Command::new("id")
+            .args(["-u", "postgres"])
+            .output()
+            .ok()
+            .zip(Command::new("id").args(["-g", "postgres"]).output().ok())
+            .and_then(|(uid, gid)| {
+                let read = |out: std::process::Output| {
+                    String::from_utf8(out.stdout).ok()?.trim().parse::<u32>().ok()
+                };
+                Some((read(uid)?, read(gid)?))
+            });
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|out| out.stdout.trim_ascii() == b"0");
+        match (dirs.pop(), user) {
+            (Some((_, bin)), Some(user)) if root => Some((bin, user)),
+            _ => skip(
+                "no PostgreSQL server binaries to run as the postgres user",
+                "scripts/test.sh installs postgresql; the tests run as root",
+            ),
+        }
+    }
+
+    /// Creates a cluster in `dir` (created if missing) and starts it, with the database `evt`.
+    ///
+    /// # Panics
+    ///
+    /// When `initdb` fails, or as [`NatsServer::start`].
+    pub fn start(bin: &Path, user: (u32, u32), dir: &Path) -> PostgresServer {
+        std::fs::create_dir_all(dir).unwrap();
+        let data = dir.join("data");
+        let chown = Command::new("chown")
+            .arg(format!("{}:{}", user.0, user.1))
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(chown.success(), "chown {}", dir.display());
+        let initdb = Command::new(bin.join("initdb"))
+            .uid(user.0)
+            .gid(user.1)
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            initdb.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&initdb.stderr)
+        );
+        let port = free_port();
+        let mut args: Vec<OsString> = vec!["-D".into(), data.into()];
+        args.extend(
+            [
+                "-p",
+                &port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                &format!("unix_socket_directories={}", dir.display()),
+                "-c",
+                "fsync=off",
+            ]
+            .map(OsString::from),
+        );
+        let mut process = Process {
+            name: "postgres",
+            binary: bin.join("postgres"),
+            args,
+            port,
+            logs: Some(dir.to_owned()),
+            child: None,
+        };
+        process.start_as(Some(user));
+        let server = PostgresServer { process, user };
+        let created = Command::new(bin.join("createdb"))
+            .uid(user.0)
+            .gid(user.1)
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "evt"])
+            .status()
+            .unwrap();
+        assert!(created.success(), "createdb evt");
+        server
+    }
+
+    /// `postgres://postgres@127.0.0.1:<port>/evt`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/evt", self.process.port)
+    }
+
+    /// Stops it as a crash does (SIGQUIT: an immediate shutdown, every connection cut, no
+    /// checkpoint), then starts it again on the same port and data, which recovers from its
+    /// write-ahead log; returns once it accepts connections.
+    ///
+    /// # Panics
+    ///
+    /// As [`NatsServer::start`].
+    pub fn restart(&mut self) {
+        self.process.stop_with("QUIT");
+        self.process.start_as(Some(self.user));
     }
 }

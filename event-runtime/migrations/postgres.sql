@@ -8,6 +8,8 @@ CREATE TABLE IF NOT EXISTS evt_dedupe (
     grp         TEXT NOT NULL,
     key         TEXT NOT NULL,
     seen_ms     BIGINT NOT NULL,
+    holder      TEXT,
+    lease_ms    BIGINT,
     PRIMARY KEY (grp, key)
 );
 CREATE INDEX IF NOT EXISTS evt_dedupe_seen ON evt_dedupe (seen_ms);

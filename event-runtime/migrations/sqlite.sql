@@ -6,6 +6,8 @@ CREATE TABLE IF NOT EXISTS evt_dedupe (
     grp         TEXT NOT NULL,
     key         TEXT NOT NULL,
     seen_ms     INTEGER NOT NULL,
+    holder      TEXT,
+    lease_ms    INTEGER,
     PRIMARY KEY (grp, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS evt_dedupe_seen ON evt_dedupe (seen_ms);

@@ -758,7 +758,9 @@ impl<T: Transport> App<T> {
                 stats: group_stats,
                 activity: activity.clone(),
                 limits: self.limits,
+                claims: std::sync::atomic::AtomicUsize::new(0),
             });
+            tasks.spawn(runner.clone().run_claim_renewals(receiver.clone()));
             let mut owned = Vec::new();
             for topic in topics {
                 let partitions = self.publisher.partitions_of(&topic).await?;

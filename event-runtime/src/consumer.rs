@@ -19,7 +19,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
@@ -30,6 +30,7 @@ pub(crate) mod share;
 
 use crate::app::{GroupOptions, Publisher};
 use crate::cloudevents::Limits;
+use crate::dedupe::Claim;
 use crate::dlq::{DeadLetters, NewDeadLetter, ReasonKind, Redelivery, RedeliverySource};
 use crate::envelope::{Envelope, RawEnvelope};
 use crate::error::{DecodeError, DecodeErrorKind};
@@ -153,6 +154,9 @@ pub struct GroupStats {
     pub retries: AtomicU64,
     /// Replays and redrives processed.
     pub redelivered: AtomicU64,
+    /// Times a record waited for its dedupe key because another delivery held the key's claim
+    /// (another instance during a handover, or another record with the same dedupe key).
+    pub claim_waits: AtomicU64,
     /// Engine or store calls that failed and were retried: reading a position, fetching,
     /// committing, or a delivery whose store could not be reached. Each streak of failures is
     /// also logged (`tracing`, target `event_runtime::consumer`).
@@ -185,6 +189,8 @@ pub struct StatsSnapshot {
     pub retries: u64,
     /// Replays and redrives.
     pub redelivered: u64,
+    /// Waits for a dedupe key held by another delivery.
+    pub claim_waits: u64,
     /// Failed engine or store calls, retried.
     pub engine_errors: u64,
 }
@@ -201,6 +207,7 @@ impl GroupStats {
             dead_letter_copy_failures: self.dead_letter_copy_failures.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             redelivered: self.redelivered.load(Ordering::Relaxed),
+            claim_waits: self.claim_waits.load(Ordering::Relaxed),
             engine_errors: self.engine_errors.load(Ordering::Relaxed),
         }
     }
@@ -316,6 +323,37 @@ pub(crate) struct GroupRunner<T: Transport> {
     /// Records read and not yet done across the group's partitions
     /// ([`GroupOptions::max_in_flight_per_group`]).
     pub(crate) in_flight: Arc<Semaphore>,
+    /// Dedupe claims this instance holds or is asking for in this group: while any, a task
+    /// renews them ([`Self::run_claim_renewals`]).
+    pub(crate) claims: AtomicUsize,
+}
+
+/// A dedupe claim held while a record is handled ([`GroupRunner::hold`]): dropped without
+/// [`Holding::marked`] (the record was dead-lettered, or its handling abandoned), it releases the
+/// claim, so the key's next delivery need not wait for it to lapse.
+struct Holding<'a, T: Transport> {
+    runner: &'a GroupRunner<T>,
+    key: &'a str,
+    claimed: bool,
+}
+
+impl<T: Transport> Holding<'_, T> {
+    /// The key is marked: nothing to release.
+    fn marked(mut self) {
+        self.claimed = false;
+    }
+}
+
+impl<T: Transport> Drop for Holding<'_, T> {
+    fn drop(&mut self) {
+        let runner = self.runner;
+        if self.claimed {
+            runner
+                .stores
+                .release_later(&runner.group, self.key.to_owned(), &runner.instance);
+        }
+        runner.claims.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl<T: Transport> GroupRunner<T> {
@@ -566,9 +604,15 @@ impl<T: Transport> GroupRunner<T> {
         }
         let dedupe_key = raw.effective_dedupe_key().into_owned();
         let inbox = self.options.inbox && self.inbox_capable();
-        if !bypass_dedupe && !inbox && self.stores.seen(&self.group, &dedupe_key).await? {
-            return Ok(Outcome::Duplicate);
-        }
+        // The inbox claims the key in the handler's transaction instead.
+        let holding = if !bypass_dedupe && !inbox {
+            match self.hold(&dedupe_key).await? {
+                Some(holding) => Some(holding),
+                None => return Ok(Outcome::Duplicate),
+            }
+        } else {
+            None
+        };
         let mut attempt = 1;
         let mut first_failure = None;
         loop {
@@ -585,7 +629,12 @@ impl<T: Transport> GroupRunner<T> {
                 )
                 .await;
             match result {
-                Ok(true) => return Ok(Outcome::Handled),
+                Ok(true) => {
+                    if let Some(holding) = holding {
+                        holding.marked();
+                    }
+                    return Ok(Outcome::Handled);
+                }
                 Ok(false) => return Ok(Outcome::Duplicate),
                 Err(Failure::Poison(err)) => {
                     return Ok(Self::failed(
@@ -631,6 +680,107 @@ impl<T: Transport> GroupRunner<T> {
                             ));
                         }
                     }
+                }
+            }
+        }
+    }
+
+    /// Claims `key` for this instance before its handler runs: `None` if it was handled
+    /// already. While another delivery holds it (another instance during a handover, a record
+    /// with the same dedupe key), waits for that one to mark it, release it, or let it lapse.
+    ///
+    /// Cancelling (a drained or revoked partition dropping the record) leaves nothing behind:
+    /// a claim granted after the caller is gone is released by the store's writer.
+    async fn hold<'a>(&'a self, key: &'a str) -> Result<Option<Holding<'a, T>>, TransportError> {
+        let ttl = i64::try_from(self.options.claim_ttl.as_millis()).unwrap_or(i64::MAX);
+        loop {
+            // Counted before asking, so a renewal round that starts meanwhile covers it.
+            self.claims.fetch_add(1, Ordering::Relaxed);
+            let mut holding = Holding {
+                runner: self,
+                key,
+                claimed: false,
+            };
+            let until_ms = now_ms().saturating_add(ttl);
+            match self
+                .stores
+                .claim(&self.group, key, &self.instance, until_ms)
+                .await?
+            {
+                Claim::Claimed => {
+                    holding.claimed = true;
+                    return Ok(Some(holding));
+                }
+                Claim::Done => return Ok(None),
+                Claim::Held { holder, until_ms } => {
+                    drop(holding);
+                    self.stats.claim_waits.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(
+                        group = &*self.group,
+                        instance = &*self.instance,
+                        key,
+                        holder,
+                        "the dedupe key is held by another delivery; waiting"
+                    );
+                    let left = u64::try_from(until_ms - now_ms()).unwrap_or(0);
+                    tokio::time::sleep(Duration::from_millis(left.clamp(10, 250))).await;
+                }
+            }
+        }
+    }
+
+    /// Renews this instance's dedupe claims in the group every third of `claim_ttl` while it
+    /// holds any, until shutdown and the last claim's end.
+    pub(crate) async fn run_claim_renewals(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let ttl = self.options.claim_ttl.max(Duration::from_millis(30));
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let mut failing = false;
+        let mut next = tokio::time::Instant::now() + ttl / 3;
+        loop {
+            // Once stopping, the app waits for this task: it ends as soon as the draining
+            // deliveries have let go of their claims.
+            let stopping = *shutdown.borrow();
+            if stopping && self.claims.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            let wake = if stopping {
+                next.min(tokio::time::Instant::now() + Duration::from_millis(20))
+            } else {
+                next
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                changed = shutdown.changed(), if !stopping => {
+                    if changed.is_err() {
+                        return; // the app is gone
+                    }
+                }
+            }
+            if tokio::time::Instant::now() < next {
+                continue;
+            }
+            next = tokio::time::Instant::now() + ttl / 3;
+            if self.claims.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            let until_ms = now_ms().saturating_add(ttl_ms);
+            match self
+                .stores
+                .renew(&self.group, &self.instance, until_ms)
+                .await
+            {
+                Ok(_) => failing = false,
+                Err(err) => {
+                    self.stats.engine_errors.fetch_add(1, Ordering::Relaxed);
+                    if !failing {
+                        tracing::warn!(
+                            group = &*self.group,
+                            instance = &*self.instance,
+                            error = %err,
+                            "could not renew this instance's dedupe claims; they lapse unless a later round succeeds"
+                        );
+                    }
+                    failing = true;
                 }
             }
         }

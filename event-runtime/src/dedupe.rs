@@ -1,6 +1,16 @@
 //! Dedupe stores: remember which dedupe keys a consumer group has handled, for a retention
 //! window, so that redelivered and replayed events have their effect once.
 //!
+//! A consumer claims a key before its handler runs ([`DedupeStore::claim`]): the claim names
+//! the instance that holds it and lapses at a wall-clock time unless the holder renews it
+//! ([`DedupeStore::renew`], every third of [`crate::GroupOptions::claim_ttl`] while it holds
+//! any). Marking ([`DedupeStore::mark`]) turns the claim into a mark for good; releasing it
+//! ([`DedupeStore::release`], when the event was dead-lettered or its handling abandoned)
+//! lets the next delivery claim it again. So two instances that both receive one event (during
+//! a handover, or as two records with one dedupe key) never run its handler at once: the second
+//! waits, then finds it marked; and a holder that dies without marking holds the key only until
+//! its claim lapses.
+//!
 //! The key is the envelope's dedupe key (from `#[event(dedupe)]` fields) or, by default, its id.
 //! [`MemoryDedupe`] lives in the process; [`SqlDedupe`] in an SQL database: `SqliteDedupe`
 //! in the engine's file, `PgDedupe` in PostgreSQL. When the handler writes to the same database, the consumer
@@ -14,15 +24,57 @@ use std::time::Duration;
 
 use crate::transport::{TransportError, now_ms};
 
+/// What [`DedupeStore::claim`] found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Claim {
+    /// The key is now claimed by the caller: run the handler, then mark or release it.
+    Claimed,
+    /// The key was marked: the event was handled.
+    Done,
+    /// Another claim holds the key until `until_ms` (ms since the Unix epoch) unless renewed.
+    Held {
+        /// The instance holding it.
+        holder: String,
+        /// When its claim lapses.
+        until_ms: i64,
+    },
+}
+
 /// Remembers handled dedupe keys per consumer group.
 pub trait DedupeStore: Send + Sync + 'static {
-    /// Whether `key` was already marked for `group` within the retention window.
+    /// Claims `key` for `group` on behalf of `holder` (an instance id) until `until_ms`: the
+    /// key must be neither marked nor held by a claim that has not lapsed. A lapsed claim (its
+    /// holder died) is taken over.
+    fn claim(
+        &self,
+        group: &str,
+        key: &str,
+        holder: &str,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<Claim, TransportError>> + Send;
+    /// Extends every claim `holder` holds in `group` to `until_ms`; how many.
+    fn renew(
+        &self,
+        group: &str,
+        holder: &str,
+        until_ms: i64,
+    ) -> impl Future<Output = Result<u64, TransportError>> + Send;
+    /// Drops `holder`'s claim on `key` (not a mark): the next delivery may claim it.
+    fn release(
+        &self,
+        group: &str,
+        key: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+    /// Whether `key` was already marked for `group` within the retention window (a claim
+    /// that is only held is not a mark).
     fn seen(
         &self,
         group: &str,
         key: &str,
     ) -> impl Future<Output = Result<bool, TransportError>> + Send;
-    /// Marks `key` handled for `group`.
+    /// Marks `key` handled for `group` (ending a claim of it, whoever holds it).
     fn mark(
         &self,
         group: &str,
@@ -35,11 +87,19 @@ pub trait DedupeStore: Send + Sync + 'static {
     ) -> impl Future<Output = Result<u64, TransportError>> + Send;
 }
 
-/// Dedupe marks in memory, lost on restart.
+/// Dedupe marks and claims in memory, lost on restart.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryDedupe {
+    inner: Arc<Mutex<Keys>>,
+}
+
+#[derive(Debug, Default)]
+struct Keys {
     // group -> key -> when marked; nested so that a lookup borrows instead of allocating.
-    marks: Arc<Mutex<HashMap<String, HashMap<String, i64>>>>,
+    marks: HashMap<String, HashMap<String, i64>>,
+    // group -> key -> (holder, lapses at): the claims not yet marked, apart so that a renewal
+    // walks only them.
+    held: HashMap<String, HashMap<String, (Arc<str>, i64)>>,
 }
 
 impl MemoryDedupe {
@@ -47,43 +107,118 @@ impl MemoryDedupe {
     pub fn new() -> Self {
         MemoryDedupe::default()
     }
+
+    /// [`DedupeStore::claim`], at once, sharing `holder`.
+    pub(crate) fn claim_now(
+        &self,
+        group: &str,
+        key: &str,
+        holder: &Arc<str>,
+        until_ms: i64,
+    ) -> Claim {
+        let mut keys = self.keys();
+        if keys.marks.get(group).is_some_and(|m| m.contains_key(key)) {
+            return Claim::Done;
+        }
+        let held = entry(&mut keys.held, group);
+        if let Some((by, until)) = held.get(key)
+            && *until >= now_ms()
+        {
+            return Claim::Held {
+                holder: by.to_string(),
+                until_ms: *until,
+            };
+        }
+        held.insert(key.to_owned(), (holder.clone(), until_ms));
+        Claim::Claimed
+    }
+
+    /// [`DedupeStore::release`], at once.
+    pub(crate) fn release_now(&self, group: &str, key: &str, holder: &str) {
+        let mut keys = self.keys();
+        if let Some(held) = keys.held.get_mut(group)
+            && held.get(key).is_some_and(|(by, _)| &**by == holder)
+        {
+            held.remove(key);
+        }
+    }
+
+    fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// `map[group]`, created if missing, without allocating the group's name when it is there.
+fn entry<'m, V>(
+    map: &'m mut HashMap<String, HashMap<String, V>>,
+    group: &str,
+) -> &'m mut HashMap<String, V> {
+    if !map.contains_key(group) {
+        map.insert(group.to_owned(), HashMap::new());
+    }
+    map.get_mut(group).expect("inserted above")
 }
 
 impl DedupeStore for MemoryDedupe {
+    async fn claim(
+        &self,
+        group: &str,
+        key: &str,
+        holder: &str,
+        until_ms: i64,
+    ) -> Result<Claim, TransportError> {
+        Ok(self.claim_now(group, key, &Arc::from(holder), until_ms))
+    }
+
+    async fn renew(&self, group: &str, holder: &str, until_ms: i64) -> Result<u64, TransportError> {
+        let mut keys = self.keys();
+        let mut renewed = 0;
+        for (by, until) in keys
+            .held
+            .get_mut(group)
+            .into_iter()
+            .flat_map(|m| m.values_mut())
+        {
+            if &**by == holder {
+                *until = until_ms;
+                renewed += 1;
+            }
+        }
+        Ok(renewed)
+    }
+
+    async fn release(&self, group: &str, key: &str, holder: &str) -> Result<(), TransportError> {
+        self.release_now(group, key, holder);
+        Ok(())
+    }
+
     async fn seen(&self, group: &str, key: &str) -> Result<bool, TransportError> {
-        let marks = self
+        Ok(self
+            .keys()
             .marks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        Ok(marks.get(group).is_some_and(|keys| keys.contains_key(key)))
+            .get(group)
+            .is_some_and(|keys| keys.contains_key(key)))
     }
 
     async fn mark(&self, group: &str, key: &str) -> Result<(), TransportError> {
-        let mut marks = self
-            .marks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match marks.get_mut(group) {
-            Some(keys) => keys.insert(key.to_owned(), now_ms()),
-            None => marks
-                .entry(group.to_owned())
-                .or_default()
-                .insert(key.to_owned(), now_ms()),
-        };
+        let mut keys = self.keys();
+        if let Some(held) = keys.held.get_mut(group) {
+            held.remove(key);
+        }
+        entry(&mut keys.marks, group).insert(key.to_owned(), now_ms());
         Ok(())
     }
 
     async fn purge_older_than(&self, retention: Duration) -> Result<u64, TransportError> {
         let cutoff = now_ms() - retention.as_millis() as i64;
-        let mut marks = self
-            .marks
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut keys = self.keys();
         let mut removed = 0;
-        for keys in marks.values_mut() {
-            let before = keys.len();
-            keys.retain(|_, seen| *seen >= cutoff);
-            removed += before - keys.len();
+        for marks in keys.marks.values_mut() {
+            let before = marks.len();
+            marks.retain(|_, seen| *seen >= cutoff);
+            removed += before - marks.len();
         }
         Ok(removed as u64)
     }
@@ -158,6 +293,31 @@ impl<DB: crate::store::Dialect> SqlDedupe<DB> {
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 impl<DB: crate::store::Dialect> DedupeStore for SqlDedupe<DB> {
+    async fn claim(
+        &self,
+        group: &str,
+        key: &str,
+        holder: &str,
+        until_ms: i64,
+    ) -> Result<Claim, TransportError> {
+        let wanted = crate::store::dedupe::Wanted {
+            group,
+            key,
+            holder,
+            until_ms,
+        };
+        let mut claims = crate::store::dedupe::claim_all(&self.pool, &[wanted]).await?;
+        Ok(claims.pop().expect("one answer per claim"))
+    }
+
+    async fn renew(&self, group: &str, holder: &str, until_ms: i64) -> Result<u64, TransportError> {
+        crate::store::dedupe::renew(&self.pool, group, holder, until_ms).await
+    }
+
+    async fn release(&self, group: &str, key: &str, holder: &str) -> Result<(), TransportError> {
+        crate::store::dedupe::release(&self.pool, group, key, holder).await
+    }
+
     async fn seen(&self, group: &str, key: &str) -> Result<bool, TransportError> {
         crate::store::dedupe::seen(&self.pool, group, key).await
     }

@@ -18,7 +18,7 @@
 //! | `messaging_process_duration_seconds` | histogram | system, group |
 //! | `messaging_client_sent_messages_total` | counter | system, destination |
 //! | `messaging_client_operation_duration_seconds` | histogram | system, destination, `messaging_operation_name="send"` |
-//! | `evt_consumer_handled_total`, `_duplicates_total` (dedupe hits), `_retries_total`, `_skipped_total`, `_unknown_types_total`, `_redelivered_total`, `_engine_errors_total` | counter | group |
+//! | `evt_consumer_handled_total`, `_duplicates_total` (dedupe hits), `_retries_total`, `_skipped_total`, `_unknown_types_total`, `_redelivered_total`, `_claim_waits_total` (waits for a dedupe key another delivery held), `_engine_errors_total` | counter | group |
 //! | `evt_consumer_in_flight` | gauge | group |
 //! | `evt_dead_letters_total` | counter | group, `reason` |
 //! | `evt_dlq_depth` | gauge | group: open dead letters |
@@ -548,7 +548,7 @@ impl Collector for Constant {
                 )
             }),
         )?;
-        let per_group: [GroupCounter; 7] = [
+        let per_group: [GroupCounter; 8] = [
             ("evt_consumer_handled", "Records handled.", |s| s.handled),
             (
                 "evt_consumer_duplicates",
@@ -573,6 +573,11 @@ impl Collector for Constant {
             ("evt_consumer_redelivered", "Replays and redrives.", |s| {
                 s.redelivered
             }),
+            (
+                "evt_consumer_claim_waits",
+                "Waits for a dedupe key another delivery held.",
+                |s| s.claim_waits,
+            ),
             (
                 "evt_consumer_engine_errors",
                 "Failed engine or store calls, retried.",

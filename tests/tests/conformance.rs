@@ -116,6 +116,7 @@ mod postgres_stores {
         a_record_has_one_open_dead_letter,
         a_producer_retry_has_its_effect_once,
         events_sharing_a_dedupe_key_are_handled_once,
+        a_dedupe_key_in_flight_is_handled_once,
         poison_goes_to_the_dlq_without_blocking_other_records,
         sequenced_mode_parks_later_events_of_a_failed_key_until_redrive,
         replay_is_idempotent_unless_dedupe_is_bypassed,

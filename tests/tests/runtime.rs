@@ -942,3 +942,93 @@ async fn a_log_file_from_before_claims_keeps_its_positions() {
         (42, Some(claim), revision)
     );
 }
+
+/// The claim rules of every dedupe store, in memory, in an SQLite file and in PostgreSQL: a
+/// claim excludes others until it is marked, released or lapses; a renewal keeps it; a lapsed
+/// claim (its holder died) is taken over; a mark is for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedupe_claims_exclude_until_marked_released_or_lapsed() {
+    use event_runtime::dedupe::{DedupeStore, MemoryDedupe, SqliteDedupe};
+    claim_rules(MemoryDedupe::new()).await;
+    let dir = tempdir("dedupe-claims");
+    let file = event_runtime::transport::sqlite::SqliteTransport::open(dir.join("log.db"))
+        .await
+        .unwrap();
+    claim_rules(SqliteDedupe::new(&file)).await;
+    if let Some((pool, _)) = common::postgres_schema().await {
+        claim_rules(event_runtime::dedupe::PgDedupe::new(pool).await.unwrap()).await;
+    }
+
+    async fn claim_rules<S: DedupeStore>(store: S) {
+        use event_runtime::dedupe::Claim;
+        let now = event_runtime::transport::now_ms;
+        let later = now() + 60_000;
+        assert_eq!(
+            store.claim("g", "k", "one", later).await.unwrap(),
+            Claim::Claimed
+        );
+        // Held: by the other instance, and by the holder itself for a second record.
+        for who in ["two", "one"] {
+            match store.claim("g", "k", who, later).await.unwrap() {
+                Claim::Held { holder, until_ms } => {
+                    assert_eq!((holder.as_str(), until_ms), ("one", later), "{who}");
+                }
+                other => panic!("{who}: {other:?}"),
+            }
+        }
+        assert!(
+            !store.seen("g", "k").await.unwrap(),
+            "a claim is not a mark"
+        );
+        // Other groups and keys are free.
+        assert_eq!(
+            store.claim("h", "k", "two", later).await.unwrap(),
+            Claim::Claimed
+        );
+        // A renewal extends only the holder's claims of the group.
+        assert_eq!(store.renew("g", "one", later + 1).await.unwrap(), 1);
+        assert_eq!(store.renew("g", "three", later).await.unwrap(), 0);
+        // A release by another than the holder does nothing; by the holder frees the key.
+        store.release("g", "k", "two").await.unwrap();
+        assert!(
+            matches!(store.claim("g", "k", "two", later).await.unwrap(), Claim::Held { until_ms, .. } if until_ms == later + 1)
+        );
+        store.release("g", "k", "one").await.unwrap();
+        assert_eq!(
+            store.claim("g", "k", "two", later).await.unwrap(),
+            Claim::Claimed
+        );
+        // A mark ends the claim for good, whoever holds it.
+        store.mark("g", "k").await.unwrap();
+        assert!(store.seen("g", "k").await.unwrap());
+        assert_eq!(
+            store.claim("g", "k", "one", later).await.unwrap(),
+            Claim::Done
+        );
+        store.release("g", "k", "two").await.unwrap();
+        assert_eq!(
+            store.claim("g", "k", "one", later).await.unwrap(),
+            Claim::Done,
+            "a release never removes a mark"
+        );
+        // A claim that lapsed (its holder died without marking) is taken over.
+        assert_eq!(
+            store.claim("g", "dead", "one", now() + 50).await.unwrap(),
+            Claim::Claimed
+        );
+        assert!(matches!(
+            store.claim("g", "dead", "two", later).await.unwrap(),
+            Claim::Held { .. }
+        ));
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(
+            store.claim("g", "dead", "two", later).await.unwrap(),
+            Claim::Claimed
+        );
+        assert_eq!(
+            store.renew("g", "one", later).await.unwrap(),
+            0,
+            "the dead one holds nothing"
+        );
+    }
+}

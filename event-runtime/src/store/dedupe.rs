@@ -1,8 +1,11 @@
-//! Dedupe marks in any SQL database (`evt_dedupe`), written once: a claim is an insert that
-//! does nothing when the key is there, so inside a transaction it both checks and marks, and a
-//! concurrent claim of the same key waits for that transaction to end.
+//! Dedupe marks and claims in any SQL database (`evt_dedupe`), written once.
+//!
+//! A row with no `holder` is a mark: the key was handled. A row with a `holder` is a claim,
+//! held until `lease_ms` unless renewed ([`crate::dedupe::DedupeStore::claim`]). In the inbox,
+//! a claim is instead an insert inside the handler's transaction that does nothing when the key
+//! is there, so it both checks and marks, and a concurrent claim of the same key waits for that
+//! transaction to end.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,6 +13,7 @@ use sqlx::Pool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::sql::{Exec, Value, args};
+use crate::dedupe::Claim;
 use crate::transport::{TransportError, TransportErrorKind, now_ms};
 
 /// Claims `key` for `group` on `conn`: `true` the first time, `false` if it was claimed before.
@@ -41,7 +45,7 @@ pub(crate) async fn seen<DB: Exec>(
     let mut conn = pool.acquire().await.map_err(error)?;
     let row = DB::row(
         &mut conn,
-        DB::sql("SELECT seen_ms FROM evt_dedupe WHERE grp = ? AND key = ?"),
+        DB::sql("SELECT seen_ms FROM evt_dedupe WHERE grp = ? AND key = ? AND holder IS NULL"),
         args![group, key],
     )
     .await
@@ -49,17 +53,169 @@ pub(crate) async fn seen<DB: Exec>(
     Ok(row.is_some())
 }
 
-/// Claims `key` for `group` outside any transaction of the caller's.
+/// Marks `key` for `group` outside any transaction of the caller's (ending a claim of it).
 pub(crate) async fn mark<DB: Exec>(
     pool: &Pool<DB>,
     group: &str,
     key: &str,
 ) -> Result<(), TransportError> {
-    let mut conn = pool
-        .acquire()
-        .await
-        .map_err(|err| DB::error(format!("mark dedupe key for {group}"), err))?;
-    claim::<DB>(&mut conn, group, key).await.map(drop)
+    mark_all(pool, &[(group, key)]).await
+}
+
+/// A claim asked for: `key` of `group`, for `holder` until `until_ms`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wanted<'a> {
+    pub(crate) group: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) holder: &'a str,
+    pub(crate) until_ms: i64,
+}
+
+/// Claims every wanted key in one transaction: one upsert takes the keys that have no row or
+/// whose claim lapsed (and returns them), one read per group tells the others apart (marked, or
+/// held by whom until when). The answers are in the order asked; of one key asked twice only
+/// the first ask can take it (the later find it held).
+pub(crate) async fn claim_all<DB: Exec>(
+    pool: &Pool<DB>,
+    wanted: &[Wanted<'_>],
+) -> Result<Vec<Claim>, TransportError> {
+    let error = |err| DB::error("claim dedupe keys".to_owned(), err);
+    let now = now_ms();
+    // One lock order for every writer (as in `mark_all`), each key once, its first ask kept.
+    let mut asks: Vec<usize> = (0..wanted.len()).collect();
+    asks.sort_by(|&a, &b| {
+        (wanted[a].group, wanted[a].key)
+            .cmp(&(wanted[b].group, wanted[b].key))
+            .then(a.cmp(&b))
+    });
+    asks.dedup_by(|later, first| {
+        wanted[*later].group == wanted[*first].group && wanted[*later].key == wanted[*first].key
+    });
+    let mut sql =
+        String::from("INSERT INTO evt_dedupe (grp, key, seen_ms, holder, lease_ms) VALUES ");
+    let mut values = Vec::with_capacity(asks.len() * 5 + 1);
+    for (i, &ask) in asks.iter().enumerate() {
+        let w = &wanted[ask];
+        sql.push_str(if i == 0 {
+            "(?, ?, ?, ?, ?)"
+        } else {
+            ", (?, ?, ?, ?, ?)"
+        });
+        values.extend([
+            Value::from(w.group),
+            Value::from(w.key),
+            Value::from(now),
+            Value::from(w.holder),
+            Value::from(w.until_ms),
+        ]);
+    }
+    sql.push_str(
+        " ON CONFLICT (grp, key) DO UPDATE SET seen_ms = excluded.seen_ms, \
+         holder = excluded.holder, lease_ms = excluded.lease_ms \
+         WHERE evt_dedupe.holder IS NOT NULL AND evt_dedupe.lease_ms < ? \
+         RETURNING grp, key",
+    );
+    values.push(Value::from(now));
+    let sql = DB::sql_owned(sql);
+    let mut tx = DB::begin_write(pool).await.map_err(error)?;
+    // Which asks took their key: the first ask of each key the upsert returned.
+    let first_ask: std::collections::HashMap<(&str, &str), usize> = asks
+        .iter()
+        .map(|&i| ((wanted[i].group, wanted[i].key), i))
+        .collect();
+    let mut claimed = vec![false; wanted.len()];
+    for row in DB::rows(&mut tx, &sql, &values).await.map_err(error)? {
+        let group = DB::text(&row, "grp").map_err(error)?;
+        let key = DB::text(&row, "key").map_err(error)?;
+        if let Some(&i) = first_ask.get(&(group.as_str(), key.as_str())) {
+            claimed[i] = true;
+        }
+    }
+    // The rows of the keys not taken, read in the same transaction (rare: a duplicate, or a
+    // key another instance holds).
+    let mut others: Vec<(&str, &str)> = (0..wanted.len())
+        .filter(|&i| !claimed[i])
+        .map(|i| (wanted[i].group, wanted[i].key))
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    let mut found = std::collections::HashMap::new();
+    for of_group in others.chunk_by(|a, b| a.0 == b.0) {
+        let group = of_group[0].0;
+        let mut sql =
+            String::from("SELECT key, holder, lease_ms FROM evt_dedupe WHERE grp = ? AND key IN (");
+        let mut values = Vec::with_capacity(of_group.len() + 1);
+        values.push(Value::from(group));
+        for (i, (_, key)) in of_group.iter().enumerate() {
+            sql.push_str(if i == 0 { "?" } else { ", ?" });
+            values.push(Value::from(*key));
+        }
+        sql.push(')');
+        let sql = DB::sql_owned(sql);
+        for row in DB::rows(&mut tx, &sql, &values).await.map_err(error)? {
+            let key = DB::text(&row, "key").map_err(error)?;
+            let holder = DB::opt_text(&row, "holder").map_err(error)?;
+            let until_ms = DB::opt_int(&row, "lease_ms").map_err(error)?.unwrap_or(0);
+            found.insert((group.to_owned(), key), holder.map(|h| (h, until_ms)));
+        }
+    }
+    tx.commit().await.map_err(error)?;
+    Ok((0..wanted.len())
+        .map(|i| {
+            if claimed[i] {
+                return Claim::Claimed;
+            }
+            match found.get(&(wanted[i].group.to_owned(), wanted[i].key.to_owned())) {
+                Some(None) => Claim::Done,
+                Some(Some((holder, until_ms))) => Claim::Held {
+                    holder: holder.clone(),
+                    until_ms: *until_ms,
+                },
+                // No row: it cannot vanish within the transaction; asking again is safe.
+                None => Claim::Held {
+                    holder: String::new(),
+                    until_ms: now,
+                },
+            }
+        })
+        .collect())
+}
+
+/// Extends every claim `holder` holds in `group` to `until_ms`; how many.
+pub(crate) async fn renew<DB: Exec>(
+    pool: &Pool<DB>,
+    group: &str,
+    holder: &str,
+    until_ms: i64,
+) -> Result<u64, TransportError> {
+    let error = |err| DB::error(format!("renew dedupe claims for {group}"), err);
+    let mut conn = pool.acquire().await.map_err(error)?;
+    DB::exec(
+        &mut conn,
+        DB::sql("UPDATE evt_dedupe SET lease_ms = ? WHERE holder = ? AND grp = ?"),
+        args![until_ms, holder, group],
+    )
+    .await
+    .map_err(error)
+}
+
+/// Drops `holder`'s claim on `key` (a mark, or another's claim, stays).
+pub(crate) async fn release<DB: Exec>(
+    pool: &Pool<DB>,
+    group: &str,
+    key: &str,
+    holder: &str,
+) -> Result<(), TransportError> {
+    let error = |err| DB::error(format!("release dedupe key for {group}"), err);
+    let mut conn = pool.acquire().await.map_err(error)?;
+    DB::exec(
+        &mut conn,
+        DB::sql("DELETE FROM evt_dedupe WHERE grp = ? AND key = ? AND holder = ?"),
+        args![group, key, holder],
+    )
+    .await
+    .map_err(error)
+    .map(drop)
 }
 
 /// Forgets marks older than `retention`; how many.
@@ -84,15 +240,23 @@ const BATCH: usize = 256;
 
 /// One request to a [`Batcher`].
 enum Op {
-    Seen {
-        group: Arc<str>,
-        key: String,
-        reply: oneshot::Sender<Result<bool, TransportError>>,
-    },
     Mark {
         group: Arc<str>,
         key: String,
         reply: oneshot::Sender<Result<(), TransportError>>,
+    },
+    Claim {
+        group: Arc<str>,
+        key: String,
+        holder: Arc<str>,
+        until_ms: i64,
+        reply: oneshot::Sender<Result<Claim, TransportError>>,
+    },
+    /// Unanswered: sent from a drop, where nobody waits.
+    Release {
+        group: Arc<str>,
+        key: String,
+        holder: Arc<str>,
     },
 }
 
@@ -153,25 +317,45 @@ impl<DB: Exec> Batcher<DB> {
             },
             None => op,
         };
+        // A release sent from a drop may come after the runtime is gone.
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| gone("dedupe"))?;
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(self.pool.clone(), rx));
+        runtime.spawn(write_batches(self.pool.clone(), rx));
         let sent = tx.send(op).map_err(|_| gone("dedupe"));
         *queue = Some(tx);
         sent
     }
 
-    /// Whether `key` is claimed for `group`.
-    pub(crate) async fn seen(&self, group: &str, key: &str) -> Result<bool, TransportError> {
+    /// Claims `key` of `group` for `holder` until `until_ms`.
+    pub(crate) async fn claim(
+        &self,
+        group: &Arc<str>,
+        key: &str,
+        holder: &Arc<str>,
+        until_ms: i64,
+    ) -> Result<Claim, TransportError> {
         let (reply, answer) = oneshot::channel();
-        self.send(Op::Seen {
-            group: group.into(),
+        self.send(Op::Claim {
+            group: group.clone(),
             key: key.to_owned(),
+            holder: holder.clone(),
+            until_ms,
             reply,
         })?;
-        answer.await.map_err(|_| gone("read dedupe key"))?
+        answer.await.map_err(|_| gone("claim dedupe key"))?
     }
 
-    /// Claims `key` for `group`.
+    /// Queues the release of `holder`'s claim on `key`, without waiting: the claim lapses
+    /// anyway if the release is lost.
+    pub(crate) fn release_later(&self, group: &Arc<str>, key: String, holder: &Arc<str>) {
+        let _ = self.send(Op::Release {
+            group: group.clone(),
+            key,
+            holder: holder.clone(),
+        });
+    }
+
+    /// Marks `key` handled for `group`.
     pub(crate) async fn mark(&self, group: &str, key: &str) -> Result<(), TransportError> {
         let (reply, answer) = oneshot::channel();
         self.send(Op::Mark {
@@ -187,13 +371,21 @@ impl<DB: Exec> Batcher<DB> {
 async fn write_batches<DB: Exec>(pool: Pool<DB>, mut queue: mpsc::UnboundedReceiver<Op>) {
     let mut ops = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut ops, BATCH).await > 0 {
-        let (mut seen, mut marks) = (Vec::new(), Vec::new());
+        let (mut marks, mut claims, mut releases) = (Vec::new(), Vec::new(), Vec::new());
         for op in ops.drain(..) {
             match op {
-                Op::Seen { group, key, reply } => seen.push((group, key, reply)),
                 Op::Mark { group, key, reply } => marks.push((group, key, reply)),
+                Op::Claim {
+                    group,
+                    key,
+                    holder,
+                    until_ms,
+                    reply,
+                } => claims.push((group, key, holder, until_ms, reply)),
+                Op::Release { group, key, holder } => releases.push((group, key, holder)),
             }
         }
+        // Marks and releases first: a claim in the same batch then finds the key marked or free.
         if !marks.is_empty() {
             let pairs: Vec<(&str, &str)> = marks.iter().map(|(g, k, _)| (&**g, &**k)).collect();
             let written = mark_all(&pool, &pairs).await;
@@ -201,19 +393,42 @@ async fn write_batches<DB: Exec>(pool: Pool<DB>, mut queue: mpsc::UnboundedRecei
                 let _ = reply.send(written.as_ref().copied().map_err(copy));
             }
         }
-        while !seen.is_empty() {
-            // One select per group (a batch usually holds one).
-            let group = seen[0].0.clone();
-            let (of_group, rest): (Vec<_>, Vec<_>) =
-                seen.into_iter().partition(|(g, _, _)| *g == group);
-            seen = rest;
-            let keys: Vec<&str> = of_group.iter().map(|(_, k, _)| &**k).collect();
-            let found = seen_any(&pool, &group, &keys).await;
-            for (_, key, reply) in of_group {
-                let _ = reply.send(match &found {
-                    Ok(found) => Ok(found.contains(&key)),
-                    Err(err) => Err(copy(err)),
-                });
+        for (group, key, holder) in releases {
+            if let Err(err) = release(&pool, &group, &key, &holder).await {
+                tracing::debug!(group = &*group, error = %err, "a dedupe claim was not released; it lapses");
+            }
+        }
+        if !claims.is_empty() {
+            let wanted: Vec<Wanted<'_>> = claims
+                .iter()
+                .map(|(group, key, holder, until_ms, _)| Wanted {
+                    group,
+                    key,
+                    holder,
+                    until_ms: *until_ms,
+                })
+                .collect();
+            let answers = claim_all(&pool, &wanted).await;
+            drop(wanted);
+            match answers {
+                Ok(answers) => {
+                    for ((group, key, holder, _, reply), answer) in claims.into_iter().zip(answers)
+                    {
+                        // Granted to a caller that is gone (its record was dropped while it
+                        // waited): nobody would mark or release it, and its holder's renewals
+                        // would keep it.
+                        if let Err(Ok(Claim::Claimed)) = reply.send(Ok(answer))
+                            && let Err(err) = release(&pool, &group, &key, &holder).await
+                        {
+                            tracing::debug!(group = &*group, error = %err, "an unwanted dedupe claim was not released; it lapses");
+                        }
+                    }
+                }
+                Err(err) => {
+                    for (.., reply) in claims {
+                        let _ = reply.send(Err(copy(&err)));
+                    }
+                }
             }
         }
     }
@@ -234,32 +449,13 @@ async fn mark_all<DB: Exec>(pool: &Pool<DB>, pairs: &[(&str, &str)]) -> Result<(
         sql.push_str(if i == 0 { "(?, ?, ?)" } else { ", (?, ?, ?)" });
         values.extend([Value::from(*group), Value::from(*key), Value::from(now)]);
     }
-    sql.push_str(" ON CONFLICT (grp, key) DO NOTHING");
+    // A claim becomes a mark, whoever held it.
+    sql.push_str(
+        " ON CONFLICT (grp, key) DO UPDATE SET holder = NULL, lease_ms = NULL \
+         WHERE evt_dedupe.holder IS NOT NULL",
+    );
     let sql = DB::sql_owned(sql);
     let mut tx = DB::begin_write(pool).await.map_err(error)?;
     DB::exec(&mut tx, &sql, &values).await.map_err(error)?;
     tx.commit().await.map_err(error)
-}
-
-/// Which of `keys` are claimed for `group`, in one statement.
-async fn seen_any<DB: Exec>(
-    pool: &Pool<DB>,
-    group: &str,
-    keys: &[&str],
-) -> Result<HashSet<String>, TransportError> {
-    let error = |err| DB::error(format!("read dedupe keys for {group}"), err);
-    let mut sql = String::from("SELECT key FROM evt_dedupe WHERE grp = ? AND key IN (");
-    let mut values = Vec::with_capacity(keys.len() + 1);
-    values.push(Value::from(group));
-    for (i, key) in keys.iter().enumerate() {
-        sql.push_str(if i == 0 { "?" } else { ", ?" });
-        values.push(Value::from(*key));
-    }
-    sql.push(')');
-    let sql = DB::sql_owned(sql);
-    let mut conn = pool.acquire().await.map_err(error)?;
-    let rows = DB::rows(&mut conn, &sql, &values).await.map_err(error)?;
-    rows.iter()
-        .map(|row| DB::text(row, "key").map_err(error))
-        .collect()
 }

@@ -51,8 +51,21 @@ use std::time::Duration;
 /// (the declaration reads the same in SQLite and PostgreSQL; the migrations create new tables
 /// with them).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] =
-    &[("evt_sagas", "state_version", "BIGINT NOT NULL DEFAULT 1")];
+pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("evt_sagas", "state_version", "BIGINT NOT NULL DEFAULT 1"),
+    // A dedupe claim's holder and when it lapses (both NULL for a mark).
+    ("evt_dedupe", "holder", "TEXT"),
+    ("evt_dedupe", "lease_ms", "BIGINT"),
+];
+
+/// Indexes over [`ADDED_COLUMNS`], as `(name, statement)`, created after them when missing.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+pub(crate) const ADDED_INDEXES: &[(&str, &str)] = &[(
+    "evt_dedupe_held",
+    // Only the claims: a renewal finds its holder's without reading the marks.
+    "CREATE INDEX IF NOT EXISTS evt_dedupe_held ON evt_dedupe (holder, grp) \
+     WHERE holder IS NOT NULL",
+)];
 
 use crate::dedupe::{DedupeStore, MemoryDedupe};
 use crate::transport::TransportError;
@@ -143,16 +156,52 @@ impl Db {
         None
     }
 
-    /// Whether `key` was marked for `group`.
     // The SQL arms of these methods are boxed, so that their (large) sqlx futures do not make
     // every caller's future as large, memory stores included.
-    pub(crate) async fn seen(&self, group: &str, key: &str) -> Result<bool, TransportError> {
+    /// Claims `key` of `group` for `holder` until `until_ms` ([`DedupeStore::claim`]).
+    pub(crate) async fn claim(
+        &self,
+        group: &Arc<str>,
+        key: &str,
+        holder: &Arc<str>,
+        until_ms: i64,
+    ) -> Result<crate::dedupe::Claim, TransportError> {
         match self {
-            Db::Memory(memory) => memory.dedupe.seen(group, key).await,
+            Db::Memory(memory) => Ok(memory.dedupe.claim_now(group, key, holder, until_ms)),
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(db) => Box::pin(db.dedupe.seen(group, key)).await,
+            Db::Sqlite(db) => Box::pin(db.dedupe.claim(group, key, holder, until_ms)).await,
             #[cfg(feature = "postgres")]
-            Db::Postgres(pg) => Box::pin(pg.dedupe.seen(group, key)).await,
+            Db::Postgres(pg) => Box::pin(pg.dedupe.claim(group, key, holder, until_ms)).await,
+        }
+    }
+
+    /// Extends `holder`'s claims in `group` to `until_ms`; how many.
+    pub(crate) async fn renew(
+        &self,
+        group: &str,
+        holder: &str,
+        until_ms: i64,
+    ) -> Result<u64, TransportError> {
+        match self {
+            Db::Memory(memory) => memory.dedupe.renew(group, holder, until_ms).await,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(db) => Box::pin(dedupe::renew(&db.pool, group, holder, until_ms)).await,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(postgres::PgDb { pool, .. }) => {
+                Box::pin(dedupe::renew(pool, group, holder, until_ms)).await
+            }
+        }
+    }
+
+    /// Releases `holder`'s claim on `key` without waiting (from a drop): a lost release only
+    /// leaves the claim to lapse.
+    pub(crate) fn release_later(&self, group: &Arc<str>, key: String, holder: &Arc<str>) {
+        match self {
+            Db::Memory(memory) => memory.dedupe.release_now(group, &key, holder),
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(db) => db.dedupe.release_later(group, key, holder),
+            #[cfg(feature = "postgres")]
+            Db::Postgres(pg) => pg.dedupe.release_later(group, key, holder),
         }
     }
 
@@ -277,11 +326,26 @@ mod dedupe_tests {
         drop(first);
         let second = runtime();
         second.block_on(async {
+            use crate::dedupe::Claim;
             db.mark("billing", "k-2").await.unwrap();
-            assert!(db.seen("billing", "k-1").await.unwrap());
-            assert!(db.seen("billing", "k-2").await.unwrap());
-            assert!(!db.seen("billing", "k-3").await.unwrap());
-            assert!(!db.seen("shipping", "k-1").await.unwrap());
+            let (billing, shipping, me) = (
+                std::sync::Arc::from("billing"),
+                std::sync::Arc::from("shipping"),
+                std::sync::Arc::from("i"),
+            );
+            let until = crate::transport::now_ms() + 60_000;
+            for (group, key, found) in [
+                (&billing, "k-1", Claim::Done),
+                (&billing, "k-2", Claim::Done),
+                (&billing, "k-3", Claim::Claimed),
+                (&shipping, "k-1", Claim::Claimed),
+            ] {
+                assert_eq!(
+                    db.claim(group, key, &me, until).await.unwrap(),
+                    found,
+                    "{group} {key}"
+                );
+            }
         });
         drop(second);
         for suffix in ["", "-wal", "-shm"] {

@@ -52,13 +52,38 @@ pub(crate) async fn ensure_schema(pool: &sqlx::PgPool) -> Result<(), TransportEr
         if present == 0 {
             let alter =
                 format!("ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {declaration}");
-            sqlx::raw_sql(sqlx::AssertSqlSafe(alter))
-                .execute(pool)
+            serialised_ddl(pool, &alter)
                 .await
                 .map_err(|err| pg_error(format!("add {table}.{column}"), err))?;
         }
     }
+    for (name, create) in super::ADDED_INDEXES {
+        let present: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_class \
+             WHERE relnamespace = current_schema()::regnamespace AND relname = $1",
+        )
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .map_err(|err| pg_error("look up the PostgreSQL stores' indexes", err))?;
+        if present == 0 {
+            serialised_ddl(pool, create)
+                .await
+                .map_err(|err| pg_error(format!("create index {name}"), err))?;
+        }
+    }
     Ok(())
+}
+
+/// Runs `ddl` in a transaction holding the schema's advisory lock (as `migrations/postgres.sql`
+/// does): two instances starting at once would otherwise both create the column or index, and
+/// the second fail on the catalog's unique index despite `IF NOT EXISTS`.
+async fn serialised_ddl(pool: &sqlx::PgPool, ddl: &str) -> Result<(), sqlx::Error> {
+    let script = format!("BEGIN; SELECT pg_advisory_xact_lock(7458291034); {ddl}; COMMIT;");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+        .execute(pool)
+        .await
+        .map(drop)
 }
 
 /// The tables and indexes `schema` creates, by name.

@@ -241,6 +241,12 @@ impl SqliteTransport {
                 return Err(db_error(format!("add {table}.{column}"), err));
             }
         }
+        for (_, create) in crate::store::ADDED_INDEXES {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(*create))
+                .execute(&pool)
+                .await
+                .map_err(|err| db_error("create an index", err))?;
+        }
         Ok(SqliteTransport {
             pool,
             appended: Arc::new(Notify::new()),
