@@ -26,8 +26,8 @@
 use std::ffi::OsString;
 use std::fs::File;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -398,7 +398,11 @@ impl PostgresServer {
             .zip(Command::new("id").args(["-g", "postgres"]).output().ok())
             .and_then(|(uid, gid)| {
                 let read = |out: std::process::Output| {
-                    String::from_utf8(out.stdout).ok()?.trim().parse::<u32>().ok()
+                    String::from_utf8(out.stdout)
+                        .ok()?
+                        .trim()
+                        .parse::<u32>()
+                        .ok()
                 };
                 Some((read(uid)?, read(gid)?))
             });
@@ -434,7 +438,13 @@ impl PostgresServer {
             .gid(user.1)
             .arg("-D")
             .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+            ])
             .stdout(Stdio::null())
             .output()
             .unwrap();
@@ -471,7 +481,15 @@ impl PostgresServer {
         let created = Command::new(bin.join("createdb"))
             .uid(user.0)
             .gid(user.1)
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "evt"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "evt",
+            ])
             .status()
             .unwrap();
         assert!(created.success(), "createdb evt");
@@ -484,14 +502,18 @@ impl PostgresServer {
     }
 
     /// Stops it as a crash does (SIGQUIT: an immediate shutdown, every connection cut, no
-    /// checkpoint), then starts it again on the same port and data, which recovers from its
-    /// write-ahead log; returns once it accepts connections.
+    /// checkpoint). Does nothing when it is not running.
+    pub fn stop(&mut self) {
+        self.process.stop_with("QUIT");
+    }
+
+    /// Starts it again on the same port and data (after [`PostgresServer::stop`]): it recovers
+    /// from its write-ahead log; returns once it accepts connections.
     ///
     /// # Panics
     ///
-    /// As [`NatsServer::start`].
+    /// When it is running, or as [`NatsServer::start`].
     pub fn restart(&mut self) {
-        self.process.stop_with("QUIT");
         self.process.start_as(Some(self.user));
     }
 }

@@ -522,7 +522,14 @@ impl NatsTransport {
         if let Some(name) = &config.name {
             options = options.name(name);
         }
-        let client = options.connect(url.as_str()).await.map_err(|err| {
+        // A comma-separated list is several servers (a cluster): the client takes them as a list
+        // (it parses a single string as one address).
+        let servers: Vec<&str> = url
+            .split(',')
+            .map(str::trim)
+            .filter(|one| !one.is_empty())
+            .collect();
+        let client = options.connect(servers).await.map_err(|err| {
             let kind = match err.kind() {
                 async_nats::ConnectErrorKind::AuthorizationViolation
                 | async_nats::ConnectErrorKind::Authentication

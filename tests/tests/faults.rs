@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use event_conformance::servers::{NatsServer, PostgresServer, free_port};
 use event_nats::{NatsConfig, NatsTransport};
 use event_runtime::app::GroupOptions;
-use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError, Running, Stores};
+use event_runtime::{
+    App, Context, DomainEvent, Envelope, HandlerError, Publisher, Running, Stores,
+};
 use serde::{Deserialize, Serialize};
 
 mod common;
@@ -103,17 +105,19 @@ fn entries() -> Vec<Envelope<Entry>> {
         .collect()
 }
 
-/// Publishes `events` in slices of 20, one slice every 10 ms, each slice retried until the
+/// Publishes `events` in slices of 20, one slice every 50 ms, each slice retried until the
 /// engine takes it (a publish during a fault may fail; the retry carries the same ids).
-async fn publish_slowly(running: &Running<NatsTransport>, events: &[Envelope<Entry>]) {
-    let publisher = running.publisher();
+async fn publish_slowly(publisher: &Publisher<NatsTransport>, events: &[Envelope<Entry>]) {
     for slice in events.chunks(20) {
         let deadline = Instant::now() + Duration::from_secs(60);
         while let Err(err) = publisher.publish_all(slice.to_vec()).await {
-            assert!(Instant::now() < deadline, "publishing never recovered: {err}");
+            assert!(
+                Instant::now() < deadline,
+                "publishing never recovered: {err}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -187,11 +191,12 @@ async fn two_instances_ride_through_a_postgres_restart_under_load() {
         return;
     };
     let mut postgres = PostgresServer::start(&bin, user, &common::tempdir("pg-restart"));
+    let url = postgres.url();
     let pool = || {
         sqlx::postgres::PgPoolOptions::new()
             .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy(&postgres.url())
+            .acquire_timeout(Duration::from_secs(1))
+            .connect_lazy(&url)
             .unwrap()
     };
     ledger_table(&pool()).await;
@@ -205,11 +210,17 @@ async fn two_instances_ride_through_a_postgres_restart_under_load() {
     let one = instance(transport().await, pool(), "one", counts.clone()).await;
     let two = instance(transport().await, pool(), "two", counts.clone()).await;
     let events = entries();
-    let (first, rest) = events.split_at(EVENTS as usize / 3);
-    publish_slowly(&one, first).await;
+    let producer = {
+        let (events, publisher) = (events.clone(), two.publisher());
+        tokio::spawn(async move { publish_slowly(&publisher, &events).await })
+    };
     until_counted(&counts, 50).await;
-    postgres.restart();
-    publish_slowly(&two, rest).await;
+    // Down for 2 s while the events keep coming: every claim, mark and inbox transaction of
+    // that time fails (the pools give up acquiring after 1 s).
+    tokio::task::block_in_place(|| postgres.stop());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::block_in_place(|| postgres.restart());
+    producer.await.unwrap();
     let doubled = check(&pool(), &counts, &events).await;
     assert!(
         engine_errors(&[&one, &two]) > 0,
@@ -285,10 +296,10 @@ async fn two_instances_ride_through_the_kill_of_a_nats_cluster_node() {
     let two = instance(second, pool.clone(), "two", counts.clone()).await;
     let events = entries();
     let (first, rest) = events.split_at(EVENTS as usize / 3);
-    publish_slowly(&one, first).await;
+    publish_slowly(&one.publisher(), first).await;
     until_counted(&counts, 50).await;
-    nodes[1].kill();
-    publish_slowly(&two, rest).await;
+    tokio::task::block_in_place(|| nodes[1].kill());
+    publish_slowly(&two.publisher(), rest).await;
     let doubled = check(&pool, &counts, &events).await;
     eprintln!(
         "nats node killed: {} engine errors retried, {doubled} handler runs of the count group repeated",
