@@ -95,11 +95,36 @@ pub struct MemoryDedupe {
 
 #[derive(Debug, Default)]
 struct Keys {
-    // group -> key -> when marked; nested so that a lookup borrows instead of allocating.
-    marks: HashMap<String, HashMap<String, i64>>,
-    // group -> key -> (holder, lapses at): the claims not yet marked, apart so that a renewal
-    // walks only them.
-    held: HashMap<String, HashMap<String, (Arc<str>, i64)>>,
+    // group -> key -> its state; nested so that a lookup borrows instead of allocating.
+    keys: HashMap<String, HashMap<String, State>>,
+    // group -> holder -> its lease: one per holder, as a renewal extends all of a holder's
+    // claims at once (so a renewal does not walk the marks).
+    leases: HashMap<String, HashMap<Arc<str>, Lease>>,
+}
+
+#[derive(Debug, Default)]
+struct Lease {
+    /// When the holder's claims lapse unless renewed.
+    lapses: i64,
+    /// How many keys it holds.
+    held: u64,
+}
+
+impl Keys {
+    /// `holder` no longer holds one key of `group`.
+    fn let_go(&mut self, group: &str, holder: &str) {
+        if let Some(lease) = self.leases.get_mut(group).and_then(|l| l.get_mut(holder)) {
+            lease.held = lease.held.saturating_sub(1);
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    /// Handled, at this time.
+    Marked(i64),
+    /// Claimed by this holder.
+    Held(Arc<str>),
 }
 
 impl MemoryDedupe {
@@ -116,30 +141,64 @@ impl MemoryDedupe {
         holder: &Arc<str>,
         until_ms: i64,
     ) -> Claim {
-        let mut keys = self.keys();
-        if keys.marks.get(group).is_some_and(|m| m.contains_key(key)) {
-            return Claim::Done;
+        let mut guard = self.keys();
+        let Keys { keys, leases } = &mut *guard;
+        let leases = entry(leases, group);
+        let now = now_ms();
+        let of_group = entry(keys, group);
+        match of_group.get_mut(key) {
+            Some(State::Marked(_)) => return Claim::Done,
+            Some(State::Held(by)) => {
+                let lease = leases.get_mut(&**by);
+                let lapses = lease.as_ref().map_or(i64::MIN, |l| l.lapses);
+                if lapses >= now {
+                    return Claim::Held {
+                        holder: by.to_string(),
+                        until_ms: lapses,
+                    };
+                }
+                // Its holder died: taken over.
+                if let Some(lease) = lease {
+                    lease.held = lease.held.saturating_sub(1);
+                }
+                *by = holder.clone();
+            }
+            None => {
+                of_group.insert(key.to_owned(), State::Held(holder.clone()));
+            }
         }
-        let held = entry(&mut keys.held, group);
-        if let Some((by, until)) = held.get(key)
-            && *until >= now_ms()
-        {
-            return Claim::Held {
-                holder: by.to_string(),
-                until_ms: *until,
-            };
+        // The holder's lease covers this claim from now on: a lapsed or missing one starts
+        // here; a live one is kept fresh by the holder's renewals.
+        match leases.get_mut(&**holder) {
+            Some(lease) => {
+                lease.lapses = if lease.lapses >= now {
+                    lease.lapses.max(until_ms)
+                } else {
+                    until_ms
+                };
+                lease.held += 1;
+            }
+            None => {
+                leases.insert(
+                    holder.clone(),
+                    Lease {
+                        lapses: until_ms,
+                        held: 1,
+                    },
+                );
+            }
         }
-        held.insert(key.to_owned(), (holder.clone(), until_ms));
         Claim::Claimed
     }
 
     /// [`DedupeStore::release`], at once.
     pub(crate) fn release_now(&self, group: &str, key: &str, holder: &str) {
         let mut keys = self.keys();
-        if let Some(held) = keys.held.get_mut(group)
-            && held.get(key).is_some_and(|(by, _)| &**by == holder)
+        if let Some(of_group) = keys.keys.get_mut(group)
+            && matches!(of_group.get(key), Some(State::Held(by)) if &**by == holder)
         {
-            held.remove(key);
+            of_group.remove(key);
+            keys.let_go(group, holder);
         }
     }
 
@@ -151,12 +210,12 @@ impl MemoryDedupe {
 }
 
 /// `map[group]`, created if missing, without allocating the group's name when it is there.
-fn entry<'m, V>(
-    map: &'m mut HashMap<String, HashMap<String, V>>,
-    group: &str,
-) -> &'m mut HashMap<String, V> {
+fn entry<'m, V>(map: &'m mut HashMap<String, V>, group: &str) -> &'m mut V
+where
+    V: Default,
+{
     if !map.contains_key(group) {
-        map.insert(group.to_owned(), HashMap::new());
+        map.insert(group.to_owned(), V::default());
     }
     map.get_mut(group).expect("inserted above")
 }
@@ -174,19 +233,14 @@ impl DedupeStore for MemoryDedupe {
 
     async fn renew(&self, group: &str, holder: &str, until_ms: i64) -> Result<u64, TransportError> {
         let mut keys = self.keys();
-        let mut renewed = 0;
-        for (by, until) in keys
-            .held
-            .get_mut(group)
-            .into_iter()
-            .flat_map(|m| m.values_mut())
-        {
-            if &**by == holder {
-                *until = until_ms;
-                renewed += 1;
+        match keys.leases.get_mut(group).and_then(|l| l.get_mut(holder)) {
+            // Claims it still holds (not taken over) hold again, as in SQL.
+            Some(lease) if lease.held > 0 => {
+                lease.lapses = until_ms;
+                Ok(lease.held)
             }
+            _ => Ok(0),
         }
-        Ok(renewed)
     }
 
     async fn release(&self, group: &str, key: &str, holder: &str) -> Result<(), TransportError> {
@@ -197,17 +251,27 @@ impl DedupeStore for MemoryDedupe {
     async fn seen(&self, group: &str, key: &str) -> Result<bool, TransportError> {
         Ok(self
             .keys()
-            .marks
+            .keys
             .get(group)
-            .is_some_and(|keys| keys.contains_key(key)))
+            .is_some_and(|of_group| matches!(of_group.get(key), Some(State::Marked(_)))))
     }
 
     async fn mark(&self, group: &str, key: &str) -> Result<(), TransportError> {
         let mut keys = self.keys();
-        if let Some(held) = keys.held.get_mut(group) {
-            held.remove(key);
+        let of_group = entry(&mut keys.keys, group);
+        let held = match of_group.get_mut(key) {
+            Some(state) => match std::mem::replace(state, State::Marked(now_ms())) {
+                State::Held(by) => Some(by),
+                State::Marked(_) => None,
+            },
+            None => {
+                of_group.insert(key.to_owned(), State::Marked(now_ms()));
+                None
+            }
+        };
+        if let Some(by) = held {
+            keys.let_go(group, &by);
         }
-        entry(&mut keys.marks, group).insert(key.to_owned(), now_ms());
         Ok(())
     }
 
@@ -215,10 +279,10 @@ impl DedupeStore for MemoryDedupe {
         let cutoff = now_ms() - retention.as_millis() as i64;
         let mut keys = self.keys();
         let mut removed = 0;
-        for marks in keys.marks.values_mut() {
-            let before = marks.len();
-            marks.retain(|_, seen| *seen >= cutoff);
-            removed += before - marks.len();
+        for of_group in keys.keys.values_mut() {
+            let before = of_group.len();
+            of_group.retain(|_, state| !matches!(state, State::Marked(at) if *at < cutoff));
+            removed += before - of_group.len();
         }
         Ok(removed as u64)
     }

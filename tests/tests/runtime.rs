@@ -1013,7 +1013,7 @@ async fn dedupe_claims_exclude_until_marked_released_or_lapsed() {
         );
         // A claim that lapsed (its holder died without marking) is taken over.
         assert_eq!(
-            store.claim("g", "dead", "one", now() + 50).await.unwrap(),
+            store.claim("g", "dead", "gone", now() + 50).await.unwrap(),
             Claim::Claimed
         );
         assert!(matches!(
@@ -1026,9 +1026,9 @@ async fn dedupe_claims_exclude_until_marked_released_or_lapsed() {
             Claim::Claimed
         );
         assert_eq!(
-            store.renew("g", "one", later).await.unwrap(),
+            store.renew("g", "gone", later).await.unwrap(),
             0,
-            "the dead one holds nothing"
+            "the dead holder holds nothing"
         );
     }
 }
