@@ -368,6 +368,7 @@ impl Tansu {
 pub struct PostgresServer {
     process: Process,
     user: (u32, u32),
+    bin: PathBuf,
 }
 
 impl PostgresServer {
@@ -477,7 +478,12 @@ impl PostgresServer {
             child: None,
         };
         process.start_as(Some(user));
-        let server = PostgresServer { process, user };
+        let server = PostgresServer {
+            process,
+            user,
+            bin: bin.to_owned(),
+        };
+        server.wait_ready();
         let created = Command::new(bin.join("createdb"))
             .uid(user.0)
             .gid(user.1)
@@ -515,5 +521,23 @@ impl PostgresServer {
     /// When it is running, or as [`NatsServer::start`].
     pub fn restart(&mut self) {
         self.process.start_as(Some(self.user));
+        self.wait_ready();
+    }
+
+    /// Waits until it accepts queries: it listens before it has recovered ("the database
+    /// system is starting up").
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-p", &self.process.port.to_string()])
+                .status()
+                .is_ok_and(|status| status.success());
+            if ready {
+                return;
+            }
+            assert!(Instant::now() < deadline, "postgres did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

@@ -729,6 +729,7 @@ impl<T: Transport> App<T> {
         let shared = self.transport.sharing() != Sharing::None;
         let mut shares = BTreeMap::new();
         let mut tasks = JoinSet::new();
+        let mut renewals = JoinSet::new();
         let mut stats = BTreeMap::new();
         let mut subscriptions = Vec::new();
         let activity = Arc::new(Activity::default());
@@ -758,9 +759,9 @@ impl<T: Transport> App<T> {
                 stats: group_stats,
                 activity: activity.clone(),
                 limits: self.limits,
-                claims: std::sync::atomic::AtomicUsize::new(0),
+                held: std::sync::Mutex::default(),
             });
-            tasks.spawn(runner.clone().run_claim_renewals(receiver.clone()));
+            renewals.spawn(runner.clone().run_claim_renewals());
             let mut owned = Vec::new();
             for topic in topics {
                 let partitions = self.publisher.partitions_of(&topic).await?;
@@ -830,6 +831,7 @@ impl<T: Transport> App<T> {
             shares,
             shutdown,
             tasks,
+            renewals,
             instance,
             sagas: self.sagas,
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -957,6 +959,8 @@ pub struct Running<T: Transport> {
     shares: BTreeMap<String, watch::Receiver<Shared>>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    /// The groups' dedupe-claim renewals, aborted once `tasks` have ended (dropped with this).
+    renewals: JoinSet<()>,
     /// Per saga: the messages it discarded.
     sagas: BTreeMap<&'static str, Arc<std::sync::atomic::AtomicU64>>,
     /// Where the sagas' instances are ([`Running::sagas`]).
@@ -1211,5 +1215,6 @@ impl<T: Transport> Running<T> {
     pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
+        self.renewals.shutdown().await;
     }
 }

@@ -19,7 +19,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
@@ -323,17 +323,20 @@ pub(crate) struct GroupRunner<T: Transport> {
     /// Records read and not yet done across the group's partitions
     /// ([`GroupOptions::max_in_flight_per_group`]).
     pub(crate) in_flight: Arc<Semaphore>,
-    /// Dedupe claims this instance holds or is asking for in this group: while any, a task
-    /// renews them ([`Self::run_claim_renewals`]).
-    pub(crate) claims: AtomicUsize,
+    /// The dedupe keys this instance holds claims on in this group (with how many deliveries
+    /// hold each: one, but for a claim of its own taken over after it lapsed), which
+    /// [`Self::run_claim_renewals`] renews. Only these: a claim the instance lost track of
+    /// lapses.
+    pub(crate) held: std::sync::Mutex<HashMap<Arc<str>, u32>>,
 }
 
 /// A dedupe claim held while a record is handled ([`GroupRunner::hold`]): dropped without
-/// [`Holding::marked`] (the record was dead-lettered, or its handling abandoned), it releases the
-/// claim, so the key's next delivery need not wait for it to lapse.
-struct Holding<'a, T: Transport> {
+/// [`Holding::marked`] (the record was dead-lettered, after its letter was stored, or its
+/// handling was abandoned), it releases the claim, so the key's next delivery need not wait
+/// for it to lapse.
+pub(crate) struct Holding<'a, T: Transport> {
     runner: &'a GroupRunner<T>,
-    key: &'a str,
+    key: Arc<str>,
     claimed: bool,
 }
 
@@ -347,12 +350,23 @@ impl<T: Transport> Holding<'_, T> {
 impl<T: Transport> Drop for Holding<'_, T> {
     fn drop(&mut self) {
         let runner = self.runner;
+        {
+            let mut held = runner
+                .held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(count) = held.get_mut(&self.key) {
+                *count -= 1;
+                if *count == 0 {
+                    held.remove(&self.key);
+                }
+            }
+        }
         if self.claimed {
             runner
                 .stores
-                .release_later(&runner.group, self.key.to_owned(), &runner.instance);
+                .release_later(&runner.group, &self.key, &runner.instance);
         }
-        runner.claims.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -365,7 +379,9 @@ impl<T: Transport> GroupRunner<T> {
         bypass_dedupe: bool,
     ) -> Result<(), TransportError> {
         let _timed = Timed::start(&self.stats);
-        match self.process(record, delivery, bypass_dedupe).await? {
+        // The record's dedupe claim, held until its dead letter (if any) is stored.
+        let (outcome, _holding) = self.process(record, delivery, bypass_dedupe).await?;
+        match outcome {
             Outcome::Handled => self.stats.handled.fetch_add(1, Ordering::Relaxed),
             Outcome::Duplicate => self.stats.duplicates.fetch_add(1, Ordering::Relaxed),
             Outcome::Skipped => self.stats.skipped.fetch_add(1, Ordering::Relaxed),
@@ -516,21 +532,19 @@ impl<T: Transport> GroupRunner<T> {
         outcome
     }
 
+    /// Processes one record: its outcome, and the dedupe claim still held for it (a failed
+    /// record's, to release once its dead letter is stored).
     pub(crate) async fn process(
         &self,
         record: &Record,
         delivery: Delivery,
         bypass_dedupe: bool,
-    ) -> Result<Outcome, TransportError> {
+    ) -> Result<(Outcome, Option<Holding<'_, T>>), TransportError> {
         let raw = match crate::transport::decode_record(record, &self.limits) {
             Ok(raw) => raw,
             Err(err) => {
-                return Ok(Self::failed(
-                    None,
-                    decode_kind(err.kind()),
-                    error_chain(&err),
-                    0,
-                ));
+                let failed = Self::failed(None, decode_kind(err.kind()), error_chain(&err), 0);
+                return Ok((failed, None));
             }
         };
         self.publisher.deprecations.consumed(&raw.ty, raw.version);
@@ -541,8 +555,9 @@ impl<T: Transport> GroupRunner<T> {
             &raw,
             delivery != Delivery::Live,
         );
+        let mut holding = None;
         let mut outcome = self
-            .process_decoded(record, raw, delivery, bypass_dedupe, &span)
+            .process_decoded(record, raw, delivery, bypass_dedupe, &span, &mut holding)
             .instrument(span.clone())
             .await?;
         match &mut outcome {
@@ -552,17 +567,21 @@ impl<T: Transport> GroupRunner<T> {
             Outcome::Unknown => crate::telemetry::outcome(&span, "unknown_type"),
             Outcome::Failed(failed) => failed.span = span,
         }
-        Ok(outcome)
+        Ok((outcome, holding))
     }
 
     /// [`Self::process`] after the record decoded, in its `process` span `span`.
-    async fn process_decoded(
-        &self,
+    ///
+    /// The dedupe claim is taken before the sequenced-parking check, so a record that waited
+    /// for another delivery's claim sees the letter that one left.
+    async fn process_decoded<'a>(
+        &'a self,
         record: &Record,
         raw: RawEnvelope,
         delivery: Delivery,
         bypass_dedupe: bool,
         span: &tracing::Span,
+        holding: &mut Option<Holding<'a, T>>,
     ) -> Result<Outcome, TransportError> {
         let Some(handler) = self.handlers.get(raw.ty.as_ref()).cloned() else {
             if self.registry.latest(&raw.ty).is_some() {
@@ -582,6 +601,15 @@ impl<T: Transport> GroupRunner<T> {
                 0,
             ));
         };
+        let dedupe_key = raw.effective_dedupe_key().into_owned();
+        let inbox = self.options.inbox && self.inbox_capable();
+        // The inbox claims the key in the handler's transaction instead.
+        if !bypass_dedupe && !inbox {
+            match self.hold(&dedupe_key).await? {
+                Some(held) => *holding = Some(held),
+                None => return Ok(Outcome::Duplicate),
+            }
+        }
         if self.options.sequenced
             && delivery != Delivery::Redrive
             && let Some(key) = raw.partition_key.clone()
@@ -602,17 +630,7 @@ impl<T: Transport> GroupRunner<T> {
                 span: tracing::Span::none(),
             })));
         }
-        let dedupe_key = raw.effective_dedupe_key().into_owned();
-        let inbox = self.options.inbox && self.inbox_capable();
-        // The inbox claims the key in the handler's transaction instead.
-        let holding = if !bypass_dedupe && !inbox {
-            match self.hold(&dedupe_key).await? {
-                Some(holding) => Some(holding),
-                None => return Ok(Outcome::Duplicate),
-            }
-        } else {
-            None
-        };
+
         let mut attempt = 1;
         let mut first_failure = None;
         loop {
@@ -630,8 +648,8 @@ impl<T: Transport> GroupRunner<T> {
                 .await;
             match result {
                 Ok(true) => {
-                    if let Some(holding) = holding {
-                        holding.marked();
+                    if let Some(held) = holding.take() {
+                        held.marked();
                     }
                     return Ok(Outcome::Handled);
                 }
@@ -689,36 +707,37 @@ impl<T: Transport> GroupRunner<T> {
     /// already. While another delivery holds it (another instance during a handover, a record
     /// with the same dedupe key), waits for that one to mark it, release it, or let it lapse.
     ///
-    /// Cancelling (a drained or revoked partition dropping the record) leaves nothing behind:
-    /// a claim granted after the caller is gone is released by the store's writer.
-    async fn hold<'a>(&'a self, key: &'a str) -> Result<Option<Holding<'a, T>>, TransportError> {
-        let ttl = i64::try_from(self.options.claim_ttl.as_millis()).unwrap_or(i64::MAX);
+    /// Cancellation (a drained or revoked partition dropping the record) leaves no claim
+    /// behind: one granted meanwhile is released (see `store::dedupe::Batcher::claim`).
+    async fn hold(&self, key: &str) -> Result<Option<Holding<'_, T>>, TransportError> {
+        let key: Arc<str> = Arc::from(key);
         loop {
-            // Counted before asking, so a renewal round that starts meanwhile covers it.
-            self.claims.fetch_add(1, Ordering::Relaxed);
-            let mut holding = Holding {
-                runner: self,
-                key,
-                claimed: false,
-            };
-            let until_ms = now_ms().saturating_add(ttl);
+            let lease = self.options.claim_ttl;
             match self
                 .stores
-                .claim(&self.group, key, &self.instance, until_ms)
+                .claim(&self.group, &key, &self.instance, lease)
                 .await?
             {
                 Claim::Claimed => {
-                    holding.claimed = true;
-                    return Ok(Some(holding));
+                    *self
+                        .held
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .entry(key.clone())
+                        .or_default() += 1;
+                    return Ok(Some(Holding {
+                        runner: self,
+                        key,
+                        claimed: true,
+                    }));
                 }
                 Claim::Done => return Ok(None),
                 Claim::Held { holder, until_ms } => {
-                    drop(holding);
                     self.stats.claim_waits.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(
                         group = &*self.group,
                         instance = &*self.instance,
-                        key,
+                        key = &*key,
                         holder,
                         "the dedupe key is held by another delivery; waiting"
                     );
@@ -729,44 +748,28 @@ impl<T: Transport> GroupRunner<T> {
         }
     }
 
-    /// Renews this instance's dedupe claims in the group every third of `claim_ttl` while it
-    /// holds any, until shutdown and the last claim's end.
-    pub(crate) async fn run_claim_renewals(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+    /// Renews the dedupe claims this instance holds in the group (`held`) every third of
+    /// `claim_ttl`, for ever: the app aborts it once every other task of it has ended, so the
+    /// claims of deliveries still draining are renewed to the last.
+    pub(crate) async fn run_claim_renewals(self: Arc<Self>) {
         let ttl = self.options.claim_ttl.max(Duration::from_millis(30));
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
         let mut failing = false;
-        let mut next = tokio::time::Instant::now() + ttl / 3;
         loop {
-            // Once stopping, the app waits for this task: it ends as soon as the draining
-            // deliveries have let go of their claims.
-            let stopping = *shutdown.borrow();
-            if stopping && self.claims.load(Ordering::Relaxed) == 0 {
-                return;
-            }
-            let wake = if stopping {
-                next.min(tokio::time::Instant::now() + Duration::from_millis(20))
-            } else {
-                next
-            };
-            tokio::select! {
-                () = tokio::time::sleep_until(wake) => {}
-                changed = shutdown.changed(), if !stopping => {
-                    if changed.is_err() {
-                        return; // the app is gone
-                    }
-                }
-            }
-            if tokio::time::Instant::now() < next {
+            tokio::time::sleep(ttl / 3).await;
+            let keys: Vec<Arc<str>> = self
+                .held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .keys()
+                .cloned()
+                .collect();
+            if keys.is_empty() {
                 continue;
             }
-            next = tokio::time::Instant::now() + ttl / 3;
-            if self.claims.load(Ordering::Relaxed) == 0 {
-                continue;
-            }
-            let until_ms = now_ms().saturating_add(ttl_ms);
+            let keys: Vec<&str> = keys.iter().map(|k| &**k).collect();
             match self
                 .stores
-                .renew(&self.group, &self.instance, until_ms)
+                .renew(&self.group, &self.instance, &keys, ttl)
                 .await
             {
                 Ok(_) => failing = false,
@@ -923,10 +926,10 @@ impl<T: Transport> GroupRunner<T> {
                         )
                         .await;
                 };
-                match self
+                let (outcome, _holding) = self
                     .process(&letter.record, Delivery::Redrive, redelivery.bypass_dedupe)
-                    .await?
-                {
+                    .await?;
+                match outcome {
                     Outcome::Failed(failed) => {
                         self.dlq
                             .finish_redelivery(

@@ -2,9 +2,9 @@
 //! window, so that redelivered and replayed events have their effect once.
 //!
 //! A consumer claims a key before its handler runs ([`DedupeStore::claim`]): the claim names
-//! the instance that holds it and lapses at a wall-clock time unless the holder renews it
-//! ([`DedupeStore::renew`], every third of [`crate::GroupOptions::claim_ttl`] while it holds
-//! any). Marking ([`DedupeStore::mark`]) turns the claim into a mark for good; releasing it
+//! the instance that holds it and lapses `lease` after the store wrote it unless the holder
+//! renews it ([`DedupeStore::renew`]: the consumer renews the keys it is handling every third of
+//! [`crate::GroupOptions::claim_ttl`]). Marking ([`DedupeStore::mark`]) turns the claim into a mark for good; releasing it
 //! ([`DedupeStore::release`], when the event was dead-lettered or its handling abandoned)
 //! lets the next delivery claim it again. So two instances that both receive one event (during
 //! a handover, or as two records with one dedupe key) never run its handler at once: the second
@@ -43,22 +43,25 @@ pub enum Claim {
 
 /// Remembers handled dedupe keys per consumer group.
 pub trait DedupeStore: Send + Sync + 'static {
-    /// Claims `key` for `group` on behalf of `holder` (an instance id) until `until_ms`: the
-    /// key must be neither marked nor held by a claim that has not lapsed. A lapsed claim (its
-    /// holder died) is taken over.
+    /// Claims `key` for `group` on behalf of `holder` (an instance id) for `lease`, counted
+    /// from when the store writes the claim: the key must be neither marked nor held by a
+    /// claim that has not lapsed. A lapsed claim (its holder died) is taken over.
     fn claim(
         &self,
         group: &str,
         key: &str,
         holder: &str,
-        until_ms: i64,
+        lease: Duration,
     ) -> impl Future<Output = Result<Claim, TransportError>> + Send;
-    /// Extends every claim `holder` holds in `group` to `until_ms`; how many.
+    /// Extends `holder`'s claims on `keys` in `group` to `lease` from now; how many it still
+    /// held. Only the keys named: a claim its holder lost track of (its handling was cancelled
+    /// at the wrong moment, its release failed) lapses.
     fn renew(
         &self,
         group: &str,
         holder: &str,
-        until_ms: i64,
+        keys: &[&str],
+        lease: Duration,
     ) -> impl Future<Output = Result<u64, TransportError>> + Send;
     /// Drops `holder`'s claim on `key` (not a mark): the next delivery may claim it.
     fn release(
@@ -97,34 +100,19 @@ pub struct MemoryDedupe {
 struct Keys {
     // group -> key -> its state; nested so that a lookup borrows instead of allocating.
     keys: HashMap<String, HashMap<String, State>>,
-    // group -> holder -> its lease: one per holder, as a renewal extends all of a holder's
-    // claims at once (so a renewal does not walk the marks).
-    leases: HashMap<String, HashMap<Arc<str>, Lease>>,
-}
-
-#[derive(Debug, Default)]
-struct Lease {
-    /// When the holder's claims lapse unless renewed.
-    lapses: i64,
-    /// How many keys it holds.
-    held: u64,
-}
-
-impl Keys {
-    /// `holder` no longer holds one key of `group`.
-    fn let_go(&mut self, group: &str, holder: &str) {
-        if let Some(lease) = self.leases.get_mut(group).and_then(|l| l.get_mut(holder)) {
-            lease.held = lease.held.saturating_sub(1);
-        }
-    }
 }
 
 #[derive(Debug)]
 enum State {
     /// Handled, at this time.
     Marked(i64),
-    /// Claimed by this holder.
-    Held(Arc<str>),
+    /// Claimed by this holder until this time.
+    Held(Arc<str>, i64),
+}
+
+/// `lease` from now, in ms since the epoch.
+pub(crate) fn lapse_at(lease: Duration) -> i64 {
+    now_ms().saturating_add(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
 }
 
 impl MemoryDedupe {
@@ -139,67 +127,61 @@ impl MemoryDedupe {
         group: &str,
         key: &str,
         holder: &Arc<str>,
-        until_ms: i64,
+        lease: Duration,
     ) -> Claim {
-        let mut guard = self.keys();
-        let Keys { keys, leases } = &mut *guard;
-        let leases = entry(leases, group);
-        let now = now_ms();
-        let of_group = entry(keys, group);
+        let mut keys = self.keys();
+        let of_group = entry(&mut keys.keys, group);
         match of_group.get_mut(key) {
-            Some(State::Marked(_)) => return Claim::Done,
-            Some(State::Held(by)) => {
-                let lease = leases.get_mut(&**by);
-                let lapses = lease.as_ref().map_or(i64::MIN, |l| l.lapses);
-                if lapses >= now {
-                    return Claim::Held {
-                        holder: by.to_string(),
-                        until_ms: lapses,
-                    };
-                }
-                // Its holder died: taken over.
-                if let Some(lease) = lease {
-                    lease.held = lease.held.saturating_sub(1);
-                }
-                *by = holder.clone();
+            Some(State::Marked(_)) => Claim::Done,
+            Some(State::Held(by, until)) if *until >= now_ms() => Claim::Held {
+                holder: by.to_string(),
+                until_ms: *until,
+            },
+            // Its holder died: taken over.
+            Some(held) => {
+                *held = State::Held(holder.clone(), lapse_at(lease));
+                Claim::Claimed
             }
             None => {
-                of_group.insert(key.to_owned(), State::Held(holder.clone()));
+                of_group.insert(key.to_owned(), State::Held(holder.clone(), lapse_at(lease)));
+                Claim::Claimed
             }
         }
-        // The holder's lease covers this claim from now on: a lapsed or missing one starts
-        // here; a live one is kept fresh by the holder's renewals.
-        match leases.get_mut(&**holder) {
-            Some(lease) => {
-                lease.lapses = if lease.lapses >= now {
-                    lease.lapses.max(until_ms)
-                } else {
-                    until_ms
-                };
-                lease.held += 1;
-            }
-            None => {
-                leases.insert(
-                    holder.clone(),
-                    Lease {
-                        lapses: until_ms,
-                        held: 1,
-                    },
-                );
-            }
-        }
-        Claim::Claimed
     }
 
     /// [`DedupeStore::release`], at once.
     pub(crate) fn release_now(&self, group: &str, key: &str, holder: &str) {
         let mut keys = self.keys();
         if let Some(of_group) = keys.keys.get_mut(group)
-            && matches!(of_group.get(key), Some(State::Held(by)) if &**by == holder)
+            && matches!(of_group.get(key), Some(State::Held(by, _)) if &**by == holder)
         {
             of_group.remove(key);
-            keys.let_go(group, holder);
         }
+    }
+
+    /// [`DedupeStore::renew`], at once.
+    pub(crate) fn renew_now(
+        &self,
+        group: &str,
+        holder: &str,
+        keys: &[&str],
+        lease: Duration,
+    ) -> u64 {
+        let until_ms = lapse_at(lease);
+        let mut all = self.keys();
+        let Some(of_group) = all.keys.get_mut(group) else {
+            return 0;
+        };
+        let mut renewed = 0;
+        for key in keys {
+            if let Some(State::Held(by, until)) = of_group.get_mut(*key)
+                && &**by == holder
+            {
+                *until = until_ms;
+                renewed += 1;
+            }
+        }
+        renewed
     }
 
     fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
@@ -210,10 +192,7 @@ impl MemoryDedupe {
 }
 
 /// `map[group]`, created if missing, without allocating the group's name when it is there.
-fn entry<'m, V>(map: &'m mut HashMap<String, V>, group: &str) -> &'m mut V
-where
-    V: Default,
-{
+fn entry<'m, V: Default>(map: &'m mut HashMap<String, V>, group: &str) -> &'m mut V {
     if !map.contains_key(group) {
         map.insert(group.to_owned(), V::default());
     }
@@ -226,21 +205,19 @@ impl DedupeStore for MemoryDedupe {
         group: &str,
         key: &str,
         holder: &str,
-        until_ms: i64,
+        lease: Duration,
     ) -> Result<Claim, TransportError> {
-        Ok(self.claim_now(group, key, &Arc::from(holder), until_ms))
+        Ok(self.claim_now(group, key, &Arc::from(holder), lease))
     }
 
-    async fn renew(&self, group: &str, holder: &str, until_ms: i64) -> Result<u64, TransportError> {
-        let mut keys = self.keys();
-        match keys.leases.get_mut(group).and_then(|l| l.get_mut(holder)) {
-            // Claims it still holds (not taken over) hold again, as in SQL.
-            Some(lease) if lease.held > 0 => {
-                lease.lapses = until_ms;
-                Ok(lease.held)
-            }
-            _ => Ok(0),
-        }
+    async fn renew(
+        &self,
+        group: &str,
+        holder: &str,
+        keys: &[&str],
+        lease: Duration,
+    ) -> Result<u64, TransportError> {
+        Ok(self.renew_now(group, holder, keys, lease))
     }
 
     async fn release(&self, group: &str, key: &str, holder: &str) -> Result<(), TransportError> {
@@ -259,18 +236,11 @@ impl DedupeStore for MemoryDedupe {
     async fn mark(&self, group: &str, key: &str) -> Result<(), TransportError> {
         let mut keys = self.keys();
         let of_group = entry(&mut keys.keys, group);
-        let held = match of_group.get_mut(key) {
-            Some(state) => match std::mem::replace(state, State::Marked(now_ms())) {
-                State::Held(by) => Some(by),
-                State::Marked(_) => None,
-            },
+        match of_group.get_mut(key) {
+            Some(state) => *state = State::Marked(now_ms()),
             None => {
                 of_group.insert(key.to_owned(), State::Marked(now_ms()));
-                None
             }
-        };
-        if let Some(by) = held {
-            keys.let_go(group, &by);
         }
         Ok(())
     }
@@ -362,20 +332,26 @@ impl<DB: crate::store::Dialect> DedupeStore for SqlDedupe<DB> {
         group: &str,
         key: &str,
         holder: &str,
-        until_ms: i64,
+        lease: Duration,
     ) -> Result<Claim, TransportError> {
         let wanted = crate::store::dedupe::Wanted {
             group,
             key,
             holder,
-            until_ms,
+            lease,
         };
         let mut claims = crate::store::dedupe::claim_all(&self.pool, &[wanted]).await?;
         Ok(claims.pop().expect("one answer per claim"))
     }
 
-    async fn renew(&self, group: &str, holder: &str, until_ms: i64) -> Result<u64, TransportError> {
-        crate::store::dedupe::renew(&self.pool, group, holder, until_ms).await
+    async fn renew(
+        &self,
+        group: &str,
+        holder: &str,
+        keys: &[&str],
+        lease: Duration,
+    ) -> Result<u64, TransportError> {
+        crate::store::dedupe::renew(&self.pool, group, holder, keys, lease).await
     }
 
     async fn release(&self, group: &str, key: &str, holder: &str) -> Result<(), TransportError> {

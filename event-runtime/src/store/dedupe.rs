@@ -62,13 +62,13 @@ pub(crate) async fn mark<DB: Exec>(
     mark_all(pool, &[(group, key)]).await
 }
 
-/// A claim asked for: `key` of `group`, for `holder` until `until_ms`.
+/// A claim asked for: `key` of `group`, for `holder`, for `lease` from when it is written.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Wanted<'a> {
     pub(crate) group: &'a str,
     pub(crate) key: &'a str,
     pub(crate) holder: &'a str,
-    pub(crate) until_ms: i64,
+    pub(crate) lease: Duration,
 }
 
 /// Claims every wanted key in one transaction: one upsert takes the keys that have no row or
@@ -77,6 +77,18 @@ pub(crate) struct Wanted<'a> {
 /// the first ask can take it (the later find it held).
 pub(crate) async fn claim_all<DB: Exec>(
     pool: &Pool<DB>,
+    wanted: &[Wanted<'_>],
+) -> Result<Vec<Claim>, TransportError> {
+    let error = |err| DB::error("claim dedupe keys".to_owned(), err);
+    let mut tx = DB::begin_write(pool).await.map_err(error)?;
+    let claims = claim_all_on::<DB>(&mut tx, wanted).await?;
+    tx.commit().await.map_err(error)?;
+    Ok(claims)
+}
+
+/// [`claim_all`] on `conn`, inside the caller's writing transaction.
+async fn claim_all_on<DB: Exec>(
+    conn: &mut DB::Connection,
     wanted: &[Wanted<'_>],
 ) -> Result<Vec<Claim>, TransportError> {
     let error = |err| DB::error("claim dedupe keys".to_owned(), err);
@@ -106,7 +118,9 @@ pub(crate) async fn claim_all<DB: Exec>(
             Value::from(w.key),
             Value::from(now),
             Value::from(w.holder),
-            Value::from(w.until_ms),
+            // From now, when the statement runs, not from when it was asked: a batch that waited
+            // (a busy database) must not store a claim that has already lapsed.
+            Value::from(crate::dedupe::lapse_at(w.lease)),
         ]);
     }
     sql.push_str(
@@ -117,14 +131,13 @@ pub(crate) async fn claim_all<DB: Exec>(
     );
     values.push(Value::from(now));
     let sql = DB::sql_owned(sql);
-    let mut tx = DB::begin_write(pool).await.map_err(error)?;
     // Which asks took their key: the first ask of each key the upsert returned.
     let first_ask: std::collections::HashMap<(&str, &str), usize> = asks
         .iter()
         .map(|&i| ((wanted[i].group, wanted[i].key), i))
         .collect();
     let mut claimed = vec![false; wanted.len()];
-    for row in DB::rows(&mut tx, &sql, &values).await.map_err(error)? {
+    for row in DB::rows(conn, &sql, &values).await.map_err(error)? {
         let group = DB::text(&row, "grp").map_err(error)?;
         let key = DB::text(&row, "key").map_err(error)?;
         if let Some(&i) = first_ask.get(&(group.as_str(), key.as_str())) {
@@ -152,14 +165,13 @@ pub(crate) async fn claim_all<DB: Exec>(
         }
         sql.push(')');
         let sql = DB::sql_owned(sql);
-        for row in DB::rows(&mut tx, &sql, &values).await.map_err(error)? {
+        for row in DB::rows(conn, &sql, &values).await.map_err(error)? {
             let key = DB::text(&row, "key").map_err(error)?;
             let holder = DB::opt_text(&row, "holder").map_err(error)?;
             let until_ms = DB::opt_int(&row, "lease_ms").map_err(error)?.unwrap_or(0);
             found.insert((group.to_owned(), key), holder.map(|h| (h, until_ms)));
         }
     }
-    tx.commit().await.map_err(error)?;
     Ok((0..wanted.len())
         .map(|i| {
             if claimed[i] {
@@ -181,22 +193,55 @@ pub(crate) async fn claim_all<DB: Exec>(
         .collect())
 }
 
-/// Extends every claim `holder` holds in `group` to `until_ms`; how many.
+/// Most keys renewed by one statement.
+const RENEW_CHUNK: usize = 500;
+
+/// Extends `holder`'s claims on `keys` in `group` to `lease` from now; how many it held.
+///
+/// On PostgreSQL the rows are locked in the order every writer of claims and marks takes them
+/// (bytewise, as Rust sorts; `COLLATE "C"`), so a renewal never deadlocks with a batch.
 pub(crate) async fn renew<DB: Exec>(
     pool: &Pool<DB>,
     group: &str,
     holder: &str,
-    until_ms: i64,
+    keys: &[&str],
+    lease: Duration,
 ) -> Result<u64, TransportError> {
     let error = |err| DB::error(format!("renew dedupe claims for {group}"), err);
-    let mut conn = pool.acquire().await.map_err(error)?;
-    DB::exec(
-        &mut conn,
-        DB::sql("UPDATE evt_dedupe SET lease_ms = ? WHERE holder = ? AND grp = ?"),
-        args![until_ms, holder, group],
-    )
-    .await
-    .map_err(error)
+    let mut renewed = 0;
+    for chunk in keys.chunks(RENEW_CHUNK) {
+        let mut list = String::new();
+        let mut values = vec![
+            Value::from(crate::dedupe::lapse_at(lease)),
+            Value::from(group),
+            Value::from(holder),
+        ];
+        for (i, key) in chunk.iter().enumerate() {
+            list.push_str(if i == 0 { "?" } else { ", ?" });
+            values.push(Value::from(*key));
+        }
+        let sql = if DB::LOCK_KEY.is_none() {
+            // One writer holds the whole database (SQLite): no lock order to keep.
+            format!(
+                "UPDATE evt_dedupe SET lease_ms = ? WHERE grp = ? AND holder = ? AND key IN ({list})"
+            )
+        } else {
+            format!(
+                "UPDATE evt_dedupe SET lease_ms = ? WHERE grp = ? AND holder = ? AND key IN \
+                 (SELECT key FROM evt_dedupe WHERE grp = ? AND holder = ? AND key IN ({list}) \
+                 ORDER BY key COLLATE \"C\" FOR UPDATE)"
+            )
+        };
+        if DB::LOCK_KEY.is_some() {
+            let keys = values.split_off(3);
+            values.extend([Value::from(group), Value::from(holder)]);
+            values.extend(keys);
+        }
+        let sql = DB::sql_owned(sql);
+        let mut conn = pool.acquire().await.map_err(error)?;
+        renewed += DB::exec(&mut conn, &sql, &values).await.map_err(error)?;
+    }
+    Ok(renewed)
 }
 
 /// Drops `holder`'s claim on `key` (a mark, or another's claim, stays).
@@ -208,13 +253,23 @@ pub(crate) async fn release<DB: Exec>(
 ) -> Result<(), TransportError> {
     let error = |err| DB::error(format!("release dedupe key for {group}"), err);
     let mut conn = pool.acquire().await.map_err(error)?;
+    release_on::<DB>(&mut conn, group, key, holder).await
+}
+
+/// [`release`] on `conn`.
+async fn release_on<DB: Exec>(
+    conn: &mut DB::Connection,
+    group: &str,
+    key: &str,
+    holder: &str,
+) -> Result<(), TransportError> {
     DB::exec(
-        &mut conn,
+        conn,
         DB::sql("DELETE FROM evt_dedupe WHERE grp = ? AND key = ? AND holder = ?"),
         args![group, key, holder],
     )
     .await
-    .map_err(error)
+    .map_err(|err| DB::error(format!("release dedupe key for {group}"), err))
     .map(drop)
 }
 
@@ -247,30 +302,31 @@ enum Op {
     },
     Claim {
         group: Arc<str>,
-        key: String,
+        key: Arc<str>,
         holder: Arc<str>,
-        until_ms: i64,
+        lease: Duration,
         reply: oneshot::Sender<Result<Claim, TransportError>>,
     },
     /// Unanswered: sent from a drop, where nobody waits.
     Release {
         group: Arc<str>,
-        key: String,
+        key: Arc<str>,
         holder: Arc<str>,
     },
 }
 
-/// Dedupe checks and marks of one SQL database, written in batches: while one batch is being
-/// written, the requests of every lane queue, and the next batch takes them all, the marks in
-/// one transaction of one multi-row insert and the checks in one select per group. A record's
-/// mark is still written after its handler and before its record counts as done, so nothing
-/// changes but the number of statements (on SQLite each autocommitted mark was a transaction
-/// of its own, the consumer's main cost).
+/// Dedupe claims, marks and releases of one SQL database, written in batches: while one batch
+/// is being written, the requests of every lane queue, and the next batch takes them all: the
+/// marks as one multi-row upsert, then the releases, then the claims as one multi-row upsert
+/// (and one read per group of the keys it could not take); on SQLite in one transaction, on
+/// PostgreSQL in one per kind (each taking its rows in one order). A record's claim is written
+/// before its handler and its mark after it, before the record counts as done (on SQLite each
+/// autocommitted statement was a transaction of its own, the consumer's main cost).
 ///
 /// The writer is a task of its own, started on first use (and again on the current runtime if
 /// the runtime it ran on has shut down); it ends when the last handle on the database is
-/// dropped. A request whose caller is dropped is still written (a mark is
-/// idempotent, a check harmless).
+/// dropped. A request whose caller is dropped is still written (a mark is idempotent); a claim
+/// granted to a caller that is gone is released.
 pub(crate) struct Batcher<DB: Exec> {
     pool: Pool<DB>,
     queue: Mutex<Option<mpsc::UnboundedSender<Op>>>,
@@ -326,28 +382,42 @@ impl<DB: Exec> Batcher<DB> {
         sent
     }
 
-    /// Claims `key` of `group` for `holder` until `until_ms`.
+    /// Claims `key` of `group` for `holder` for `lease`.
+    ///
+    /// Cancellation: a claim the writer grants after this future was dropped is released
+    /// (by the writer when the answer finds nobody, or by this future's drop when the answer
+    /// had already arrived).
     pub(crate) async fn claim(
         &self,
         group: &Arc<str>,
         key: &str,
         holder: &Arc<str>,
-        until_ms: i64,
+        lease: Duration,
     ) -> Result<Claim, TransportError> {
         let (reply, answer) = oneshot::channel();
+        let key: Arc<str> = Arc::from(key);
         self.send(Op::Claim {
             group: group.clone(),
-            key: key.to_owned(),
+            key: key.clone(),
             holder: holder.clone(),
-            until_ms,
+            lease,
             reply,
         })?;
-        answer.await.map_err(|_| gone("claim dedupe key"))?
+        let mut pending = Pending {
+            answer: Some(answer),
+            batcher: self,
+            group,
+            key,
+            holder,
+        };
+        let answer = pending.answer.as_mut().expect("set above").await;
+        pending.answer = None;
+        answer.map_err(|_| gone("claim dedupe key"))?
     }
 
     /// Queues the release of `holder`'s claim on `key`, without waiting: the claim lapses
     /// anyway if the release is lost.
-    pub(crate) fn release_later(&self, group: &Arc<str>, key: String, holder: &Arc<str>) {
+    pub(crate) fn release_later(&self, group: &Arc<str>, key: Arc<str>, holder: &Arc<str>) {
         let _ = self.send(Op::Release {
             group: group.clone(),
             key,
@@ -367,6 +437,29 @@ impl<DB: Exec> Batcher<DB> {
     }
 }
 
+/// A claim's answer awaited: dropped before it was read, it releases a granted claim.
+struct Pending<'b, DB: Exec> {
+    answer: Option<oneshot::Receiver<Result<Claim, TransportError>>>,
+    batcher: &'b Batcher<DB>,
+    group: &'b Arc<str>,
+    key: Arc<str>,
+    holder: &'b Arc<str>,
+}
+
+impl<DB: Exec> Drop for Pending<'_, DB> {
+    fn drop(&mut self) {
+        if let Some(mut answer) = self.answer.take() {
+            // After `close` the writer can no longer answer: either it already did (the claim
+            // is read here) or it finds nobody and releases the claim itself.
+            answer.close();
+            if let Ok(Ok(Claim::Claimed)) = answer.try_recv() {
+                self.batcher
+                    .release_later(self.group, self.key.clone(), self.holder);
+            }
+        }
+    }
+}
+
 /// The writer task: takes what has queued, up to [`BATCH`], writes it, answers, again.
 async fn write_batches<DB: Exec>(pool: Pool<DB>, mut queue: mpsc::UnboundedReceiver<Op>) {
     let mut ops = Vec::with_capacity(BATCH);
@@ -379,63 +472,115 @@ async fn write_batches<DB: Exec>(pool: Pool<DB>, mut queue: mpsc::UnboundedRecei
                     group,
                     key,
                     holder,
-                    until_ms,
+                    lease,
                     reply,
-                } => claims.push((group, key, holder, until_ms, reply)),
+                } => claims.push((group, key, holder, lease, reply)),
                 Op::Release { group, key, holder } => releases.push((group, key, holder)),
             }
         }
         // Marks and releases first: a claim in the same batch then finds the key marked or free.
-        if !marks.is_empty() {
-            let pairs: Vec<(&str, &str)> = marks.iter().map(|(g, k, _)| (&**g, &**k)).collect();
-            let written = mark_all(&pool, &pairs).await;
-            for (_, _, reply) in marks {
-                let _ = reply.send(written.as_ref().copied().map_err(copy));
+        let pairs: Vec<(&str, &str)> = marks.iter().map(|(g, k, _)| (&**g, &**k)).collect();
+        let wanted: Vec<Wanted<'_>> = claims
+            .iter()
+            .map(|(group, key, holder, lease, _)| Wanted {
+                group,
+                key,
+                holder,
+                lease: *lease,
+            })
+            .collect();
+        let (marked, answers) = if DB::LOCK_KEY.is_none() {
+            // One writer holds the whole database (SQLite): one transaction for everything,
+            // as no two writers can take rows in different orders.
+            let written = write_together::<DB>(&pool, &pairs, &releases, &wanted).await;
+            match written {
+                Ok(answers) => (Ok(()), Ok(answers)),
+                Err(err) => (Err(copy(&err)), Err(err)),
             }
-        }
-        for (group, key, holder) in releases {
-            if let Err(err) = release(&pool, &group, &key, &holder).await {
-                tracing::debug!(group = &*group, error = %err, "a dedupe claim was not released; it lapses");
+        } else {
+            // Row locks (PostgreSQL): marks and claims in transactions of their own, each in
+            // one order, so that two instances' batches cannot deadlock.
+            let marked = if pairs.is_empty() {
+                Ok(())
+            } else {
+                mark_all(&pool, &pairs).await
+            };
+            for (group, key, holder) in &releases {
+                if let Err(err) = release(&pool, group, key, holder).await {
+                    tracing::debug!(group = &**group, error = %err, "a dedupe claim was not released; it lapses");
+                }
             }
+            let answers = if wanted.is_empty() {
+                Ok(Vec::new())
+            } else {
+                claim_all(&pool, &wanted).await
+            };
+            (marked, answers)
+        };
+        drop((pairs, wanted));
+        for (_, _, reply) in marks {
+            let _ = reply.send(marked.as_ref().copied().map_err(copy));
         }
-        if !claims.is_empty() {
-            let wanted: Vec<Wanted<'_>> = claims
-                .iter()
-                .map(|(group, key, holder, until_ms, _)| Wanted {
-                    group,
-                    key,
-                    holder,
-                    until_ms: *until_ms,
-                })
-                .collect();
-            let answers = claim_all(&pool, &wanted).await;
-            drop(wanted);
-            match answers {
-                Ok(answers) => {
-                    for ((group, key, holder, _, reply), answer) in claims.into_iter().zip(answers)
+        match answers {
+            Ok(answers) => {
+                for ((group, key, holder, _, reply), answer) in claims.into_iter().zip(answers) {
+                    // Granted to a caller that is gone (its record was dropped while it
+                    // waited): nobody would mark or release it, and its holder's renewals
+                    // would keep it.
+                    if let Err(Ok(Claim::Claimed)) = reply.send(Ok(answer))
+                        && let Err(err) = release(&pool, &group, &key, &holder).await
                     {
-                        // Granted to a caller that is gone (its record was dropped while it
-                        // waited): nobody would mark or release it, and its holder's renewals
-                        // would keep it.
-                        if let Err(Ok(Claim::Claimed)) = reply.send(Ok(answer))
-                            && let Err(err) = release(&pool, &group, &key, &holder).await
-                        {
-                            tracing::debug!(group = &*group, error = %err, "an unwanted dedupe claim was not released; it lapses");
-                        }
+                        tracing::debug!(group = &*group, error = %err, "an unwanted dedupe claim was not released; it lapses");
                     }
                 }
-                Err(err) => {
-                    for (.., reply) in claims {
-                        let _ = reply.send(Err(copy(&err)));
-                    }
+            }
+            Err(err) => {
+                for (.., reply) in claims {
+                    let _ = reply.send(Err(copy(&err)));
                 }
             }
         }
     }
 }
 
+/// A batch's marks, releases and claims in one writing transaction, in that order; the
+/// claims' answers.
+async fn write_together<DB: Exec>(
+    pool: &Pool<DB>,
+    marks: &[(&str, &str)],
+    releases: &[(Arc<str>, Arc<str>, Arc<str>)],
+    claims: &[Wanted<'_>],
+) -> Result<Vec<Claim>, TransportError> {
+    let error = |err| DB::error("write dedupe keys".to_owned(), err);
+    let mut tx = DB::begin_write(pool).await.map_err(error)?;
+    if !marks.is_empty() {
+        mark_all_on::<DB>(&mut tx, marks).await?;
+    }
+    for (group, key, holder) in releases {
+        release_on::<DB>(&mut tx, group, key, holder).await?;
+    }
+    let answers = if claims.is_empty() {
+        Vec::new()
+    } else {
+        claim_all_on::<DB>(&mut tx, claims).await?
+    };
+    tx.commit().await.map_err(error)?;
+    Ok(answers)
+}
+
 /// Claims every `(group, key)` in one transaction of one statement.
 async fn mark_all<DB: Exec>(pool: &Pool<DB>, pairs: &[(&str, &str)]) -> Result<(), TransportError> {
+    let error = |err| DB::error("mark dedupe keys".to_owned(), err);
+    let mut tx = DB::begin_write(pool).await.map_err(error)?;
+    mark_all_on::<DB>(&mut tx, pairs).await?;
+    tx.commit().await.map_err(error)
+}
+
+/// [`mark_all`] on `conn`, inside the caller's writing transaction.
+async fn mark_all_on<DB: Exec>(
+    conn: &mut DB::Connection,
+    pairs: &[(&str, &str)],
+) -> Result<(), TransportError> {
     let error = |err| DB::error("mark dedupe keys".to_owned(), err);
     let now = now_ms();
     // One lock order for every writer: two processes marking the same keys in different orders
@@ -455,7 +600,5 @@ async fn mark_all<DB: Exec>(pool: &Pool<DB>, pairs: &[(&str, &str)]) -> Result<(
          WHERE evt_dedupe.holder IS NOT NULL",
     );
     let sql = DB::sql_owned(sql);
-    let mut tx = DB::begin_write(pool).await.map_err(error)?;
-    DB::exec(&mut tx, &sql, &values).await.map_err(error)?;
-    tx.commit().await.map_err(error)
+    DB::exec(conn, &sql, &values).await.map_err(error).map(drop)
 }

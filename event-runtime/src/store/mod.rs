@@ -158,50 +158,51 @@ impl Db {
 
     // The SQL arms of these methods are boxed, so that their (large) sqlx futures do not make
     // every caller's future as large, memory stores included.
-    /// Claims `key` of `group` for `holder` until `until_ms` ([`DedupeStore::claim`]).
+    /// Claims `key` of `group` for `holder` for `lease` ([`DedupeStore::claim`]).
     pub(crate) async fn claim(
         &self,
         group: &Arc<str>,
         key: &str,
         holder: &Arc<str>,
-        until_ms: i64,
+        lease: Duration,
     ) -> Result<crate::dedupe::Claim, TransportError> {
         match self {
-            Db::Memory(memory) => Ok(memory.dedupe.claim_now(group, key, holder, until_ms)),
+            Db::Memory(memory) => Ok(memory.dedupe.claim_now(group, key, holder, lease)),
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(db) => Box::pin(db.dedupe.claim(group, key, holder, until_ms)).await,
+            Db::Sqlite(db) => Box::pin(db.dedupe.claim(group, key, holder, lease)).await,
             #[cfg(feature = "postgres")]
-            Db::Postgres(pg) => Box::pin(pg.dedupe.claim(group, key, holder, until_ms)).await,
+            Db::Postgres(pg) => Box::pin(pg.dedupe.claim(group, key, holder, lease)).await,
         }
     }
 
-    /// Extends `holder`'s claims in `group` to `until_ms`; how many.
+    /// Extends `holder`'s claims on `keys` in `group` to `lease` from now; how many.
     pub(crate) async fn renew(
         &self,
         group: &str,
         holder: &str,
-        until_ms: i64,
+        keys: &[&str],
+        lease: Duration,
     ) -> Result<u64, TransportError> {
         match self {
-            Db::Memory(memory) => memory.dedupe.renew(group, holder, until_ms).await,
+            Db::Memory(memory) => Ok(memory.dedupe.renew_now(group, holder, keys, lease)),
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(db) => Box::pin(dedupe::renew(&db.pool, group, holder, until_ms)).await,
+            Db::Sqlite(db) => Box::pin(dedupe::renew(&db.pool, group, holder, keys, lease)).await,
             #[cfg(feature = "postgres")]
             Db::Postgres(postgres::PgDb { pool, .. }) => {
-                Box::pin(dedupe::renew(pool, group, holder, until_ms)).await
+                Box::pin(dedupe::renew(pool, group, holder, keys, lease)).await
             }
         }
     }
 
     /// Releases `holder`'s claim on `key` without waiting (from a drop): a lost release only
     /// leaves the claim to lapse.
-    pub(crate) fn release_later(&self, group: &Arc<str>, key: String, holder: &Arc<str>) {
+    pub(crate) fn release_later(&self, group: &Arc<str>, key: &str, holder: &Arc<str>) {
         match self {
-            Db::Memory(memory) => memory.dedupe.release_now(group, &key, holder),
+            Db::Memory(memory) => memory.dedupe.release_now(group, key, holder),
             #[cfg(feature = "sqlite")]
-            Db::Sqlite(db) => db.dedupe.release_later(group, key, holder),
+            Db::Sqlite(db) => db.dedupe.release_later(group, Arc::from(key), holder),
             #[cfg(feature = "postgres")]
-            Db::Postgres(pg) => pg.dedupe.release_later(group, key, holder),
+            Db::Postgres(pg) => pg.dedupe.release_later(group, Arc::from(key), holder),
         }
     }
 
@@ -333,7 +334,7 @@ mod dedupe_tests {
                 std::sync::Arc::from("shipping"),
                 std::sync::Arc::from("i"),
             );
-            let until = crate::transport::now_ms() + 60_000;
+            let lease = std::time::Duration::from_secs(60);
             for (group, key, found) in [
                 (&billing, "k-1", Claim::Done),
                 (&billing, "k-2", Claim::Done),
@@ -341,7 +342,7 @@ mod dedupe_tests {
                 (&shipping, "k-1", Claim::Claimed),
             ] {
                 assert_eq!(
-                    db.claim(group, key, &me, until).await.unwrap(),
+                    db.claim(group, key, &me, lease).await.unwrap(),
                     found,
                     "{group} {key}"
                 );
