@@ -25,7 +25,8 @@ use crate::fixture::{Seen, Step, recorder, steps};
 mod instances;
 pub use instances::{
     a_dead_instances_partitions_move_to_the_survivors, a_deposed_instance_never_commits_again,
-    a_stopping_instance_keeps_its_claims_while_it_drains, instances_share_a_groups_partitions,
+    a_stopping_instance_keeps_its_claims_while_it_drains,
+    instances_never_run_one_dedupe_key_at_once, instances_share_a_groups_partitions,
     redrives_run_once_across_instances, slots_are_compare_and_set,
 };
 

@@ -181,6 +181,7 @@ macro_rules! conformance_tests {
             slots_are_compare_and_set,
             redrives_run_once_across_instances,
             a_stopping_instance_keeps_its_claims_while_it_drains,
+            instances_never_run_one_dedupe_key_at_once,
         );
     };
 }

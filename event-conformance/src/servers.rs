@@ -530,7 +530,13 @@ impl PostgresServer {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let ready = Command::new(self.bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-p", &self.process.port.to_string()])
+                .args([
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.process.port.to_string(),
+                ])
                 .status()
                 .is_ok_and(|status| status.success());
             if ready {

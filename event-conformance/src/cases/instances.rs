@@ -515,3 +515,98 @@ pub async fn a_stopping_instance_keeps_its_claims_while_it_drains<E: Engine>(eng
     }
     staying.stop().await;
 }
+
+/// Two instances each receive a record with one dedupe key (different partition keys, in
+/// partitions the two own): the instance that claims the key first runs its handler; the other
+/// waits for that claim instead of running its own at the same time, then finds the key marked.
+/// Without claims taken before the handler (a check before, a mark after), both ran.
+pub async fn instances_never_run_one_dedupe_key_at_once<E: Engine>(engine: E) {
+    let sharing = engine.transport().await.sharing();
+    if sharing == Sharing::None {
+        return;
+    }
+    let started: Runs = Arc::default();
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let mut running = Vec::new();
+    for id in ["inst-a", "inst-b"] {
+        let mut app = engine.app().await;
+        let (started, gate, me) = (started.clone(), gate.clone(), id.to_owned());
+        app.instance(id)
+            .partitions(PARTITIONS)
+            .group_options(
+                "g",
+                GroupOptions {
+                    claim_ttl: claims(sharing),
+                    ..GroupOptions::default()
+                },
+            )
+            .subscribe::<Step, _>("g", move |event: Envelope<Step>, _ctx: Context| {
+                let (started, gate, me) = (started.clone(), gate.clone(), me.clone());
+                Box::pin(async move {
+                    started
+                        .lock()
+                        .unwrap()
+                        .push((me, event.data.account.clone(), event.data.seq));
+                    gate.acquire().await.unwrap().forget();
+                    Ok(())
+                }) as HandlerFuture
+            });
+        running.push(app.start().await.unwrap());
+    }
+    let (a, b) = (&running[0], &running[1]);
+    settled(&[a, b], Duration::from_secs(30)).await;
+    // An account in a partition of each instance.
+    let account_of = |owner: &Running<E::Transport>| {
+        let owned = owner.owned("g");
+        (0..1000)
+            .map(|i| format!("acct-{i}"))
+            .find(|account| {
+                let partition =
+                    event_runtime::partition::partition_for_key(account.as_bytes(), PARTITIONS);
+                owned.iter().any(|(_, p)| *p == partition)
+            })
+            .expect("an account in a partition this instance owns")
+    };
+    for account in [account_of(a), account_of(b)] {
+        let mut envelope = Envelope::event(Step { account, seq: 0 });
+        envelope.dedupe_key = Some("transfer-11".into());
+        a.publisher().publish(envelope).await.unwrap();
+    }
+    let waits = || {
+        running
+            .iter()
+            .map(|r| r.stats("g").unwrap().claim_waits)
+            .sum::<u64>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while waits() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no instance waited for the other's claim; handlers started: {:?}",
+            started.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        started.lock().unwrap().len(),
+        1,
+        "one handler runs while the other instance waits for the key"
+    );
+    gate.add_permits(2);
+    for r in &running {
+        assert!(r.wait_idle(Duration::from_secs(30)).await);
+    }
+    assert_eq!(
+        started.lock().unwrap().len(),
+        1,
+        "the waiting record found the key marked"
+    );
+    let (handled, duplicates) = running.iter().fold((0, 0), |(h, d), r| {
+        let stats = r.stats("g").unwrap();
+        (h + stats.handled, d + stats.duplicates)
+    });
+    assert_eq!((handled, duplicates), (1, 1));
+    for r in running {
+        r.stop().await;
+    }
+}
