@@ -345,6 +345,13 @@ impl<T: Transport> Holding<'_, T> {
     fn marked(mut self) {
         self.claimed = false;
     }
+
+    /// The record's dead letter could not be stored (its delivery is retried): the claim is
+    /// neither released (a waiting delivery of the key would run before any letter exists)
+    /// nor renewed: it lapses within `claim_ttl`, and the retry claims the key again then.
+    fn abandoned(mut self) {
+        self.claimed = false;
+    }
 }
 
 impl<T: Transport> Drop for Holding<'_, T> {
@@ -359,6 +366,10 @@ impl<T: Transport> Drop for Holding<'_, T> {
                 *count -= 1;
                 if *count == 0 {
                     held.remove(&self.key);
+                } else {
+                    // Another delivery here holds the key too (it took over this one's claim
+                    // after it lapsed): the row is its claim now, not to be released.
+                    return;
                 }
             }
         }
@@ -380,7 +391,7 @@ impl<T: Transport> GroupRunner<T> {
     ) -> Result<(), TransportError> {
         let _timed = Timed::start(&self.stats);
         // The record's dedupe claim, held until its dead letter (if any) is stored.
-        let (outcome, _holding) = self.process(record, delivery, bypass_dedupe).await?;
+        let (outcome, holding) = self.process(record, delivery, bypass_dedupe).await?;
         match outcome {
             Outcome::Handled => self.stats.handled.fetch_add(1, Ordering::Relaxed),
             Outcome::Duplicate => self.stats.duplicates.fetch_add(1, Ordering::Relaxed),
@@ -401,10 +412,18 @@ impl<T: Transport> GroupRunner<T> {
                     failed.reason_kind.as_str(),
                 );
                 // Boxed: the rare path's futures stay out of every delivery's future.
-                Box::pin(self.dead_letter(record.clone(), *failed).instrument(settle)).await?;
+                let stored =
+                    Box::pin(self.dead_letter(record.clone(), *failed).instrument(settle)).await;
+                if let Err(err) = stored {
+                    if let Some(holding) = holding {
+                        holding.abandoned();
+                    }
+                    return Err(err);
+                }
                 self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed)
             }
         };
+        drop(holding);
         Ok(())
     }
 

@@ -209,36 +209,39 @@ pub(crate) async fn renew<DB: Exec>(
 ) -> Result<u64, TransportError> {
     let error = |err| DB::error(format!("renew dedupe claims for {group}"), err);
     let mut renewed = 0;
+    let mut conn = pool.acquire().await.map_err(error)?;
     for chunk in keys.chunks(RENEW_CHUNK) {
         let mut list = String::new();
-        let mut values = vec![
-            Value::from(crate::dedupe::lapse_at(lease)),
-            Value::from(group),
-            Value::from(holder),
-        ];
-        for (i, key) in chunk.iter().enumerate() {
+        for i in 0..chunk.len() {
             list.push_str(if i == 0 { "?" } else { ", ?" });
-            values.push(Value::from(*key));
         }
+        // Never shortens a lease (a claim taken again meanwhile has a fresher one).
+        let set =
+            "UPDATE evt_dedupe SET lease_ms = CASE WHEN lease_ms > ? THEN lease_ms ELSE ? END";
         let sql = if DB::LOCK_KEY.is_none() {
             // One writer holds the whole database (SQLite): no lock order to keep.
-            format!(
-                "UPDATE evt_dedupe SET lease_ms = ? WHERE grp = ? AND holder = ? AND key IN ({list})"
-            )
+            format!("{set} WHERE grp = ? AND holder = ? AND key IN ({list})")
         } else {
             format!(
-                "UPDATE evt_dedupe SET lease_ms = ? WHERE grp = ? AND holder = ? AND key IN \
+                "{set} WHERE grp = ? AND holder = ? AND key IN \
                  (SELECT key FROM evt_dedupe WHERE grp = ? AND holder = ? AND key IN ({list}) \
                  ORDER BY key COLLATE \"C\" FOR UPDATE)"
             )
         };
+        // From now, once the connection is there: a renewal that waited must not write a
+        // lease already partly spent.
+        let until_ms = crate::dedupe::lapse_at(lease);
+        let mut values = vec![
+            Value::from(until_ms),
+            Value::from(until_ms),
+            Value::from(group),
+            Value::from(holder),
+        ];
         if DB::LOCK_KEY.is_some() {
-            let keys = values.split_off(3);
             values.extend([Value::from(group), Value::from(holder)]);
-            values.extend(keys);
         }
+        values.extend(chunk.iter().map(|key| Value::from(*key)));
         let sql = DB::sql_owned(sql);
-        let mut conn = pool.acquire().await.map_err(error)?;
         renewed += DB::exec(&mut conn, &sql, &values).await.map_err(error)?;
     }
     Ok(renewed)
@@ -557,7 +560,10 @@ async fn write_together<DB: Exec>(
         mark_all_on::<DB>(&mut tx, marks).await?;
     }
     for (group, key, holder) in releases {
-        release_on::<DB>(&mut tx, group, key, holder).await?;
+        // A failed release fails nothing else of the batch: the claim lapses.
+        if let Err(err) = release_on::<DB>(&mut tx, group, key, holder).await {
+            tracing::debug!(group = &**group, error = %err, "a dedupe claim was not released; it lapses");
+        }
     }
     let answers = if claims.is_empty() {
         Vec::new()
