@@ -83,6 +83,11 @@ impl ConsumerContext for Context {
             .iter()
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
+        tracing::info!(
+            lost = consumer.assignment_lost(),
+            partitions = ?revoked,
+            "the Kafka group coordinator revokes partitions from this member"
+        );
         let state = &self.state;
         let mut assigned = state.lock();
         if consumer.assignment_lost() || state.closing.load(Ordering::Acquire) {
@@ -122,6 +127,14 @@ impl ConsumerContext for Context {
         let Rebalance::Assign(list) = rebalance else {
             return;
         };
+        tracing::info!(
+            partitions = ?list
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition()))
+                .collect::<Vec<_>>(),
+            "the Kafka group coordinator assigns partitions to this member"
+        );
         // This client only holds the membership: it fetches nothing.
         let _ = consumer.pause(list);
         let mut assigned = self.state.lock();
@@ -203,14 +216,31 @@ impl Member {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let (consumer, stop) = (consumer.clone(), stop.clone());
+            let (group_name, member_name) = (kafka_group.to_owned(), instance.to_owned());
             std::thread::Builder::new()
                 .name(format!("evt-kafka-member-{kafka_group}"))
                 .spawn(move || {
+                    let mut last_error = String::new();
                     while !stop.load(Ordering::Acquire) {
                         // Serves heartbeats' rebalances; every partition is paused, so no
                         // record comes (one fetched before its pause is dropped: the cursors
-                        // read records).
-                        let _ = consumer.poll(Duration::from_millis(50));
+                        // read records). An error (the broker refusing the session timeout,
+                        // say) is logged once per change, not dropped.
+                        match consumer.poll(Duration::from_millis(50)) {
+                            Some(Err(err)) => {
+                                let text = err.to_string();
+                                if text != last_error {
+                                    tracing::warn!(
+                                        group = %group_name,
+                                        instance = %member_name,
+                                        error = %text,
+                                        "the Kafka group member's poll failed"
+                                    );
+                                    last_error = text;
+                                }
+                            }
+                            _ => last_error.clear(),
+                        }
                     }
                 })
                 .map_err(|err| KafkaError::Subscription(err.to_string()))?
