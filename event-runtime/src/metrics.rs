@@ -27,6 +27,7 @@
 //! | `evt_consumer_status` | gauge (state set) | the same and `status` = `ok`, `lagging`, `stalled` |
 //! | `evt_send_errors_total` | counter | system, destination |
 //! | `evt_outbox_backlog` | gauge | rows staged and not yet relayed (SQL stores) |
+//! | `evt_outbox_oldest_age_seconds` | gauge | how long the oldest row not yet relayed has waited (0 when none) |
 //! | `evt_deprecated_uses_total` | counter | `type`, `version`, `direction` (`published`, `consumed`) |
 //! | `evt_saga_instances` | gauge | `saga`, `status` (`running`, `completed`, `failed`, `stuck`) |
 //! | `evt_saga_timers_pending` | gauge | `saga` |
@@ -135,6 +136,9 @@ pub struct Snapshot {
     pub sent: Vec<SentMetrics>,
     /// Outbox rows not yet relayed (SQL stores).
     pub outbox_backlog: Option<u64>,
+    /// How long the oldest outbox row not yet relayed has waited, in seconds (0 when none;
+    /// `None` without SQL stores).
+    pub outbox_oldest_age_seconds: Option<f64>,
     /// Deprecated versions in use.
     pub deprecated: Vec<DeprecatedUse>,
     /// Per saga.
@@ -289,12 +293,18 @@ impl<T: Transport> Metrics<T> {
             });
         }
         #[cfg(any(feature = "sqlite", feature = "postgres"))]
-        let outbox_backlog = match &self.outbox {
-            Some(outbox) => Some(outbox.pending().await?),
-            None => None,
+        let (outbox_backlog, outbox_oldest_age_seconds) = match &self.outbox {
+            Some(outbox) => {
+                let (rows, oldest) = outbox.backlog().await?;
+                let age = oldest.map_or(0.0, |staged| {
+                    (crate::transport::now_ms() - staged).max(0) as f64 / 1000.0
+                });
+                (Some(rows), Some(age))
+            }
+            None => (None, None),
         };
         #[cfg(not(any(feature = "sqlite", feature = "postgres")))]
-        let outbox_backlog = None;
+        let (outbox_backlog, outbox_oldest_age_seconds) = (None, None);
         #[cfg(any(feature = "sqlite", feature = "postgres"))]
         let sagas = match &self.sagas {
             Some((store, discarded)) => saga_metrics(store, discarded).await?,
@@ -319,6 +329,7 @@ impl<T: Transport> Metrics<T> {
                 })
                 .collect(),
             outbox_backlog,
+            outbox_oldest_age_seconds,
             deprecated: self.deprecations.uses(),
             sagas,
         })
@@ -663,6 +674,13 @@ impl Collector for Constant {
             "Outbox rows staged and not yet relayed (none without SQL stores).",
             None,
             s.outbox_backlog.map(|backlog| (Vec::new(), backlog as i64)),
+        )?;
+        gauge(
+            e,
+            "evt_outbox_oldest_age",
+            "How long the oldest outbox row not yet relayed has waited (0 when none).",
+            Some(&Unit::Seconds),
+            s.outbox_oldest_age_seconds.map(|age| (Vec::new(), age)),
         )?;
         counter(
             e,

@@ -340,18 +340,35 @@ impl Outbox {
     ///
     /// The database error (never with a connection URL).
     pub async fn pending(&self) -> Result<u64, TransportError> {
+        Ok(self.backlog().await?.0)
+    }
+
+    /// The rows waiting for the relay, and when the oldest of them was staged (ms since the
+    /// epoch; `None` when there is none).
+    ///
+    /// # Errors
+    ///
+    /// The database's error.
+    pub async fn backlog(&self) -> Result<(u64, Option<i64>), TransportError> {
         on_sql!(&self.db, |pool: DB| {
             let error = |err| <DB as crate::store::sql::Sql>::error("count the outbox's rows".into(), err);
             let mut conn = pool.acquire().await.map_err(error)?;
-            let row = DB::row(&mut conn, "SELECT COUNT(*) AS n FROM evt_outbox", &[])
-                .await
-                .map_err(error)?;
-            let count = match row {
-                Some(row) => DB::int(&row, "n").map_err(error)?,
-                None => 0,
+            let row = DB::row(
+                &mut conn,
+                "SELECT COUNT(*) AS n, MIN(created_ms) AS oldest FROM evt_outbox",
+                &[],
+            )
+            .await
+            .map_err(error)?;
+            let (count, oldest) = match row {
+                Some(row) => (
+                    DB::int(&row, "n").map_err(error)?,
+                    DB::opt_int(&row, "oldest").map_err(error)?,
+                ),
+                None => (0, None),
             };
-            Ok(u64::try_from(count).unwrap_or_default())
-        }, memory => Ok(0))
+            Ok((u64::try_from(count).unwrap_or_default(), oldest))
+        }, memory => Ok((0, None)))
     }
 
     /// Whether any row waits for the relay (cheaper than [`Outbox::pending`]).

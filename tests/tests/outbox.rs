@@ -242,6 +242,7 @@ on_both!(
     the_inbox_emits_only_what_commits,
     failed_appends_keep_the_rows_until_the_log_recovers,
     two_relays_neither_duplicate_nor_reorder,
+    the_outbox_backlog_and_its_oldest_age_are_metrics,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -534,6 +535,47 @@ async fn the_inbox_emits_only_what_commits<F: Fixture>(db: F) {
         "the refused commit is dead-lettered: {letters:?}"
     );
     assert_eq!(db.outbox_rows().await.0, 0);
+    running.stop().await;
+}
+
+/// While the log refuses every append, the metrics show the rows waiting in the outbox and how
+/// long the oldest has waited; once none waits, the age is 0.
+async fn the_outbox_backlog_and_its_oldest_age_are_metrics<F: Fixture>(db: F) {
+    let pool = db.pool();
+    let memory = MemoryTransport::new();
+    memory.ensure_topic("ledger", 4).await.unwrap();
+    let refusing = Flaky::new(memory.clone(), usize::MAX);
+    let seen = Seen::default();
+    let app = sink_app(refusing, &db, &seen).await;
+    let outbox = app.outbox().unwrap();
+    let running = app.start().await.unwrap();
+    let metrics = running.metrics();
+    let idle = metrics.refresh().await.unwrap();
+    assert_eq!(
+        (idle.outbox_backlog, idle.outbox_oldest_age_seconds),
+        (Some(0), Some(0.0))
+    );
+    let mut tx = pool.begin().await.unwrap();
+    for seq in 0..3 {
+        outbox.stage(&mut tx, step("acct", seq)).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let staged = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let snapshot = metrics.refresh().await.unwrap();
+    assert_eq!(
+        snapshot.outbox_backlog,
+        Some(3),
+        "nothing relayed while the log refuses"
+    );
+    let age = snapshot.outbox_oldest_age_seconds.unwrap();
+    assert!(
+        age >= 0.3 && age <= staged.elapsed().as_secs_f64() + 0.01,
+        "the oldest row waited {age} s"
+    );
+    let text = metrics.encode().await.unwrap();
+    assert!(text.contains("evt_outbox_backlog 3"), "{text}");
+    assert!(text.contains("evt_outbox_oldest_age_seconds "), "{text}");
     running.stop().await;
 }
 
