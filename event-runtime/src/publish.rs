@@ -369,12 +369,15 @@ impl<T: Transport> Publisher<T> {
         Ok(by_topic)
     }
 
+    /// Appends `emitted` to the log on `conn` (an inbox transaction of the SQLite engine's file);
+    /// the partitions written, to wake once the transaction commits.
     #[cfg(feature = "sqlite")]
     pub(crate) async fn publish_emitted_in(
         &self,
         conn: &mut sqlx::SqliteConnection,
         emitted: Vec<Emitted>,
-    ) -> Result<(), TransportError> {
+    ) -> Result<Vec<(String, u32)>, TransportError> {
+        let mut written = Vec::new();
         // Everything on `conn`, inside the inbox transaction: a topic this app has not seen yet
         // is created there too (another connection would wait for this transaction's lock).
         // Counts found here are not cached: the transaction may still roll back.
@@ -410,10 +413,16 @@ impl<T: Transport> Publisher<T> {
             let span =
                 crate::telemetry::send_span(self.transport.system(), &topic, records.len(), None);
             crate::telemetry::stamp(&span, &mut records);
-            crate::transport::sqlite::SqliteTransport::append_on(conn, &topic, records)
-                .instrument(span)
-                .await?;
+            let positions =
+                crate::transport::sqlite::SqliteTransport::append_on(conn, &topic, records)
+                    .instrument(span)
+                    .await?;
+            for position in positions {
+                written.push((topic.clone(), position.partition));
+            }
         }
-        Ok(())
+        written.sort_unstable();
+        written.dedup();
+        Ok(written)
     }
 }

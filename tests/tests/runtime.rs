@@ -1046,3 +1046,63 @@ async fn dedupe_claims_exclude_until_marked_released_or_lapsed() {
         );
     }
 }
+
+/// On the embedded engine, the events an inbox handler emits are appended to the log in its
+/// transaction; once it commits, this process's consumers of them are woken at once rather
+/// than at their next read of the file. With the file read every 5 s, ten hops of a chain
+/// (each handler emitting the next step in its inbox transaction) take milliseconds each;
+/// unwoken, each would wait out the consumer's 500 ms wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_an_inbox_commits_to_the_embedded_log_wake_its_consumers_at_once() {
+    use event_runtime::transport::sqlite::SqliteTransport;
+    const HOPS: u32 = 10;
+    let dir = tempdir("inbox-wake");
+    let transport = SqliteTransport::open(dir.join("log.db"))
+        .await
+        .unwrap()
+        .poll_every(Duration::from_secs(5));
+    let stores = event_runtime::Stores::sqlite(&transport);
+    let mut app = App::new(transport, stores);
+    let times: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
+    let seen = times.clone();
+    app.partitions(1)
+        .group_options(
+            "chain",
+            GroupOptions {
+                inbox: true,
+                ..GroupOptions::default()
+            },
+        )
+        .subscribe::<Step, _>("chain", move |event: Envelope<Step>, ctx: Context| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(std::time::Instant::now());
+                if event.data.seq < HOPS {
+                    ctx.publish(Step {
+                        account: event.data.account.clone(),
+                        seq: event.data.seq + 1,
+                    })?;
+                }
+                Ok::<(), HandlerError>(())
+            }
+        });
+    let running = app.start().await.unwrap();
+    running
+        .publisher()
+        .publish(Envelope::event(Step {
+            account: "a".into(),
+            seq: 0,
+        }))
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(30)).await);
+    let times = times.lock().unwrap().clone();
+    assert_eq!(times.len(), HOPS as usize + 1, "every step handled once");
+    let chain = times[HOPS as usize] - times[0];
+    eprintln!("{HOPS} inbox hops on the embedded engine: {chain:?}");
+    assert!(
+        chain < Duration::from_secs(2),
+        "{HOPS} hops took {chain:?}: the consumers were not woken by the commits"
+    );
+    running.stop().await;
+}

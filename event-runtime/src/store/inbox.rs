@@ -20,6 +20,9 @@ use crate::transport::TransportError;
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 /// Where the events a handler emitted go, inside the inbox transaction.
 pub(crate) trait EmitIn<DB: Exec>: Sync {
+    /// The transaction that wrote them committed.
+    fn committed(&self) {}
+
     /// Writes `emitted`, in order, on `conn`.
     fn emit(
         &self,
@@ -64,6 +67,7 @@ where
     emit.emit(&mut tx, emitted).await?;
     crate::crash::point("inbox.before_commit");
     tx.commit().await.map_err(error)?;
+    emit.committed();
     crate::crash::point("inbox.after_commit");
     Ok(true)
 }
@@ -126,6 +130,7 @@ async fn transact<DB: Exec>(
     let count = emitted.len();
     emit.emit(&mut tx, emitted).await?;
     tx.commit().await.map_err(error)?;
+    emit.committed();
     Ok(count)
 }
 
@@ -137,19 +142,46 @@ use crate::transport::{Transport, TransportErrorKind};
 /// the file's outbox (another engine).
 #[cfg(feature = "sqlite")]
 enum SqliteEmit<'a, T> {
-    LocalLog(&'a Publisher<T>),
+    /// The publisher; the log's waiters, and the partitions written, to wake once the records
+    /// are committed (a consumer in this process would otherwise find them only at its next
+    /// read of the file).
+    LocalLog(
+        &'a Publisher<T>,
+        &'a crate::transport::sqlite::Wakers,
+        std::sync::Mutex<Vec<(String, u32)>>,
+    ),
     Outbox,
 }
 
 #[cfg(feature = "sqlite")]
 impl<T: Transport> EmitIn<sqlx::Sqlite> for SqliteEmit<'_, T> {
+    fn committed(&self) {
+        if let SqliteEmit::LocalLog(_, wakers, written) = self {
+            let written = std::mem::take(
+                &mut *written
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            for (topic, partition) in written {
+                wakers.wake(&topic, partition);
+            }
+        }
+    }
+
     async fn emit(
         &self,
         conn: &mut sqlx::SqliteConnection,
         emitted: Vec<Emitted>,
     ) -> Result<(), TransportError> {
         match self {
-            SqliteEmit::LocalLog(publisher) => publisher.publish_emitted_in(conn, emitted).await,
+            SqliteEmit::LocalLog(publisher, _, written) => {
+                let partitions = publisher.publish_emitted_in(conn, emitted).await?;
+                written
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .extend(partitions);
+                Ok(())
+            }
             SqliteEmit::Outbox => EmitIn::<sqlx::Sqlite>::emit(&ToOutbox, conn, emitted).await,
         }
     }
@@ -191,7 +223,7 @@ macro_rules! on_inbox {
             #[cfg(feature = "sqlite")]
             Db::Sqlite(db) => {
                 let $emit = if $inbox.local_log {
-                    SqliteEmit::LocalLog($publisher)
+                    SqliteEmit::LocalLog($publisher, &db.wakers, std::sync::Mutex::default())
                 } else {
                     SqliteEmit::Outbox
                 };

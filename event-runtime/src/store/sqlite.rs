@@ -84,6 +84,8 @@ pub(crate) struct SqliteDb {
     /// Dedupe checks and marks, written in batches (an autocommitted mark per record was a
     /// write transaction per record).
     pub(crate) dedupe: std::sync::Arc<super::dedupe::Batcher<Sqlite>>,
+    /// Wakes the file's waiting consumers (after an inbox transaction appended to its log).
+    pub(crate) wakers: std::sync::Arc<crate::transport::sqlite::Wakers>,
 }
 
 impl SqliteDb {
@@ -92,6 +94,7 @@ impl SqliteDb {
             pool: file.pool().clone(),
             writer: file.inbox_lock_arc(),
             dedupe: std::sync::Arc::new(super::dedupe::Batcher::new(file.pool().clone())),
+            wakers: file.wakers(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! does while the application runs); SQLite serialises writers, and `wait` polls the file so a
 //! consumer in another process sees new records within [`SqliteTransport::POLL`].
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -70,19 +71,73 @@ const POSITION_CLAIMS: [(&str, &str); 3] = [
     ),
 ];
 
+/// The consumers waiting on each partition of a file in this process ([`Transport::wait`]),
+/// woken when this process appends to that partition: one wake-up per partition written, not
+/// one for every waiter of the file.
+#[derive(Debug, Default)]
+pub(crate) struct Wakers(std::sync::Mutex<HashMap<String, HashMap<u32, Arc<Notify>>>>);
+
+impl Wakers {
+    fn of(&self, topic: &str, partition: u32) -> Arc<Notify> {
+        let mut topics = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !topics.contains_key(topic) {
+            topics.insert(topic.to_owned(), HashMap::new());
+        }
+        topics
+            .get_mut(topic)
+            .expect("inserted above")
+            .entry(partition)
+            .or_default()
+            .clone()
+    }
+
+    /// Wakes the waiters of `topic`'s `partition`.
+    pub(crate) fn wake(&self, topic: &str, partition: u32) {
+        let topics = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(waker) = topics.get(topic).and_then(|t| t.get(&partition)) {
+            waker.notify_waiters();
+        }
+    }
+}
+
 /// The SQLite engine. Cloning shares the pool.
 #[derive(Clone, Debug)]
 pub struct SqliteTransport {
     pool: SqlitePool,
-    appended: Arc<Notify>,
+    wakers: Arc<Wakers>,
     inbox: Arc<tokio::sync::Mutex<()>>,
+    /// How often `wait` re-reads the file ([`SqliteTransport::POLL`] unless set).
+    poll: Duration,
 }
 
 pub(crate) use crate::store::sqlite::db_error;
 
 impl SqliteTransport {
-    /// How often `wait` re-reads the file for records appended by another process.
+    /// How often `wait` re-reads the file for records appended by another process, by default.
+    /// Records appended through this process's transport (a publish, or an inbox transaction's
+    /// emitted events once it commits) wake the waiters at once.
     pub const POLL: Duration = Duration::from_millis(25);
+
+    /// Sets how often `wait` re-reads the file for records another process appended (default
+    /// [`SqliteTransport::POLL`]): shorter finds them sooner, longer reads the file less while
+    /// idle.
+    #[must_use]
+    pub fn poll_every(mut self, every: Duration) -> Self {
+        self.poll = every.max(Duration::from_millis(1));
+        self
+    }
+
+    /// The waiters of this file's partitions in this process, to wake after records were
+    /// appended on a connection of the caller's and committed.
+    pub(crate) fn wakers(&self) -> Arc<Wakers> {
+        self.wakers.clone()
+    }
 
     /// Opens (creating if needed) the engine in the file at `path`.
     ///
@@ -143,8 +198,9 @@ impl SqliteTransport {
         }
         Ok(SqliteTransport {
             pool,
-            appended: Arc::new(Notify::new()),
+            wakers: Arc::default(),
             inbox: Arc::default(),
+            poll: Self::POLL,
         })
     }
 
@@ -249,8 +305,9 @@ impl SqliteTransport {
         }
         Ok(SqliteTransport {
             pool,
-            appended: Arc::new(Notify::new()),
+            wakers: Arc::default(),
             inbox: Arc::default(),
+            poll: Self::POLL,
         })
     }
 
@@ -422,7 +479,11 @@ impl Transport for SqliteTransport {
         tx.commit()
             .await
             .map_err(|err| db_error(operation(), err))?;
-        self.appended.notify_waiters();
+        let mut partitions: Vec<u32> = positions.iter().map(|p| p.partition).collect();
+        partitions.dedup();
+        for partition in partitions {
+            self.wakers.wake(topic, partition);
+        }
         Ok(positions)
     }
 
@@ -454,7 +515,8 @@ impl Transport for SqliteTransport {
     async fn wait(&self, topic: &str, partition: u32, from: u64, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let notified = self.appended.notified();
+            let waker = self.wakers.of(topic, partition);
+            let notified = waker.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let end: Option<i64> = sqlx::query_scalar(
@@ -473,7 +535,7 @@ impl Transport for SqliteTransport {
             if now >= deadline {
                 return;
             }
-            let nap = Self::POLL.min(deadline - now);
+            let nap = self.poll.min(deadline - now);
             let _ = tokio::time::timeout(nap, notified).await;
         }
     }
