@@ -5,7 +5,9 @@
 //! A process restart loses nothing: records are committed before `append` returns, and consumers
 //! resume from their committed position. Several processes may open the same file (the `evt` CLI
 //! does while the application runs); SQLite serialises writers, and `wait` polls the file so a
-//! consumer in another process sees new records within [`SqliteTransport::POLL`].
+//! consumer in another process sees new records within the poll interval
+//! ([`SqliteTransport::poll_every`], [`SqliteTransport::POLL`] by default). In this process an
+//! append wakes the consumers of the partitions it wrote once it commits.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -126,7 +128,8 @@ impl SqliteTransport {
 
     /// Sets how often `wait` re-reads the file for records another process appended (default
     /// [`SqliteTransport::POLL`]): shorter finds them sooner, longer reads the file less while
-    /// idle.
+    /// idle (a consumer's wait lasts at most 500 ms and reads the file when it starts, so
+    /// beyond that a longer interval saves nothing).
     #[must_use]
     pub fn poll_every(mut self, every: Duration) -> Self {
         self.poll = every.max(Duration::from_millis(1));
@@ -480,6 +483,7 @@ impl Transport for SqliteTransport {
             .await
             .map_err(|err| db_error(operation(), err))?;
         let mut partitions: Vec<u32> = positions.iter().map(|p| p.partition).collect();
+        partitions.sort_unstable();
         partitions.dedup();
         for partition in partitions {
             self.wakers.wake(topic, partition);
