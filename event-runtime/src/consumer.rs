@@ -620,7 +620,8 @@ impl<T: Transport> GroupRunner<T> {
                 0,
             ));
         };
-        let dedupe_key = raw.effective_dedupe_key().into_owned();
+        // Shared with the claim held for it (one copy of the key per record).
+        let dedupe_key: Arc<str> = Arc::from(raw.effective_dedupe_key().as_ref());
         let inbox = self.options.inbox && self.inbox_capable();
         // The inbox claims the key in the handler's transaction instead.
         if !bypass_dedupe && !inbox {
@@ -728,13 +729,12 @@ impl<T: Transport> GroupRunner<T> {
     ///
     /// Cancellation (a drained or revoked partition dropping the record) leaves no claim
     /// behind: one granted meanwhile is released (see `store::dedupe::Batcher::claim`).
-    async fn hold(&self, key: &str) -> Result<Option<Holding<'_, T>>, TransportError> {
-        let key: Arc<str> = Arc::from(key);
+    async fn hold(&self, key: &Arc<str>) -> Result<Option<Holding<'_, T>>, TransportError> {
         loop {
             let lease = self.options.claim_ttl;
             match self
                 .stores
-                .claim(&self.group, &key, &self.instance, lease)
+                .claim(&self.group, key, &self.instance, lease)
                 .await?
             {
                 Claim::Claimed => {
@@ -746,7 +746,7 @@ impl<T: Transport> GroupRunner<T> {
                         .or_default() += 1;
                     return Ok(Some(Holding {
                         runner: self,
-                        key,
+                        key: key.clone(),
                         claimed: true,
                     }));
                 }
@@ -756,7 +756,7 @@ impl<T: Transport> GroupRunner<T> {
                     tracing::debug!(
                         group = &*self.group,
                         instance = &*self.instance,
-                        key = &*key,
+                        key = &**key,
                         holder,
                         "the dedupe key is held by another delivery; waiting"
                     );
