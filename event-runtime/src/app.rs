@@ -1151,6 +1151,34 @@ impl<T: Transport> Running<T> {
         lag_of(&*self.transport, &self.subscriptions).await
     }
 
+    /// The causal tree of correlation `correlation_id` from this app's log, its groups'
+    /// positions, its dead letters and (with SQL stores) its sagas: see [`crate::trace`].
+    ///
+    /// # Errors
+    ///
+    /// The engine's or the stores' error. Cancelling it only stops the reads.
+    pub async fn trace(&self, correlation_id: &str) -> Result<crate::trace::Trace, TransportError> {
+        let positions = self
+            .lag()
+            .await?
+            .into_iter()
+            .map(|lag| crate::trace::GroupPosition {
+                group: lag.group,
+                topic: lag.topic,
+                partition: lag.partition,
+                next: lag.committed,
+            })
+            .collect();
+        let sources = crate::trace::Sources {
+            transport: &*self.transport,
+            positions,
+            dead_letters: Some(&self.dlq),
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            sagas: self.sagas(),
+        };
+        crate::trace::Trace::collect(&sources, correlation_id).await
+    }
+
     /// Waits until every group has committed everything written and has no pending redrive or
     /// replay, and (with SQL stores) the outbox holds no row, or `timeout` passes.
     /// Returns whether it became idle.

@@ -158,6 +158,7 @@ pub mod saga;
 pub mod store;
 pub mod telemetry;
 pub mod testing;
+pub mod trace;
 pub mod transport;
 
 #[doc(hidden)]

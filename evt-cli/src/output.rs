@@ -28,35 +28,8 @@ pub(crate) fn time(value: OffsetDateTime) -> String {
         .unwrap_or_else(|_| value.to_string())
 }
 
-/// Milliseconds since the epoch as RFC 3339.
-pub(crate) fn time_ms(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .map_or_else(|_| format!("{ms} ms"), time)
-}
-
-/// Text safe to print on a terminal: control characters (escape sequences from the log
-/// included) are shown escaped, on one line.
-pub(crate) fn clean(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// At most `max` characters, with an ellipsis when cut.
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    if text.chars().count() <= max {
-        return text.to_owned();
-    }
-    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
+/// The same helpers `evt trace` draws with: times, terminal-safe text, truncation.
+pub(crate) use event_runtime::trace::{clean, time_ms, truncate};
 
 /// `-` for nothing.
 pub(crate) fn or_dash(text: Option<&str>) -> String {

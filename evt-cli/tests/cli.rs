@@ -868,23 +868,51 @@ async fn saga_list_and_show_read_instances_their_timers_and_history() {
     app.saga::<Tracker>();
     let running = app.start().await.unwrap();
     let publisher = running.publisher();
+    // Published outside a request, each event is its own correlation (its id).
+    let mut placed = Vec::new();
     for (order_id, total_cents) in [("o-1", 100), ("o-2", 250)] {
-        publisher
-            .publish(Envelope::event(OrderPlaced {
-                order_id: order_id.into(),
-                total_cents,
-            }))
-            .await
-            .unwrap();
+        let event = Envelope::event(OrderPlaced {
+            order_id: order_id.into(),
+            total_cents,
+        });
+        placed.push(event.id.to_string());
+        publisher.publish(event).await.unwrap();
     }
-    publisher
-        .publish(Envelope::event(OrderCancelled {
-            order_id: "o-2".into(),
-        }))
-        .await
-        .unwrap();
+    let cancel = Envelope::event(OrderCancelled {
+        order_id: "o-2".into(),
+    });
+    let cancelled = cancel.id.to_string();
+    publisher.publish(cancel).await.unwrap();
     assert!(running.wait_idle(Duration::from_secs(10)).await);
+    // The app draws the same tree `evt trace` prints.
+    let mut own = Vec::new();
+    running
+        .trace(&placed[0])
+        .await
+        .unwrap()
+        .write_text(&mut own)
+        .unwrap();
     running.stop().await;
+
+    // `evt trace` shows the transition each message made and the timer still pending.
+    let tree = text(&db, &["trace", &placed[0]]);
+    assert_eq!(tree, String::from_utf8(own).unwrap());
+    let rows = lines(&tree);
+    assert_eq!(rows.len(), 4, "{tree}");
+    assert!(rows[0].starts_with("shop.order_placed v1"), "{tree}");
+    assert_eq!(rows[1], "├─ [saga.tracker] handled", "{tree}");
+    assert_eq!(rows[2], "├─ saga tracker o-1 v1: running", "{tree}");
+    assert!(
+        rows[3].starts_with("└─ timer remind of saga tracker o-1: due "),
+        "{tree}"
+    );
+    let doc = json(&db, &["trace", &cancelled]);
+    assert_eq!(
+        doc["roots"][0]["sagas"],
+        serde_json::json!([{"saga": "tracker", "key": "o-2", "version": 2, "status": "failed"}]),
+        "{doc}"
+    );
+    assert_eq!(doc["roots"][0]["timers"], serde_json::json!([]), "{doc}");
 
     let all = json(&db, &["saga", "list"]);
     let all = all["instances"].as_array().unwrap();

@@ -1,6 +1,7 @@
 //! The quickstart (the README's first command) runs to the end on the embedded engine and, with
 //! only `EVT_NATS_URL` set, on NATS JetStream: the flow, the dead letters with their reasons,
-//! the redrive and the checkout saga's four endings (with their compensations) all show up.
+//! the redrive, the checkout saga's four endings (with their compensations) and the causal
+//! trees of two flows all show up.
 
 use std::process::Command;
 
@@ -38,6 +39,13 @@ fn assert_the_story(stdout: &str) {
         "inventory  released the stock of c-2002",
         "inventory  released the stock of c-2003",
         "inventory  released the stock of c-2004",
+        // The causal trees it prints at the end (`Running::trace`).
+        "== the causal tree of order o-1003",
+        "   ├─ [inventory] resolved (letter ",
+        "== the causal tree of checkout c-2004",
+        "├─ saga checkout c-2004 v1: running",
+        "├─ saga checkout c-2004 v4: failed",
+        "payments.refund_card v1",
     ] {
         assert!(stdout.contains(line), "missing `{line}` in:\n{stdout}");
     }

@@ -127,6 +127,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // `EVT_TELEMETRY_MODE=off|not_sampled|sampled` runs that mode once (for a profiler:
+    // `valgrind --tool=callgrind`), printing nothing.
+    if let Ok(only) = std::env::var("EVT_TELEMETRY_MODE") {
+        let mode = match only.as_str() {
+            "off" => Mode::Off,
+            "not_sampled" => Mode::NotSampled,
+            "sampled" => Mode::Sampled,
+            other => panic!("EVT_TELEMETRY_MODE={other}: expected off, not_sampled or sampled"),
+        };
+        run(mode);
+        return;
+    }
     let modes = [Mode::Off, Mode::NotSampled, Mode::Sampled];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     run(Mode::Off); // warm-up

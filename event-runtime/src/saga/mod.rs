@@ -1022,6 +1022,46 @@ impl Sagas {
     ) -> Result<Vec<HistoryEntry>, crate::transport::TransportError> {
         on_pool!(&self.db, pool => store::history(pool, saga, key).await, memory => Ok(Vec::new()))
     }
+
+    /// The transitions the message with id `message_id` made, one per saga instance it moved:
+    /// `(saga, key, transition)`.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails, or a row does not decode. Cancelling it only stops the read.
+    pub async fn transitions_of(
+        &self,
+        message_id: &str,
+    ) -> Result<Vec<(String, String, HistoryEntry)>, crate::transport::TransportError> {
+        on_pool!(&self.db, pool => store::transitions_of(pool, message_id).await, memory => Ok(Vec::new()))
+    }
+
+    /// The timers pending in correlation `correlation_id`, earliest first.
+    ///
+    /// # Errors
+    ///
+    /// When the database fails, or a row does not decode. Cancelling it only stops the read.
+    pub async fn timers_of(
+        &self,
+        correlation_id: &str,
+    ) -> Result<Vec<PendingTimer>, crate::transport::TransportError> {
+        on_pool!(&self.db, pool => store::timers_of(pool, correlation_id).await, memory => Ok(Vec::new()))
+    }
+}
+
+/// A timer an instance scheduled that has not fired yet ([`Sagas::timers_of`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingTimer {
+    /// The saga.
+    pub saga: String,
+    /// The instance's key.
+    pub key: String,
+    /// The timer's name.
+    pub name: String,
+    /// When it is due, in milliseconds since the Unix epoch.
+    pub due_ms: i64,
+    /// The id of the message whose transition scheduled it.
+    pub causation_id: Option<String>,
 }
 
 #[cfg(test)]

@@ -246,6 +246,91 @@ pub struct HistoryEntry {
     pub at_ms: i64,
 }
 
+/// The transitions made by the message with id `message_id` (one per saga it moved), as
+/// `(saga, key, entry)`: what `evt trace` shows under that message.
+pub(crate) async fn transitions_of<DB: Exec>(
+    pool: &sqlx::Pool<DB>,
+    message_id: &str,
+) -> Result<Vec<(String, String, HistoryEntry)>, crate::transport::TransportError> {
+    let error = |err| {
+        DB::error(
+            format!("read the saga transitions of message {message_id}"),
+            err,
+        )
+    };
+    let mut conn = pool.acquire().await.map_err(error)?;
+    let rows = DB::rows(
+        &mut conn,
+        DB::sql(
+            "SELECT saga, key, version, message_type, message_id, status, at_ms \
+             FROM evt_saga_history WHERE message_id = ? ORDER BY id",
+        ),
+        args![message_id],
+    )
+    .await
+    .map_err(error)?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                DB::text(row, "saga")?,
+                DB::text(row, "key")?,
+                history_entry::<DB>(row)?,
+            ))
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(error)
+}
+
+/// The pending timers scheduled in correlation `correlation_id`, earliest first.
+pub(crate) async fn timers_of<DB: Exec>(
+    pool: &sqlx::Pool<DB>,
+    correlation_id: &str,
+) -> Result<Vec<super::PendingTimer>, crate::transport::TransportError> {
+    let error = |err| {
+        DB::error(
+            format!("read the saga timers of correlation {correlation_id}"),
+            err,
+        )
+    };
+    let mut conn = pool.acquire().await.map_err(error)?;
+    let rows = DB::rows(
+        &mut conn,
+        DB::sql(
+            "SELECT saga, key, name, due_ms, causation_id FROM evt_saga_timers \
+             WHERE correlation_id = ? ORDER BY due_ms, saga, key, name",
+        ),
+        args![correlation_id],
+    )
+    .await
+    .map_err(error)?;
+    rows.iter()
+        .map(|row| {
+            Ok(super::PendingTimer {
+                saga: DB::text(row, "saga")?,
+                key: DB::text(row, "key")?,
+                name: DB::text(row, "name")?,
+                due_ms: DB::int(row, "due_ms")?,
+                causation_id: DB::opt_text(row, "causation_id")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(error)
+}
+
+/// One `evt_saga_history` row.
+fn history_entry<DB: Exec>(row: &DB::Row) -> Result<HistoryEntry, sqlx::Error> {
+    let status = DB::text(row, "status")?;
+    Ok(HistoryEntry {
+        version: DB::int(row, "version")?,
+        message_type: DB::text(row, "message_type")?,
+        message_id: DB::text(row, "message_id")?,
+        status: Status::parse(&status).ok_or_else(|| {
+            sqlx::Error::Decode(format!("evt_saga_history.status: {status}").into())
+        })?,
+        at_ms: DB::int(row, "at_ms")?,
+    })
+}
+
 const INSTANCE_COLUMNS: &str = "SELECT saga, key, version, status, state, state_version, timers, reason, created_ms, updated_ms FROM evt_sagas";
 
 fn instance_of<DB: Exec>(row: &DB::Row) -> Result<InstanceRecord, sqlx::Error> {
@@ -358,18 +443,7 @@ pub(crate) async fn history<DB: Exec>(
     .await
     .map_err(error)?;
     rows.iter()
-        .map(|row| {
-            let status = DB::text(row, "status")?;
-            Ok(HistoryEntry {
-                version: DB::int(row, "version")?,
-                message_type: DB::text(row, "message_type")?,
-                message_id: DB::text(row, "message_id")?,
-                status: Status::parse(&status).ok_or_else(|| {
-                    sqlx::Error::Decode(format!("evt_saga_history.status: {status}").into())
-                })?,
-                at_ms: DB::int(row, "at_ms")?,
-            })
-        })
+        .map(history_entry::<DB>)
         .collect::<Result<_, sqlx::Error>>()
         .map_err(error)
 }

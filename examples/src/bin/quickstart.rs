@@ -9,7 +9,8 @@
 //!
 //! It prints the flow with correlation ids, shows a poison record and an order for a product the
 //! warehouse does not stock landing in the dead-letter queue with their reasons, fixes the
-//! catalog, redrives the order, and finishes by itself.
+//! catalog, redrives the order, and finishes by itself, printing the causal tree of two flows
+//! (what `evt trace` prints) from its own records.
 //!
 //! Beside it, the same steps orchestrated: a checkout saga (`Checkout`, declared with
 //! `#[saga]`) holds stock, charges the card with a payment timeout and books a shipment (the
@@ -577,9 +578,11 @@ async fn shop<T: Transport>(
             8_990,
         ))
         .await?;
-    publisher
-        .publish(order("o-1003", "linus", &[("gift-card", 1)], 5_000))
-        .await?;
+    // Outside an HTTP request, an event's correlation id is its own id: the end of the run
+    // draws this order's causal tree by it.
+    let gift_card = order("o-1003", "linus", &[("gift-card", 1)], 5_000);
+    let gift_card_flow = gift_card.id.to_string();
+    publisher.publish(gift_card).await?;
 
     // A foreign producer writes a record that is not a CloudEvent at all.
     running
@@ -641,6 +644,7 @@ async fn shop<T: Transport>(
         checkout("c-2003", "oscar", 3_100, "Porto"),
         checkout("c-2004", "nemo", 3_990, "Atlantis"),
     ];
+    let refused_flow = checkouts[3].id.to_string();
     for request in checkouts {
         publisher.publish(request).await?;
     }
@@ -703,8 +707,27 @@ async fn shop<T: Transport>(
     for (group, (lag, records)) in behind {
         println!("   group {group:<13} {lag} of {records} record(s) behind");
     }
+    // The causal trees, from the app's own records (the log, the groups' positions, the
+    // dead letters, the saga tables): what `evt trace <correlation-id>` prints.
+    for (what, flow) in [
+        (
+            "order o-1003 (dead-lettered, then redriven)",
+            &gift_card_flow,
+        ),
+        ("checkout c-2004 (compensated)", &refused_flow),
+    ] {
+        println!("\n== the causal tree of {what}");
+        running
+            .trace(flow)
+            .await?
+            .write_text(&mut std::io::stdout().lock())?;
+    }
     println!(
         "\ninspect the log: cargo run -p evt-cli -- dlq list --db {}",
+        db.display()
+    );
+    println!(
+        "one flow:        cargo run -p evt-cli -- trace {refused_flow} --db {}",
         db.display()
     );
     println!(
