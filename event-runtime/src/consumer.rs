@@ -567,17 +567,17 @@ impl<T: Transport> GroupRunner<T> {
             }
         };
         self.publisher.deprecations.consumed(&raw.ty, raw.version);
-        let span = crate::telemetry::process_span(
+        let processing = crate::telemetry::process_span(
             self.transport.system(),
             &self.group,
             record,
             &raw,
             delivery != Delivery::Live,
         );
+        let span = processing.span.clone();
         let mut holding = None;
-        let mut outcome = self
-            .process_decoded(record, raw, delivery, bypass_dedupe, &span, &mut holding)
-            .instrument(span.clone())
+        let mut outcome = processing
+            .run(self.process_decoded(record, raw, delivery, bypass_dedupe, &span, &mut holding))
             .await?;
         match &mut outcome {
             Outcome::Handled => crate::telemetry::outcome(&span, "handled"),

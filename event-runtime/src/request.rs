@@ -69,15 +69,47 @@ pub fn current() -> Option<RequestContext> {
 
 /// Whether a `traceparent` is well formed (W3C Trace Context, version 00): ids not all zero.
 pub fn valid_traceparent(value: &str) -> bool {
-    let parts: Vec<&str> = value.split('-').collect();
-    let hex = |s: &str, len: usize| {
-        s.len() == len
-            && s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    parse_traceparent(value.as_bytes()).is_some()
+}
+
+/// A well-formed `traceparent`'s trace id, parent span id and flags: `vv-<32 hex>-<16 hex>-ff`,
+/// lowercase, neither id all zeros, version `ff` invalid. Read in place, with no allocation (a
+/// record's header is read on every delivery).
+pub(crate) fn parse_traceparent(value: &[u8]) -> Option<(u128, u64, u8)> {
+    /// Each byte's value as a lowercase hex digit; 16 for any other byte.
+    const DIGITS: [u8; 256] = {
+        let mut table = [16u8; 256];
+        let mut i = 0;
+        while i < 10 {
+            table[b'0' as usize + i] = i as u8;
+            i += 1;
+        }
+        let mut i = 0;
+        while i < 6 {
+            table[b'a' as usize + i] = 10 + i as u8;
+            i += 1;
+        }
+        table
     };
-    matches!(parts.as_slice(), [version, trace, parent, flags]
-        if hex(version, 2) && *version != "ff" && hex(trace, 32) && hex(parent, 16) && hex(flags, 2)
-            && trace.bytes().any(|b| b != b'0') && parent.bytes().any(|b| b != b'0'))
+    fn hex(bytes: &[u8]) -> Option<u64> {
+        let mut acc = 0u64;
+        for &c in bytes {
+            let digit = DIGITS[usize::from(c)];
+            if digit > 15 {
+                return None;
+            }
+            acc = acc << 4 | u64::from(digit);
+        }
+        Some(acc)
+    }
+    if value.len() != 55 || value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
+        return None;
+    }
+    let version = hex(&value[0..2])?;
+    let trace = u128::from(hex(&value[3..19])?) << 64 | u128::from(hex(&value[19..35])?);
+    let span = hex(&value[36..52])?;
+    let flags = u8::try_from(hex(&value[53..55])?).ok()?;
+    (version != 0xff && trace != 0 && span != 0).then_some((trace, span, flags))
 }
 
 #[cfg(feature = "http")]

@@ -34,6 +34,9 @@
 //! record, a replay or a redrive starts a new trace with a link to the producer: a backlog
 //! drained an hour later, or a replay next week, would otherwise stretch one trace over hours.
 //! A malformed `traceparent` or `tracestate` is ignored (W3C Trace Context), never fatal.
+//!
+//! **Not sampled, no span.** With the `otel` feature, a live record whose producer's context
+//! is not sampled is processed in that context with no `process` span ([`record_unsampled`]).
 
 use std::time::Duration;
 
@@ -44,16 +47,92 @@ use crate::transport::Headers;
 /// processed in a new trace, linked to the producer.
 pub const PARENT_WITHIN: Duration = Duration::from_secs(60);
 
+/// Whether a record whose producer's context is not sampled still gets a `process` span
+/// ([`record_unsampled`]).
+static RECORD_UNSAMPLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// With the `otel` feature, a live record whose producer's context (the W3C `traceparent`
+/// it arrives with) is **not sampled** is processed without a `process` span: its handler runs
+/// in that remote context (the OpenTelemetry context current while it is polled), so the
+/// spans it opens and the events it emits stay in the producer's unsampled trace, as a
+/// parent-based sampler (OpenTelemetry's default) would decide anyway, and the record costs
+/// no span. `record_unsampled(true)` gives every record its span again: for a sampler that
+/// overrides its parent's decision, or for `tracing` layers (logs) that want the span's
+/// fields on every record. Process-wide; read per record.
+pub fn record_unsampled(record: bool) {
+    RECORD_UNSAMPLED.store(record, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Where one record is processed: in its `process` span, or (not sampled, see
+/// [`record_unsampled`]) in its producer's unsampled context with no span.
+pub(crate) struct Processing {
+    /// The `process` span; disabled when not sampled.
+    pub(crate) span: tracing::Span,
+    /// The producer's unsampled context, current while the record is processed.
+    #[cfg(feature = "otel")]
+    unsampled: Option<opentelemetry::Context>,
+}
+
+impl Processing {
+    /// `future` in the span (or the unsampled context), wrapped once: the handler's future is
+    /// large, and each move of it is a copy.
+    #[cfg(feature = "otel")]
+    pub(crate) fn run<F: std::future::Future>(
+        &self,
+        future: F,
+    ) -> futures_util::future::Either<
+        opentelemetry::context::WithContext<F>,
+        tracing::instrument::Instrumented<F>,
+    > {
+        use futures_util::future::Either;
+        use tracing::Instrument as _;
+        match &self.unsampled {
+            Some(cx) => Either::Left(opentelemetry::context::FutureExt::with_context(
+                future,
+                cx.clone(),
+            )),
+            None => Either::Right(future.instrument(self.span.clone())),
+        }
+    }
+
+    /// `future` in the span.
+    #[cfg(not(feature = "otel"))]
+    pub(crate) fn run<F: std::future::Future>(
+        &self,
+        future: F,
+    ) -> tracing::instrument::Instrumented<F> {
+        use tracing::Instrument as _;
+        future.instrument(self.span.clone())
+    }
+}
+
 /// The `process` span of `record`, delivered to `group` (not entered). Its remote parent (or
 /// link) is the previous hop's context from the protocol header `traceparent`, else the
-/// envelope's creation context.
+/// envelope's creation context. No span when that parent is not sampled
+/// ([`record_unsampled`]).
 pub(crate) fn process_span(
     system: &'static str,
     group: &str,
     record: &crate::transport::Record,
     raw: &RawEnvelope,
     replay: bool,
-) -> tracing::Span {
+) -> Processing {
+    let young = || {
+        !replay
+            && (time::OffsetDateTime::now_utc() - raw.time)
+                < time::Duration::try_from(PARENT_WITHIN).unwrap_or(time::Duration::MAX)
+    };
+    #[cfg(feature = "otel")]
+    if tracing::span_enabled!(target: "event_runtime::telemetry", tracing::Level::INFO)
+        && !RECORD_UNSAMPLED.load(std::sync::atomic::Ordering::Relaxed)
+        && let Some(cx) = otel::unsampled_parent(&record.headers, raw)
+        && young()
+    {
+        return Processing {
+            span: tracing::Span::none(),
+            unsampled: Some(cx),
+        };
+    }
     let span = tracing::info_span!(
         target: "event_runtime::telemetry",
         "process",
@@ -76,13 +155,14 @@ pub(crate) fn process_span(
         error.r#type = tracing::field::Empty,
     );
     if !span.is_disabled() {
-        let young = !replay
-            && (time::OffsetDateTime::now_utc() - raw.time)
-                < time::Duration::try_from(PARENT_WITHIN).unwrap_or(time::Duration::MAX);
         let hop = hop_context(&record.headers);
-        otel::join(&span, hop.as_ref().or(raw.trace.as_ref()), young);
+        otel::join(&span, hop.as_ref().or(raw.trace.as_ref()), young());
     }
-    span
+    Processing {
+        span,
+        #[cfg(feature = "otel")]
+        unsampled: None,
+    }
 }
 
 /// The `saga` span of one transition of instance `key` of saga `name`, under the current span
@@ -104,6 +184,10 @@ pub(crate) fn saga_span(name: &str, key: &str) -> tracing::Span {
 
 /// The `settle` span of a record given up on, under its `process` span.
 pub(crate) fn settle_span(parent: &tracing::Span, topic: &str, reason: &str) -> tracing::Span {
+    if parent.is_disabled() {
+        // No `process` span (none sampled, or no subscriber): a `settle` span would be a root.
+        return tracing::Span::none();
+    }
     tracing::info_span!(
         target: "event_runtime::telemetry",
         parent: parent,
@@ -189,7 +273,7 @@ pub(crate) fn current_trace() -> Option<TraceContext> {
 }
 
 /// Writes `span`'s context into the protocol headers `traceparent` and `tracestate` of every
-/// record (replacing the previous hop's), read once for the batch; leaves them as they are when
+/// record (fresh from the encoder: a hop's records are new records), read once for the batch; leaves them as they are when
 /// the span has none.
 pub(crate) fn stamp(span: &tracing::Span, records: &mut [crate::transport::OutgoingRecord]) {
     if span.is_disabled() || records.is_empty() {
@@ -199,13 +283,18 @@ pub(crate) fn stamp(span: &tracing::Span, records: &mut [crate::transport::Outgo
         return;
     };
     for record in records {
-        let mut headers = record
-            .headers
-            .with("traceparent", trace.traceparent.as_bytes());
+        // The records come from the encoder, which writes the creation context as the
+        // CloudEvents attribute (`ce_traceparent`) and never these protocol headers: append.
+        debug_assert_eq!(
+            record.headers.get_pair("traceparent", "tracestate"),
+            (None, None)
+        );
+        let mut builder = record.headers.to_builder();
+        builder.push("traceparent", trace.traceparent.as_bytes());
         if let Some(state) = &trace.tracestate {
-            headers = headers.with("tracestate", state.as_bytes());
+            builder.push("tracestate", state.as_bytes());
         }
-        record.headers = headers;
+        record.headers = builder.finish();
     }
 }
 
@@ -250,16 +339,54 @@ mod otel {
         }
     }
 
-    /// The current span's context, when valid.
+    /// The current span's context, when valid; else the current OpenTelemetry context's (an
+    /// unsampled record's producer, see [`super::record_unsampled`]).
     pub(super) fn current() -> Option<TraceContext> {
-        of(&tracing::Span::current())
+        of(&tracing::Span::current()).or_else(|| {
+            opentelemetry::Context::map_current(|cx| {
+                cx.has_active_span()
+                    .then(|| text(&cx.span().span_context().clone()))
+                    .flatten()
+            })
+        })
+    }
+
+    /// The producer's context of a record (the header `traceparent`, else the envelope's
+    /// creation context) as the current context to process it in, when it is well formed and
+    /// **not** sampled; `None` otherwise (a sampled or absent parent: the record gets a span).
+    pub(super) fn unsampled_parent(
+        headers: &crate::transport::Headers,
+        raw: &crate::envelope::RawEnvelope,
+    ) -> Option<opentelemetry::Context> {
+        let (parent, state) = match headers.get_pair("traceparent", "tracestate") {
+            (Some(parent), state) => (parent, state.and_then(|s| std::str::from_utf8(s).ok())),
+            (None, _) => {
+                let trace = raw.trace.as_ref()?;
+                (trace.traceparent.as_bytes(), trace.tracestate.as_deref())
+            }
+        };
+        // The flags are the last two hex digits; bit 0 is `sampled`.
+        let sampled = match parent.last() {
+            Some(&c @ b'0'..=b'9') => (c - b'0') & 1 == 1,
+            Some(&c @ b'a'..=b'f') => (c - b'a' + 10) & 1 == 1,
+            _ => return None,
+        };
+        if sampled {
+            return None;
+        }
+        let remote = span_context(parent, state)?;
+        Some(opentelemetry::Context::new().with_remote_span_context(remote))
     }
 
     /// `span`'s context, when valid.
     pub(super) fn of(span: &tracing::Span) -> Option<TraceContext> {
         let cx = span.context();
         let span = cx.span();
-        let sc = span.span_context();
+        text(span.span_context())
+    }
+
+    /// A span context as `traceparent` and `tracestate`, when valid.
+    fn text(sc: &SpanContext) -> Option<TraceContext> {
         if !sc.is_valid() {
             return None;
         }
@@ -278,16 +405,14 @@ mod otel {
     /// A well-formed `traceparent` (and `tracestate`, dropped when malformed) as a remote span
     /// context.
     fn parse(trace: &TraceContext) -> Option<SpanContext> {
-        if !crate::request::valid_traceparent(&trace.traceparent) {
-            return None;
-        }
-        let mut parts = trace.traceparent.split('-').skip(1);
-        let trace_id = TraceId::from_hex(parts.next()?).ok()?;
-        let span_id = SpanId::from_hex(parts.next()?).ok()?;
-        let flags = u8::from_str_radix(parts.next()?, 16).ok()?;
-        let state = trace
-            .tracestate
-            .as_deref()
+        span_context(trace.traceparent.as_bytes(), trace.tracestate.as_deref())
+    }
+
+    /// See [`parse`].
+    fn span_context(traceparent: &[u8], tracestate: Option<&str>) -> Option<SpanContext> {
+        let (trace_id, span_id, flags) = crate::request::parse_traceparent(traceparent)?;
+        let (trace_id, span_id) = (TraceId::from(trace_id), SpanId::from(span_id));
+        let state = tracestate
             .and_then(|s| s.parse::<TraceState>().ok())
             .unwrap_or_default();
         Some(SpanContext::new(
@@ -422,6 +547,39 @@ impl Sent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `traceparent` as W3C Trace Context reads it: lowercase hex, fixed widths, ids not all
+    /// zeros, version `ff` invalid.
+    #[test]
+    fn a_traceparent_is_read_in_place_or_refused() {
+        let good = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            crate::request::parse_traceparent(good),
+            Some((
+                0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736,
+                0x00f0_67aa_0ba9_02b7,
+                1
+            ))
+        );
+        for bad in [
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "",
+        ] {
+            assert_eq!(
+                crate::request::parse_traceparent(bad.as_bytes()),
+                None,
+                "{bad}"
+            );
+            assert!(!crate::request::valid_traceparent(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn a_histogram_counts_cumulatively_per_bound() {

@@ -543,3 +543,106 @@ async fn a_saga_transition_is_a_span_under_its_process_span() {
     assert_eq!(attributes(discarded)["evt.saga.decision"], "discarded");
     assert!(!attributes(discarded).contains_key("evt.saga.version"));
 }
+
+/// A record whose producer's context is not sampled (W3C flag 0) gets no `process` span: its
+/// handler runs in that context, so the spans it opens and the events it emits stay in the
+/// producer's trace, not sampled downstream. `record_unsampled(true)` gives it its span again.
+/// The sampler here samples everything, so each span that exists is seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsampled_record_gets_no_process_span_and_keeps_its_producers_trace() {
+    const UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(opentelemetry_sdk::trace::Sampler::AlwaysOn)
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+    tracing::subscriber::set_global_default(subscriber).expect("one subscriber per process");
+    let foreign_trace = TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").unwrap();
+    let foreign_span = SpanId::from_hex("00f067aa0ba902b7").unwrap();
+
+    let transport = event_runtime::transport::memory::MemoryTransport::new();
+    let mut app = App::new(
+        transport.clone(),
+        event_runtime::app::Stores::in_memory().await.unwrap(),
+    );
+    app.subscribe::<OrderPlaced, _>(
+        "shipping",
+        |event: Envelope<OrderPlaced>, ctx: Context| async move {
+            // The handler's own span (sampled: the sampler samples everything).
+            drop(tracing::info_span!("charge").entered());
+            // Created outside it, in the producer's context.
+            ctx.publish(OrderShipped {
+                order: event.data.order,
+            })?;
+            Ok::<(), HandlerError>(())
+        },
+    );
+    let running = app.start().await.unwrap();
+    let placed = |order: &str| {
+        Envelope::event(OrderPlaced {
+            order: order.into(),
+        })
+        .with_trace(TraceContext {
+            traceparent: UNSAMPLED.to_owned(),
+            tracestate: None,
+        })
+    };
+    // A foreign producer's record: the context rides only in the envelope.
+    let message = event_runtime::cloudevents::binary::to_binary(
+        &placed("o-1"),
+        event_runtime::cloudevents::binary::Binding::Kafka,
+    )
+    .unwrap();
+    transport
+        .append(
+            "orders",
+            vec![event_runtime::transport::OutgoingRecord {
+                partition: 0,
+                key: message.key,
+                headers: message.headers,
+                payload: message.payload,
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    // The handler's span and the emitted event's `send`, both in the producer's trace; no
+    // `process` span.
+    let spans = spans(&exporter, 2).await;
+    let names: BTreeSet<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["charge", "send shipping"]),
+        "{spans:#?}"
+    );
+    for span in &spans {
+        assert_eq!(span.span_context.trace_id(), foreign_trace, "{span:#?}");
+        assert_eq!(span.parent_span_id, foreign_span, "{span:#?}");
+        assert!(span.parent_span_is_remote, "{span:#?}");
+    }
+    // The emitted event carries the producer's trace, not sampled.
+    let shipped = transport.fetch("shipping", 0, 0, 10).await.unwrap();
+    let mut all = shipped;
+    for partition in 1..transport.end_offsets("shipping").await.unwrap().len() as u32 {
+        all.extend(transport.fetch("shipping", partition, 0, 10).await.unwrap());
+    }
+    assert_eq!(all.len(), 1);
+    let envelope = event_runtime::transport::decode_record(&all[0], &Default::default()).unwrap();
+    let created = envelope.trace.expect("a creation context").traceparent;
+    assert!(
+        created.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-") && created.ends_with("-00"),
+        "{created}"
+    );
+
+    // With every record recorded, it has its span again: a child of the producer.
+    exporter.reset();
+    event_runtime::telemetry::record_unsampled(true);
+    running.publisher().publish(placed("o-2")).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let spans = self::spans(&exporter, 4).await;
+    let process = named(&spans, "process orders");
+    assert_eq!(process.span_context.trace_id(), foreign_trace);
+    running.stop().await;
+}

@@ -138,6 +138,22 @@ impl Headers {
             .map(|(_, value)| value)
     }
 
+    /// The first values of headers `a` and `b` (any ASCII case), read in one pass.
+    pub(crate) fn get_pair(&self, a: &str, b: &str) -> (Option<&[u8]>, Option<&[u8]>) {
+        let (mut first, mut second) = (None, None);
+        for (name, value) in self.raw_iter() {
+            if first.is_none() && name.eq_ignore_ascii_case(a.as_bytes()) {
+                first = Some(value);
+            } else if second.is_none() && name.eq_ignore_ascii_case(b.as_bytes()) {
+                second = Some(value);
+            }
+            if first.is_some() && second.is_some() {
+                break;
+            }
+        }
+        (first, second)
+    }
+
     /// A copy in which every header named `name` (any ASCII case) has `value`, or with
     /// `name: value` appended when there is none.
     #[must_use]
