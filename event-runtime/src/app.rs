@@ -1175,6 +1175,8 @@ impl<T: Transport> Running<T> {
             dead_letters: Some(&self.dlq),
             #[cfg(any(feature = "sqlite", feature = "postgres"))]
             sagas: self.sagas(),
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            outbox: self.outbox.clone(),
         };
         crate::trace::Trace::collect(&sources, correlation_id).await
     }

@@ -361,6 +361,13 @@ impl DeadLetters {
         }
     }
 
+    /// The transactional outbox kept in the same stores ([`crate::outbox`]), for operators;
+    /// `None` for stores in memory.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub fn outbox(&self) -> Option<crate::outbox::Outbox> {
+        crate::outbox::Outbox::of(&self.db)
+    }
+
     /// Stores a dead letter; returns its id. The same record of the same group still open is
     /// that letter, updated (it failed again), not a second one; a letter to park behind its
     /// key's open letter is parked behind the oldest one still open, or queued for delivery

@@ -154,6 +154,19 @@ pub struct Outbox {
     db: Db,
 }
 
+/// A row of the outbox waiting for the relay ([`Outbox::staged`]).
+#[derive(Clone, Debug)]
+pub struct Staged {
+    /// The row's id (the relay's order).
+    pub id: i64,
+    /// The record the relay will append; its `timestamp_ms` is when it was staged.
+    pub record: crate::transport::Record,
+    /// Appends tried and failed so far.
+    pub attempts: u32,
+    /// Why the last one failed.
+    pub last_error: Option<String>,
+}
+
 impl std::fmt::Debug for Outbox {
     // Never the pool's options: they hold the connection settings (and the password).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -369,6 +382,60 @@ impl Outbox {
             };
             Ok((u64::try_from(count).unwrap_or_default(), oldest))
         }, memory => Ok((0, None)))
+    }
+
+    /// The rows waiting for the relay, oldest first, at most `limit`, each as the record the
+    /// relay will append (partition and offset 0: the engine assigns them) with its attempts so
+    /// far and the last error: what `evt trace` shows as not relayed yet.
+    ///
+    /// # Errors
+    ///
+    /// The database's error. Cancelling it only stops the read.
+    pub async fn staged(&self, limit: usize) -> Result<Vec<Staged>, TransportError> {
+        on_sql!(&self.db, |pool: DB| {
+            let error = |err| <DB as crate::store::sql::Sql>::error("read the outbox's rows".into(), err);
+            let mut conn = pool.acquire().await.map_err(error)?;
+            let rows = DB::rows(
+                &mut conn,
+                <DB as crate::store::sql::Sql>::sql(
+                    "SELECT id, topic, record_key, headers, payload, created_ms, attempts, \
+                     last_error FROM evt_outbox ORDER BY id LIMIT ?",
+                ),
+                args![i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(error)?;
+            let mut staged = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id = DB::int(row, "id").map_err(error)?;
+                let topic = DB::text(row, "topic").map_err(error)?;
+                let headers = Headers::from_blob(DB::blob(row, "headers").map_err(error)?)
+                    .map_err(|err| {
+                        TransportError::new(
+                            TransportErrorKind::Corrupt,
+                            format!("read outbox row {id} for {topic}"),
+                            err,
+                        )
+                    })?;
+                let created_ms = DB::int(row, "created_ms").map_err(error)?;
+                staged.push(Staged {
+                    id,
+                    record: crate::transport::Record {
+                        topic: topic.into(),
+                        partition: 0,
+                        offset: 0,
+                        timestamp_ms: created_ms,
+                        key: DB::opt_blob(row, "record_key").map_err(error)?.map(Into::into),
+                        headers,
+                        payload: DB::blob(row, "payload").map_err(error)?.into(),
+                    },
+                    attempts: u32::try_from(DB::int(row, "attempts").map_err(error)?)
+                        .unwrap_or(u32::MAX),
+                    last_error: DB::opt_text(row, "last_error").map_err(error)?,
+                });
+            }
+            Ok(staged)
+        }, memory => Ok(Vec::new()))
     }
 
     /// Whether any row waits for the relay (cheaper than [`Outbox::pending`]).

@@ -1,7 +1,8 @@
 //! The causal tree of one correlation, built from the framework's own records: every event
 //! and command in the log whose correlation id matches, each under the message that caused it,
 //! with what each consumer group did with it (handled, pending, dead-lettered and why), the
-//! saga transitions it made and the saga timers still pending. It is complete whatever a
+//! saga transitions it made and the saga timers still pending, and the events still in the
+//! transactional outbox (not relayed yet, with the relay's failed attempts). It is complete whatever a
 //! tracing backend sampled. `evt trace <correlation-id>` prints it; an app prints its own with
 //! [`crate::app::Running::trace`].
 //!
@@ -68,6 +69,20 @@ pub struct Node {
     pub transitions: Vec<Transition>,
     /// Saga timers its transitions scheduled that have not fired yet.
     pub timers: Vec<PendingTimer>,
+    /// Set for an event still in the transactional outbox: not in the log yet (its partition
+    /// and offset are 0 until the relay appends it).
+    pub outbox: Option<OutboxRow>,
+}
+
+/// An event staged in the outbox and not relayed yet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// The row's id.
+    pub row: i64,
+    /// Appends the relay tried and failed.
+    pub attempts: u32,
+    /// Why the last one failed.
+    pub last_error: Option<String>,
 }
 
 /// What a group did with an event.
@@ -141,7 +156,15 @@ pub struct Sources<'a, T: ?Sized> {
     /// The saga tables, for transitions and pending timers.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub sagas: Option<crate::saga::Sagas>,
+    /// The transactional outbox, for events staged and not relayed yet.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    pub outbox: Option<crate::outbox::Outbox>,
 }
+
+/// Outbox rows read at most ([`crate::outbox::Outbox::staged`]): a backlog beyond it is an
+/// incident of its own.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+const OUTBOX_ROWS: usize = 100_000;
 
 impl Trace {
     /// Reads every record whose correlation id is `correlation_id` from `sources`' log and
@@ -155,8 +178,18 @@ impl Trace {
         sources: &Sources<'_, T>,
         correlation_id: &str,
     ) -> Result<Trace, TransportError> {
+        // The outbox first: a row relayed meanwhile is then found in the log too, and the
+        // log's copy is kept.
+        #[allow(unused_mut)]
+        let mut staged = Vec::new();
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        if let Some(outbox) = &sources.outbox {
+            staged = staged_in(outbox, correlation_id).await?;
+        }
         let mut nodes = scan(sources.transport, correlation_id).await?;
         outcomes(sources, &mut nodes).await?;
+        let logged: BTreeSet<String> = nodes.iter().map(|n| n.id.clone()).collect();
+        nodes.extend(staged.into_iter().filter(|n| !logged.contains(&n.id)));
         #[allow(unused_mut)]
         let mut orphan_timers = Vec::new();
         #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -226,8 +259,13 @@ impl Trace {
             "time": time_ms(n.time_ms),
             "after_cause_ms": self.after_cause(n),
             "topic": n.topic,
-            "partition": n.partition,
-            "offset": n.offset,
+            "partition": n.outbox.is_none().then_some(n.partition),
+            "offset": n.outbox.is_none().then_some(n.offset),
+            "outbox": n.outbox.as_ref().map(|o| json!({
+                "row": o.row,
+                "attempts": o.attempts,
+                "last_error": o.last_error,
+            })),
             "key": n.key,
             "groups": n.outcomes.iter().map(|(g, o)| {
                 let mut v = o.json();
@@ -286,14 +324,30 @@ impl Trace {
             .after_cause(n)
             .map(|ms| format!("  +{ms} ms"))
             .unwrap_or_default();
+        let place = match &n.outbox {
+            None => format!("{}/{}@{}", clean(&n.topic), n.partition, n.offset),
+            Some(row) => format!(
+                "{} (outbox row {}, not relayed yet{})",
+                clean(&n.topic),
+                row.row,
+                match (row.attempts, &row.last_error) {
+                    (0, _) => String::new(),
+                    (attempts, error) => format!(
+                        "; {attempts} failed append{}{}",
+                        if attempts == 1 { "" } else { "s" },
+                        error
+                            .as_deref()
+                            .map(|e| format!(": {}", truncate(&clean(e), 120)))
+                            .unwrap_or_default()
+                    ),
+                }
+            ),
+        };
         writeln!(
             out,
-            "{prefix}{branch}{} v{}  {}/{}@{}  id={}  {}{}{}",
+            "{prefix}{branch}{} v{}  {place}  id={}  {}{}{}",
             clean(&n.ty),
             n.version,
-            clean(&n.topic),
-            n.partition,
-            n.offset,
             clean(&n.id),
             time_ms(n.time_ms),
             after,
@@ -339,14 +393,15 @@ impl Trace {
         writeln!(out, "flowchart TD")?;
         let label = |s: &str| clean(s).replace('"', "'");
         for (i, n) in self.nodes.iter().enumerate() {
+            let place = match &n.outbox {
+                None => format!("{}/{}@{}", label(&n.topic), n.partition, n.offset),
+                Some(row) => format!("{} (outbox row {})", label(&n.topic), row.row),
+            };
             writeln!(
                 out,
-                "  e{i}[\"{} v{}<br/>{}/{}@{}\"]",
+                "  e{i}[\"{} v{}<br/>{place}\"]",
                 label(&n.ty),
                 n.version,
-                label(&n.topic),
-                n.partition,
-                n.offset
             )?;
             for (j, (group, outcome)) in n.outcomes.iter().enumerate() {
                 let (open, close) = match outcome {
@@ -481,10 +536,47 @@ async fn scan<T: Transport + ?Sized>(transport: &T, id: &str) -> Result<Vec<Node
                         outcomes: Vec::new(),
                         transitions: Vec::new(),
                         timers: Vec::new(),
+                        outbox: None,
                     });
                 }
             }
         }
+    }
+    Ok(nodes)
+}
+
+/// The events of correlation `id` staged in `outbox` and not relayed yet.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+async fn staged_in(outbox: &crate::outbox::Outbox, id: &str) -> Result<Vec<Node>, TransportError> {
+    let limits = crate::cloudevents::Limits::default();
+    let mut nodes = Vec::new();
+    for staged in outbox.staged(OUTBOX_ROWS).await? {
+        let Ok(envelope) = crate::transport::decode_record(&staged.record, &limits) else {
+            continue;
+        };
+        if envelope.correlation_id.as_deref() != Some(id) {
+            continue;
+        }
+        nodes.push(Node {
+            id: envelope.id.to_string(),
+            ty: envelope.ty.to_string(),
+            version: envelope.version,
+            source: envelope.source.to_string(),
+            causation: envelope.causation_id.clone(),
+            time_ms: (envelope.time.unix_timestamp_nanos() / 1_000_000) as i64,
+            topic: staged.record.topic.to_string(),
+            partition: 0,
+            offset: 0,
+            key: envelope.partition_key.clone(),
+            outcomes: Vec::new(),
+            transitions: Vec::new(),
+            timers: Vec::new(),
+            outbox: Some(OutboxRow {
+                row: staged.id,
+                attempts: staged.attempts,
+                last_error: staged.last_error,
+            }),
+        });
     }
     Ok(nodes)
 }
@@ -656,6 +748,7 @@ mod tests {
             outcomes: Vec::new(),
             transitions: Vec::new(),
             timers: Vec::new(),
+            outbox: None,
         }
     }
 

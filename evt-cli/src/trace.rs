@@ -1,6 +1,6 @@
 //! `evt trace <correlation-id>`: the causal tree of every message of one correlation, built from
 //! the application's own records (the log, the groups' positions, the dead letters, the saga
-//! tables) by [`event_runtime::trace`], so it is complete whatever the tracing backend sampled.
+//! tables, the outbox) by [`event_runtime::trace`], so it is complete whatever the tracing backend sampled.
 
 use std::io;
 
@@ -31,6 +31,7 @@ pub(crate) async fn run(db: &Db, args: &TraceArgs, json: bool) -> Result<(), Err
         positions,
         dead_letters,
         sagas: dead_letters.map(|dlq| dlq.sagas()),
+        outbox: dead_letters.and_then(|dlq| dlq.outbox()),
     };
     let trace = Trace::collect(&sources, &args.correlation_id)
         .await

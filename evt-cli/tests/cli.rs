@@ -757,6 +757,39 @@ async fn trace_draws_one_correlation_with_each_groups_outcome() {
     let out = text(&db, &["trace", "req-9"]);
     let all = lines(&out);
     assert_eq!(all.len(), 6, "{out}");
+    // An event of the request staged in the outbox with no app running to relay it: shown,
+    // as not relayed yet.
+    {
+        let file = event_runtime::transport::sqlite::SqliteTransport::open(&db)
+            .await
+            .unwrap();
+        let outbox = event_runtime::dlq::DeadLetters::new(&file).outbox().unwrap();
+        let mut conn = file.pool().acquire().await.unwrap();
+        let request = event_runtime::request::RequestContext::new("req-9", None);
+        let staged = event_runtime::request::scope(request, async {
+            Envelope::event(OrderPlaced {
+                order_id: "o-late".into(),
+                total_cents: 1,
+            })
+        })
+        .await;
+        outbox.stage(&mut *conn, staged).await.unwrap();
+    }
+    let with_staged = text(&db, &["trace", "req-9"]);
+    let staged_lines: Vec<&str> = lines(&with_staged)
+        .into_iter()
+        .filter(|l| !out.contains(*l))
+        .collect();
+    assert_eq!(staged_lines.len(), 1, "{with_staged}");
+    assert!(
+        staged_lines[0].starts_with("shop.order_placed v1  shop (outbox row 1, not relayed yet)")
+            && staged_lines[0].contains("key=o-late"),
+        "{with_staged}"
+    );
+    let doc = json(&db, &["trace", "req-9"]);
+    let late = &doc["roots"][2];
+    assert_eq!(late["outbox"]["row"], 1, "{doc}");
+    assert_eq!(late["offset"], Value::Null, "{doc}");
     assert!(
         all[0].starts_with("shop.order_placed v1") && all[0].contains("key=o-1"),
         "{out}"
@@ -775,9 +808,9 @@ async fn trace_draws_one_correlation_with_each_groups_outcome() {
     assert!(!out.contains("o-other"), "{out}");
 
     let doc = json(&db, &["trace", "req-9"]);
-    assert_eq!(doc["events"], 3);
+    assert_eq!(doc["events"], 4);
     let roots = doc["roots"].as_array().unwrap();
-    assert_eq!(roots.len(), 2);
+    assert_eq!(roots.len(), 3);
     assert_eq!(roots[0]["caused"][0]["type"], "shop.order_cancelled");
     assert_eq!(roots[0]["caused"][0]["causation_id"], roots[0]["id"]);
     assert_eq!(roots[1]["groups"][0]["outcome"], "dead_lettered");
