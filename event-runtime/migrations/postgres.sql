@@ -103,8 +103,6 @@ CREATE TABLE IF NOT EXISTS evt_saga_history (
     at_ms        BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS evt_saga_history_instance ON evt_saga_history (saga, key, id);
--- The transitions of one message (`evt trace`).
-CREATE INDEX IF NOT EXISTS evt_saga_history_message ON evt_saga_history (message_id);
 -- Pending timers, fired through the log when due (deleted in the transaction that fires them).
 CREATE TABLE IF NOT EXISTS evt_saga_timers (
     saga           TEXT NOT NULL,

@@ -1169,15 +1169,8 @@ impl<T: Transport> Running<T> {
                 next: lag.committed,
             })
             .collect();
-        let sources = crate::trace::Sources {
-            transport: &*self.transport,
-            positions,
-            dead_letters: Some(&self.dlq),
-            #[cfg(any(feature = "sqlite", feature = "postgres"))]
-            sagas: self.sagas(),
-            #[cfg(any(feature = "sqlite", feature = "postgres"))]
-            outbox: self.outbox.clone(),
-        };
+        let sources =
+            crate::trace::Sources::new(&*self.transport, positions).with_stores(&self.dlq);
         crate::trace::Trace::collect(&sources, correlation_id).await
     }
 

@@ -56,7 +56,9 @@ static RECORD_UNSAMPLED: std::sync::atomic::AtomicBool = std::sync::atomic::Atom
 /// in that remote context (the OpenTelemetry context current while it is polled), so the
 /// spans it opens and the events it emits stay in the producer's unsampled trace, as a
 /// parent-based sampler (OpenTelemetry's default) would decide anyway, and the record costs
-/// no span. `record_unsampled(true)` gives every record its span again: for a sampler that
+/// no span. Work a handler spawns keeps that context when it is handed on with
+/// `opentelemetry::context::FutureExt::with_current_context` (`in_current_span` carries no
+/// span here). `record_unsampled(true)` gives every record its span again: for a sampler that
 /// overrides its parent's decision, or for `tracing` layers (logs) that want the span's
 /// fields on every record. Process-wide; read per record.
 pub fn record_unsampled(record: bool) {
@@ -358,24 +360,53 @@ mod otel {
         headers: &crate::transport::Headers,
         raw: &crate::envelope::RawEnvelope,
     ) -> Option<opentelemetry::Context> {
-        let (parent, state) = match headers.get_pair("traceparent", "tracestate") {
-            (Some(parent), state) => (parent, state.and_then(|s| std::str::from_utf8(s).ok())),
-            (None, _) => {
-                let trace = raw.trace.as_ref()?;
-                (trace.traceparent.as_bytes(), trace.tracestate.as_deref())
-            }
-        };
+        // As `hop_context`: the header when well formed, else the envelope's.
+        if let (Some(parent), state) = headers.get_pair("traceparent", "tracestate")
+            && let Ok(decided) = decide(parent, state.and_then(|s| std::str::from_utf8(s).ok()))
+        {
+            return decided;
+        }
+        let trace = raw.trace.as_ref()?;
+        decide(trace.traceparent.as_bytes(), trace.tracestate.as_deref()).ok()?
+    }
+
+    /// The context to process in for producer context `parent` (`state`): `None` when
+    /// sampled; `Err` when malformed.
+    fn decide(parent: &[u8], state: Option<&str>) -> Result<Option<opentelemetry::Context>, ()> {
         // The flags are the last two hex digits; bit 0 is `sampled`.
         let sampled = match parent.last() {
             Some(&c @ b'0'..=b'9') => (c - b'0') & 1 == 1,
             Some(&c @ b'a'..=b'f') => (c - b'a' + 10) & 1 == 1,
-            _ => return None,
+            _ => return Err(()),
         };
         if sampled {
-            return None;
+            return crate::request::parse_traceparent(parent)
+                .map(|_| None)
+                .ok_or(());
         }
-        let remote = span_context(parent, state)?;
-        Some(opentelemetry::Context::new().with_remote_span_context(remote))
+        // The records of one append share their producer's context: parse it once.
+        LAST_UNSAMPLED.with_borrow_mut(|last| {
+            if let Some((p, s, cx)) = last.as_ref()
+                && p.as_slice() == parent
+                && s.as_deref() == state
+            {
+                return Ok(Some(cx.clone()));
+            }
+            let remote = span_context(parent, state).ok_or(())?;
+            let cx = opentelemetry::Context::new().with_remote_span_context(remote);
+            *last = Some((parent.to_vec(), state.map(str::to_owned), cx.clone()));
+            Ok(Some(cx))
+        })
+    }
+
+    /// An unsampled producer context: its `traceparent`, `tracestate`, and the context made
+    /// of them.
+    type Unsampled = (Vec<u8>, Option<String>, opentelemetry::Context);
+
+    thread_local! {
+        /// The last unsampled producer context read on this thread.
+        static LAST_UNSAMPLED: std::cell::RefCell<Option<Unsampled>> =
+            const { std::cell::RefCell::new(None) };
     }
 
     /// `span`'s context, when valid.

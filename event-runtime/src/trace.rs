@@ -145,20 +145,32 @@ pub struct Trace {
     children: Vec<Vec<usize>>,
 }
 
-/// What [`Trace::collect`] reads.
+/// What [`Trace::collect`] reads: the log and the groups' positions, and the stores when
+/// given ([`Sources::with_stores`]).
 pub struct Sources<'a, T: ?Sized> {
-    /// The log.
-    pub transport: &'a T,
-    /// Where each group stands: a record before its position is handled.
-    pub positions: Vec<GroupPosition>,
-    /// The dead letters (a dead-lettered record is past its group's position too).
-    pub dead_letters: Option<&'a DeadLetters>,
-    /// The saga tables, for transitions and pending timers.
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    pub sagas: Option<crate::saga::Sagas>,
-    /// The transactional outbox, for events staged and not relayed yet.
-    #[cfg(any(feature = "sqlite", feature = "postgres"))]
-    pub outbox: Option<crate::outbox::Outbox>,
+    transport: &'a T,
+    positions: Vec<GroupPosition>,
+    dead_letters: Option<&'a DeadLetters>,
+}
+
+impl<'a, T: ?Sized> Sources<'a, T> {
+    /// The log of `transport`, where a record before its group's position in `positions`
+    /// is handled.
+    pub fn new(transport: &'a T, positions: Vec<GroupPosition>) -> Self {
+        Sources {
+            transport,
+            positions,
+            dead_letters: None,
+        }
+    }
+
+    /// Also the stores of `dead_letters`: the dead letters, and (SQL stores) the saga tables
+    /// and the outbox kept beside them.
+    #[must_use]
+    pub fn with_stores(mut self, dead_letters: &'a DeadLetters) -> Self {
+        self.dead_letters = Some(dead_letters);
+        self
+    }
 }
 
 /// Outbox rows read at most ([`crate::outbox::Outbox::staged`]): a backlog beyond it is an
@@ -183,8 +195,8 @@ impl Trace {
         #[allow(unused_mut)]
         let mut staged = Vec::new();
         #[cfg(any(feature = "sqlite", feature = "postgres"))]
-        if let Some(outbox) = &sources.outbox {
-            staged = staged_in(outbox, correlation_id).await?;
+        if let Some(outbox) = sources.dead_letters.and_then(DeadLetters::outbox) {
+            staged = staged_in(&outbox, correlation_id).await?;
         }
         let mut nodes = scan(sources.transport, correlation_id).await?;
         outcomes(sources, &mut nodes).await?;
@@ -193,8 +205,8 @@ impl Trace {
         #[allow(unused_mut)]
         let mut orphan_timers = Vec::new();
         #[cfg(any(feature = "sqlite", feature = "postgres"))]
-        if let Some(sagas) = &sources.sagas {
-            orphan_timers = saga_records(sagas, correlation_id, &mut nodes).await?;
+        if let Some(dead_letters) = sources.dead_letters {
+            orphan_timers = saga_records(&dead_letters.sagas(), correlation_id, &mut nodes).await?;
         }
         nodes.sort_by(|a, b| {
             (a.time_ms, &a.topic, a.partition, a.offset).cmp(&(
@@ -214,9 +226,9 @@ impl Trace {
         })
     }
 
-    /// Whether the log holds no message of the correlation.
+    /// Whether nothing of the correlation was found: no message, no pending timer.
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.nodes.is_empty() && self.orphan_timers.is_empty()
     }
 
     /// The messages no other message of the correlation caused, oldest first.

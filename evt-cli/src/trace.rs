@@ -25,14 +25,10 @@ pub(crate) async fn run(db: &Db, args: &TraceArgs, json: bool) -> Result<(), Err
             next,
         })
         .collect();
-    let dead_letters = db.dlq_if_any();
-    let sources = Sources {
-        transport: &db.transport,
-        positions,
-        dead_letters,
-        sagas: dead_letters.map(|dlq| dlq.sagas()),
-        outbox: dead_letters.and_then(|dlq| dlq.outbox()),
-    };
+    let mut sources = Sources::new(&db.transport, positions);
+    if let Some(dead_letters) = db.dlq_if_any() {
+        sources = sources.with_stores(dead_letters);
+    }
     let trace = Trace::collect(&sources, &args.correlation_id)
         .await
         .map_err(|e| db.fail(e))?;

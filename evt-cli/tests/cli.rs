@@ -763,7 +763,9 @@ async fn trace_draws_one_correlation_with_each_groups_outcome() {
         let file = event_runtime::transport::sqlite::SqliteTransport::open(&db)
             .await
             .unwrap();
-        let outbox = event_runtime::dlq::DeadLetters::new(&file).outbox().unwrap();
+        let outbox = event_runtime::dlq::DeadLetters::new(&file)
+            .outbox()
+            .unwrap();
         let mut conn = file.pool().acquire().await.unwrap();
         let request = event_runtime::request::RequestContext::new("req-9", None);
         let staged = event_runtime::request::scope(request, async {

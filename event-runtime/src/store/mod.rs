@@ -58,14 +58,23 @@ pub(crate) const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("evt_dedupe", "lease_ms", "BIGINT"),
 ];
 
-/// Indexes over [`ADDED_COLUMNS`], as `(name, statement)`, created after them when missing.
+/// Indexes added after their tables' first release (some over [`ADDED_COLUMNS`]), as `(name,
+/// statement)`, created after the columns when missing. Not in the migrations: a database
+/// created before would otherwise re-run the whole PostgreSQL schema script beside live writers.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-pub(crate) const ADDED_INDEXES: &[(&str, &str)] = &[(
-    "evt_dedupe_held",
-    // Only the claims: a renewal finds its holder's without reading the marks.
-    "CREATE INDEX IF NOT EXISTS evt_dedupe_held ON evt_dedupe (holder, grp) \
-     WHERE holder IS NOT NULL",
-)];
+pub(crate) const ADDED_INDEXES: &[(&str, &str)] = &[
+    (
+        "evt_dedupe_held",
+        // Only the claims: a renewal finds its holder's without reading the marks.
+        "CREATE INDEX IF NOT EXISTS evt_dedupe_held ON evt_dedupe (holder, grp) \
+         WHERE holder IS NOT NULL",
+    ),
+    (
+        "evt_saga_history_message",
+        // The transitions of one message (`evt trace`).
+        "CREATE INDEX IF NOT EXISTS evt_saga_history_message ON evt_saga_history (message_id)",
+    ),
+];
 
 use crate::dedupe::{DedupeStore, MemoryDedupe};
 use crate::transport::TransportError;
