@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Instructions per event, publish -> handler, on the in-memory engine and on the tokio mpsc
 # baseline, and per encode+decode round trip for the envelope codecs against raw serde_json and
-# raw prost, counted by callgrind (repeatable on a noisy machine, unlike timings). Each run goes
+# raw prost, and per event with traces off, not sampled and sampled (the telemetry bench), counted
+# by callgrind (repeatable on a noisy machine, unlike timings). Each run goes
 # through a benchmark's EVT_CALLGRIND mode (the runtime bench on a current-thread runtime, the
 # codec bench's routines); two counts are run and the difference divided, so start-up is left
 # out.
@@ -56,4 +57,28 @@ for pair in "json serde_json" "proto prost"; do
   set -- $pair
   python3 -c "import sys; e, r = int(sys.argv[1]), int(sys.argv[2]); print(f'{sys.argv[3]} envelope encode+decode: {e} instructions vs raw {sys.argv[4]} {r} = {e / r:.2f}x')" \
     "${per_trip[${1}_envelope]}" "${per_trip[${1}_raw]}" "$1" "$2"
+done
+
+# Traces on the in-memory engine: no subscriber, the OpenTelemetry layer sampling nothing, and
+# sampling everything (tests/benches/telemetry.rs).
+telemetry=$(cargo bench -p event-tests --bench telemetry --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "telemetry":
+        print(m["executable"])')
+traced() { # mode events -> total instructions
+  EVT_TELEMETRY_MODE="$1" EVT_TELEMETRY_EVENTS="$2" valgrind --tool=callgrind \
+    --callgrind-out-file="$out/telemetry-$1-$2" "$telemetry" >/dev/null 2>"$out/telemetry-$1-$2.log"
+  awk '/^summary:/ {print $2}' "$out/telemetry-$1-$2"
+}
+declare -A traced_per_event
+for mode in off not_sampled sampled; do
+  a=$(traced "$mode" "$small")
+  b=$(traced "$mode" "$large")
+  traced_per_event[$mode]=$(( (b - a) / (large - small) ))
+done
+for mode in not_sampled sampled; do
+  python3 -c "import sys; t, o = int(sys.argv[1]), int(sys.argv[2]); print(f'traces {sys.argv[3]}: {t} instructions per event vs {o} with none = {t / o:.3f}x')" \
+    "${traced_per_event[$mode]}" "${traced_per_event[off]}" "$mode"
 done

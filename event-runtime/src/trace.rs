@@ -85,6 +85,37 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
 }
 
+impl Node {
+    /// `record` as a node, when it decodes and is of correlation `id`.
+    fn of(
+        record: &crate::transport::Record,
+        id: &str,
+        limits: &crate::cloudevents::Limits,
+        outbox: Option<OutboxRow>,
+    ) -> Option<Node> {
+        let envelope = crate::transport::decode_record(record, limits).ok()?;
+        if envelope.correlation_id.as_deref() != Some(id) {
+            return None;
+        }
+        Some(Node {
+            id: envelope.id.to_string(),
+            ty: envelope.ty.to_string(),
+            version: envelope.version,
+            source: envelope.source.to_string(),
+            causation: envelope.causation_id,
+            time_ms: (envelope.time.unix_timestamp_nanos() / 1_000_000) as i64,
+            topic: record.topic.to_string(),
+            partition: record.partition,
+            offset: record.offset,
+            key: envelope.partition_key,
+            outcomes: Vec::new(),
+            transitions: Vec::new(),
+            timers: Vec::new(),
+            outbox,
+        })
+    }
+}
+
 /// What a group did with an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -118,7 +149,7 @@ pub struct Transition {
     pub status: String,
 }
 
-/// A saga timer scheduled in the correlation, not fired yet.
+/// A timer a saga instance scheduled that has not fired yet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingTimer {
     /// The saga.
@@ -129,6 +160,8 @@ pub struct PendingTimer {
     pub name: String,
     /// When it is due, in milliseconds since the Unix epoch.
     pub due_ms: i64,
+    /// The id of the message whose transition scheduled it.
+    pub causation_id: Option<String>,
 }
 
 /// The causal tree of one correlation: each message under the message that caused it (its
@@ -527,30 +560,11 @@ async fn scan<T: Transport + ?Sized>(transport: &T, id: &str) -> Result<Vec<Node
                 let records = transport.fetch(&topic, partition, from, BATCH).await?;
                 let Some(last) = records.last() else { break };
                 from = last.offset + 1;
-                for record in &records {
-                    let Ok(envelope) = crate::transport::decode_record(record, &limits) else {
-                        continue;
-                    };
-                    if envelope.correlation_id.as_deref() != Some(id) {
-                        continue;
-                    }
-                    nodes.push(Node {
-                        id: envelope.id.to_string(),
-                        ty: envelope.ty.to_string(),
-                        version: envelope.version,
-                        source: envelope.source.to_string(),
-                        causation: envelope.causation_id.clone(),
-                        time_ms: (envelope.time.unix_timestamp_nanos() / 1_000_000) as i64,
-                        topic: topic.clone(),
-                        partition,
-                        offset: record.offset,
-                        key: envelope.partition_key.clone(),
-                        outcomes: Vec::new(),
-                        transitions: Vec::new(),
-                        timers: Vec::new(),
-                        outbox: None,
-                    });
-                }
+                nodes.extend(
+                    records
+                        .iter()
+                        .filter_map(|r| Node::of(r, id, &limits, None)),
+                );
             }
         }
     }
@@ -563,32 +577,12 @@ async fn staged_in(outbox: &crate::outbox::Outbox, id: &str) -> Result<Vec<Node>
     let limits = crate::cloudevents::Limits::default();
     let mut nodes = Vec::new();
     for staged in outbox.staged(OUTBOX_ROWS).await? {
-        let Ok(envelope) = crate::transport::decode_record(&staged.record, &limits) else {
-            continue;
+        let row = OutboxRow {
+            row: staged.id,
+            attempts: staged.attempts,
+            last_error: staged.last_error,
         };
-        if envelope.correlation_id.as_deref() != Some(id) {
-            continue;
-        }
-        nodes.push(Node {
-            id: envelope.id.to_string(),
-            ty: envelope.ty.to_string(),
-            version: envelope.version,
-            source: envelope.source.to_string(),
-            causation: envelope.causation_id.clone(),
-            time_ms: (envelope.time.unix_timestamp_nanos() / 1_000_000) as i64,
-            topic: staged.record.topic.to_string(),
-            partition: 0,
-            offset: 0,
-            key: envelope.partition_key.clone(),
-            outcomes: Vec::new(),
-            transitions: Vec::new(),
-            timers: Vec::new(),
-            outbox: Some(OutboxRow {
-                row: staged.id,
-                attempts: staged.attempts,
-                last_error: staged.last_error,
-            }),
-        });
+        nodes.extend(Node::of(&staged.record, id, &limits, Some(row)));
     }
     Ok(nodes)
 }
@@ -666,18 +660,12 @@ async fn saga_records(
     }
     let mut orphans = Vec::new();
     for timer in sagas.timers_of(correlation_id).await? {
-        let pending = PendingTimer {
-            saga: timer.saga,
-            key: timer.key,
-            name: timer.name,
-            due_ms: timer.due_ms,
-        };
-        match timer
-            .causation_id
-            .and_then(|c| nodes.iter_mut().find(|n| n.id == c))
+        match nodes
+            .iter_mut()
+            .find(|n| timer.causation_id.as_deref() == Some(n.id.as_str()))
         {
-            Some(node) => node.timers.push(pending),
-            None => orphans.push(pending),
+            Some(node) => node.timers.push(timer),
+            None => orphans.push(timer),
         }
     }
     Ok(orphans)

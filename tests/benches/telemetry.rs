@@ -49,8 +49,8 @@ enum Mode {
     Sampled,
 }
 
-/// Seconds to publish and handle `EVENTS` events.
-fn run(mode: Mode) -> f64 {
+/// Seconds to publish and handle `events` events.
+fn run(mode: Mode, events: u64) -> f64 {
     let provider = match mode {
         Mode::Off => None,
         Mode::NotSampled => Some(
@@ -96,7 +96,7 @@ fn run(mode: Mode) -> f64 {
                 let running = app.start().await.unwrap();
                 let publisher = running.publisher();
                 let started = Instant::now();
-                for chunk in (0..EVENTS).collect::<Vec<_>>().chunks(500) {
+                for chunk in (0..events).collect::<Vec<_>>().chunks(500) {
                     let batch = chunk
                         .iter()
                         .map(|n| {
@@ -110,7 +110,7 @@ fn run(mode: Mode) -> f64 {
                 }
                 assert!(running.wait_idle(Duration::from_secs(120)).await);
                 let seconds = started.elapsed().as_secs_f64();
-                assert_eq!(running.stats("g").unwrap().handled, EVENTS);
+                assert_eq!(running.stats("g").unwrap().handled, events);
                 running.stop().await;
                 seconds
             })
@@ -128,23 +128,28 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     // `EVT_TELEMETRY_MODE=off|not_sampled|sampled` runs that mode once (for a profiler:
-    // `valgrind --tool=callgrind`), printing nothing.
+    // `valgrind --tool=callgrind`, as `scripts/callgrind.sh` does), printing nothing;
+    // `EVT_TELEMETRY_EVENTS` sets how many events.
     if let Ok(only) = std::env::var("EVT_TELEMETRY_MODE") {
+        let events = std::env::var("EVT_TELEMETRY_EVENTS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(EVENTS);
         let mode = match only.as_str() {
             "off" => Mode::Off,
             "not_sampled" => Mode::NotSampled,
             "sampled" => Mode::Sampled,
             other => panic!("EVT_TELEMETRY_MODE={other}: expected off, not_sampled or sampled"),
         };
-        run(mode);
+        run(mode, events);
         return;
     }
     let modes = [Mode::Off, Mode::NotSampled, Mode::Sampled];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
-    run(Mode::Off); // warm-up
+    run(Mode::Off, EVENTS); // warm-up
     for _ in 0..ROUNDS {
         for (i, mode) in modes.iter().enumerate() {
-            times[i].push(run(*mode));
+            times[i].push(run(*mode, EVENTS));
         }
     }
     let base = median(times[0].clone());

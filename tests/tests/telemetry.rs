@@ -91,6 +91,29 @@ fn attributes(span: &SpanData) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Writes `envelope` to `orders` as a foreign producer would: CloudEvents binary mode, straight
+/// to the engine, with its context only in the envelope (no protocol `traceparent`).
+async fn append_foreign<T: Transport>(transport: &T, envelope: &Envelope<OrderPlaced>) {
+    let message = event_runtime::cloudevents::binary::to_binary(
+        envelope,
+        event_runtime::cloudevents::binary::Binding::Kafka,
+    )
+    .unwrap();
+    assert!(message.headers.get("traceparent").is_none());
+    transport
+        .append(
+            "orders",
+            vec![event_runtime::transport::OutgoingRecord {
+                partition: 0,
+                key: message.key,
+                headers: message.headers,
+                payload: message.payload,
+            }],
+        )
+        .await
+        .unwrap();
+}
+
 const FOREIGN: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 /// One request publishes an order; `shipping` handles it and emits a shipment, which `mail`
@@ -267,24 +290,7 @@ async fn a_foreign_traceparent_is_the_parent_and_a_bad_tracestate_is_dropped() {
         })
     };
     // The foreign producer: CloudEvents binary mode, written straight to the engine.
-    let message = event_runtime::cloudevents::binary::to_binary(
-        &envelope("o-2"),
-        event_runtime::cloudevents::binary::Binding::Kafka,
-    )
-    .unwrap();
-    assert!(message.headers.get("traceparent").is_none());
-    transport
-        .append(
-            "orders",
-            vec![event_runtime::transport::OutgoingRecord {
-                partition: 0,
-                key: message.key,
-                headers: message.headers,
-                payload: message.payload,
-            }],
-        )
-        .await
-        .unwrap();
+    append_foreign(&transport, &envelope("o-2")).await;
     assert!(running.wait_idle(Duration::from_secs(10)).await);
     let spans = spans(&exporter, 3).await;
     let process = named(&spans, "process orders");
@@ -590,23 +596,7 @@ async fn an_unsampled_record_gets_no_process_span_and_keeps_its_producers_trace(
         })
     };
     // A foreign producer's record: the context rides only in the envelope.
-    let message = event_runtime::cloudevents::binary::to_binary(
-        &placed("o-1"),
-        event_runtime::cloudevents::binary::Binding::Kafka,
-    )
-    .unwrap();
-    transport
-        .append(
-            "orders",
-            vec![event_runtime::transport::OutgoingRecord {
-                partition: 0,
-                key: message.key,
-                headers: message.headers,
-                payload: message.payload,
-            }],
-        )
-        .await
-        .unwrap();
+    append_foreign(&transport, &placed("o-1")).await;
     assert!(running.wait_idle(Duration::from_secs(10)).await);
     // The handler's span and the emitted event's `send`, both in the producer's trace; no
     // `process` span.

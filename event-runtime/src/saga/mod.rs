@@ -1050,19 +1050,7 @@ impl Sagas {
 }
 
 /// A timer an instance scheduled that has not fired yet ([`Sagas::timers_of`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PendingTimer {
-    /// The saga.
-    pub saga: String,
-    /// The instance's key.
-    pub key: String,
-    /// The timer's name.
-    pub name: String,
-    /// When it is due, in milliseconds since the Unix epoch.
-    pub due_ms: i64,
-    /// The id of the message whose transition scheduled it.
-    pub causation_id: Option<String>,
-}
+pub use crate::trace::PendingTimer;
 
 #[cfg(test)]
 mod tests {
