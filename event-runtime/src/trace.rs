@@ -226,7 +226,7 @@ impl Trace {
         // The outbox first: a row relayed meanwhile is then found in the log too, and the
         // log's copy is kept.
         #[allow(unused_mut)]
-        let mut staged = Vec::new();
+        let mut staged: Vec<Node> = Vec::new();
         #[cfg(any(feature = "sqlite", feature = "postgres"))]
         if let Some(outbox) = sources.dead_letters.and_then(DeadLetters::outbox) {
             staged = staged_in(&outbox, correlation_id).await?;
@@ -236,7 +236,7 @@ impl Trace {
         let logged: BTreeSet<String> = nodes.iter().map(|n| n.id.clone()).collect();
         nodes.extend(staged.into_iter().filter(|n| !logged.contains(&n.id)));
         #[allow(unused_mut)]
-        let mut orphan_timers = Vec::new();
+        let mut orphan_timers: Vec<PendingTimer> = Vec::new();
         #[cfg(any(feature = "sqlite", feature = "postgres"))]
         if let Some(dead_letters) = sources.dead_letters {
             orphan_timers = saga_records(&dead_letters.sagas(), correlation_id, &mut nodes).await?;
