@@ -345,8 +345,16 @@ impl Trace {
         for &root in &self.roots {
             self.text_node(root, "", true, true, out)?;
         }
-        for timer in &self.orphan_timers {
-            writeln!(out, "{}", timer_text(timer))?;
+        if !self.orphan_timers.is_empty() {
+            writeln!(out, "pending timers scheduled by messages not in the log")?;
+            for (j, timer) in self.orphan_timers.iter().enumerate() {
+                let mark = if j + 1 == self.orphan_timers.len() {
+                    "└─ "
+                } else {
+                    "├─ "
+                };
+                writeln!(out, "{mark}{}", timer_text(timer))?;
+            }
         }
         out.flush()
     }
@@ -477,6 +485,13 @@ impl Trace {
                 )?;
                 writeln!(out, "  e{i} -.-> e{i}s{j}")?;
             }
+            for (j, timer) in n.timers.iter().enumerate() {
+                writeln!(out, "  e{i}t{j}>\"{}\"]", label(&timer_text(timer)))?;
+                writeln!(out, "  e{i} -.-> e{i}t{j}")?;
+            }
+        }
+        for (j, timer) in self.orphan_timers.iter().enumerate() {
+            writeln!(out, "  t{j}>\"{}\"]", label(&timer_text(timer)))?;
         }
         for (parent, children) in self.children.iter().enumerate() {
             for child in children {
@@ -768,6 +783,71 @@ mod tests {
         assert_eq!(children[0], vec![1]);
         assert_eq!(children[1], vec![4]);
         assert!(children[2].is_empty());
+    }
+
+    /// A message's groups, saga transitions and timers hang under it, before what it caused;
+    /// timers whose message is not in the log come last, under a heading; Mermaid draws the
+    /// same.
+    #[test]
+    fn a_tree_is_written_with_its_rows_and_timers() {
+        let timer = |name: &str| PendingTimer {
+            saga: "checkout".into(),
+            key: "c-1".into(),
+            name: name.into(),
+            due_ms: 0,
+            causation_id: None,
+        };
+        let mut placed = node("a", None, 1);
+        placed.outcomes.push(("billing".into(), Outcome::Handled));
+        placed.transitions.push(Transition {
+            saga: "checkout".into(),
+            key: "c-1".into(),
+            version: 1,
+            status: "running".into(),
+        });
+        placed.timers.push(timer("pay"));
+        let nodes = vec![placed, node("b", Some("a"), 2)];
+        let (roots, children) = tree(&nodes);
+        let trace = Trace {
+            correlation_id: "r".into(),
+            nodes,
+            orphan_timers: vec![timer("late")],
+            roots,
+            children,
+        };
+        let mut text = Vec::new();
+        trace.write_text(&mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        let rows: Vec<&str> = text.lines().collect();
+        assert_eq!(rows.len(), 7, "{text}");
+        assert!(rows[0].starts_with("t v1  x/0@1  id=a"), "{text}");
+        assert_eq!(rows[1], "├─ [billing] handled");
+        assert_eq!(rows[2], "├─ saga checkout c-1 v1: running");
+        assert_eq!(
+            rows[3],
+            "├─ timer pay of saga checkout c-1: due 1970-01-01T00:00:00Z"
+        );
+        assert!(rows[4].starts_with("└─ t v1  x/0@2  id=b"), "{text}");
+        assert_eq!(
+            rows[5],
+            "pending timers scheduled by messages not in the log"
+        );
+        assert_eq!(
+            rows[6],
+            "└─ timer late of saga checkout c-1: due 1970-01-01T00:00:00Z"
+        );
+        let mut mermaid = Vec::new();
+        trace.write_mermaid(&mut mermaid).unwrap();
+        let mermaid = String::from_utf8(mermaid).unwrap();
+        for line in [
+            "  e0g0([\"billing: handled\"])",
+            "  e0s0[[\"saga checkout c-1 v1: running\"]]",
+            "  e0t0>\"timer pay of saga checkout c-1: due 1970-01-01T00:00:00Z\"]",
+            "  t0>\"timer late of saga checkout c-1: due 1970-01-01T00:00:00Z\"]",
+            "  e0 --> e1",
+        ] {
+            assert!(mermaid.lines().any(|l| l == line), "{line} in {mermaid}");
+        }
     }
 
     /// Control characters from the log never reach the terminal as such.
