@@ -1169,8 +1169,13 @@ impl<T: Transport> Running<T> {
                 next: lag.committed,
             })
             .collect();
-        let sources =
+        #[allow(unused_mut)]
+        let mut sources =
             crate::trace::Sources::new(&*self.transport, positions).with_stores(&self.dlq);
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        if let Some(sagas) = self.sagas() {
+            sources = sources.with_sagas(sagas);
+        }
         crate::trace::Trace::collect(&sources, correlation_id).await
     }
 

@@ -384,14 +384,16 @@ impl Outbox {
         }, memory => Ok((0, None)))
     }
 
-    /// The rows waiting for the relay, oldest first, at most `limit`, each as the record the
-    /// relay will append (partition and offset 0: the engine assigns them) with its attempts so
-    /// far and the last error: what `evt trace` shows as not relayed yet.
+    /// The rows waiting for the relay after row `after` (0 for the first), oldest first, at
+    /// most `limit`, each as the record the relay will append (partition and offset 0: the
+    /// engine assigns them) with its attempts so far and the last error: what `evt trace`
+    /// shows as not relayed yet. A row whose stored headers are corrupt is left out (the relay
+    /// reports it, and stops at it).
     ///
     /// # Errors
     ///
     /// The database's error. Cancelling it only stops the read.
-    pub async fn staged(&self, limit: usize) -> Result<Vec<Staged>, TransportError> {
+    pub async fn staged(&self, after: i64, limit: usize) -> Result<Vec<Staged>, TransportError> {
         on_sql!(&self.db, |pool: DB| {
             let error = |err| <DB as crate::store::sql::Sql>::error("read the outbox's rows".into(), err);
             let mut conn = pool.acquire().await.map_err(error)?;
@@ -399,9 +401,9 @@ impl Outbox {
                 &mut conn,
                 <DB as crate::store::sql::Sql>::sql(
                     "SELECT id, topic, record_key, headers, payload, created_ms, attempts, \
-                     last_error FROM evt_outbox ORDER BY id LIMIT ?",
+                     last_error FROM evt_outbox WHERE id > ? ORDER BY id LIMIT ?",
                 ),
-                args![i64::try_from(limit).unwrap_or(i64::MAX)],
+                args![after, i64::try_from(limit).unwrap_or(i64::MAX)],
             )
             .await
             .map_err(error)?;
@@ -409,14 +411,10 @@ impl Outbox {
             for row in &rows {
                 let id = DB::int(row, "id").map_err(error)?;
                 let topic = DB::text(row, "topic").map_err(error)?;
-                let headers = Headers::from_blob(DB::blob(row, "headers").map_err(error)?)
-                    .map_err(|err| {
-                        TransportError::new(
-                            TransportErrorKind::Corrupt,
-                            format!("read outbox row {id} for {topic}"),
-                            err,
-                        )
-                    })?;
+                let Ok(headers) = Headers::from_blob(DB::blob(row, "headers").map_err(error)?)
+                else {
+                    continue;
+                };
                 let created_ms = DB::int(row, "created_ms").map_err(error)?;
                 staged.push(Staged {
                     id,

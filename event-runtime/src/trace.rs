@@ -184,6 +184,8 @@ pub struct Sources<'a, T: ?Sized> {
     transport: &'a T,
     positions: Vec<GroupPosition>,
     dead_letters: Option<&'a DeadLetters>,
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    sagas: Option<crate::saga::Sagas>,
 }
 
 impl<'a, T: ?Sized> Sources<'a, T> {
@@ -194,6 +196,8 @@ impl<'a, T: ?Sized> Sources<'a, T> {
             transport,
             positions,
             dead_letters: None,
+            #[cfg(any(feature = "sqlite", feature = "postgres"))]
+            sagas: None,
         }
     }
 
@@ -202,14 +206,26 @@ impl<'a, T: ?Sized> Sources<'a, T> {
     #[must_use]
     pub fn with_stores(mut self, dead_letters: &'a DeadLetters) -> Self {
         self.dead_letters = Some(dead_letters);
+        #[cfg(any(feature = "sqlite", feature = "postgres"))]
+        if self.sagas.is_none() {
+            self.sagas = Some(dead_letters.sagas());
+        }
+        self
+    }
+
+    /// The saga tables in `sagas` rather than beside the dead letters: an app's sagas live
+    /// in its inbox's database ([`crate::app::Running::sagas`]), the log's file on SQLite.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
+    #[must_use]
+    pub fn with_sagas(mut self, sagas: crate::saga::Sagas) -> Self {
+        self.sagas = Some(sagas);
         self
     }
 }
 
-/// Outbox rows read at most ([`crate::outbox::Outbox::staged`]): a backlog beyond it is an
-/// incident of its own.
+/// Outbox rows read per page.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-const OUTBOX_ROWS: usize = 100_000;
+const OUTBOX_PAGE: usize = 512;
 
 impl Trace {
     /// Reads every record whose correlation id is `correlation_id` from `sources`' log and
@@ -238,8 +254,8 @@ impl Trace {
         #[allow(unused_mut)]
         let mut orphan_timers: Vec<PendingTimer> = Vec::new();
         #[cfg(any(feature = "sqlite", feature = "postgres"))]
-        if let Some(dead_letters) = sources.dead_letters {
-            orphan_timers = saga_records(&dead_letters.sagas(), correlation_id, &mut nodes).await?;
+        if let Some(sagas) = &sources.sagas {
+            orphan_timers = saga_records(sagas, correlation_id, &mut nodes).await?;
         }
         nodes.sort_by(|a, b| {
             (a.time_ms, &a.topic, a.partition, a.offset).cmp(&(
@@ -586,20 +602,28 @@ async fn scan<T: Transport + ?Sized>(transport: &T, id: &str) -> Result<Vec<Node
     Ok(nodes)
 }
 
-/// The events of correlation `id` staged in `outbox` and not relayed yet.
+/// The events of correlation `id` staged in `outbox` and not relayed yet, read a page at a
+/// time (only the matches are kept: memory stays bounded under any backlog).
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 async fn staged_in(outbox: &crate::outbox::Outbox, id: &str) -> Result<Vec<Node>, TransportError> {
     let limits = crate::cloudevents::Limits::default();
     let mut nodes = Vec::new();
-    for staged in outbox.staged(OUTBOX_ROWS).await? {
-        let row = OutboxRow {
-            row: staged.id,
-            attempts: staged.attempts,
-            last_error: staged.last_error,
+    let mut after = 0;
+    loop {
+        let page = outbox.staged(after, OUTBOX_PAGE).await?;
+        let Some(last) = page.last() else {
+            return Ok(nodes);
         };
-        nodes.extend(Node::of(&staged.record, id, &limits, Some(row)));
+        after = last.id;
+        for staged in page {
+            let row = OutboxRow {
+                row: staged.id,
+                attempts: staged.attempts,
+                last_error: staged.last_error,
+            };
+            nodes.extend(Node::of(&staged.record, id, &limits, Some(row)));
+        }
     }
-    Ok(nodes)
 }
 
 /// Fills in what each group reading a node's topic did with it: its dead letter, else whether

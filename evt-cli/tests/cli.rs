@@ -895,6 +895,38 @@ impl event_runtime::saga::On<OrderCancelled> for Tracker {
     }
 }
 
+/// An app whose stores are in memory keeps its sagas in the log's file (its inbox):
+/// `Running::trace` reads them there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_trace_reads_the_sagas_where_the_inbox_keeps_them() {
+    let dir = TempDir::new("trace-inbox");
+    let file = SqliteTransport::open(&dir.0.join("log.db")).await.unwrap();
+    let mut app = App::new(file, event_runtime::app::Stores::in_memory().await.unwrap());
+    app.saga::<Tracker>();
+    let running = app.start().await.unwrap();
+    let placed = Envelope::event(OrderPlaced {
+        order_id: "o-1".into(),
+        total_cents: 5,
+    });
+    let id = placed.id.to_string();
+    running.publisher().publish(placed).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let trace = running.trace(&id).await.unwrap();
+    let node = trace.roots().next().expect("the order");
+    assert_eq!(
+        node.transitions,
+        vec![event_runtime::trace::Transition {
+            saga: "tracker".into(),
+            key: "o-1".into(),
+            version: 1,
+            status: "running".into(),
+        }]
+    );
+    assert_eq!(node.timers.len(), 1, "{:?}", node.timers);
+    assert_eq!(node.timers[0].name, "remind");
+    running.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saga_list_and_show_read_instances_their_timers_and_history() {
     let dir = TempDir::new("saga");
