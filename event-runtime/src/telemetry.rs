@@ -275,8 +275,8 @@ pub(crate) fn current_trace() -> Option<TraceContext> {
 }
 
 /// Writes `span`'s context into the protocol headers `traceparent` and `tracestate` of every
-/// record (fresh from the encoder: a hop's records are new records), read once for the batch; leaves them as they are when
-/// the span has none.
+/// record (fresh from the encoder: a hop's records are new records), read once for the batch;
+/// leaves them as they are when the span has none.
 pub(crate) fn stamp(span: &tracing::Span, records: &mut [crate::transport::OutgoingRecord]) {
     if span.is_disabled() || records.is_empty() {
         return;
@@ -373,17 +373,6 @@ mod otel {
     /// The context to process in for producer context `parent` (`state`): `None` when
     /// sampled; `Err` when malformed.
     fn decide(parent: &[u8], state: Option<&str>) -> Result<Option<opentelemetry::Context>, ()> {
-        // The flags are the last two hex digits; bit 0 is `sampled`.
-        let sampled = match parent.last() {
-            Some(&c @ b'0'..=b'9') => (c - b'0') & 1 == 1,
-            Some(&c @ b'a'..=b'f') => (c - b'a' + 10) & 1 == 1,
-            _ => return Err(()),
-        };
-        if sampled {
-            return crate::request::parse_traceparent(parent)
-                .map(|_| None)
-                .ok_or(());
-        }
         // The records of one append share their producer's context: parse it once.
         LAST_UNSAMPLED.with_borrow_mut(|last| {
             if let Some((p, s, cx)) = last.as_ref()
@@ -393,6 +382,9 @@ mod otel {
                 return Ok(Some(cx.clone()));
             }
             let remote = span_context(parent, state).ok_or(())?;
+            if remote.is_sampled() {
+                return Ok(None);
+            }
             let cx = opentelemetry::Context::new().with_remote_span_context(remote);
             *last = Some((parent.to_vec(), state.map(str::to_owned), cx.clone()));
             Ok(Some(cx))
@@ -404,7 +396,7 @@ mod otel {
     type Unsampled = (Vec<u8>, Option<String>, opentelemetry::Context);
 
     thread_local! {
-        /// The last unsampled producer context read on this thread.
+        /// The last unsampled producer context read on this thread (only unsampled ones are kept).
         static LAST_UNSAMPLED: std::cell::RefCell<Option<Unsampled>> =
             const { std::cell::RefCell::new(None) };
     }

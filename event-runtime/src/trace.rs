@@ -285,19 +285,6 @@ impl Trace {
         self.roots.iter().map(|&i| &self.nodes[i])
     }
 
-    /// The messages `node` caused, oldest first.
-    pub fn caused(&self, node: &Node) -> impl Iterator<Item = &Node> {
-        let i = self.index(node);
-        self.children[i].iter().map(|&c| &self.nodes[c])
-    }
-
-    fn index(&self, node: &Node) -> usize {
-        self.nodes
-            .iter()
-            .position(|n| std::ptr::eq(n, node))
-            .expect("a node of this trace")
-    }
-
     /// The tree as JSON: `{correlation_id, events, roots: [{id, type, ..., groups, sagas,
     /// timers, caused: [...]}], timers}`.
     pub fn to_json(&self) -> Value {
@@ -881,5 +868,6 @@ mod tests {
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(truncate("abc", 4), "abc");
         assert_eq!(time_ms(0), "1970-01-01T00:00:00Z");
+        assert_eq!(time_ms(1500), "1970-01-01T00:00:01.5Z");
     }
 }

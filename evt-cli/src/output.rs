@@ -239,12 +239,4 @@ mod tests {
             "ID   REASON\n1    boom\n123  x\n"
         );
     }
-
-    #[test]
-    fn text_is_made_safe_and_short() {
-        assert_eq!(clean("a\nb\u{1b}[31m"), "a\\nb\\u{1b}[31m");
-        assert_eq!(truncate("abcdef", 4), "abc…");
-        assert_eq!(truncate("abc", 4), "abc");
-        assert_eq!(time_ms(1500), "1970-01-01T00:00:01.5Z");
-    }
 }
