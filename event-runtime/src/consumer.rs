@@ -845,6 +845,7 @@ impl<T: Transport> GroupRunner<T> {
                 &self.group,
                 dedupe_key,
                 bypass_dedupe,
+                self.options.claim_ttl,
                 |tx| async move {
                     let mut ctx = self.context(raw, delivery, attempt);
                     ctx.inbox = Some(tx);

@@ -133,6 +133,15 @@ mod postgres_stores {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_inbox_transaction_lives_while_its_handler_awaits_and_ends_when_held_idle() {
+        event_conformance::run::<crate::PgStores, _, _>(
+            "an_inbox_transaction_lives_while_its_handler_awaits_and_ends_when_held_idle",
+            super::postgres_inbox_transaction_is_leased,
+        )
+        .await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn opening_the_stores_beside_a_writing_app_does_not_wait() {
         event_conformance::run::<crate::PgStores, _, _>(
             "opening_the_stores_beside_a_writing_app_does_not_wait",
@@ -154,6 +163,87 @@ mod postgres_stores {
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL stores
 // ---------------------------------------------------------------------------------------------
+
+/// The inbox transaction on PostgreSQL is leased for `claim_ttl` (300 ms here): a handler that
+/// awaits for four leases without holding it writes on its first attempt (the runtime keeps the
+/// transaction alive), while one that holds it idle for as long finds it ended by the server
+/// (so a paused instance cannot hold its keys), fails that attempt and writes on the retry.
+async fn postgres_inbox_transaction_is_leased(backend: PgStores) {
+    sqlx::raw_sql("CREATE TABLE leased_rows (account TEXT NOT NULL, attempt INT NOT NULL)")
+        .execute(&backend.pool)
+        .await
+        .unwrap();
+    let mut app = backend.app().await;
+    let held_once = Arc::new(AtomicBool::new(false));
+    let flag = held_once.clone();
+    app.partitions(2)
+        .group_options(
+            "leased",
+            GroupOptions {
+                inbox: true,
+                claim_ttl: Duration::from_millis(300),
+                retry: RetryPolicy {
+                    immediate: 3,
+                    ..RetryPolicy::none()
+                },
+                ..GroupOptions::default()
+            },
+        )
+        .subscribe::<Step, _>("leased", move |event: Envelope<Step>, ctx: Context| {
+            let flag = flag.clone();
+            async move {
+                let first = if event.data.account == "holds" {
+                    !flag.swap(true, Ordering::SeqCst)
+                } else {
+                    false
+                };
+                if !first {
+                    // Awaits without the transaction: kept alive meanwhile.
+                    tokio::time::sleep(Duration::from_millis(1200)).await;
+                }
+                let mut tx = ctx
+                    .transaction::<sqlx::Postgres>()
+                    .await
+                    .ok_or_else(|| HandlerError::permanent("no PostgreSQL inbox transaction"))?;
+                if first {
+                    // Holds it idle past the lease: the server ends it.
+                    tokio::time::sleep(Duration::from_millis(1200)).await;
+                }
+                sqlx::query("INSERT INTO leased_rows (account, attempt) VALUES ($1, $2)")
+                    .bind(&event.data.account)
+                    .bind(i32::from(first))
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(HandlerError::transient)?;
+                Ok(())
+            }
+        });
+    let publisher = app.publisher();
+    for account in ["awaits", "holds"] {
+        publisher
+            .publish(Envelope::event(Step {
+                account: account.to_owned(),
+                seq: 0,
+            }))
+            .await
+            .unwrap();
+    }
+    let running = app.start().await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(30)).await);
+    let rows: Vec<(String, i32)> =
+        sqlx::query_as("SELECT account, attempt FROM leased_rows ORDER BY account")
+            .fetch_all(&backend.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [("awaits".to_owned(), 0), ("holds".to_owned(), 0)],
+        "each written once, by an attempt that did not hold its transaction idle"
+    );
+    let stats = running.stats("leased").unwrap();
+    assert_eq!((stats.handled, stats.retries), (2, 1), "{stats:?}");
+    assert_eq!(stats.dead_lettered, 0, "{stats:?}");
+}
 
 /// Inbox with PostgreSQL stores: the handler writes through `Context::transaction::<sqlx::Postgres>()`; a producer
 /// retry (the same event twice) and a failed attempt (its write rolled back) leave one row per

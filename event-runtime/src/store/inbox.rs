@@ -8,6 +8,7 @@
 use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 use sqlx::{Pool, Transaction};
@@ -35,6 +36,12 @@ pub(crate) trait EmitIn<DB: Exec>: Sync {
 /// [`crate::Context`] can carry it whatever the database) and returns what it emitted; `kept` is
 /// the error for a handler that kept its context, and so the transaction, after returning.
 /// `Ok(false)`: the key was claimed before (a duplicate), and nothing ran.
+///
+/// The transaction holds the dedupe key's claim like a lease ([`Exec::begin_leased`]): on
+/// PostgreSQL the server ends it once it sits idle for `lease`, so an instance paused or cut off
+/// in the handler cannot hold the key (which another instance's attempt waits on) for longer;
+/// while the handler runs, the transaction is kept alive every third of `lease` whenever the
+/// handler is not holding it.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn attempt<DB, F, Fut, E>(
@@ -43,6 +50,7 @@ pub(crate) async fn attempt<DB, F, Fut, E>(
     group: &str,
     dedupe_key: &str,
     bypass_dedupe: bool,
+    lease: Duration,
     emit: &impl EmitIn<DB>,
     call: F,
     kept: impl FnOnce() -> E,
@@ -54,14 +62,14 @@ where
     E: From<TransportError>,
 {
     let error = |err| E::from(DB::error(format!("inbox of {group}"), err));
-    let (_writer, mut tx) = begin(pool, writer).await.map_err(error)?;
+    let (_writer, mut tx) = begin(pool, writer, Some(lease)).await.map_err(error)?;
     let claimed = super::dedupe::claim::<DB>(&mut tx, group, dedupe_key).await?;
     if !claimed && !bypass_dedupe {
         tx.rollback().await.map_err(error)?;
         return Ok(false);
     }
     let shared = Arc::new(tokio::sync::Mutex::new(tx));
-    let emitted = call(shared.clone()).await?;
+    let emitted = kept_alive::<DB, _>(&shared, lease, call(shared.clone())).await?;
     let mut tx = Arc::try_unwrap(shared).map_err(|_| kept())?.into_inner();
     // Dropping `tx` on an error below rolls the effect back, and the emitted events with it.
     emit.emit(&mut tx, emitted).await?;
@@ -72,14 +80,42 @@ where
     Ok(true)
 }
 
+/// Runs `work` (the handler, sharing `tx`), resetting the transaction's idle time every third of
+/// `lease` whenever `tx` is free (the handler is not holding it), so that a live attempt's
+/// [`Exec::begin_leased`] transaction does not end while a slow handler awaits other things. A
+/// failed keep-alive is left for the handler's next statement or the commit to report.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+async fn kept_alive<DB: Exec, T>(
+    tx: &tokio::sync::Mutex<Transaction<'static, DB>>,
+    lease: Duration,
+    work: impl Future<Output = T>,
+) -> T {
+    let Some(keep_alive) = DB::KEEP_ALIVE else {
+        return work.await;
+    };
+    let every = (lease / 3).max(Duration::from_millis(10));
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            done = &mut work => return done,
+            () = tokio::time::sleep(every) => {
+                if let Ok(mut tx) = tx.try_lock() {
+                    let _ = DB::exec(&mut tx, keep_alive, &[]).await;
+                }
+            }
+        }
+    }
+}
+
 /// Begins a writing transaction on `pool`, first taking `writer` (SQLite's): one writing
 /// transaction at a time per SQLite file in this process (SQLite has one writer anyway), so the
 /// others wait here instead of failing on the busy timeout while a slow handler holds the lock.
-/// Hold the guard as long as the transaction.
+/// Hold the guard as long as the transaction. With a `lease`, a [`Exec::begin_leased`] one.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 async fn begin<'w, DB: Exec>(
     pool: &Pool<DB>,
     writer: Option<&'w tokio::sync::Mutex<()>>,
+    lease: Option<Duration>,
 ) -> Result<
     (
         Option<tokio::sync::MutexGuard<'w, ()>>,
@@ -91,7 +127,11 @@ async fn begin<'w, DB: Exec>(
         Some(writer) => Some(writer.lock().await),
         None => None,
     };
-    Ok((guard, DB::begin_write(pool).await?))
+    let tx = match lease {
+        Some(lease) => DB::begin_leased(pool, lease).await?,
+        None => DB::begin_write(pool).await?,
+    };
+    Ok((guard, tx))
 }
 
 /// Work done in one writing transaction of the stores' database, whatever it is (the saga timer
@@ -125,7 +165,7 @@ async fn transact<DB: Exec>(
         return Ok(0);
     }
     let error = |err| DB::error(operation.to_owned(), err);
-    let (_writer, mut tx) = begin(pool, writer).await.map_err(error)?;
+    let (_writer, mut tx) = begin(pool, writer, None).await.map_err(error)?;
     let emitted = work.run::<DB>(&mut tx).await?;
     let count = emitted.len();
     emit.emit(&mut tx, emitted).await?;
@@ -270,6 +310,7 @@ impl Inbox {
         group: &str,
         dedupe_key: &str,
         bypass_dedupe: bool,
+        lease: Duration,
         call: F,
         kept: impl FnOnce() -> E,
     ) -> Result<bool, E>
@@ -279,7 +320,7 @@ impl Inbox {
         Fut: Future<Output = Result<Vec<Emitted>, E>>,
         E: From<TransportError>,
     {
-        let _ = (publisher, dedupe_key, bypass_dedupe, &call, &kept);
+        let _ = (publisher, dedupe_key, bypass_dedupe, lease, &call, &kept);
         on_inbox!(
             self,
             publisher,
@@ -289,6 +330,7 @@ impl Inbox {
                 group,
                 dedupe_key,
                 bypass_dedupe,
+                lease,
                 &emit,
                 call,
                 kept

@@ -127,6 +127,20 @@ impl Sql for Postgres {
         pool.begin().await
     }
 
+    async fn begin_leased(
+        pool: &Pool<Self>,
+        lease: Duration,
+    ) -> Result<Transaction<'static, Self>, sqlx::Error> {
+        // One round trip: a custom BEGIN goes as a simple query, which may hold two statements.
+        let ms = lease.as_millis().clamp(1, i32::MAX as u128);
+        pool.begin_with(sqlx::AssertSqlSafe(format!(
+            "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {ms}"
+        )))
+        .await
+    }
+
+    const KEEP_ALIVE: Option<&'static str> = Some("SELECT 1");
+
     fn error(operation: String, err: sqlx::Error) -> TransportError {
         pg_error(operation, err)
     }

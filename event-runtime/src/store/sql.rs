@@ -42,6 +42,18 @@ pub trait Sql: sqlx::Database {
     fn begin_write(
         pool: &Pool<Self>,
     ) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send;
+    /// Begins a writing transaction that the server ends, releasing its locks, once it sits
+    /// idle for `lease` (PostgreSQL's `idle_in_transaction_session_timeout`, for this
+    /// transaction alone): a process paused or cut off inside it holds its locks no longer than
+    /// a claim's lease. [`Sql::KEEP_ALIVE`] keeps a live one going. Where the database has no
+    /// such bound (SQLite), [`Sql::begin_write`].
+    fn begin_leased(
+        pool: &Pool<Self>,
+        lease: std::time::Duration,
+    ) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send;
+    /// A statement that does nothing but reset a [`Sql::begin_leased`] transaction's idle time;
+    /// `None` where such transactions have no bound.
+    const KEEP_ALIVE: Option<&'static str>;
     /// A [`TransportError`] for `err`, classified (busy, unavailable, other) and never holding a
     /// connection URL.
     fn error(operation: String, err: sqlx::Error) -> TransportError;

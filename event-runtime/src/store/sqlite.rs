@@ -44,6 +44,17 @@ impl Sql for Sqlite {
         pool.begin_with("BEGIN IMMEDIATE").await
     }
 
+    async fn begin_leased(
+        pool: &Pool<Self>,
+        _lease: std::time::Duration,
+    ) -> Result<Transaction<'static, Self>, sqlx::Error> {
+        // SQLite has no idle bound: a process paused inside a writing transaction holds the
+        // file's lock until it goes on or dies.
+        Self::begin_write(pool).await
+    }
+
+    const KEEP_ALIVE: Option<&'static str> = None;
+
     fn error(operation: String, err: sqlx::Error) -> TransportError {
         db_error(operation, err)
     }

@@ -211,9 +211,14 @@ async fn on_sqlite_stores<T: Transport>(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), Error> {
-    // The runtime's warnings (failed writes, lost claims), tagged with the instance.
+    // The runtime's warnings (failed writes, lost claims), tagged with the instance; more with
+    // `CRASH_LOG` (`info`: the Kafka member's rebalances).
+    let level = std::env::var("CRASH_LOG")
+        .ok()
+        .and_then(|level| level.parse().ok())
+        .unwrap_or(tracing_subscriber::filter::LevelFilter::WARN);
     tracing_subscriber::fmt()
-        .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();
