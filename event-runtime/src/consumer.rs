@@ -559,7 +559,8 @@ impl<T: Transport> GroupRunner<T> {
         delivery: Delivery,
         bypass_dedupe: bool,
     ) -> Result<(Outcome, Option<Holding<'_, T>>), TransportError> {
-        let raw = match crate::transport::decode_record(record, &self.limits) {
+        let (decoded, hop) = crate::cloudevents::record::decode_record_hop(record, &self.limits);
+        let raw = match decoded {
             Ok(raw) => raw,
             Err(err) => {
                 let failed = Self::failed(None, decode_kind(err.kind()), error_chain(&err), 0);
@@ -571,6 +572,7 @@ impl<T: Transport> GroupRunner<T> {
             self.transport.system(),
             &self.group,
             record,
+            hop,
             &raw,
             delivery != Delivery::Live,
         );

@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use crate::cloudevents::binary::{self, BinaryMessage, Binding};
 use crate::deprecation::Deprecations;
-use crate::envelope::{Envelope, EventId, RawEnvelope};
+use crate::envelope::{Envelope, EventId, RawEnvelope, TraceContext};
 use crate::error::EncodeError;
 use crate::handler::Emitted;
 use crate::message::{Command, DomainEvent, Message};
@@ -76,19 +76,15 @@ impl<T: Transport> Publisher<T> {
         Ok(count)
     }
 
-    /// The record for `envelope` on `topic`: binary mode, partition from its key (or its id).
-    pub(crate) async fn record(
-        &self,
-        topic: &str,
+    /// The record for `envelope`: binary mode, partition from its key (or its id), with the
+    /// `send` span's context `hop` in its protocol headers ([`crate::telemetry::stamp`]).
+    fn record_for(
         envelope: &RawEnvelope,
-    ) -> Result<OutgoingRecord, PublishError> {
-        let partitions = self.partitions_of(topic).await?;
-        Ok(Self::record_for(envelope, partitions)?)
-    }
-
-    fn record_for(envelope: &RawEnvelope, partitions: u32) -> Result<OutgoingRecord, EncodeError> {
+        partitions: u32,
+        hop: Option<&TraceContext>,
+    ) -> Result<OutgoingRecord, EncodeError> {
         Ok(Self::message_record(
-            binary::encode(envelope, Binding::Kafka)?,
+            binary::encode_parts(envelope, envelope.data.0.clone(), Binding::Kafka, hop)?,
             &envelope.id,
             partitions,
         ))
@@ -96,11 +92,12 @@ impl<T: Transport> Publisher<T> {
 
     /// The record of a typed envelope, its payload encoded straight into the record: in binary
     /// mode, or in structured mode for an engine that stores that
-    /// ([`Transport::structured_records`]).
+    /// ([`Transport::structured_records`]); with `hop` as [`Self::record_for`].
     fn typed_record_for<M: Message>(
         envelope: &Envelope<M>,
         partitions: u32,
         structured: bool,
+        hop: Option<&TraceContext>,
     ) -> Result<OutgoingRecord, EncodeError> {
         if structured {
             let mut payload = Vec::with_capacity(envelope.data.payload_len().unwrap_or(256) + 384);
@@ -115,6 +112,7 @@ impl<T: Transport> Publisher<T> {
                 crate::cloudevents::STRUCTURED_JSON.as_bytes(),
             );
             headers.push("ce_id", id.as_bytes());
+            crate::telemetry::stamp(&mut headers, hop);
             let key = envelope
                 .partition_key
                 .as_ref()
@@ -128,7 +126,7 @@ impl<T: Transport> Publisher<T> {
             ));
         }
         Ok(Self::message_record(
-            binary::to_binary(envelope, Binding::Kafka)?,
+            binary::to_binary_hop(envelope, Binding::Kafka, hop)?,
             &envelope.id,
             partitions,
         ))
@@ -167,18 +165,27 @@ impl<T: Transport> Publisher<T> {
         }
     }
 
-    /// Appends `records` to `topic` in a `send` span whose context rides in their
-    /// `traceparent` headers ([`crate::telemetry`]); outside any span, the span is a child of
-    /// `created`, the envelopes' creation context.
+    /// The `send` span of an append of `count` envelopes to `topic` (outside any span, a child
+    /// of `created`, the envelopes' creation context), and its context, which the records
+    /// encoded for it carry in their `traceparent` headers ([`crate::telemetry`]).
+    fn send_span(
+        &self,
+        topic: &str,
+        count: usize,
+        created: Option<&TraceContext>,
+    ) -> (tracing::Span, Option<TraceContext>) {
+        let span = crate::telemetry::send_span(self.transport.system(), topic, count, created);
+        let hop = crate::telemetry::hop_of(&span);
+        (span, hop)
+    }
+
+    /// Appends `records` (encoded with its context) to `topic` in the `send` span `span`.
     pub(crate) async fn append(
         &self,
         topic: &str,
-        mut records: Vec<OutgoingRecord>,
-        created: Option<&crate::envelope::TraceContext>,
+        records: Vec<OutgoingRecord>,
+        span: tracing::Span,
     ) -> Result<Vec<Position>, TransportError> {
-        let span =
-            crate::telemetry::send_span(self.transport.system(), topic, records.len(), created);
-        crate::telemetry::stamp(&span, &mut records);
         let sent = self.sent.to(topic);
         let count = records.len() as u64;
         let started = std::time::Instant::now();
@@ -263,14 +270,14 @@ impl<T: Transport> Publisher<T> {
         self.retry
             .run(|| async {
                 let partitions = self.partitions_of(topic).await?;
+                let (span, hop) = self.send_span(topic, 1, envelope.trace.as_ref());
                 let record = Self::typed_record_for(
                     envelope,
                     partitions,
                     self.transport.structured_records(),
+                    hop.as_ref(),
                 )?;
-                let positions = self
-                    .append(topic, vec![record], envelope.trace.as_ref())
-                    .await?;
+                let positions = self.append(topic, vec![record], span).await?;
                 Ok(positions[0])
             })
             .await
@@ -290,26 +297,32 @@ impl<T: Transport> Publisher<T> {
         for envelope in &envelopes {
             self.check_deprecation(&envelope.data)?;
         }
-        let topics = envelopes
-            .iter()
-            .map(|envelope| event_topic(envelope.data.descriptor().context))
-            .collect::<Vec<_>>();
+        let mut by_topic: BTreeMap<String, Vec<&Envelope<E>>> = BTreeMap::new();
+        for envelope in &envelopes {
+            by_topic
+                .entry(event_topic(envelope.data.descriptor().context))
+                .or_default()
+                .push(envelope);
+        }
         self.retry
             .run(|| async {
-                let mut by_topic: BTreeMap<&str, Vec<OutgoingRecord>> = BTreeMap::new();
-                for (topic, envelope) in topics.iter().zip(&envelopes) {
-                    let partitions = self.partitions_of(topic).await?;
-                    let record = Self::typed_record_for(
-                        envelope,
-                        partitions,
-                        self.transport.structured_records(),
-                    )?;
-                    by_topic.entry(topic.as_str()).or_default().push(record);
-                }
                 let mut positions = Vec::with_capacity(envelopes.len());
-                for (topic, records) in by_topic {
+                for (topic, envelopes) in &by_topic {
+                    let partitions = self.partitions_of(topic).await?;
                     let created = envelopes.first().and_then(|e| e.trace.as_ref());
-                    positions.extend(self.append(topic, records, created).await?);
+                    let (span, hop) = self.send_span(topic, envelopes.len(), created);
+                    let records = envelopes
+                        .iter()
+                        .map(|envelope| {
+                            Self::typed_record_for(
+                                envelope,
+                                partitions,
+                                self.transport.structured_records(),
+                                hop.as_ref(),
+                            )
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    positions.extend(self.append(topic, records, span).await?);
                 }
                 Ok(positions)
             })
@@ -328,10 +341,10 @@ impl<T: Transport> Publisher<T> {
     ) -> Result<Position, PublishError> {
         self.retry
             .run(|| async {
-                let record = self.record(topic, envelope).await?;
-                let positions = self
-                    .append(topic, vec![record], envelope.trace.as_ref())
-                    .await?;
+                let partitions = self.partitions_of(topic).await?;
+                let (span, hop) = self.send_span(topic, 1, envelope.trace.as_ref());
+                let record = Self::record_for(envelope, partitions, hop.as_ref())?;
+                let positions = self.append(topic, vec![record], span).await?;
                 Ok(positions[0])
             })
             .await
@@ -341,32 +354,27 @@ impl<T: Transport> Publisher<T> {
         &self,
         emitted: Vec<Emitted>,
     ) -> Result<(), TransportError> {
-        for (topic, records) in self.group_emitted(emitted).await? {
-            self.append(&topic, records, None).await?;
+        let mut by_topic: BTreeMap<String, Vec<RawEnvelope>> = BTreeMap::new();
+        for item in emitted {
+            by_topic.entry(item.topic).or_default().push(item.envelope);
+        }
+        for (topic, envelopes) in by_topic {
+            let partitions = self.partitions_of(&topic).await?;
+            let (span, hop) = self.send_span(&topic, envelopes.len(), None);
+            let records = envelopes
+                .iter()
+                .map(|envelope| Self::record_for(envelope, partitions, hop.as_ref()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|err| {
+                    TransportError::new(
+                        crate::transport::TransportErrorKind::Other,
+                        format!("publish to {topic}"),
+                        err.to_string(),
+                    )
+                })?;
+            self.append(&topic, records, span).await?;
         }
         Ok(())
-    }
-
-    async fn group_emitted(
-        &self,
-        emitted: Vec<Emitted>,
-    ) -> Result<BTreeMap<String, Vec<OutgoingRecord>>, TransportError> {
-        let mut by_topic: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
-        for item in emitted {
-            let record =
-                self.record(&item.topic, &item.envelope)
-                    .await
-                    .map_err(|err| match err {
-                        PublishError::Transport(err) => err,
-                        other => TransportError::new(
-                            crate::transport::TransportErrorKind::Other,
-                            format!("publish to {}", item.topic),
-                            other.to_string(),
-                        ),
-                    })?;
-            by_topic.entry(item.topic).or_default().push(record);
-        }
-        Ok(by_topic)
     }
 
     /// Appends `emitted` to the log on `conn` (an inbox transaction of the SQLite engine's file);
@@ -381,38 +389,40 @@ impl<T: Transport> Publisher<T> {
         // Everything on `conn`, inside the inbox transaction: a topic this app has not seen yet
         // is created there too (another connection would wait for this transaction's lock).
         // Counts found here are not cached: the transaction may still roll back.
-        let mut by_topic: BTreeMap<String, Vec<OutgoingRecord>> = BTreeMap::new();
+        let mut by_topic: BTreeMap<String, Vec<RawEnvelope>> = BTreeMap::new();
         for item in emitted {
+            by_topic.entry(item.topic).or_default().push(item.envelope);
+        }
+        for (topic, envelopes) in by_topic {
             let cached = self
                 .topics
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(&item.topic)
+                .get(&topic)
                 .copied();
             let partitions = match cached {
                 Some(count) => count,
                 None => {
                     crate::transport::sqlite::SqliteTransport::ensure_topic_on(
                         conn,
-                        &item.topic,
+                        &topic,
                         self.partitions,
                     )
                     .await?
                 }
             };
-            let record = Self::record_for(&item.envelope, partitions).map_err(|err| {
-                TransportError::new(
-                    crate::transport::TransportErrorKind::Other,
-                    format!("publish to {}", item.topic),
-                    err.to_string(),
-                )
-            })?;
-            by_topic.entry(item.topic).or_default().push(record);
-        }
-        for (topic, mut records) in by_topic {
-            let span =
-                crate::telemetry::send_span(self.transport.system(), &topic, records.len(), None);
-            crate::telemetry::stamp(&span, &mut records);
+            let (span, hop) = self.send_span(&topic, envelopes.len(), None);
+            let records = envelopes
+                .iter()
+                .map(|envelope| Self::record_for(envelope, partitions, hop.as_ref()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|err| {
+                    TransportError::new(
+                        crate::transport::TransportErrorKind::Other,
+                        format!("publish to {topic}"),
+                        err.to_string(),
+                    )
+                })?;
             let positions =
                 crate::transport::sqlite::SqliteTransport::append_on(conn, &topic, records)
                     .instrument(span)

@@ -40,7 +40,9 @@
 
 use std::time::Duration;
 
+use crate::cloudevents::record::Hop;
 use crate::envelope::{RawEnvelope, TraceContext};
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 use crate::transport::Headers;
 
 /// How young a live record must be to be processed as a child of its producer; older ones are
@@ -109,13 +111,14 @@ impl Processing {
 }
 
 /// The `process` span of `record`, delivered to `group` (not entered). Its remote parent (or
-/// link) is the previous hop's context from the protocol header `traceparent`, else the
-/// envelope's creation context. No span when that parent is not sampled
-/// ([`record_unsampled`]).
+/// link) is the previous hop's context from the protocol header `traceparent` (`hop`, read
+/// with the record), else the envelope's creation context. No span when that parent is not
+/// sampled ([`record_unsampled`]).
 pub(crate) fn process_span(
     system: &'static str,
     group: &str,
     record: &crate::transport::Record,
+    hop: Hop<'_>,
     raw: &RawEnvelope,
     replay: bool,
 ) -> Processing {
@@ -127,7 +130,7 @@ pub(crate) fn process_span(
     #[cfg(feature = "otel")]
     if tracing::span_enabled!(target: "event_runtime::telemetry", tracing::Level::INFO)
         && !RECORD_UNSAMPLED.load(std::sync::atomic::Ordering::Relaxed)
-        && let Some(cx) = otel::unsampled_parent(&record.headers, raw)
+        && let Some(cx) = otel::unsampled_parent(hop, raw)
         && young()
     {
         return Processing {
@@ -157,7 +160,7 @@ pub(crate) fn process_span(
         error.r#type = tracing::field::Empty,
     );
     if !span.is_disabled() {
-        let hop = hop_context(&record.headers);
+        let hop = hop_context(hop);
         otel::join(&span, hop.as_ref().or(raw.trace.as_ref()), young());
     }
     Processing {
@@ -274,47 +277,48 @@ pub(crate) fn current_trace() -> Option<TraceContext> {
     otel::current()
 }
 
-/// Writes `span`'s context into the protocol headers `traceparent` and `tracestate` of every
-/// record (fresh from the encoder: a hop's records are new records), read once for the batch;
-/// leaves them as they are when the span has none.
-pub(crate) fn stamp(span: &tracing::Span, records: &mut [crate::transport::OutgoingRecord]) {
-    if span.is_disabled() || records.is_empty() {
-        return;
+/// The context of a `send` span, which the records of its append carry in their protocol
+/// headers ([`stamp`]); `None` when it has none (disabled, or no OpenTelemetry layer).
+pub(crate) fn hop_of(span: &tracing::Span) -> Option<TraceContext> {
+    if span.is_disabled() {
+        return None;
     }
-    let Some(trace) = otel::of(span) else {
-        return;
-    };
-    for record in records {
-        // The records come from the encoder, which writes the creation context as the
-        // CloudEvents attribute (`ce_traceparent`) and never these protocol headers: append.
-        debug_assert_eq!(
-            record.headers.get_pair("traceparent", "tracestate"),
-            (None, None)
-        );
-        let mut builder = record.headers.to_builder();
-        builder.push("traceparent", trace.traceparent.as_bytes());
-        if let Some(state) = &trace.tracestate {
-            builder.push("tracestate", state.as_bytes());
+    otel::of(span)
+}
+
+/// Writes a `send` span's context `hop` ([`hop_of`]) into the protocol headers `traceparent`
+/// and `tracestate` of a record being encoded (the encoder writes the creation context as the
+/// CloudEvents attribute, `ce_traceparent`, and never these): written once, with the rest.
+pub(crate) fn stamp(headers: &mut crate::transport::HeadersBuilder, hop: Option<&TraceContext>) {
+    if let Some(hop) = hop {
+        headers.push("traceparent", hop.traceparent.as_bytes());
+        if let Some(state) = &hop.tracestate {
+            headers.push("tracestate", state.as_bytes());
         }
-        record.headers = builder.finish();
     }
 }
 
 /// The previous hop's context from the protocol headers, if well formed.
-fn hop_context(headers: &Headers) -> Option<TraceContext> {
-    trace_in(headers, "traceparent", "tracestate")
+fn hop_context(hop: Hop<'_>) -> Option<TraceContext> {
+    trace_of(hop.traceparent?, hop.tracestate)
 }
 
 /// The trace context in the headers `parent` and `state`, if well formed.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
 fn trace_in(headers: &Headers, parent: &str, state: &str) -> Option<TraceContext> {
-    let traceparent = std::str::from_utf8(headers.get(parent)?).ok()?;
+    let (parent, state) = headers.get_pair(parent, state);
+    trace_of(parent?, state)
+}
+
+/// The trace context of header values `parent` and `state`, if well formed.
+fn trace_of(parent: &[u8], state: Option<&[u8]>) -> Option<TraceContext> {
+    let traceparent = std::str::from_utf8(parent).ok()?;
     if !crate::request::valid_traceparent(traceparent) {
         return None;
     }
     Some(TraceContext {
         traceparent: traceparent.to_owned(),
-        tracestate: headers
-            .get(state)
+        tracestate: state
             .and_then(|s| std::str::from_utf8(s).ok())
             .map(str::to_owned),
     })
@@ -357,12 +361,15 @@ mod otel {
     /// creation context) as the current context to process it in, when it is well formed and
     /// **not** sampled; `None` otherwise (a sampled or absent parent: the record gets a span).
     pub(super) fn unsampled_parent(
-        headers: &crate::transport::Headers,
+        hop: crate::cloudevents::record::Hop<'_>,
         raw: &crate::envelope::RawEnvelope,
     ) -> Option<opentelemetry::Context> {
         // As `hop_context`: the header when well formed, else the envelope's.
-        if let (Some(parent), state) = headers.get_pair("traceparent", "tracestate")
-            && let Ok(decided) = decide(parent, state.and_then(|s| std::str::from_utf8(s).ok()))
+        if let Some(parent) = hop.traceparent
+            && let Ok(decided) = decide(
+                parent,
+                hop.tracestate.and_then(|s| std::str::from_utf8(s).ok()),
+            )
         {
             return decided;
         }

@@ -68,15 +68,17 @@ impl BinaryMessage {
 /// [`EncodeError::InvalidAttribute`] for a time that cannot be formatted or an extension whose
 /// name is invalid or reserved.
 pub fn encode(envelope: &RawEnvelope, binding: Binding) -> Result<BinaryMessage, EncodeError> {
-    encode_parts(envelope, envelope.data.0.clone(), binding)
+    encode_parts(envelope, envelope.data.0.clone(), binding, None)
 }
 
 /// Encodes `envelope`'s attributes in binary mode around `payload` (its encoded data), which
-/// becomes the message body as it is.
+/// becomes the message body as it is; with `hop`, the `send` span's context in the protocol
+/// headers `traceparent` and `tracestate` ([`crate::telemetry::stamp`]).
 pub(crate) fn encode_parts<M>(
     envelope: &Envelope<M>,
     payload: Vec<u8>,
     binding: Binding,
+    hop: Option<&crate::envelope::TraceContext>,
 ) -> Result<BinaryMessage, EncodeError> {
     check_extension_names(envelope)?;
     let prefix = binding.prefix();
@@ -114,6 +116,7 @@ pub(crate) fn encode_parts<M>(
         }
     }
     headers.push(CONTENT_TYPE_HEADER, envelope.content_type.as_bytes());
+    crate::telemetry::stamp(&mut headers, hop);
     Ok(BinaryMessage {
         key: envelope
             .partition_key
@@ -147,9 +150,18 @@ pub fn to_binary<M: Message>(
     envelope: &Envelope<M>,
     binding: Binding,
 ) -> Result<BinaryMessage, EncodeError> {
+    to_binary_hop(envelope, binding, None)
+}
+
+/// [`to_binary`] with the `send` span's context `hop` (see [`encode_parts`]).
+pub(crate) fn to_binary_hop<M: Message>(
+    envelope: &Envelope<M>,
+    binding: Binding,
+    hop: Option<&crate::envelope::TraceContext>,
+) -> Result<BinaryMessage, EncodeError> {
     let mut payload = Vec::with_capacity(envelope.data.payload_len().unwrap_or(128));
     envelope.data.encode_payload(&mut payload)?;
-    encode_parts(envelope, payload, binding)
+    encode_parts(envelope, payload, binding, hop)
 }
 
 fn invalid(attribute: &str, reason: impl Into<String>) -> DecodeError {

@@ -22,7 +22,7 @@
 mod attributes;
 pub mod binary;
 pub mod protobuf;
-mod record;
+pub(crate) mod record;
 pub mod structured;
 
 pub use record::decode_record;

@@ -23,15 +23,46 @@ use crate::transport::{CORRUPT_HEADERS, Record};
 /// structured mode this library does not read, and every error of the format's decoder
 /// ([`binary::decode`], [`structured::decode`], [`protobuf::decode`]).
 pub fn decode_record(record: &Record, limits: &Limits) -> Result<RawEnvelope, DecodeError> {
-    // One pass over the names for what decides how to read the rest.
+    decode_record_hop(record, limits).0
+}
+
+/// The previous hop's trace context in a record's protocol headers: `traceparent` and
+/// `tracestate`, as they are (unchecked).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Hop<'a> {
+    pub(crate) traceparent: Option<&'a [u8]>,
+    pub(crate) tracestate: Option<&'a [u8]>,
+}
+
+/// [`decode_record`], also giving the record's [`Hop`] headers, found in the same pass.
+pub(crate) fn decode_record_hop<'r>(
+    record: &'r Record,
+    limits: &Limits,
+) -> (Result<RawEnvelope, DecodeError>, Hop<'r>) {
+    // One pass over the names for what decides how to read the rest, and the hop's context.
     let (mut corrupt, mut content_type) = (None, None);
+    let mut hop = Hop::default();
     for (name, value) in record.headers.raw_iter() {
         if corrupt.is_none() && name == CORRUPT_HEADERS.as_bytes() {
             corrupt = Some(value);
         } else if content_type.is_none() && name.eq_ignore_ascii_case(b"content-type") {
             content_type = Some(value);
+        } else if hop.traceparent.is_none() && name.eq_ignore_ascii_case(b"traceparent") {
+            hop.traceparent = Some(value);
+        } else if hop.tracestate.is_none() && name.eq_ignore_ascii_case(b"tracestate") {
+            hop.tracestate = Some(value);
         }
     }
+    (decode_with(record, limits, corrupt, content_type), hop)
+}
+
+/// [`decode_record`] once the first pass found the record's `corrupt` marker and `content_type`.
+fn decode_with(
+    record: &Record,
+    limits: &Limits,
+    corrupt: Option<&[u8]>,
+    content_type: Option<&[u8]>,
+) -> Result<RawEnvelope, DecodeError> {
     if let Some(reason) = corrupt {
         return Err(DecodeError::Malformed {
             format: Format::Binary,

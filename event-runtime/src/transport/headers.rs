@@ -139,6 +139,7 @@ impl Headers {
     }
 
     /// The first values of headers `a` and `b` (any ASCII case), read in one pass.
+    #[cfg(any(feature = "sqlite", feature = "postgres"))]
     pub(crate) fn get_pair(&self, a: &str, b: &str) -> (Option<&[u8]>, Option<&[u8]>) {
         let (mut first, mut second) = (None, None);
         for (name, value) in self.raw_iter() {
