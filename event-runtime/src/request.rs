@@ -73,8 +73,10 @@ pub fn valid_traceparent(value: &str) -> bool {
 }
 
 /// A well-formed `traceparent`'s trace id, parent span id and flags: `vv-<32 hex>-<16 hex>-ff`,
-/// lowercase, neither id all zeros, version `ff` invalid. Read in place, with no allocation (a
-/// record's header is read on every delivery).
+/// lowercase, neither id all zeros, version `ff` invalid. A version above `00` may go on after
+/// those 55 characters with `-` and more, which are ignored (W3C Trace Context, "Versioning of
+/// traceparent"); version `00` is exactly 55. Read in place, with no allocation (a record's
+/// header is read on every delivery).
 pub(crate) fn parse_traceparent(value: &[u8]) -> Option<(u128, u64, u8)> {
     /// Each byte's value as a lowercase hex digit; 16 for any other byte.
     const DIGITS: [u8; 256] = {
@@ -102,10 +104,13 @@ pub(crate) fn parse_traceparent(value: &[u8]) -> Option<(u128, u64, u8)> {
         }
         Some(acc)
     }
-    if value.len() != 55 || value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
+    if value.len() < 55 || value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
         return None;
     }
     let version = hex(&value[0..2])?;
+    if value.len() > 55 && (version == 0 || value[55] != b'-') {
+        return None;
+    }
     let trace = u128::from(hex(&value[3..19])?) << 64 | u128::from(hex(&value[19..35])?);
     let span = hex(&value[36..52])?;
     let flags = u8::try_from(hex(&value[53..55])?).ok()?;
