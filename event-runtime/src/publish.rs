@@ -350,28 +350,45 @@ impl<T: Transport> Publisher<T> {
             .await
     }
 
-    pub(crate) async fn publish_emitted(
-        &self,
-        emitted: Vec<Emitted>,
-    ) -> Result<(), TransportError> {
+    /// Emitted envelopes by topic, in emission order within each.
+    fn by_topic(emitted: Vec<Emitted>) -> BTreeMap<String, Vec<RawEnvelope>> {
         let mut by_topic: BTreeMap<String, Vec<RawEnvelope>> = BTreeMap::new();
         for item in emitted {
             by_topic.entry(item.topic).or_default().push(item.envelope);
         }
-        for (topic, envelopes) in by_topic {
+        by_topic
+    }
+
+    /// The `send` span of emitted `envelopes` to `topic` and their records, encoded with its
+    /// context.
+    fn emitted_records(
+        &self,
+        topic: &str,
+        envelopes: &[RawEnvelope],
+        partitions: u32,
+    ) -> Result<(tracing::Span, Vec<OutgoingRecord>), TransportError> {
+        let (span, hop) = self.send_span(topic, envelopes.len(), None);
+        let records = envelopes
+            .iter()
+            .map(|envelope| Self::record_for(envelope, partitions, hop.as_ref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| {
+                TransportError::new(
+                    crate::transport::TransportErrorKind::Other,
+                    format!("publish to {topic}"),
+                    err.to_string(),
+                )
+            })?;
+        Ok((span, records))
+    }
+
+    pub(crate) async fn publish_emitted(
+        &self,
+        emitted: Vec<Emitted>,
+    ) -> Result<(), TransportError> {
+        for (topic, envelopes) in Self::by_topic(emitted) {
             let partitions = self.partitions_of(&topic).await?;
-            let (span, hop) = self.send_span(&topic, envelopes.len(), None);
-            let records = envelopes
-                .iter()
-                .map(|envelope| Self::record_for(envelope, partitions, hop.as_ref()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|err| {
-                    TransportError::new(
-                        crate::transport::TransportErrorKind::Other,
-                        format!("publish to {topic}"),
-                        err.to_string(),
-                    )
-                })?;
+            let (span, records) = self.emitted_records(&topic, &envelopes, partitions)?;
             self.append(&topic, records, span).await?;
         }
         Ok(())
@@ -389,11 +406,7 @@ impl<T: Transport> Publisher<T> {
         // Everything on `conn`, inside the inbox transaction: a topic this app has not seen yet
         // is created there too (another connection would wait for this transaction's lock).
         // Counts found here are not cached: the transaction may still roll back.
-        let mut by_topic: BTreeMap<String, Vec<RawEnvelope>> = BTreeMap::new();
-        for item in emitted {
-            by_topic.entry(item.topic).or_default().push(item.envelope);
-        }
-        for (topic, envelopes) in by_topic {
+        for (topic, envelopes) in Self::by_topic(emitted) {
             let cached = self
                 .topics
                 .lock()
@@ -411,18 +424,7 @@ impl<T: Transport> Publisher<T> {
                     .await?
                 }
             };
-            let (span, hop) = self.send_span(&topic, envelopes.len(), None);
-            let records = envelopes
-                .iter()
-                .map(|envelope| Self::record_for(envelope, partitions, hop.as_ref()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|err| {
-                    TransportError::new(
-                        crate::transport::TransportErrorKind::Other,
-                        format!("publish to {topic}"),
-                        err.to_string(),
-                    )
-                })?;
+            let (span, records) = self.emitted_records(&topic, &envelopes, partitions)?;
             let positions =
                 crate::transport::sqlite::SqliteTransport::append_on(conn, &topic, records)
                     .instrument(span)
