@@ -107,6 +107,10 @@ pub struct GroupOptions {
     /// a partition holds unless renewed (renewed every third of it). After an instance dies
     /// without stopping, its partitions move to the others within about this time; an instance
     /// cut off for longer loses them and starts no new handler. Default 10 s.
+    ///
+    /// It is also the lease of an inbox transaction on PostgreSQL (at least 1 s; see
+    /// [`crate::Context::transaction`]): a handler must not hold that transaction idle for
+    /// longer than about five sixths of it.
     pub claim_ttl: Duration,
 }
 

@@ -247,6 +247,12 @@ impl Context {
     /// # Ok(()) }
     /// ```
     ///
+    /// On PostgreSQL the transaction is a lease of [`crate::GroupOptions::claim_ttl`] (at least
+    /// 1 s): the server ends it once it sits idle that long, so that an instance paused inside
+    /// a handler cannot hold its keys. The runtime keeps it alive while the guard is dropped;
+    /// hold the guard only around statements, not across other waits longer than about five
+    /// sixths of `claim_ttl` (docs/delivery.md, "Inbox on SQL stores").
+    ///
     /// Cancellation: dropping the returned future before it resolves only stops waiting for the
     /// lock; the transaction is unaffected.
     #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -306,7 +306,9 @@ impl<T: Transport> Publisher<T> {
         }
         self.retry
             .run(|| async {
-                let mut positions = Vec::with_capacity(envelopes.len());
+                // Every topic's records encoded before the first append: an encoding error
+                // appends nothing.
+                let mut batches = Vec::with_capacity(by_topic.len());
                 for (topic, envelopes) in &by_topic {
                     let partitions = self.partitions_of(topic).await?;
                     let created = envelopes.first().and_then(|e| e.trace.as_ref());
@@ -322,6 +324,10 @@ impl<T: Transport> Publisher<T> {
                             )
                         })
                         .collect::<Result<Vec<_>, _>>()?;
+                    batches.push((topic, records, span));
+                }
+                let mut positions = Vec::with_capacity(envelopes.len());
+                for (topic, records, span) in batches {
                     positions.extend(self.append(topic, records, span).await?);
                 }
                 Ok(positions)
@@ -386,9 +392,15 @@ impl<T: Transport> Publisher<T> {
         &self,
         emitted: Vec<Emitted>,
     ) -> Result<(), TransportError> {
+        // Every topic's records encoded before the first append: an encoding error appends
+        // nothing.
+        let mut batches = Vec::new();
         for (topic, envelopes) in Self::by_topic(emitted) {
             let partitions = self.partitions_of(&topic).await?;
             let (span, records) = self.emitted_records(&topic, &envelopes, partitions)?;
+            batches.push((topic, records, span));
+        }
+        for (topic, records, span) in batches {
             self.append(&topic, records, span).await?;
         }
         Ok(())

@@ -164,8 +164,8 @@ mod postgres_stores {
 // PostgreSQL stores
 // ---------------------------------------------------------------------------------------------
 
-/// The inbox transaction on PostgreSQL is leased for `claim_ttl` (300 ms here): a handler that
-/// awaits for four leases without holding it writes on its first attempt (the runtime keeps the
+/// The inbox transaction on PostgreSQL is leased for `claim_ttl` (1 s here): a handler that
+/// awaits for 2.5 leases without holding it writes on its first attempt (the runtime keeps the
 /// transaction alive), while one that holds it idle for as long finds it ended by the server
 /// (so a paused instance cannot hold its keys), fails that attempt and writes on the retry.
 async fn postgres_inbox_transaction_is_leased(backend: PgStores) {
@@ -181,7 +181,7 @@ async fn postgres_inbox_transaction_is_leased(backend: PgStores) {
             "leased",
             GroupOptions {
                 inbox: true,
-                claim_ttl: Duration::from_millis(300),
+                claim_ttl: Duration::from_secs(1),
                 retry: RetryPolicy {
                     immediate: 3,
                     ..RetryPolicy::none()
@@ -199,7 +199,7 @@ async fn postgres_inbox_transaction_is_leased(backend: PgStores) {
                 };
                 if !first {
                     // Awaits without the transaction: kept alive meanwhile.
-                    tokio::time::sleep(Duration::from_millis(1200)).await;
+                    tokio::time::sleep(Duration::from_millis(2500)).await;
                 }
                 let mut tx = ctx
                     .transaction::<sqlx::Postgres>()
@@ -207,7 +207,7 @@ async fn postgres_inbox_transaction_is_leased(backend: PgStores) {
                     .ok_or_else(|| HandlerError::permanent("no PostgreSQL inbox transaction"))?;
                 if first {
                     // Holds it idle past the lease: the server ends it.
-                    tokio::time::sleep(Duration::from_millis(1200)).await;
+                    tokio::time::sleep(Duration::from_millis(2500)).await;
                 }
                 sqlx::query("INSERT INTO leased_rows (account, attempt) VALUES ($1, $2)")
                     .bind(&event.data.account)

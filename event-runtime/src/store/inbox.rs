@@ -37,11 +37,11 @@ pub(crate) trait EmitIn<DB: Exec>: Sync {
 /// the error for a handler that kept its context, and so the transaction, after returning.
 /// `Ok(false)`: the key was claimed before (a duplicate), and nothing ran.
 ///
-/// The transaction holds the dedupe key's claim like a lease ([`Exec::begin_leased`]): on
-/// PostgreSQL the server ends it once it sits idle for `lease`, so an instance paused or cut off
-/// in the handler cannot hold the key (which another instance's attempt waits on) for longer;
-/// while the handler runs, the transaction is kept alive every third of `lease` whenever the
-/// handler is not holding it.
+/// The transaction holds the dedupe key's claim like a lease ([`Exec::begin_leased`], of
+/// `lease` but at least [`MIN_LEASE`]): on PostgreSQL the server ends it once it sits idle that
+/// long, so an instance paused or cut off in the handler cannot hold the key (which another
+/// instance's attempt waits on) for longer; while the handler runs, the transaction is kept
+/// alive every sixth of the lease whenever the handler is not holding it.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn attempt<DB, F, Fut, E>(
@@ -62,6 +62,7 @@ where
     E: From<TransportError>,
 {
     let error = |err| E::from(DB::error(format!("inbox of {group}"), err));
+    let lease = lease.max(MIN_LEASE);
     let (_writer, mut tx) = begin(pool, writer, Some(lease)).await.map_err(error)?;
     let claimed = super::dedupe::claim::<DB>(&mut tx, group, dedupe_key).await?;
     if !claimed && !bypass_dedupe {
@@ -80,10 +81,16 @@ where
     Ok(true)
 }
 
-/// Runs `work` (the handler, sharing `tx`), resetting the transaction's idle time every third of
+/// The shortest lease of an inbox transaction: several round trips to the database, whatever
+/// `claim_ttl` says.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+const MIN_LEASE: Duration = Duration::from_secs(1);
+
+/// Runs `work` (the handler, sharing `tx`), resetting the transaction's idle time every sixth of
 /// `lease` whenever `tx` is free (the handler is not holding it), so that a live attempt's
 /// [`Exec::begin_leased`] transaction does not end while a slow handler awaits other things. A
-/// failed keep-alive is left for the handler's next statement or the commit to report.
+/// keep-alive waits at most that long (the handler is not polled meanwhile); a failed one is
+/// left for the handler's next statement or the commit to report.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 async fn kept_alive<DB: Exec, T>(
     tx: &tokio::sync::Mutex<Transaction<'static, DB>>,
@@ -93,14 +100,14 @@ async fn kept_alive<DB: Exec, T>(
     let Some(keep_alive) = DB::KEEP_ALIVE else {
         return work.await;
     };
-    let every = (lease / 3).max(Duration::from_millis(10));
+    let every = lease / 6;
     let mut work = std::pin::pin!(work);
     loop {
         tokio::select! {
             done = &mut work => return done,
             () = tokio::time::sleep(every) => {
                 if let Ok(mut tx) = tx.try_lock() {
-                    let _ = DB::exec(&mut tx, keep_alive, &[]).await;
+                    let _ = tokio::time::timeout(every, DB::exec(&mut tx, keep_alive, &[])).await;
                 }
             }
         }

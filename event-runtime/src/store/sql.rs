@@ -42,10 +42,10 @@ pub trait Sql: sqlx::Database {
     fn begin_write(
         pool: &Pool<Self>,
     ) -> impl Future<Output = Result<Transaction<'static, Self>, sqlx::Error>> + Send;
-    /// Begins a writing transaction that the server ends, releasing its locks, once it sits
-    /// idle for `lease` (PostgreSQL's `idle_in_transaction_session_timeout`, for this
-    /// transaction alone): a process paused or cut off inside it holds its locks no longer than
-    /// a claim's lease. [`Sql::KEEP_ALIVE`] keeps a live one going. Where the database has no
+    /// Begins a writing transaction that the server ends, terminating its session and so
+    /// releasing its locks, once it sits idle for `lease` (PostgreSQL's
+    /// `idle_in_transaction_session_timeout`, for this transaction alone): a process paused or
+    /// cut off inside it holds its locks no longer than a claim's lease. [`Sql::KEEP_ALIVE`] keeps a live one going. Where the database has no
     /// such bound (SQLite), [`Sql::begin_write`].
     fn begin_leased(
         pool: &Pool<Self>,
