@@ -23,7 +23,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
@@ -238,7 +238,7 @@ fn valid_instance_char(c: char) -> bool {
 
 struct Group {
     options: GroupOptions,
-    handlers: HashMap<String, Arc<dyn ErasedHandler>>,
+    handlers: crate::FastMap<String, Arc<dyn ErasedHandler>>,
     descriptors: Vec<&'static crate::message::Descriptor>,
 }
 
@@ -558,7 +558,7 @@ impl<T: Transport> App<T> {
             .entry(group.to_owned())
             .or_insert_with(|| Group {
                 options: GroupOptions::default(),
-                handlers: HashMap::new(),
+                handlers: crate::FastMap::default(),
                 descriptors: Vec::new(),
             })
     }

@@ -14,7 +14,6 @@
 //! consumer knows, or failing permanently goes to the dead-letter queue with its reason; the loop
 //! never stops for one bad record.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -308,7 +307,7 @@ pub(crate) struct GroupRunner<T: Transport> {
     /// This instance's id ([`crate::App::instance`]), in logs and audit entries.
     pub(crate) instance: Arc<str>,
     pub(crate) options: GroupOptions,
-    pub(crate) handlers: HashMap<String, Arc<dyn ErasedHandler>>,
+    pub(crate) handlers: crate::FastMap<String, Arc<dyn ErasedHandler>>,
     pub(crate) transport: Arc<T>,
     pub(crate) publisher: Publisher<T>,
     pub(crate) dlq: DeadLetters,
@@ -327,7 +326,7 @@ pub(crate) struct GroupRunner<T: Transport> {
     /// hold each: one, but for a claim of its own taken over after it lapsed), which
     /// [`Self::run_claim_renewals`] renews. Only these: a claim the instance lost track of
     /// lapses.
-    pub(crate) held: std::sync::Mutex<HashMap<Arc<str>, u32>>,
+    pub(crate) held: std::sync::Mutex<crate::FastMap<Arc<str>, u32>>,
 }
 
 /// A dedupe claim held while a record is handled ([`GroupRunner::hold`]): dropped without

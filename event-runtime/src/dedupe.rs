@@ -17,7 +17,6 @@
 //! instead claims the key inside the handler's transaction (the inbox pattern, see
 //! [`crate::consumer`]), so the mark and the effect commit together.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -99,7 +98,7 @@ pub struct MemoryDedupe {
 #[derive(Debug, Default)]
 struct Keys {
     // group -> key -> its state; nested so that a lookup borrows instead of allocating.
-    keys: HashMap<String, HashMap<String, State>>,
+    keys: crate::FastMap<String, crate::FastMap<String, State>>,
 }
 
 #[derive(Debug)]
@@ -192,7 +191,7 @@ impl MemoryDedupe {
 }
 
 /// `map[group]`, created if missing, without allocating the group's name when it is there.
-fn entry<'m, V: Default>(map: &'m mut HashMap<String, V>, group: &str) -> &'m mut V {
+fn entry<'m, V: Default>(map: &'m mut crate::FastMap<String, V>, group: &str) -> &'m mut V {
     if !map.contains_key(group) {
         map.insert(group.to_owned(), V::default());
     }

@@ -32,7 +32,7 @@
 //! [`GroupOptions::max_uncommitted`]: crate::GroupOptions::max_uncommitted
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -128,7 +128,7 @@ type Finished = Option<(LaneKey, u64)>;
 struct Lanes {
     /// Busy keys (a record of theirs is running or holds a slot in `ready`), each with the
     /// records read behind it, in read order.
-    busy: HashMap<Vec<u8>, VecDeque<Record>>,
+    busy: crate::FastMap<Vec<u8>, VecDeque<Record>>,
     /// Records whose key was free when they came, waiting for a slot, first come first served.
     ready: VecDeque<(LaneKey, Record)>,
     /// The records running: at most `slots`.
@@ -142,7 +142,7 @@ struct Lanes {
 impl Lanes {
     fn new(slots: usize, lease: Option<Arc<Lease>>) -> Self {
         Lanes {
-            busy: HashMap::new(),
+            busy: crate::FastMap::default(),
             ready: VecDeque::new(),
             running: FuturesUnordered::new(),
             slots: slots.max(1),
