@@ -89,8 +89,9 @@ const MIN_LEASE: Duration = Duration::from_secs(1);
 /// Runs `work` (the handler, sharing `tx`), resetting the transaction's idle time every sixth of
 /// `lease` whenever `tx` is free (the handler is not holding it), so that a live attempt's
 /// [`Exec::begin_leased`] transaction does not end while a slow handler awaits other things. A
-/// keep-alive waits at most that long (the handler is not polled meanwhile); a failed one is
-/// left for the handler's next statement or the commit to report.
+/// keep-alive waits at most that long (the handler is not polled meanwhile). A failed one (the
+/// server ended the transaction: the instance was paused, or the handler held it idle too long)
+/// is logged, and the handler's next statement or the commit reports the failure.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 async fn kept_alive<DB: Exec, T>(
     tx: &tokio::sync::Mutex<Transaction<'static, DB>>,
@@ -106,8 +107,16 @@ async fn kept_alive<DB: Exec, T>(
         tokio::select! {
             done = &mut work => return done,
             () = tokio::time::sleep(every) => {
-                if let Ok(mut tx) = tx.try_lock() {
-                    let _ = tokio::time::timeout(every, DB::exec(&mut tx, keep_alive, &[])).await;
+                if let Ok(mut tx) = tx.try_lock()
+                    && let Ok(Err(err)) =
+                        tokio::time::timeout(every, DB::exec(&mut tx, keep_alive, &[])).await
+                {
+                    tracing::warn!(
+                        error = %err,
+                        "an inbox transaction's keep-alive failed: the server ended it (it sat \
+                         idle for its lease, claim_ttl); the attempt will fail"
+                    );
+                    return work.await;
                 }
             }
         }

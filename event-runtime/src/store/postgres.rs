@@ -132,9 +132,13 @@ impl Sql for Postgres {
         lease: Duration,
     ) -> Result<Transaction<'static, Self>, sqlx::Error> {
         // One round trip: a custom BEGIN goes as a simple query, which may hold two statements.
+        // The setting is made only where the server has it, so that the BEGIN never fails after
+        // opening the transaction (sqlx would hand the connection back in an aborted one); a
+        // server without it (a "compatible" one) gets an unbounded transaction, as before.
         let ms = lease.as_millis().clamp(1, i32::MAX as u128);
         pool.begin_with(sqlx::AssertSqlSafe(format!(
-            "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {ms}"
+            "BEGIN; SELECT set_config('idle_in_transaction_session_timeout', '{ms}', true) \
+             WHERE current_setting('idle_in_transaction_session_timeout', true) IS NOT NULL"
         )))
         .await
     }
