@@ -189,16 +189,30 @@ impl<T: Transport> Publisher<T> {
         let sent = self.sent.to(topic);
         let count = records.len() as u64;
         let started = std::time::Instant::now();
-        let result = self.transport.append(topic, records).instrument(span).await;
+        let result = self
+            .transport
+            .append(topic, records)
+            .instrument(span.clone())
+            .await;
         sent.duration.observe(started.elapsed());
         match &result {
-            Ok(_) => sent
-                .records
-                .fetch_add(count, std::sync::atomic::Ordering::Relaxed),
-            Err(_) => sent
-                .errors
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-        };
+            Ok(_) => {
+                sent.records
+                    .fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(err) => {
+                sent.errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let kind = match err.kind {
+                    crate::transport::TransportErrorKind::Unavailable => "unavailable",
+                    crate::transport::TransportErrorKind::UnknownTopic => "unknown_topic",
+                    crate::transport::TransportErrorKind::InvalidPartition => "invalid_partition",
+                    crate::transport::TransportErrorKind::Corrupt => "corrupt",
+                    _ => "other",
+                };
+                crate::telemetry::send_failed(&span, kind);
+            }
+        }
         result
     }
 
@@ -276,7 +290,8 @@ impl<T: Transport> Publisher<T> {
                     partitions,
                     self.transport.structured_records(),
                     hop.as_ref(),
-                )?;
+                )
+                .inspect_err(|_| crate::telemetry::send_failed(&span, "encode"))?;
                 let positions = self.append(topic, vec![record], span).await?;
                 Ok(positions[0])
             })
@@ -323,7 +338,8 @@ impl<T: Transport> Publisher<T> {
                                 hop.as_ref(),
                             )
                         })
-                        .collect::<Result<Vec<_>, _>>()?;
+                        .collect::<Result<Vec<_>, _>>()
+                        .inspect_err(|_| crate::telemetry::send_failed(&span, "encode"))?;
                     batches.push((topic, records, span));
                 }
                 let mut positions = Vec::with_capacity(envelopes.len());
@@ -349,7 +365,8 @@ impl<T: Transport> Publisher<T> {
             .run(|| async {
                 let partitions = self.partitions_of(topic).await?;
                 let (span, hop) = self.send_span(topic, 1, envelope.trace.as_ref());
-                let record = Self::record_for(envelope, partitions, hop.as_ref())?;
+                let record = Self::record_for(envelope, partitions, hop.as_ref())
+                    .inspect_err(|_| crate::telemetry::send_failed(&span, "encode"))?;
                 let positions = self.append(topic, vec![record], span).await?;
                 Ok(positions[0])
             })
@@ -379,6 +396,7 @@ impl<T: Transport> Publisher<T> {
             .map(|envelope| Self::record_for(envelope, partitions, hop.as_ref()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|err| {
+                crate::telemetry::send_failed(&span, "encode");
                 TransportError::new(
                     crate::transport::TransportErrorKind::Other,
                     format!("publish to {topic}"),

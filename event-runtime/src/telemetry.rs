@@ -15,7 +15,8 @@
 //! `messaging.destination.name` (the topic), `messaging.destination.partition.id`,
 //! `messaging.consumer.group.name`, `messaging.message.id`,
 //! `messaging.message.conversation_id` (the correlation id), `messaging.batch.message_count`
-//! (send), `error.type` (the dead letter's reason); ours: `evt.type`, `evt.delivery.attempt`,
+//! (send), `error.type` (the dead letter's reason; on a failed `send`, `encode` or the engine's
+//! error kind, with an error status); ours: `evt.type`, `evt.delivery.attempt`,
 //! `evt.causation_id`, `evt.replay` (a replay or redrive), `evt.outcome` (`handled`,
 //! `duplicate`, `skipped`, `unknown_type`, `dead_lettered`); on `saga` spans `evt.saga.name`,
 //! `evt.saga.key`, `evt.saga.version` (after the transition), `evt.saga.status` and
@@ -221,8 +222,17 @@ macro_rules! send_span {
             messaging.operation.name = "send",
             messaging.destination.name = $topic,
             messaging.batch.message_count = $count,
+            otel.status_code = tracing::field::Empty,
+            error.r#type = tracing::field::Empty,
         )
     };
+}
+
+/// Records a `send` span's failure: `error.type` (`encode`, or the engine's error kind) and an
+/// error status.
+pub(crate) fn send_failed(span: &tracing::Span, kind: &str) {
+    span.record("error.type", kind);
+    span.record("otel.status_code", "error");
 }
 
 /// The `send` span of an append of `count` envelopes to `topic` (not entered): a child of the

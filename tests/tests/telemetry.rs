@@ -380,6 +380,34 @@ async fn a_dead_letter_is_settled_under_its_process_span() {
     running.stop().await;
 }
 
+/// A publish the encoder refuses (an extension name CloudEvents forbids) ends its `send` span
+/// with an error status and `error.type` `encode`, and appends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_send_ends_its_span_with_an_error() {
+    let (_provider, exporter) = install();
+    let app = App::in_memory().await.unwrap();
+    let mut envelope = Envelope::event(OrderPlaced {
+        order: "o-5".into(),
+    });
+    envelope.extensions.insert(
+        "Not-Valid".into(),
+        event_runtime::envelope::ExtensionValue::String("x".into()),
+    );
+    let err = app.publisher().publish(envelope).await.unwrap_err();
+    assert!(
+        matches!(err, event_runtime::publish::PublishError::Encode(_)),
+        "{err}"
+    );
+    let spans = spans(&exporter, 1).await;
+    let send = named(&spans, "send orders");
+    assert_eq!(attributes(send)["error.type"], "encode");
+    assert!(
+        matches!(send.status, opentelemetry::trace::Status::Error { .. }),
+        "{:?}",
+        send.status
+    );
+}
+
 /// Through the transactional outbox (SQLite stores on the memory engine, inbox mode): the
 /// shipment is processed as a child of the `process` span that created it, never of the relay,
 /// whose `send` is a root linked to that creation context.
