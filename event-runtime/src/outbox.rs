@@ -738,9 +738,14 @@ impl<T: Transport, DB: Exec> Relay<T, DB> {
         for (topic, ids, records) in runs {
             let transport = self.publisher.transport_ref();
             let span = crate::telemetry::relay_span(transport.system(), &topic, &records);
-            match transport.append(&topic, records).instrument(span).await {
+            match transport
+                .append(&topic, records)
+                .instrument(span.clone())
+                .await
+            {
                 Ok(_) => appended.extend(ids),
                 Err(err) => {
+                    crate::telemetry::append_failed(&span, &err);
                     failure = Some((ids, err));
                     break;
                 }

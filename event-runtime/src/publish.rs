@@ -203,14 +203,7 @@ impl<T: Transport> Publisher<T> {
             Err(err) => {
                 sent.errors
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let kind = match err.kind {
-                    crate::transport::TransportErrorKind::Unavailable => "unavailable",
-                    crate::transport::TransportErrorKind::UnknownTopic => "unknown_topic",
-                    crate::transport::TransportErrorKind::InvalidPartition => "invalid_partition",
-                    crate::transport::TransportErrorKind::Corrupt => "corrupt",
-                    _ => "other",
-                };
-                crate::telemetry::send_failed(&span, kind);
+                crate::telemetry::append_failed(&span, err);
             }
         }
         result
@@ -457,8 +450,9 @@ impl<T: Transport> Publisher<T> {
             let (span, records) = self.emitted_records(&topic, &envelopes, partitions)?;
             let positions =
                 crate::transport::sqlite::SqliteTransport::append_on(conn, &topic, records)
-                    .instrument(span)
-                    .await?;
+                    .instrument(span.clone())
+                    .await
+                    .inspect_err(|err| crate::telemetry::append_failed(&span, err))?;
             for position in positions {
                 written.push((topic.clone(), position.partition));
             }

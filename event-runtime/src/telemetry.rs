@@ -235,6 +235,19 @@ pub(crate) fn send_failed(span: &tracing::Span, kind: &str) {
     span.record("otel.status_code", "error");
 }
 
+/// Records a `send` span's failed append: [`send_failed`] with the engine's error kind.
+pub(crate) fn append_failed(span: &tracing::Span, err: &crate::transport::TransportError) {
+    use crate::transport::TransportErrorKind;
+    let kind = match err.kind {
+        TransportErrorKind::Unavailable => "unavailable",
+        TransportErrorKind::UnknownTopic => "unknown_topic",
+        TransportErrorKind::InvalidPartition => "invalid_partition",
+        TransportErrorKind::Corrupt => "corrupt",
+        TransportErrorKind::Other => "other",
+    };
+    send_failed(span, kind);
+}
+
 /// The `send` span of an append of `count` envelopes to `topic` (not entered): a child of the
 /// current span, or outside any of the envelopes' creation context `created`.
 pub(crate) fn send_span(

@@ -167,7 +167,9 @@ mod postgres_stores {
 /// The inbox transaction on PostgreSQL is leased for `claim_ttl` (1 s here): a handler that
 /// awaits for 2.5 leases without holding it writes on its first attempt (the runtime keeps the
 /// transaction alive), while one that holds it idle for as long finds it ended by the server
-/// (so a paused instance cannot hold its keys), fails that attempt and writes on the retry.
+/// (so a paused instance cannot hold its keys), fails that attempt and writes on the retry. A
+/// handler whose statement failed in the transaction (so the keep-alives fail) can still take
+/// it again.
 async fn postgres_inbox_transaction_is_leased(backend: PgStores) {
     sqlx::raw_sql("CREATE TABLE leased_rows (account TEXT NOT NULL, attempt INT NOT NULL)")
         .execute(&backend.pool)
@@ -175,7 +177,8 @@ async fn postgres_inbox_transaction_is_leased(backend: PgStores) {
         .unwrap();
     let mut app = backend.app().await;
     let held_once = Arc::new(AtomicBool::new(false));
-    let flag = held_once.clone();
+    let aborted_once = Arc::new(AtomicBool::new(false));
+    let (flag, aborted) = (held_once.clone(), aborted_once.clone());
     app.partitions(2)
         .group_options(
             "leased",
@@ -190,8 +193,23 @@ async fn postgres_inbox_transaction_is_leased(backend: PgStores) {
             },
         )
         .subscribe::<Step, _>("leased", move |event: Envelope<Step>, ctx: Context| {
-            let flag = flag.clone();
+            let (flag, aborted) = (flag.clone(), aborted.clone());
             async move {
+                if event.data.account == "aborts" && !aborted.swap(true, Ordering::SeqCst) {
+                    // A statement fails in the transaction, then the handler awaits without
+                    // it (a keep-alive fails meanwhile) and takes it again: it must get it.
+                    let mut tx = ctx
+                        .transaction::<sqlx::Postgres>()
+                        .await
+                        .ok_or_else(|| HandlerError::permanent("no inbox transaction"))?;
+                    if sqlx::query("SELECT 1 / 0").execute(&mut **tx).await.is_ok() {
+                        return Err(HandlerError::permanent("1 / 0 did not fail"));
+                    }
+                    drop(tx);
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    let _again = ctx.transaction::<sqlx::Postgres>().await;
+                    return Err(HandlerError::transient("the transaction is aborted"));
+                }
                 let first = if event.data.account == "holds" {
                     !flag.swap(true, Ordering::SeqCst)
                 } else {
@@ -219,7 +237,7 @@ async fn postgres_inbox_transaction_is_leased(backend: PgStores) {
             }
         });
     let publisher = app.publisher();
-    for account in ["awaits", "holds"] {
+    for account in ["aborts", "awaits", "holds"] {
         publisher
             .publish(Envelope::event(Step {
                 account: account.to_owned(),
@@ -237,11 +255,15 @@ async fn postgres_inbox_transaction_is_leased(backend: PgStores) {
             .unwrap();
     assert_eq!(
         rows,
-        [("awaits".to_owned(), 0), ("holds".to_owned(), 0)],
+        [
+            ("aborts".to_owned(), 0),
+            ("awaits".to_owned(), 0),
+            ("holds".to_owned(), 0)
+        ],
         "each written once, by an attempt that did not hold its transaction idle"
     );
     let stats = running.stats("leased").unwrap();
-    assert_eq!((stats.handled, stats.retries), (2, 1), "{stats:?}");
+    assert_eq!((stats.handled, stats.retries), (3, 2), "{stats:?}");
     assert_eq!(stats.dead_lettered, 0, "{stats:?}");
 }
 

@@ -90,8 +90,8 @@ const MIN_LEASE: Duration = Duration::from_secs(1);
 /// `lease` whenever `tx` is free (the handler is not holding it), so that a live attempt's
 /// [`Exec::begin_leased`] transaction does not end while a slow handler awaits other things. A
 /// keep-alive waits at most that long (the handler is not polled meanwhile). A failed one (the
-/// server ended the transaction: the instance was paused, or the handler held it idle too long)
-/// is logged, and the handler's next statement or the commit reports the failure.
+/// server ended the transaction: the instance was paused, or the handler held it idle too long;
+/// or a statement of the handler failed in it) is logged and ends the keep-alives.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
 async fn kept_alive<DB: Exec, T>(
     tx: &tokio::sync::Mutex<Transaction<'static, DB>>,
@@ -107,14 +107,24 @@ async fn kept_alive<DB: Exec, T>(
         tokio::select! {
             done = &mut work => return done,
             () = tokio::time::sleep(every) => {
-                if let Ok(mut tx) = tx.try_lock()
-                    && let Ok(Err(err)) =
-                        tokio::time::timeout(every, DB::exec(&mut tx, keep_alive, &[])).await
-                {
+                // The guard is dropped before the handler is polled again: it locks the
+                // transaction itself.
+                let failed = match tx.try_lock() {
+                    Ok(mut tx) => {
+                        match tokio::time::timeout(every, DB::exec(&mut tx, keep_alive, &[])).await
+                        {
+                            Ok(Err(err)) => Some(err),
+                            _ => None,
+                        }
+                    }
+                    Err(_) => None,
+                };
+                if let Some(err) = failed {
                     tracing::warn!(
                         error = %err,
                         "an inbox transaction's keep-alive failed: the server ended it (it sat \
-                         idle for its lease, claim_ttl); the attempt will fail"
+                         idle for its lease, claim_ttl), or a statement of the handler failed \
+                         in it"
                     );
                     return work.await;
                 }

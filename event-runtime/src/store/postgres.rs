@@ -134,7 +134,7 @@ impl Sql for Postgres {
         // One round trip: a custom BEGIN goes as a simple query, which may hold two statements.
         // The setting is made only where the server has it, so that the BEGIN never fails after
         // opening the transaction (sqlx would hand the connection back in an aborted one); a
-        // server without it (a "compatible" one) gets an unbounded transaction, as before.
+        // server without it (a "compatible" one) gets an unbounded transaction (no lease).
         let ms = lease.as_millis().clamp(1, i32::MAX as u128);
         pool.begin_with(sqlx::AssertSqlSafe(format!(
             "BEGIN; SELECT set_config('idle_in_transaction_session_timeout', '{ms}', true) \
