@@ -4,10 +4,12 @@
 //! - publish, awaiting each delivery report: `Publisher::publish` vs `FutureProducer::send`;
 //! - publish in batches of 100: `Publisher::publish_all` vs 100 enqueued sends + their reports;
 //! - consume: an app's group (fetch, decode, dedupe, handler, commit per batch) vs the usual
-//!   at-least-once rdkafka loop: a `StreamConsumer` of its own group with the settings of the
-//!   framework's read cursors (`fetch.wait.max.ms=50`, `auto.offset.reset=earliest`, no auto
-//!   commit, no automatic offset store), assigned to the partition at the group's committed
-//!   offset (0 for a new group), that receives each message with `recv` (which hands out what
+//!   at-least-once rdkafka loop: a `StreamConsumer` that subscribes as a member of its own
+//!   consumer group (the framework's group joins its Kafka consumer group before it reads, so
+//!   both sides pay the join; the member settings are the framework's: `cooperative-sticky`,
+//!   10 s sessions) with the settings of the framework's read cursors (`fetch.wait.max.ms=50`,
+//!   `auto.offset.reset=earliest`, no auto commit, no automatic offset store), resuming at the
+//!   group's committed offset, that receives each message with `recv` (which hands out what
 //!   librdkafka already prefetched without waiting, as the framework's cursors read), decodes it
 //!   as the framework must (the `ce_` headers: `specversion` checked, `id` parsed as a UUID and
 //!   `time` as RFC 3339, `source` and `type` read; the payload with `serde_json::from_slice` into
@@ -16,15 +18,14 @@
 //!   small `id` and `time` parsers are checked against the envelope's own values at start.
 //!
 //! Consuming times start-up on both sides: the framework's clock starts before `App::start`
-//! (its group's committed position read, its cursor created and assigned, the first fetch), the
-//! raw side's before the consumer is created (the committed position read, the assignment, the
-//! first fetch). Both stop when the last message is handled; the last commit is timed on neither
-//! side (the raw side's is checked after). The raw consumer is assigned an absolute offset, as
-//! the framework's cursors are, not `Offset::Beginning`: librdkafka resolves a logical offset
-//! with a ListOffsets request, and when asked before the client has the partition's leader
-//! (right after `create`) it schedules that request 500 ms later ("no current leader for
-//! partition"), which made the first message ~0.5 s late. tansu answers every Fetch only after
-//! `fetch.wait.max.ms`, data ready or not: both sides wait the same 50 ms per fetch.
+//! (joining the Kafka group, its group's committed position read, its cursor created and
+//! assigned, the first fetch), the raw side's before the consumer is created (joining the
+//! group, the committed position read, the first fetch). Both stop when the last message is
+//! handled; the last commit is timed on neither side (the raw side's is checked after). tansu
+//! holds a new group's first member for its rebalance delay, and answers every Fetch only
+//! after `fetch.wait.max.ms`, data ready or not: both sides wait the same. (Before the
+//! framework joined Kafka groups, the raw side was assigned the partition directly; with the
+//! join on one side only, the ratio read 0.06x.)
 //!
 //! Both producers have the same settings (idempotent, `acks=all`, `linger.ms=1`, and one record
 //! per produce batch: tansu 0.6 answers ListOffsets with the base offset of the newest batch + 1,
@@ -421,10 +422,16 @@ async fn consume_raw(servers: &str, n: usize, tag: &str) -> f64 {
         raw_send(&producer, &topic, chunk).await;
     }
     let started = Instant::now();
-    // The framework's read cursors' settings, with the group's own commits.
+    // The framework's read cursors' settings, as a member of its own consumer group with the
+    // settings of the framework's group member (cooperative-sticky, 10 s sessions: the default
+    // `claim_ttl`): the framework's group on Kafka joins its Kafka consumer group before it reads
+    // (docs/delivery.md, "Running several instances"), so both sides pay the join.
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", servers)
         .set("group.id", format!("raw{tag}"))
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("session.timeout.ms", "10000")
+        .set("heartbeat.interval.ms", "2000")
         .set("allow.auto.create.topics", "false")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -433,23 +440,9 @@ async fn consume_raw(servers: &str, n: usize, tag: &str) -> f64 {
         .set("log_level", "3")
         .create()
         .unwrap();
-    // Resume from the group's committed offset, else from offset 0 (`earliest` covers a log
-    // whose start moved): an absolute offset, as the framework assigns its cursors.
-    let mut partition = TopicPartitionList::new();
-    partition.add_partition(&topic, 0);
-    let committed = tokio::task::block_in_place(|| {
-        consumer.committed_offsets(partition, Duration::from_secs(10))
-    })
-    .unwrap();
-    let from = match committed.find_partition(&topic, 0).map(|p| p.offset()) {
-        Some(Offset::Offset(at)) if at >= 0 => at,
-        _ => 0,
-    };
-    let mut assignment = TopicPartitionList::new();
-    assignment
-        .add_partition_offset(&topic, 0, Offset::Offset(from))
-        .unwrap();
-    consumer.assign(&assignment).unwrap();
+    // The coordinator assigns the partition; the consumer resumes from the group's committed
+    // offset (a new group: the earliest).
+    consumer.subscribe(&[topic.as_str()]).unwrap();
     for seen in 1..=n {
         let message = consumer.recv().await.unwrap();
         handle(&message);

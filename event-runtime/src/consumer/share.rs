@@ -329,7 +329,12 @@ impl<T: Transport> GroupRunner<T> {
             // Settled: look again after a sixth of the ttl (at most a second), so that a member
             // that joins gets its share soon; renewals are made when due. Otherwise soon.
             let settled = owned.len() == share.len() && owned.keys().all(|p| share.contains(p));
-            let pause = if settled {
+            let pause = if engine_assigns {
+                // The engine's assignment is read here, locally: look often, so that a
+                // partition assigned (or being revoked, whose rebalance waits for its drain) is
+                // taken up (or drained) within a tenth of a second, not a round later.
+                (ttl / 10).clamp(Duration::from_millis(10), Duration::from_millis(100))
+            } else if settled {
                 (ttl / 6).min(Duration::from_secs(1))
             } else {
                 (ttl / 10).clamp(Duration::from_millis(10), Duration::from_millis(250))
