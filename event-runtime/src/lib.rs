@@ -166,8 +166,11 @@ pub mod transport;
 pub mod __private;
 
 /// The maps on the per-record path (a key lane, an in-flight claim, a handler by type, the memory
-/// dedupe store): foldhash's quality hasher, randomly seeded per map, instead of SipHash, whose
-/// cost was a tenth of an in-memory delivery (about 29 hashes of keys per record).
+/// dedupe store): foldhash's quality hasher instead of SipHash, whose cost was a tenth of an
+/// in-memory delivery (about 29 hashes of keys per record). Each map's seed derives from a
+/// per-process secret; foldhash calls itself only minimally resistant to crafted collisions, and
+/// the maps keyed by message keys are bounded by the in-flight limits (the memory dedupe store,
+/// for tests and single-process apps, excepted).
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::quality::RandomState>;
 
 pub use app::{App, GroupOptions, Publisher, Running, Stores};

@@ -515,6 +515,26 @@ async fn owners(transport: &event_nats::NatsTransport) -> Vec<Option<String>> {
     owners
 }
 
+/// Waits until the partitions' owners satisfy `settled`, failing with `what` and the owners
+/// `secs` seconds after `since`.
+async fn owned_until(
+    transport: &event_nats::NatsTransport,
+    since: Instant,
+    secs: u64,
+    what: &str,
+    settled: impl Fn(&[Option<String>]) -> bool,
+) {
+    let deadline = since + Duration::from_secs(secs);
+    loop {
+        let owned = owners(transport).await;
+        if settled(&owned) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {owned:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Three processes of one service on NATS share the group's partitions (each books a share),
 /// and when one is SIGKILLed mid-stream the other two take its partitions once its claims lapse:
 /// the inbox ledger ends with every event exactly once, in order per account.
@@ -542,17 +562,12 @@ async fn second_of_three_killed(
     let mut two = Running(instance_on(engine, env, "two", ttl_ms));
     let mut three = Running(instance_on(engine, env, "three", ttl_ms));
     if let Some(transport) = slots {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let owned = owners(transport).await;
+        owned_until(transport, Instant::now(), 20, "no even shares", |owned| {
             let shares = ["one", "two", "three"]
                 .map(|id| owned.iter().filter(|o| o.as_deref() == Some(id)).count());
-            if shares.iter().all(|n| (2..=3).contains(n)) && shares.iter().sum::<usize>() == 8 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "no even shares: {owned:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            shares.iter().all(|n| (2..=3).contains(n)) && shares.iter().sum::<usize>() == 8
+        })
+        .await;
     }
     all_booked(ledger, &["one", "two", "three"]).await;
     two.kill().expect("SIGKILL");
@@ -562,22 +577,19 @@ async fn second_of_three_killed(
     assert!(at_kill < i64::from(EVENTS), "the kill landed after the end");
     if let Some(transport) = slots {
         // The survivors own every partition within the claim's time and a few rounds.
-        let deadline = killed + Duration::from_secs(10);
-        loop {
-            let owned = owners(transport).await;
-            if owned
-                .iter()
-                .all(|o| matches!(o.as_deref(), Some("one" | "three")))
-            {
-                eprintln!("partitions moved {:?} after the kill", killed.elapsed());
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "two's partitions did not move: {owned:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        owned_until(
+            transport,
+            killed,
+            10,
+            "two's partitions did not move",
+            |owned| {
+                owned
+                    .iter()
+                    .all(|o| matches!(o.as_deref(), Some("one" | "three")))
+            },
+        )
+        .await;
+        eprintln!("partitions moved {:?} after the kill", killed.elapsed());
     }
     finishes(&mut one, "one").await;
     finishes(&mut three, "three").await;
@@ -635,19 +647,15 @@ async fn paused_past_its_lease(
         "the stop landed after the end"
     );
     if let Some(transport) = slots {
-        let deadline = stopped + Duration::from_secs(10);
-        loop {
-            let owned = owners(transport).await;
-            if owned.iter().all(|o| o.as_deref() == Some("two")) {
-                eprintln!("partitions moved {:?} after the stop", stopped.elapsed());
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "one's partitions did not move: {owned:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        owned_until(
+            transport,
+            stopped,
+            10,
+            "one's partitions did not move",
+            |owned| owned.iter().all(|o| o.as_deref() == Some("two")),
+        )
+        .await;
+        eprintln!("partitions moved {:?} after the stop", stopped.elapsed());
     }
     let deadline = stopped + Duration::from_secs(30);
     while ledger.handled().await < i64::from(EVENTS) {
