@@ -9,15 +9,18 @@
 //!
 //! Publishing alternates the two sides in segments and consuming alternates which side goes
 //! first, so both see the same load from the rest of the machine. Prints events per second and
-//! the ratio framework / raw (the median of the rounds' ratios; goal >= 0.95x). No assertions.
+//! the ratio framework / raw (the median of the rounds' ratios; goal >= 0.95x), and each side's
+//! CPU time in this process per event (the client's own work; the server's is not in it) and how
+//! busy the machine's cores were meanwhile (near 100%: bound by CPU). No assertions.
 //! Needs a server: `EVT_NATS_URL=nats://127.0.0.1:4222 cargo bench -p event-nats --bench nats`
 //! (events per round: `EVT_BENCH_EVENTS`, default 20000; rounds: `EVT_BENCH_ROUNDS`, default 3).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
+use event_bench_support::{Spent, Stopwatch};
 use event_nats::{NatsConfig, NatsTransport, Storage};
 use event_runtime::{App, Context, DomainEvent, Envelope};
 use futures_util::StreamExt as _;
@@ -65,13 +68,11 @@ fn wire(event: &Envelope<Reading>) -> (async_nats::HeaderMap, bytes::Bytes) {
     (headers, body.into())
 }
 
-struct Rates {
-    framework: f64,
-    raw: f64,
-}
-
-fn rate(n: usize, elapsed: Duration) -> f64 {
-    n as f64 / elapsed.as_secs_f64()
+/// One round: each side's events, wall-clock and this process's CPU time.
+struct Round {
+    events: usize,
+    framework: Spent,
+    raw: Spent,
 }
 
 async fn raw_stream(js: &jetstream::Context, name: &str) -> String {
@@ -97,7 +98,7 @@ async fn connect(url: &str, prefix: &str) -> NatsTransport {
 
 /// Publishing, one acknowledgement at a time or in batches of `batch`. The two sides alternate
 /// in 10 segments, so that both see the same load from whatever else runs on the machine.
-async fn publish(url: &str, n: usize, batch: usize, round: usize) -> Rates {
+async fn publish(url: &str, n: usize, batch: usize, round: usize) -> Round {
     let tag = format!("p{batch}r{round}{}", std::process::id());
     let transport = connect(url, &format!("fw{tag}")).await;
     let js = transport.jetstream().clone();
@@ -108,13 +109,13 @@ async fn publish(url: &str, n: usize, batch: usize, round: usize) -> Rates {
     // Warm-up: the topic exists before the clock starts.
     publisher.publish(events(1).remove(0)).await.unwrap();
     let segment = n.div_ceil(10);
-    let (mut framework_time, mut raw_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut framework, mut raw) = (Spent::default(), Spent::default());
     for part in 0..10u32 {
         let framework_events = events(segment);
         let raw_events = events(segment);
         let framework_first = part.is_multiple_of(2);
         for side in [framework_first, !framework_first] {
-            let started = Instant::now();
+            let clock = Stopwatch::start();
             if side {
                 if batch == 1 {
                     for event in framework_events.iter().cloned() {
@@ -125,7 +126,7 @@ async fn publish(url: &str, n: usize, batch: usize, round: usize) -> Rates {
                         publisher.publish_all(chunk.to_vec()).await.unwrap();
                     }
                 }
-                framework_time += started.elapsed();
+                framework += clock.spent();
             } else {
                 for chunk in raw_events.chunks(batch) {
                     let mut acks = Vec::with_capacity(chunk.len());
@@ -146,33 +147,37 @@ async fn publish(url: &str, n: usize, batch: usize, round: usize) -> Rates {
                         ack.await.unwrap();
                     }
                 }
-                raw_time += started.elapsed();
+                raw += clock.spent();
             }
         }
     }
-    Rates {
-        framework: rate(segment * 10, framework_time),
-        raw: rate(segment * 10, raw_time),
+    Round {
+        events: segment * 10,
+        framework,
+        raw,
     }
 }
 
 /// Consuming `n` stored events; the side that goes first alternates between rounds.
-async fn consume(url: &str, n: usize, round: usize) -> Rates {
+async fn consume(url: &str, n: usize, round: usize) -> Round {
     let tag = format!("c{round}{}", std::process::id());
-    if round.is_multiple_of(2) {
+    let (framework, raw) = if round.is_multiple_of(2) {
         let framework = consume_framework(url, n, &tag).await;
-        let raw = consume_raw(url, n, &tag).await;
-        Rates { framework, raw }
+        (framework, consume_raw(url, n, &tag).await)
     } else {
         let raw = consume_raw(url, n, &tag).await;
-        let framework = consume_framework(url, n, &tag).await;
-        Rates { framework, raw }
+        (consume_framework(url, n, &tag).await, raw)
+    };
+    Round {
+        events: n,
+        framework,
+        raw,
     }
 }
 
 /// An app's group: the events are stored first, then the group starts and the clock runs until
 /// the handler has seen all of them (fetch, decode, dedupe, handler, commit per batch).
-async fn consume_framework(url: &str, n: usize, tag: &str) -> f64 {
+async fn consume_framework(url: &str, n: usize, tag: &str) -> Spent {
     let transport = connect(url, &format!("fw{tag}")).await;
     let mut app = App::with_transport(transport).await.unwrap();
     let handled = Arc::new(AtomicU64::new(0));
@@ -193,16 +198,16 @@ async fn consume_framework(url: &str, n: usize, tag: &str) -> f64 {
     for chunk in events(n).chunks(500) {
         publisher.publish_all(chunk.to_vec()).await.unwrap();
     }
-    let started = Instant::now();
+    let clock = Stopwatch::start();
     let running = app.start().await.unwrap();
     done.notified().await;
-    let rate = rate(n, started.elapsed());
+    let spent = clock.spent();
     running.stop().await;
-    rate
+    spent
 }
 
 /// A durable pull consumer reading the same messages from a stream, acking each.
-async fn consume_raw(url: &str, n: usize, tag: &str) -> f64 {
+async fn consume_raw(url: &str, n: usize, tag: &str) -> Spent {
     let client = async_nats::connect(url).await.unwrap();
     let js = jetstream::new(client);
     let name = format!("raw{tag}");
@@ -226,7 +231,7 @@ async fn consume_raw(url: &str, n: usize, tag: &str) -> f64 {
             ack.await.unwrap();
         }
     }
-    let started = Instant::now();
+    let clock = Stopwatch::start();
     let consumer: consumer::PullConsumer = js
         .create_consumer_on_stream(
             consumer::pull::Config {
@@ -245,7 +250,7 @@ async fn consume_raw(url: &str, n: usize, tag: &str) -> f64 {
         message.ack().await.unwrap();
         seen += 1;
     }
-    rate(n, started.elapsed())
+    clock.spent()
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -263,8 +268,8 @@ async fn main() {
     let rounds = env_or("EVT_BENCH_ROUNDS", 3).max(1);
     println!("NATS JetStream, {n} events per round, {rounds} rounds, median of each");
     println!(
-        "{:<34} {:>14} {:>14} {:>8}",
-        "path", "framework/s", "raw/s", "ratio"
+        "{:<34} {:>12} {:>12} {:>7} {:>16} {:>12}",
+        "path", "framework/s", "raw/s", "ratio", "CPU us/event f/r", "busy f/r"
     );
     let cases: [(&str, usize); 3] = [
         ("publish, each ack awaited", 1),
@@ -273,21 +278,35 @@ async fn main() {
     ];
     for (label, batch) in cases {
         let (mut framework, mut raw, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut framework_cpu, mut raw_cpu) = (Vec::new(), Vec::new());
+        let (mut framework_busy, mut raw_busy) = (Vec::new(), Vec::new());
         for round in 0..rounds {
-            let rates = if batch == 0 {
+            let round = if batch == 0 {
                 consume(&url, n, round).await
             } else {
                 publish(&url, n, batch, round).await
             };
-            ratios.push(rates.framework / rates.raw);
-            framework.push(rates.framework);
-            raw.push(rates.raw);
+            let (f, r) = (
+                round.framework.rate(round.events),
+                round.raw.rate(round.events),
+            );
+            ratios.push(f / r);
+            framework.push(f);
+            raw.push(r);
+            framework_cpu.push(round.framework.cpu_micros(round.events));
+            raw_cpu.push(round.raw.cpu_micros(round.events));
+            framework_busy.push(round.framework.machine_busy() * 100.0);
+            raw_busy.push(round.raw.machine_busy() * 100.0);
         }
         println!(
-            "{label:<34} {:>14.0} {:>14.0} {:>7.2}x",
+            "{label:<34} {:>12.0} {:>12.0} {:>6.2}x {:>7.1} / {:<6.1} {:>4.0}% / {:.0}%",
             median(framework),
             median(raw),
-            median(ratios)
+            median(ratios),
+            median(framework_cpu),
+            median(raw_cpu),
+            median(framework_busy),
+            median(raw_busy)
         );
     }
 }

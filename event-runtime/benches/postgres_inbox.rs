@@ -9,15 +9,21 @@
 //!   row, `COMMIT`.
 //!
 //! Both sides write the same rows into tables of their own and end with every event handled
-//! once. Prints events per second and the ratio framework / naive (median of the rounds). No
-//! assertions. Needs a database:
+//! once. Prints events per second, the ratio framework / naive (median of the rounds), each
+//! side's CPU time in this process per event (PostgreSQL's is not in it) and how busy the
+//! machine's cores were meanwhile (near 100%: bound by CPU). No assertions. Needs a database:
 //! `EVT_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/evt cargo bench -p event-runtime --bench postgres_inbox`
 //! (scripts/bench.sh starts one; events per round: `EVT_BENCH_EVENTS`, default 3000; rounds:
-//! `EVT_BENCH_ROUNDS`, default 3).
+//! `EVT_BENCH_ROUNDS`, default 3). Both sides share sqlx's default pool options, which ping a
+//! connection before handing it out (`test_before_acquire`): one more round trip per
+//! transaction. `EVT_BENCH_PING=off` turns that off for both (docs/delivery.md, "Inbox on SQL
+//! stores").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use event_bench_support::{Spent, Stopwatch};
 
 use event_runtime::app::GroupOptions;
 use event_runtime::transport::Transport as _;
@@ -59,6 +65,7 @@ async fn schema(url: &str, tag: &str) -> sqlx::PgPool {
     admin.close().await;
     let pool = PgPoolOptions::new()
         .max_connections(8)
+        .test_before_acquire(std::env::var("EVT_BENCH_PING").as_deref() != Ok("off"))
         .connect_with(options.options([("search_path", tag)]))
         .await
         .unwrap();
@@ -91,7 +98,7 @@ async fn stored_log(n: usize) -> MemoryTransport {
     transport
 }
 
-async fn framework(url: &str, n: usize, round: usize) -> f64 {
+async fn framework(url: &str, n: usize, round: usize) -> Spent {
     let pool = schema(url, &format!("bench_fw{round}")).await;
     let transport = stored_log(n).await;
     let mut app = App::new(transport, Stores::postgres(pool.clone()).await.unwrap());
@@ -122,7 +129,7 @@ async fn framework(url: &str, n: usize, round: usize) -> f64 {
                 Ok(())
             }
         });
-    let started = Instant::now();
+    let clock = Stopwatch::start();
     let running = app.start().await.unwrap();
     loop {
         if handled.load(Ordering::Relaxed) >= n as u64
@@ -132,7 +139,7 @@ async fn framework(url: &str, n: usize, round: usize) -> f64 {
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let spent = clock.spent();
     running.stop().await;
     let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bookings")
         .fetch_one(&pool)
@@ -143,13 +150,13 @@ async fn framework(url: &str, n: usize, round: usize) -> f64 {
         "the framework did not book every event once"
     );
     pool.close().await;
-    rate
+    spent
 }
 
-async fn naive(url: &str, n: usize, round: usize) -> f64 {
+async fn naive(url: &str, n: usize, round: usize) -> Spent {
     let pool = schema(url, &format!("bench_naive{round}")).await;
     let transport = stored_log(n).await;
-    let started = Instant::now();
+    let clock = Stopwatch::start();
     for partition in 0..4 {
         let mut from = 0;
         loop {
@@ -192,7 +199,7 @@ async fn naive(url: &str, n: usize, round: usize) -> f64 {
             }
         }
     }
-    let rate = n as f64 / started.elapsed().as_secs_f64();
+    let spent = clock.spent();
     let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM bookings")
         .fetch_one(&pool)
         .await
@@ -202,7 +209,7 @@ async fn naive(url: &str, n: usize, round: usize) -> f64 {
         "the naive loop did not book every event once"
     );
     pool.close().await;
-    rate
+    spent
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
@@ -220,6 +227,7 @@ async fn main() {
     let rounds = env_or("EVT_BENCH_ROUNDS", 3).max(1);
     println!("PostgreSQL inbox, {n} events per round, {rounds} rounds, median of each");
     let (mut fw, mut nv, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu, mut busy) = (Vec::new(), Vec::new());
     for round in 0..rounds {
         // The side that goes first alternates.
         let (f, v) = if round % 2 == 0 {
@@ -229,19 +237,25 @@ async fn main() {
             let v = naive(&url, n, round).await;
             (framework(&url, n, round).await, v)
         };
-        fw.push(f);
-        nv.push(v);
-        ratios.push(f / v);
+        fw.push(f.rate(n));
+        nv.push(v.rate(n));
+        ratios.push(f.rate(n) / v.rate(n));
+        cpu.push((f.cpu_micros(n), v.cpu_micros(n)));
+        busy.push((f.machine_busy() * 100.0, v.machine_busy() * 100.0));
     }
     println!(
-        "{:<44} {:>12} {:>12} {:>8}",
-        "path", "framework/s", "naive/s", "ratio"
+        "{:<44} {:>12} {:>12} {:>8} {:>16} {:>12}",
+        "path", "framework/s", "naive/s", "ratio", "CPU us/event f/n", "busy f/n"
     );
     println!(
-        "{:<44} {:>12.0} {:>12.0} {:>7.2}x",
+        "{:<44} {:>12.0} {:>12.0} {:>7.2}x {:>7.1} / {:<6.1} {:>4.0}% / {:.0}%",
         "inbox consume (batched lanes vs 1 tx/message)",
         median(fw),
         median(nv),
-        median(ratios)
+        median(ratios),
+        median(cpu.iter().map(|c| c.0).collect()),
+        median(cpu.iter().map(|c| c.1).collect()),
+        median(busy.iter().map(|b| b.0).collect()),
+        median(busy.iter().map(|b| b.1).collect()),
     );
 }

@@ -26,16 +26,19 @@
 //! Each path runs `EVT_BENCH_ROUNDS` (default 3) rounds, each on fresh streams. Publishing
 //! alternates the two sides in 10 segments of the events within a round, and consuming
 //! alternates which side goes first between rounds, so both see the same load from the rest of
-//! the machine. Prints the median events per second of each side and the median of the rounds'
-//! ratios ours / RustStream (goal: >= 1.0x on every path). No assertions.
+//! the machine. Prints the median events per second of each side, the median of the rounds'
+//! ratios ours / RustStream (goal: >= 1.0x on every path), each side's CPU time in this process
+//! per event (the client's own work; the server's is not in it) and how busy the machine's cores
+//! were meanwhile (near 100%: bound by CPU). No assertions.
 //!
 //! `EVT_NATS_URL=nats://127.0.0.1:4222 cargo bench -p event-bench-peers --bench peers`, or
 //! `scripts/bench.sh peers`, which starts a server.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use event_bench_support::{Spent, Stopwatch};
 use event_nats::{NatsConfig, NatsTransport, Storage};
 use event_runtime::{App, Context, DomainEvent, Envelope};
 use futures_util::future::join_all;
@@ -83,10 +86,6 @@ fn readings(n: usize) -> Vec<Reading> {
         .collect()
 }
 
-fn rate(n: usize, elapsed: Duration) -> f64 {
-    n as f64 / elapsed.as_secs_f64()
-}
-
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
@@ -106,18 +105,18 @@ async fn our_transport(url: &str, prefix: &str) -> NatsTransport {
 }
 
 /// Our publisher on a fresh topic (one stream), warmed up: the topic exists before the clock
-/// starts.
-async fn ours_publisher(url: &str, tag: &str) -> event_runtime::Publisher<NatsTransport> {
-    let mut app = App::with_transport(our_transport(url, &format!("ev{tag}")).await)
-        .await
-        .unwrap();
+/// starts; and the name of that stream.
+async fn ours_publisher(url: &str, tag: &str) -> (event_runtime::Publisher<NatsTransport>, String) {
+    let transport = our_transport(url, &format!("ev{tag}")).await;
+    let stream = transport.stream_name("meters", 0);
+    let mut app = App::with_transport(transport).await.unwrap();
     app.partitions(1);
     let publisher = app.publisher();
     publisher
         .publish(Envelope::event(readings(1).remove(0)))
         .await
         .unwrap();
-    publisher
+    (publisher, stream)
 }
 
 /// Ours, publishing `events` one acknowledgement at a time (`batch == 1`) or `batch` at a time.
@@ -143,7 +142,7 @@ async fn ours_publish(
 }
 
 /// Ours, consuming `n` stored events: an app's group from its start until the handler saw all.
-async fn ours_consume(url: &str, n: usize, tag: &str) -> f64 {
+async fn ours_consume(url: &str, n: usize, tag: &str) -> Spent {
     let mut app = App::with_transport(our_transport(url, &format!("ev{tag}")).await)
         .await
         .unwrap();
@@ -170,12 +169,12 @@ async fn ours_consume(url: &str, n: usize, tag: &str) -> f64 {
         }
         publisher.publish_all(chunk).await.unwrap();
     }
-    let started = Instant::now();
+    let clock = Stopwatch::start();
     let running = app.start().await.unwrap();
     done.notified().await;
-    let rate = rate(n, started.elapsed());
+    let spent = clock.spent();
     running.stop().await;
-    rate
+    spent
 }
 
 // --- RustStream ----------------------------------------------------------------------------
@@ -312,7 +311,7 @@ async fn peer_consume(
     n: usize,
     tag: &str,
     keyed: bool,
-) -> f64 {
+) -> Spent {
     let (stream, subject) = peer_stream(js, tag).await;
     let (publisher_app, publisher) = peer_publisher(url).await;
     peer_publish_all(&publisher, &subject, &readings(n), 100).await;
@@ -331,12 +330,12 @@ async fn peer_consume(
         },
     );
     let done = PEER_DONE.notified();
-    let started = Instant::now();
+    let clock = Stopwatch::start();
     let running = app.start().await.unwrap();
     done.await;
-    let rate = rate(n, started.elapsed());
+    let spent = clock.spent();
     running.shutdown().await.unwrap();
-    rate
+    spent
 }
 
 // --- The comparison ------------------------------------------------------------------------
@@ -352,39 +351,57 @@ enum Path {
 
 /// Publishing in one round: both sides on fresh streams, alternating in 10 segments of the
 /// events (the side that goes first alternating too), so that both see the same load from the
-/// rest of the machine. Returns (ours, RustStream) events per second.
+/// rest of the machine. Returns what each side took (ours, RustStream) for its `n` events, and
+/// the bytes the server stored per message on each side's stream.
 async fn publish_round(
     url: &str,
     js: &async_nats::jetstream::Context,
     n: usize,
     batch: usize,
     round: usize,
-) -> (f64, f64) {
-    let ours = ours_publisher(url, &tag(&format!("op{batch}x"), round)).await;
-    let (peer_app, peer, subject) =
-        peer_publishing(url, js, &tag(&format!("rp{batch}x"), round)).await;
+) -> (Spent, Spent, (u64, u64)) {
+    let (ours, our_stream) = ours_publisher(url, &tag(&format!("op{batch}x"), round)).await;
+    let peer_tag = tag(&format!("rp{batch}x"), round);
+    let (peer_app, peer, subject) = peer_publishing(url, js, &peer_tag).await;
     let all = readings(n);
     let segment = n.div_ceil(10);
-    let (mut ours_time, mut peer_time) = (Duration::ZERO, Duration::ZERO);
+    let (mut ours_spent, mut peer_spent) = (Spent::default(), Spent::default());
     for (part, readings) in all.chunks(segment).enumerate() {
         // Our envelopes (id, time) are made before the clock starts.
         let mut events: Option<Vec<Envelope<Reading>>> =
             Some(readings.iter().cloned().map(Envelope::event).collect());
         let ours_first = (part + round).is_multiple_of(2);
         for ours_turn in [ours_first, !ours_first] {
-            let started = Instant::now();
+            let clock = Stopwatch::start();
             if ours_turn {
                 let events = events.take().unwrap_or_default();
                 ours_publish(&ours, events, batch).await;
-                ours_time += started.elapsed();
+                ours_spent += clock.spent();
             } else {
                 peer_publish_all(&peer, &subject, readings, batch).await;
-                peer_time += started.elapsed();
+                peer_spent += clock.spent();
             }
         }
     }
     peer_app.shutdown().await.unwrap();
-    (rate(n, ours_time), rate(n, peer_time))
+    let stored = (
+        stored_per_message(js, &our_stream).await,
+        stored_per_message(js, &format!("rs{peer_tag}")).await,
+    );
+    (ours_spent, peer_spent, stored)
+}
+
+/// The bytes the server holds per message of `stream` (subject, headers and body, by its count).
+async fn stored_per_message(js: &async_nats::jetstream::Context, stream: &str) -> u64 {
+    let info = js
+        .get_stream(stream)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    info.state.bytes / info.state.messages.max(1)
 }
 
 /// Consuming in one round: both sides, the one that goes first alternating between rounds.
@@ -394,7 +411,7 @@ async fn consume_round(
     n: usize,
     keyed: bool,
     round: usize,
-) -> (f64, f64) {
+) -> (Spent, Spent) {
     let (ours_tag, peer_tag) = (
         tag(&format!("oc{}x", u8::from(keyed)), round),
         tag(&format!("rc{}x", u8::from(keyed)), round),
@@ -426,8 +443,8 @@ async fn main() {
          {n} events of {sample} B JSON (mean) over {KEYS} keys, {rounds} rounds, median of each"
     );
     println!(
-        "{:<30} {:>12} {:>14} {:>8}",
-        "path", "ours/s", "RustStream/s", "ratio"
+        "{:<30} {:>10} {:>13} {:>7} {:>17} {:>12}",
+        "path", "ours/s", "RustStream/s", "ratio", "CPU us/event o/R", "busy o/R"
     );
     // Stream management for RustStream's side, on a connection of our transport's.
     let admin = our_transport(&url, &format!("admin{}", std::process::id())).await;
@@ -438,24 +455,50 @@ async fn main() {
         ("consume to the handler", Path::Consume),
         ("consume, RustStream workers(1)", Path::ConsumeSequential),
     ];
+    let mut stored = None;
     for (label, path) in paths {
         let (mut ours, mut theirs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut our_cpu, mut their_cpu) = (Vec::new(), Vec::new());
+        let (mut our_busy, mut their_busy) = (Vec::new(), Vec::new());
         for round in 0..rounds {
-            let (our_rate, peer_rate) = match path {
-                Path::PublishEach => publish_round(&url, &js, n, 1, round).await,
-                Path::PublishHundred => publish_round(&url, &js, n, 100, round).await,
+            let (our_spent, peer_spent) = match path {
+                Path::PublishEach | Path::PublishHundred => {
+                    let batch = if matches!(path, Path::PublishEach) {
+                        1
+                    } else {
+                        100
+                    };
+                    let (ours, theirs, bytes) = publish_round(&url, &js, n, batch, round).await;
+                    stored = Some(bytes);
+                    (ours, theirs)
+                }
                 Path::Consume => consume_round(&url, &js, n, true, round).await,
                 Path::ConsumeSequential => consume_round(&url, &js, n, false, round).await,
             };
+            let (our_rate, peer_rate) = (our_spent.rate(n), peer_spent.rate(n));
             ours.push(our_rate);
             theirs.push(peer_rate);
             ratios.push(our_rate / peer_rate);
+            our_cpu.push(our_spent.cpu_micros(n));
+            their_cpu.push(peer_spent.cpu_micros(n));
+            our_busy.push(our_spent.machine_busy() * 100.0);
+            their_busy.push(peer_spent.machine_busy() * 100.0);
         }
         println!(
-            "{label:<30} {:>12.0} {:>14.0} {:>7.2}x",
+            "{label:<30} {:>10.0} {:>13.0} {:>6.2}x {:>8.1} / {:<6.1} {:>4.0}% / {:.0}%",
             median(ours),
             median(theirs),
-            median(ratios)
+            median(ratios),
+            median(our_cpu),
+            median(their_cpu),
+            median(our_busy),
+            median(their_busy)
+        );
+    }
+    if let Some((ours, theirs)) = stored {
+        println!(
+            "stored per message by the server (subject, headers, body): ours {ours} B, \
+             RustStream {theirs} B"
         );
     }
 }
