@@ -368,6 +368,11 @@ impl DeadLetters {
         crate::outbox::Outbox::of(&self.db)
     }
 
+    /// Whether `group`'s dedupe store holds the mark of `key` (kept beside the letters).
+    pub(crate) async fn dedupe_seen(&self, group: &str, key: &str) -> Result<bool, TransportError> {
+        self.db.seen(group, key).await
+    }
+
     /// Stores a dead letter; returns its id. The same record of the same group still open is
     /// that letter, updated (it failed again), not a second one; a letter to park behind its
     /// key's open letter is parked behind the oldest one still open, or queued for delivery

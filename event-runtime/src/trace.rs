@@ -63,6 +63,8 @@ pub struct Node {
     pub offset: u64,
     /// Its partition key.
     pub key: Option<String>,
+    /// The key its groups' dedupe stores know it by: its dedupe key, else its id.
+    pub dedupe_key: String,
     /// What each group reading its topic did with it.
     pub outcomes: Vec<(String, Outcome)>,
     /// The saga transitions it made.
@@ -97,6 +99,7 @@ impl Node {
         if envelope.correlation_id.as_deref() != Some(id) {
             return None;
         }
+        let dedupe_key = envelope.effective_dedupe_key().into_owned();
         Some(Node {
             id: envelope.id.to_string(),
             ty: envelope.ty.to_string(),
@@ -108,6 +111,7 @@ impl Node {
             partition: record.partition,
             offset: record.offset,
             key: envelope.partition_key,
+            dedupe_key,
             outcomes: Vec::new(),
             transitions: Vec::new(),
             timers: Vec::new(),
@@ -118,9 +122,18 @@ impl Node {
 
 /// What a group did with an event.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// Its position is past the event, and no dead letter holds it.
     Handled,
+    /// Skipped by the group's dedupe store: an earlier record with the same dedupe key (a
+    /// producer's retry, a copy) was handled, and the store holds its mark. Read from the log
+    /// and the store, not from a record of the skip: a copy read after the mark's retention
+    /// (`Retention::dedupe`) was handled again and shows [`Outcome::Handled`].
+    Duplicate {
+        /// Where the record handled first is: `topic/partition@offset`.
+        of: String,
+    },
     /// Not reached yet.
     Pending,
     /// Dead-lettered (or parked): the letter's id, status, reason and attempts.
@@ -462,7 +475,7 @@ impl Trace {
             for (j, (group, outcome)) in n.outcomes.iter().enumerate() {
                 let (open, close) = match outcome {
                     Outcome::Handled => ("([", "])"),
-                    Outcome::Pending => ("[/", "/]"),
+                    Outcome::Pending | Outcome::Duplicate { .. } => ("[/", "/]"),
                     Outcome::DeadLettered { .. } => ("{{", "}}"),
                 };
                 let text = match outcome {
@@ -511,6 +524,9 @@ impl Outcome {
         match self {
             Outcome::Handled => "handled".to_owned(),
             Outcome::Pending => "pending".to_owned(),
+            Outcome::Duplicate { of } => {
+                format!("duplicate of {}: skipped by dedupe", clean(of))
+            }
             Outcome::DeadLettered {
                 letter,
                 status,
@@ -529,6 +545,7 @@ impl Outcome {
         match self {
             Outcome::Handled => json!({ "outcome": "handled" }),
             Outcome::Pending => json!({ "outcome": "pending" }),
+            Outcome::Duplicate { of } => json!({ "outcome": "duplicate", "of": of }),
             Outcome::DeadLettered {
                 letter,
                 status,
@@ -614,7 +631,7 @@ async fn staged_in(outbox: &crate::outbox::Outbox, id: &str) -> Result<Vec<Node>
 }
 
 /// Fills in what each group reading a node's topic did with it: its dead letter, else whether
-/// its position is past the record.
+/// its position is past the record, and then whether it was a copy the dedupe store skipped.
 async fn outcomes<T: ?Sized>(
     sources: &Sources<'_, T>,
     nodes: &mut [Node],
@@ -661,6 +678,56 @@ async fn outcomes<T: ?Sized>(
                 None => Outcome::Pending,
             };
             node.outcomes.push((group.to_owned(), outcome));
+        }
+    }
+    if let Some(dlq) = sources.dead_letters {
+        duplicates(dlq, nodes).await?;
+    }
+    Ok(())
+}
+
+/// Marks as [`Outcome::Duplicate`] each record a group shows handled after an earlier record
+/// with the same dedupe key, when the group's store holds that key's mark (with dedupe on, the
+/// copy found it and was skipped). Earlier: by creation time, then place in the log.
+async fn duplicates(dlq: &DeadLetters, nodes: &mut [Node]) -> Result<(), TransportError> {
+    let mut order: Vec<usize> = (0..nodes.len()).collect();
+    order.sort_by(|&a, &b| {
+        let (a, b) = (&nodes[a], &nodes[b]);
+        (a.time_ms, &a.topic, a.partition, a.offset).cmp(&(
+            b.time_ms,
+            &b.topic,
+            b.partition,
+            b.offset,
+        ))
+    });
+    // (group, dedupe key) -> the place of the record handled first.
+    let mut first: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut marked: BTreeMap<(String, String), bool> = BTreeMap::new();
+    for i in order {
+        let place = format!(
+            "{}/{}@{}",
+            nodes[i].topic, nodes[i].partition, nodes[i].offset
+        );
+        for j in 0..nodes[i].outcomes.len() {
+            if nodes[i].outcomes[j].1 != Outcome::Handled {
+                continue;
+            }
+            let id = (nodes[i].outcomes[j].0.clone(), nodes[i].dedupe_key.clone());
+            let Some(of) = first.get(&id) else {
+                first.insert(id, place.clone());
+                continue;
+            };
+            let seen = match marked.get(&id) {
+                Some(&seen) => seen,
+                None => {
+                    let seen = dlq.dedupe_seen(&id.0, &id.1).await?;
+                    marked.insert(id.clone(), seen);
+                    seen
+                }
+            };
+            if seen {
+                nodes[i].outcomes[j].1 = Outcome::Duplicate { of: of.clone() };
+            }
         }
     }
     Ok(())
@@ -771,6 +838,7 @@ mod tests {
             partition: 0,
             offset: time_ms as u64,
             key: None,
+            dedupe_key: id.into(),
             outcomes: Vec::new(),
             transitions: Vec::new(),
             timers: Vec::new(),

@@ -107,8 +107,8 @@
 //!
 //! Every event of one correlation (read from the log, so complete whatever a tracing backend
 //! sampled), each under the event that caused it, with the time since its cause and what each
-//! group reading its topic did: `handled`, `pending`, or its dead letter (status, attempts,
-//! reason). `--json` nests the same tree; `--mermaid` prints a flowchart. It reads every topic:
+//! group reading its topic did: `handled`, `pending`, a `duplicate` its dedupe store skipped, or
+//! its dead letter (status, attempts, reason). `--json` nests the same tree; `--mermaid` prints a flowchart. It reads every topic:
 //! on a large log it takes as long as reading it.
 //!
 //! ```text

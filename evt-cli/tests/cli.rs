@@ -841,6 +841,60 @@ async fn trace_draws_one_correlation_with_each_groups_outcome() {
     );
 }
 
+/// A producer that retried an append wrote its event twice: the group's dedupe store skipped
+/// the copy, and `evt trace` shows the copy as a duplicate of the record handled first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_shows_a_copy_the_dedupe_store_skipped() {
+    let dir = TempDir::new("trace-dup");
+    let db = dir.0.join("shop.db");
+    let runs = Arc::new(AtomicU32::new(0));
+    let counted = runs.clone();
+    let mut app = App::embedded(&db).await.unwrap();
+    app.partitions(2).subscribe::<OrderPlaced, _>(
+        "billing",
+        move |_event: Envelope<OrderPlaced>, _ctx: Context| {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        },
+    );
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    let request = event_runtime::request::RequestContext::new("req-dup", None);
+    let placed = event_runtime::request::scope(request, async {
+        Envelope::event(OrderPlaced {
+            order_id: "o-7".into(),
+            total_cents: 1,
+        })
+    })
+    .await;
+    let first = publisher.publish(placed.clone()).await.unwrap();
+    let copy = publisher.publish(placed).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    running.stop().await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the copy is not handled");
+
+    let out = text(&db, &["trace", "req-dup"]);
+    let all = lines(&out);
+    assert_eq!(all.len(), 4, "{out}");
+    assert!(all[0].contains(&format!("@{} ", first.offset)), "{out}");
+    assert_eq!(all[1], "└─ [billing] handled", "{out}");
+    assert!(all[2].contains(&format!("@{} ", copy.offset)), "{out}");
+    assert_eq!(
+        all[3],
+        format!(
+            "└─ [billing] duplicate of shop/{}@{}: skipped by dedupe",
+            first.partition, first.offset
+        ),
+        "{out}"
+    );
+    let doc = json(&db, &["trace", "req-dup"]);
+    let roots = doc["roots"].as_array().unwrap();
+    assert_eq!(roots[1]["groups"][0]["outcome"], "duplicate", "{doc}");
+}
+
 /// Follows each order until it is cancelled; reminds an hour after it was placed.
 #[derive(Serialize, Deserialize, Debug)]
 struct Tracker {

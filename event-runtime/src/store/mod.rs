@@ -226,6 +226,19 @@ impl Db {
         }
     }
 
+    /// Whether `key` is marked handled for `group` ([`DedupeStore::seen`]).
+    pub(crate) async fn seen(&self, group: &str, key: &str) -> Result<bool, TransportError> {
+        match self {
+            Db::Memory(memory) => memory.dedupe.seen(group, key).await,
+            #[cfg(feature = "sqlite")]
+            Db::Sqlite(db) => Box::pin(dedupe::seen(&db.pool, group, key)).await,
+            #[cfg(feature = "postgres")]
+            Db::Postgres(postgres::PgDb { pool, .. }) => {
+                Box::pin(dedupe::seen(pool, group, key)).await
+            }
+        }
+    }
+
     /// Deletes saga instances finished more than `age` ago, with their history; how many.
     pub(crate) async fn purge_finished_sagas(&self, age: Duration) -> Result<u64, TransportError> {
         let cutoff =
