@@ -15,6 +15,7 @@ use crate::error::EncodeError;
 use crate::handler::Emitted;
 use crate::message::{Command, DomainEvent, Message};
 use crate::retry::PublishRetry;
+use crate::telemetry::PendingSend;
 use crate::transport::{
     Bytes, Headers, OutgoingRecord, Position, Transport, TransportError, command_topic, event_topic,
 };
@@ -333,11 +334,11 @@ impl<T: Transport> Publisher<T> {
                         })
                         .collect::<Result<Vec<_>, _>>()
                         .inspect_err(|_| crate::telemetry::send_failed(&span, "encode"))?;
-                    batches.push((topic, records, span));
+                    batches.push((topic, records, PendingSend::new(span)));
                 }
                 let mut positions = Vec::with_capacity(envelopes.len());
                 for (topic, records, span) in batches {
-                    positions.extend(self.append(topic, records, span).await?);
+                    positions.extend(self.append(topic, records, span.start()).await?);
                 }
                 Ok(positions)
             })
@@ -409,10 +410,10 @@ impl<T: Transport> Publisher<T> {
         for (topic, envelopes) in Self::by_topic(emitted) {
             let partitions = self.partitions_of(&topic).await?;
             let (span, records) = self.emitted_records(&topic, &envelopes, partitions)?;
-            batches.push((topic, records, span));
+            batches.push((topic, records, PendingSend::new(span)));
         }
         for (topic, records, span) in batches {
-            self.append(&topic, records, span).await?;
+            self.append(&topic, records, span.start()).await?;
         }
         Ok(())
     }

@@ -235,6 +235,32 @@ pub(crate) fn send_failed(span: &tracing::Span, kind: &str) {
     span.record("otel.status_code", "error");
 }
 
+/// The `send` span of one topic of a multi-topic batch (a `publish_all`, a handler's emitted
+/// events), from its creation (before any topic is appended: the records carry its context)
+/// until its append starts ([`PendingSend::start`]). Dropped before that (an earlier topic's
+/// encode or append failed, or the call was cancelled), it ends as a failed send with
+/// `error.type` `aborted`: a trace never shows a send that did not happen as a success.
+pub(crate) struct PendingSend(Option<tracing::Span>);
+
+impl PendingSend {
+    pub(crate) fn new(span: tracing::Span) -> Self {
+        PendingSend(Some(span))
+    }
+
+    /// The span, for the append about to start.
+    pub(crate) fn start(mut self) -> tracing::Span {
+        self.0.take().unwrap_or_else(tracing::Span::none)
+    }
+}
+
+impl Drop for PendingSend {
+    fn drop(&mut self) {
+        if let Some(span) = self.0.take() {
+            send_failed(&span, "aborted");
+        }
+    }
+}
+
 /// Records a `send` span's failed append: [`send_failed`] with the engine's error kind.
 pub(crate) fn append_failed(span: &tracing::Span, err: &crate::transport::TransportError) {
     use crate::transport::TransportErrorKind;

@@ -408,6 +408,80 @@ async fn a_refused_send_ends_its_span_with_an_error() {
     );
 }
 
+/// A handler's events to two topics are sent in one batch, each topic's `send` span made before
+/// the first append. When the first topic's append fails, the second is never appended: its span
+/// ends as a failed send (`aborted`), not as a success; the handler's retry then sends both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_never_made_after_a_failed_topic_ends_as_aborted() {
+    let (_provider, exporter) = install();
+    let flaky = common::Flaky::new(event_runtime::transport::memory::MemoryTransport::new(), 0);
+    let (budget, refused) = (flaky.appends.clone(), flaky.refused.clone());
+    let armed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let mut app = App::with_transport(flaky).await.unwrap();
+    app.subscribe::<OrderPlaced, _>(
+        "fulfil",
+        move |event: Envelope<OrderPlaced>, ctx: Context| {
+            let (budget, armed) = (budget.clone(), armed.clone());
+            async move {
+                if event.data.order != "o-1" {
+                    return Ok(());
+                }
+                // The first attempt's first append (topic `orders`, before `shipping`) fails.
+                if armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                    budget.store(1, std::sync::atomic::Ordering::SeqCst);
+                }
+                ctx.publish(OrderPlaced {
+                    order: "o-1-gift".into(),
+                })?;
+                ctx.publish(OrderShipped {
+                    order: "o-1".into(),
+                })?;
+                Ok::<(), HandlerError>(())
+            }
+        },
+    );
+    let running = app.start().await.unwrap();
+    running
+        .publisher()
+        .publish(Envelope::event(OrderPlaced {
+            order: "o-1".into(),
+        }))
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    running.stop().await;
+    assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let sends = |name: &str| -> Vec<Option<String>> {
+        spans
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| attributes(s).get("error.type").cloned())
+            .collect()
+    };
+    // The test's publish, the failed attempt's, the retry's.
+    assert_eq!(
+        sends("send orders"),
+        [None, Some("unavailable".into()), None],
+        "{spans:#?}"
+    );
+    assert_eq!(
+        sends("send shipping"),
+        [Some("aborted".into()), None],
+        "{spans:#?}"
+    );
+    let aborted = spans
+        .iter()
+        .find(|s| s.name == "send shipping" && attributes(s).contains_key("error.type"))
+        .unwrap();
+    assert!(
+        matches!(aborted.status, opentelemetry::trace::Status::Error { .. }),
+        "{:?}",
+        aborted.status
+    );
+}
+
 /// Through the transactional outbox (SQLite stores on the memory engine, inbox mode): the
 /// shipment is processed as a child of the `process` span that created it, never of the relay,
 /// whose `send` is a root linked to that creation context.
