@@ -1,7 +1,8 @@
 //! The quickstart (the README's first command) runs to the end on the embedded engine and, with
 //! only `EVT_NATS_URL` set, on NATS JetStream: the flow, the dead letters with their reasons,
 //! the redrive, the checkout saga's four endings (with their compensations) and the causal
-//! trees of two flows all show up.
+//! trees of two flows all show up. And two instances of its consumers (`quickstart serve`) share
+//! the shop's work, each step of each order done once by one of them.
 
 use std::process::Command;
 
@@ -73,5 +74,134 @@ fn the_quickstart_runs_on_the_embedded_engine_and_on_nats() {
         Err(_) => {
             eprintln!("skipped the NATS run: EVT_NATS_URL is not set (scripts/test.sh sets it)")
         }
+    }
+}
+
+/// A `quickstart serve` process, killed when the test ends, failed or not.
+struct Serving(Option<std::process::Child>);
+
+impl Serving {
+    fn start(db: &std::path::Path, prefix: &str, nats_url: Option<&str>, args: &[&str]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_quickstart"));
+        command
+            .arg("serve")
+            .args(args)
+            .env("EVT_QUICKSTART_DB", db)
+            .env("EVT_QUICKSTART_PREFIX", prefix)
+            .env_remove("EVT_NATS_URL")
+            .stdout(std::process::Stdio::piped());
+        if let Some(url) = nats_url {
+            command.env("EVT_NATS_URL", url);
+        }
+        Serving(Some(command.spawn().expect("the quickstart starts")))
+    }
+
+    fn output(mut self) -> String {
+        let output = self.0.take().unwrap().wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "quickstart serve failed:\n{stdout}"
+        );
+        stdout
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Two instances serve the shop: `shop-1` places 10 orders and 10 checkouts, `shop-2` joins
+/// 0.7 s later. Every step of every order and checkout (a choreography handler, or a saga's
+/// participant) runs once, on one of them, both do some, and every checkout completes.
+fn two_instances_share_the_shop(nats_url: Option<&str>) {
+    let dir = std::env::temp_dir().join(format!(
+        "evt-quickstart-serve-{}-{}",
+        std::process::id(),
+        nats_url.is_some()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("shop.db");
+    let prefix = format!("qsserve{}", std::process::id());
+    let one = Serving::start(
+        &db,
+        &prefix,
+        nats_url,
+        &["shop-1", "--orders", "10", "--for", "6"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let two = Serving::start(&db, &prefix, nats_url, &["shop-2", "--for", "6"]);
+    let outputs = [("shop-1", one.output()), ("shop-2", two.output())];
+    let steps = [
+        "payments   captured  12.40 EUR for o-",
+        "inventory  reserved 1 line(s) for o-",
+        "shipping   booked parcel for o-",
+        "inventory  held 1 line(s) for c-",
+        "payments   charged  12.40 EUR for c-",
+        "shipping   booked parcel for c-",
+    ];
+    let mut done: std::collections::BTreeMap<(usize, String), Vec<&str>> = Default::default();
+    for (instance, output) in &outputs {
+        for line in output.lines() {
+            let Some(rest) = line.strip_prefix(&format!("[{instance} ")) else {
+                continue;
+            };
+            for (step, text) in steps.iter().enumerate() {
+                if let Some(at) = rest.find(text) {
+                    let id = rest[at + text.len()..].split_whitespace().next().unwrap();
+                    done.entry((step, id.to_owned()))
+                        .or_default()
+                        .push(instance);
+                }
+            }
+        }
+        assert!(
+            output.contains(&format!("[{instance}] owns payments: orders[")),
+            "{output}"
+        );
+    }
+    let twice: Vec<_> = done.iter().filter(|(_, by)| by.len() > 1).collect();
+    assert!(twice.is_empty(), "done twice: {twice:?}");
+    for (step, text) in steps.iter().enumerate() {
+        assert_eq!(
+            done.keys().filter(|(s, _)| *s == step).count(),
+            10,
+            "`{text}` for every order: {done:?}"
+        );
+    }
+    for instance in ["shop-1", "shop-2"] {
+        assert!(
+            done.values().any(|by| by[0] == instance),
+            "{instance} did nothing: {outputs:?}"
+        );
+    }
+    assert!(
+        outputs[0]
+            .1
+            .contains("[shop-1] 10 of its 10 checkouts completed"),
+        "{}",
+        outputs[0].1
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn two_instances_share_the_shop_on_the_embedded_engine() {
+    two_instances_share_the_shop(None);
+}
+
+#[test]
+fn two_instances_share_the_shop_on_nats() {
+    match std::env::var("EVT_NATS_URL") {
+        Ok(url) => two_instances_share_the_shop(Some(&url)),
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but EVT_NATS_URL is not: scripts/test.sh starts a nats-server");
+        }
+        Err(_) => eprintln!("skipped: EVT_NATS_URL is not set (scripts/test.sh sets it)"),
     }
 }

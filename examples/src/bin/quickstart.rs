@@ -25,6 +25,18 @@
 //! ```
 //!
 //! Run it with `cargo run -p event-examples --bin quickstart`.
+//!
+//! `quickstart serve <instance> [--orders N] [--for SECONDS]` runs the shop's consumers alone,
+//! as one instance of the service: start two (or more) and they share every group's partitions,
+//! each step of each order running once, on one of them; `--orders` also places orders and
+//! checkouts. With `EVT_NATS_URL` they meet on NATS JetStream, otherwise in one SQLite file
+//! (see [`serve`]):
+//!
+//! ```sh
+//! export EVT_NATS_URL=nats://127.0.0.1:4222
+//! cargo run -p event-examples --bin quickstart -- serve shop-1 --orders 20 &
+//! cargo run -p event-examples --bin quickstart -- serve shop-2
+//! ```
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -102,9 +114,19 @@ struct ShipmentScheduled {
 #[derive(Clone)]
 struct Catalog(Arc<Mutex<BTreeSet<String>>>);
 
+/// The id of the instance serving (`quickstart serve <instance>`), shared state of every
+/// handler: each line it prints names it.
+struct Serving(String);
+
+/// The head of a handler's line: the flow's correlation id (its last group of digits), after
+/// the instance's id when several serve.
 fn corr(ctx: &Context) -> String {
     let id = ctx.causation().correlation_id.clone().unwrap_or_default();
-    id.rsplit('-').next().unwrap_or_default().to_owned()
+    let flow = id.rsplit('-').next().unwrap_or_default();
+    match ctx.state::<Serving>() {
+        Some(serving) => format!("{} {flow}", serving.0),
+        None => flow.to_owned(),
+    }
 }
 
 /// Payments charges every order.
@@ -508,6 +530,10 @@ fn order(
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("serve") {
+        return serve(&args[1..]).await;
+    }
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
     std::fs::create_dir_all(&target)?;
     let db = target.canonicalize()?.join("quickstart.db");
@@ -538,6 +564,159 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 }
 
+/// The shop's consumers, as instance `instance` of the service: the choreography's handlers
+/// and the checkout saga with its participants.
+fn register<T: Transport>(app: &mut App<T>, instance: &str, catalog: Catalog) {
+    app.instance(instance)
+        .partitions(4)
+        .with_state(catalog)
+        .register(charge)
+        .register(reserve)
+        .register(ship)
+        .register(hold_stock)
+        .register(release_stock)
+        .register(charge_card)
+        .register(refund_card)
+        .register(book_shipment)
+        .saga::<Orchestrated<Checkout>>();
+}
+
+/// The groups of the shop's choreography, whose partitions instances share.
+const GROUPS: [&str; 3] = ["payments", "inventory", "shipping"];
+
+/// `quickstart serve <instance> [--orders N] [--for SECONDS]`: the shop's consumers as one
+/// instance of the service, beside others started the same way: they share every group's
+/// partitions (and the checkout saga's), and each order is handled once by one of them. With
+/// `--orders`, it also places N orders and N checkouts, spread over the first half of its run.
+/// The instances meet on NATS JetStream with `EVT_NATS_URL` (namespace `EVT_QUICKSTART_PREFIX`,
+/// default `quickstart_serve`) or in one SQLite file (`EVT_QUICKSTART_DB`, default
+/// `target/quickstart-serve.db`), which also keeps the stores; the log is not reset.
+async fn serve(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let usage = "usage: quickstart serve <instance> [--orders N] [--for SECONDS]";
+    let instance = args.first().ok_or(usage)?.clone();
+    let (mut orders, mut run_for) = (0u32, Duration::from_secs(10));
+    for pair in args[1..].chunks(2) {
+        match pair {
+            [flag, value] if flag == "--orders" => orders = value.parse()?,
+            [flag, value] if flag == "--for" => run_for = Duration::from_secs_f64(value.parse()?),
+            _ => return Err(usage.into()),
+        }
+    }
+    let db = match std::env::var("EVT_QUICKSTART_DB") {
+        Ok(path) => std::path::PathBuf::from(path),
+        Err(_) => {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/quickstart-serve.db")
+        }
+    };
+    let file = SqliteTransport::open(&db).await?;
+    let catalog = Catalog(Arc::new(Mutex::new(
+        ["mug", "teapot", "kettle"]
+            .into_iter()
+            .map(String::from)
+            .collect(),
+    )));
+    match std::env::var("EVT_NATS_URL") {
+        Ok(url) => {
+            let mut config = event_nats::NatsConfig::new(url);
+            config.prefix = std::env::var("EVT_QUICKSTART_PREFIX")
+                .unwrap_or_else(|_| "quickstart_serve".into());
+            let transport = event_nats::NatsTransport::connect(config).await?;
+            let mut app = App::new(transport, Stores::sqlite(&file));
+            register(&mut app, &instance, catalog);
+            serving(app, &instance, orders, run_for).await
+        }
+        Err(_) => {
+            let mut app = App::embedded(&db).await?;
+            register(&mut app, &instance, catalog);
+            serving(app, &instance, orders, run_for).await
+        }
+    }
+}
+
+async fn serving<T: Transport>(
+    mut app: App<T>,
+    instance: &str,
+    orders: u32,
+    run_for: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    app.with_state(Serving(instance.to_owned()));
+    let running = app.start().await?;
+    let publisher = running.publisher();
+    let (me, pace) = (instance.to_owned(), run_for / 2 / orders.max(1));
+    let placing = tokio::spawn(async move {
+        for n in 0..orders {
+            let id = format!("{me}-{n}");
+            publisher
+                .publish(order(&format!("o-{id}"), "ada", &[("mug", 1)], 1_240))
+                .await?;
+            publisher
+                .publish(checkout(&format!("c-{id}"), "ada", 1_240, "Lyon"))
+                .await?;
+            tokio::time::sleep(pace).await;
+        }
+        Ok::<(), event_runtime::app::PublishError>(())
+    });
+    // What it owns, printed when it changes: `group: topic[partitions] ...` (a group reads the
+    // topics of every message type it handles).
+    let mut owned = String::new();
+    let deadline = tokio::time::Instant::now() + run_for;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let now: Vec<String> = GROUPS
+            .iter()
+            .map(|group| {
+                let mut by_topic: std::collections::BTreeMap<String, Vec<u32>> = Default::default();
+                for (topic, partition) in running.owned(group) {
+                    by_topic.entry(topic).or_default().push(partition);
+                }
+                let topics: Vec<String> = by_topic
+                    .iter()
+                    .map(|(topic, partitions)| format!("{topic}{partitions:?}"))
+                    .collect();
+                format!("{group}: {}", topics.join(" "))
+            })
+            .collect();
+        let now = now.join("; ");
+        if now != owned {
+            println!("[{instance}] owns {now}");
+            owned = now;
+        }
+    }
+    placing.await??;
+    // Its checkouts end whichever instance ran their steps: their state is in the shared
+    // stores.
+    if orders > 0 {
+        let sagas = running.sagas().expect("the stores are SQL");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut completed = 0;
+            for n in 0..orders {
+                let key = format!("c-{instance}-{n}");
+                if let Some(saga) = sagas.instance("checkout", &key).await?
+                    && saga.status == event_runtime::saga::Status::Completed
+                {
+                    completed += 1;
+                }
+            }
+            if completed == orders || tokio::time::Instant::now() > deadline {
+                println!("[{instance}] {completed} of its {orders} checkouts completed");
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let handled: Vec<String> = GROUPS
+        .iter()
+        .map(|group| {
+            let handled = running.stats(group).map_or(0, |s| s.handled);
+            format!("{group} {handled}")
+        })
+        .collect();
+    running.stop().await;
+    println!("[{instance}] done: handled {}", handled.join(", "));
+    Ok(())
+}
+
 async fn shop<T: Transport>(
     mut app: App<T>,
     db: &std::path::Path,
@@ -550,18 +729,7 @@ async fn shop<T: Transport>(
     )));
     // The instance's id (a pod name, say): it names the partitions this process claims and
     // appears in the dead letters' audit entries.
-    app.instance("shop-1")
-        .partitions(4)
-        .with_state(catalog.clone())
-        .register(charge)
-        .register(reserve)
-        .register(ship)
-        .register(hold_stock)
-        .register(release_stock)
-        .register(charge_card)
-        .register(refund_card)
-        .register(book_shipment)
-        .saga::<Orchestrated<Checkout>>();
+    register(&mut app, "shop-1", catalog.clone());
     let running = app.start().await?;
     let publisher = running.publisher();
 
