@@ -230,12 +230,29 @@ impl Member {
                             Some(Err(err)) => {
                                 let text = err.to_string();
                                 if text != last_error {
-                                    tracing::warn!(
-                                        group = %group_name,
-                                        instance = %member_name,
-                                        error = %text,
-                                        "the Kafka group member's poll failed"
-                                    );
+                                    if err.rdkafka_error_code()
+                                        == Some(RDKafkaErrorCode::InvalidSessionTimeout)
+                                    {
+                                        // The group never forms: say what to change.
+                                        tracing::error!(
+                                            group = %group_name,
+                                            instance = %member_name,
+                                            error = %text,
+                                            session_timeout_ms = session.as_millis() as u64,
+                                            "the Kafka broker refuses this member's session \
+                                             timeout, GroupOptions::claim_ttl: set claim_ttl \
+                                             within the broker's group.min.session.timeout.ms \
+                                             and group.max.session.timeout.ms (6 s and 30 min \
+                                             by default); until then the group consumes nothing"
+                                        );
+                                    } else {
+                                        tracing::warn!(
+                                            group = %group_name,
+                                            instance = %member_name,
+                                            error = %text,
+                                            "the Kafka group member's poll failed"
+                                        );
+                                    }
                                     last_error = text;
                                 }
                             }

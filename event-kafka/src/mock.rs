@@ -3,8 +3,15 @@
 
 use std::sync::mpsc;
 
-/// A request to create a topic, and where to answer.
-type Request = (String, u32, mpsc::Sender<Result<(), String>>);
+pub use rdkafka::types::RDKafkaRespErr;
+
+/// What the cluster's thread is asked to do, and where to answer.
+enum Request {
+    /// Create a topic of this many partitions.
+    Topic(String, u32, mpsc::Sender<Result<(), String>>),
+    /// Answer the next this many `JoinGroup` requests with this error.
+    FailJoins(RDKafkaRespErr, usize, mpsc::Sender<()>),
+}
 
 /// A running mock cluster. It stops when this value is dropped.
 ///
@@ -30,11 +37,22 @@ impl MockKafka {
                 .expect("librdkafka creates a mock cluster");
             let _ = ready_tx.send(cluster.bootstrap_servers());
             // Until the handle is dropped.
-            while let Ok((topic, partitions, reply)) = incoming.recv() {
-                let created = cluster
-                    .create_topic(&topic, partitions as i32, 1)
-                    .map_err(|e| e.to_string());
-                let _ = reply.send(created);
+            while let Ok(request) = incoming.recv() {
+                match request {
+                    Request::Topic(topic, partitions, reply) => {
+                        let created = cluster
+                            .create_topic(&topic, partitions as i32, 1)
+                            .map_err(|e| e.to_string());
+                        let _ = reply.send(created);
+                    }
+                    Request::FailJoins(error, times, reply) => {
+                        cluster.request_errors(
+                            rdkafka::types::RDKafkaApiKey::JoinGroup,
+                            &vec![error; times],
+                        );
+                        let _ = reply.send(());
+                    }
+                }
             }
             drop(cluster);
         });
@@ -57,7 +75,7 @@ impl MockKafka {
                 requests
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .send((topic.to_owned(), partitions, reply))
+                    .send(Request::Topic(topic.to_owned(), partitions, reply))
                     .map_err(|_| "the mock cluster stopped".to_owned())?;
                 answer
                     .recv()
@@ -69,6 +87,23 @@ impl MockKafka {
     /// The cluster's `bootstrap.servers`.
     pub fn bootstrap_servers(&self) -> &str {
         &self.bootstrap
+    }
+
+    /// Answers the next `times` `JoinGroup` requests with `error`, as a broker refusing a
+    /// member would (`RD_KAFKA_RESP_ERR_INVALID_SESSION_TIMEOUT`: a session timeout outside
+    /// its bounds, which the mock itself does not check).
+    ///
+    /// # Panics
+    ///
+    /// If the cluster stopped.
+    pub fn fail_joins(&self, error: RDKafkaRespErr, times: usize) {
+        let (reply, done) = mpsc::channel();
+        self.requests
+            .as_ref()
+            .expect("running")
+            .send(Request::FailJoins(error, times, reply))
+            .expect("the mock cluster runs");
+        done.recv().expect("the mock cluster runs");
     }
 }
 

@@ -3,7 +3,8 @@
 //! the next start) and through the SIGKILL of one node of a three-node NATS cluster (streams and
 //! buckets with three replicas), under load. Each run checks that nothing was lost (every event
 //! handled), that the inbox ledger in PostgreSQL has every event exactly once, and that the fault
-//! really reached the consumers.
+//! really reached the consumers. And a Kafka broker refusing a member's session timeout
+//! (`claim_ttl` outside its bounds) is an error saying so, not a silent group.
 //!
 //! The servers are the test's own (`event_conformance::servers`): a PostgreSQL cluster it can
 //! restart, three `nats-server`s it can kill. Without them the tests are skipped with a message,
@@ -308,4 +309,106 @@ async fn two_instances_ride_through_the_kill_of_a_nats_cluster_node() {
     one.stop().await;
     two.stop().await;
     drop(nodes);
+}
+
+/// Where the global subscriber of [`a_kafka_broker_refusing_the_session_timeout_names_claim_ttl`]
+/// writes: every log line of the process.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+/// The broker (librdkafka's mock cluster, told to answer as a broker whose
+/// `group.min.session.timeout.ms` is above ours: the mock checks no bounds itself) refuses the
+/// group member's session timeout, which is `claim_ttl`: the member's thread logs an error that
+/// names `claim_ttl` and the broker's settings, and the group handles nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_broker_refusing_the_session_timeout_names_claim_ttl() {
+    let logs = Logs::default();
+    let writer = logs.clone();
+    tracing::subscriber::set_global_default(
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish(),
+    )
+    .expect("one subscriber per process");
+    let cluster = event_kafka::mock::MockKafka::start(1);
+    cluster.fail_joins(
+        event_kafka::mock::RDKafkaRespErr::RD_KAFKA_RESP_ERR_INVALID_SESSION_TIMEOUT,
+        1000,
+    );
+    let transport =
+        event_kafka::KafkaTransport::connect(cluster.config().prefix("refused")).unwrap();
+    let mut app = App::new(transport, Stores::in_memory().await.unwrap());
+    let handled = Arc::new(Mutex::new(0u32));
+    let count = handled.clone();
+    app.group_options(
+        "ledger",
+        GroupOptions {
+            claim_ttl: Duration::from_secs(2),
+            ..GroupOptions::default()
+        },
+    )
+    .subscribe::<Entry, _>("ledger", move |_: Envelope<Entry>, _: Context| {
+        let count = count.clone();
+        async move {
+            *count.lock().unwrap() += 1;
+            Ok::<(), HandlerError>(())
+        }
+    });
+    let running = app.start().await.unwrap();
+    running
+        .publisher()
+        .publish(Envelope::event(Entry {
+            account: "a-1".into(),
+            seq: 1,
+        }))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !logs
+        .text()
+        .contains("refuses this member's session timeout")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no refusal logged:\n{}",
+            logs.text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = logs
+        .text()
+        .lines()
+        .find(|l| l.contains("refuses this member's session timeout"))
+        .unwrap()
+        .to_owned();
+    for part in [
+        "ERROR",
+        "GroupOptions::claim_ttl",
+        "group.min.session.timeout.ms",
+        "session_timeout_ms=2000",
+        "group=",
+        "Invalid session timeout",
+    ] {
+        assert!(line.contains(part), "`{part}` missing from: {line}");
+    }
+    assert_eq!(*handled.lock().unwrap(), 0, "the group never joined");
+    running.stop().await;
 }
