@@ -220,43 +220,46 @@ impl Member {
             std::thread::Builder::new()
                 .name(format!("evt-kafka-member-{kafka_group}"))
                 .spawn(move || {
-                    let mut last_error = String::new();
+                    // The last error logged, and when.
+                    let mut logged: Option<(String, std::time::Instant)> = None;
                     while !stop.load(Ordering::Acquire) {
                         // Serves heartbeats' rebalances; every partition is paused, so no
                         // record comes (one fetched before its pause is dropped: the cursors
                         // read records). An error (the broker refusing the session timeout,
-                        // say) is logged once per change, not dropped.
-                        match consumer.poll(Duration::from_millis(50)) {
-                            Some(Err(err)) => {
-                                let text = err.to_string();
-                                if text != last_error {
-                                    if err.rdkafka_error_code()
-                                        == Some(RDKafkaErrorCode::InvalidSessionTimeout)
-                                    {
-                                        // The group never forms: say what to change.
-                                        tracing::error!(
-                                            group = %group_name,
-                                            instance = %member_name,
-                                            error = %text,
-                                            session_timeout_ms = session.as_millis() as u64,
-                                            "the Kafka broker refuses this member's session \
-                                             timeout, GroupOptions::claim_ttl: set claim_ttl \
-                                             within the broker's group.min.session.timeout.ms \
-                                             and group.max.session.timeout.ms (6 s and 30 min \
-                                             by default); until then the group consumes nothing"
-                                        );
-                                    } else {
-                                        tracing::warn!(
-                                            group = %group_name,
-                                            instance = %member_name,
-                                            error = %text,
-                                            "the Kafka group member's poll failed"
-                                        );
-                                    }
-                                    last_error = text;
+                        // say) is logged when it differs from the last one logged, and at most
+                        // once a minute while it repeats (a refused join comes back every few
+                        // seconds), not dropped.
+                        if let Some(Err(err)) = consumer.poll(Duration::from_millis(50)) {
+                            let text = err.to_string();
+                            let repeated = logged.as_ref().is_some_and(|(last, at)| {
+                                *last == text && at.elapsed() < Duration::from_secs(60)
+                            });
+                            if !repeated {
+                                if err.rdkafka_error_code()
+                                    == Some(RDKafkaErrorCode::InvalidSessionTimeout)
+                                {
+                                    // The group never forms: say what to change.
+                                    tracing::error!(
+                                        group = %group_name,
+                                        instance = %member_name,
+                                        error = %text,
+                                        session_timeout_ms = session.as_millis() as u64,
+                                        "the Kafka broker refuses this member's session \
+                                         timeout, GroupOptions::claim_ttl: set claim_ttl \
+                                         within the broker's group.min.session.timeout.ms \
+                                         and group.max.session.timeout.ms (6 s and 30 min \
+                                         by default); until then the group consumes nothing"
+                                    );
+                                } else {
+                                    tracing::warn!(
+                                        group = %group_name,
+                                        instance = %member_name,
+                                        error = %text,
+                                        "the Kafka group member's poll failed"
+                                    );
                                 }
+                                logged = Some((text, std::time::Instant::now()));
                             }
-                            _ => last_error.clear(),
                         }
                     }
                 })

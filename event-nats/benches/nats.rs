@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
-use event_bench_support::{Spent, Stopwatch};
+use event_bench_support::{Spent, Stopwatch, env_or, median};
 use event_nats::{NatsConfig, NatsTransport, Storage};
 use event_runtime::{App, Context, DomainEvent, Envelope};
 use futures_util::StreamExt as _;
@@ -35,13 +35,6 @@ struct Reading {
     seq: u64,
     watts: u64,
     note: String,
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn events(n: usize) -> Vec<Envelope<Reading>> {
@@ -251,11 +244,6 @@ async fn consume_raw(url: &str, n: usize, tag: &str) -> Spent {
         seen += 1;
     }
     clock.spent()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

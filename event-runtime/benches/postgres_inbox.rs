@@ -16,14 +16,14 @@
 //! (scripts/bench.sh starts one; events per round: `EVT_BENCH_EVENTS`, default 3000; rounds:
 //! `EVT_BENCH_ROUNDS`, default 3). Both sides share sqlx's default pool options, which ping a
 //! connection before handing it out (`test_before_acquire`): one more round trip per
-//! transaction. `EVT_BENCH_PING=off` turns that off for both (docs/delivery.md, "Inbox on SQL
-//! stores").
+//! transaction. `EVT_BENCH_PING=off` turns that off for both (docs/delivery.md, "Stores in
+//! PostgreSQL").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use event_bench_support::{Spent, Stopwatch};
+use event_bench_support::{Spent, Stopwatch, env_or, median};
 
 use event_runtime::app::GroupOptions;
 use event_runtime::transport::Transport as _;
@@ -39,13 +39,6 @@ struct Paid {
     #[event(key)]
     account: String,
     cents: i64,
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// A pool on a new schema with the booking table.
@@ -210,11 +203,6 @@ async fn naive(url: &str, n: usize, round: usize) -> Spent {
     );
     pool.close().await;
     spent
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

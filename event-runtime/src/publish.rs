@@ -427,6 +427,14 @@ impl<T: Transport> Publisher<T> {
         emitted: Vec<Emitted>,
     ) -> Result<Vec<(String, u32)>, TransportError> {
         let mut written = Vec::new();
+        // The send spans of the topics appended: a later topic's failure rolls the transaction
+        // back, and their appends with it.
+        let mut appended: Vec<tracing::Span> = Vec::new();
+        let abort = |spans: &[tracing::Span]| {
+            for span in spans {
+                crate::telemetry::send_failed(span, "aborted");
+            }
+        };
         // Everything on `conn`, inside the inbox transaction: a topic this app has not seen yet
         // is created there too (another connection would wait for this transaction's lock).
         // Counts found here are not cached: the transaction may still roll back.
@@ -448,15 +456,25 @@ impl<T: Transport> Publisher<T> {
                     .await?
                 }
             };
-            let (span, records) = self.emitted_records(&topic, &envelopes, partitions)?;
+            let (span, records) = match self.emitted_records(&topic, &envelopes, partitions) {
+                Ok(encoded) => encoded,
+                Err(err) => {
+                    abort(&appended);
+                    return Err(err);
+                }
+            };
             let positions =
                 crate::transport::sqlite::SqliteTransport::append_on(conn, &topic, records)
                     .instrument(span.clone())
                     .await
-                    .inspect_err(|err| crate::telemetry::append_failed(&span, err))?;
+                    .inspect_err(|err| {
+                        crate::telemetry::append_failed(&span, err);
+                        abort(&appended);
+                    })?;
             for position in positions {
                 written.push((topic.clone(), position.partition));
             }
+            appended.push(span);
         }
         written.sort_unstable();
         written.dedup();

@@ -237,9 +237,12 @@ pub(crate) fn send_failed(span: &tracing::Span, kind: &str) {
 
 /// The `send` span of one topic of a multi-topic batch (a `publish_all`, a handler's emitted
 /// events), from its creation (before any topic is appended: the records carry its context)
-/// until its append starts ([`PendingSend::start`]). Dropped before that (an earlier topic's
-/// encode or append failed, or the call was cancelled), it ends as a failed send with
-/// `error.type` `aborted`: a trace never shows a send that did not happen as a success.
+/// until its append starts ([`PendingSend::start`]). Dropped before that (a later topic's encode
+/// or partition lookup failed, or an earlier topic's append, or the call was cancelled), it
+/// ends as a failed send with `error.type` `aborted`: a trace never shows a send that did not
+/// happen as a success. (In the SQLite inbox, where topics are appended one by one in the
+/// handler's transaction, a failing topic marks the ones appended before it `aborted`: the
+/// transaction rolls them back.)
 pub(crate) struct PendingSend(Option<tracing::Span>);
 
 impl PendingSend {

@@ -1,6 +1,7 @@
 //! The causal tree of one correlation, built from the framework's own records: every event
 //! and command in the log whose correlation id matches, each under the message that caused it,
-//! with what each consumer group did with it (handled, pending, dead-lettered and why), the
+//! with what each consumer group did with it (handled, pending, skipped as a duplicate,
+//! dead-lettered and why), the
 //! saga transitions it made and the saga timers still pending, and the events still in the
 //! transactional outbox (not relayed yet, with the relay's failed attempts). It is complete whatever a
 //! tracing backend sampled. `evt trace <correlation-id>` prints it; an app prints its own with
@@ -88,6 +89,21 @@ pub struct OutboxRow {
 }
 
 impl Node {
+    /// Where it is in the log, as `topic/partition@offset`.
+    fn place(&self) -> String {
+        format!("{}/{}@{}", clean(&self.topic), self.partition, self.offset)
+    }
+
+    /// The order of the log: topic, partition, offset.
+    fn log_order(&self) -> (&str, u32, u64) {
+        (&self.topic, self.partition, self.offset)
+    }
+
+    /// The order of a trace: creation time, then the log's.
+    fn trace_order(&self) -> (i64, (&str, u32, u64)) {
+        (self.time_ms, self.log_order())
+    }
+
     /// `record` as a node, when it decodes and is of correlation `id`.
     fn of(
         record: &crate::transport::Record,
@@ -127,9 +143,12 @@ pub enum Outcome {
     /// Its position is past the event, and no dead letter holds it.
     Handled,
     /// Skipped by the group's dedupe store: an earlier record with the same dedupe key (a
-    /// producer's retry, a copy) was handled, and the store holds its mark. Read from the log
-    /// and the store, not from a record of the skip: a copy read after the mark's retention
-    /// (`Retention::dedupe`) was handled again and shows [`Outcome::Handled`].
+    /// producer's retry, a copy) was handled, and the store holds its mark. Inferred from the
+    /// log and the store, which keeps one mark per key, not from a record of the skip: a copy
+    /// read after the first's mark expired (`Retention::dedupe`) was handled again yet shows
+    /// here too, and one read after its first was dead-lettered and then redriven shows
+    /// [`Outcome::Handled`]. Only marks kept beside the dead letters are read (an inbox
+    /// group's marks in the SQLite engine's file are not, with stores in memory).
     Duplicate {
         /// Where the record handled first is: `topic/partition@offset`.
         of: String,
@@ -270,14 +289,7 @@ impl Trace {
         if let Some(sagas) = &sources.sagas {
             orphan_timers = saga_records(sagas, correlation_id, &mut nodes).await?;
         }
-        nodes.sort_by(|a, b| {
-            (a.time_ms, &a.topic, a.partition, a.offset).cmp(&(
-                b.time_ms,
-                &b.topic,
-                b.partition,
-                b.offset,
-            ))
-        });
+        nodes.sort_by(|a, b| a.trace_order().cmp(&b.trace_order()));
         let (roots, children) = tree(&nodes);
         Ok(Trace {
             correlation_id: correlation_id.to_owned(),
@@ -394,7 +406,7 @@ impl Trace {
             .map(|ms| format!("  +{ms} ms"))
             .unwrap_or_default();
         let place = match &n.outbox {
-            None => format!("{}/{}@{}", clean(&n.topic), n.partition, n.offset),
+            None => n.place(),
             Some(row) => format!(
                 "{} (outbox row {}, not relayed yet{})",
                 clean(&n.topic),
@@ -452,8 +464,9 @@ impl Trace {
         Ok(())
     }
 
-    /// The tree as a Mermaid flowchart: a box per message, a rounded box per group outcome
-    /// (a hexagon when dead-lettered), arrows from cause to effect.
+    /// The tree as a Mermaid flowchart: a box per message, a rounded box per group outcome (a
+    /// parallelogram while pending, leaning the other way when skipped as a duplicate, a
+    /// hexagon when dead-lettered), arrows from cause to effect.
     ///
     /// # Errors
     ///
@@ -463,7 +476,7 @@ impl Trace {
         let label = |s: &str| clean(s).replace('"', "'");
         for (i, n) in self.nodes.iter().enumerate() {
             let place = match &n.outbox {
-                None => format!("{}/{}@{}", label(&n.topic), n.partition, n.offset),
+                None => label(&n.place()),
                 Some(row) => format!("{} (outbox row {})", label(&n.topic), row.row),
             };
             writeln!(
@@ -475,7 +488,8 @@ impl Trace {
             for (j, (group, outcome)) in n.outcomes.iter().enumerate() {
                 let (open, close) = match outcome {
                     Outcome::Handled => ("([", "])"),
-                    Outcome::Pending | Outcome::Duplicate { .. } => ("[/", "/]"),
+                    Outcome::Pending => ("[/", "/]"),
+                    Outcome::Duplicate { .. } => ("[\\", "\\]"),
                     Outcome::DeadLettered { .. } => ("{{", "}}"),
                 };
                 let text = match outcome {
@@ -686,46 +700,41 @@ async fn outcomes<T: ?Sized>(
     Ok(())
 }
 
-/// Marks as [`Outcome::Duplicate`] each record a group shows handled after an earlier record
+/// Marks as [`Outcome::Duplicate`] each record a group shows handled beside an earlier record
 /// with the same dedupe key, when the group's store holds that key's mark (with dedupe on, the
-/// copy found it and was skipped). Earlier: by creation time, then place in the log.
+/// copy found it and was skipped). Earlier: the lowest offset where the records share a
+/// partition (the order the group read them in), else the earliest created.
 async fn duplicates(dlq: &DeadLetters, nodes: &mut [Node]) -> Result<(), TransportError> {
-    let mut order: Vec<usize> = (0..nodes.len()).collect();
-    order.sort_by(|&a, &b| {
-        let (a, b) = (&nodes[a], &nodes[b]);
-        (a.time_ms, &a.topic, a.partition, a.offset).cmp(&(
-            b.time_ms,
-            &b.topic,
-            b.partition,
-            b.offset,
-        ))
-    });
-    // (group, dedupe key) -> the place of the record handled first.
-    let mut first: BTreeMap<(String, String), String> = BTreeMap::new();
-    let mut marked: BTreeMap<(String, String), bool> = BTreeMap::new();
-    for i in order {
-        let place = format!(
-            "{}/{}@{}",
-            nodes[i].topic, nodes[i].partition, nodes[i].offset
-        );
-        for j in 0..nodes[i].outcomes.len() {
-            if nodes[i].outcomes[j].1 != Outcome::Handled {
-                continue;
+    // (group, dedupe key) -> the (node, outcome) pairs the group shows handled.
+    let mut handled: BTreeMap<(String, String), Vec<(usize, usize)>> = BTreeMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        for (j, (group, outcome)) in node.outcomes.iter().enumerate() {
+            if *outcome == Outcome::Handled {
+                handled
+                    .entry((group.clone(), node.dedupe_key.clone()))
+                    .or_default()
+                    .push((i, j));
             }
-            let id = (nodes[i].outcomes[j].0.clone(), nodes[i].dedupe_key.clone());
-            let Some(of) = first.get(&id) else {
-                first.insert(id, place.clone());
-                continue;
-            };
-            let seen = match marked.get(&id) {
-                Some(&seen) => seen,
-                None => {
-                    let seen = dlq.dedupe_seen(&id.0, &id.1).await?;
-                    marked.insert(id.clone(), seen);
-                    seen
-                }
-            };
-            if seen {
+        }
+    }
+    for ((group, key), copies) in handled {
+        if copies.len() < 2 || !dlq.dedupe_seen(&group, &key).await? {
+            continue;
+        }
+        let one_partition = copies.iter().all(|&(i, _)| {
+            (&nodes[i].topic, nodes[i].partition)
+                == (&nodes[copies[0].0].topic, nodes[copies[0].0].partition)
+        });
+        let &(first, _) = copies
+            .iter()
+            .min_by_key(|&&(i, _)| {
+                let n = &nodes[i];
+                (if one_partition { 0 } else { n.time_ms }, n.log_order())
+            })
+            .expect("two or more");
+        let of = nodes[first].place();
+        for (i, j) in copies {
+            if i != first {
                 nodes[i].outcomes[j].1 = Outcome::Duplicate { of: of.clone() };
             }
         }
@@ -741,7 +750,23 @@ async fn saga_records(
     correlation_id: &str,
     nodes: &mut [Node],
 ) -> Result<Vec<PendingTimer>, TransportError> {
-    for node in nodes.iter_mut() {
+    // A message's transitions go to one of its copies: the first not skipped as a duplicate
+    // (in the log's order), else the first.
+    let mut order: Vec<usize> = (0..nodes.len()).collect();
+    order.sort_by_key(|&i| {
+        let n = &nodes[i];
+        let skipped = n
+            .outcomes
+            .iter()
+            .any(|(_, o)| matches!(o, Outcome::Duplicate { .. }));
+        (skipped, n.log_order())
+    });
+    let mut read = BTreeSet::new();
+    for i in order {
+        let node = &mut nodes[i];
+        if !read.insert(node.id.clone()) {
+            continue;
+        }
         for (saga, key, entry) in sagas.transitions_of(&node.id).await? {
             node.transitions.push(Transition {
                 saga,
@@ -766,11 +791,12 @@ async fn saga_records(
 
 /// Each node's children (the nodes whose causation id is its id) and the roots.
 fn tree(nodes: &[Node]) -> (Vec<usize>, Vec<Vec<usize>>) {
-    let index: BTreeMap<&str, usize> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.id.as_str(), i))
-        .collect();
+    // Copies of one message (a producer's retry): its effects hang under the first, the one
+    // handled.
+    let mut index: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        index.entry(n.id.as_str()).or_insert(i);
+    }
     let mut roots = Vec::new();
     let mut children = vec![Vec::new(); nodes.len()];
     for (i, node) in nodes.iter().enumerate() {

@@ -841,8 +841,9 @@ async fn trace_draws_one_correlation_with_each_groups_outcome() {
     );
 }
 
-/// A producer that retried an append wrote its event twice: the group's dedupe store skipped
-/// the copy, and `evt trace` shows the copy as a duplicate of the record handled first.
+/// A producer that retried an append wrote its event twice: each group's dedupe store skipped
+/// the copy, and `evt trace` shows the copy as a duplicate of the record handled first, with
+/// what the handled one caused (an event, a saga's steps) under it alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trace_shows_a_copy_the_dedupe_store_skipped() {
     let dir = TempDir::new("trace-dup");
@@ -850,16 +851,21 @@ async fn trace_shows_a_copy_the_dedupe_store_skipped() {
     let runs = Arc::new(AtomicU32::new(0));
     let counted = runs.clone();
     let mut app = App::embedded(&db).await.unwrap();
-    app.partitions(2).subscribe::<OrderPlaced, _>(
-        "billing",
-        move |_event: Envelope<OrderPlaced>, _ctx: Context| {
-            let counted = counted.clone();
-            async move {
-                counted.fetch_add(1, Ordering::SeqCst);
-                Ok(())
-            }
-        },
-    );
+    app.partitions(2)
+        .subscribe::<OrderPlaced, _>(
+            "billing",
+            move |event: Envelope<OrderPlaced>, ctx: Context| {
+                let counted = counted.clone();
+                async move {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    ctx.publish(OrderCancelled {
+                        order_id: event.data.order_id,
+                    })?;
+                    Ok(())
+                }
+            },
+        )
+        .saga::<Tracker>();
     let running = app.start().await.unwrap();
     let publisher = running.publisher();
     let request = event_runtime::request::RequestContext::new("req-dup", None);
@@ -878,21 +884,43 @@ async fn trace_shows_a_copy_the_dedupe_store_skipped() {
 
     let out = text(&db, &["trace", "req-dup"]);
     let all = lines(&out);
-    assert_eq!(all.len(), 4, "{out}");
     assert!(all[0].contains(&format!("@{} ", first.offset)), "{out}");
-    assert_eq!(all[1], "└─ [billing] handled", "{out}");
-    assert!(all[2].contains(&format!("@{} ", copy.offset)), "{out}");
-    assert_eq!(
-        all[3],
-        format!(
-            "└─ [billing] duplicate of shop/{}@{}: skipped by dedupe",
-            first.partition, first.offset
-        ),
+    assert!(all.contains(&"├─ [billing] handled"), "{out}");
+    let of = format!(
+        "duplicate of shop/{}@{}: skipped by dedupe",
+        first.partition, first.offset
+    );
+    assert!(
+        all.contains(&format!("├─ [billing] {of}").as_str()),
         "{out}"
     );
     let doc = json(&db, &["trace", "req-dup"]);
     let roots = doc["roots"].as_array().unwrap();
-    assert_eq!(roots[1]["groups"][0]["outcome"], "duplicate", "{doc}");
+    assert_eq!(roots.len(), 2, "{doc}");
+    let (handled, skipped) = (&roots[0], &roots[1]);
+    assert_eq!(handled["offset"], first.offset, "{doc}");
+    assert_eq!(skipped["offset"], copy.offset, "{doc}");
+    // Every group (billing, the saga's) handled the first and skipped the copy.
+    for group in handled["groups"].as_array().unwrap() {
+        assert_eq!(group["outcome"], "handled", "{doc}");
+    }
+    assert_eq!(skipped["groups"].as_array().unwrap().len(), 2, "{doc}");
+    for group in skipped["groups"].as_array().unwrap() {
+        assert_eq!(group["outcome"], "duplicate", "{doc}");
+        assert_eq!(
+            group["of"],
+            format!("shop/{}@{}", first.partition, first.offset),
+            "{doc}"
+        );
+    }
+    // What it caused hangs under the handled one: the cancellation, the saga's start.
+    assert_eq!(
+        handled["caused"][0]["type"], "shop.order_cancelled",
+        "{doc}"
+    );
+    assert_eq!(handled["sagas"][0]["status"], "running", "{doc}");
+    assert_eq!(skipped["caused"], Value::Array(vec![]), "{doc}");
+    assert_eq!(skipped["sagas"], Value::Array(vec![]), "{doc}");
 }
 
 /// Follows each order until it is cancelled; reminds an hour after it was placed.

@@ -336,7 +336,8 @@ impl Logs {
 /// The broker (librdkafka's mock cluster, told to answer as a broker whose
 /// `group.min.session.timeout.ms` is above ours: the mock checks no bounds itself) refuses the
 /// group member's session timeout, which is `claim_ttl`: the member's thread logs an error that
-/// names `claim_ttl` and the broker's settings, and the group handles nothing.
+/// names `claim_ttl` and the broker's settings (once, not at each of its retries), and the group
+/// handles nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kafka_broker_refusing_the_session_timeout_names_claim_ttl() {
     let logs = Logs::default();
@@ -409,6 +410,14 @@ async fn a_kafka_broker_refusing_the_session_timeout_names_claim_ttl() {
     ] {
         assert!(line.contains(part), "`{part}` missing from: {line}");
     }
+    // librdkafka asks to join again 3 s after a refusal, then every 2 s: the same refusal is
+    // not logged again within a minute.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let refusals = logs
+        .text()
+        .matches("refuses this member's session timeout")
+        .count();
+    assert_eq!(refusals, 1, "{}", logs.text());
     assert_eq!(*handled.lock().unwrap(), 0, "the group never joined");
     running.stop().await;
 }

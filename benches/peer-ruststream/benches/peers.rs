@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use event_bench_support::{Spent, Stopwatch};
+use event_bench_support::{Spent, Stopwatch, env_or, median};
 use event_nats::{NatsConfig, NatsTransport, Storage};
 use event_runtime::{App, Context, DomainEvent, Envelope};
 use futures_util::future::join_all;
@@ -63,13 +63,6 @@ const KEYS: u64 = 64;
 /// Makes a reading's JSON about 512 bytes.
 const NOTE_LEN: usize = 456;
 
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn readings(n: usize) -> Vec<Reading> {
     let note: String = "steady load, no anomaly; "
         .chars()
@@ -84,11 +77,6 @@ fn readings(n: usize) -> Vec<Reading> {
             note: note.clone(),
         })
         .collect()
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Names unique to this process and run.

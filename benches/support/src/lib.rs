@@ -1,35 +1,51 @@
-//! What the benchmarks share beside their baselines (`scripts/bench.sh`): CPU time. A side
-//! that is slower by the clock may be slower because it spends more CPU of its own (which a
-//! server on the same cores then lacks), or because it waits longer; this process's CPU time
-//! and the machine's load around each side tell the two apart.
+//! What the benchmarks share beside their baselines (`scripts/bench.sh`): the median of rounds,
+//! settings from the environment, and CPU time. A side that is slower by the clock may be
+//! slower because it spends more CPU of its own (which a server on the same cores then lacks),
+//! or because it waits longer; this process's CPU time and the machine's load around each side
+//! tell the two apart.
 //!
 //! ```
-//! let before = event_bench_support::process_time();
-//! let busy: u64 = (0..1_000_000u64).map(|n| n % 7).sum();
-//! assert!(busy > 0);
-//! assert!(event_bench_support::process_time() > before);
+//! use std::time::Duration;
+//! // One thread spinning until it used 20 ms of CPU: as much wall-clock time at least.
+//! let clock = event_bench_support::Stopwatch::start();
+//! let mut spins = 0u64;
+//! while clock.spent().cpu < Duration::from_millis(20) {
+//!     spins = std::hint::black_box(spins + 1);
+//! }
+//! let spent = clock.spent();
+//! assert!(spent.wall >= spent.cpu, "{spent:?}");
+//! assert_eq!(spent.rate(2), 2.0 / spent.wall.as_secs_f64());
 //! ```
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// CPU time (user and system) this process's live threads have run so far, in nanoseconds
-/// (Linux: the sum of `/proc/self/task/*/schedstat`). Threads that already exited are not
-/// counted, so take differences across spans in which the threads of interest (a tokio
-/// runtime's workers) live. `Duration::ZERO` where `/proc` is not there.
+/// The median of `values` (the upper one of an even count).
+///
+/// # Panics
+///
+/// If `values` is empty.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The number in the environment variable `name`, else `default`.
+pub fn env_or(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The CPU time (user and system) this process has used so far, every thread's, those that
+/// exited included (`CLOCK_PROCESS_CPUTIME_ID`).
 pub fn process_time() -> Duration {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    let nanos = tasks
-        .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    Duration::from_nanos(nanos)
+    cpu_time::ProcessTime::now().as_duration()
 }
 
 /// The machine's CPU counters since boot (Linux: the first line of `/proc/stat`, in clock
-/// ticks): `(busy, total)`, busy being everything but idle and I/O wait. `(0, 0)` where `/proc`
-/// is not there.
+/// ticks of 10 ms): `(busy, total)`, busy being everything but idle and I/O wait. `(0, 0)`
+/// where `/proc` is not there.
 pub fn machine_ticks() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let ticks: Vec<u64> = stat
@@ -42,14 +58,14 @@ pub fn machine_ticks() -> (u64, u64) {
         .collect();
     let total = ticks.iter().take(8).sum::<u64>();
     let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
-    (total - idle.min(total), total)
+    (total.saturating_sub(idle), total)
 }
 
 /// The wall-clock and CPU time of a span of a benchmark: [`Stopwatch::start`], then
 /// [`Stopwatch::spent`].
 #[derive(Debug, Clone, Copy)]
 pub struct Stopwatch {
-    wall: std::time::Instant,
+    wall: Instant,
     cpu: Duration,
     machine: (u64, u64),
 }
@@ -60,28 +76,31 @@ pub struct Stopwatch {
 pub struct Spent {
     /// Wall-clock time.
     pub wall: Duration,
-    /// CPU time of this process's threads ([`process_time`]).
+    /// CPU time of this process ([`process_time`]).
     pub cpu: Duration,
     /// The machine's busy and total CPU ticks ([`machine_ticks`]).
     pub machine: (u64, u64),
 }
 
 impl Stopwatch {
-    /// Starts both clocks.
+    /// Starts the clocks (the wall clock last, so the counters' reads are not in its span).
     pub fn start() -> Self {
+        let (cpu, machine) = (process_time(), machine_ticks());
         Stopwatch {
-            wall: std::time::Instant::now(),
-            cpu: process_time(),
-            machine: machine_ticks(),
+            wall: Instant::now(),
+            cpu,
+            machine,
         }
     }
 
-    /// Both clocks' time since [`Stopwatch::start`].
+    /// The clocks' time since [`Stopwatch::start`] (the wall clock read first).
     pub fn spent(&self) -> Spent {
-        let (busy, total) = machine_ticks();
+        let wall = self.wall.elapsed();
+        let (cpu, (busy, total)) = (process_time(), machine_ticks());
         Spent {
-            wall: self.wall.elapsed(),
-            cpu: process_time().saturating_sub(self.cpu),
+            wall,
+            cpu: cpu.saturating_sub(self.cpu),
+            // Both counters only grow, but I/O wait may not: a rare tick of difference.
             machine: (
                 busy.saturating_sub(self.machine.0),
                 total.saturating_sub(self.machine.1),
@@ -103,7 +122,8 @@ impl Spent {
 
     /// The share of the machine's CPU time that was busy (every process, servers included), 0
     /// to 1: near 1, the span was bound by CPU, and what a side saves in its own CPU time the
-    /// servers get.
+    /// servers get. Counted in ticks of 10 ms per core: spans shorter than a second or so are
+    /// rough, so add spans up before reading it.
     pub fn machine_busy(&self) -> f64 {
         self.machine.0 as f64 / self.machine.1.max(1) as f64
     }

@@ -598,7 +598,10 @@ async fn serve(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
     for pair in args[1..].chunks(2) {
         match pair {
             [flag, value] if flag == "--orders" => orders = value.parse()?,
-            [flag, value] if flag == "--for" => run_for = Duration::from_secs_f64(value.parse()?),
+            [flag, value] if flag == "--for" => {
+                run_for = Duration::try_from_secs_f64(value.parse()?)
+                    .map_err(|_| format!("--for {value}: not a number of seconds"))?;
+            }
             _ => return Err(usage.into()),
         }
     }
@@ -608,7 +611,6 @@ async fn serve(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/quickstart-serve.db")
         }
     };
-    let file = SqliteTransport::open(&db).await?;
     let catalog = Catalog(Arc::new(Mutex::new(
         ["mug", "teapot", "kettle"]
             .into_iter()
@@ -621,6 +623,7 @@ async fn serve(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
             config.prefix = std::env::var("EVT_QUICKSTART_PREFIX")
                 .unwrap_or_else(|_| "quickstart_serve".into());
             let transport = event_nats::NatsTransport::connect(config).await?;
+            let file = SqliteTransport::open(&db).await?;
             let mut app = App::new(transport, Stores::sqlite(&file));
             register(&mut app, &instance, catalog);
             serving(app, &instance, orders, run_for).await
@@ -642,7 +645,9 @@ async fn serving<T: Transport>(
     app.with_state(Serving(instance.to_owned()));
     let running = app.start().await?;
     let publisher = running.publisher();
-    let (me, pace) = (instance.to_owned(), run_for / 2 / orders.max(1));
+    // Ids unique to this run (the log and the stores are not reset between runs).
+    let run = format!("{instance}-{:x}", std::process::id());
+    let (me, pace) = (run.clone(), run_for / 2 / orders.max(1));
     let placing = tokio::spawn(async move {
         for n in 0..orders {
             let id = format!("{me}-{n}");
@@ -691,7 +696,7 @@ async fn serving<T: Transport>(
         loop {
             let mut completed = 0;
             for n in 0..orders {
-                let key = format!("c-{instance}-{n}");
+                let key = format!("c-{run}-{n}");
                 if let Some(saga) = sagas.instance("checkout", &key).await?
                     && saga.status == event_runtime::saga::Status::Completed
                 {
