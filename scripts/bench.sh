@@ -7,7 +7,8 @@
 # minutes on 2 cores.
 #
 # Usage: scripts/bench.sh [codec|runtime|callgrind|nats|kafka|postgres_inbox|peers|instances|telemetry|saga ...]
-# (default: all). `instances`: 1, 2 and 4 instances of a service on every engine, and failover.
+# (default: all). `instances`: 1, 2 and 4 instances of a service on every engine, and failover
+# (on Kafka: a member's process SIGKILLed, on tansu and on librdkafka's mock cluster).
 # `telemetry`: traces off, not sampled and sampled on the in-memory engine. `saga`: saga
 # transitions vs the same transaction by hand (SQLite, PostgreSQL), and timer lateness.
 set -euo pipefail
