@@ -220,20 +220,21 @@ impl Member {
             std::thread::Builder::new()
                 .name(format!("evt-kafka-member-{kafka_group}"))
                 .spawn(move || {
-                    // The last error logged, and when.
-                    let mut logged: Option<(String, std::time::Instant)> = None;
+                    // When each error was last logged.
+                    let mut logged: std::collections::BTreeMap<String, std::time::Instant> =
+                        std::collections::BTreeMap::new();
                     while !stop.load(Ordering::Acquire) {
                         // Serves heartbeats' rebalances; every partition is paused, so no
                         // record comes (one fetched before its pause is dropped: the cursors
                         // read records). An error (the broker refusing the session timeout,
-                        // say) is logged when it differs from the last one logged, and at most
-                        // once a minute while it repeats (a refused join comes back every few
-                        // seconds), not dropped.
+                        // say) is logged when it first comes, and at most once a minute while
+                        // it repeats (a refused join comes back every few seconds), not
+                        // dropped.
                         if let Some(Err(err)) = consumer.poll(Duration::from_millis(50)) {
                             let text = err.to_string();
-                            let repeated = logged.as_ref().is_some_and(|(last, at)| {
-                                *last == text && at.elapsed() < Duration::from_secs(60)
-                            });
+                            let repeated = logged
+                                .get(&text)
+                                .is_some_and(|at| at.elapsed() < Duration::from_secs(60));
                             if !repeated {
                                 if err.rdkafka_error_code()
                                     == Some(RDKafkaErrorCode::InvalidSessionTimeout)
@@ -258,7 +259,7 @@ impl Member {
                                         "the Kafka group member's poll failed"
                                     );
                                 }
-                                logged = Some((text, std::time::Instant::now()));
+                                logged.insert(text, std::time::Instant::now());
                             }
                         }
                     }

@@ -447,14 +447,13 @@ impl<T: Transport> Publisher<T> {
                 .copied();
             let partitions = match cached {
                 Some(count) => count,
-                None => {
-                    crate::transport::sqlite::SqliteTransport::ensure_topic_on(
-                        conn,
-                        &topic,
-                        self.partitions,
-                    )
-                    .await?
-                }
+                None => crate::transport::sqlite::SqliteTransport::ensure_topic_on(
+                    conn,
+                    &topic,
+                    self.partitions,
+                )
+                .await
+                .inspect_err(|_| abort(&appended))?,
             };
             let (span, records) = match self.emitted_records(&topic, &envelopes, partitions) {
                 Ok(encoded) => encoded,

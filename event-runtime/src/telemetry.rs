@@ -242,7 +242,8 @@ pub(crate) fn send_failed(span: &tracing::Span, kind: &str) {
 /// ends as a failed send with `error.type` `aborted`: a trace never shows a send that did not
 /// happen as a success. (In the SQLite inbox, where topics are appended one by one in the
 /// handler's transaction, a failing topic marks the ones appended before it `aborted`: the
-/// transaction rolls them back.)
+/// transaction rolls them back. A commit that fails after every append succeeded, or a
+/// cancelled attempt, leaves their spans as successes.)
 pub(crate) struct PendingSend(Option<tracing::Span>);
 
 impl PendingSend {

@@ -89,9 +89,10 @@ pub struct OutboxRow {
 }
 
 impl Node {
-    /// Where it is in the log, as `topic/partition@offset`.
+    /// Where it is in the log, as `topic/partition@offset` (the topic as it is: clean it to
+    /// print it).
     fn place(&self) -> String {
-        format!("{}/{}@{}", clean(&self.topic), self.partition, self.offset)
+        format!("{}/{}@{}", self.topic, self.partition, self.offset)
     }
 
     /// The order of the log: topic, partition, offset.
@@ -406,7 +407,7 @@ impl Trace {
             .map(|ms| format!("  +{ms} ms"))
             .unwrap_or_default();
         let place = match &n.outbox {
-            None => n.place(),
+            None => clean(&n.place()),
             Some(row) => format!(
                 "{} (outbox row {}, not relayed yet{})",
                 clean(&n.topic),
@@ -721,16 +722,18 @@ async fn duplicates(dlq: &DeadLetters, nodes: &mut [Node]) -> Result<(), Transpo
         if copies.len() < 2 || !dlq.dedupe_seen(&group, &key).await? {
             continue;
         }
-        let one_partition = copies.iter().all(|&(i, _)| {
-            (&nodes[i].topic, nodes[i].partition)
-                == (&nodes[copies[0].0].topic, nodes[copies[0].0].partition)
-        });
-        let &(first, _) = copies
-            .iter()
-            .min_by_key(|&&(i, _)| {
-                let n = &nodes[i];
-                (if one_partition { 0 } else { n.time_ms }, n.log_order())
-            })
+        // The first read of each partition (the lowest offset), then the earliest created.
+        let mut firsts: BTreeMap<(&str, u32), usize> = BTreeMap::new();
+        for &(i, _) in &copies {
+            let n = &nodes[i];
+            let first = firsts.entry((&n.topic, n.partition)).or_insert(i);
+            if n.offset < nodes[*first].offset {
+                *first = i;
+            }
+        }
+        let first = firsts
+            .into_values()
+            .min_by_key(|&i| nodes[i].trace_order())
             .expect("two or more");
         let of = nodes[first].place();
         for (i, j) in copies {
@@ -791,8 +794,8 @@ async fn saga_records(
 
 /// Each node's children (the nodes whose causation id is its id) and the roots.
 fn tree(nodes: &[Node]) -> (Vec<usize>, Vec<Vec<usize>>) {
-    // Copies of one message (a producer's retry): its effects hang under the first, the one
-    // handled.
+    // Copies of one message (a producer's retry): its effects hang under the first in the log,
+    // the one handled unless that one was dead-lettered.
     let mut index: BTreeMap<&str, usize> = BTreeMap::new();
     for (i, n) in nodes.iter().enumerate() {
         index.entry(n.id.as_str()).or_insert(i);

@@ -16,7 +16,7 @@
 //! librdkafka's mock cluster (hosted here).
 //!
 //! `cargo bench -p event-tests --bench instances` (or `scripts/bench.sh instances`, which starts
-//! NATS and Kafka). Prints; asserts nothing.
+//! NATS and Kafka). Prints; fails only when an engine never settles or drains.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -257,10 +257,13 @@ async fn kafka_failovers(
                 .env("BENCH_PREFIX", &prefix)
                 .env("BENCH_INSTANCE", format!("victim-{round}"))
                 .env("BENCH_CLAIM_TTL_MS", ttl.as_millis().to_string())
+                // It exits when its stdin closes: with this process, however it ends.
+                .stdin(std::process::Stdio::piped())
                 .spawn()
                 .expect("the member starts"),
         );
-        // Settled: the survivor kept a share, the victim holds the rest, for a second.
+        // Settled: the survivor kept a share, unchanged for 4 s (longer than the coordinator's
+        // 3 s rebalance delay), so the victim was dealt the rest.
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut kept: (Vec<u32>, Instant) = (survivor.owned(), Instant::now());
         loop {
@@ -268,7 +271,7 @@ async fn kafka_failovers(
             if now != kept.0 {
                 kept = (now, Instant::now());
             } else if (1..PARTITIONS as usize).contains(&kept.0.len())
-                && kept.1.elapsed() > Duration::from_secs(1)
+                && kept.1.elapsed() > Duration::from_secs(4)
             {
                 break;
             }
@@ -304,7 +307,11 @@ async fn kafka_failovers(
         // The survivor is dropped here, while the runtime runs (its member's revocation waits
         // for the runtime).
         load.abort();
-        let _ = load.await;
+        if let Err(err) = load.await
+            && err.is_panic()
+        {
+            std::panic::resume_unwind(err.into_panic());
+        }
         out.push(moved.map(|d| d.as_secs_f64()));
     }
     out
@@ -413,4 +420,7 @@ fn main() {
         println!("== Kafka (librdkafka's mock cluster)");
         print_kafka_failovers(ttl, &deaths);
     });
+    // Instances that died without stopping (the failovers' victims, the rounds' survivors)
+    // leave blocking tasks behind, which dropping the runtime would wait for.
+    runtime.shutdown_timeout(Duration::from_secs(5));
 }

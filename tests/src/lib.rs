@@ -1,5 +1,6 @@
-//! Integration, compile-fail, property and golden tests live under `tests/`; this library only
-//! makes the README's example a doc test, so the README cannot drift from the API.
+//! Integration, compile-fail, property and golden tests live under `tests/`; this library makes
+//! the README's example a doc test, so the README cannot drift from the API, and holds the
+//! instances benchmark's service ([`billing`]), which a process of its own runs too.
 
 // The README shows whole programs (a build.rs and a binary), so their `fn main` is the point.
 #[allow(clippy::needless_doctest_main)]

@@ -83,20 +83,23 @@ pub struct Spent {
 }
 
 impl Stopwatch {
-    /// Starts the clocks (the wall clock last, so the counters' reads are not in its span).
+    /// Starts the clocks: the machine's counters, then the wall clock, then the CPU clock, so
+    /// that the CPU span lies inside the wall span and reading `/proc/stat` is in neither.
     pub fn start() -> Self {
-        let (cpu, machine) = (process_time(), machine_ticks());
+        let machine = machine_ticks();
+        let wall = Instant::now();
         Stopwatch {
-            wall: Instant::now(),
-            cpu,
+            wall,
+            cpu: process_time(),
             machine,
         }
     }
 
-    /// The clocks' time since [`Stopwatch::start`] (the wall clock read first).
+    /// The clocks' time since [`Stopwatch::start`], read in the reverse order.
     pub fn spent(&self) -> Spent {
+        let cpu = process_time();
         let wall = self.wall.elapsed();
-        let (cpu, (busy, total)) = (process_time(), machine_ticks());
+        let (busy, total) = machine_ticks();
         Spent {
             wall,
             cpu: cpu.saturating_sub(self.cpu),

@@ -646,7 +646,13 @@ async fn serving<T: Transport>(
     let running = app.start().await?;
     let publisher = running.publisher();
     // Ids unique to this run (the log and the stores are not reset between runs).
-    let run = format!("{instance}-{:x}", std::process::id());
+    let run = format!(
+        "{instance}-{:x}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis()
+    );
     let (me, pace) = (run.clone(), run_for / 2 / orders.max(1));
     let placing = tokio::spawn(async move {
         for n in 0..orders {

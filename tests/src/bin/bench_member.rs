@@ -1,7 +1,8 @@
 //! One instance of the instances benchmark's `billing` service (`benches/instances.rs`) on
 //! Kafka, in a process of its own: the benchmark SIGKILLs it to time a failover (an app dropped
 //! in the benchmark's own process leaves its consumer group cleanly as its client closes, which
-//! is not a crash). It runs until it is killed.
+//! is not a crash). It runs until it is killed, or until its stdin closes (the benchmark ended,
+//! however it did).
 //!
 //! Environment: `BENCH_KAFKA_BOOTSTRAP` (the broker), `BENCH_PREFIX` (the run's namespace),
 //! `BENCH_INSTANCE` (its id), `BENCH_CLAIM_TTL_MS` (`GroupOptions::claim_ttl`, the session).
@@ -20,6 +21,10 @@ fn var(name: &str) -> Result<String, Error> {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
+    std::thread::spawn(|| {
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        std::process::exit(0);
+    });
     let config = KafkaConfig::new(var("BENCH_KAFKA_BOOTSTRAP")?).prefix(&var("BENCH_PREFIX")?);
     let transport = KafkaTransport::connect(config)?;
     let ttl = Duration::from_millis(var("BENCH_CLAIM_TTL_MS")?.parse()?);
