@@ -185,7 +185,7 @@ fn two_instances_share_the_shop(nats_url: Option<&str>) {
     assert!(
         outputs[0]
             .1
-            .contains("[shop-1] 10 of its 10 checkouts completed"),
+            .contains("[shop-1] 10 of its 10 checkouts ended"),
         "{}",
         outputs[0].1
     );

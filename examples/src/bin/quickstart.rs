@@ -695,22 +695,28 @@ async fn serving<T: Transport>(
     }
     placing.await??;
     // Its checkouts end whichever instance ran their steps: their state is in the shared
-    // stores.
+    // stores. Each completes, or fails with its compensations done when a step's answer came
+    // later than the step's timeout (a loaded machine).
     if orders > 0 {
         let sagas = running.sagas().expect("the stores are SQL");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let mut completed = 0;
+            let (mut finished, mut completed) = (0, 0);
             for n in 0..orders {
                 let key = format!("c-{run}-{n}");
                 if let Some(saga) = sagas.instance("checkout", &key).await?
-                    && saga.status == event_runtime::saga::Status::Completed
+                    && saga.status.is_finished()
                 {
-                    completed += 1;
+                    finished += 1;
+                    completed += u32::from(saga.status == event_runtime::saga::Status::Completed);
                 }
             }
-            if completed == orders || tokio::time::Instant::now() > deadline {
-                println!("[{instance}] {completed} of its {orders} checkouts completed");
+            if finished == orders || tokio::time::Instant::now() > deadline {
+                println!(
+                    "[{instance}] {finished} of its {orders} checkouts ended: {completed} completed, \
+                     {} failed and compensated",
+                    finished - completed
+                );
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
