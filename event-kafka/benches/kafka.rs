@@ -44,6 +44,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use event_bench_support::{env_or, median};
 use event_kafka::{KafkaConfig, KafkaTransport};
 use event_runtime::cloudevents::binary::{Binding, to_binary};
 use event_runtime::codec::{Json, PayloadCodec};
@@ -66,13 +67,6 @@ struct Reading {
     seq: u64,
     watts: u64,
     note: String,
-}
-
-fn env_or(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn events(n: usize) -> Vec<Envelope<Reading>> {
@@ -468,11 +462,6 @@ async fn consume_raw(servers: &str, n: usize, tag: &str) -> f64 {
         "the raw group committed every message"
     );
     rate(n, elapsed)
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

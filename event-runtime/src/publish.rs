@@ -338,7 +338,7 @@ impl<T: Transport> Publisher<T> {
                 }
                 let mut positions = Vec::with_capacity(envelopes.len());
                 for (topic, records, span) in batches {
-                    positions.extend(self.append(topic, records, span.start()).await?);
+                    positions.extend(self.append(topic, records, span.release()).await?);
                 }
                 Ok(positions)
             })
@@ -413,7 +413,7 @@ impl<T: Transport> Publisher<T> {
             batches.push((topic, records, PendingSend::new(span)));
         }
         for (topic, records, span) in batches {
-            self.append(&topic, records, span.start()).await?;
+            self.append(&topic, records, span.release()).await?;
         }
         Ok(())
     }
@@ -427,14 +427,10 @@ impl<T: Transport> Publisher<T> {
         emitted: Vec<Emitted>,
     ) -> Result<Vec<(String, u32)>, TransportError> {
         let mut written = Vec::new();
-        // The send spans of the topics appended: a later topic's failure rolls the transaction
-        // back, and their appends with it.
-        let mut appended: Vec<tracing::Span> = Vec::new();
-        let abort = |spans: &[tracing::Span]| {
-            for span in spans {
-                crate::telemetry::send_failed(span, "aborted");
-            }
-        };
+        // The send spans of the topics appended, pending until the last topic is: a later
+        // topic's failure (or a cancellation) rolls the transaction back, and their appends with
+        // it.
+        let mut appended: Vec<PendingSend> = Vec::new();
         // Everything on `conn`, inside the inbox transaction: a topic this app has not seen yet
         // is created there too (another connection would wait for this transaction's lock).
         // Counts found here are not cached: the transaction may still roll back.
@@ -447,33 +443,28 @@ impl<T: Transport> Publisher<T> {
                 .copied();
             let partitions = match cached {
                 Some(count) => count,
-                None => crate::transport::sqlite::SqliteTransport::ensure_topic_on(
-                    conn,
-                    &topic,
-                    self.partitions,
-                )
-                .await
-                .inspect_err(|_| abort(&appended))?,
-            };
-            let (span, records) = match self.emitted_records(&topic, &envelopes, partitions) {
-                Ok(encoded) => encoded,
-                Err(err) => {
-                    abort(&appended);
-                    return Err(err);
+                None => {
+                    crate::transport::sqlite::SqliteTransport::ensure_topic_on(
+                        conn,
+                        &topic,
+                        self.partitions,
+                    )
+                    .await?
                 }
             };
+            let (span, records) = self.emitted_records(&topic, &envelopes, partitions)?;
             let positions =
                 crate::transport::sqlite::SqliteTransport::append_on(conn, &topic, records)
                     .instrument(span.clone())
                     .await
-                    .inspect_err(|err| {
-                        crate::telemetry::append_failed(&span, err);
-                        abort(&appended);
-                    })?;
+                    .inspect_err(|err| crate::telemetry::append_failed(&span, err))?;
             for position in positions {
                 written.push((topic.clone(), position.partition));
             }
-            appended.push(span);
+            appended.push(PendingSend::new(span));
+        }
+        for span in appended {
+            span.release();
         }
         written.sort_unstable();
         written.dedup();

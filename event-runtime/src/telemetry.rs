@@ -236,14 +236,14 @@ pub(crate) fn send_failed(span: &tracing::Span, kind: &str) {
 }
 
 /// The `send` span of one topic of a multi-topic batch (a `publish_all`, a handler's emitted
-/// events), from its creation (before any topic is appended: the records carry its context)
-/// until its append starts ([`PendingSend::start`]). Dropped before that (a later topic's encode
-/// or partition lookup failed, or an earlier topic's append, or the call was cancelled), it
-/// ends as a failed send with `error.type` `aborted`: a trace never shows a send that did not
-/// happen as a success. (In the SQLite inbox, where topics are appended one by one in the
-/// handler's transaction, a failing topic marks the ones appended before it `aborted`: the
-/// transaction rolls them back. A commit that fails after every append succeeded, or a
-/// cancelled attempt, leaves their spans as successes.)
+/// events) while its send may still not happen: from its creation, before any topic is
+/// appended (the records carry its context), until its append starts; in the SQLite inbox,
+/// where topics are appended one by one in the handler's transaction, from its append until
+/// the last topic's ([`PendingSend::release`]). Dropped before that (another topic's encode,
+/// partition lookup or append failed, or the call was cancelled), it ends as a failed send
+/// with `error.type` `aborted`: a trace never shows a send that did not happen as a success. (A
+/// commit of the SQLite inbox that fails after every append succeeded leaves the spans as
+/// successes.)
 pub(crate) struct PendingSend(Option<tracing::Span>);
 
 impl PendingSend {
@@ -251,8 +251,8 @@ impl PendingSend {
         PendingSend(Some(span))
     }
 
-    /// The span, for the append about to start.
-    pub(crate) fn start(mut self) -> tracing::Span {
+    /// The span, no longer to be marked `aborted`.
+    pub(crate) fn release(mut self) -> tracing::Span {
         self.0.take().unwrap_or_else(tracing::Span::none)
     }
 }

@@ -2,39 +2,19 @@
 //! partitions, and every order is billed by exactly one of them.
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-/// An example process, killed when the test ends, failed or not.
-struct Instance(Option<Child>);
+mod common;
 
-impl Instance {
-    fn start(db: &std::path::Path, args: &[&str]) -> Self {
-        Instance(Some(
-            Command::new(env!("CARGO_BIN_EXE_instances"))
-                .args(args)
-                .env("EVT_INSTANCES_DB", db)
-                .env_remove("EVT_NATS_URL")
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("the example starts"),
-        ))
-    }
-
-    fn output(mut self) -> String {
-        let output = self.0.take().unwrap().wait_with_output().unwrap();
-        assert!(output.status.success());
-        String::from_utf8(output.stdout).unwrap()
-    }
-}
-
-impl Drop for Instance {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
+/// Instance `args[0]` of the example on the SQLite file `db`.
+fn instance(db: &std::path::Path, args: &[&str]) -> common::Example {
+    common::Example::start(
+        Command::new(env!("CARGO_BIN_EXE_instances"))
+            .args(args)
+            .env("EVT_INSTANCES_DB", db)
+            .env_remove("EVT_NATS_URL"),
+    )
 }
 
 #[test]
@@ -42,9 +22,9 @@ fn two_processes_share_the_partitions_and_bill_each_order_once() {
     let dir = std::env::temp_dir().join(format!("evt-instances-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("instances.db");
-    let one = Instance::start(&db, &["one", "--publish", "150", "--for", "6"]);
+    let one = instance(&db, &["one", "--publish", "150", "--for", "6"]);
     std::thread::sleep(Duration::from_millis(700));
-    let two = Instance::start(&db, &["two", "--for", "6"]);
+    let two = instance(&db, &["two", "--for", "6"]);
     let outputs = [("one", one.output()), ("two", two.output())];
     let mut billed: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for (instance, output) in &outputs {

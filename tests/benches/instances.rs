@@ -23,18 +23,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use event_bench_support::env_or;
 use event_runtime::app::Running;
 use event_runtime::transport::Transport;
 use event_runtime::transport::memory::MemoryTransport;
 use event_runtime::{App, Envelope, Stores};
 use event_tests::billing::{self, KEYS, Order, PARTITIONS, PERMITS, WORK};
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// One engine: a fresh namespace per call of `app`'s maker.
 #[derive(Clone)]
@@ -330,7 +324,7 @@ fn percentile(values: &[f64], p: f64) -> f64 {
 }
 
 async fn report(name: &str, fresh: &dyn Fn() -> Engine, ttl: Duration, crash: bool) {
-    let events = env_or("EVT_BENCH_EVENTS", 3_000);
+    let events = env_or("EVT_BENCH_EVENTS", 3_000) as u64;
     println!(
         "== {name} ({events} events, {PARTITIONS} partitions, {PERMITS} permits x {WORK:?} per instance)"
     );

@@ -23,6 +23,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+use event_bench_support::median;
 use event_runtime::app::GroupOptions;
 use event_runtime::saga::{Messages, On, Saga, Step, Transition, Unknown};
 use event_runtime::transport::Transport;
@@ -282,11 +283,6 @@ async fn round(db: Db, mode: Mode) -> Drained {
             drain(app, mode).await
         }
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// `TIMERS` instances with a timer each, due over `SPREAD` from now, written into a fresh

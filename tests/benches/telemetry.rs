@@ -11,6 +11,7 @@
 
 use std::time::{Duration, Instant};
 
+use event_bench_support::median;
 use event_runtime::app::GroupOptions;
 use event_runtime::{App, Context, DomainEvent, Envelope, HandlerError};
 use opentelemetry::trace::TracerProvider as _;
@@ -119,11 +120,6 @@ fn run(mode: Mode, events: u64) -> f64 {
         let _ = provider.shutdown();
     }
     seconds
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {
