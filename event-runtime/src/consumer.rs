@@ -655,7 +655,8 @@ impl<T: Transport> GroupRunner<T> {
         let mut attempt = 1;
         let mut first_failure = None;
         loop {
-            span.record("evt.delivery.attempt", attempt);
+            // As an `i64`: an unsigned value would be exported as a string.
+            span.record("evt.delivery.attempt", i64::from(attempt));
             let result = self
                 .attempt(
                     &*handler,

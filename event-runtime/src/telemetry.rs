@@ -221,7 +221,9 @@ macro_rules! send_span {
             messaging.operation.type = "send",
             messaging.operation.name = "send",
             messaging.destination.name = $topic,
-            messaging.batch.message_count = $count,
+            // An integer, as the conventions type it (a `usize` would be exported as a string:
+            // `tracing-opentelemetry` records unsigned values through `Debug`).
+            messaging.batch.message_count = i64::try_from($count).unwrap_or(i64::MAX),
             otel.status_code = tracing::field::Empty,
             error.r#type = tracing::field::Empty,
         )

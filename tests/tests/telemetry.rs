@@ -84,6 +84,17 @@ fn named<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
     found[0]
 }
 
+/// The value of `key` on `span` as exported: its type is part of the contract too (a query for
+/// `messaging.batch.message_count > 1` finds nothing if the count is a string).
+fn value<'a>(span: &'a SpanData, key: &str) -> &'a opentelemetry::Value {
+    &span
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == key)
+        .unwrap_or_else(|| panic!("no `{key}` on `{}`", span.name))
+        .value
+}
+
 fn attributes(span: &SpanData) -> BTreeMap<String, String> {
     span.attributes
         .iter()
@@ -211,6 +222,21 @@ async fn one_request_is_one_trace_across_two_hops<T: Transport>(
     assert_eq!(send["messaging.operation.type"], "send");
     assert_eq!(send["messaging.destination.name"], "orders");
     assert_eq!(send["messaging.batch.message_count"], "1");
+    // Typed as the conventions type them: counts are integers, the partition id a string.
+    use opentelemetry::Value;
+    assert_eq!(
+        value(process_orders, "evt.delivery.attempt"),
+        &Value::I64(1)
+    );
+    assert_eq!(value(process_orders, "evt.replay"), &Value::Bool(false));
+    assert!(matches!(
+        value(process_orders, "messaging.destination.partition.id"),
+        Value::String(_)
+    ));
+    assert_eq!(
+        value(send_orders, "messaging.batch.message_count"),
+        &Value::I64(1)
+    );
     running.stop().await;
 }
 
