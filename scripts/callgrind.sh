@@ -59,8 +59,8 @@ for pair in "json serde_json" "proto prost"; do
     "${per_trip[${1}_envelope]}" "${per_trip[${1}_raw]}" "$1" "$2"
 done
 
-# Traces on the in-memory engine: no subscriber, the OpenTelemetry layer sampling nothing, and
-# sampling everything (tests/benches/telemetry.rs).
+# Traces on the in-memory engine: no subscriber, the OpenTelemetry layer sampling nothing,
+# sampling everything, and sampling one trace in ten at its root (tests/benches/telemetry.rs).
 telemetry=$(cargo bench -p event-tests --bench telemetry --no-run --message-format=json 2>/dev/null |
   python3 -c 'import json,sys
 for line in sys.stdin:
@@ -73,12 +73,12 @@ traced() { # mode events -> total instructions
   awk '/^summary:/ {print $2}' "$out/telemetry-$1-$2"
 }
 declare -A traced_per_event
-for mode in off not_sampled sampled; do
+for mode in off not_sampled sampled tenth_sampled; do
   a=$(traced "$mode" "$small")
   b=$(traced "$mode" "$large")
   traced_per_event[$mode]=$(( (b - a) / (large - small) ))
 done
-for mode in not_sampled sampled; do
+for mode in not_sampled sampled tenth_sampled; do
   python3 -c "import sys; t, o = int(sys.argv[1]), int(sys.argv[2]); print(f'traces {sys.argv[3]}: {t} instructions per event vs {o} with none = {t / o:.3f}x')" \
     "${traced_per_event[$mode]}" "${traced_per_event[off]}" "$mode"
 done

@@ -1,9 +1,10 @@
 //! The cost of traces on the consumer's hot path: the in-memory engine, saturated (publish in
 //! batches, a handler that returns at once), with no subscriber (the baseline), with the
-//! OpenTelemetry layer and a sampler that samples nothing, and with every span sampled and
-//! exported (a batch processor over an exporter that drops what it gets). Goals: not sampled
-//! within 3 % of the baseline, sampled within 10 %. The metrics' hot-path counters (relaxed
-//! atomics) are always on and so part of every mode.
+//! OpenTelemetry layer and a sampler that samples nothing, with every span sampled and
+//! exported (a batch processor over an exporter that drops what it gets), and with head
+//! sampling of one trace in ten (`ParentBased(TraceIdRatioBased(0.1))`, the usual production
+//! setting). Goals: not sampled within 3 % of the baseline, sampled within 10 %. The metrics'
+//! hot-path counters (relaxed atomics) are always on and so part of every mode.
 //!
 //! Each mode runs the same app on a current-thread runtime inside a scoped subscriber, rounds
 //! interleaved, the median round kept. `cargo bench -p event-tests --bench telemetry` (or
@@ -48,6 +49,8 @@ enum Mode {
     Off,
     NotSampled,
     Sampled,
+    /// One trace in ten sampled at its root; the others follow their parent.
+    TenthSampled,
 }
 
 /// Seconds to publish and handle `events` events.
@@ -62,6 +65,14 @@ fn run(mode: Mode, events: u64) -> f64 {
         Mode::Sampled => Some(
             SdkTracerProvider::builder()
                 .with_sampler(Sampler::AlwaysOn)
+                .with_batch_exporter(Drop)
+                .build(),
+        ),
+        Mode::TenthSampled => Some(
+            SdkTracerProvider::builder()
+                .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                    0.1,
+                ))))
                 .with_batch_exporter(Drop)
                 .build(),
         ),
@@ -123,7 +134,7 @@ fn run(mode: Mode, events: u64) -> f64 {
 }
 
 fn main() {
-    // `EVT_TELEMETRY_MODE=off|not_sampled|sampled` runs that mode once (for a profiler:
+    // `EVT_TELEMETRY_MODE=off|not_sampled|sampled|tenth_sampled` runs that mode once (for a profiler:
     // `valgrind --tool=callgrind`, as `scripts/callgrind.sh` does), printing nothing;
     // `EVT_TELEMETRY_EVENTS` sets how many events.
     if let Ok(only) = std::env::var("EVT_TELEMETRY_MODE") {
@@ -135,12 +146,20 @@ fn main() {
             "off" => Mode::Off,
             "not_sampled" => Mode::NotSampled,
             "sampled" => Mode::Sampled,
-            other => panic!("EVT_TELEMETRY_MODE={other}: expected off, not_sampled or sampled"),
+            "tenth_sampled" => Mode::TenthSampled,
+            other => panic!(
+                "EVT_TELEMETRY_MODE={other}: expected off, not_sampled, sampled or tenth_sampled"
+            ),
         };
         run(mode, events);
         return;
     }
-    let modes = [Mode::Off, Mode::NotSampled, Mode::Sampled];
+    let modes = [
+        Mode::Off,
+        Mode::NotSampled,
+        Mode::Sampled,
+        Mode::TenthSampled,
+    ];
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); modes.len()];
     run(Mode::Off, EVENTS); // warm-up
     for _ in 0..ROUNDS {
