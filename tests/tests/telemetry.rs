@@ -512,6 +512,102 @@ async fn a_send_never_made_after_a_failed_topic_ends_as_aborted() {
     );
 }
 
+/// In the SQLite engine's inbox, a handler's events are appended topic by topic inside its
+/// transaction. When a later topic's append fails, the rollback takes the earlier topics'
+/// appends with it: their `send` spans end as `aborted`, not as successes. The engine's refusal
+/// is a trigger on the log's table, as a full disk or a failing constraint would refuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_the_sqlite_inbox_a_topic_rolled_back_by_a_later_one_ends_as_aborted() {
+    let (_provider, exporter) = install();
+    let dir = common::tempdir("telemetry-inbox");
+    let mut app = App::embedded(dir.join("log.db")).await.unwrap();
+    let pool = event_runtime::transport::sqlite::SqliteTransport::open(dir.join("log.db"))
+        .await
+        .unwrap()
+        .pool()
+        .clone();
+    app.group_options(
+        "fulfil",
+        event_runtime::app::GroupOptions {
+            inbox: true,
+            retry: event_runtime::retry::RetryPolicy {
+                immediate: 1,
+                backoff: 0,
+                ..event_runtime::retry::RetryPolicy::default()
+            },
+            ..event_runtime::app::GroupOptions::default()
+        },
+    )
+    .subscribe::<OrderPlaced, _>("fulfil", |event: Envelope<OrderPlaced>, ctx: Context| {
+        async move {
+            if event.data.order != "o-1" {
+                return Ok(());
+            }
+            // Two topics: `orders` is appended first, then `shipping`, which the engine refuses.
+            ctx.publish(OrderPlaced {
+                order: "o-1-gift".into(),
+            })?;
+            ctx.publish(OrderShipped {
+                order: "o-1".into(),
+            })?;
+            Ok::<(), HandlerError>(())
+        }
+    });
+    let running = app.start().await.unwrap();
+    sqlx::query(
+        "CREATE TRIGGER refuse_shipping BEFORE INSERT ON evt_records \
+         WHEN NEW.topic = 'shipping' BEGIN SELECT RAISE(ABORT, 'shipping refused'); END",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    running
+        .publisher()
+        .publish(Envelope::event(OrderPlaced {
+            order: "o-1".into(),
+        }))
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    let stats = running.stats("fulfil").unwrap();
+    running.stop().await;
+    assert_eq!(stats.dead_lettered, 1, "{stats:?}");
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let sends = |name: &str| -> Vec<Option<String>> {
+        let mut outcomes: Vec<_> = spans
+            .iter()
+            .filter(|s| s.name == name)
+            .map(|s| attributes(s).get("error.type").cloned())
+            .collect();
+        outcomes.sort();
+        outcomes
+    };
+    // The test's own publish succeeds; each of the two attempts appended `orders`, then saw
+    // `shipping` refused, and rolled back.
+    assert_eq!(
+        sends("send orders"),
+        [None, Some("aborted".into()), Some("aborted".into())],
+        "{spans:#?}"
+    );
+    let shipping = sends("send shipping");
+    assert_eq!(shipping.len(), 2, "{spans:#?}");
+    assert!(
+        shipping
+            .iter()
+            .all(|e| e.as_deref().is_some_and(|e| e != "aborted")),
+        "the refused append ends with the engine's error kind: {shipping:?}"
+    );
+    for span in spans.iter().filter(|s| s.name.starts_with("send ")) {
+        let failed = attributes(span).contains_key("error.type");
+        assert_eq!(
+            matches!(span.status, opentelemetry::trace::Status::Error { .. }),
+            failed,
+            "{span:#?}"
+        );
+    }
+}
+
 /// Through the transactional outbox (SQLite stores on the memory engine, inbox mode): the
 /// shipment is processed as a child of the `process` span that created it, never of the relay,
 /// whose `send` is a root linked to that creation context.
