@@ -1085,6 +1085,12 @@ pub async fn a_record_has_one_open_dead_letter<E: Engine>(engine: E) {
         .map(|a| a.action)
         .collect();
     assert!(actions.contains(&"failed-again".to_owned()), "{actions:?}");
+    let again_by = dlq.audit(first).await.unwrap();
+    let again_by = again_by
+        .iter()
+        .find(|a| a.action == "failed-again")
+        .unwrap();
+    assert_eq!(again_by.actor, "consumer:g", "the audit names the group");
     // A parking letter for a record that is itself open changes nothing.
     let mut parked = letter("g");
     parked.reason_kind = ReasonKind::Parked;
@@ -1103,6 +1109,84 @@ pub async fn a_record_has_one_open_dead_letter<E: Engine>(engine: E) {
         .unwrap();
     let again = dlq.put(letter("g")).await.unwrap();
     assert_ne!(again, first, "a closed letter is not reused");
+}
+
+/// Purging a key's letters together (`evt dlq purge --all`) purges the parked ones too: each
+/// purge releases the next parked letter (queues its redrive), and purging that one cancels the
+/// redrive, so no purged event is run and no request is left; the audit says so. A redrive that
+/// was still running when its letter was purged finishes without reopening or resolving it.
+pub async fn purging_a_keys_letters_cancels_their_released_redrives<E: Engine>(engine: E) {
+    use event_runtime::dlq::{LetterStatus, NewDeadLetter};
+    let app = engine.app().await;
+    let dlq = app.dead_letters().clone();
+    let letter = |offset: u64, parked_behind: Option<u64>| NewDeadLetter {
+        group: "g".to_owned(),
+        record: event_runtime::transport::Record {
+            topic: "ledger".into(),
+            partition: 0,
+            offset,
+            timestamp_ms: 1,
+            key: Some(b"a".to_vec().into()),
+            headers: Default::default(),
+            payload: b"{}".to_vec().into(),
+        },
+        event_type: None,
+        event_id: None,
+        partition_key: Some("a".into()),
+        reason_kind: if parked_behind.is_some() {
+            ReasonKind::Parked
+        } else {
+            ReasonKind::Permanent
+        },
+        error_chain: vec!["broken".into()],
+        attempts: 1,
+        first_failure_ms: 1,
+        parked_behind,
+        instance: Some("i-1".into()),
+    };
+    let first = dlq.put(letter(0, None)).await.unwrap();
+    let parked = [
+        dlq.put(letter(1, Some(first))).await.unwrap(),
+        dlq.put(letter(2, Some(first))).await.unwrap(),
+    ];
+    // A redrive of the first letter is read by an instance, which is still running it when
+    // the operator purges everything.
+    dlq.request_redrive(Some("g"), Selection::Ids(&[first]), "ops")
+        .await
+        .unwrap();
+    let running = dlq.pending_redeliveries("g", 64).await.unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!(
+        dlq.purge(Some("g"), Selection::All, "ops").await.unwrap(),
+        3
+    );
+    assert!(
+        dlq.pending_redeliveries("g", 64).await.unwrap().is_empty(),
+        "no purged letter is redriven"
+    );
+    for id in [first, parked[0], parked[1]] {
+        assert_eq!(
+            dlq.get(id).await.unwrap().unwrap().status,
+            LetterStatus::Purged
+        );
+        let purge = dlq.audit(id).await.unwrap();
+        let purge = purge.iter().find(|a| a.action == "purged").unwrap();
+        assert_eq!(purge.actor, "ops");
+        assert_eq!(purge.detail, "its queued redrive cancelled", "letter {id}");
+    }
+    // The instance that was running the redrive finishes it, successfully or not: the letter
+    // stays purged, and nothing behind it is released again.
+    dlq.finish_redelivery(&running[0], None, Some("i-1"))
+        .await
+        .unwrap();
+    dlq.finish_redelivery(&running[0], Some(&["failed".to_owned()]), Some("i-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        dlq.get(first).await.unwrap().unwrap().status,
+        LetterStatus::Purged
+    );
+    assert!(dlq.pending_redeliveries("g", 64).await.unwrap().is_empty());
 }
 
 /// Closed dead letters (purged, resolved) are deleted with their audit trail once their

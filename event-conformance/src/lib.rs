@@ -174,6 +174,7 @@ macro_rules! conformance_tests {
             structured_mode_records_of_foreign_producers_are_handled,
             replay_by_time_starts_at_the_engines_time_lookup,
             a_record_has_one_open_dead_letter,
+            purging_a_keys_letters_cancels_their_released_redrives,
             closed_dead_letters_are_deleted_after_their_retention,
             instances_share_a_groups_partitions,
             a_dead_instances_partitions_move_to_the_survivors,

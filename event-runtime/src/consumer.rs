@@ -948,6 +948,14 @@ impl<T: Transport> GroupRunner<T> {
                         )
                         .await;
                 };
+                // Purged (its request cancelled) since this batch of requests was read: not run.
+                // `finish_redelivery` drops a request left behind without touching the letter.
+                if letter.status != crate::dlq::LetterStatus::Redriving {
+                    return self
+                        .dlq
+                        .finish_redelivery(redelivery, None, Some(&self.instance))
+                        .await;
+                }
                 let (outcome, _holding) = self
                     .process(&letter.record, Delivery::Redrive, redelivery.bypass_dedupe)
                     .await?;

@@ -455,8 +455,10 @@ impl DeadLetters {
         })
     }
 
-    /// Marks the selected open letters purged (they stay in the table for the audit trail) and
-    /// releases what was parked behind them. Returns how many.
+    /// Marks the selected open letters purged (they stay in the table for the audit trail),
+    /// cancels a redrive queued for one of them, and releases what was parked behind them.
+    /// Returns how many. A redrive already running on an instance when its letter is purged
+    /// may still run its handler once; its outcome is not recorded (the letter stays purged).
     ///
     /// # Errors
     ///

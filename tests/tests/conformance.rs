@@ -114,6 +114,7 @@ mod sqlite {
 mod postgres_stores {
     event_conformance::conformance_tests!(crate::PgStores;
         a_record_has_one_open_dead_letter,
+        purging_a_keys_letters_cancels_their_released_redrives,
         a_producer_retry_has_its_effect_once,
         events_sharing_a_dedupe_key_are_handled_once,
         a_dedupe_key_in_flight_is_handled_once,

@@ -114,12 +114,16 @@ pub(crate) trait LetterTx: Send {
         record: (&str, u32, u64),
         bypass_dedupe: bool,
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
-    /// Removes a redelivery request.
     /// Deletes the redelivery `id`; whether it was there.
     fn delete_redelivery(
         &mut self,
         id: u64,
     ) -> impl Future<Output = Result<bool, TransportError>> + Send;
+    /// Deletes the redrive requests of the letter `letter_id`; how many there were.
+    fn delete_redrives_of(
+        &mut self,
+        letter_id: u64,
+    ) -> impl Future<Output = Result<u64, TransportError>> + Send;
     /// Whether the redelivery `id` is still pending (not delivered, not cancelled).
     fn redelivery_pending(
         &mut self,
@@ -200,7 +204,8 @@ pub(crate) async fn put(
             // It failed again (a replay, or the batch read again): the letter says so.
             tx.failed_again(id, &letter).await?;
             let reason = letter.error_chain.first().cloned().unwrap_or_default();
-            tx.audit(id, "failed-again", "consumer", &reason).await?;
+            let consumer = consumer_actor(&letter.group, letter.instance.as_deref());
+            tx.audit(id, "failed-again", &consumer, &reason).await?;
         }
         // Parked behind its key's open letter, and already open itself: nothing changes.
         return Ok(id);
@@ -320,7 +325,15 @@ pub(crate) async fn purge(
             continue;
         }
         tx.set_status(id, LetterStatus::Purged).await?;
-        tx.audit(id, "purged", actor, "").await?;
+        // A redrive queued for it (requested, or released by a letter purged or resolved just
+        // before) would run the event the operator has just purged.
+        let cancelled = tx.delete_redrives_of(id).await?;
+        let detail = if cancelled > 0 {
+            "its queued redrive cancelled"
+        } else {
+            ""
+        };
+        tx.audit(id, "purged", actor, detail).await?;
         // What waited behind a purged letter would otherwise wait forever.
         release_parked(tx, id, actor).await?;
         purged += 1;
@@ -380,15 +393,27 @@ pub(crate) async fn finish_redelivery(
     failure: Option<&[String]>,
     instance: Option<&str>,
 ) -> Result<(), TransportError> {
+    // Lock the letter first (a concurrent redrive request or purge waits for this to finish),
+    // then the request: the order a purge takes them in, so the two cannot deadlock.
+    let letter = match redelivery.letter_id {
+        Some(id) => tx.letter_for_update(id).await?.map(|_| id),
+        None => None,
+    };
     // Gone: cancelled, or finished by another instance (a handover while it ran): its outcome
     // is recorded once.
     let pending = tx.delete_redelivery(redelivery.id).await?;
-    let Some(letter_id) = redelivery.letter_id.filter(|_| pending) else {
+    let Some(letter_id) = letter.filter(|_| pending) else {
         return Ok(());
     };
+    // Purged (or closed otherwise) while its redrive ran: the letter keeps that status.
+    if tx
+        .get(letter_id)
+        .await?
+        .is_none_or(|l| l.status != LetterStatus::Redriving)
+    {
+        return Ok(());
+    }
     let actor = consumer_actor(&redelivery.group, instance);
-    // Lock the letter first: a concurrent redrive request waits for this to finish.
-    tx.letter_for_update(letter_id).await?;
     match failure {
         Some(chain) => {
             tx.redrive_failed(letter_id, chain).await?;

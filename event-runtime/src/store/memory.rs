@@ -251,6 +251,14 @@ impl LetterTx for MemoryTx {
         Ok(self.0.redeliveries.remove(&id).is_some())
     }
 
+    async fn delete_redrives_of(&mut self, letter_id: u64) -> Result<u64, TransportError> {
+        let before = self.0.redeliveries.len();
+        self.0
+            .redeliveries
+            .retain(|_, r| r.letter_id != Some(letter_id));
+        Ok((before - self.0.redeliveries.len()) as u64)
+    }
+
     async fn list(&mut self, filter: &LetterFilter) -> Result<Vec<DeadLetter>, TransportError> {
         let limit = filter.limit.unwrap_or(1000) as usize;
         Ok(self

@@ -188,8 +188,13 @@ impl<DB: Exec> LetterTx for SqlTx<DB> {
         partition_key: Option<&str>,
     ) -> Result<Option<u64>, TransportError> {
         self.id(
+            // Locked: a redrive resolving this letter (or a purge) at the same moment either
+            // commits first, and the lock then reads it closed and moves on to the key's next
+            // open letter, or waits for this transaction, and then sees the letter parked
+            // behind it and releases that (`release_parked`). A plain read could park a letter
+            // behind one just closed, where nothing would ever release it.
             "SELECT id FROM evt_dead_letters WHERE grp = ? AND topic = ? AND partition_key = ? \
-             AND status IN ('dead', 'parked', 'redriving') ORDER BY id LIMIT 1",
+             AND status IN ('dead', 'parked', 'redriving') ORDER BY id LIMIT 1 FOR UPDATE",
             args![group, topic, partition_key],
         )
         .await
@@ -397,6 +402,14 @@ impl<DB: Exec> LetterTx for SqlTx<DB> {
         )
         .await
         .map(|deleted| deleted == 1)
+    }
+
+    async fn delete_redrives_of(&mut self, letter_id: u64) -> Result<u64, TransportError> {
+        self.exec(
+            "DELETE FROM evt_redeliveries WHERE letter_id = ?",
+            args![letter_id as i64],
+        )
+        .await
     }
 
     async fn list(&mut self, filter: &LetterFilter) -> Result<Vec<DeadLetter>, TransportError> {
