@@ -1041,6 +1041,35 @@ pub async fn replay_is_idempotent_unless_dedupe_is_bypassed<E: Engine>(engine: E
     running.stop().await;
 }
 
+/// Requests no instance can run never hold up those it can: a replay of more than a page of
+/// records of a topic the group does not read (which `evt replay` only warns about) is dropped,
+/// and a replay queued after it still runs.
+pub async fn requests_for_partitions_the_group_does_not_read_are_dropped<E: Engine>(engine: E) {
+    let mut app = engine.app().await;
+    let seen: Seen = Arc::default();
+    app.partitions(1)
+        .subscribe::<Step, _>("g", recorder(seen.clone()));
+    let running = app.start().await.unwrap();
+    let written = running.publisher().publish_all(steps(1, 1)).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    let dlq = running.dead_letters();
+    let elsewhere: Vec<(String, u32, u64)> = (0..100)
+        .map(|offset| ("nobody-reads".to_owned(), 0, offset))
+        .collect();
+    dlq.request_replay("g", &elsewhere, true).await.unwrap();
+    let wanted = [("ledger".to_owned(), written[0].partition, written[0].offset)];
+    dlq.request_replay("g", &wanted, true).await.unwrap();
+    assert!(
+        running.wait_idle(Duration::from_secs(20)).await,
+        "the queue drains"
+    );
+    assert!(dlq.pending_redeliveries("g", 1).await.unwrap().is_empty());
+    let deliveries = seen.lock().unwrap()["acct-0"].clone();
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    assert_eq!(deliveries.last(), Some(&(0, Delivery::Replay)));
+    running.stop().await;
+}
+
 /// Dead-lettering a record that already has an open letter in its group (a batch fetched again
 /// after another lane failed) returns that letter instead of storing a second one; once the
 /// letter is closed, a new failure of the same record is a new letter.

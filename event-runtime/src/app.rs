@@ -773,11 +773,12 @@ impl<T: Transport> App<T> {
                 let topic: Arc<str> = Arc::from(topic);
                 owned.extend((0..partitions).map(|p| (topic.clone(), p)));
             }
+            let read: Arc<[(Arc<str>, u32)]> = owned.clone().into();
             if shared {
                 let (view, viewed) = watch::channel(Shared::default());
                 shares.insert(name.clone(), viewed.clone());
                 tasks.spawn(runner.clone().run_shared(owned, view, receiver.clone()));
-                tasks.spawn(runner.run_redeliveries(Some(viewed), receiver.clone()));
+                tasks.spawn(runner.run_redeliveries(read, Some(viewed), receiver.clone()));
             } else {
                 for (topic, partition) in owned {
                     tasks.spawn(runner.clone().run_partition(
@@ -787,7 +788,7 @@ impl<T: Transport> App<T> {
                         receiver.clone(),
                     ));
                 }
-                tasks.spawn(runner.run_redeliveries(None, receiver.clone()));
+                tasks.spawn(runner.run_redeliveries(read, None, receiver.clone()));
             }
         }
         #[cfg(any(feature = "sqlite", feature = "postgres"))]

@@ -889,20 +889,45 @@ impl<T: Transport> GroupRunner<T> {
     /// Runs the redrive and replay requests of this group until shutdown. Where instances
     /// share partitions (`owned`), each runs the requests of the partitions it owns, so a
     /// request runs on one instance (a request finished twice across a handover is recorded
-    /// once: see `letters::finish_redelivery`).
+    /// once: see `letters::finish_redelivery`). The queue is read a page at a time, so any
+    /// number of requests for other instances' partitions never hides this one's. A request
+    /// for a partition the group does not read (`partitions`: a replay of a topic it does not
+    /// subscribe to) can run nowhere: it is dropped (a redrive's letter goes back to `dead`,
+    /// saying why), and logged.
     pub(crate) async fn run_redeliveries(
         self: Arc<Self>,
+        partitions: Arc<[(Arc<str>, u32)]>,
         owned: Option<watch::Receiver<share::Shared>>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        const PAGE: u32 = 64;
+        let mut after = 0;
         while !*shutdown.borrow() {
             let pending = self
                 .dlq
-                .pending_redeliveries(&self.group, 64)
+                .pending_redeliveries_after(&self.group, after, PAGE)
                 .await
                 .unwrap_or_default();
+            // The next page, or the queue's start again once this one is its end.
+            let full = pending.len() == PAGE as usize;
+            after = if full {
+                pending.last().map_or(0, |r| r.id)
+            } else {
+                0
+            };
             let mut ran = false;
             for redelivery in pending {
+                if !partitions
+                    .iter()
+                    .any(|(t, p)| **t == *redelivery.topic && *p == redelivery.partition)
+                {
+                    ran = true;
+                    if self.drop_unreadable(&redelivery).await.is_err() {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        break;
+                    }
+                    continue;
+                }
                 if let Some(owned) = &owned
                     && !owned
                         .borrow()
@@ -921,13 +946,32 @@ impl<T: Transport> GroupRunner<T> {
                     break;
                 }
             }
-            if !ran {
+            if !ran && !full {
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(50)) => {}
                     _ = shutdown.changed() => {}
                 }
             }
         }
+    }
+
+    /// Drops a request for a partition this group does not read, which no instance can run.
+    async fn drop_unreadable(&self, redelivery: &Redelivery) -> Result<(), TransportError> {
+        let reason = format!(
+            "group {} does not read {}/{}",
+            self.group, redelivery.topic, redelivery.partition
+        );
+        tracing::warn!(
+            group = %self.group,
+            instance = %self.instance,
+            request = redelivery.id,
+            source = ?redelivery.source,
+            "a redelivery request names a partition this group does not read; dropped: {reason}"
+        );
+        let failure = (redelivery.source == RedeliverySource::Redrive).then(|| vec![reason]);
+        self.dlq
+            .finish_redelivery(redelivery, failure.as_deref(), Some(&self.instance))
+            .await
     }
 
     async fn redeliver(&self, redelivery: &Redelivery) -> Result<(), TransportError> {

@@ -501,8 +501,24 @@ impl DeadLetters {
         group: &str,
         max: u32,
     ) -> Result<Vec<Redelivery>, TransportError> {
+        self.pending_redeliveries_after(group, 0, max).await
+    }
+
+    /// The oldest pending redeliveries of `group` after the request `after` (ids grow): a
+    /// consumer pages through the queue with it, so requests it cannot run (another instance's
+    /// partitions) never hide the ones it can.
+    ///
+    /// # Errors
+    ///
+    /// The database error.
+    pub async fn pending_redeliveries_after(
+        &self,
+        group: &str,
+        after: u64,
+        max: u32,
+    ) -> Result<Vec<Redelivery>, TransportError> {
         in_tx!(&self.db, read, "read redeliveries", |tx| {
-            letters::LetterTx::redeliveries(&mut tx, Some(group), max).await
+            letters::LetterTx::redeliveries(&mut tx, Some(group), after, max).await
         })
     }
 
@@ -518,7 +534,7 @@ impl DeadLetters {
         max: u32,
     ) -> Result<Vec<Redelivery>, TransportError> {
         in_tx!(&self.db, read, "read redeliveries", |tx| {
-            letters::LetterTx::redeliveries(&mut tx, group, max).await
+            letters::LetterTx::redeliveries(&mut tx, group, 0, max).await
         })
     }
 

@@ -145,10 +145,12 @@ pub(crate) trait LetterTx: Send {
         &mut self,
         letter_id: u64,
     ) -> impl Future<Output = Result<Vec<AuditEntry>, TransportError>> + Send;
-    /// The oldest pending redeliveries of `group` (of every group: `None`).
+    /// The oldest pending redeliveries of `group` (of every group: `None`) after the request
+    /// `after` (`0`: from the first).
     fn redeliveries(
         &mut self,
         group: Option<&str>,
+        after: u64,
         max: u32,
     ) -> impl Future<Output = Result<Vec<Redelivery>, TransportError>> + Send;
     /// Open letters per group.
@@ -368,7 +370,7 @@ pub(crate) async fn cancel_replays(
     ids: Option<&[u64]>,
 ) -> Result<Vec<u64>, TransportError> {
     let mut cancelled = Vec::new();
-    for request in tx.redeliveries(group, u32::MAX).await? {
+    for request in tx.redeliveries(group, 0, u32::MAX).await? {
         let wanted = ids.is_none_or(|ids| ids.contains(&request.id));
         if wanted && request.source == RedeliverySource::Replay {
             tx.delete_redelivery(request.id).await?;

@@ -289,12 +289,14 @@ impl LetterTx for MemoryTx {
     async fn redeliveries(
         &mut self,
         group: Option<&str>,
+        after: u64,
         max: u32,
     ) -> Result<Vec<Redelivery>, TransportError> {
         Ok(self
             .0
             .redeliveries
-            .values()
+            .range(after + 1..)
+            .map(|(_, r)| r)
             .filter(|r| group.is_none_or(|g| r.group == g))
             .take(max as usize)
             .cloned()

@@ -464,13 +464,14 @@ impl<DB: Exec> LetterTx for SqlTx<DB> {
     async fn redeliveries(
         &mut self,
         group: Option<&str>,
+        after: u64,
         max: u32,
     ) -> Result<Vec<Redelivery>, TransportError> {
         let rows = self
             .rows(
                 "SELECT * FROM evt_redeliveries WHERE (CAST(? AS TEXT) IS NULL OR grp = ?) \
-                 ORDER BY id LIMIT ?",
-                args![group, group, i64::from(max)],
+                 AND id > ? ORDER BY id LIMIT ?",
+                args![group, group, after as i64, i64::from(max)],
             )
             .await?;
         let redelivery = |row: &DB::Row| -> Result<Redelivery, sqlx::Error> {
