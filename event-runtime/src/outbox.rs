@@ -134,7 +134,8 @@ use crate::transport::{
 
 /// Rows read per drain.
 const BATCH: i64 = 256;
-/// How long a relay's lease lasts where it needs one (SQLite); renewed a third of the way.
+/// How long a relay's lease lasts where it needs one (SQLite; renewed a third of the way), and
+/// how long the drain's transaction may sit idle where it holds a lock instead (PostgreSQL).
 const LEASE: Duration = Duration::from_secs(5);
 /// The lease's name in `evt_leases`.
 const LEASE_NAME: &str = "evt_outbox.relay";
@@ -654,11 +655,14 @@ impl<T: Transport, DB: Exec> Relay<T, DB> {
             move |err| DB::error(what, err)
         };
         // Where the database has a lock that dies with its connection, the whole drain is one
-        // transaction holding it; elsewhere, a lease.
+        // transaction holding it; elsewhere, a lease. The transaction is leased too (the server
+        // ends it once it sits idle for `LEASE`): a relay frozen mid-drain, or stalled in an
+        // append, would otherwise keep the lock, and every other relay out, until its connection
+        // died, which for a frozen process or a vanished host can take hours.
         let mut held: Option<Transaction<'static, DB>> = None;
         match DB::RELAY_LOCK {
             Some(lock) => {
-                let mut tx = DB::begin_write(pool)
+                let mut tx = DB::begin_leased(pool, LEASE)
                     .await
                     .map_err(error("relay the outbox"))?;
                 let row = DB::row(&mut tx, lock, &[])

@@ -243,6 +243,7 @@ on_both!(
     failed_appends_keep_the_rows_until_the_log_recovers,
     two_relays_neither_duplicate_nor_reorder,
     the_outbox_backlog_and_its_oldest_age_are_metrics,
+    a_stalled_relay_loses_the_outbox_to_another,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -684,6 +685,52 @@ async fn two_relays_neither_duplicate_nor_reorder<F: Fixture>(db: F) {
     }
     assert_eq!(seqs_by_key(&log), expected, "log order per key");
     assert_eq!(seen_seqs(&seen), expected, "handling order per key");
+    other.stop().await;
+    running.stop().await;
+}
+
+/// A relay stalled in its append while it holds the outbox (a frozen process, an engine that
+/// stops answering) loses it within 5 s (on PostgreSQL the server ends its transaction once it
+/// sits idle that long, and the advisory lock with it; on SQLite its lease expires), and another
+/// relay takes the rows over. Were the stalled append to land later, its copies would carry the
+/// same ids, which consumers' dedupe drops.
+async fn a_stalled_relay_loses_the_outbox_to_another<F: Fixture>(db: F) {
+    let pool = db.pool();
+    let stalled = Flaky::new(MemoryTransport::new(), 0);
+    let app = App::new(stalled.clone(), db.stores().await);
+    let outbox = app.outbox().unwrap();
+    let running = app.start().await.unwrap();
+    stalled.stalled.store(true, Ordering::SeqCst);
+    let mut tx = pool.begin().await.unwrap();
+    outbox.stage(&mut tx, step("acct", 0)).await.unwrap();
+    tx.commit().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while stalled.stalling.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never appended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let memory = MemoryTransport::new();
+    let mut other = App::new(memory.clone(), db.other_stores().await);
+    other.partitions(4);
+    let other = other.start().await.unwrap();
+    let since = std::time::Instant::now();
+    loop {
+        if log_of(&memory, "ledger").await.len() == 1 {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(30),
+            "the stalled relay still holds the outbox"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("taken over {:?} after the stall began", since.elapsed());
+    assert!(other.wait_idle(Duration::from_secs(10)).await);
+    stalled.stalled.store(false, Ordering::SeqCst);
     other.stop().await;
     running.stop().await;
 }

@@ -177,6 +177,11 @@ pub(crate) trait Work: Sync {
     ) -> impl Future<Output = Result<Vec<Emitted>, TransportError>> + Send;
 }
 
+/// How long a [`transact`] transaction may sit idle before the server ends it (PostgreSQL): its
+/// statements run back to back, so only a frozen process comes near it.
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+const WORK_LEASE: Duration = Duration::from_secs(10);
+
 /// Runs `work`, when it is wanted, in one writing transaction on `pool`, emits what it returns
 /// through `emit` and commits; how many events it emitted.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
@@ -191,7 +196,10 @@ async fn transact<DB: Exec>(
         return Ok(0);
     }
     let error = |err| DB::error(operation.to_owned(), err);
-    let (_writer, mut tx) = begin(pool, writer, None).await.map_err(error)?;
+    // Leased: a process frozen inside it (the timer poller holds its timers' rows `FOR UPDATE`)
+    // would otherwise keep those rows from every other instance's poller, and block each
+    // transition that cancels or reschedules one of them, until its connection died.
+    let (_writer, mut tx) = begin(pool, writer, Some(WORK_LEASE)).await.map_err(error)?;
     let emitted = work.run::<DB>(&mut tx).await?;
     let count = emitted.len();
     emit.emit(&mut tx, emitted).await?;

@@ -18,7 +18,8 @@ use event_runtime::transport::{
 
 /// A fault injector around the memory engine: the next `appends`, `fetches` and `commits` calls
 /// (budgets, counted down) fail as an unreachable broker's would; refused appends and appended
-/// records are counted.
+/// records are counted. While `stalled` is set, appends wait (an engine that stops answering, a
+/// frozen process), counted in `stalling`.
 #[derive(Clone)]
 pub struct Flaky {
     pub inner: MemoryTransport,
@@ -27,6 +28,8 @@ pub struct Flaky {
     pub commits: Arc<AtomicUsize>,
     pub refused: Arc<AtomicUsize>,
     pub appended: Arc<AtomicUsize>,
+    pub stalled: Arc<std::sync::atomic::AtomicBool>,
+    pub stalling: Arc<AtomicUsize>,
 }
 
 impl Flaky {
@@ -39,6 +42,8 @@ impl Flaky {
             commits: Arc::default(),
             refused: Arc::default(),
             appended: Arc::default(),
+            stalled: Arc::default(),
+            stalling: Arc::default(),
         }
     }
 
@@ -83,6 +88,13 @@ impl Transport for Flaky {
         if take(&self.appends) {
             self.refused.fetch_add(1, Ordering::SeqCst);
             return Err(unreachable(format!("append to {topic}")));
+        }
+        if self.stalled.load(Ordering::SeqCst) {
+            self.stalling.fetch_add(1, Ordering::SeqCst);
+            while self.stalled.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            self.stalling.fetch_sub(1, Ordering::SeqCst);
         }
         let count = records.len();
         let positions = self.inner.append(topic, records).await?;
