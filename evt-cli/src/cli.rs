@@ -106,6 +106,10 @@ pub(crate) struct RepairArgs {
     /// Who is acting, for the instance's history [default: $USER, else "cli"].
     #[arg(long, value_name = "NAME")]
     pub(crate) actor: Option<String>,
+    /// Only if the instance is still at this version (the one `evt saga show` printed): refused
+    /// if it has moved on since [default: the version read just before queueing].
+    #[arg(long, value_name = "VERSION")]
+    pub(crate) at_version: Option<i64>,
 }
 
 #[derive(Debug, Args)]

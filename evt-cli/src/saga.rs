@@ -161,15 +161,42 @@ pub(crate) async fn repair(
         .instance(&args.saga, &args.key)
         .await
         .map_err(|e| db.fail_store(e))?;
+    // The repair applies to the state the operator saw: the version given, else the one just
+    // read (so a transition between the read and the queueing refuses it too).
+    let expected = args.at_version.or(instance.as_ref().map(|i| i.version));
     let queued = sagas
-        .request_repair(&args.saga, &args.key, repair, &actor)
+        .request_repair_at(&args.saga, &args.key, repair, &actor, expected)
         .await
         .map_err(|e| db.fail_store(e))?;
-    let Some(instance) = instance.filter(|_| queued) else {
-        return Err(Error::msg(format!(
-            "no unfinished instance of saga `{}` has key `{}` (see `evt saga list --saga {}`)",
-            args.saga, args.key, args.saga
-        )));
+    // Refused: what the instance is now, to say why.
+    let instance = match instance {
+        Some(instance) if queued => Some(instance),
+        Some(_) => sagas
+            .instance(&args.saga, &args.key)
+            .await
+            .map_err(|e| db.fail_store(e))?,
+        None => None,
+    };
+    let instance = match instance {
+        Some(instance) if queued => instance,
+        Some(instance) if !instance.status.is_finished() => {
+            return Err(Error::msg(format!(
+                "saga `{}` key `{}` is {} at version {}, not at version {}: it moved on; look again with `evt saga show {} {}`",
+                clean(&args.saga),
+                clean(&args.key),
+                instance.status.as_str(),
+                instance.version,
+                expected.unwrap_or(instance.version),
+                clean(&args.saga),
+                clean(&args.key),
+            )));
+        }
+        _ => {
+            return Err(Error::msg(format!(
+                "no unfinished instance of saga `{}` has key `{}` (see `evt saga list --saga {}`)",
+                args.saga, args.key, args.saga
+            )));
+        }
     };
     if json {
         output::print_json(&json!({

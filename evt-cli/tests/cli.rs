@@ -1111,9 +1111,31 @@ async fn saga_list_and_show_read_instances_their_timers_and_history() {
         "{}",
         failure(&finished)
     );
+    // A repair decided on a version the instance has left is refused, saying where it is now.
+    let moved = evt(
+        &db,
+        &["saga", "resume", "tracker", "o-1", "--at-version", "0"],
+    );
+    assert_eq!(moved.status.code(), Some(1));
+    assert!(
+        failure(&moved).contains(
+            "saga `tracker` key `o-1` is running at version 1, not at version 0: it moved on"
+        ),
+        "{}",
+        failure(&moved)
+    );
     let queued = json(
         &db,
-        &["saga", "resume", "tracker", "o-1", "--actor", "alice"],
+        &[
+            "saga",
+            "resume",
+            "tracker",
+            "o-1",
+            "--actor",
+            "alice",
+            "--at-version",
+            "1",
+        ],
     );
     assert_eq!(queued["queued"], "resume");
     assert_eq!(queued["version"], 1);

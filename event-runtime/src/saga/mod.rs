@@ -992,7 +992,28 @@ impl Sagas {
         repair: Repair,
         actor: &str,
     ) -> Result<bool, crate::transport::TransportError> {
-        on_pool!(&self.db, pool => store::request_repair(pool, saga, key, repair, actor).await, memory => Ok(false))
+        self.request_repair_at(saga, key, repair, actor, None).await
+    }
+
+    /// [`Self::request_repair`], only if the instance is still at `version` (the one the
+    /// operator looked at, `evt saga show`): a repair decided on a state that has moved on since
+    /// (a late reply took a stuck step further) is refused, not applied to the new state.
+    /// `false` when no unfinished instance with that key is at that version. (A repair queued
+    /// is still dropped if the instance moves before the repair fires.)
+    ///
+    /// # Errors
+    ///
+    /// When the database fails. Cancelling it before it returns may leave the repair queued
+    /// or not.
+    pub async fn request_repair_at(
+        &self,
+        saga: &str,
+        key: &str,
+        repair: Repair,
+        actor: &str,
+        version: Option<i64>,
+    ) -> Result<bool, crate::transport::TransportError> {
+        on_pool!(&self.db, pool => store::request_repair(pool, saga, key, repair, actor, version).await, memory => Ok(false))
     }
 
     /// Loads every unfinished instance of saga `S` and every pending timer with this code, as

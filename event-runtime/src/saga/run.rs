@@ -173,7 +173,12 @@ where
         }
         Outcome::Dropped(reason) => {
             tracing::Span::current().record("evt.saga.decision", "dropped");
-            tracing::debug!(target: "event_runtime::saga", saga = S::NAME, key, reason, "message dropped");
+            if reason.starts_with("repair ") {
+                // An operator asked for it and was told it was queued: say why it did nothing.
+                tracing::warn!(target: "event_runtime::saga", saga = S::NAME, key, reason, "repair dropped");
+            } else {
+                tracing::debug!(target: "event_runtime::saga", saga = S::NAME, key, reason, "message dropped");
+            }
             Ok(false)
         }
         Outcome::Discarded(reason) => {

@@ -373,14 +373,16 @@ pub(crate) async fn instance<DB: Exec>(
 }
 
 /// Queues repair `action` by `actor` for the instance of `saga` with `key`, at its current
-/// version: a timer row due now, which the timer task fires through the log like any other.
-/// Whether an unfinished instance was there to repair.
+/// version (which must be `at_version`, if given): a timer row due now, which the timer task
+/// fires through the log like any other. Whether an unfinished instance (at that version) was
+/// there to repair.
 pub(crate) async fn request_repair<DB: Exec>(
     pool: &sqlx::Pool<DB>,
     saga: &str,
     key: &str,
     action: super::Repair,
     actor: &str,
+    at_version: Option<i64>,
 ) -> Result<bool, crate::transport::TransportError> {
     let error = |err| DB::error(format!("queue a repair of saga {saga} instance {key}"), err);
     let mut conn = pool.acquire().await.map_err(error)?;
@@ -391,9 +393,10 @@ pub(crate) async fn request_repair<DB: Exec>(
             "INSERT INTO evt_saga_timers (saga, key, name, token, due_ms) \
              SELECT saga, key, ?, version, ? FROM evt_sagas \
              WHERE saga = ? AND key = ? AND status IN ('running', 'stuck') \
+             AND (CAST(? AS BIGINT) IS NULL OR version = ?) \
              ON CONFLICT (saga, key, name) DO UPDATE SET token = excluded.token, due_ms = excluded.due_ms",
         ),
-        args![name.as_str(), now_ms(), saga, key],
+        args![name.as_str(), now_ms(), saga, key, at_version, at_version],
     )
     .await
     .map_err(error)?;
