@@ -569,6 +569,46 @@ impl On<OrderPlaced> for Instant_ {
     }
 }
 
+/// A key used again after its instance finished and was deleted starts a new instance whose
+/// timers are its own: its payment timeout has the same name and token as the old instance's
+/// (versions start again at 1), whose dedupe mark is still kept, and still fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_used_again_gets_its_own_timeouts() {
+    let dir = common::tempdir("saga-reuse");
+    let mut app = App::embedded(dir.join("shop.db")).await.unwrap();
+    let ledger = Ledger::default();
+    app.retention(event_runtime::app::Retention {
+        finished_sagas: Some(Duration::ZERO),
+        every: Duration::from_millis(25),
+        ..event_runtime::app::Retention::default()
+    })
+    .saga::<Checkout>();
+    participants(&mut app, &ledger);
+    let running = app.start().await.unwrap();
+    for lifetime in 1..=2 {
+        // Nobody answers a payment of 0 cents: the checkout times out, fails and is deleted.
+        running
+            .publisher()
+            .publish(Envelope::event(OrderPlaced {
+                order: "again".into(),
+                cents: 0,
+            }))
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while running.retention_stats().finished_sagas < lifetime {
+            assert!(
+                Instant::now() < deadline,
+                "lifetime {lifetime} of the key never timed out"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+    let dedupe = running.stats("saga.checkout").unwrap().duplicates;
+    assert_eq!(dedupe, 0, "no timeout taken for a copy of the old one's");
+    running.stop().await;
+}
+
 /// The retention task deletes finished instances (with their history) past
 /// `Retention::finished_sagas`, and never a running one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

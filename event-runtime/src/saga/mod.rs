@@ -1098,6 +1098,7 @@ mod tests {
                 key: "k".into(),
                 timer: "t".into(),
                 token: 1,
+                started_ms: None,
             }),
             crate::handler::Delivery::Live,
         )

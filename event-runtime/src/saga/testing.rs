@@ -113,6 +113,7 @@ impl<S: Saga> SagaTest<S> {
                 key: key.clone(),
                 timer: timer.clone(),
                 token,
+                started_ms: None,
             });
             let fired = self.react(&key, &envelope, |loaded, step| {
                 decide_timer::<S>(loaded, &timer, token, step)
@@ -140,6 +141,7 @@ impl<S: Saga> SagaTest<S> {
             key: key.to_owned(),
             timer: timer.clone(),
             token,
+            started_ms: None,
         });
         self.react(key, &envelope, |loaded, step| {
             decide_timer::<S>(loaded, &timer, token, step)
@@ -317,6 +319,7 @@ impl<D: Steps> SagaTest<Orchestrated<D>> {
             key: key.to_owned(),
             timer: format!("{role:?}"),
             token: 0,
+            started_ms: None,
         });
         self.react(key, &envelope, |loaded, step| match loaded {
             Some(instance) if !instance.status.is_finished() => instance
@@ -519,6 +522,7 @@ fn compensation_types<D: Steps>(data: &D, key: &str, name: &str) -> Result<Vec<S
         key: key.to_owned(),
         timer: name.to_owned(),
         token: 0,
+        started_ms: None,
     });
     let ctx = crate::testing::context(&group_of(D::NAME), &envelope, Delivery::Live);
     let mut step = Step {

@@ -40,6 +40,11 @@ pub(crate) struct TimerFired {
     pub(crate) timer: String,
     /// The version of the transition that scheduled it.
     pub(crate) token: i64,
+    /// When the instance started (its `created_ms`): tells one lifetime of a key from the next,
+    /// whose versions, and so timer tokens, start again at 1. Absent from timers fired before
+    /// it was added, and for an instance gone before its timer fired.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) started_ms: Option<i64>,
 }
 
 /// The wire name of [`TimerFired`].
@@ -54,7 +59,7 @@ const DESCRIPTOR: Descriptor = Descriptor {
     rust_type: "event_runtime::saga::TimerFired",
     content_type: "application/json",
     key_fields: &["key"],
-    dedupe_fields: &["saga", "key", "timer", "token"],
+    dedupe_fields: &["saga", "key", "started_ms", "timer", "token"],
     oldest_readable_version: 1,
     deprecated: None,
     sla: Sla {
@@ -75,10 +80,19 @@ impl Message for TimerFired {
     }
 
     fn dedupe_key(&self) -> Option<String> {
-        Some(format!(
-            "{TIMER_TYPE}:{}/{}/{}/{}",
-            self.saga, self.key, self.timer, self.token
-        ))
+        // With the instance's start: a key used again after its instance was deleted schedules
+        // timers with the same names and tokens, which the old lifetime's dedupe marks (kept
+        // longer than finished instances, or forever) would otherwise swallow.
+        Some(match self.started_ms {
+            Some(started) => format!(
+                "{TIMER_TYPE}:{}/{}@{started}/{}/{}",
+                self.saga, self.key, self.timer, self.token
+            ),
+            None => format!(
+                "{TIMER_TYPE}:{}/{}/{}/{}",
+                self.saga, self.key, self.timer, self.token
+            ),
+        })
     }
 
     fn encode_payload(&self, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
@@ -176,7 +190,9 @@ impl Work for Due {
         let rows = DB::rows(
             conn,
             DB::sql(
-                "SELECT saga, key, name, token, correlation_id, causation_id FROM evt_saga_timers \
+                "SELECT saga, key, name, token, correlation_id, causation_id, \
+                 (SELECT created_ms FROM evt_sagas s WHERE s.saga = evt_saga_timers.saga \
+                 AND s.key = evt_saga_timers.key) AS started_ms FROM evt_saga_timers \
                  WHERE due_ms <= ? ORDER BY due_ms LIMIT ? FOR UPDATE SKIP LOCKED",
             ),
             args![self.now_ms, limit],
@@ -190,6 +206,7 @@ impl Work for Due {
                 key: DB::text(row, "key").map_err(error)?,
                 timer: DB::text(row, "name").map_err(error)?,
                 token: DB::int(row, "token").map_err(error)?,
+                started_ms: DB::opt_int(row, "started_ms").map_err(error)?,
             };
             let causation = Causation {
                 correlation_id: DB::opt_text(row, "correlation_id").map_err(error)?,
