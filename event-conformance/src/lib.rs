@@ -170,7 +170,7 @@ macro_rules! conformance_tests {
             a_type_added_to_the_context_later_is_skipped_and_counted,
             sequenced_mode_parks_later_events_of_a_failed_key_until_redrive,
             replay_is_idempotent_unless_dedupe_is_bypassed,
-            requests_for_partitions_the_group_does_not_read_are_dropped,
+            requests_this_instance_cannot_run_never_hold_up_the_others,
             lag_counts_what_a_group_has_not_committed,
             structured_mode_records_of_foreign_producers_are_handled,
             replay_by_time_starts_at_the_engines_time_lookup,

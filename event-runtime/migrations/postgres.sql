@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS evt_redeliveries (
     requested_ms BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS evt_redeliveries_grp ON evt_redeliveries (grp, id);
+-- A purge cancels its letters' redrives by letter id.
+CREATE INDEX IF NOT EXISTS evt_redeliveries_letter ON evt_redeliveries (letter_id);
 -- Events staged in the caller's transaction, relayed to the log in id order and deleted. The
 -- record is encoded once (CloudEvents binary mode, Kafka binding: key, headers, payload), so
 -- every relay attempt appends the same event id.

@@ -57,6 +57,8 @@ CREATE TABLE IF NOT EXISTS evt_redeliveries (
     requested_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS evt_redeliveries_grp ON evt_redeliveries (grp, id);
+-- A purge cancels its letters' redrives by letter id.
+CREATE INDEX IF NOT EXISTS evt_redeliveries_letter ON evt_redeliveries (letter_id);
 CREATE TABLE IF NOT EXISTS evt_outbox (
     id          INTEGER PRIMARY KEY AUTOINCREMENT,
     topic       TEXT NOT NULL,

@@ -890,10 +890,13 @@ impl<T: Transport> GroupRunner<T> {
     /// share partitions (`owned`), each runs the requests of the partitions it owns, so a
     /// request runs on one instance (a request finished twice across a handover is recorded
     /// once: see `letters::finish_redelivery`). The queue is read a page at a time, so any
-    /// number of requests for other instances' partitions never hides this one's. A request
-    /// for a partition the group does not read (`partitions`: a replay of a topic it does not
-    /// subscribe to) can run nowhere: it is dropped (a redrive's letter goes back to `dead`,
-    /// saying why), and logged.
+    /// number of requests for other instances' partitions never hides this one's.
+    ///
+    /// A request for a partition this instance does not read (`partitions`: a replay of a topic
+    /// it does not subscribe to) is left for the instance that does (a newer version of the
+    /// service in a rolling deploy, one that knows more partitions), with a warning; where no
+    /// other instance shares the group, nobody can run it, and it is dropped (a redrive's
+    /// letter going back to `dead`, saying why).
     pub(crate) async fn run_redeliveries(
         self: Arc<Self>,
         partitions: Arc<[(Arc<str>, u32)]>,
@@ -902,10 +905,13 @@ impl<T: Transport> GroupRunner<T> {
     ) {
         const PAGE: u32 = 64;
         let mut after = 0;
+        // Requests this instance warned it cannot run (each once; forgotten past a bound).
+        let mut warned: std::collections::HashSet<u64> = std::collections::HashSet::new();
         while !*shutdown.borrow() {
+            let page_start = after;
             let pending = self
                 .dlq
-                .pending_redeliveries_after(&self.group, after, PAGE)
+                .pending_redeliveries_after(&self.group, page_start, PAGE)
                 .await
                 .unwrap_or_default();
             // The next page, or the queue's start again once this one is its end.
@@ -917,14 +923,34 @@ impl<T: Transport> GroupRunner<T> {
             };
             let mut ran = false;
             for redelivery in pending {
-                if !partitions
+                let readable = partitions
                     .iter()
-                    .any(|(t, p)| **t == *redelivery.topic && *p == redelivery.partition)
-                {
+                    .any(|(t, p)| **t == *redelivery.topic && *p == redelivery.partition);
+                if !readable && owned.is_none() {
                     ran = true;
                     if self.drop_unreadable(&redelivery).await.is_err() {
+                        after = page_start;
                         tokio::time::sleep(Duration::from_millis(200)).await;
                         break;
+                    }
+                    continue;
+                }
+                if !readable {
+                    if warned.len() > 10_000 {
+                        warned.clear();
+                    }
+                    if warned.insert(redelivery.id) {
+                        tracing::warn!(
+                            group = %self.group,
+                            instance = %self.instance,
+                            request = redelivery.id,
+                            source = ?redelivery.source,
+                            topic = %redelivery.topic,
+                            partition = redelivery.partition,
+                            "a redelivery request names a partition this instance does not read: \
+                             left for an instance that does (cancel it with `evt requests cancel` \
+                             if none will)"
+                        );
                     }
                     continue;
                 }
@@ -942,20 +968,26 @@ impl<T: Transport> GroupRunner<T> {
                 let result = self.redeliver(&redelivery).await;
                 self.activity.end();
                 if result.is_err() {
+                    // Retried first, before what follows it in the queue.
+                    after = page_start;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     break;
                 }
             }
-            if !ran && !full {
+            if !ran {
+                // Nothing here for this instance: the next page soon (a long queue of other
+                // instances' requests is read at a bounded rate), the queue's start later.
+                let pause = if full { 5 } else { 50 };
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    () = tokio::time::sleep(Duration::from_millis(pause)) => {}
                     _ = shutdown.changed() => {}
                 }
             }
         }
     }
 
-    /// Drops a request for a partition this group does not read, which no instance can run.
+    /// Drops a request for a partition this group does not read, where no other instance shares
+    /// the group to run it.
     async fn drop_unreadable(&self, redelivery: &Redelivery) -> Result<(), TransportError> {
         let reason = format!(
             "group {} does not read {}/{}",

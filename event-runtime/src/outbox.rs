@@ -739,14 +739,42 @@ impl<T: Transport, DB: Exec> Relay<T, DB> {
             }
         }
         let mut appended: Vec<i64> = Vec::new();
-        for (topic, ids, records) in runs {
+        for (run, (topic, ids, records)) in runs.into_iter().enumerate() {
             let transport = self.publisher.transport_ref();
-            let span = crate::telemetry::relay_span(transport.system(), &topic, &records);
-            match transport
-                .append(&topic, records)
-                .instrument(span.clone())
-                .await
+            // Holding the lock's transaction: still holding it? The server ends it when this
+            // process froze past `LEASE`, and another relay may be draining these rows now:
+            // append nothing more.
+            if run > 0
+                && let (Some(tx), Some(keep_alive)) = (held.as_mut(), DB::KEEP_ALIVE)
+                && let Err(err) = DB::exec(tx, keep_alive, &[]).await
             {
+                failure = Some((
+                    ids,
+                    DB::error("relay the outbox (lock lost)".to_owned(), err),
+                ));
+                break;
+            }
+            let span = crate::telemetry::relay_span(transport.system(), &topic, &records);
+            let append = transport.append(&topic, records).instrument(span.clone());
+            // An append may take as long as the engine lets it (a leader election, a topic being
+            // created): the lock's transaction is kept alive meanwhile, so only a frozen process
+            // loses it.
+            let result = match held.take() {
+                Some(tx) => {
+                    let shared = tokio::sync::Mutex::new(tx);
+                    let result = crate::store::inbox::kept_alive::<DB, _>(
+                        &shared,
+                        LEASE,
+                        "the outbox relay's transaction",
+                        append,
+                    )
+                    .await;
+                    held = Some(shared.into_inner());
+                    result
+                }
+                None => append.await,
+            };
+            match result {
                 Ok(_) => appended.extend(ids),
                 Err(err) => {
                     crate::telemetry::append_failed(&span, &err);

@@ -121,7 +121,7 @@ mod postgres_stores {
         poison_goes_to_the_dlq_without_blocking_other_records,
         sequenced_mode_parks_later_events_of_a_failed_key_until_redrive,
         replay_is_idempotent_unless_dedupe_is_bypassed,
-        requests_for_partitions_the_group_does_not_read_are_dropped,
+        requests_this_instance_cannot_run_never_hold_up_the_others,
         closed_dead_letters_are_deleted_after_their_retention,
     );
 

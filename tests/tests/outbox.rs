@@ -50,6 +50,8 @@ trait Fixture: Sized + Send + Sync + 'static {
     fn stores(&self) -> impl Future<Output = Stores> + Send;
     /// Stores on the same database opened again, as another process of the app would.
     fn other_stores(&self) -> impl Future<Output = Stores> + Send;
+    /// How to open the database again from another runtime (another thread).
+    fn reopen(&self) -> Reopen;
     /// Rows, least attempts and least last error of `evt_outbox`.
     fn outbox_rows(&self) -> impl Future<Output = (i64, Option<i64>, Option<String>)> + Send;
     /// The table `ledger_rows (account, seq)`, and a constraint a transaction can break so that
@@ -65,6 +67,29 @@ trait Fixture: Sized + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), sqlx::Error>> + Send;
     /// `ledger_rows` by `seq`.
     fn ledger(&self) -> impl Future<Output = Vec<(String, i64)>> + Send;
+}
+
+/// A fixture's database, to open again on another runtime.
+enum Reopen {
+    Postgres(Box<sqlx::postgres::PgConnectOptions>),
+    Sqlite(std::path::PathBuf),
+}
+
+impl Reopen {
+    /// The app's stores in the database, on a pool of the current runtime.
+    async fn stores(self) -> Stores {
+        match self {
+            Reopen::Postgres(options) => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(*options)
+                    .await
+                    .unwrap();
+                Stores::postgres(pool).await.unwrap()
+            }
+            Reopen::Sqlite(path) => Stores::sqlite(&SqliteTransport::open(&path).await.unwrap()),
+        }
+    }
 }
 
 /// A new schema of the database at `EVT_POSTGRES_URL` (skipped without it, failing under `CI`).
@@ -89,6 +114,10 @@ impl Fixture for Postgres {
 
     async fn other_stores(&self) -> Stores {
         Stores::postgres(self.0.clone()).await.unwrap()
+    }
+
+    fn reopen(&self) -> Reopen {
+        Reopen::Postgres(Box::new((*self.0.connect_options()).clone()))
     }
 
     async fn outbox_rows(&self) -> (i64, Option<i64>, Option<String>) {
@@ -161,6 +190,10 @@ impl Fixture for Sqlite {
 
     async fn other_stores(&self) -> Stores {
         Stores::sqlite(&SqliteTransport::open(&self.path).await.unwrap())
+    }
+
+    fn reopen(&self) -> Reopen {
+        Reopen::Sqlite(self.path.clone())
     }
 
     async fn outbox_rows(&self) -> (i64, Option<i64>, Option<String>) {
@@ -243,7 +276,6 @@ on_both!(
     failed_appends_keep_the_rows_until_the_log_recovers,
     two_relays_neither_duplicate_nor_reorder,
     the_outbox_backlog_and_its_oldest_age_are_metrics,
-    a_stalled_relay_loses_the_outbox_to_another,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -689,23 +721,49 @@ async fn two_relays_neither_duplicate_nor_reorder<F: Fixture>(db: F) {
     running.stop().await;
 }
 
-/// A relay stalled in its append while it holds the outbox (a frozen process, an engine that
-/// stops answering) loses it within 5 s (on PostgreSQL the server ends its transaction once it
-/// sits idle that long, and the advisory lock with it; on SQLite its lease expires), and another
-/// relay takes the rows over. Were the stalled append to land later, its copies would carry the
-/// same ids, which consumers' dedupe drops.
-async fn a_stalled_relay_loses_the_outbox_to_another<F: Fixture>(db: F) {
+/// A relay frozen in its append while it holds the outbox (a suspended process: here its app
+/// runs alone on a runtime of its own, whose one thread the append blocks) loses it within 5 s
+/// (on PostgreSQL the server ends its transaction once it sits idle that long, and the advisory
+/// lock with it; on SQLite its lease expires), and another relay takes the rows over. Were the
+/// frozen append to land later, its copies would carry the same ids, which consumers' dedupe
+/// drops.
+async fn a_frozen_relay_loses_the_outbox_to_another<F: Fixture>(db: F) {
     let pool = db.pool();
-    let stalled = Flaky::new(MemoryTransport::new(), 0);
-    let app = App::new(stalled.clone(), db.stores().await);
-    let outbox = app.outbox().unwrap();
-    let running = app.start().await.unwrap();
-    stalled.stalled.store(true, Ordering::SeqCst);
+    let frozen = Flaky::new(MemoryTransport::new(), 0);
+    let (started, is_started) = std::sync::mpsc::channel();
+    let (stop, stopping) = tokio::sync::oneshot::channel::<()>();
+    let process = std::thread::spawn({
+        let (frozen, reopen) = (frozen.clone(), db.reopen());
+        move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    let running = App::new(frozen, reopen.stores().await)
+                        .start()
+                        .await
+                        .unwrap();
+                    started.send(()).unwrap();
+                    let _ = stopping.await;
+                    running.stop().await;
+                });
+        }
+    });
+    is_started.recv().unwrap();
+    frozen.frozen.store(true, Ordering::SeqCst);
+    // Staged through an app that never starts, so only the frozen one's relay reads it first.
+    let stager = App::new(MemoryTransport::new(), db.other_stores().await);
     let mut tx = pool.begin().await.unwrap();
-    outbox.stage(&mut tx, step("acct", 0)).await.unwrap();
+    stager
+        .outbox()
+        .unwrap()
+        .stage(&mut tx, step("acct", 0))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while stalled.stalling.load(Ordering::SeqCst) == 0 {
+    while frozen.stalling.load(Ordering::SeqCst) == 0 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the relay never appended"
@@ -718,21 +776,88 @@ async fn a_stalled_relay_loses_the_outbox_to_another<F: Fixture>(db: F) {
     other.partitions(4);
     let other = other.start().await.unwrap();
     let since = std::time::Instant::now();
-    loop {
+    let taken = loop {
         if log_of(&memory, "ledger").await.len() == 1 {
-            break;
+            break true;
         }
-        assert!(
-            since.elapsed() < Duration::from_secs(30),
-            "the stalled relay still holds the outbox"
-        );
+        if since.elapsed() > Duration::from_secs(30) {
+            break false;
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    eprintln!("taken over {:?} after the stall began", since.elapsed());
+    };
+    eprintln!("taken over {:?} after the freeze began", since.elapsed());
+    frozen.frozen.store(false, Ordering::SeqCst);
+    let _ = stop.send(());
+    process.join().unwrap();
+    assert!(taken, "the frozen relay still holds the outbox");
     assert!(other.wait_idle(Duration::from_secs(10)).await);
-    stalled.stalled.store(false, Ordering::SeqCst);
+    other.stop().await;
+}
+
+/// A relay whose append is slow but alive (an engine electing a leader, creating a topic) keeps
+/// the outbox on PostgreSQL however long the append takes: its transaction is kept alive, so no
+/// other relay appends the rows a second time, and they are appended once.
+async fn a_slow_append_keeps_the_outbox() {
+    let Some(db) = <Postgres as Fixture>::open().await else {
+        return;
+    };
+    let pool = db.pool();
+    let log = MemoryTransport::new();
+    let slow = Flaky::new(log.clone(), 0);
+    let app = App::new(slow.clone(), db.stores().await);
+    let outbox = app.outbox().unwrap();
+    let running = app.start().await.unwrap();
+    slow.stalled.store(true, Ordering::SeqCst);
+    let mut tx = pool.begin().await.unwrap();
+    outbox.stage(&mut tx, step("acct", 0)).await.unwrap();
+    tx.commit().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while slow.stalling.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never appended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let other_log = MemoryTransport::new();
+    let mut other = App::new(other_log.clone(), db.other_stores().await);
+    other.partitions(4);
+    let other = other.start().await.unwrap();
+    // Longer than the 5 s the transaction may sit idle.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        log_of(&other_log, "ledger").await.is_empty(),
+        "another relay took the outbox from a live one"
+    );
+    slow.stalled.store(false, Ordering::SeqCst);
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    assert_eq!(log_of(&log, "ledger").await.len(), 1, "appended once");
+    assert!(log_of(&other_log, "ledger").await.is_empty());
+    assert_eq!(outbox.pending().await.unwrap(), 0);
     other.stop().await;
     running.stop().await;
+}
+
+/// The relay tests that need a second thread (a frozen relay blocks its own).
+mod relay_failover {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_a_frozen_relay_loses_the_outbox_to_another() {
+        if let Some(db) = <super::Postgres as super::Fixture>::open().await {
+            super::a_frozen_relay_loses_the_outbox_to_another(db).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_a_frozen_relay_loses_the_outbox_to_another() {
+        if let Some(db) = <super::Sqlite as super::Fixture>::open().await {
+            super::a_frozen_relay_loses_the_outbox_to_another(db).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_a_slow_append_keeps_the_outbox() {
+        super::a_slow_append_keeps_the_outbox().await;
+    }
 }
 
 /// What only the SQLite outbox has: its relays' lease.

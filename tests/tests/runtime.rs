@@ -1106,3 +1106,60 @@ async fn events_an_inbox_commits_to_the_embedded_log_wake_its_consumers_at_once(
     );
     running.stop().await;
 }
+
+/// Where no other instance shares the group (an engine without shared partitions), a request
+/// for a partition the group does not read can run nowhere: it is dropped, so the queue drains;
+/// a redrive's letter goes back to `dead`, saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_nobody_can_run_are_dropped_where_no_instance_shares_the_group() {
+    use event_runtime::dlq::{LetterStatus, NewDeadLetter, Selection};
+    let flaky = Flaky::new(event_runtime::transport::memory::MemoryTransport::new(), 0);
+    let seen: Seen = Arc::default();
+    let mut app = App::with_transport(flaky).await.unwrap();
+    app.partitions(1)
+        .subscribe::<Step, _>("g", recorder(seen.clone()));
+    let running = app.start().await.unwrap();
+    let dlq = running.dead_letters();
+    let letter = dlq
+        .put(NewDeadLetter {
+            group: "g".to_owned(),
+            record: event_runtime::transport::Record {
+                topic: "nobody-reads".into(),
+                partition: 0,
+                offset: 7,
+                timestamp_ms: 1,
+                key: None,
+                headers: Default::default(),
+                payload: b"{}".to_vec().into(),
+            },
+            event_type: None,
+            event_id: None,
+            partition_key: None,
+            reason_kind: ReasonKind::Permanent,
+            error_chain: vec!["broken".into()],
+            attempts: 1,
+            first_failure_ms: 1,
+            parked_behind: None,
+            instance: None,
+        })
+        .await
+        .unwrap();
+    dlq.request_redrive(Some("g"), Selection::Ids(&[letter]), "ops")
+        .await
+        .unwrap();
+    dlq.request_replay("g", &[("nobody-reads".to_owned(), 0, 0)], true)
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    assert!(
+        dlq.pending_requests(Some("g"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let letter = dlq.get(letter).await.unwrap().unwrap();
+    assert_eq!(letter.status, LetterStatus::Dead);
+    assert_eq!(letter.reason, "group g does not read nobody-reads/0");
+    assert!(seen.lock().unwrap().is_empty());
+    running.stop().await;
+}

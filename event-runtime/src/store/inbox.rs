@@ -70,7 +70,13 @@ where
         return Ok(false);
     }
     let shared = Arc::new(tokio::sync::Mutex::new(tx));
-    let emitted = kept_alive::<DB, _>(&shared, lease, call(shared.clone())).await?;
+    let emitted = kept_alive::<DB, _>(
+        &shared,
+        lease,
+        "an inbox transaction (lease: claim_ttl)",
+        call(shared.clone()),
+    )
+    .await?;
     let mut tx = Arc::try_unwrap(shared).map_err(|_| kept())?.into_inner();
     // Dropping `tx` on an error below rolls the effect back, and the emitted events with it.
     emit.emit(&mut tx, emitted).await?;
@@ -92,10 +98,12 @@ const MIN_LEASE: Duration = Duration::from_secs(1);
 /// keep-alive waits at most that long (the handler is not polled meanwhile). A failed one (the
 /// server ended the transaction: the instance was paused, or the handler held it idle too long;
 /// or a statement of the handler failed in it) is logged and ends the keep-alives.
+/// `what` names the transaction in that log event.
 #[cfg(any(feature = "sqlite", feature = "postgres"))]
-async fn kept_alive<DB: Exec, T>(
+pub(crate) async fn kept_alive<DB: Exec, T>(
     tx: &tokio::sync::Mutex<Transaction<'static, DB>>,
     lease: Duration,
+    what: &str,
     work: impl Future<Output = T>,
 ) -> T {
     let Some(keep_alive) = DB::KEEP_ALIVE else {
@@ -122,9 +130,8 @@ async fn kept_alive<DB: Exec, T>(
                 if let Some(err) = failed {
                     tracing::warn!(
                         error = %err,
-                        "an inbox transaction's keep-alive failed: the server ended it (it sat \
-                         idle for its lease, claim_ttl), or a statement of the handler failed \
-                         in it"
+                        "{what}: its keep-alive failed: the server ended it (it sat idle for \
+                         its lease), or a statement failed in it"
                     );
                     return work.await;
                 }

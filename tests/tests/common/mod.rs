@@ -18,8 +18,9 @@ use event_runtime::transport::{
 
 /// A fault injector around the memory engine: the next `appends`, `fetches` and `commits` calls
 /// (budgets, counted down) fail as an unreachable broker's would; refused appends and appended
-/// records are counted. While `stalled` is set, appends wait (an engine that stops answering, a
-/// frozen process), counted in `stalling`.
+/// records are counted. While `stalled` is set, appends wait (an engine slow to answer); while
+/// `frozen` is set, they block their thread, so nothing else in their task runs either (a
+/// frozen process, for a task on a multi-threaded runtime); both are counted in `stalling`.
 #[derive(Clone)]
 pub struct Flaky {
     pub inner: MemoryTransport,
@@ -29,6 +30,7 @@ pub struct Flaky {
     pub refused: Arc<AtomicUsize>,
     pub appended: Arc<AtomicUsize>,
     pub stalled: Arc<std::sync::atomic::AtomicBool>,
+    pub frozen: Arc<std::sync::atomic::AtomicBool>,
     pub stalling: Arc<AtomicUsize>,
 }
 
@@ -43,6 +45,7 @@ impl Flaky {
             refused: Arc::default(),
             appended: Arc::default(),
             stalled: Arc::default(),
+            frozen: Arc::default(),
             stalling: Arc::default(),
         }
     }
@@ -93,6 +96,13 @@ impl Transport for Flaky {
             self.stalling.fetch_add(1, Ordering::SeqCst);
             while self.stalled.load(Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            self.stalling.fetch_sub(1, Ordering::SeqCst);
+        }
+        if self.frozen.load(Ordering::SeqCst) {
+            self.stalling.fetch_add(1, Ordering::SeqCst);
+            while self.frozen.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
             }
             self.stalling.fetch_sub(1, Ordering::SeqCst);
         }
