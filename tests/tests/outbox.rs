@@ -721,6 +721,18 @@ async fn two_relays_neither_duplicate_nor_reorder<F: Fixture>(db: F) {
     running.stop().await;
 }
 
+/// Waits until the relay over `transport` is inside an append `transport` holds up.
+async fn appending(transport: &Flaky) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while transport.stalling.load(Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the relay never appended"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A relay frozen in its append while it holds the outbox (a suspended process: here its app
 /// runs alone on a runtime of its own, whose one thread the append blocks) loses it within 5 s
 /// (on PostgreSQL the server ends its transaction once it sits idle that long, and the advisory
@@ -762,14 +774,7 @@ async fn a_frozen_relay_loses_the_outbox_to_another<F: Fixture>(db: F) {
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while frozen.stalling.load(Ordering::SeqCst) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the relay never appended"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    appending(&frozen).await;
 
     let memory = MemoryTransport::new();
     let mut other = App::new(memory.clone(), db.other_stores().await);
@@ -811,14 +816,7 @@ async fn a_slow_append_keeps_the_outbox() {
     let mut tx = pool.begin().await.unwrap();
     outbox.stage(&mut tx, step("acct", 0)).await.unwrap();
     tx.commit().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while slow.stalling.load(Ordering::SeqCst) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the relay never appended"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    appending(&slow).await;
     let other_log = MemoryTransport::new();
     let mut other = App::new(other_log.clone(), db.other_stores().await);
     other.partitions(4);

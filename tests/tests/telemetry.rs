@@ -95,6 +95,19 @@ fn value<'a>(span: &'a SpanData, key: &str) -> &'a opentelemetry::Value {
         .value
 }
 
+/// The `error.type` of every span named `name` (`None`: it succeeded), sorted: spans are
+/// exported as they end, and a test's own publish may end after a handler's first attempt has
+/// failed, so tests compare the outcomes, not their order.
+fn outcomes(spans: &[SpanData], name: &str) -> Vec<Option<String>> {
+    let mut outcomes: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == name)
+        .map(|s| attributes(s).get("error.type").cloned())
+        .collect();
+    outcomes.sort();
+    outcomes
+}
+
 fn attributes(span: &SpanData) -> BTreeMap<String, String> {
     span.attributes
         .iter()
@@ -479,17 +492,7 @@ async fn a_send_never_made_after_a_failed_topic_ends_as_aborted() {
     assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 1);
 
     let spans = exporter.get_finished_spans().unwrap();
-    // Spans are exported as they end, and the test's own publish may end after the handler's
-    // first attempt has failed: compare the outcomes, not their order.
-    let sends = |name: &str| -> Vec<Option<String>> {
-        let mut outcomes: Vec<_> = spans
-            .iter()
-            .filter(|s| s.name == name)
-            .map(|s| attributes(s).get("error.type").cloned())
-            .collect();
-        outcomes.sort();
-        outcomes
-    };
+    let sends = |name: &str| outcomes(&spans, name);
     // The test's publish and the retry's succeed; the failed attempt's is refused.
     assert_eq!(
         sends("send orders"),
@@ -574,15 +577,7 @@ async fn in_the_sqlite_inbox_a_topic_rolled_back_by_a_later_one_ends_as_aborted(
     assert_eq!(stats.dead_lettered, 1, "{stats:?}");
 
     let spans = exporter.get_finished_spans().unwrap();
-    let sends = |name: &str| -> Vec<Option<String>> {
-        let mut outcomes: Vec<_> = spans
-            .iter()
-            .filter(|s| s.name == name)
-            .map(|s| attributes(s).get("error.type").cloned())
-            .collect();
-        outcomes.sort();
-        outcomes
-    };
+    let sends = |name: &str| outcomes(&spans, name);
     // The test's own publish succeeds; each of the two attempts appended `orders`, then saw
     // `shipping` refused, and rolled back.
     assert_eq!(
