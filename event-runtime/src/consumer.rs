@@ -905,7 +905,7 @@ impl<T: Transport> GroupRunner<T> {
     ) {
         const PAGE: u32 = 64;
         let mut after = 0;
-        // Requests this instance warned it cannot run (each once; forgotten past a bound).
+        // Requests this instance warned it cannot run: each once, the first 10,000.
         let mut warned: std::collections::HashSet<u64> = std::collections::HashSet::new();
         while !*shutdown.borrow() {
             let page_start = after;
@@ -936,10 +936,7 @@ impl<T: Transport> GroupRunner<T> {
                     continue;
                 }
                 if !readable {
-                    if warned.len() > 10_000 {
-                        warned.clear();
-                    }
-                    if warned.insert(redelivery.id) {
+                    if warned.len() < 10_000 && warned.insert(redelivery.id) {
                         tracing::warn!(
                             group = %self.group,
                             instance = %self.instance,
@@ -976,8 +973,9 @@ impl<T: Transport> GroupRunner<T> {
             }
             if !ran {
                 // Nothing here for this instance: the next page soon (a long queue of other
-                // instances' requests is read at a bounded rate), the queue's start later.
-                let pause = if full { 5 } else { 50 };
+                // instances' requests is read at a bounded rate, 50 pages a second), the
+                // queue's start later.
+                let pause = if full { 20 } else { 50 };
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(pause)) => {}
                     _ = shutdown.changed() => {}

@@ -739,13 +739,13 @@ impl<T: Transport, DB: Exec> Relay<T, DB> {
             }
         }
         let mut appended: Vec<i64> = Vec::new();
-        for (run, (topic, ids, records)) in runs.into_iter().enumerate() {
+        for (topic, ids, records) in runs {
             let transport = self.publisher.transport_ref();
-            // Holding the lock's transaction: still holding it? The server ends it when this
-            // process froze past `LEASE`, and another relay may be draining these rows now:
-            // append nothing more.
-            if run > 0
-                && let (Some(tx), Some(keep_alive)) = (held.as_mut(), DB::KEEP_ALIVE)
+            // Holding the lock's transaction: still holding it? The server ends it when it sits
+            // idle past `LEASE` (this process froze, or reading the batch waited that long on a
+            // topic's creation), and another relay may be draining these rows now: append
+            // nothing (more).
+            if let (Some(tx), Some(keep_alive)) = (held.as_mut(), DB::KEEP_ALIVE)
                 && let Err(err) = DB::exec(tx, keep_alive, &[]).await
             {
                 failure = Some((

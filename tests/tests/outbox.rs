@@ -721,6 +721,15 @@ async fn two_relays_neither_duplicate_nor_reorder<F: Fixture>(db: F) {
     running.stop().await;
 }
 
+/// Clears a [`Flaky`] freeze when dropped.
+struct Thaw(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Thaw {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Waits until the relay over `transport` is inside an append `transport` holds up.
 async fn appending(transport: &Flaky) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -764,6 +773,8 @@ async fn a_frozen_relay_loses_the_outbox_to_another<F: Fixture>(db: F) {
     });
     is_started.recv().unwrap();
     frozen.frozen.store(true, Ordering::SeqCst);
+    // Thawed however the test ends, so that the frozen thread can stop.
+    let _thaw = Thaw(frozen.frozen.clone());
     // Staged through an app that never starts, so only the frozen one's relay reads it first.
     let stager = App::new(MemoryTransport::new(), db.other_stores().await);
     let mut tx = pool.begin().await.unwrap();

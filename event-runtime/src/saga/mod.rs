@@ -645,6 +645,9 @@ pub(crate) struct Instance<S> {
     pub(crate) status: Status,
     pub(crate) reason: Option<String>,
     pub(crate) timers: BTreeMap<String, i64>,
+    /// When it started (`created_ms`), where it is stored: tells its timers from those of an
+    /// earlier instance with the same key.
+    pub(crate) started_ms: Option<i64>,
 }
 
 /// What to do with one message or timer, decided before anything is written.
@@ -1193,6 +1196,7 @@ mod tests {
             version: 1,
             status: Status::Running,
             timers: timers.clone(),
+            started_ms: None,
         };
         let mut first = step(&ctx);
         let Decision::Apply(transition) =
@@ -1210,6 +1214,7 @@ mod tests {
             version: w.version,
             status: Status::Running,
             timers: w.timers,
+            started_ms: None,
         };
         let mut second = step(&ctx);
         let d = decide_timer::<Tick>(Some(again), "t", 1, &mut second).unwrap();
@@ -1227,6 +1232,7 @@ mod tests {
             version: 4,
             status: Status::Running,
             timers: timers.clone(),
+            started_ms: None,
         };
         let Decision::Apply(transition) =
             decide_timer::<Tick>(Some(loaded), "t", 1, &mut step).unwrap()
@@ -1260,6 +1266,7 @@ mod tests {
             version: 3,
             status,
             timers: BTreeMap::from([("pay".to_owned(), token)]),
+            started_ms: None,
         };
         let dropped = |decision: Decision<Count>| matches!(decision, Decision::Drop(_));
         // Scheduled again since (token 2 pending, 1 fired).

@@ -18,8 +18,8 @@ pub(crate) async fn load<DB: Exec, S: Saga>(
     let Some(row) = DB::row(
         conn,
         DB::sql(
-            "SELECT version, status, state, state_version, timers, reason FROM evt_sagas \
-             WHERE saga = ? AND key = ? FOR UPDATE",
+            "SELECT version, status, state, state_version, timers, reason, created_ms \
+             FROM evt_sagas WHERE saga = ? AND key = ? FOR UPDATE",
         ),
         args![S::NAME, key],
     )
@@ -49,6 +49,7 @@ pub(crate) async fn load<DB: Exec, S: Saga>(
         status,
         reason: DB::opt_text(&row, "reason").map_err(error)?,
         timers,
+        started_ms: Some(DB::int(&row, "created_ms").map_err(error)?),
     }))
 }
 

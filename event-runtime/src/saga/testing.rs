@@ -164,6 +164,7 @@ impl<S: Saga> SagaTest<S> {
                 status: stored.status,
                 reason: stored.reason.clone(),
                 timers: stored.timers.clone(),
+                started_ms: None,
             }),
             None => None,
         };

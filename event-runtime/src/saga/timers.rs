@@ -223,8 +223,8 @@ impl Work for Due {
             .await
             .map_err(error)?;
             let topic = super::timer_topic(&fired.saga);
-            // The dedupe key is the timer's (saga, key, name, token): a copy of this append
-            // (a relay retry) is dropped downstream.
+            // The dedupe key is the timer's (saga, key with the instance's start, name,
+            // token): a copy of this append (a relay retry) is dropped downstream.
             let envelope = Envelope::event(fired)
                 .with_causation(causation)
                 .to_raw()
