@@ -168,35 +168,35 @@ pub(crate) async fn repair(
         .request_repair_at(&args.saga, &args.key, repair, &actor, expected)
         .await
         .map_err(|e| db.fail_store(e))?;
-    // Refused: what the instance is now, to say why.
-    let instance = match instance {
-        Some(instance) if queued => Some(instance),
-        Some(_) => sagas
-            .instance(&args.saga, &args.key)
-            .await
-            .map_err(|e| db.fail_store(e))?,
-        None => None,
-    };
-    let instance = match instance {
-        Some(instance) if queued => instance,
-        Some(instance) if !instance.status.is_finished() => {
-            return Err(Error::msg(format!(
+    let unfinished = |now: Option<InstanceRecord>| -> Error {
+        match now {
+            Some(now) if !now.status.is_finished() => Error::msg(format!(
                 "saga `{}` key `{}` is {} at version {}, not at version {}: it moved on; look again with `evt saga show {} {}`",
                 clean(&args.saga),
                 clean(&args.key),
-                instance.status.as_str(),
-                instance.version,
-                expected.unwrap_or(instance.version),
+                now.status.as_str(),
+                now.version,
+                expected.unwrap_or(now.version),
                 clean(&args.saga),
                 clean(&args.key),
-            )));
-        }
-        _ => {
-            return Err(Error::msg(format!(
+            )),
+            _ => Error::msg(format!(
                 "no unfinished instance of saga `{}` has key `{}` (see `evt saga list --saga {}`)",
                 args.saga, args.key, args.saga
-            )));
+            )),
         }
+    };
+    let instance = match instance {
+        Some(instance) if queued => instance,
+        // Refused: say why, from what the instance is now.
+        Some(_) => {
+            let now = sagas
+                .instance(&args.saga, &args.key)
+                .await
+                .map_err(|e| db.fail_store(e))?;
+            return Err(unfinished(now));
+        }
+        None => return Err(unfinished(None)),
     };
     if json {
         output::print_json(&json!({

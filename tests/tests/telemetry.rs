@@ -447,6 +447,18 @@ async fn a_refused_send_ends_its_span_with_an_error() {
     );
 }
 
+/// What the two-topic tests' handler emits for order `o-1`: a gift order on `orders`, then its
+/// shipment on `shipping` (appended in that order).
+fn emit_to_two_topics(ctx: &Context) -> Result<(), HandlerError> {
+    ctx.publish(OrderPlaced {
+        order: "o-1-gift".into(),
+    })?;
+    ctx.publish(OrderShipped {
+        order: "o-1".into(),
+    })?;
+    Ok(())
+}
+
 /// A handler's events to two topics are sent in one batch, each topic's `send` span made before
 /// the first append. When the first topic's append fails, the second is never appended: its span
 /// ends as a failed send (`aborted`), not as a success; the handler's retry then sends both.
@@ -469,13 +481,7 @@ async fn a_send_never_made_after_a_failed_topic_ends_as_aborted() {
                 if armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
                     budget.store(1, std::sync::atomic::Ordering::SeqCst);
                 }
-                ctx.publish(OrderPlaced {
-                    order: "o-1-gift".into(),
-                })?;
-                ctx.publish(OrderShipped {
-                    order: "o-1".into(),
-                })?;
-                Ok::<(), HandlerError>(())
+                emit_to_two_topics(&ctx)
             }
         },
     );
@@ -546,14 +552,8 @@ async fn in_the_sqlite_inbox_a_topic_rolled_back_by_a_later_one_ends_as_aborted(
             if event.data.order != "o-1" {
                 return Ok(());
             }
-            // Two topics: `orders` is appended first, then `shipping`, which the engine refuses.
-            ctx.publish(OrderPlaced {
-                order: "o-1-gift".into(),
-            })?;
-            ctx.publish(OrderShipped {
-                order: "o-1".into(),
-            })?;
-            Ok::<(), HandlerError>(())
+            // `orders` is appended first, then `shipping`, which the engine refuses.
+            emit_to_two_topics(&ctx)
         }
     });
     let running = app.start().await.unwrap();
