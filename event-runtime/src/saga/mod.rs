@@ -700,14 +700,28 @@ pub(crate) fn decide_message<S: On<M>, M: Message>(
     }
 }
 
-/// The reaction of instance `loaded` of saga `S` to its timer `timer` scheduled at version
-/// `token`: dropped unless the instance runs and that timer is still pending with that token.
+/// The reaction of instance `loaded` of saga `S` to its timer `fired` (named `fired.timer`,
+/// scheduled at version `fired.token`): dropped unless the instance runs, is the one that
+/// scheduled it, and that timer is still pending with that token.
 pub(crate) fn decide_timer<S: Saga>(
     loaded: Option<Instance<S>>,
-    timer: &str,
-    token: i64,
+    fired: &TimerFired,
     step: &mut Step<'_>,
 ) -> Result<Decision<S>, HandlerError> {
+    let (timer, token) = (fired.timer.as_str(), fired.token);
+    // A timer of an earlier instance with this key (its dead letter redriven after the key was
+    // used again): the same name and token may be pending in this one.
+    if let (Some(fired_start), Some(started)) =
+        (fired.started_ms, loaded.as_ref().and_then(|i| i.started_ms))
+        && fired_start != started
+    {
+        return Ok(Decision::Drop(format!(
+            "timer `{timer}` of saga `{}` key `{}` is of an earlier instance with that key \
+             (started at {fired_start} ms, this one at {started} ms)",
+            S::NAME,
+            step.key
+        )));
+    }
     if let Some(asked) = timer.strip_prefix(REPAIR) {
         let action = asked.split(':').next().unwrap_or_default();
         let Some(repair) = Repair::parse(action) else {
@@ -1107,6 +1121,18 @@ mod tests {
         )
     }
 
+    /// Timer `timer` of instance `k`, scheduled at version `token` of the instance started at
+    /// `started_ms`.
+    fn fired(timer: &str, token: i64, started_ms: Option<i64>) -> TimerFired {
+        TimerFired {
+            saga: "test".into(),
+            key: "k".into(),
+            timer: timer.into(),
+            token,
+            started_ms,
+        }
+    }
+
     /// A step of instance `k` at time 0, in `ctx`.
     fn step(ctx: &Context) -> Step<'_> {
         Step {
@@ -1200,7 +1226,7 @@ mod tests {
         };
         let mut first = step(&ctx);
         let Decision::Apply(transition) =
-            decide_timer::<Tick>(Some(loaded), "t", 1, &mut first).unwrap()
+            decide_timer::<Tick>(Some(loaded), &fired("t", 1, None), &mut first).unwrap()
         else {
             panic!("a current timer runs the timeout");
         };
@@ -1217,8 +1243,37 @@ mod tests {
             started_ms: None,
         };
         let mut second = step(&ctx);
-        let d = decide_timer::<Tick>(Some(again), "t", 1, &mut second).unwrap();
+        let d = decide_timer::<Tick>(Some(again), &fired("t", 1, None), &mut second).unwrap();
         assert!(matches!(d, Decision::Drop(_)));
+    }
+
+    #[test]
+    fn a_timer_of_an_earlier_instance_with_the_key_is_dropped() {
+        let ctx = timer_context();
+        // The instance now running with key `k` started at 2,000 ms; timer `t` is pending in it
+        // with token 1, the name and token the earlier instance's timer had too.
+        let loaded = || Instance {
+            state: Tick(0),
+            reason: None,
+            version: 1,
+            status: Status::Running,
+            timers: BTreeMap::from([("t".to_owned(), 1)]),
+            started_ms: Some(2_000),
+        };
+        let mut earlier = step(&ctx);
+        let d = decide_timer::<Tick>(Some(loaded()), &fired("t", 1, Some(1_000)), &mut earlier);
+        let Decision::Drop(why) = d.unwrap() else {
+            panic!("the earlier instance's timer must not run this one's timeout");
+        };
+        assert!(why.contains("earlier instance"), "{why}");
+        assert!(earlier.timers.is_empty(), "{:?}", earlier.timers);
+        // This instance's own timer runs, and so does one fired before timers named their
+        // instance's start.
+        for started in [Some(2_000), None] {
+            let mut step = step(&ctx);
+            let d = decide_timer::<Tick>(Some(loaded()), &fired("t", 1, started), &mut step);
+            assert!(matches!(d.unwrap(), Decision::Apply(_)), "{started:?}");
+        }
     }
 
     #[test]
@@ -1235,7 +1290,7 @@ mod tests {
             started_ms: None,
         };
         let Decision::Apply(transition) =
-            decide_timer::<Tick>(Some(loaded), "t", 1, &mut step).unwrap()
+            decide_timer::<Tick>(Some(loaded), &fired("t", 1, None), &mut step).unwrap()
         else {
             panic!("a current timer runs the timeout");
         };
@@ -1270,19 +1325,31 @@ mod tests {
         };
         let dropped = |decision: Decision<Count>| matches!(decision, Decision::Drop(_));
         // Scheduled again since (token 2 pending, 1 fired).
-        let d = decide_timer::<Count>(Some(instance(Status::Running, 2)), "pay", 1, &mut step);
+        let d = decide_timer::<Count>(
+            Some(instance(Status::Running, 2)),
+            &fired("pay", 1, None),
+            &mut step,
+        );
         assert!(dropped(d.unwrap()));
         // The instance finished.
-        let d = decide_timer::<Count>(Some(instance(Status::Completed, 1)), "pay", 1, &mut step);
+        let d = decide_timer::<Count>(
+            Some(instance(Status::Completed, 1)),
+            &fired("pay", 1, None),
+            &mut step,
+        );
         assert!(dropped(d.unwrap()));
         // No instance.
         assert!(dropped(
-            decide_timer::<Count>(None, "pay", 1, &mut step).unwrap()
+            decide_timer::<Count>(None, &fired("pay", 1, None), &mut step).unwrap()
         ));
         // Current: the saga's timeout runs (the default refuses, naming the timer).
-        let err = decide_timer::<Count>(Some(instance(Status::Running, 1)), "pay", 1, &mut step)
-            .err()
-            .expect("the default timeout fails");
+        let err = decide_timer::<Count>(
+            Some(instance(Status::Running, 1)),
+            &fired("pay", 1, None),
+            &mut step,
+        )
+        .err()
+        .expect("the default timeout fails");
         assert!(err.to_string().contains("timer `pay`"), "{err}");
     }
 }

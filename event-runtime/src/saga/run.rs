@@ -100,21 +100,7 @@ impl<S: Saga> Handler<TimerFired> for Timers<S> {
             correlation_id: ctx.causation().correlation_id.as_deref(),
         };
         transition::<S, _>(&ctx, &fired.key, &cause, |loaded, step| {
-            // A timer of an earlier instance with this key (redriven after the key was used
-            // again): the same name and token may be pending in this one.
-            if let (Some(fired_start), Some(started)) =
-                (fired.started_ms, loaded.as_ref().and_then(|i| i.started_ms))
-                && fired_start != started
-            {
-                return Ok(Decision::Drop(format!(
-                    "timer `{}` of saga `{}` key `{}` is of an earlier instance with that key \
-                     (started at {fired_start} ms, this one at {started} ms)",
-                    fired.timer,
-                    S::NAME,
-                    fired.key
-                )));
-            }
-            decide_timer::<S>(loaded, &fired.timer, fired.token, step)
+            decide_timer::<S>(loaded, fired, step)
         })
         .await
         .map(drop)

@@ -116,7 +116,7 @@ impl<S: Saga> SagaTest<S> {
                 started_ms: None,
             });
             let fired = self.react(&key, &envelope, |loaded, step| {
-                decide_timer::<S>(loaded, &timer, token, step)
+                decide_timer::<S>(loaded, &envelope.data, step)
             });
             if let Err(err) = fired {
                 self.due.insert((key, timer), (at, token));
@@ -139,12 +139,12 @@ impl<S: Saga> SagaTest<S> {
         let envelope = Envelope::event(TimerFired {
             saga: S::NAME.to_owned(),
             key: key.to_owned(),
-            timer: timer.clone(),
+            timer,
             token,
             started_ms: None,
         });
         self.react(key, &envelope, |loaded, step| {
-            decide_timer::<S>(loaded, &timer, token, step)
+            decide_timer::<S>(loaded, &envelope.data, step)
         })
     }
 
