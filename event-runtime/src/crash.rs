@@ -1,7 +1,9 @@
 //! Crash points, for crash tests: with the `crash-points` feature, a process whose environment
 //! has `EVT_CRASH_POINT=<name>` aborts (SIGABRT, no unwinding, no cleanup: like a SIGKILL at
 //! that exact line) the `EVT_CRASH_AFTER`-th time (default 1) it reaches the point `<name>`.
-//! Without the feature a point compiles to nothing.
+//! With `EVT_CRASH_ACTION=stop` it stops itself there instead (SIGSTOP: a frozen process, whose
+//! connections and locks stay open), once; a SIGCONT lets it go on. Without the feature a point
+//! compiles to nothing.
 //!
 //! The points:
 //!
@@ -10,6 +12,7 @@
 //! | `inbox.before_commit` | an inbox transaction (a handler's, a saga transition's) wrote everything and is about to commit |
 //! | `inbox.after_commit` | it committed; the record is not acknowledged yet (the position is not committed) |
 //! | `outbox.after_append` | the relay appended rows to the log and has not deleted them from the outbox yet |
+//! | `timers.taken` | the saga timer poller locked and deleted due timers in its transaction, and has neither emitted their `TimerFired` nor committed |
 
 /// Aborts the process here if the environment asks for it (see the module docs).
 #[cfg(feature = "crash-points")]
@@ -17,7 +20,7 @@ pub(crate) fn point(name: &str) {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    static AT: OnceLock<Option<(String, u64)>> = OnceLock::new();
+    static AT: OnceLock<Option<(String, u64, bool)>> = OnceLock::new();
     static HITS: AtomicU64 = AtomicU64::new(0);
     let at = AT.get_or_init(|| {
         let point = std::env::var("EVT_CRASH_POINT").ok()?;
@@ -25,12 +28,23 @@ pub(crate) fn point(name: &str) {
             .ok()
             .and_then(|n| n.parse().ok())
             .unwrap_or(1);
-        Some((point, after))
+        let stop = std::env::var("EVT_CRASH_ACTION").is_ok_and(|action| action == "stop");
+        Some((point, after, stop))
     });
-    if let Some((point, after)) = at
-        && point == name
-        && HITS.fetch_add(1, Ordering::SeqCst) + 1 >= *after
-    {
+    let Some((point, after, stop)) = at else {
+        return;
+    };
+    if point != name {
+        return;
+    }
+    let hit = HITS.fetch_add(1, Ordering::SeqCst) + 1;
+    if *stop && hit == *after {
+        eprintln!("crash point `{name}` reached (hit {after}): stopping");
+        // Safe code cannot raise a signal; `kill` can. The process stops before it returns.
+        let _ = std::process::Command::new("kill")
+            .args(["-STOP", &std::process::id().to_string()])
+            .status();
+    } else if !*stop && hit >= *after {
         eprintln!("crash point `{name}` reached (hit {after}): aborting");
         std::process::abort();
     }

@@ -20,6 +20,7 @@ use event_runtime::{App, DomainEvent, Envelope, Stores};
 use serde::{Deserialize, Serialize};
 
 mod common;
+use common::Running;
 
 /// The same wire type the consumer binary reads.
 #[derive(DomainEvent, Serialize, Deserialize, Debug, Clone)]
@@ -429,35 +430,6 @@ fn instance_on(engine: &str, env: &[(&'static str, String)], id: &str, ttl_ms: u
     env.push(("CRASH_INSTANCE", id.to_owned()));
     env.push(("CRASH_CLAIM_TTL_MS", ttl_ms.to_string()));
     spawn_with(engine, &env, "100")
-}
-
-/// A consumer process, killed if the test ends (or fails) before it exits.
-struct Running(Child);
-
-impl std::ops::Deref for Running {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Running {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = Command::new("kill")
-                .arg("-CONT")
-                .arg(self.0.id().to_string())
-                .status();
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
 }
 
 /// Waits until every instance of `ids` has booked something.

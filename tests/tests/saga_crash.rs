@@ -6,7 +6,9 @@
 //! SQLite engine (everything in one file), and with PostgreSQL stores on NATS and on Kafka.
 //! Afterwards every `order` has completed, every `checkout` has completed or fully compensated
 //! (odd orders are declined), every step's and compensation's effect is in the participants'
-//! ledger exactly once, the timers survived, and nothing was dead-lettered.
+//! ledger exactly once, the timers survived, and nothing was dead-lettered. On NATS with
+//! PostgreSQL, an instance frozen with due timers locked in its poller's transaction hands them
+//! to another instance once the transaction's lease ends.
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command};
@@ -370,6 +372,131 @@ async fn nats_saga_coordinator_with_postgres_killed_at_random_points_completes_e
         )
     };
     on_postgres("nats", ("CRASH_NATS_URL", nats.clone()), open, &[]).await;
+}
+
+/// Whether process `pid` is stopped (SIGSTOP): the state in `/proc/<pid>/stat`.
+fn stopped(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('T'))
+    })
+}
+
+/// An instance frozen (SIGSTOP) inside its timer poller's transaction, holding due timers'
+/// rows `FOR UPDATE` (deleted, not committed), on NATS with PostgreSQL stores: a second
+/// instance takes its partitions once their claims lapse, and fires those timers once
+/// PostgreSQL ends the frozen transaction (the poller's 10 s lease). Without the lease the
+/// rows stay locked while the frozen process keeps its connection, the orders waiting on them
+/// never ship, and the second instance never finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_a_frozen_timer_poller_hands_its_timers_to_another_instance() {
+    const ORDERS: u64 = 20;
+    let (Some(nats), Some(pg)) = (
+        common::server_url("EVT_NATS_URL"),
+        common::server_url("EVT_POSTGRES_URL"),
+    ) else {
+        return;
+    };
+    let (pool, schema) = common::postgres_schema()
+        .await
+        .expect("EVT_POSTGRES_URL was checked");
+    sqlx::query(CREATE_LEDGER).execute(&pool).await.unwrap();
+    let prefix = prefix();
+    let transport = event_nats::NatsTransport::connect(
+        event_nats::NatsConfig::new(nats.clone()).prefix(&prefix),
+    )
+    .await
+    .unwrap();
+    let app = App::new(transport, Stores::in_memory().await.unwrap());
+    open_some(&app, ORDERS).await;
+    drop(app);
+    let env = [
+        ("CRASH_NATS_URL", nats),
+        ("CRASH_PREFIX", prefix),
+        ("CRASH_POSTGRES_URL", pg),
+        ("CRASH_SCHEMA", schema),
+        ("CRASH_CLAIM_TTL_MS", "3000".to_owned()),
+    ];
+    let ledger = Ledger::Postgres(pool.clone());
+
+    let mut frozen_env = env.to_vec();
+    frozen_env.extend([
+        ("CRASH_INSTANCE", "frozen".to_owned()),
+        ("EVT_CRASH_POINT", "timers.taken".to_owned()),
+        ("EVT_CRASH_ACTION", "stop".to_owned()),
+    ]);
+    let mut frozen = common::Running(spawn_for("nats", ORDERS, &frozen_env));
+    let started = Instant::now();
+    while !stopped(frozen.id()) {
+        assert!(
+            frozen.try_wait().unwrap().is_none(),
+            "the first instance exited before its timer poller took a timer"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the first instance's timer poller never took a timer"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The frozen transaction holds its timers' rows: no other transaction can take them.
+    let taken: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM evt_saga_timers FOR UPDATE SKIP LOCKED) AS free",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let all: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM evt_saga_timers")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(
+        taken < all,
+        "{all} timer rows, none locked by the frozen poller"
+    );
+    eprintln!(
+        "frozen with {} of {} timers locked, {} of {TOTAL_ORDERS} effects booked",
+        all - taken,
+        all,
+        ledger.rows().await,
+        TOTAL_ORDERS = effects(ORDERS)
+    );
+
+    let mut second_env = env.to_vec();
+    second_env.push(("CRASH_INSTANCE", "second".to_owned()));
+    let handover = Instant::now();
+    let mut second = common::Running(spawn_for("nats", ORDERS, &second_env));
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if handover.elapsed() > Duration::from_secs(90) {
+            panic!(
+                "the second instance did not finish the orders in 90 s: ledger {:?}",
+                ledger.per_step().await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    frozen.kill().expect("SIGKILL");
+    frozen.wait().unwrap();
+    assert!(status.success());
+    eprintln!(
+        "the second instance finished every order {} ms after the freeze was seen",
+        handover.elapsed().as_millis()
+    );
+    let (orders, half) = (ORDERS as i64, ORDERS as i64 / 2);
+    assert_eq!(
+        ledger.per_step().await,
+        [
+            ("charge".to_owned(), orders, orders),
+            ("hold".to_owned(), orders, orders),
+            ("pay".to_owned(), orders, orders),
+            ("reserve".to_owned(), orders, orders),
+            ("ship".to_owned(), orders, orders),
+            ("unhold".to_owned(), half, half),
+        ],
+        "each step's effect once per order, every timed shipment included"
+    );
 }
 
 /// The boundaries of an engine whose stores are not its log: the outbox's too.

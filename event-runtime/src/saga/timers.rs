@@ -237,6 +237,9 @@ impl Work for Due {
                 })?;
             emitted.push(Emitted { topic, envelope });
         }
+        if !emitted.is_empty() {
+            crate::crash::point("timers.taken");
+        }
         Ok(emitted)
     }
 }

@@ -16,6 +16,9 @@
 //! - `nats` or `kafka`: the log on the NATS server `CRASH_NATS_URL` (or the Kafka bootstrap
 //!   `CRASH_KAFKA_BOOTSTRAP`) under the prefix `CRASH_PREFIX`; the stores, the saga tables and
 //!   the ledger in PostgreSQL at `CRASH_POSTGRES_URL`, schema `CRASH_SCHEMA`.
+//!
+//! `CRASH_INSTANCE` names the instance (default `crash-saga`: each restart is the same one);
+//! `CRASH_CLAIM_TTL_MS` sets its groups' claim lease.
 
 use std::time::Duration;
 
@@ -392,7 +395,8 @@ async fn until_done<T: Transport>(
     ledger: Ledger,
 ) -> Result<(), Error> {
     let effects = i64::try_from(5 * expected + expected / 2)?;
-    app.instance("crash-saga")
+    let instance = std::env::var("CRASH_INSTANCE").unwrap_or_else(|_| "crash-saga".to_owned());
+    app.instance(&instance)
         .group_options("saga.order", options())
         .group_options("saga.checkout", options())
         .saga::<Order>()

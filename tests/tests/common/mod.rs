@@ -205,3 +205,33 @@ pub async fn kafka_with_postgres() -> Option<event_runtime::App<event_kafka::Kaf
     let stores = event_runtime::Stores::postgres(pool).await.unwrap();
     Some(event_runtime::App::new(transport, stores))
 }
+
+/// A child process (a crash test's consumer or coordinator), continued if stopped and killed
+/// if the test ends (or fails) before it exits.
+pub struct Running(pub std::process::Child);
+
+impl std::ops::Deref for Running {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = std::process::Command::new("kill")
+                .arg("-CONT")
+                .arg(self.0.id().to_string())
+                .status();
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
