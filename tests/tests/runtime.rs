@@ -1163,3 +1163,101 @@ async fn requests_nobody_can_run_are_dropped_where_no_instance_shares_the_group(
     assert!(seen.lock().unwrap().is_empty());
     running.stop().await;
 }
+
+/// PostgreSQL, sequenced mode: a record of a key whose dead letter another transaction is
+/// closing at that moment (a redrive of that letter finishing; here an UPDATE held open) waits
+/// for that transaction, then runs. Read without the lock, the letter was still open, and the
+/// record was parked behind a letter about to close, where nothing would ever release it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_record_is_never_parked_behind_a_letter_closing_at_that_moment() {
+    let Some((pool, _)) = common::postgres_schema().await else {
+        return;
+    };
+    let stores = event_runtime::Stores::postgres(pool.clone()).await.unwrap();
+    let mut app = App::new(
+        event_runtime::transport::memory::MemoryTransport::new(),
+        stores,
+    );
+    let seen: Seen = Arc::default();
+    let record = recorder(seen.clone());
+    app.group_options(
+        "seq",
+        GroupOptions {
+            sequenced: true,
+            retry: RetryPolicy::none(),
+            ..GroupOptions::default()
+        },
+    )
+    .subscribe::<Step, _>("seq", move |event: Envelope<Step>, ctx: Context| {
+        let poison = event.data.seq == 0;
+        let fut = record(event, ctx);
+        async move {
+            if poison {
+                return Err(HandlerError::permanent("step 0 is poison"));
+            }
+            fut.await
+        }
+    });
+    let running = app.start().await.unwrap();
+    let publisher = running.publisher();
+    let step = |seq| {
+        Envelope::event(Step {
+            account: "k".into(),
+            seq,
+        })
+    };
+    publisher.publish(step(0)).await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    let dlq = running.dead_letters();
+    let letters = dlq.list(&LetterFilter::default()).await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let head = i64::try_from(letters[0].id).unwrap();
+
+    let mut closing = pool.begin().await.unwrap();
+    let closer: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *closing)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE evt_dead_letters SET status = 'resolved' WHERE id = $1")
+        .bind(head)
+        .execute(&mut *closing)
+        .await
+        .unwrap();
+    publisher.publish(step(1)).await.unwrap();
+    // The consumer's look for the key's open letter waits for the closing transaction.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+        )
+        .bind(closer)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        let letters: Vec<_> = dlq
+            .list(&LetterFilter::default())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| (l.id, l.status, l.parked_behind))
+            .collect();
+        assert!(
+            letters.len() == 1 && std::time::Instant::now() < deadline,
+            "the consumer did not wait for the letter being closed: {letters:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    closing.commit().await.unwrap();
+    assert!(running.wait_idle(Duration::from_secs(20)).await);
+    let handled: Vec<u32> = seen.lock().unwrap()["k"]
+        .iter()
+        .map(|(seq, _)| *seq)
+        .collect();
+    assert_eq!(handled, [1], "step 1 runs once the letter before it closed");
+    let open = dlq.list(&LetterFilter::default()).await.unwrap();
+    assert!(open.is_empty(), "nothing parked: {open:?}");
+    running.stop().await;
+}
