@@ -142,7 +142,7 @@ pub(crate) async fn run(db: &Db, args: &ReplayArgs, json: bool) -> Result<(), Er
             .any(|(group, topic, _, _)| *group == args.group && *topic == args.topic)
     {
         eprintln!(
-            "evt: warning: group {} has never committed a position on topic {}; the replay waits until a consumer of that group runs, which drops it if the group does not read that topic",
+            "evt: warning: group {} has never committed a position on topic {}; the replay waits until a consumer of that group reads that topic, pending until then (`evt requests cancel` removes it)",
             clean(&args.group),
             clean(&args.topic)
         );

@@ -762,7 +762,8 @@ pub fn render(model: &Model, options: &Options) -> Result<BTreeMap<String, Vec<u
 /// with no registry and the service called `service`. Each file is written only when its
 /// content changed. Returns the files written.
 ///
-/// This is what `evt catalog` calls (or [`write_with`], to add the registry's versions).
+/// This is what [`Config::catalog_dir`](crate::Config::catalog_dir) uses (or [`write_with`], to
+/// add the registry's versions).
 ///
 /// # Errors
 ///
