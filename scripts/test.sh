@@ -6,6 +6,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A full disk fails whichever build comes last (the compile-fail suite builds its own 4 GB
+# target/tests/trybuild), far from the cause: say how much there is, and warn when a cold run
+# (about 10 GB of target/ on 2026-12-05) may not fit. Only a warning: a failing df stops nothing.
+target_dir="${CARGO_TARGET_DIR:-target}"
+free_kb="$(df -Pk "$(dirname "$target_dir")" 2>/dev/null | awk 'NR == 2 {print $4}')" || true
+if [[ "$free_kb" =~ ^[0-9]+$ ]]; then
+  echo "disk: $((free_kb / 1024 / 1024)) GB free for ${target_dir}" >&2
+  if ((free_kb < 12 * 1024 * 1024)); then
+    echo "warning: less than 12 GB free; a cold run's target/ takes about 10 GB" >&2
+  fi
+fi
+
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is required (rustup toolchain)" >&2
   exit 1
@@ -25,15 +37,6 @@ python3 -c "import kafka" 2>/dev/null || python3 -m pip install --quiet kafka-py
   || echo "warning: pip could not install kafka-python" >&2
 
 # --- Tests ---------------------------------------------------------------------------------------
-
-# A full disk fails whichever build comes last (the compile-fail suite builds its own 4 GB
-# target/tests/trybuild), far from the cause: say how much there is, and warn when a cold run
-# (about 10 GB of target/ on 2026-12-05) may not fit.
-free_kb="$(df -Pk . | awk 'NR == 2 {print $4}')"
-echo "disk: $((free_kb / 1024 / 1024)) GB free on the checkout's disk" >&2
-if ((free_kb < 12 * 1024 * 1024)); then
-  echo "warning: less than 12 GB free; a cold run's target/ takes about 10 GB" >&2
-fi
 
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # One build per run: incremental state would only fill the disk (it once took 33 GB of target/).

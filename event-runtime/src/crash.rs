@@ -14,7 +14,7 @@
 //! | `outbox.after_append` | the relay appended rows to the log and has not deleted them from the outbox yet |
 //! | `timers.taken` | the saga timer poller locked and deleted due timers in its transaction, and has neither emitted their `TimerFired` nor committed |
 
-/// Aborts the process here if the environment asks for it (see the module docs).
+/// Aborts (or stops) the process here if the environment asks for it (see the module docs).
 #[cfg(feature = "crash-points")]
 pub(crate) fn point(name: &str) {
     use std::sync::OnceLock;
@@ -26,9 +26,17 @@ pub(crate) fn point(name: &str) {
         let point = std::env::var("EVT_CRASH_POINT").ok()?;
         let after = std::env::var("EVT_CRASH_AFTER")
             .ok()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1);
-        let stop = std::env::var("EVT_CRASH_ACTION").is_ok_and(|action| action == "stop");
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(1)
+            .max(1);
+        let stop = match std::env::var("EVT_CRASH_ACTION").as_deref() {
+            Err(_) | Ok("abort") => false,
+            Ok("stop") => true,
+            Ok(other) => {
+                eprintln!("EVT_CRASH_ACTION `{other}` is neither `abort` nor `stop`: aborting");
+                std::process::abort();
+            }
+        };
         Some((point, after, stop))
     });
     let Some((point, after, stop)) = at else {
@@ -40,10 +48,19 @@ pub(crate) fn point(name: &str) {
     let hit = HITS.fetch_add(1, Ordering::SeqCst) + 1;
     if *stop && hit == *after {
         eprintln!("crash point `{name}` reached (hit {after}): stopping");
-        // Safe code cannot raise a signal; `kill` can. The process stops before it returns.
-        let _ = std::process::Command::new("kill")
+        // Safe code cannot raise a signal; `kill` can. The process stops before it returns
+        // (its other threads run on until then). A stop that fails aborts instead, rather than
+        // let the test go on past the point.
+        let stopped = std::process::Command::new("kill")
             .args(["-STOP", &std::process::id().to_string()])
             .status();
+        if !stopped
+            .as_ref()
+            .is_ok_and(std::process::ExitStatus::success)
+        {
+            eprintln!("crash point `{name}`: `kill -STOP` failed ({stopped:?}): aborting");
+            std::process::abort();
+        }
     } else if !*stop && hit >= *after {
         eprintln!("crash point `{name}` reached (hit {after}): aborting");
         std::process::abort();

@@ -1228,7 +1228,8 @@ async fn postgres_a_record_is_never_parked_behind_a_letter_closing_at_that_momen
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let waiting: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))",
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND query LIKE '%evt_dead_letters%FOR UPDATE%' AND $1 = ANY(pg_blocking_pids(pid))",
         )
         .bind(closer)
         .fetch_one(&pool)

@@ -489,9 +489,16 @@ async fn nats_a_frozen_timer_poller_hands_its_timers_to_another_instance() {
     frozen.kill().expect("SIGKILL");
     frozen.wait().unwrap();
     assert!(status.success());
+    let took = handover.elapsed();
     eprintln!(
         "the second instance finished every order {} ms after the freeze was seen",
-        handover.elapsed().as_millis()
+        took.as_millis()
+    );
+    // The locked timers came back when the server ended the frozen transaction, its 10 s
+    // lease after the freeze (seen within milliseconds), not sooner.
+    assert!(
+        took >= Duration::from_secs(8),
+        "the frozen instance's timers were freed after {took:?}, before its transaction's lease ended"
     );
     assert_eq!(
         ledger.per_step().await,
