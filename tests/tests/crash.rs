@@ -113,11 +113,7 @@ async fn produce_on_nats(nats: &str) -> (event_nats::NatsTransport, String, Vec<
 
 /// A pool on the SQLite file `db` (created if missing) with the ledger table.
 async fn sqlite_ledger(db: &std::path::Path) -> sqlx::SqlitePool {
-    let pool = event_runtime::transport::sqlite::SqliteTransport::open(db)
-        .await
-        .unwrap()
-        .pool()
-        .clone();
+    let pool = common::sqlite_pool(db).await;
     sqlx::query("CREATE TABLE ledger (row_id INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL, account TEXT NOT NULL, seq INTEGER NOT NULL, instance TEXT NOT NULL)")
         .execute(&pool)
         .await

@@ -279,11 +279,7 @@ async fn poison_goes_to_the_dlq_without_blocking_other_records() {
 async fn choreography_carries_correlation_and_inbox_effects_happen_once() {
     let dir = tempdir("inbox");
     let mut app = App::embedded(dir.join("log.db")).await.unwrap();
-    let pool = event_runtime::transport::sqlite::SqliteTransport::open(dir.join("log.db"))
-        .await
-        .unwrap()
-        .pool()
-        .clone();
+    let pool = common::sqlite_pool(dir.join("log.db")).await;
     sqlx::query("CREATE TABLE balances (account TEXT PRIMARY KEY, steps INTEGER NOT NULL)")
         .execute(&pool)
         .await

@@ -395,14 +395,7 @@ async fn a_dead_letter_is_settled_under_its_process_span() {
         },
     );
     let running = app.start().await.unwrap();
-    running
-        .publisher()
-        .publish(Envelope::event(OrderPlaced {
-            order: "o-4".into(),
-        }))
-        .await
-        .unwrap();
-    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    place(&running, "o-4").await;
     let spans = spans(&exporter, 3).await;
     let process = named(&spans, "process orders");
     let settle = named(&spans, "settle orders");
@@ -447,6 +440,18 @@ async fn a_refused_send_ends_its_span_with_an_error() {
     );
 }
 
+/// Publishes order `order` through `running` and waits until its groups are idle.
+async fn place<T: Transport>(running: &event_runtime::Running<T>, order: &str) {
+    running
+        .publisher()
+        .publish(Envelope::event(OrderPlaced {
+            order: order.into(),
+        }))
+        .await
+        .unwrap();
+    assert!(running.wait_idle(Duration::from_secs(10)).await);
+}
+
 /// What the two-topic tests' handler emits for order `o-1`: a gift order on `orders`, then its
 /// shipment on `shipping` (appended in that order).
 fn emit_to_two_topics(ctx: &Context) -> Result<(), HandlerError> {
@@ -486,14 +491,7 @@ async fn a_send_never_made_after_a_failed_topic_ends_as_aborted() {
         },
     );
     let running = app.start().await.unwrap();
-    running
-        .publisher()
-        .publish(Envelope::event(OrderPlaced {
-            order: "o-1".into(),
-        }))
-        .await
-        .unwrap();
-    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    place(&running, "o-1").await;
     running.stop().await;
     assert_eq!(refused.load(std::sync::atomic::Ordering::SeqCst), 1);
 
@@ -530,11 +528,7 @@ async fn in_the_sqlite_inbox_a_topic_rolled_back_by_a_later_one_ends_as_aborted(
     let (_provider, exporter) = install();
     let dir = common::tempdir("telemetry-inbox");
     let mut app = App::embedded(dir.join("log.db")).await.unwrap();
-    let pool = event_runtime::transport::sqlite::SqliteTransport::open(dir.join("log.db"))
-        .await
-        .unwrap()
-        .pool()
-        .clone();
+    let pool = common::sqlite_pool(dir.join("log.db")).await;
     app.group_options(
         "fulfil",
         event_runtime::app::GroupOptions {
@@ -564,14 +558,7 @@ async fn in_the_sqlite_inbox_a_topic_rolled_back_by_a_later_one_ends_as_aborted(
     .execute(&pool)
     .await
     .unwrap();
-    running
-        .publisher()
-        .publish(Envelope::event(OrderPlaced {
-            order: "o-1".into(),
-        }))
-        .await
-        .unwrap();
-    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    place(&running, "o-1").await;
     let stats = running.stats("fulfil").unwrap();
     running.stop().await;
     assert_eq!(stats.dead_lettered, 1, "{stats:?}");
@@ -626,14 +613,7 @@ async fn through_the_outbox_the_creator_is_the_parent_not_the_relay() {
     );
     shop(&mut app).await;
     let running = app.start().await.unwrap();
-    running
-        .publisher()
-        .publish(Envelope::event(OrderPlaced {
-            order: "o-5".into(),
-        }))
-        .await
-        .unwrap();
-    assert!(running.wait_idle(Duration::from_secs(10)).await);
+    place(&running, "o-5").await;
     let spans = spans(&exporter, 4).await;
     let process_orders = named(&spans, "process orders");
     let relay = named(&spans, "send shipping");

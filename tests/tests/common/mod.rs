@@ -235,3 +235,13 @@ impl Drop for Running {
         }
     }
 }
+
+/// A pool on the embedded engine's file at `path` (the app's own is not public): for the tests'
+/// own tables and statements beside the app.
+pub async fn sqlite_pool(path: impl AsRef<std::path::Path>) -> sqlx::SqlitePool {
+    event_runtime::transport::sqlite::SqliteTransport::open(path)
+        .await
+        .unwrap()
+        .pool()
+        .clone()
+}
